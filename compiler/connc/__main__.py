@@ -1,0 +1,3 @@
+from connc.cli import main
+
+main()

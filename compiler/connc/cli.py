@@ -1,0 +1,108 @@
+"""The command line. Commands are thin: parse options, call one function, return an exit code.
+
+Imports of the heavy modules happen inside each command, so `connc render` pays only for
+what rendering uses (its start-up time is a product metric).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from connc.errors import ConncError, ExitCode
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def repo_option(function: F) -> F:
+    return click.option(
+        "--repo", "repo", default=".", show_default=True,
+        type=click.Path(file_okay=False, path_type=str),
+        help="The connection repository (its root, where .sops.yaml is).",
+    )(function)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="connc", prog_name="connc")
+def cli() -> None:
+    """Compile SOPS-encrypted service connections into per-pipeline credential bundles."""
+
+
+@cli.command()
+@repo_option
+@click.option("--decrypt", is_flag=True,
+              help="Also decrypt every connection (needs a sops key) and check its contents.")
+@click.option("--format", "output_format", default="auto", show_default=True,
+              type=click.Choice(["auto", "text", "json", "github"]),
+              help="auto is github under GitHub Actions, else text.")
+@click.option("--strict", is_flag=True, help="Fail on warnings too.")
+def validate(repo: str, decrypt: bool, output_format: str, strict: bool) -> None:
+    """Check every file, reference and scope of use. Keyless unless --decrypt.
+
+    Exit 0 when there is no error, 1 when findings fail, 2 for usage or environment errors.
+
+    \b
+    Examples:
+      connc validate
+      connc validate --repo infra/connections --format json
+      SOPS_AGE_KEY_FILE=key.txt connc validate --decrypt --strict
+    """
+    from connc import reporters
+    from connc.findings import has_errors
+    from connc.repository import find_root
+    from connc.validate import validate as run_validate
+
+    report = run_validate(find_root(repo), decrypt=decrypt)
+    reporters.REPORTERS[reporters.resolve_format(output_format)](
+        report.findings, report.files, sys.stdout)
+    sys.exit(ExitCode.FINDINGS if has_errors(report.findings, strict=strict) else ExitCode.OK)
+
+
+@cli.command()
+@click.option("--out", "out", default="schema", show_default=True,
+              type=click.Path(file_okay=False, path_type=str),
+              help="Directory for the *.schema.json files.")
+def schema(out: str) -> None:
+    """Write JSON Schemas for every file kind (for editors and other checkers).
+
+    \b
+    Examples:
+      connc schema
+      connc schema --out /tmp/schemas
+    """
+    from connc.schema import write_schemas
+
+    for path in write_schemas(out):
+        click.echo(path)
+
+
+def main() -> None:
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE)
+    except click.exceptions.Abort:
+        sys.exit(ExitCode.INTERRUPTED)
+    except ConncError as exc:
+        click.echo(f"connc: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("connc: interrupted", err=True)
+        sys.exit(ExitCode.INTERRUPTED)
+    except BrokenPipeError:
+        sys.exit(ExitCode.OK)
+    except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into exit 3
+        # The message of an unexpected exception could quote a value; show where, not what.
+        frame = traceback.extract_tb(exc.__traceback__)[-1]
+        where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
+        click.echo(f"connc: internal error ({type(exc).__name__} at {where}); please report it",
+                   err=True)
+        sys.exit(ExitCode.INTERNAL)

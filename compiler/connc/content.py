@@ -1,0 +1,108 @@
+"""`validate --decrypt`: decrypt each connection and check what the credential holds.
+
+Values are `Secret`s from the moment sops returns them; messages name fields, never values.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from connc import models, sops
+from connc.errors import SopsError
+from connc.filecheck import ConnectionSummary, read_document
+from connc.findings import Finding, finding
+from connc.pem import b64_pem, certificate_key_mismatch, private_key_problem
+from connc.secrets import Secret
+
+# Fields that hold PEM text and may span lines; every other value must be one line.
+MULTILINE_FIELDS = frozenset({"privateKey", "sshPrivateKey"})
+
+
+def control_character_problem(field: str, value: str) -> str | None:
+    allowed = "\n" if field in MULTILINE_FIELDS else ""
+    for char in value:
+        if (ord(char) < 0x20 or ord(char) == 0x7F) and char not in allowed:
+            what = "a newline" if char in "\r\n" else f"control character U+{ord(char):04X}"
+            return (f"`credential.{field}` contains {what}, which would inject into git's "
+                    f"credential protocol or a config file")
+    return None
+
+
+def credential_problems(connection_type: str, credential: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(field, code, message) for each problem in a decrypted credential."""
+    problems: list[tuple[str, str, str]] = []
+    values: dict[str, str] = {}
+    for field, value in credential.items():
+        if not isinstance(value, Secret):
+            continue
+        text = value.reveal()
+        if not text.strip():
+            problems.append((field, "CONNC602", f"`credential.{field}` is empty"))
+            continue
+        control = control_character_problem(field, text)
+        if control:
+            problems.append((field, "CONNC606", control))
+            continue
+        values[field] = text
+    if connection_type == "github-app" and "privateKey" in values:
+        problem = private_key_problem(values["privateKey"].encode(), rsa_only=True)
+        if problem:
+            problems.append(("privateKey", "CONNC603", f"`credential.privateKey` {problem}"))
+    if connection_type == "git" and "sshPrivateKey" in values:
+        problem = private_key_problem(values["sshPrivateKey"].encode())
+        if problem:
+            problems.append(("sshPrivateKey", "CONNC603", f"`credential.sshPrivateKey` {problem}"))
+    if connection_type == "kubernetes":
+        problems += _client_certificate(values)
+    return problems
+
+
+def _client_certificate(values: dict[str, str]) -> list[tuple[str, str, str]]:
+    pems = {}
+    problems = []
+    for field in ("clientCertificateData", "clientKeyData"):
+        if field in values:
+            pem = b64_pem(values[field])
+            if pem is None:
+                problems.append((field, "CONNC605", f"`credential.{field}` is not base64-encoded "
+                                                    f"PEM (as in a kubeconfig)"))
+            else:
+                pems[field] = pem
+    if len(pems) == 2:
+        mismatch = certificate_key_mismatch(pems["clientCertificateData"], pems["clientKeyData"])
+        if mismatch:
+            problems.append(("clientCertificateData", "CONNC604", mismatch))
+    return problems
+
+
+def check_contents(root: Path, connections: list[ConnectionSummary]) -> list[Finding]:
+    sops.binary()  # a missing binary is an environment error (exit 2), raised before any work
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = pool.map(lambda summary: _check_one(root, summary), connections)
+        return [f for found in results for f in found]
+
+
+def _check_one(root: Path, summary: ConnectionSummary) -> list[Finding]:
+    try:
+        document = sops.decrypt(root, summary.relpath)
+    except SopsError as error:
+        return [finding(summary.relpath, *summary.sops_pos, "CONNC601",
+                        f"cannot decrypt: {error.message}")]
+    credential = document.get("credential")
+    if not isinstance(credential, dict):
+        return []
+    problems = credential_problems(summary.type, credential)
+    if not problems:
+        return []
+    # Positions come from the encrypted file: the keys are the same, and it is plaintext.
+    encrypted, _ = read_document(root, summary.relpath)
+    found = []
+    for field, code, message in problems:
+        line, column = encrypted.position(("credential", field)) if encrypted else (1, 1)
+        found.append(finding(summary.relpath, line, column, code, message))
+    return found
+
+
+__all__ = ["check_contents", "credential_problems", "control_character_problem", "models"]

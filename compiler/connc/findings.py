@@ -1,0 +1,113 @@
+"""Findings are values: where a problem is, its stable code, how bad it is, what to do.
+
+Every code connc can emit is listed in `CODES`, and `docs/checks.md` documents each one
+(a test keeps the two in step). Codes are stable: a code is never reused for another check.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Finding:
+    path: str  # relative to the repository root, with forward slashes
+    line: int  # 1-based; 1 when a finding concerns a whole file
+    column: int  # 1-based
+    code: str
+    severity: Severity
+    message: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "line": self.line,
+            "column": self.column,
+            "code": self.code,
+            "severity": self.severity.value,
+            "message": self.message,
+        }
+
+
+E, W = Severity.ERROR, Severity.WARNING
+
+# code: (default severity, short title). The title is the heading in docs/checks.md.
+CODES: dict[str, tuple[Severity, str]] = {
+    # 0xx: the file itself
+    "CONNC001": (E, "YAML syntax error"),
+    "CONNC002": (E, "duplicate key"),
+    "CONNC003": (E, "file cannot be read"),
+    "CONNC004": (E, "empty file"),
+    "CONNC005": (E, "several YAML documents in one file"),
+    "CONNC006": (E, "file too large"),
+    "CONNC007": (E, "symlink leaves the repository"),
+    "CONNC008": (E, "not a regular file"),
+    "CONNC009": (E, "alias expansion too large"),
+    "CONNC010": (E, "not UTF-8 text"),
+    "CONNC011": (E, "members.yaml missing"),
+    "CONNC012": (E, "misnamed file"),
+    "CONNC013": (W, "byte-order mark"),
+    "CONNC014": (E, ".sops.yaml missing or invalid"),
+    # 1xx: the document against its model
+    "CONNC101": (E, "unknown field"),
+    "CONNC102": (E, "invalid value"),
+    "CONNC103": (E, "missing field"),
+    "CONNC104": (E, "wrong apiVersion or kind"),
+    "CONNC105": (E, "file name does not match metadata.id"),
+    "CONNC106": (E, "duplicate id"),
+    "CONNC107": (E, "insecure or malformed URL"),
+    "CONNC108": (W, "TLS verification disabled"),
+    "CONNC109": (E, "invalid certificate data"),
+    # 2xx: references between files
+    "CONNC201": (E, "unknown owner"),
+    "CONNC202": (E, "unknown scope member"),
+    "CONNC203": (E, "unknown team"),
+    "CONNC204": (E, "owner not in team"),
+    "CONNC205": (E, "unknown connection"),
+    "CONNC206": (E, "unknown team member"),
+    "CONNC207": (E, "option not valid for this connection type"),
+    "CONNC208": (E, "connection used twice"),
+    "CONNC209": (W, "members ignored for this visibility"),
+    # 3xx: scope of use
+    "CONNC301": (E, "private connection used by another owner's pipeline"),
+    "CONNC302": (E, "custom connection used by a pipeline outside its members"),
+    # 4xx: encryption
+    "CONNC401": (E, "file not encrypted"),
+    "CONNC402": (E, "plaintext value in credential"),
+    "CONNC403": (E, "secret-looking plaintext"),
+    "CONNC404": (E, "encrypted value outside credential"),
+    "CONNC405": (E, "recipients drift from .sops.yaml"),
+    "CONNC406": (E, "no .sops.yaml creation rule matches"),
+    "CONNC407": (E, "encryption settings drift from .sops.yaml"),
+    "CONNC408": (E, "recipient outside scope"),
+    "CONNC409": (W, "principal in scope has no recipient"),
+    "CONNC410": (E, "credential copied from another file"),
+    "CONNC411": (E, "encrypted value of the wrong type"),
+    "CONNC412": (E, "malformed sops metadata"),
+    # 5xx: expiry
+    "CONNC501": (E, "credential expired"),
+    "CONNC502": (W, "credential expires soon"),
+    # 6xx: content checks (--decrypt)
+    "CONNC601": (E, "cannot decrypt"),
+    "CONNC602": (E, "credential field empty"),
+    "CONNC603": (E, "private key does not parse"),
+    "CONNC604": (E, "client certificate does not match its key"),
+    "CONNC605": (E, "credential value not valid base64 PEM"),
+    "CONNC606": (E, "control character in credential"),
+}
+
+
+def finding(path: str, line: int, column: int, code: str, message: str,
+            severity: Severity | None = None) -> Finding:
+    default, _title = CODES[code]
+    return Finding(path, max(line, 1), max(column, 1), code, severity or default, message)
+
+
+def has_errors(findings: list[Finding], *, strict: bool = False) -> bool:
+    return any(f.severity is Severity.ERROR or strict for f in findings)

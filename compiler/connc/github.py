@@ -1,0 +1,476 @@
+"""Minting and revoking GitHub App installation tokens (spec section 4.1).
+
+`requests`, `jwt` and `cryptography` are imported inside the functions that use them: the
+start-up time of `connc render` is a measured product metric, and most renders mint nothing.
+
+Every message raised from here is shown to the user, so none may contain the private key, the
+JWT signed with it, or an installation token. Three habits keep it that way:
+  * secrets travel as `Secret` and are revealed only where a request or a signature needs them;
+  * a `GitHubError` is raised *outside* any `except` block, so it carries no `__context__`
+    (a `JSONDecodeError` keeps the whole response body, which can hold a token);
+  * text that GitHub sent back is shown only through `_safe_github_message`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import time
+import unicodedata
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from connc import __version__
+from connc.errors import GitHubError
+from connc.secrets import Secret
+
+if TYPE_CHECKING:
+    import requests
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+
+DEFAULT_API_URL = "https://api.github.com"
+API_VERSION = "2022-11-28"
+USER_AGENT = f"connc/{__version__}"
+
+# GitHub refuses a JWT whose exp is more than 10 minutes after iat. Backdating iat by 60 s
+# absorbs a runner clock that is a little ahead of GitHub's; 9 minutes keeps exp inside the
+# 10-minute window even then.
+JWT_BACKDATE_SECONDS = 60
+JWT_LIFETIME_SECONDS = 9 * 60
+TOKEN_LIFETIME = dt.timedelta(hours=1)
+
+_BACKOFF_BASE = 1.0  # seconds before the 2nd attempt; doubles per attempt
+_BACKOFF_CAP = 16.0
+_SECONDARY_RATE_LIMIT_WAIT = 60.0  # GitHub: without retry-after, "wait at least one minute"
+_MESSAGE_CAP = 200
+
+# Credentials that could show up in text GitHub echoes back: tokens (ghs_, ghp_, github_pat_),
+# JWTs, and long base64 runs such as PEM lines.
+_CREDENTIAL_RE = re.compile(
+    r"gh[pousr]_[A-Za-z0-9_]+|github_pat_[A-Za-z0-9_]+"
+    r"|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*"
+    r"|[A-Za-z0-9+/=_-]{32,}"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class InstallationToken:
+    """A minted installation token. `repositories` is None when it covers all of them."""
+
+    token: Secret
+    expires_at: dt.datetime  # aware, UTC
+    permissions: dict[str, str]
+    repositories: list[str] | None
+
+
+def jwt_for_app(
+    app_id: str, private_key: Secret, now: float, *, connection: str = "github-app"
+) -> str:
+    """The RS256 JWT that authenticates as the App itself, valid for about 9 minutes."""
+    return _encode_jwt(app_id, _load_rsa_key(private_key, connection), now)
+
+
+class GitHubApp:
+    """One GitHub App of one connection, able to mint installation tokens."""
+
+    def __init__(
+        self,
+        api_url: str,
+        app_id_or_client_id: str,
+        private_key: Secret,
+        *,
+        connection: str = "github-app",
+        timeout: float = 10.0,
+        max_attempts: int = 4,
+        max_wait: float = 60.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app_id = str(app_id_or_client_id).strip()
+        if not self.app_id:
+            raise GitHubError(f"connection '{connection}': the App ID / client ID is empty")
+        self.connection = connection
+        self._private_key = private_key
+        self._key: RSAPrivateKey | None = None  # parsed on first use, then reused
+        self._clock = clock
+        # A fresh _Client per request keeps one GitHubApp usable from several threads.
+        self._new_client = lambda: _Client(api_url, connection, timeout, max_attempts, max_wait,
+                                           sleep, clock)
+        self._display_url = self._new_client().display_url
+
+    def __repr__(self) -> str:
+        return f"GitHubApp({self._display_url!r}, app_id={self.app_id!r})"
+
+    def mint_installation_token(
+        self,
+        installation_id: int,
+        repositories: Sequence[str] | None = None,
+        permissions: Mapping[str, str] | None = None,
+    ) -> InstallationToken:
+        """POST /app/installations/{id}/access_tokens, scoped to what the pipeline declares."""
+        conn = self.connection
+        if isinstance(installation_id, bool) or not isinstance(installation_id, int) \
+                or installation_id <= 0:
+            raise GitHubError(f"connection '{conn}': installationId must be a positive integer")
+        body: dict[str, Any] = {}
+        # An empty list or mapping would be dropped by GitHub and so widen the token to the
+        # whole installation: the opposite of what a pipeline that declares "nothing" means.
+        if repositories is not None:
+            if not repositories:
+                raise GitHubError(f"connection '{conn}': the repositories list is empty")
+            body["repositories"] = list(repositories)
+        if permissions is not None:
+            if not permissions:
+                raise GitHubError(f"connection '{conn}': the permissions mapping is empty")
+            body["permissions"] = dict(permissions)
+
+        if self._key is None:
+            self._key = _load_rsa_key(self._private_key, conn)
+        key = self._key
+        # A fresh JWT per attempt: a rate-limit wait must not let it go stale.
+        auth = _BearerAuth(lambda: _encode_jwt(self.app_id, key, self._clock()))
+        client = self._new_client()
+        response = client.send(
+            "POST", f"/app/installations/{installation_id}/access_tokens", auth, body,
+            what="mint an installation token",
+        )
+        status = response.status_code
+        if status in (200, 201):
+            return self._parse_token(response, client)
+
+        said = _said(response, auth.secrets_sent())
+        app = f"App '{self.app_id}'"
+        if status == 401:
+            raise GitHubError(
+                f"connection '{conn}': GitHub rejected the JWT of {app} (HTTP 401){said}. Check "
+                "that appId/clientId belongs to this private key, and that this machine's clock "
+                "is within a minute of GitHub's (the JWT's iat is backdated 60 s, exp is +9 min)"
+            )
+        if status == 404:
+            raise GitHubError(
+                f"connection '{conn}': installation {installation_id} not found for {app} "
+                f"(HTTP 404) at {client.display_url}{said}. Check installationId, and that "
+                "the App is installed on the account that owns the repositories"
+                + client.enterprise_hint()
+            )
+        if status == 422:
+            asked = []
+            if repositories is not None:
+                asked.append(f"repositories {', '.join(repositories)}")
+            if permissions is not None:
+                asked.append("permissions " + ", ".join(f"{k}: {v}" for k, v in permissions.items()))
+            raise GitHubError(
+                f"connection '{conn}': the {' and '.join(asked) or 'scope'} requested exceed what "
+                f"installation {installation_id} of {app} was granted (HTTP 422){said}"
+            )
+        raise client.unexpected(response, "mint an installation token", said)
+
+    def _parse_token(self, response: requests.Response, client: _Client) -> InstallationToken:
+        data = _json_or_none(response)
+        token = data.get("token") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token or not token.isprintable() or " " in token:
+            raise GitHubError(
+                f"connection '{self.connection}': GitHub answered the token request without a "
+                "usable token (not a GitHub API?)"
+            )
+        secret = Secret(token)
+        assert isinstance(data, dict)
+        expires_at = _parse_utc(data.get("expires_at"))
+        if expires_at is None:
+            # The token exists but we cannot say when it dies: do not leave it live behind us.
+            try:
+                revoke_installation_token(
+                    client.api_url, secret, timeout=client.timeout, max_attempts=1,
+                    connection=self.connection, clock=client.clock,
+                )
+            except GitHubError:
+                pass
+            raise GitHubError(
+                f"connection '{self.connection}': GitHub's token response has no valid "
+                "expires_at; the token was revoked"
+            )
+        permissions = data.get("permissions")
+        repos = data.get("repositories")
+        return InstallationToken(
+            token=secret,
+            expires_at=expires_at,
+            permissions={str(k): str(v) for k, v in permissions.items()}
+            if isinstance(permissions, dict) else {},
+            repositories=[str(r["name"]) for r in repos if isinstance(r, dict) and "name" in r]
+            if isinstance(repos, list) else None,
+        )
+
+
+def revoke_installation_token(
+    api_url: str,
+    token: Secret,
+    *,
+    timeout: float = 10.0,
+    connection: str = "github-app",
+    max_attempts: int = 4,
+    max_wait: float = 60.0,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.time,
+) -> bool:
+    """DELETE /installation/token. True if revoked now, False if it was already dead (401)."""
+    client = _Client(api_url, connection, timeout, max_attempts, max_wait, sleep, clock)
+    auth = _BearerAuth(token.reveal)
+    response = client.send("DELETE", "/installation/token", auth, None,
+                           what="revoke an installation token")
+    if response.status_code == 204:
+        return True
+    if response.status_code == 401:  # expired or revoked already: nothing left to do
+        return False
+    said = _said(response, auth.secrets_sent())
+    raise client.unexpected(response, "revoke an installation token", said)
+
+
+# --- internals -------------------------------------------------------------------------------
+
+
+class _BearerAuth:
+    """requests auth hook. Passing auth (rather than a header) also stops requests from
+    replacing our Authorization with a ~/.netrc entry for the API host."""
+
+    __slots__ = ("_make", "_sent")
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make = make
+        self._sent: list[str] = []
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        credential = self._make()
+        self._sent.append(credential)
+        request.headers["Authorization"] = f"Bearer {credential}"
+        return request
+
+    def secrets_sent(self) -> list[str]:
+        return list(self._sent)
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(**********)"
+
+
+class _Client:
+    """Requests with timeouts, retries and backoff, and messages that name the connection."""
+
+    def __init__(self, api_url: str, connection: str, timeout: float, max_attempts: int,
+                 max_wait: float, sleep: Callable[[float], None], clock: Callable[[], float]) -> None:
+        self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
+        parts = urlsplit(self.api_url)
+        # Shown in messages: never any user:password@ that may sit in a URL.
+        self.display_url = f"{parts.scheme}://{parts.hostname or ''}" + (
+            f":{parts.port}" if parts.port else "") + parts.path
+        self.connection = connection
+        self.timeout = timeout
+        self.max_attempts = max(1, max_attempts)
+        self.max_wait = max_wait
+        self.sleep = sleep
+        self.clock = clock
+        self.attempts = 0
+
+    def send(self, method: str, path: str, auth: _BearerAuth, body: dict[str, Any] | None,
+             *, what: str) -> requests.Response:
+        """The first response not worth retrying, or the last one. Raises when GitHub cannot
+        be reached, or when a rate limit outlasts `max_wait`."""
+        import requests
+
+        headers = {
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": API_VERSION,
+            "User-Agent": USER_AGENT,
+        }
+        waited = 0.0
+        with requests.Session() as session:
+            for attempt in range(1, self.max_attempts + 1):
+                self.attempts = attempt
+                failure: str | None = None
+                response: requests.Response | None = None
+                try:
+                    # verify is left alone: requests then honours REQUESTS_CA_BUNDLE. No
+                    # redirects: a bearer credential goes to the API host and nowhere else.
+                    response = session.request(method, self.api_url + path, headers=headers,
+                                               json=body, auth=auth, timeout=self.timeout,
+                                               allow_redirects=False)
+                except requests.exceptions.SSLError:
+                    failure = "tls"
+                except requests.exceptions.Timeout:
+                    failure = f"no answer within {self.timeout:g} s"
+                except requests.exceptions.ConnectionError:
+                    failure = "connection failed"
+                except requests.exceptions.RequestException:
+                    failure = "invalid"
+                # Raised here, outside the except blocks, so no requests exception rides along.
+                if failure == "tls":  # a missing CA does not fix itself: no retry
+                    raise GitHubError(
+                        f"connection '{self.connection}': TLS verification of "
+                        f"{self.display_url} failed; for a private CA set REQUESTS_CA_BUNDLE or "
+                        "SSL_CERT_FILE"
+                    )
+                if failure == "invalid":
+                    raise GitHubError(f"connection '{self.connection}': cannot {what} at "
+                                      f"{self.display_url}: invalid apiUrl")
+                if response is None:
+                    # A POST whose answer was lost may have minted a token anyway; it dies
+                    # within the hour, which is acceptable next to failing the render.
+                    delay = _backoff(attempt)
+                    if attempt == self.max_attempts or waited + delay > self.max_wait:
+                        raise GitHubError(
+                            f"connection '{self.connection}': cannot {what}: {failure} "
+                            f"({self.display_url}, {attempt} attempts)"
+                        )
+                else:
+                    retry = self._retry_delay(response, attempt)
+                    if retry is None or attempt == self.max_attempts:
+                        return response
+                    delay, reset_at, rate_limited = retry
+                    if waited + delay > self.max_wait:
+                        if rate_limited:
+                            raise self._rate_limited(response, what, delay, reset_at)
+                        return response
+                self.sleep(delay)
+                waited += delay
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _retry_delay(self, response: requests.Response, attempt: int
+                     ) -> tuple[float, float | None, bool] | None:
+        """(seconds to wait, reset epoch if known, is a rate limit) when worth retrying."""
+        status = response.status_code
+        h = response.headers
+        retry_after = _number(h.get("retry-after"))
+        if status in (403, 429):
+            if retry_after is not None:
+                return max(0.0, retry_after), self.clock() + retry_after, True
+            if h.get("x-ratelimit-remaining") == "0":
+                reset = _number(h.get("x-ratelimit-reset"))
+                if reset is None:
+                    return _backoff(attempt), None, True
+                # +1 s: the reset epoch has whole-second resolution.
+                return max(0.0, reset - self.clock() + 1), reset, True
+            if status == 429 or "rate limit" in _said(response, []).lower():
+                return _SECONDARY_RATE_LIMIT_WAIT, None, True
+            return None  # a plain 403 is a refusal, not a rate limit
+        if status >= 500:
+            return (_backoff(attempt) if retry_after is None else max(0.0, retry_after)), None, False
+        return None
+
+    def _rate_limited(self, response: requests.Response, what: str, delay: float,
+                      reset_at: float | None) -> GitHubError:
+        when = ""
+        if reset_at is not None:
+            stamp = dt.datetime.fromtimestamp(reset_at, dt.timezone.utc)
+            when = f" until {stamp.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+        return GitHubError(
+            f"connection '{self.connection}': GitHub rate-limits this App{when} (HTTP "
+            f"{response.status_code}, {delay:.0f} s from now), longer than connc waits "
+            f"({self.max_wait:g} s); cannot {what}, retry after the reset"
+        )
+
+    def unexpected(self, response: requests.Response, what: str, said: str) -> GitHubError:
+        status = response.status_code
+        if status in (403, 429) and self._retry_delay(response, self.max_attempts) is not None:
+            reason = f"still rate-limited after {self.attempts} attempts"
+        elif status >= 500:
+            reason = f"GitHub failed with HTTP {status} ({self.attempts} attempts)"
+        else:
+            reason = f"unexpected HTTP {status}"
+        return GitHubError(
+            f"connection '{self.connection}': cannot {what} at {self.display_url}: {reason}{said}"
+        )
+
+    def enterprise_hint(self) -> str:
+        if self.api_url == DEFAULT_API_URL or self.api_url.endswith("/api/v3"):
+            return ""
+        return " (for GitHub Enterprise Server apiUrl is https://HOST/api/v3)"
+
+
+def _load_rsa_key(private_key: Secret, connection: str) -> RSAPrivateKey:
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    pem = private_key.reveal().strip()
+    if "\\n" in pem and "\n" not in pem:
+        pem = pem.replace("\\n", "\n")  # a key pasted with escaped newlines, as in env vars
+    key: object = None
+    try:
+        # Both PKCS#1 ("RSA PRIVATE KEY", what GitHub hands out) and PKCS#8 ("PRIVATE KEY").
+        key = load_pem_private_key(pem.encode(), password=None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        pass  # raised below, outside the except block: the cause must not ride along
+    if not isinstance(key, RSAPrivateKey):
+        raise GitHubError(
+            f"privateKey of connection '{connection}' is not a valid RSA private key "
+            "(PKCS#1 or PKCS#8 PEM)"
+        )
+    return key
+
+
+def _encode_jwt(app_id: str, key: RSAPrivateKey, now: float) -> str:
+    import jwt
+
+    issued = int(now)
+    claims = {
+        "iat": issued - JWT_BACKDATE_SECONDS,
+        "exp": issued + JWT_LIFETIME_SECONDS,
+        "iss": str(app_id),
+    }
+    return jwt.encode(claims, key, algorithm="RS256")
+
+
+def _backoff(attempt: int) -> float:
+    return min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
+
+
+def _number(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None  # an HTTP-date retry-after: GitHub sends seconds; fall back to backoff
+
+
+def _parse_utc(value: object) -> dt.datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)  # Python 3.11 reads the trailing "Z"
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.timezone.utc)
+    return parsed.astimezone(dt.timezone.utc)
+
+
+def _json_or_none(response: requests.Response) -> object:
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        return None  # the decode error holds the body; let it die here
+
+
+def _said(response: requests.Response, secrets: list[str]) -> str:
+    """': GitHub said "..."' for an error response, or '' when there is nothing safe to say."""
+    data = _json_or_none(response)
+    message = data.get("message") if isinstance(data, dict) else None
+    if not isinstance(message, str):
+        return ""
+    message = _safe_github_message(message, secrets)
+    return f': GitHub said "{message}"' if message else ""
+
+
+def _safe_github_message(message: str, secrets: list[str]) -> str:
+    # Control characters first: removing them could otherwise join a split token back up.
+    text = "".join(" " if unicodedata.category(c).startswith("C") else c for c in message)
+    text = " ".join(text.split())
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "[redacted]")
+    text = _CREDENTIAL_RE.sub("[redacted]", text)
+    if len(text) > _MESSAGE_CAP:
+        text = text[: _MESSAGE_CAP - 1] + "…"
+    return text

@@ -1,0 +1,132 @@
+"""Pydantic validation errors as findings at the line and column of the key or value."""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from connc.findings import Finding, finding
+from connc.models import CONNECTION_TYPES
+from connc.yamldoc import Document
+
+_URL_ERRORS = {"url_invalid", "url_insecure", "url_credentials"}
+
+
+def findings_from(error: ValidationError, model: type[BaseModel], doc: Document,
+                  relpath: str) -> list[Finding]:
+    results = []
+    for item in error.errors(include_input=False, include_url=False):
+        loc = _data_path(item["loc"])
+        results.append(_one(item["type"], item["msg"], loc, model, doc, relpath))
+    return results
+
+
+def _data_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    # Discriminated unions add the tag to the location: ('spec', 'kubernetes', 'server').
+    path: list[str | int] = []
+    for step in loc:
+        if path and path[-1] == "spec" and step in CONNECTION_TYPES:
+            continue
+        path.append(step)
+    return tuple(path)
+
+
+def dotted(path: tuple[str | int, ...]) -> str:
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
+    return text or "(document)"
+
+
+def _one(kind: str, msg: str, loc: tuple[str | int, ...], model: type[BaseModel], doc: Document,
+         relpath: str) -> Finding:
+    where = dotted(loc)
+    if kind == "extra_forbidden":
+        line, column = doc.position(loc, key=True)
+        allowed = allowed_fields(model, loc[:-1], doc.data)
+        hint = suggest(str(loc[-1]), allowed)
+        return finding(relpath, line, column, "CONNC101", f"unknown field `{where}`{hint}")
+    if kind == "missing":
+        line, column = doc.position(loc[:-1], key=True) if len(loc) > 1 else (1, 1)
+        return finding(relpath, line, column, "CONNC103", f"`{where}` is required")
+    line, column = doc.position(loc)
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        value = _value_at(doc.data, loc + ("type",))
+        line, column = doc.position(loc + ("type",))
+        if kind == "union_tag_not_found" or not isinstance(value, str):
+            return finding(relpath, line, column, "CONNC103",
+                           f"`{where}.type` is required: one of {', '.join(CONNECTION_TYPES)}")
+        return finding(relpath, line, column, "CONNC102",
+                       f"`{where}.type` is not a connection type{suggest(value, CONNECTION_TYPES)}"
+                       f" (one of {', '.join(CONNECTION_TYPES)})")
+    if loc in (("apiVersion",), ("kind",)):
+        return finding(relpath, line, column, "CONNC104", f"`{where}`: {msg}")
+    if kind in _URL_ERRORS:
+        return finding(relpath, line, column, "CONNC107", f"`{where}` {msg}")
+    if kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
+        msg = "must be lowercase letters, digits and dashes, 1 to 63 characters, " \
+              "starting and ending with a letter or digit"
+    return finding(relpath, line, column, "CONNC102", f"`{where}`: {msg}")
+
+
+def _value_at(data: Any, path: tuple[str | int, ...]) -> Any:
+    for step in path:
+        if isinstance(data, dict) and step in data:
+            data = data[step]
+        elif isinstance(data, list) and isinstance(step, int) and step < len(data):
+            data = data[step]
+        else:
+            return None
+    return data
+
+
+def suggest(word: str, candidates: typing.Iterable[str]) -> str:
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean `{close[0]}`?" if close else ""
+
+
+def allowed_fields(model: type[BaseModel], path: tuple[str | int, ...], data: Any) -> list[str]:
+    """Field names (as spelled in YAML) of the model that sits at `path` in the document."""
+    current: type[BaseModel] | None = model
+    for depth, step in enumerate(path):
+        if current is None:
+            return []
+        field = next((f for n, f in current.model_fields.items() if (f.alias or n) == step), None)
+        if field is None:
+            continue  # a list index or a dict key: stay on the element model
+        current = _pick_model(field.annotation, _value_at(data, path[: depth + 1]))
+    if current is None:
+        return []
+    return [f.alias or n for n, f in current.model_fields.items()]
+
+
+def _pick_model(annotation: Any, value: Any) -> type[BaseModel] | None:
+    models = list(_models_in(annotation))
+    if len(models) <= 1:
+        return models[0] if models else None
+    wanted = value.get("type") if isinstance(value, dict) else None
+    for candidate in models:
+        field = candidate.model_fields.get("type")
+        if field is not None and wanted in typing.get_args(field.annotation):
+            return candidate
+    return None
+
+
+def _models_in(annotation: Any) -> typing.Iterator[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+        return
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        yield from _models_in(typing.get_args(annotation)[0])
+        return
+    if origin is dict:
+        yield from _models_in(typing.get_args(annotation)[1])
+        return
+    if origin in (list, tuple, typing.Union, types.UnionType):
+        for arg in typing.get_args(annotation):
+            yield from _models_in(arg)

@@ -1,0 +1,224 @@
+"""Checks across files: ids, references, scope of use, and who can decrypt what."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from connc import models
+from connc.filecheck import ConnectionSummary, PipelineSummary
+from connc.findings import Finding, finding
+from connc.modelerrors import suggest
+from connc.repository import MEMBERS_FILE
+from connc.scope import ConnectionScope, PipelineScope, decide
+from connc.sopsmeta import recipient_of_member_key
+from connc.yamldoc import Document
+
+
+class Principals:
+    """users and teams of members.yaml, with their recipients in sops' form."""
+
+    def __init__(self, members: models.Members | None) -> None:
+        self.users = dict(members.users) if members else {}
+        self.teams = dict(members.teams) if members else {}
+
+    def user_recipients(self, user: str) -> set[str]:
+        found = self.users.get(user)
+        return {recipient_of_member_key(r) for r in found.recipients} if found else set()
+
+    def team_recipients(self, team: str) -> set[str]:
+        found = self.teams.get(team)
+        if not found:
+            return set()
+        result = {recipient_of_member_key(r) for r in found.recipients}
+        for user in found.members:
+            result |= self.user_recipients(user)
+        return result
+
+    def all_recipients(self) -> set[str]:
+        result: set[str] = set()
+        for user in self.users:
+            result |= self.user_recipients(user)
+        for team in self.teams:
+            result |= self.team_recipients(team)
+        return result
+
+
+def check_members(members: models.Members, document: Document) -> list[Finding]:
+    found = []
+    for team, spec in members.teams.items():
+        for index, user in enumerate(spec.members):
+            if user not in members.users:
+                line, column = document.position(("teams", team, "members", index))
+                found.append(finding(MEMBERS_FILE, line, column, "CONNC206",
+                                     f"team `{team}` lists `{user}`, who is not under `users`"
+                                     f"{suggest(user, members.users)}"))
+    return found
+
+
+def check_repository(connections: list[ConnectionSummary], pipelines: list[PipelineSummary],
+                     principals: Principals, admin_recipients: set[str],
+                     members_known: bool) -> list[Finding]:
+    found: list[Finding] = []
+    found += _duplicate_ids(connections, "connection")
+    found += _duplicate_ids(pipelines, "pipeline")
+    by_id = {c.id: c for c in connections}
+    pipeline_ids = {p.id for p in pipelines}
+    if members_known:
+        for connection in connections:
+            found += _connection_references(connection, principals, pipeline_ids)
+        for pipeline in pipelines:
+            found += _pipeline_references(pipeline, principals)
+    for pipeline in pipelines:
+        found += _uses(pipeline, by_id)
+    found += _copied_credentials(connections)
+    enforcing = bool(admin_recipients or principals.all_recipients()
+                     or any(p.recipients for p in pipelines))
+    if enforcing and members_known:
+        pipelines_by_id = {p.id: p for p in pipelines}
+        for connection in connections:
+            found += _recipients_in_scope(connection, principals, pipelines_by_id, admin_recipients)
+    return found
+
+
+def _duplicate_ids(summaries: list[ConnectionSummary] | list[PipelineSummary],
+                   kind: str) -> list[Finding]:
+    first: dict[str, str] = {}
+    found = []
+    for summary in summaries:
+        if summary.id in first:
+            found.append(finding(summary.relpath, *summary.id_pos, "CONNC106",
+                                 f"{kind} id `{summary.id}` is also used by {first[summary.id]}"))
+        else:
+            first[summary.id] = summary.relpath
+    return found
+
+
+def _connection_references(connection: ConnectionSummary, principals: Principals,
+                           pipeline_ids: set[str]) -> list[Finding]:
+    found = []
+    if connection.owner not in principals.users:
+        found.append(finding(connection.relpath, *connection.owner_pos, "CONNC201",
+                             f"owner `{connection.owner}` is not a user in {MEMBERS_FILE}"
+                             f"{suggest(connection.owner, principals.users)}"))
+    known = {"user": principals.users, "team": principals.teams, "pipeline": pipeline_ids}
+    for member, pos in connection.members:
+        kind, _, name = member.partition(":")
+        if name not in known[kind]:
+            where = f"pipelines.d/" if kind == "pipeline" else MEMBERS_FILE
+            found.append(finding(connection.relpath, *pos, "CONNC202",
+                                 f"scope member `{member}` does not exist (no {kind} `{name}` in "
+                                 f"{where}){suggest(name, known[kind])}"))
+    return found
+
+
+def _pipeline_references(pipeline: PipelineSummary, principals: Principals) -> list[Finding]:
+    found = []
+    if pipeline.owner not in principals.users:
+        found.append(finding(pipeline.relpath, *pipeline.owner_pos, "CONNC201",
+                             f"owner `{pipeline.owner}` is not a user in {MEMBERS_FILE}"
+                             f"{suggest(pipeline.owner, principals.users)}"))
+    for team, pos in pipeline.teams:
+        spec = principals.teams.get(team)
+        if spec is None:
+            found.append(finding(pipeline.relpath, *pos, "CONNC203",
+                                 f"team `{team}` is not in {MEMBERS_FILE}"
+                                 f"{suggest(team, principals.teams)}"))
+        elif pipeline.owner not in spec.members:
+            found.append(finding(pipeline.relpath, *pos, "CONNC204",
+                                 f"the owner `{pipeline.owner}` is not a member of team `{team}`; "
+                                 f"a pipeline can only claim its owner's teams"))
+    return found
+
+
+def pipeline_scope(pipeline: PipelineSummary) -> PipelineScope:
+    return PipelineScope(pipeline.id, pipeline.owner, tuple(t for t, _pos in pipeline.teams))
+
+
+def connection_scope(connection: ConnectionSummary) -> ConnectionScope:
+    return ConnectionScope(connection.id, connection.owner, connection.visibility,
+                           tuple(m for m, _pos in connection.members))
+
+
+def _uses(pipeline: PipelineSummary, by_id: dict[str, ConnectionSummary]) -> list[Finding]:
+    found = []
+    scope = pipeline_scope(pipeline)
+    for use in pipeline.uses:
+        connection = by_id.get(use.connection)
+        if connection is None:
+            found.append(finding(pipeline.relpath, *use.pos, "CONNC205",
+                                 f"connection `{use.connection}` does not exist in connections.d/"
+                                 f"{suggest(use.connection, by_id)}"))
+            continue
+        denial = decide(scope, connection_scope(connection))
+        if denial:
+            found.append(finding(pipeline.relpath, *use.pos, denial.code, denial.message))
+        if connection.type != "github-app":
+            for option, pos in use.github_options:
+                found.append(finding(pipeline.relpath, *pos, "CONNC207",
+                                     f"`{option}` applies to github-app connections only; "
+                                     f"`{use.connection}` is {connection.type}"))
+    return found
+
+
+def _copied_credentials(connections: list[ConnectionSummary]) -> list[Finding]:
+    seen: dict[str, str] = {}
+    found = []
+    for connection in connections:
+        for fingerprint in sorted(connection.wrapped_keys | connection.ciphertexts):
+            original = seen.get(fingerprint)
+            if original is not None and original != connection.relpath:
+                found.append(finding(connection.relpath, *connection.credential_pos, "CONNC410",
+                                     f"the encrypted credential was copied from {original}; a "
+                                     f"copy shares its data key and cannot be rotated on its own. "
+                                     f"Write new values with `connc secret set`"))
+                break
+            seen.setdefault(fingerprint, connection.relpath)
+    return found
+
+
+def _recipients_in_scope(connection: ConnectionSummary, principals: Principals,
+                         pipelines: dict[str, PipelineSummary],
+                         admin_recipients: set[str]) -> list[Finding]:
+    """Everyone who can decrypt must be allowed to use (spec section 2, by cryptography)."""
+    named: dict[str, set[str]] = {f"user:{connection.owner}":
+                                  principals.user_recipients(connection.owner)}
+    if connection.visibility == "public":
+        allowed = principals.all_recipients() | {r for p in pipelines.values() for r in p.recipients}
+    else:
+        if connection.visibility == "custom":
+            for member, _pos in connection.members:
+                named[member] = _member_recipients(member, principals, pipelines)
+        allowed = set().union(*named.values())
+    outside = sorted(connection.recipients - allowed - admin_recipients)
+    found = []
+    if outside:
+        found.append(finding(connection.relpath, *connection.sops_pos, "CONNC408",
+                             f"recipient(s) {', '.join(outside)} belong to no principal in the "
+                             f"scope of `{connection.id}` (nor to adminRecipients) and could "
+                             f"decrypt it; remove them from the .sops.yaml rule and run "
+                             f"`sops updatekeys {connection.relpath}`"))
+    if connection.visibility != "public":
+        for member, recipients in named.items():
+            if not recipients:
+                found.append(finding(connection.relpath, *connection.sops_pos, "CONNC409",
+                                     f"`{member}` is in the scope of `{connection.id}` but has no "
+                                     f"recipient, so cryptography does not back its access"))
+    return found
+
+
+def _member_recipients(member: str, principals: Principals,
+                       pipelines: dict[str, PipelineSummary]) -> set[str]:
+    kind, _, name = member.partition(":")
+    if kind == "user":
+        return principals.user_recipients(name)
+    if kind == "team":
+        return principals.team_recipients(name)
+    pipeline = pipelines.get(name)
+    if pipeline is None:
+        return set()
+    if pipeline.recipients:
+        return set(pipeline.recipients)
+    result: set[str] = set()
+    for team, _pos in pipeline.teams:
+        result |= principals.team_recipients(team)
+    return result

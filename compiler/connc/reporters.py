@@ -1,0 +1,62 @@
+"""Findings as text, JSON or GitHub workflow annotations. Findings go to stdout."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import TextIO
+
+from connc.findings import Finding, Severity
+
+
+def resolve_format(name: str) -> str:
+    if name == "auto":
+        return "github" if os.environ.get("GITHUB_ACTIONS") == "true" else "text"
+    return name
+
+
+def summary(findings: list[Finding], files: int) -> dict[str, int]:
+    errors = sum(f.severity is Severity.ERROR for f in findings)
+    return {"files": files, "errors": errors, "warnings": len(findings) - errors}
+
+
+def text(findings: list[Finding], files: int, out: TextIO) -> None:
+    for f in findings:
+        out.write(f"{f.path}:{f.line}:{f.column}: {f.severity.value} {f.code} {f.message}\n")
+    out.write(_summary_line(findings, files))
+
+
+def _summary_line(findings: list[Finding], files: int) -> str:
+    counts = summary(findings, files)
+    return (f"{counts['files']} files checked: {counts['errors']} errors, "
+            f"{counts['warnings']} warnings\n")
+
+
+def as_json(findings: list[Finding], files: int, out: TextIO) -> None:
+    json.dump({"findings": [f.as_dict() for f in findings], "summary": summary(findings, files)},
+              out, indent=2)
+    out.write("\n")
+
+
+def _escape_data(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(value: str) -> str:
+    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def github(findings: list[Finding], files: int, out: TextIO) -> None:
+    for f in findings:
+        level = "error" if f.severity is Severity.ERROR else "warning"
+        out.write(f"::{level} file={_escape_property(f.path)},line={f.line},col={f.column},"
+                  f"title={_escape_property(f.code)}::{_escape_data(f.message)}\n")
+    out.write(_summary_line(findings, files))
+
+
+REPORTERS: dict[str, Callable[[list[Finding], int, TextIO], None]] = {
+    "text": text,
+    "json": as_json,
+    "github": github,
+}

@@ -1,0 +1,89 @@
+"""Where a connection repository keeps its files, and which of them connc reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from connc.errors import UsageError
+from connc.findings import Finding, finding
+
+CONNECTIONS_DIR = "connections.d"
+PIPELINES_DIR = "pipelines.d"
+MEMBERS_FILE = "members.yaml"
+CONFIG_FILE = "connc.yaml"
+SOPS_CONFIG = ".sops.yaml"
+CONNECTION_SUFFIX = ".sops.yaml"
+PIPELINE_SUFFIX = ".yaml"
+
+
+def connection_path(connection_id: str) -> str:
+    return f"{CONNECTIONS_DIR}/{connection_id}{CONNECTION_SUFFIX}"
+
+
+def pipeline_path(pipeline_id: str) -> str:
+    return f"{PIPELINES_DIR}/{pipeline_id}{PIPELINE_SUFFIX}"
+
+
+def find_root(repo: str | os.PathLike[str]) -> Path:
+    root = Path(repo).resolve()
+    if not root.is_dir():
+        raise UsageError(f"{repo} is not a directory")
+    if not any((root / name).exists() for name in (CONNECTIONS_DIR, PIPELINES_DIR, MEMBERS_FILE)):
+        raise UsageError(f"{repo} is not a connection repository: it has none of "
+                         f"{CONNECTIONS_DIR}/, {PIPELINES_DIR}/, {MEMBERS_FILE}")
+    return root
+
+
+@dataclasses.dataclass
+class Listing:
+    connections: list[str]
+    pipelines: list[str]
+    findings: list[Finding]
+
+
+def list_files(root: Path) -> Listing:
+    connections, found = _list(root, CONNECTIONS_DIR, CONNECTION_SUFFIX)
+    pipelines, found_p = _list(root, PIPELINES_DIR, PIPELINE_SUFFIX)
+    return Listing(connections, pipelines, found + found_p)
+
+
+def inside(root: Path, relpath: str) -> Finding | None:
+    """A finding when `relpath` is a symlink out of the repository or not a regular file."""
+    path = root / relpath
+    if path.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            return finding(relpath, 1, 1, "CONNC007",
+                           "the file is a symlink that leaves the repository; connc does not "
+                           "follow it")
+    if not path.is_file():
+        kind = "a directory" if path.is_dir() else "not a regular file"
+        return finding(relpath, 1, 1, "CONNC008", f"{kind}, named like a "
+                       f"{'connection' if relpath.startswith(CONNECTIONS_DIR) else 'pipeline'} file")
+    return None
+
+
+def _list(root: Path, directory: str, suffix: str) -> tuple[list[str], list[Finding]]:
+    base = root / directory
+    if not base.is_dir():
+        return [], []
+    files, found = [], []
+    with os.scandir(base) as entries:
+        names = sorted(entry.name for entry in entries)
+    for name in names:
+        relpath = f"{directory}/{name}"
+        if name.startswith("."):
+            continue
+        if not name.endswith(suffix):
+            found.append(finding(relpath, 1, 1, "CONNC012",
+                                 f"files in {directory}/ are named <id>{suffix}; connc does not "
+                                 f"read this one"))
+            continue
+        problem = inside(root, relpath)
+        if problem:
+            found.append(problem)
+            continue
+        files.append(relpath)
+    return files, found

@@ -1,0 +1,55 @@
+"""JSON Schemas generated from the models, for yaml-language-server and other checkers.
+
+Add `# yaml-language-server: $schema=../schema/connection.schema.json` at the top of a file
+(or map the globs in the editor's settings) to get completion and validation while typing.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from connc import models
+
+SCHEMAS: dict[str, type[models.Model]] = {
+    "connection": models.Connection,
+    "pipeline": models.Pipeline,
+    "members": models.Members,
+    "config": models.Config,
+}
+
+
+def schema_for(name: str) -> dict[str, Any]:
+    generated = SCHEMAS[name].model_json_schema(by_alias=True, mode="validation")
+    schema: dict[str, Any] = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": f"https://connc.dev/schema/v1/{name}.schema.json",
+        **generated,
+    }
+    if name == "connection":
+        # Keyless: credential values are sops ENC[...] strings; the sops block is sops' own.
+        props = schema["properties"]
+        props["credential"] = {
+            "type": "object",
+            "description": "Encrypted with sops (encrypted_regex: ^credential$).",
+            "additionalProperties": {"type": "string"},
+        }
+        props["sops"] = {"type": "object", "description": "Written by sops."}
+    return schema
+
+
+def render_schemas() -> dict[str, str]:
+    return {f"{name}.schema.json": json.dumps(schema_for(name), indent=2, sort_keys=True) + "\n"
+            for name in SCHEMAS}
+
+
+def write_schemas(out: str | Path) -> list[Path]:
+    directory = Path(out)
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for filename, text in render_schemas().items():
+        path = directory / filename
+        path.write_text(text)
+        written.append(path)
+    return written

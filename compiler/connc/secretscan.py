@@ -1,0 +1,77 @@
+"""Plaintext that looks like a secret, anywhere a secret must not be.
+
+A reviewer reads everything outside `credential` in the clear, and so does every fork that
+runs `connc validate`. A token pasted into a description is a leak the moment it is pushed.
+Messages name the place and the kind of secret, never the value.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Iterator
+from typing import Any
+
+# Keys whose non-empty value is a secret whatever it looks like.
+SECRET_KEYS = frozenset({
+    "password", "passwd", "pass", "token", "secret", "privatekey", "apikey", "apitoken",
+    "accesskey", "secretkey", "clientsecret", "sshprivatekey", "clientkeydata", "auth",
+    "accesstoken", "authtoken", "secretaccesskey",
+})
+
+_TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("a GitHub token", re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})")),
+    ("a GitLab token", re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),
+    ("a Slack token", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
+    ("an AWS access key", re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")),
+    ("a Stripe key", re.compile(r"\bsk_live_[A-Za-z0-9]{16,}")),
+    ("a private key", re.compile(r"-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY-----")),
+    ("an age secret key", re.compile(r"AGE-SECRET-KEY-1[0-9A-Z]{50,}")),
+)
+_B64_PEM = "LS0tLS1CRUdJTi"  # base64 of "-----BEGIN"
+
+
+def _normalise(key: str) -> str:
+    return key.replace("_", "").replace("-", "").lower()
+
+
+def what_secret(key: str | int | None, value: Any) -> str | None:
+    """A description of the secret `value` looks like, or None."""
+    if isinstance(key, str) and _normalise(key) in SECRET_KEYS and value not in (None, "", [], {}):
+        if not (isinstance(value, str) and value.startswith("ENC[")):
+            return f"a `{key}` value"
+    if not isinstance(value, str) or len(value) < 16:
+        return None
+    for label, pattern in _TOKEN_PATTERNS:
+        if pattern.search(value):
+            return label
+    stripped = value.strip()
+    if stripped.startswith(_B64_PEM):
+        try:
+            head = base64.b64decode(stripped[:96] + "=" * (-len(stripped[:96]) % 4), validate=False)
+        except ValueError:
+            return None
+        if b"PRIVATE KEY" in head:
+            return "a base64-encoded private key"
+    return None
+
+
+def scan(data: Any, skip: frozenset[str] = frozenset(),
+         path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """(path, description) for each secret-looking value; top-level keys in `skip` are not read."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if not path and key in skip:
+                continue
+            label = what_secret(key, value) if not isinstance(value, (dict, list)) else None
+            if label:
+                yield path + (key,), label
+            else:
+                yield from scan(value, skip, path + (key,))
+    elif isinstance(data, list):
+        for index, value in enumerate(data):
+            label = what_secret(None, value) if not isinstance(value, (dict, list)) else None
+            if label:
+                yield path + (index,), label
+            else:
+                yield from scan(value, skip, path + (index,))

@@ -1,0 +1,145 @@
+"""`connc validate`: every check of spec section 3, keyless unless asked to decrypt.
+
+Per-file checks run in worker processes (parsing dominates and uses both cores); the
+cross-file checks then run on the small summaries the workers send back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import multiprocessing
+import os
+from collections.abc import Callable, Iterable
+from functools import partial
+from pathlib import Path
+
+from connc import encryption, models, repository
+from connc.filecheck import (
+    CheckContext,
+    ConnectionSummary,
+    FileResult,
+    PipelineSummary,
+    check_connection,
+    check_pipeline,
+    check_single,
+    read_document,
+)
+from connc.findings import Finding, finding
+from connc.repochecks import Principals, check_members, check_repository
+from connc.sopsmeta import CreationRule, RulesError, read_rules, recipient_of_member_key
+
+# Below this many files, starting workers costs more than it saves.
+PARALLEL_THRESHOLD = 200
+
+
+@dataclasses.dataclass
+class Report:
+    findings: list[Finding]
+    files: int
+    connections: list[ConnectionSummary]
+    pipelines: list[PipelineSummary]
+
+
+def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
+             jobs: int | None = None) -> Report:
+    found: list[Finding] = []
+    config, config_findings = _config(root)
+    found += config_findings
+    rules, rule_findings = load_rules(root)
+    found += rule_findings
+    members, members_findings = _members(root)
+    found += members_findings
+    listing = repository.list_files(root)
+    found += listing.findings
+    context = CheckContext(
+        root=str(root),
+        rules=tuple(rules) if rules is not None else None,
+        today=today or dt.datetime.now(dt.timezone.utc).date(),
+        warning_days=config.expiry_warning_days if config else 30,
+    )
+    tasks: list[tuple[Callable[[str, CheckContext], FileResult], str]] = (
+        [(check_connection, p) for p in listing.connections]
+        + [(check_pipeline, p) for p in listing.pipelines])
+    results = _run(tasks, context, jobs)
+    connections, pipelines = [], []
+    for result in results:
+        found += result.findings
+        if isinstance(result.summary, ConnectionSummary):
+            connections.append(result.summary)
+        elif isinstance(result.summary, PipelineSummary):
+            pipelines.append(result.summary)
+    admin = {recipient_of_member_key(r) for r in config.admin_recipients} if config else set()
+    found += check_repository(connections, pipelines, Principals(members), admin,
+                              members_known=members is not None)
+    if decrypt:
+        from connc.content import check_contents
+
+        found += check_contents(root, connections)
+    files = len(tasks) + sum((root / name).is_file() for name in
+                             (repository.MEMBERS_FILE, repository.CONFIG_FILE,
+                              repository.SOPS_CONFIG))
+    return Report(sorted(set(found)), files, connections, pipelines)
+
+
+def _run(tasks: list[tuple[Callable[[str, CheckContext], FileResult], str]],
+         context: CheckContext, jobs: int | None) -> Iterable[FileResult]:
+    workers = jobs or os.cpu_count() or 1
+    if workers <= 1 or len(tasks) < PARALLEL_THRESHOLD:
+        return [function(relpath, context) for function, relpath in tasks]
+    # fork shares the already imported modules; the workers start in milliseconds.
+    ctx = multiprocessing.get_context("fork")
+    chunk = max(1, len(tasks) // (workers * 8))
+    with ctx.Pool(workers) as pool:
+        return pool.map(partial(_dispatch, context=context), tasks, chunksize=chunk)
+
+
+def _dispatch(task: tuple[Callable[[str, CheckContext], FileResult], str],
+              context: CheckContext) -> FileResult:
+    function, relpath = task
+    return function(relpath, context)
+
+
+def load_rules(root: Path) -> tuple[list[CreationRule] | None, list[Finding]]:
+    relpath = repository.SOPS_CONFIG
+    if not (root / relpath).exists():
+        return None, [finding(relpath, 1, 1, "CONNC014",
+                              ".sops.yaml is missing; connc checks every file's recipients "
+                              "against its creation rules")]
+    problem = repository.inside(root, relpath)
+    if problem:
+        return None, [problem]
+    document, found = read_document(root, relpath)
+    if document is None:
+        return None, found
+    try:
+        rules = read_rules(document.data, lambda path: document.position(path)[0])
+    except RulesError as error:
+        return None, found + [finding(relpath, error.line, 1, "CONNC014", error.message)]
+    return rules, found + encryption.check_rules(rules)
+
+
+def _members(root: Path) -> tuple[models.Members | None, list[Finding]]:
+    relpath = repository.MEMBERS_FILE
+    if not (root / relpath).exists() and not (root / relpath).is_symlink():
+        return None, [finding(relpath, 1, 1, "CONNC011",
+                              "members.yaml is missing: owners, teams and scope members cannot "
+                              "be checked")]
+    problem = repository.inside(root, relpath)
+    if problem:
+        return None, [problem]
+    members, document, found = check_single(root, relpath, "Members", models.Members)
+    if isinstance(members, models.Members) and document is not None:
+        return members, found + check_members(members, document)
+    return None, found
+
+
+def _config(root: Path) -> tuple[models.Config | None, list[Finding]]:
+    relpath = repository.CONFIG_FILE
+    if not (root / relpath).exists():
+        return None, []
+    problem = repository.inside(root, relpath)
+    if problem:
+        return None, [problem]
+    config, _document, found = check_single(root, relpath, "Config", models.Config)
+    return config if isinstance(config, models.Config) else None, found

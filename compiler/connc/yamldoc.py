@@ -1,0 +1,167 @@
+"""Fast YAML reading with positions, built on libyaml's composer.
+
+The C composer gives a node tree whose marks hold line and column. We convert it to plain
+Python ourselves: that is faster than PyYAML's constructor, detects duplicate keys (which
+PyYAML silently drops), bounds alias expansion (a "billion laughs" file cannot blow up), and
+keeps the tree so any finding can point at its key or value without a second parse.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+try:
+    _Loader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _Loader = yaml.SafeLoader
+
+MAX_FILE_BYTES = 1024 * 1024  # connection files are a few KB; larger is a mistake or an attack
+MAX_NODES = 50_000  # after alias expansion
+
+_INT = "tag:yaml.org,2002:int"
+_BOOL = "tag:yaml.org,2002:bool"
+_NULL = "tag:yaml.org,2002:null"
+_FLOAT = "tag:yaml.org,2002:float"
+
+Path = tuple[str | int, ...]
+
+
+class YamlProblem(Exception):
+    """A document that cannot be read; carries the code and a 1-based position."""
+
+    def __init__(self, code: str, message: str, line: int = 1, column: int = 1) -> None:
+        super().__init__(message)
+        self.code, self.message, self.line, self.column = code, message, line, column
+
+
+@dataclasses.dataclass
+class Document:
+    data: Any
+    root: Node
+    duplicate_keys: list[tuple[str, int, int]]  # (key, line, column) of each repeated key
+
+    def position(self, path: Path, *, key: bool = False) -> tuple[int, int]:
+        """Line and column of the value at `path` (or of its key), else of the nearest parent."""
+        node: Node = self.root
+        key_node: Node | None = None
+        for step in path:
+            child = _child(node, step)
+            if child is None:
+                break
+            key_node, node = child
+        target = key_node if key and key_node is not None else node
+        return target.start_mark.line + 1, target.start_mark.column + 1
+
+
+def _child(node: Node, step: str | int) -> tuple[Node | None, Node] | None:
+    if isinstance(node, MappingNode):
+        for key_node, value_node in node.value:
+            if key_node.value == step or (isinstance(step, int) and key_node.value == str(step)):
+                return key_node, value_node
+    elif isinstance(node, SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
+        return None, node.value[step]
+    return None
+
+
+def decode(raw: bytes) -> tuple[str, bool]:
+    """Bytes to text. Returns (text, had_bom); raises YamlProblem for non-UTF-8 input."""
+    had_bom = raw.startswith(b"\xef\xbb\xbf")
+    if had_bom:
+        raw = raw[3:]
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        raise YamlProblem("CONNC010", f"byte {exc.start} is not valid UTF-8; save the file as UTF-8",
+                          line) from None
+    return text, had_bom
+
+
+def parse(text: str) -> Document:
+    """Parse exactly one YAML document. Raises YamlProblem for anything else."""
+    if not text.strip() or all(
+        not line.strip() or line.lstrip().startswith("#") for line in text.splitlines()
+    ):
+        raise YamlProblem("CONNC004", "the file is empty")
+    loader = _Loader(text)
+    try:
+        if not loader.check_node():
+            raise YamlProblem("CONNC004", "the file is empty")
+        root = loader.get_node()
+        if loader.check_node():
+            extra = loader.get_node()
+            mark = extra.start_mark if extra is not None else root.end_mark
+            raise YamlProblem("CONNC005", "the file holds several YAML documents; keep one per file",
+                              mark.line + 1, mark.column + 1)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        reason = exc.problem or exc.context or "invalid YAML"
+        raise YamlProblem("CONNC001", _syntax_message(reason, text, line, column), line,
+                          column) from None
+    except yaml.YAMLError as exc:
+        raise YamlProblem("CONNC001", f"invalid YAML: {type(exc).__name__}") from None
+    finally:
+        loader.dispose()
+    converter = _Converter()
+    data = converter.convert(root)
+    return Document(data, root, converter.duplicates)
+
+
+def _syntax_message(reason: str, text: str, line: int, column: int) -> str:
+    # libyaml's reasons name no value, so they cannot leak a secret; we only add a hint.
+    lines = text.splitlines()
+    if 0 < line <= len(lines) and "\t" in lines[line - 1][: column + 1]:
+        return f"{reason} (a tab: YAML indents with spaces only)"
+    return reason
+
+
+class _Converter:
+    def __init__(self) -> None:
+        self.count = 0
+        self.duplicates: list[tuple[str, int, int]] = []
+
+    def convert(self, node: Node) -> Any:
+        self.count += 1
+        if self.count > MAX_NODES:
+            mark = node.start_mark
+            raise YamlProblem("CONNC009", f"more than {MAX_NODES} values after expanding aliases",
+                              mark.line + 1, mark.column + 1)
+        cls = node.__class__
+        if cls is ScalarNode:
+            return _scalar(node)
+        if cls is MappingNode:
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                key = key_node.value if key_node.__class__ is ScalarNode else self.convert(key_node)
+                if not isinstance(key, str):
+                    key = str(key)
+                if key in result:
+                    mark = key_node.start_mark
+                    self.duplicates.append((key, mark.line + 1, mark.column + 1))
+                result[key] = self.convert(value_node)
+            return result
+        return [self.convert(item) for item in node.value]
+
+
+def _scalar(node: Node) -> Any:
+    tag, value = node.tag, node.value
+    if tag == _INT:
+        try:
+            return int(value.replace("_", ""), 0) if value[:2] in ("0x", "0o") else int(value.replace("_", ""))
+        except ValueError:
+            return value
+    if tag == _BOOL:
+        return value.lower() in ("true", "yes", "on", "y")
+    if tag == _NULL:
+        return None
+    if tag == _FLOAT:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value  # strings; timestamps stay text and the model parses them
