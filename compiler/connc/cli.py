@@ -81,6 +81,54 @@ def schema(out: str) -> None:
         click.echo(path)
 
 
+@cli.command()
+@click.option("--pipeline", "pipeline", required=True, help="The pipeline id (pipelines.d/ID.yaml).")
+@repo_option
+@click.option("--out", "out", default=None, type=click.Path(path_type=str),
+              help="Bundle directory. Default: $RUNNER_TEMP/connc/ID, else a new temp dir.")
+@click.option("--format", "output_format", default="shell", show_default=True,
+              type=click.Choice(["shell", "json", "github"]),
+              help="shell: print the env file; json: the manifest; github: write $GITHUB_ENV "
+                   "and mask every secret.")
+def render(pipeline: str, repo: str, out: str | None, output_format: str) -> None:
+    """Decrypt what PIPELINE may use and write its credential bundle.
+
+    Needs a sops key in the environment (SOPS_AGE_KEY_FILE, ...). Then `. OUT/env`.
+
+    \b
+    Examples:
+      connc render --pipeline api-release --out /tmp/creds && . /tmp/creds/env
+      eval "$(connc render --pipeline api-release)"
+      connc render --pipeline api-release --format github
+    """
+    from pathlib import Path
+
+    from connc.render.output import emit
+    from connc.render.run import render as run_render
+    from connc.repository import find_root
+
+    rendered = run_render(find_root(repo), pipeline, Path(out) if out else None)
+    emit(rendered, output_format)
+
+
+@cli.command()
+@click.argument("out", type=click.Path(path_type=str))
+def clean(out: str) -> None:
+    """Revoke the bundle's minted tokens and remove the bundle OUT.
+
+    \b
+    Examples:
+      connc clean /tmp/creds
+      connc clean "$RUNNER_TEMP/connc/api-release"
+    """
+    from pathlib import Path
+
+    from connc.render.clean import clean as run_clean
+
+    for message in run_clean(Path(out)):
+        click.echo(message, err=True)
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

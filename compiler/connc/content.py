@@ -16,8 +16,11 @@ from connc.findings import Finding, finding
 from connc.pem import b64_pem, certificate_key_mismatch, private_key_problem
 from connc.secrets import Secret
 
-# Fields that hold PEM text and may span lines; every other value must be one line.
-MULTILINE_FIELDS = frozenset({"privateKey", "sshPrivateKey"})
+# Fields that may span lines: PEM text, and base64 `*Data` that `base64` wraps at 76 columns
+# (its line breaks are dropped when rendered, as base64 decoders do). Every other value must
+# be one line.
+MULTILINE_FIELDS = frozenset({"privateKey", "sshPrivateKey", "clientCertificateData",
+                              "clientKeyData"})
 
 
 def control_character_problem(field: str, value: str) -> str | None:

@@ -113,6 +113,10 @@ def _credential_values(document: Document, relpath: str) -> list[Finding]:
         if not isinstance(value, str):
             found.append(finding(relpath, line, column, "CONNC102",
                                  f"`{dotted(path)}` must be a string"))
+        elif value == "":
+            # sops leaves an empty string as it is (nothing to encrypt): no leak, no credential.
+            # Same finding as the --decrypt check, so a run with both reports it once.
+            found.append(finding(relpath, line, column, "CONNC602", f"`{dotted(path)}` is empty"))
         elif not is_encrypted_value(value):
             found.append(finding(relpath, line, column, "CONNC402",
                                  f"`{dotted(path)}` is plaintext in an encrypted file; encrypt it "

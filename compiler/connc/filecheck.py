@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,6 @@ class FileResult:
     relpath: str
     findings: tuple[Finding, ...]
     summary: ConnectionSummary | PipelineSummary | None = None
-    model: BaseModel | None = None  # members.yaml / connc.yaml only, read in the main process
 
 
 def read_document(root: Path, relpath: str) -> tuple[Document | None, list[Finding]]:
@@ -144,8 +144,11 @@ def _id_matches_stem(document: Document, relpath: str, suffix: str) -> Finding |
     expected = stem(relpath, suffix)
     if isinstance(doc_id, str) and doc_id != expected:
         line, column = document.position(("metadata", "id"))
+        # Quote the id only when it is one: an invalid id is reported by the model check, and
+        # any text could be pasted there (a token, by mistake).
+        shown = f"`{doc_id}`" if re.fullmatch(models.ID_PATTERN, doc_id) else "not a valid id"
         return finding(relpath, line, column, "CONNC105",
-                       f"`metadata.id` is `{doc_id}` but the file is named `{expected}{suffix}`; "
+                       f"`metadata.id` is {shown} but the file is named `{expected}{suffix}`; "
                        f"rename one so they match")
     return None
 
@@ -160,12 +163,18 @@ def _drop_shadowed(found: list[Finding]) -> list[Finding]:
 
 
 def check_connection(relpath: str, context: CheckContext) -> FileResult:
+    return inspect_connection(relpath, context)[0]
+
+
+def inspect_connection(relpath: str,
+                       context: CheckContext) -> tuple[FileResult, models.Connection | None]:
+    """Every single-file check of a connection, and its model when it is valid."""
     document, found = read_document(Path(context.root), relpath)
     if document is None:
-        return FileResult(relpath, tuple(found))
+        return FileResult(relpath, tuple(found)), None
     wrong_kind = check_kind(document, relpath, "Connection")
     if wrong_kind:
-        return FileResult(relpath, tuple(found + [wrong_kind]))
+        return FileResult(relpath, tuple(found + [wrong_kind])), None
     data = document.data
     found += _secret_findings(document, relpath, frozenset({"credential", "sops"}))
     mismatch = _id_matches_stem(document, relpath, ".sops.yaml")
@@ -174,11 +183,11 @@ def check_connection(relpath: str, context: CheckContext) -> FileResult:
     connection, model_findings = validate_model(document, relpath, models.Connection)
     found += model_findings
     found += encryption.check(document, relpath, context.rules)
-    summary = None
     if isinstance(connection, models.Connection):
         found += _connection_semantics(connection, document, relpath, context)
         summary = _connection_summary(connection, document, relpath)
-    return FileResult(relpath, tuple(_drop_shadowed(found)), summary)
+        return FileResult(relpath, tuple(_drop_shadowed(found)), summary), connection
+    return FileResult(relpath, tuple(_drop_shadowed(found))), None
 
 
 def _connection_semantics(connection: models.Connection, document: Document, relpath: str,
@@ -266,23 +275,28 @@ _GITHUB_ONLY_OPTIONS = ("repositories", "permissions", "refresh")
 
 
 def check_pipeline(relpath: str, context: CheckContext) -> FileResult:
+    return inspect_pipeline(relpath, context)[0]
+
+
+def inspect_pipeline(relpath: str,
+                     context: CheckContext) -> tuple[FileResult, models.Pipeline | None]:
     document, found = read_document(Path(context.root), relpath)
     if document is None:
-        return FileResult(relpath, tuple(found))
+        return FileResult(relpath, tuple(found)), None
     wrong_kind = check_kind(document, relpath, "Pipeline")
     if wrong_kind:
-        return FileResult(relpath, tuple(found + [wrong_kind]))
+        return FileResult(relpath, tuple(found + [wrong_kind])), None
     found += _secret_findings(document, relpath, frozenset())
     mismatch = _id_matches_stem(document, relpath, ".yaml")
     if mismatch:
         found.append(mismatch)
     pipeline, model_findings = validate_model(document, relpath, models.Pipeline)
     found += model_findings
-    summary = None
     if isinstance(pipeline, models.Pipeline):
         found += _duplicate_uses(pipeline, document, relpath)
         summary = _pipeline_summary(pipeline, document, relpath)
-    return FileResult(relpath, tuple(_drop_shadowed(found)), summary)
+        return FileResult(relpath, tuple(_drop_shadowed(found)), summary), pipeline
+    return FileResult(relpath, tuple(_drop_shadowed(found))), None
 
 
 def _duplicate_uses(pipeline: models.Pipeline, document: Document, relpath: str) -> list[Finding]:

@@ -96,10 +96,12 @@ class GitHubApp:
         self._private_key = private_key
         self._key: RSAPrivateKey | None = None  # parsed on first use, then reused
         self._clock = clock
-        # A fresh _Client per request keeps one GitHubApp usable from several threads.
-        self._new_client = lambda: _Client(api_url, connection, timeout, max_attempts, max_wait,
-                                           sleep, clock)
+        self._client_args = (api_url, connection, timeout, max_attempts, max_wait, sleep, clock)
         self._display_url = self._new_client().display_url
+
+    def _new_client(self) -> _Client:
+        # One per request (it counts attempts): one GitHubApp stays usable from several threads.
+        return _Client(*self._client_args)
 
     def __repr__(self) -> str:
         return f"GitHubApp({self._display_url!r}, app_id={self.app_id!r})"
@@ -181,16 +183,17 @@ class GitHubApp:
         expires_at = _parse_utc(data.get("expires_at"))
         if expires_at is None:
             # The token exists but we cannot say when it dies: do not leave it live behind us.
+            outcome = "it was revoked"
             try:
                 revoke_installation_token(
                     client.api_url, secret, timeout=client.timeout, max_attempts=1,
                     connection=self.connection, clock=client.clock,
                 )
             except GitHubError:
-                pass
+                outcome = "revoking it failed too; it expires within the hour"
             raise GitHubError(
                 f"connection '{self.connection}': GitHub's token response has no valid "
-                "expires_at; the token was revoked"
+                f"expires_at; {outcome}"
             )
         permissions = data.get("permissions")
         repos = data.get("repositories")
@@ -320,7 +323,7 @@ class _Client:
                     if attempt == self.max_attempts or waited + delay > self.max_wait:
                         raise GitHubError(
                             f"connection '{self.connection}': cannot {what}: {failure} "
-                            f"({self.display_url}, {attempt} attempts)"
+                            f"({self.display_url}, {_attempts(attempt)})"
                         )
                 else:
                     retry = self._retry_delay(response, attempt)
@@ -372,9 +375,9 @@ class _Client:
     def unexpected(self, response: requests.Response, what: str, said: str) -> GitHubError:
         status = response.status_code
         if status in (403, 429) and self._retry_delay(response, self.max_attempts) is not None:
-            reason = f"still rate-limited after {self.attempts} attempts"
+            reason = f"still rate-limited after {_attempts(self.attempts)}"
         elif status >= 500:
-            reason = f"GitHub failed with HTTP {status} ({self.attempts} attempts)"
+            reason = f"GitHub failed with HTTP {status} ({_attempts(self.attempts)})"
         else:
             reason = f"unexpected HTTP {status}"
         return GitHubError(
@@ -423,6 +426,10 @@ def _encode_jwt(app_id: str, key: RSAPrivateKey, now: float) -> str:
 
 def _backoff(attempt: int) -> float:
     return min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
+
+
+def _attempts(n: int) -> str:
+    return "1 attempt" if n == 1 else f"{n} attempts"
 
 
 def _number(value: str | None) -> float | None:

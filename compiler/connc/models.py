@@ -43,6 +43,8 @@ class Model(BaseModel):
         frozen=True,
         # Keep the user's spelling in errors; never echo the input value (it may be a secret).
         hide_input_in_errors=True,
+        # Build validators on first use: render validates only the models it needs.
+        defer_build=True,
     )
 
 
@@ -59,7 +61,18 @@ def _is_loopback(host: str) -> bool:
 
 
 def _checked_url(value: str, schemes: tuple[str, ...]) -> str:
-    parts = urlsplit(value)
+    if any(char <= " " or char == "\x7f" for char in value):
+        # urlsplit silently drops tabs and newlines, but the value is used as written: in a git
+        # config or a kubeconfig a newline would inject a line of its own.
+        raise PydanticCustomError("url_invalid", "must not contain spaces or control characters")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        # urllib's messages quote the bad host or port, and a URL may hold a pasted secret.
+        raise PydanticCustomError(
+            "url_invalid", "must be an absolute URL with scheme {schemes}, a valid host and port",
+            {"schemes": " or ".join(schemes)}) from None
     if parts.scheme not in schemes + ("http",) or not parts.hostname:
         raise PydanticCustomError(
             "url_invalid", "must be an absolute URL with scheme {schemes}",
@@ -67,7 +80,8 @@ def _checked_url(value: str, schemes: tuple[str, ...]) -> str:
     if parts.scheme == "http" and not _is_loopback(parts.hostname):
         raise PydanticCustomError(
             "url_insecure", "plain http:// is refused except on loopback hosts; use https://")
-    if parts.username or parts.password:
+    # In ssh://git@host/... the user is the login name every git host expects, not a secret.
+    if parts.password or (parts.username and parts.scheme != "ssh"):
         raise PydanticCustomError(
             "url_credentials", "must not carry credentials; they belong in `credential`")
     if parts.query or parts.fragment:

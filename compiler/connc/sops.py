@@ -70,6 +70,12 @@ def _environment() -> dict[str, str]:
     env = dict(os.environ)
     # sops checks for a newer version over the network on some commands; never let it.
     env["SOPS_DISABLE_VERSION_CHECK"] = "1"
+    # sops runs from the repository root, so a key file named relative to where connc was
+    # started (`SOPS_AGE_KEY_FILE=key.txt connc validate --repo infra --decrypt`) must be
+    # made absolute first.
+    for name in ("SOPS_AGE_KEY_FILE", "SOPS_AGE_SSH_PRIVATE_KEY_FILE"):
+        if env.get(name) and not os.path.isabs(env[name]):
+            env[name] = os.path.abspath(env[name])
     return env
 
 

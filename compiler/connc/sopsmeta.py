@@ -89,7 +89,7 @@ def _key_entry_lists(block: dict[str, Any]) -> list[list[tuple[str, dict[str, An
     for group in groups:
         entries = []
         for source in _KEY_SOURCES:
-            for entry in group.get(source) or []:
+            for entry in _entries(group.get(source)):
                 if isinstance(entry, dict):
                     entries.append((source, entry))
         result.append(entries)
@@ -186,38 +186,53 @@ def read_rules(data: object, line_of: Any = None) -> list[CreationRule]:
     return rules
 
 
+def _entries(value: object) -> list[Any]:
+    """A list read from YAML; anything else (a hand-edited typo) holds no entries."""
+    return value if isinstance(value, list) else []
+
+
 def _split(value: object) -> list[str]:
+    """sops' parseKeyField: a comma-separated string or a list of strings."""
     if isinstance(value, str):
         return [part.strip() for part in value.split(",") if part.strip()]
-    if isinstance(value, list):
-        return [str(part).strip() for part in value if str(part).strip()]
-    return []
+    return [str(part).strip() for part in _entries(value) if str(part).strip()]
 
 
 def _rule_recipients(rule: dict[str, Any]) -> set[str]:
     found = {recipient_id("age", v) for v in _split(rule.get("age"))}
     found |= {recipient_id("pgp", v) for v in _split(rule.get("pgp"))}
-    found |= {recipient_id("kms", v) for v in _split(rule.get("kms"))}
+    # `ARN+ROLE_ARN` assumes a role; sops records the role apart from the key's ARN.
+    found |= {recipient_id("kms", v.split("+", 1)[0]) for v in _split(rule.get("kms"))}
     found |= {recipient_id("gcp_kms", v) for v in _split(rule.get("gcp_kms"))}
-    for uri in _split(rule.get("azure_keyvault")):
-        found.add(recipient_of_member_key(uri))
-    for uri in _split(rule.get("hc_vault_transit_uri")):
-        found.add(recipient_of_member_key(uri))
-    for group in rule.get("key_groups") or []:
-        if not isinstance(group, dict):
-            continue
-        for entry in group.get("age") or []:
-            found.add(recipient_id("age", str(entry)))
-        for entry in group.get("pgp") or []:
-            found.add(recipient_id("pgp", str(entry)))
-        for entry in group.get("kms") or []:
-            if isinstance(entry, dict) and entry.get("arn"):
-                found.add(recipient_id("kms", str(entry["arn"])))
-        for entry in group.get("gcp_kms") or []:
-            if isinstance(entry, dict) and entry.get("resource_id"):
-                found.add(recipient_id("gcp_kms", str(entry["resource_id"])))
-        for entry in group.get("hc_vault") or []:
-            found.add(recipient_of_member_key(str(entry)))
+    uris = _split(rule.get("azure_keyvault")) + _split(rule.get("hc_vault_transit_uri"))
+    found |= {recipient_of_member_key(uri) for uri in uris}
+    for group in _entries(rule.get("key_groups")):
+        found |= _group_recipients(group)
+    return found
+
+
+# key_groups entries that are mappings: sops' field names -> the metadata kind they become.
+_GROUP_MAPPINGS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "kms": ("kms", ("arn",)),
+    "gcp_kms": ("gcp_kms", ("resource_id",)),
+    "azure_keyvault": ("azure_kv", ("vaultUrl", "key", "version")),
+}
+
+
+def _group_recipients(group: object) -> set[str]:
+    """Recipients of one `key_groups` entry (sops' keyGroup), with its nested `merge` groups."""
+    if not isinstance(group, dict):
+        return set()
+    found = {recipient_id("age", v) for entry in _entries(group.get("age")) for v in _split(entry)}
+    found |= {recipient_id("pgp", v) for v in _split(group.get("pgp"))}
+    found |= {recipient_of_member_key(v) for v in _split(group.get("hc_vault"))}
+    for source, (kind, fields) in _GROUP_MAPPINGS.items():
+        for entry in _entries(group.get(source)):
+            values = [entry.get(field) for field in fields] if isinstance(entry, dict) else []
+            if values and all(isinstance(v, str) and v for v in values):
+                found.add(recipient_id(kind, "/".join(values)))
+    for merged in _entries(group.get("merge")):
+        found |= _group_recipients(merged)
     return found
 
 

@@ -21,6 +21,7 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
 
 MAX_FILE_BYTES = 1024 * 1024  # connection files are a few KB; larger is a mistake or an attack
 MAX_NODES = 50_000  # after alias expansion
+MAX_DEPTH = 100  # connc documents nest 4 levels; the converter recurses per level
 
 _INT = "tag:yaml.org,2002:int"
 _BOOL = "tag:yaml.org,2002:bool"
@@ -59,7 +60,8 @@ class Document:
 
 def _child(node: Node, step: str | int) -> tuple[Node | None, Node] | None:
     if isinstance(node, MappingNode):
-        for key_node, value_node in node.value:
+        # The last of duplicate keys is the one whose value the converter kept.
+        for key_node, value_node in reversed(node.value):
             if key_node.value == step or (isinstance(step, int) and key_node.value == str(step)):
                 return key_node, value_node
     elif isinstance(node, SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
@@ -124,28 +126,43 @@ class _Converter:
     def __init__(self) -> None:
         self.count = 0
         self.duplicates: list[tuple[str, int, int]] = []
+        # Collections being converted: an alias to one of them is a cycle (`&a [*a]`), which
+        # the composer accepts and a naive conversion would follow until the stack overflows.
+        self.open: list[Node] = []
 
     def convert(self, node: Node) -> Any:
         self.count += 1
+        mark = node.start_mark
         if self.count > MAX_NODES:
-            mark = node.start_mark
             raise YamlProblem("CONNC009", f"more than {MAX_NODES} values after expanding aliases",
                               mark.line + 1, mark.column + 1)
         cls = node.__class__
         if cls is ScalarNode:
             return _scalar(node)
-        if cls is MappingNode:
-            result: dict[Any, Any] = {}
-            for key_node, value_node in node.value:
-                key = key_node.value if key_node.__class__ is ScalarNode else self.convert(key_node)
-                if not isinstance(key, str):
-                    key = str(key)
-                if key in result:
-                    mark = key_node.start_mark
-                    self.duplicates.append((key, mark.line + 1, mark.column + 1))
-                result[key] = self.convert(value_node)
-            return result
-        return [self.convert(item) for item in node.value]
+        if any(node is parent for parent in self.open):
+            raise YamlProblem("CONNC009", "an alias refers to a value that contains it",
+                              mark.line + 1, mark.column + 1)
+        if len(self.open) >= MAX_DEPTH:
+            raise YamlProblem("CONNC001", f"values are nested more than {MAX_DEPTH} levels deep",
+                              mark.line + 1, mark.column + 1)
+        self.open.append(node)
+        try:
+            return self._mapping(node) if cls is MappingNode else [
+                self.convert(item) for item in node.value]
+        finally:
+            self.open.pop()
+
+    def _mapping(self, node: Node) -> dict[Any, Any]:
+        result: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            key = key_node.value if key_node.__class__ is ScalarNode else self.convert(key_node)
+            if not isinstance(key, str):
+                key = str(key)
+            if key in result:
+                mark = key_node.start_mark
+                self.duplicates.append((key, mark.line + 1, mark.column + 1))
+            result[key] = self.convert(value_node)
+        return result
 
 
 def _scalar(node: Node) -> Any:

@@ -1,0 +1,31 @@
+"""The bundle's `env` file, and the same settings for $GITHUB_ENV. Paths only, never a secret."""
+
+from __future__ import annotations
+
+import os
+
+from connc.render.context import Output
+from connc.render.textformat import render_template
+
+GIT_INCLUDE = "connc:git-include"  # not a variable: becomes GIT_CONFIG_KEY_n/VALUE_n
+
+
+def env_file(output: Output) -> str:
+    plain = {k: v for k, v in sorted(output.env.items()) if k != GIT_INCLUDE}
+    return render_template("env.sh.j2", pipeline=output.pipeline, variables=plain,
+                           bundle=str(output.out),
+                           git_include=output.env.get(GIT_INCLUDE))
+
+
+def github_env_lines(output: Output, environ: dict[str, str] | os._Environ[str]) -> list[str]:
+    """NAME=value lines for $GITHUB_ENV, appending to any git config already in the env."""
+    lines = [f"{k}={v}" for k, v in sorted(output.env.items()) if k != GIT_INCLUDE]
+    include = output.env.get(GIT_INCLUDE)
+    if include:
+        try:
+            count = int(environ.get("GIT_CONFIG_COUNT", "0") or 0)
+        except ValueError:
+            count = 0
+        lines += [f"GIT_CONFIG_KEY_{count}=include.path", f"GIT_CONFIG_VALUE_{count}={include}",
+                  f"GIT_CONFIG_COUNT={count + 1}"]
+    return lines

@@ -1,0 +1,144 @@
+"""Git credentials for every git-type connection: a credential helper that knows URL paths,
+the same script as GIT_ASKPASS, and an ssh key with pinned host keys for ssh:// remotes.
+
+Why a helper and not only GIT_ASKPASS: askpass prompts carry just scheme and host, so two
+connections on one host (two organisations) could not be told apart. git's credential
+protocol sends the path too when `credential.useHttpPath` is set; the longest prefix wins.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import sys
+from urllib.parse import urlsplit
+
+from connc import models
+from connc.errors import RenderError
+from connc.render.context import Output, Resolved
+from connc.render.textformat import render_template, shell_quote
+
+TYPES = models.GIT_TYPES
+
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    connection: str
+    prefix: str  # scheme://host[:port][/path], no trailing slash
+    username: str
+    password: str
+    expires_epoch: int | None
+    expires_text: str | None
+    refresh: bool
+
+
+def _prefix(url: str) -> str:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    path = parts.path.strip("/")
+    return f"{parts.scheme}://{host}/{path}" if path else f"{parts.scheme}://{host}"
+
+
+def _user_and_secret(resolved: Resolved) -> tuple[str, str]:
+    spec = resolved.connection.spec
+    if isinstance(spec, models.GitHubAppSpec):
+        if resolved.token is None:
+            raise RenderError(f"connection `{resolved.id}`: no installation token was minted")
+        return "x-access-token", resolved.token.reveal()
+    if isinstance(spec, (models.GitLabSpec, models.GitLabSelfHostedSpec)):
+        return resolved.secret("username") or "oauth2", _required(resolved, "token")
+    if isinstance(spec, models.BitbucketSpec) and resolved.secret("token"):
+        return "x-token-auth", _required(resolved, "token")
+    return _required(resolved, "username"), _required(resolved, "password")
+
+
+def _required(resolved: Resolved, field: str) -> str:
+    value = resolved.secret(field)
+    if not value:
+        raise RenderError(f"connection `{resolved.id}`: credential field `{field}` is missing")
+    return value
+
+
+def write(items: list[Resolved], output: Output) -> None:
+    https = [r for r in items if not _is_ssh(r)]
+    ssh = [r for r in items if _is_ssh(r)]
+    if https:
+        _write_https(https, output)
+    if ssh:
+        _write_ssh(ssh, output)
+
+
+def _is_ssh(resolved: Resolved) -> bool:
+    spec = resolved.connection.spec
+    return isinstance(spec, models.GitSpec) and spec.url.startswith("ssh://")
+
+
+def _write_https(items: list[Resolved], output: Output) -> None:
+    entries = []
+    for resolved in items:
+        username, password = _user_and_secret(resolved)
+        if ":" in username:
+            raise RenderError(f"connection `{resolved.id}`: the username contains ':'; refused")
+        expires = resolved.token_expires_at
+        entries.append(Entry(
+            connection=resolved.id,
+            prefix=_prefix(resolved.connection.spec.url),  # type: ignore[union-attr]
+            username=username,
+            password=password,
+            expires_epoch=int(expires.timestamp()) if expires else None,
+            expires_text=expires.isoformat().replace("+00:00", "Z") if expires else None,
+            refresh=resolved.use.refresh,
+        ))
+        output.mask(password, username=username)
+        output.record(resolved, "git/askpass", "git/config")
+        if isinstance(resolved.connection.spec, models.GitHubAppSpec):
+            from connc.render.refresh import write_state
+
+            write_state(resolved, output)
+    _refuse_duplicate_prefixes(entries)
+    # Longest prefix first: the shell `case` takes the first pattern that matches.
+    entries.sort(key=lambda e: len(e.prefix), reverse=True)
+    askpass = output.path("git/askpass")
+    output.files.add("git/askpass", render_template(
+        "askpass.sh.j2", pipeline=output.pipeline, entries=entries, bundle=str(output.out),
+        python=sys.executable), executable=True)
+    output.files.add("git/config", render_template(
+        "gitconfig.j2", pipeline=output.pipeline, prefixes=sorted({e.prefix for e in entries}),
+        helper=shell_quote(askpass)))
+    output.env["GIT_ASKPASS"] = askpass
+    output.env["GIT_TERMINAL_PROMPT"] = "0"
+    output.env["connc:git-include"] = output.path("git/config")
+
+
+def _refuse_duplicate_prefixes(entries: list[Entry]) -> None:
+    seen: dict[str, str] = {}
+    for entry in entries:
+        if entry.prefix in seen:
+            raise RenderError(f"connections `{seen[entry.prefix]}` and `{entry.connection}` both "
+                              f"cover {entry.prefix}; git could not tell which to use. Give one "
+                              f"a longer url path prefix, or use only one in this pipeline")
+        seen[entry.prefix] = entry.connection
+
+
+def _write_ssh(items: list[Resolved], output: Output) -> None:
+    command = ["ssh", "-F", "/dev/null", "-o", "IdentitiesOnly=yes",
+               "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
+               "-o", f"UserKnownHostsFile={output.path('git/ssh/known_hosts')}"]
+    known_hosts = []
+    for resolved in items:
+        key = resolved.secret("sshPrivateKey")
+        if not key:
+            raise RenderError(f"connection `{resolved.id}`: credential field `sshPrivateKey` "
+                              f"is missing")
+        relpath = f"git/ssh/{resolved.id}.key"
+        output.files.add(relpath, key if key.endswith("\n") else key + "\n")
+        output.mask(key)
+        command += ["-i", output.path(relpath)]
+        spec = resolved.connection.spec
+        assert isinstance(spec, models.GitSpec)
+        known_hosts.append((spec.known_hosts or "").strip())
+        output.record(resolved, relpath, "git/ssh/known_hosts")
+    output.files.add("git/ssh/known_hosts", "\n".join(known_hosts) + "\n")
+    output.env["GIT_SSH_COMMAND"] = shlex.join(command)

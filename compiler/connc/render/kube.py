@@ -1,0 +1,61 @@
+"""kube/config: one cluster, user and context per kubernetes connection.
+
+Serialised from data (never templated). The current context is the first kubernetes
+connection in the pipeline's `uses`, so a pipeline with one cluster needs no `--context`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from connc import models
+from connc.errors import RenderError
+from connc.render.context import Output, Resolved
+
+TYPES = frozenset({"kubernetes"})
+
+
+def write(items: list[Resolved], output: Output) -> None:
+    clusters, users, contexts = [], [], []
+    for resolved in items:
+        spec = resolved.connection.spec
+        assert isinstance(spec, models.KubernetesSpec)
+        cluster: dict[str, Any] = {"server": spec.server}
+        if spec.certificate_authority_data:
+            cluster["certificate-authority-data"] = "".join(spec.certificate_authority_data.split())
+        if spec.insecure_skip_tls_verify:
+            cluster["insecure-skip-tls-verify"] = True
+        clusters.append({"name": resolved.id, "cluster": cluster})
+        users.append({"name": resolved.id, "user": _user(resolved, output)})
+        context: dict[str, Any] = {"cluster": resolved.id, "user": resolved.id}
+        if spec.namespace:
+            context["namespace"] = spec.namespace
+        contexts.append({"name": resolved.id, "context": context})
+        output.record(resolved, "kube/config", context=resolved.id)
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": clusters,
+        "users": users,
+        "contexts": contexts,
+        "current-context": contexts[0]["name"],
+    }
+    output.files.add("kube/config", yaml.safe_dump(config, sort_keys=False))
+    output.env["KUBECONFIG"] = output.path("kube/config")
+
+
+def _user(resolved: Resolved, output: Output) -> dict[str, str]:
+    token = resolved.secret("token")
+    if token:
+        output.mask(token)
+        return {"token": token}
+    cert, key = resolved.secret("clientCertificateData"), resolved.secret("clientKeyData")
+    if not cert or not key:
+        raise RenderError(f"connection `{resolved.id}`: needs token, or clientCertificateData "
+                          f"and clientKeyData")
+    output.mask(key)
+    return {"client-certificate-data": "".join(cert.split()),
+            "client-key-data": "".join(key.split())}

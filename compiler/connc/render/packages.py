@@ -1,0 +1,102 @@
+"""Package-manager configs: maven settings.xml, npm's npmrc, pip's pip.conf."""
+
+from __future__ import annotations
+
+import base64
+import xml.etree.ElementTree as ET
+from urllib.parse import quote, urlsplit, urlunsplit
+
+from connc import models
+from connc.errors import RenderError
+from connc.render.context import Output, Resolved
+from connc.render.textformat import render_template
+
+TYPES = frozenset({"packages"})
+
+
+def write(items: list[Resolved], output: Output) -> None:
+    by_format: dict[str, list[Resolved]] = {"maven": [], "npm": [], "pypi": []}
+    for resolved in items:
+        spec = resolved.connection.spec
+        assert isinstance(spec, models.PackagesSpec)
+        by_format[spec.format].append(resolved)
+    if by_format["maven"]:
+        _maven(by_format["maven"], output)
+    if by_format["npm"]:
+        _npm(by_format["npm"], output)
+    if by_format["pypi"]:
+        _pip(by_format["pypi"], output)
+
+
+def _user_password(resolved: Resolved) -> tuple[str, str]:
+    username, password = resolved.secret("username"), resolved.secret("password")
+    if not username or not password:
+        raise RenderError(f"connection `{resolved.id}`: username and password are required")
+    return username, password
+
+
+def _maven(items: list[Resolved], output: Output) -> None:
+    settings = ET.Element("settings", {
+        "xmlns": "http://maven.apache.org/SETTINGS/1.0.0",
+    })
+    servers = ET.SubElement(settings, "servers")
+    for resolved in items:
+        spec = resolved.connection.spec
+        assert isinstance(spec, models.PackagesSpec) and spec.repository_id
+        username, password = _user_password(resolved)
+        for value in (username, password):
+            # Maven expands ${...} in settings.xml and treats {...} as an encrypted password.
+            if "${" in value or (value.startswith("{") and value.endswith("}")):
+                raise RenderError(f"connection `{resolved.id}`: a value Maven would interpolate "
+                                  f"(${{...}} or {{...}}); refused")
+        server = ET.SubElement(servers, "server")
+        ET.SubElement(server, "id").text = spec.repository_id
+        ET.SubElement(server, "username").text = username
+        ET.SubElement(server, "password").text = password
+        output.mask(password, username=username)
+        output.record(resolved, "maven/settings.xml", repositoryId=spec.repository_id)
+    ET.indent(settings)
+    xml = ET.tostring(settings, encoding="unicode", xml_declaration=False)
+    output.files.add("maven/settings.xml", '<?xml version="1.0" encoding="UTF-8"?>\n' + xml + "\n")
+    output.env["MAVEN_ARGS"] = f"--settings {output.path('maven/settings.xml')}"
+
+
+def _npm(items: list[Resolved], output: Output) -> None:
+    lines = []
+    for resolved in items:
+        spec = resolved.connection.spec
+        assert isinstance(spec, models.PackagesSpec)
+        parts = urlsplit(spec.url)
+        nerf = f"//{parts.netloc}{parts.path.rstrip('/')}/"  # npm's per-registry key prefix
+        token = resolved.secret("token")
+        if token:
+            lines.append((nerf, "_authToken", token))
+            output.mask(token)
+        else:
+            username, password = _user_password(resolved)
+            encoded = base64.b64encode(password.encode()).decode()
+            lines.append((nerf, "username", username))
+            lines.append((nerf, "_password", encoded))
+            output.mask(password, username=username)
+        output.record(resolved, "npm/npmrc")
+    registry = items[0].connection.spec.url  # type: ignore[union-attr]
+    output.files.add("npm/npmrc", render_template(
+        "npmrc.j2", pipeline=output.pipeline, registry=registry, lines=lines))
+    output.env["NPM_CONFIG_USERCONFIG"] = output.path("npm/npmrc")
+
+
+def _pip(items: list[Resolved], output: Output) -> None:
+    urls = []
+    for resolved in items:
+        spec = resolved.connection.spec
+        assert isinstance(spec, models.PackagesSpec)
+        username, password = _user_password(resolved)
+        parts = urlsplit(spec.url)
+        userinfo = f"{quote(username, safe='')}:{quote(password, safe='')}"
+        urls.append(urlunsplit((parts.scheme, f"{userinfo}@{parts.netloc}", parts.path, "", "")))
+        output.mask(password, username=username)
+        output.masks.add(userinfo)
+        output.record(resolved, "pip/pip.conf")
+    output.files.add("pip/pip.conf", render_template(
+        "pip.conf.j2", pipeline=output.pipeline, index_url=urls[0], extra_urls=urls[1:]))
+    output.env["PIP_CONFIG_FILE"] = output.path("pip/pip.conf")

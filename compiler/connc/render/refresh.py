@@ -1,0 +1,95 @@
+"""GitHub App token state in the bundle: revocation by `connc clean`, and re-minting.
+
+`github/<id>.json` (0600) holds the minted token and its API URL, so `connc clean` can revoke
+it. With `refresh: true` it also holds the App's private key and installation, and the git
+helper runs `python -m connc.render.refresh BUNDLE ID WHAT`, which re-mints a token shortly
+before expiry, so jobs longer than the token's hour keep working.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from connc import models
+from connc.render.context import Output, Resolved
+
+REMINT_BEFORE = dt.timedelta(minutes=5)
+
+
+def state_path(connection_id: str) -> str:
+    return f"github/{connection_id}.json"
+
+
+def write_state(resolved: Resolved, output: Output) -> None:
+    spec = resolved.connection.spec
+    assert isinstance(spec, models.GitHubAppSpec) and resolved.token is not None
+    expires = resolved.token_expires_at
+    state: dict[str, Any] = {
+        "connection": resolved.id,
+        "apiUrl": spec.api_url,
+        "token": resolved.token.reveal(),
+        "expiresAt": expires.isoformat() if expires else None,
+        "refresh": resolved.use.refresh,
+    }
+    if resolved.use.refresh:
+        state.update(issuer=spec.issuer, installationId=spec.installation_id,
+                     repositories=resolved.use.repositories, permissions=resolved.use.permissions,
+                     privateKey=resolved.credential["privateKey"].reveal())
+    output.files.add(state_path(resolved.id), json.dumps(state, indent=2) + "\n")
+    output.record(resolved, state_path(resolved.id), refresh=resolved.use.refresh,
+                  keepsAppKey=resolved.use.refresh,
+                  tokenExpiresAt=state["expiresAt"])
+
+
+def _current_token(bundle: Path, connection_id: str) -> str:
+    from connc.github import GitHubApp
+    from connc.secrets import Secret
+
+    path = bundle / state_path(connection_id)
+    with open(path, "r+", encoding="utf-8") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)  # two git processes must not both re-mint
+        state = json.load(handle)
+        expires = dt.datetime.fromisoformat(state["expiresAt"])
+        if expires - dt.datetime.now(dt.timezone.utc) > REMINT_BEFORE:
+            return str(state["token"])
+        app = GitHubApp(state["apiUrl"], state["issuer"], Secret(state["privateKey"]),
+                        connection=connection_id)
+        token = app.mint_installation_token(state["installationId"], state["repositories"],
+                                            state["permissions"])
+        state["token"] = token.token.reveal()
+        state["expiresAt"] = token.expires_at.isoformat()
+        replacement = path.with_suffix(".json.new")
+        fd = os.open(replacement, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(state, out, indent=2)
+        os.replace(replacement, path)
+        return str(state["token"])
+
+
+def main(argv: list[str]) -> int:
+    from connc.errors import ConncError
+
+    bundle, connection_id, what = Path(argv[0]), argv[1], argv[2]
+    try:
+        token = _current_token(bundle, connection_id)
+    except (ConncError, OSError, ValueError, KeyError) as error:
+        reason = error if isinstance(error, ConncError) else type(error).__name__
+        print(f"connc: cannot refresh the token of {connection_id}: {reason}", file=sys.stderr)
+        return 1
+    if what == "username":
+        print("x-access-token")
+    elif what == "password":
+        print(token)
+    else:
+        print(f"username=x-access-token\npassword={token}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
