@@ -1,18 +1,24 @@
-"""Keyless checks that a connection file is encrypted the way `.sops.yaml` says it should be."""
+"""Keyless checks that a connection file is encrypted the way `.sops.yaml` says it should be.
+
+No pydantic here: `connc render` runs these checks on its start-up path.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from connc import models
-from connc.findings import Finding, finding
-from connc.modelerrors import dotted, suggest
+from connc import repository
+from connc.documents import read_document
+from connc.findings import Finding, dotted, finding
 from connc.sopsmeta import (
     CreationRule,
+    RulesError,
     enc_type,
     first_matching_rule,
     is_encrypted_value,
     read_metadata,
+    read_rules,
 )
 from connc.yamldoc import Document
 
@@ -129,32 +135,20 @@ def _credential_values(document: Document, relpath: str) -> list[Finding]:
     return found
 
 
-def check_credential_names(connection: models.Connection, document: Document,
-                           relpath: str) -> list[Finding]:
-    """Credential field names are plaintext, so a missing or misspelt one is found keyless."""
-    model = models.CREDENTIALS[connection.spec.type]
-    allowed = model.field_names()
-    present = set(connection.credential)
-    found = []
-    for key in connection.credential:
-        if key not in allowed:
-            line, column = document.position(("credential", key), key=True)
-            found.append(finding(relpath, line, column, "CONNC101",
-                                 f"unknown field `credential.{key}` for type "
-                                 f"{connection.spec.type}{suggest(key, allowed)}"))
-    alternatives = _applicable(connection, model.alternatives)
-    if not any(required <= present for required in alternatives):
-        needs = " or ".join(" + ".join(f"`{f}`" for f in sorted(s)) for s in alternatives)
-        line, column = document.position(("credential",), key=True)
-        found.append(finding(relpath, line, column, "CONNC103",
-                             f"`credential` of a {connection.spec.type} connection needs {needs}"))
-    return found
-
-
-def _applicable(connection: models.Connection,
-                alternatives: tuple[frozenset[str], ...]) -> tuple[frozenset[str], ...]:
-    spec = connection.spec
-    if isinstance(spec, models.GitSpec):
-        ssh = spec.url.startswith("ssh://")
-        return tuple(a for a in alternatives if ("sshPrivateKey" in a) == ssh)
-    return alternatives
+def load_rules(root: Path) -> tuple[list[CreationRule] | None, list[Finding]]:
+    relpath = repository.SOPS_CONFIG
+    if not repository.present(root / relpath):
+        return None, [finding(relpath, 1, 1, "CONNC014",
+                              ".sops.yaml is missing; connc checks every file's recipients "
+                              "against its creation rules")]
+    problem = repository.inside(root, relpath)
+    if problem:
+        return None, [problem]
+    document, found = read_document(root, relpath)
+    if document is None:
+        return None, found
+    try:
+        rules = read_rules(document.data, lambda path: document.position(path)[0])
+    except RulesError as error:
+        return None, found + [finding(relpath, error.line, 1, "CONNC014", error.message)]
+    return rules, found + check_rules(rules)

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import re
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
 from connc import encryption, models, secretscan
-from connc.findings import Finding, finding
-from connc.modelerrors import dotted, findings_from
+from connc.documents import check_kind, expiry_finding, id_matches_stem, read_document
+from connc.findings import Finding, dotted, finding, suggest
+from connc.modelerrors import findings_from
 from connc.sopsmeta import CreationRule
-from connc.yamldoc import MAX_FILE_BYTES, Document, YamlProblem, decode, parse
+from connc.yamldoc import Document
 
 Pos = tuple[int, int]
 
@@ -72,49 +72,6 @@ class FileResult:
     summary: ConnectionSummary | PipelineSummary | None = None
 
 
-def read_document(root: Path, relpath: str) -> tuple[Document | None, list[Finding]]:
-    """Read and parse one file; problems become findings, never exceptions."""
-    path = root / relpath
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return None, [finding(relpath, 1, 1, "CONNC006",
-                                  f"{size} bytes; connc reads files up to {MAX_FILE_BYTES} bytes")]
-        raw = path.read_bytes()
-    except OSError as exc:
-        return None, [finding(relpath, 1, 1, "CONNC003", f"cannot read the file: {exc.strerror}")]
-    found: list[Finding] = []
-    try:
-        text, had_bom = decode(raw)
-        if had_bom:
-            found.append(finding(relpath, 1, 1, "CONNC013",
-                                 "the file starts with a UTF-8 byte-order mark; save it without one"))
-        document = parse(text)
-    except YamlProblem as problem:
-        return None, found + [finding(relpath, problem.line, problem.column, problem.code,
-                                      problem.message)]
-    for key, line, column in document.duplicate_keys:
-        found.append(finding(relpath, line, column, "CONNC002",
-                             f"key `{key}` appears twice in one mapping; the first would be lost"))
-    return document, found
-
-
-def check_kind(document: Document, relpath: str, expected: str) -> Finding | None:
-    data = document.data
-    if not isinstance(data, dict):
-        return finding(relpath, *document.position(()), "CONNC102",
-                       f"the document must be a mapping with `kind: {expected}`")
-    if data.get("apiVersion") != models.API_VERSION:
-        line, column = document.position(("apiVersion",))
-        return finding(relpath, line, column, "CONNC104",
-                       f"`apiVersion` must be `{models.API_VERSION}`")
-    if data.get("kind") != expected:
-        line, column = document.position(("kind",))
-        return finding(relpath, line, column, "CONNC104",
-                       f"`kind` must be `{expected}` for a file in this place")
-    return None
-
-
 def validate_model(document: Document, relpath: str, model: type[BaseModel],
                    data: Any = None) -> tuple[BaseModel | None, list[Finding]]:
     try:
@@ -131,26 +88,6 @@ def _secret_findings(document: Document, relpath: str, skip: frozenset[str]) -> 
                              f"`{dotted(path)}` holds {label} in plaintext; secrets belong under "
                              f"`credential` in a connection file, encrypted with sops"))
     return found
-
-
-def stem(relpath: str, suffix: str) -> str:
-    name = relpath.rsplit("/", 1)[-1]
-    return name[: -len(suffix)] if name.endswith(suffix) else name
-
-
-def _id_matches_stem(document: Document, relpath: str, suffix: str) -> Finding | None:
-    metadata = document.data.get("metadata")
-    doc_id = metadata.get("id") if isinstance(metadata, dict) else None
-    expected = stem(relpath, suffix)
-    if isinstance(doc_id, str) and doc_id != expected:
-        line, column = document.position(("metadata", "id"))
-        # Quote the id only when it is one: an invalid id is reported by the model check, and
-        # any text could be pasted there (a token, by mistake).
-        shown = f"`{doc_id}`" if re.fullmatch(models.ID_PATTERN, doc_id) else "not a valid id"
-        return finding(relpath, line, column, "CONNC105",
-                       f"`metadata.id` is {shown} but the file is named `{expected}{suffix}`; "
-                       f"rename one so they match")
-    return None
 
 
 def _drop_shadowed(found: list[Finding]) -> list[Finding]:
@@ -175,9 +112,8 @@ def inspect_connection(relpath: str,
     wrong_kind = check_kind(document, relpath, "Connection")
     if wrong_kind:
         return FileResult(relpath, tuple(found + [wrong_kind])), None
-    data = document.data
     found += _secret_findings(document, relpath, frozenset({"credential", "sops"}))
-    mismatch = _id_matches_stem(document, relpath, ".sops.yaml")
+    mismatch = id_matches_stem(document, relpath, ".sops.yaml")
     if mismatch:
         found.append(mismatch)
     connection, model_findings = validate_model(document, relpath, models.Connection)
@@ -192,8 +128,11 @@ def inspect_connection(relpath: str,
 
 def _connection_semantics(connection: models.Connection, document: Document, relpath: str,
                           context: CheckContext) -> list[Finding]:
-    found = encryption.check_credential_names(connection, document, relpath)
-    found += _expiry(connection, document, relpath, context)
+    found = check_credential_names(connection, document, relpath)
+    expired = expiry_finding(connection.metadata.expires_at, connection.metadata.id,
+                             document, relpath, context.today, context.warning_days)
+    if expired:
+        found.append(expired)
     spec = connection.spec
     if connection.scope.members and connection.scope.visibility != "custom":
         line, column = document.position(("scope", "members"), key=True)
@@ -220,25 +159,6 @@ def _connection_semantics(connection: models.Connection, document: Document, rel
                 found.append(finding(relpath, line, column, "CONNC109",
                                      f"`spec.certificateAuthorityData` {problem}"))
     return found
-
-
-def _expiry(connection: models.Connection, document: Document, relpath: str,
-            context: CheckContext) -> list[Finding]:
-    expires = connection.metadata.expires_at
-    if expires is None:
-        return []
-    day = expires.date() if isinstance(expires, dt.datetime) else expires
-    line, column = document.position(("metadata", "expiresAt"))
-    if day <= context.today:
-        return [finding(relpath, line, column, "CONNC501",
-                        f"the credential expired on {day.isoformat()}; rotate it with "
-                        f"`connc secret set {connection.metadata.id} FIELD` and update expiresAt")]
-    days_left = (day - context.today).days
-    if days_left <= context.warning_days:
-        return [finding(relpath, line, column, "CONNC502",
-                        f"the credential expires on {day.isoformat()}, in {days_left} days; "
-                        f"rotate it before then")]
-    return []
 
 
 def _connection_summary(connection: models.Connection, document: Document,
@@ -287,7 +207,7 @@ def inspect_pipeline(relpath: str,
     if wrong_kind:
         return FileResult(relpath, tuple(found + [wrong_kind])), None
     found += _secret_findings(document, relpath, frozenset())
-    mismatch = _id_matches_stem(document, relpath, ".yaml")
+    mismatch = id_matches_stem(document, relpath, ".yaml")
     if mismatch:
         found.append(mismatch)
     pipeline, model_findings = validate_model(document, relpath, models.Pipeline)
@@ -350,3 +270,34 @@ def check_single(root: Path, relpath: str, kind: str,
     found += _secret_findings(document, relpath, frozenset())
     parsed, model_findings = validate_model(document, relpath, model)
     return parsed, document, _drop_shadowed(found + model_findings)
+
+
+def check_credential_names(connection: models.Connection, document: Document,
+                           relpath: str) -> list[Finding]:
+    """Credential field names are plaintext, so a missing or misspelt one is found keyless."""
+    model = models.CREDENTIALS[connection.spec.type]
+    allowed = model.field_names()
+    present = set(connection.credential)
+    found = []
+    for key in connection.credential:
+        if key not in allowed:
+            line, column = document.position(("credential", key), key=True)
+            found.append(finding(relpath, line, column, "CONNC101",
+                                 f"unknown field `credential.{key}` for type "
+                                 f"{connection.spec.type}{suggest(key, allowed)}"))
+    alternatives = _applicable(connection, model.alternatives)
+    if not any(required <= present for required in alternatives):
+        needs = " or ".join(" + ".join(f"`{f}`" for f in sorted(s)) for s in alternatives)
+        line, column = document.position(("credential",), key=True)
+        found.append(finding(relpath, line, column, "CONNC103",
+                             f"`credential` of a {connection.spec.type} connection needs {needs}"))
+    return found
+
+
+def _applicable(connection: models.Connection,
+                alternatives: tuple[frozenset[str], ...]) -> tuple[frozenset[str], ...]:
+    spec = connection.spec
+    if isinstance(spec, models.GitSpec):
+        ssh = spec.url.startswith("ssh://")
+        return tuple(a for a in alternatives if ("sshPrivateKey" in a) == ssh)
+    return alternatives

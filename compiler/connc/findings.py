@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Iterable
 
 
 class Severity(str, enum.Enum):
@@ -101,6 +102,22 @@ CODES: dict[str, tuple[Severity, str]] = {
     "CONNC605": (E, "credential value not valid base64 PEM"),
     "CONNC606": (E, "control character in credential"),
 }
+
+
+def dotted(path: tuple[str | int, ...]) -> str:
+    """A document path as people write it: metadata.id, uses[2].connection."""
+    text = ""
+    for step in path:
+        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
+    return text or "(document)"
+
+
+def suggest(word: str, candidates: Iterable[str]) -> str:
+    """"; did you mean `x`?" for a near miss, else nothing."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    return f"; did you mean `{close[0]}`?" if close else ""
 
 
 def finding(path: str, line: int, column: int, code: str, message: str,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import types
 import typing
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from connc.findings import Finding, finding
+from connc.findings import Finding, dotted, finding, suggest
 from connc.models import CONNECTION_TYPES
 from connc.yamldoc import Document
 
@@ -35,12 +34,6 @@ def _data_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     return tuple(path)
 
 
-def dotted(path: tuple[str | int, ...]) -> str:
-    text = ""
-    for step in path:
-        text += f"[{step}]" if isinstance(step, int) else (f".{step}" if text else str(step))
-    return text or "(document)"
-
 
 def _one(kind: str, msg: str, loc: tuple[str | int, ...], model: type[BaseModel], doc: Document,
          relpath: str) -> Finding:
@@ -50,6 +43,11 @@ def _one(kind: str, msg: str, loc: tuple[str | int, ...], model: type[BaseModel]
         allowed = allowed_fields(model, loc[:-1], doc.data)
         hint = suggest(str(loc[-1]), allowed)
         return finding(relpath, line, column, "CONNC101", f"unknown field `{where}`{hint}")
+    if kind == "missing" and isinstance(_value_at(doc.data, loc), dict):
+        # A model validator's own "missing" (e.g. ssh:// without knownHosts) is located at
+        # the mapping it checked, and its message says what is missing.
+        line, column = doc.position(loc, key=True)
+        return finding(relpath, line, column, "CONNC103", f"`{where}`: {msg}")
     if kind == "missing":
         line, column = doc.position(loc[:-1], key=True) if len(loc) > 1 else (1, 1)
         return finding(relpath, line, column, "CONNC103", f"`{where}` is required")
@@ -83,10 +81,6 @@ def _value_at(data: Any, path: tuple[str | int, ...]) -> Any:
             return None
     return data
 
-
-def suggest(word: str, candidates: typing.Iterable[str]) -> str:
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
-    return f"; did you mean `{close[0]}`?" if close else ""
 
 
 def allowed_fields(model: type[BaseModel], path: tuple[str | int, ...], data: Any) -> list[str]:

@@ -12,10 +12,7 @@ Keyless validation sees the `credential` subtree only as encrypted strings, so a
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
-import re
 from typing import Annotated, Any, ClassVar, Literal, Union
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -29,8 +26,9 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
-API_VERSION = "connc/v1"
-ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+from connc import policy
+from connc.documents import ID_PATTERN
+
 NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$"
 MEMBER_PATTERN = r"^(user|team|pipeline):[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
@@ -51,63 +49,40 @@ class Model(BaseModel):
 # ---------------------------------------------------------------------------- URLs
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+def _value_check(name: str) -> Any:
+    """A validator running the named `policy` check, also named in the JSON Schema."""
+    check = policy.VALUE_CHECKS[name]
+
+    def validate(value: str) -> str:
+        try:
+            check(value)
+        except policy.Violation as violation:
+            raise PydanticCustomError(violation.kind, violation.message) from None
+        return value
+
+    return Annotated[str, AfterValidator(validate),
+                     Field(json_schema_extra={"x-connc-check": name})]
 
 
-def _checked_url(value: str, schemes: tuple[str, ...]) -> str:
-    if any(char <= " " or char == "\x7f" for char in value):
-        # urlsplit silently drops tabs and newlines, but the value is used as written: in a git
-        # config or a kubeconfig a newline would inject a line of its own.
-        raise PydanticCustomError("url_invalid", "must not contain spaces or control characters")
-    try:
-        parts = urlsplit(value)
-        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
-    except ValueError:
-        # urllib's messages quote the bad host or port, and a URL may hold a pasted secret.
-        raise PydanticCustomError(
-            "url_invalid", "must be an absolute URL with scheme {schemes}, a valid host and port",
-            {"schemes": " or ".join(schemes)}) from None
-    if parts.scheme not in schemes + ("http",) or not parts.hostname:
-        raise PydanticCustomError(
-            "url_invalid", "must be an absolute URL with scheme {schemes}",
-            {"schemes": " or ".join(schemes)})
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
-        raise PydanticCustomError(
-            "url_insecure", "plain http:// is refused except on loopback hosts; use https://")
-    # In ssh://git@host/... the user is the login name every git host expects, not a secret.
-    if parts.password or (parts.username and parts.scheme != "ssh"):
-        raise PydanticCustomError(
-            "url_credentials", "must not carry credentials; they belong in `credential`")
-    if parts.query or parts.fragment:
-        raise PydanticCustomError("url_invalid", "must not have a query or fragment")
-    return value
+HttpsUrl = _value_check("https-url")
+GitUrl = _value_check("git-url")
+Registry = _value_check("registry")
 
 
-def _https(value: str) -> str:
-    return _checked_url(value, ("https",))
+def _object_rules(*names: str) -> Any:
+    """A model validator running the named `policy` rules, also named in the JSON Schema."""
 
+    def validate(self: BaseModel) -> BaseModel:
+        # After field validation, so that field errors are all reported first.
+        data = self.model_dump(by_alias=True)
+        for name in names:
+            try:
+                policy.OBJECT_RULES[name](data)
+            except policy.Violation as violation:
+                raise PydanticCustomError(violation.kind, violation.message) from None
+        return self
 
-def _git_url(value: str) -> str:
-    return _checked_url(value, ("https", "ssh"))
-
-
-HttpsUrl = Annotated[str, AfterValidator(_https)]
-GitUrl = Annotated[str, AfterValidator(_git_url)]
-
-
-def _registry(value: str) -> str:
-    # docker config.json keys: "host[:port]" or Docker Hub's legacy "https://index.docker.io/v1/".
-    if value.startswith(("https://", "http://")):
-        return _https(value)
-    if not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._/-]+)?", value):
-        raise PydanticCustomError("url_invalid", "must be host[:port] or an https:// URL")
-    return value
+    return model_validator(mode="after")(validate)
 
 
 # ---------------------------------------------------------------------------- connection specs
@@ -120,12 +95,8 @@ class GitHubAppSpec(Model):
     client_id: str | None = None
     app_id: int | None = None
     installation_id: int = Field(gt=0)
-
-    @model_validator(mode="after")
-    def _one_app_identifier(self) -> GitHubAppSpec:
-        if (self.client_id is None) == (self.app_id is None):
-            raise PydanticCustomError("one_of", "set exactly one of clientId or appId")
-        return self
+    model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["one-app-identifier"]})
+    _rules = _object_rules("one-app-identifier")
 
     @property
     def issuer(self) -> str:
@@ -156,18 +127,13 @@ class GitSpec(Model):
     type: Literal["git"]
     url: GitUrl
     known_hosts: str | None = None  # ssh: the host keys to pin, as in ~/.ssh/known_hosts
-
-    @model_validator(mode="after")
-    def _ssh_needs_known_hosts(self) -> GitSpec:
-        if self.url.startswith("ssh://") and not (self.known_hosts or "").strip():
-            raise PydanticCustomError(
-                "missing", "an ssh:// url needs knownHosts (the server's host key to pin)")
-        return self
+    model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["ssh-needs-known-hosts"]})
+    _rules = _object_rules("ssh-needs-known-hosts")
 
 
 class ContainerRegistrySpec(Model):
     type: Literal["container-registry"]
-    registry: Annotated[str, AfterValidator(_registry)]
+    registry: Registry
 
 
 class KubernetesSpec(Model):
@@ -183,12 +149,8 @@ class PackagesSpec(Model):
     format: Literal["maven", "npm", "pypi"]
     url: HttpsUrl
     repository_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
-
-    @model_validator(mode="after")
-    def _maven_needs_repository_id(self) -> PackagesSpec:
-        if self.format == "maven" and not self.repository_id:
-            raise PydanticCustomError("missing", "maven needs repositoryId (the <server> id)")
-        return self
+    model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["maven-needs-repository-id"]})
+    _rules = _object_rules("maven-needs-repository-id")
 
 
 ConnectionSpec = Annotated[

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
-
 from connc import models
 from connc.filecheck import ConnectionSummary, PipelineSummary
-from connc.findings import Finding, finding
-from connc.modelerrors import suggest
+from connc.findings import Finding, finding, suggest
 from connc.repository import MEMBERS_FILE
 from connc.scope import ConnectionScope, PipelineScope, decide
 from connc.sopsmeta import recipient_of_member_key
@@ -106,7 +103,7 @@ def _connection_references(connection: ConnectionSummary, principals: Principals
     for member, pos in connection.members:
         kind, _, name = member.partition(":")
         if name not in known[kind]:
-            where = f"pipelines.d/" if kind == "pipeline" else MEMBERS_FILE
+            where = "pipelines.d/" if kind == "pipeline" else MEMBERS_FILE
             found.append(finding(connection.relpath, *pos, "CONNC202",
                                  f"scope member `{member}` does not exist (no {kind} `{name}` in "
                                  f"{where}){suggest(name, known[kind])}"))

@@ -49,20 +49,32 @@ def list_files(root: Path) -> Listing:
     return Listing(connections, pipelines, found + found_p)
 
 
+def present(path: Path) -> bool:
+    # A dangling symlink is present: it is reported as one, not as a missing file.
+    return path.exists() or path.is_symlink()
+
+
 def inside(root: Path, relpath: str) -> Finding | None:
     """A finding when `relpath` is a symlink out of the repository or not a regular file."""
     path = root / relpath
-    if path.is_symlink():
-        target = path.resolve()
-        if not target.is_relative_to(root):
-            return finding(relpath, 1, 1, "CONNC007",
-                           "the file is a symlink that leaves the repository; connc does not "
-                           "follow it")
+    # Resolve the whole path, not only the file: a symlinked `connections.d/` leaves too.
+    if not path.resolve().is_relative_to(root.resolve()):
+        return finding(relpath, 1, 1, "CONNC007",
+                       "the file is (or is reached through) a symlink that leaves the "
+                       "repository; connc does not follow it")
     if not path.is_file():
+        # Never open it: a FIFO would block the run, a device could be anything.
         kind = "a directory" if path.is_dir() else "not a regular file"
-        return finding(relpath, 1, 1, "CONNC008", f"{kind}, named like a "
-                       f"{'connection' if relpath.startswith(CONNECTIONS_DIR) else 'pipeline'} file")
+        return finding(relpath, 1, 1, "CONNC008", f"{kind} where connc expects {_expected(relpath)}")
     return None
+
+
+def _expected(relpath: str) -> str:
+    if relpath.startswith(f"{CONNECTIONS_DIR}/"):
+        return "a connection file"
+    if relpath.startswith(f"{PIPELINES_DIR}/"):
+        return "a pipeline file"
+    return f"the file {relpath}"
 
 
 def _list(root: Path, directory: str, suffix: str) -> tuple[list[str], list[Finding]]:
@@ -70,9 +82,14 @@ def _list(root: Path, directory: str, suffix: str) -> tuple[list[str], list[Find
     if not base.is_dir():
         return [], []
     files, found = [], []
-    with os.scandir(base) as entries:
-        names = sorted(entry.name for entry in entries)
-    for name in names:
+    with os.scandir(base) as scan:
+        entries = sorted(scan, key=lambda entry: entry.name)
+    # `inside` resolves each path, several system calls per file. A regular file that is not
+    # a symlink, listed in a directory that resolves inside the root, is inside too: only
+    # the other entries (rare) need the full check. Same findings, a fraction of the time.
+    base_inside = base.resolve().is_relative_to(root.resolve())
+    for entry in entries:
+        name = entry.name
         relpath = f"{directory}/{name}"
         if name.startswith("."):
             continue
@@ -81,7 +98,8 @@ def _list(root: Path, directory: str, suffix: str) -> tuple[list[str], list[Find
                                  f"files in {directory}/ are named <id>{suffix}; connc does not "
                                  f"read this one"))
             continue
-        problem = inside(root, relpath)
+        plain_file = base_inside and entry.is_file(follow_symlinks=False)
+        problem = None if plain_file else inside(root, relpath)
         if problem:
             found.append(problem)
             continue

@@ -44,6 +44,9 @@ def render_schemas() -> dict[str, str]:
             for name in SCHEMAS}
 
 
+PACKAGED = Path(__file__).parent / "schemas"  # what `connc render` checks files against
+
+
 def write_schemas(out: str | Path) -> list[Path]:
     directory = Path(out)
     directory.mkdir(parents=True, exist_ok=True)
@@ -53,3 +56,9 @@ def write_schemas(out: str | Path) -> list[Path]:
         path.write_text(text)
         written.append(path)
     return written
+
+
+if __name__ == "__main__":
+    # Refresh the packaged copies after changing the models: python -m connc.schema
+    for written in write_schemas(PACKAGED):
+        print(written)

@@ -14,7 +14,8 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
-from connc import encryption, models, repository
+from connc import models, repository
+from connc.encryption import load_rules
 from connc.filecheck import (
     CheckContext,
     ConnectionSummary,
@@ -23,11 +24,10 @@ from connc.filecheck import (
     check_connection,
     check_pipeline,
     check_single,
-    read_document,
 )
 from connc.findings import Finding, finding
 from connc.repochecks import Principals, check_members, check_repository
-from connc.sopsmeta import CreationRule, RulesError, read_rules, recipient_of_member_key
+from connc.sopsmeta import recipient_of_member_key
 
 # Below this many files, starting workers costs more than it saves.
 PARALLEL_THRESHOLD = 200
@@ -100,28 +100,9 @@ def _dispatch(task: tuple[Callable[[str, CheckContext], FileResult], str],
     return function(relpath, context)
 
 
-def load_rules(root: Path) -> tuple[list[CreationRule] | None, list[Finding]]:
-    relpath = repository.SOPS_CONFIG
-    if not (root / relpath).exists():
-        return None, [finding(relpath, 1, 1, "CONNC014",
-                              ".sops.yaml is missing; connc checks every file's recipients "
-                              "against its creation rules")]
-    problem = repository.inside(root, relpath)
-    if problem:
-        return None, [problem]
-    document, found = read_document(root, relpath)
-    if document is None:
-        return None, found
-    try:
-        rules = read_rules(document.data, lambda path: document.position(path)[0])
-    except RulesError as error:
-        return None, found + [finding(relpath, error.line, 1, "CONNC014", error.message)]
-    return rules, found + encryption.check_rules(rules)
-
-
 def _members(root: Path) -> tuple[models.Members | None, list[Finding]]:
     relpath = repository.MEMBERS_FILE
-    if not (root / relpath).exists() and not (root / relpath).is_symlink():
+    if not repository.present(root / relpath):
         return None, [finding(relpath, 1, 1, "CONNC011",
                               "members.yaml is missing: owners, teams and scope members cannot "
                               "be checked")]
@@ -136,7 +117,7 @@ def _members(root: Path) -> tuple[models.Members | None, list[Finding]]:
 
 def _config(root: Path) -> tuple[models.Config | None, list[Finding]]:
     relpath = repository.CONFIG_FILE
-    if not (root / relpath).exists():
+    if not repository.present(root / relpath):
         return None, []
     problem = repository.inside(root, relpath)
     if problem:

@@ -104,9 +104,11 @@ def _write_https(items: list[Resolved], output: Output) -> None:
     output.files.add("git/askpass", render_template(
         "askpass.sh.j2", pipeline=output.pipeline, entries=entries, bundle=str(output.out),
         python=sys.executable), executable=True)
+    # "!" makes git run the helper through the shell as written; without it git takes a
+    # quoted path for a helper name and runs `git credential-'/path'`, which does not exist.
     output.files.add("git/config", render_template(
         "gitconfig.j2", pipeline=output.pipeline, prefixes=sorted({e.prefix for e in entries}),
-        helper=shell_quote(askpass)))
+        helper="!" + shell_quote(askpass)))
     output.env["GIT_ASKPASS"] = askpass
     output.env["GIT_TERMINAL_PROMPT"] = "0"
     output.env["connc:git-include"] = output.path("git/config")
