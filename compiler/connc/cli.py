@@ -107,8 +107,8 @@ def render(pipeline: str, repo: str, out: str | None, output_format: str) -> Non
     from connc.render.run import render as run_render
     from connc.repository import find_root
 
-    rendered = run_render(find_root(repo), pipeline, Path(out) if out else None)
-    emit(rendered, output_format)
+    output, manifest = run_render(find_root(repo), pipeline, Path(out) if out else None)
+    emit(output, manifest, output_format)
 
 
 @cli.command()

@@ -19,6 +19,7 @@ from connc.sopsmeta import (
     is_encrypted_value,
     read_metadata,
     read_rules,
+    shown_recipient,
 )
 from connc.yamldoc import Document
 
@@ -49,8 +50,9 @@ def check(document: Document, relpath: str,
         added = sorted(metadata.recipients - rule.recipients)
         missing = sorted(rule.recipients - metadata.recipients)
         detail = "; ".join(part for part in (
-            f"not in .sops.yaml: {', '.join(added)}" if added else "",
-            f"missing from the file: {', '.join(missing)}" if missing else "",
+            f"not in .sops.yaml: {', '.join(map(shown_recipient, added))}" if added else "",
+            f"missing from the file: {', '.join(map(shown_recipient, missing))}"
+            if missing else "",
         ) if part)
         found.append(finding(relpath, sops_line, sops_column, "CONNC405",
                              f"recipients differ from .sops.yaml rule {rule.index + 1} ({detail}); "

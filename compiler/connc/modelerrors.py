@@ -51,6 +51,12 @@ def _one(kind: str, msg: str, loc: tuple[str | int, ...], model: type[BaseModel]
     if kind == "missing":
         line, column = doc.position(loc[:-1], key=True) if len(loc) > 1 else (1, 1)
         return finding(relpath, line, column, "CONNC103", f"`{where}` is required")
+    if loc and loc[-1] == "[key]":
+        # A mapping key that failed validation: anything could have been pasted there, so
+        # point at it and name its mapping, never quote it.
+        line, column = doc.position(loc[:-1], key=True)
+        return finding(relpath, line, column, "CONNC102",
+                       f"`{dotted(loc[:-2])}` has an invalid key: {msg}")
     line, column = doc.position(loc)
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         value = _value_at(doc.data, loc + ("type",))

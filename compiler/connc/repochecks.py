@@ -7,7 +7,7 @@ from connc.filecheck import ConnectionSummary, PipelineSummary
 from connc.findings import Finding, finding, suggest
 from connc.repository import MEMBERS_FILE
 from connc.scope import ConnectionScope, PipelineScope, decide
-from connc.sopsmeta import recipient_of_member_key
+from connc.sopsmeta import recipient_of_member_key, shown_recipient
 from connc.yamldoc import Document
 
 
@@ -195,9 +195,10 @@ def _recipients_in_scope(connection: ConnectionSummary, principals: Principals,
     found = []
     if outside:
         found.append(finding(connection.relpath, *connection.sops_pos, "CONNC408",
-                             f"recipient(s) {', '.join(outside)} belong to no principal in the "
-                             f"scope of `{connection.id}` (nor to adminRecipients) and could "
-                             f"decrypt it; remove them from the .sops.yaml rule and run "
+                             f"recipient(s) {', '.join(map(shown_recipient, outside))} belong "
+                             f"to no principal in the scope of `{connection.id}` (nor to "
+                             f"adminRecipients) and could decrypt it; remove them from the "
+                             f".sops.yaml rule and run "
                              f"`sops updatekeys {connection.relpath}`"))
     if connection.visibility != "public":
         for member, recipients in named.items():

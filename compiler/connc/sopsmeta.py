@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 from typing import Any
 
+from connc.secretscan import what_secret
+
 ENC_RE = re.compile(
     r"^ENC\[AES256_GCM,data:(?P<data>[A-Za-z0-9+/=]*),iv:(?P<iv>[A-Za-z0-9+/=]+),"
     r"tag:(?P<tag>[A-Za-z0-9+/=]+),type:(?P<type>[a-z]+)\]$"
@@ -108,6 +110,12 @@ def recipient_id(kind: str, value: str) -> str:
     if kind == "pgp":
         value = value.replace(" ", "").upper()
     return f"{kind}:{value.strip()}"
+
+
+def shown_recipient(recipient: str) -> str:
+    """A recipient as a message prints it: a private key pasted by mistake is named, not shown."""
+    label = what_secret(None, recipient)
+    return f"({label}, not shown)" if label else recipient
 
 
 def recipient_of_member_key(value: str) -> str:

@@ -6,10 +6,10 @@ import base64
 import dataclasses
 import datetime as dt
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
-from connc import models
-from connc.content import control_character_problem
+from connc.credentials import control_character_problem
 from connc.errors import RenderError
 from connc.render.bundle import BundleFiles
 from connc.secrets import Secret
@@ -17,17 +17,22 @@ from connc.secrets import Secret
 
 @dataclasses.dataclass
 class Resolved:
-    """One connection a pipeline uses, decrypted, with any token minted for it."""
+    """One connection a pipeline uses, decrypted, with any token minted for it.
 
-    connection: models.Connection
-    use: models.Use
+    `spec` and `use` are the documents as written (YAML spelling), checked against the
+    generated schemas and with their defaults filled in.
+    """
+
+    id: str
+    spec: dict[str, Any]
+    use: dict[str, Any]
     credential: dict[str, Secret]
     token: Secret | None = None
     token_expires_at: dt.datetime | None = None
 
     @property
-    def id(self) -> str:
-        return self.connection.metadata.id
+    def type(self) -> str:
+        return str(self.spec["type"])
 
     def secret(self, field: str) -> str | None:
         """The plaintext of a credential field, refused if it could inject anywhere."""
@@ -39,6 +44,14 @@ class Resolved:
         if problem:
             raise RenderError(f"connection `{self.id}`: {problem}; refused")
         return text
+
+    def required(self, *fields: str) -> list[str]:
+        values = [self.secret(field) for field in fields]
+        missing = [f for f, v in zip(fields, values) if not v]
+        if missing:
+            raise RenderError(f"connection `{self.id}`: credential needs "
+                              f"{' and '.join(f'`{m}`' for m in missing)}")
+        return [v for v in values if v]
 
 
 @dataclasses.dataclass
@@ -65,7 +78,7 @@ class Output:
 
     def record(self, resolved: Resolved, *files: str, **extra: object) -> None:
         entry = self.manifest.setdefault(resolved.id, {
-            "id": resolved.id, "type": resolved.connection.spec.type, "files": []})
+            "id": resolved.id, "type": resolved.type, "files": []})
         entry_files = entry["files"]
         assert isinstance(entry_files, list)
         entry_files.extend(f for f in files if f not in entry_files)

@@ -18,10 +18,8 @@ TYPES = frozenset({"container-registry"})
 def write(items: list[Resolved], output: Output) -> None:
     auths: dict[str, dict[str, str]] = {}
     for resolved in items:
-        registry = resolved.connection.spec.registry  # type: ignore[union-attr]
-        username, password = resolved.secret("username"), resolved.secret("password")
-        if not username or not password:
-            raise RenderError(f"connection `{resolved.id}`: username and password are required")
+        registry = str(resolved.spec["registry"])
+        username, password = resolved.required("username", "password")
         if ":" in username:
             raise RenderError(f"connection `{resolved.id}`: the username contains ':', which "
                               f"docker's auth field cannot carry; refused")

@@ -13,12 +13,11 @@ import shlex
 import sys
 from urllib.parse import urlsplit
 
-from connc import models
 from connc.errors import RenderError
 from connc.render.context import Output, Resolved
 from connc.render.textformat import render_template, shell_quote
 
-TYPES = models.GIT_TYPES
+TYPES = frozenset({"github-app", "gitlab", "gitlab-self-hosted", "codeup", "bitbucket", "git"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,23 +41,17 @@ def _prefix(url: str) -> str:
 
 
 def _user_and_secret(resolved: Resolved) -> tuple[str, str]:
-    spec = resolved.connection.spec
-    if isinstance(spec, models.GitHubAppSpec):
+    # Each host's username convention for tokens.
+    if resolved.type == "github-app":
         if resolved.token is None:
             raise RenderError(f"connection `{resolved.id}`: no installation token was minted")
         return "x-access-token", resolved.token.reveal()
-    if isinstance(spec, (models.GitLabSpec, models.GitLabSelfHostedSpec)):
-        return resolved.secret("username") or "oauth2", _required(resolved, "token")
-    if isinstance(spec, models.BitbucketSpec) and resolved.secret("token"):
-        return "x-token-auth", _required(resolved, "token")
-    return _required(resolved, "username"), _required(resolved, "password")
-
-
-def _required(resolved: Resolved, field: str) -> str:
-    value = resolved.secret(field)
-    if not value:
-        raise RenderError(f"connection `{resolved.id}`: credential field `{field}` is missing")
-    return value
+    if resolved.type in ("gitlab", "gitlab-self-hosted"):
+        return resolved.secret("username") or "oauth2", resolved.required("token")[0]
+    if resolved.type == "bitbucket" and resolved.secret("token"):
+        return "x-token-auth", resolved.required("token")[0]
+    username, password = resolved.required("username", "password")
+    return username, password
 
 
 def write(items: list[Resolved], output: Output) -> None:
@@ -71,8 +64,7 @@ def write(items: list[Resolved], output: Output) -> None:
 
 
 def _is_ssh(resolved: Resolved) -> bool:
-    spec = resolved.connection.spec
-    return isinstance(spec, models.GitSpec) and spec.url.startswith("ssh://")
+    return resolved.type == "git" and str(resolved.spec["url"]).startswith("ssh://")
 
 
 def _write_https(items: list[Resolved], output: Output) -> None:
@@ -84,16 +76,16 @@ def _write_https(items: list[Resolved], output: Output) -> None:
         expires = resolved.token_expires_at
         entries.append(Entry(
             connection=resolved.id,
-            prefix=_prefix(resolved.connection.spec.url),  # type: ignore[union-attr]
+            prefix=_prefix(resolved.spec["url"]),
             username=username,
             password=password,
             expires_epoch=int(expires.timestamp()) if expires else None,
             expires_text=expires.isoformat().replace("+00:00", "Z") if expires else None,
-            refresh=resolved.use.refresh,
+            refresh=bool(resolved.use.get("refresh")),
         ))
         output.mask(password, username=username)
         output.record(resolved, "git/askpass", "git/config")
-        if isinstance(resolved.connection.spec, models.GitHubAppSpec):
+        if resolved.type == "github-app":
             from connc.render.refresh import write_state
 
             write_state(resolved, output)
@@ -130,17 +122,12 @@ def _write_ssh(items: list[Resolved], output: Output) -> None:
                "-o", f"UserKnownHostsFile={output.path('git/ssh/known_hosts')}"]
     known_hosts = []
     for resolved in items:
-        key = resolved.secret("sshPrivateKey")
-        if not key:
-            raise RenderError(f"connection `{resolved.id}`: credential field `sshPrivateKey` "
-                              f"is missing")
+        key = resolved.required("sshPrivateKey")[0]
         relpath = f"git/ssh/{resolved.id}.key"
         output.files.add(relpath, key if key.endswith("\n") else key + "\n")
         output.mask(key)
         command += ["-i", output.path(relpath)]
-        spec = resolved.connection.spec
-        assert isinstance(spec, models.GitSpec)
-        known_hosts.append((spec.known_hosts or "").strip())
+        known_hosts.append(str(resolved.spec.get("knownHosts") or "").strip())
         output.record(resolved, relpath, "git/ssh/known_hosts")
     output.files.add("git/ssh/known_hosts", "\n".join(known_hosts) + "\n")
     output.env["GIT_SSH_COMMAND"] = shlex.join(command)

@@ -2,26 +2,31 @@
 
 from __future__ import annotations
 
-from connc import models
+from typing import Any
+
 from connc.github import GitHubApp
 from connc.render.context import Resolved
+from connc.secrets import Secret
 
 
-def app_for(resolved: Resolved) -> GitHubApp:
-    spec = resolved.connection.spec
-    assert isinstance(spec, models.GitHubAppSpec)
-    key = resolved.credential.get("privateKey")
-    if key is None:
-        from connc.errors import RenderError
+def issuer(spec: dict[str, Any]) -> str:
+    """The JWT `iss`: the client ID, or else the App ID, as a string."""
+    return str(spec["clientId"]) if spec.get("clientId") is not None else str(spec["appId"])
 
-        raise RenderError(f"connection `{resolved.id}`: credential field `privateKey` is missing")
-    return GitHubApp(spec.api_url, spec.issuer, key, connection=resolved.id)
+
+def app_for(resolved: Resolved, private_key: Secret) -> GitHubApp:
+    return GitHubApp(resolved.spec["apiUrl"], issuer(resolved.spec), private_key,
+                     connection=resolved.id)
 
 
 def mint(resolved: Resolved) -> None:
-    spec = resolved.connection.spec
-    assert isinstance(spec, models.GitHubAppSpec)
-    token = app_for(resolved).mint_installation_token(
-        spec.installation_id, resolved.use.repositories, resolved.use.permissions)
+    private_key = resolved.credential.get("privateKey")
+    if private_key is None:
+        from connc.errors import RenderError
+
+        raise RenderError(f"connection `{resolved.id}`: credential needs `privateKey`")
+    token = app_for(resolved, private_key).mint_installation_token(
+        int(resolved.spec["installationId"]), resolved.use.get("repositories"),
+        resolved.use.get("permissions"))
     resolved.token = token.token
     resolved.token_expires_at = token.expires_at

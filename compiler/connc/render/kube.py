@@ -10,8 +10,6 @@ from typing import Any
 
 import yaml
 
-from connc import models
-from connc.errors import RenderError
 from connc.render.context import Output, Resolved
 
 TYPES = frozenset({"kubernetes"})
@@ -20,18 +18,17 @@ TYPES = frozenset({"kubernetes"})
 def write(items: list[Resolved], output: Output) -> None:
     clusters, users, contexts = [], [], []
     for resolved in items:
-        spec = resolved.connection.spec
-        assert isinstance(spec, models.KubernetesSpec)
-        cluster: dict[str, Any] = {"server": spec.server}
-        if spec.certificate_authority_data:
-            cluster["certificate-authority-data"] = "".join(spec.certificate_authority_data.split())
-        if spec.insecure_skip_tls_verify:
+        spec = resolved.spec
+        cluster: dict[str, Any] = {"server": spec["server"]}
+        if spec.get("certificateAuthorityData"):
+            cluster["certificate-authority-data"] = "".join(spec["certificateAuthorityData"].split())
+        if spec.get("insecureSkipTlsVerify"):
             cluster["insecure-skip-tls-verify"] = True
         clusters.append({"name": resolved.id, "cluster": cluster})
         users.append({"name": resolved.id, "user": _user(resolved, output)})
         context: dict[str, Any] = {"cluster": resolved.id, "user": resolved.id}
-        if spec.namespace:
-            context["namespace"] = spec.namespace
+        if spec.get("namespace"):
+            context["namespace"] = spec["namespace"]
         contexts.append({"name": resolved.id, "context": context})
         output.record(resolved, "kube/config", context=resolved.id)
     config = {
@@ -52,10 +49,7 @@ def _user(resolved: Resolved, output: Output) -> dict[str, str]:
     if token:
         output.mask(token)
         return {"token": token}
-    cert, key = resolved.secret("clientCertificateData"), resolved.secret("clientKeyData")
-    if not cert or not key:
-        raise RenderError(f"connection `{resolved.id}`: needs token, or clientCertificateData "
-                          f"and clientKeyData")
+    cert, key = resolved.required("clientCertificateData", "clientKeyData")
     output.mask(key)
     return {"client-certificate-data": "".join(cert.split()),
             "client-key-data": "".join(key.split())}

@@ -7,14 +7,13 @@ import os
 import sys
 
 from connc.errors import UsageError
+from connc.render.context import Output
 from connc.render.envfile import env_file, github_env_lines
-from connc.render.run import Rendered
 
 
-def emit(rendered: Rendered, output_format: str) -> None:
-    output = rendered.output
+def emit(output: Output, manifest: dict[str, object], output_format: str) -> None:
     if output_format == "json":
-        sys.stdout.write(json.dumps(rendered.manifest, indent=2) + "\n")
+        sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
     elif output_format == "github":
         github_env = os.environ.get("GITHUB_ENV")
         if not github_env:

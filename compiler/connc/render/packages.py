@@ -6,7 +6,6 @@ import base64
 import xml.etree.ElementTree as ET
 from urllib.parse import quote, urlsplit, urlunsplit
 
-from connc import models
 from connc.errors import RenderError
 from connc.render.context import Output, Resolved
 from connc.render.textformat import render_template
@@ -17,9 +16,7 @@ TYPES = frozenset({"packages"})
 def write(items: list[Resolved], output: Output) -> None:
     by_format: dict[str, list[Resolved]] = {"maven": [], "npm": [], "pypi": []}
     for resolved in items:
-        spec = resolved.connection.spec
-        assert isinstance(spec, models.PackagesSpec)
-        by_format[spec.format].append(resolved)
+        by_format[resolved.spec["format"]].append(resolved)
     if by_format["maven"]:
         _maven(by_format["maven"], output)
     if by_format["npm"]:
@@ -29,9 +26,7 @@ def write(items: list[Resolved], output: Output) -> None:
 
 
 def _user_password(resolved: Resolved) -> tuple[str, str]:
-    username, password = resolved.secret("username"), resolved.secret("password")
-    if not username or not password:
-        raise RenderError(f"connection `{resolved.id}`: username and password are required")
+    username, password = resolved.required("username", "password")
     return username, password
 
 
@@ -41,8 +36,7 @@ def _maven(items: list[Resolved], output: Output) -> None:
     })
     servers = ET.SubElement(settings, "servers")
     for resolved in items:
-        spec = resolved.connection.spec
-        assert isinstance(spec, models.PackagesSpec) and spec.repository_id
+        repository_id = str(resolved.spec["repositoryId"])
         username, password = _user_password(resolved)
         for value in (username, password):
             # Maven expands ${...} in settings.xml and treats {...} as an encrypted password.
@@ -50,11 +44,11 @@ def _maven(items: list[Resolved], output: Output) -> None:
                 raise RenderError(f"connection `{resolved.id}`: a value Maven would interpolate "
                                   f"(${{...}} or {{...}}); refused")
         server = ET.SubElement(servers, "server")
-        ET.SubElement(server, "id").text = spec.repository_id
+        ET.SubElement(server, "id").text = repository_id
         ET.SubElement(server, "username").text = username
         ET.SubElement(server, "password").text = password
         output.mask(password, username=username)
-        output.record(resolved, "maven/settings.xml", repositoryId=spec.repository_id)
+        output.record(resolved, "maven/settings.xml", repositoryId=repository_id)
     ET.indent(settings)
     xml = ET.tostring(settings, encoding="unicode", xml_declaration=False)
     output.files.add("maven/settings.xml", '<?xml version="1.0" encoding="UTF-8"?>\n' + xml + "\n")
@@ -64,9 +58,7 @@ def _maven(items: list[Resolved], output: Output) -> None:
 def _npm(items: list[Resolved], output: Output) -> None:
     lines = []
     for resolved in items:
-        spec = resolved.connection.spec
-        assert isinstance(spec, models.PackagesSpec)
-        parts = urlsplit(spec.url)
+        parts = urlsplit(resolved.spec["url"])
         nerf = f"//{parts.netloc}{parts.path.rstrip('/')}/"  # npm's per-registry key prefix
         token = resolved.secret("token")
         if token:
@@ -79,7 +71,7 @@ def _npm(items: list[Resolved], output: Output) -> None:
             lines.append((nerf, "_password", encoded))
             output.mask(password, username=username)
         output.record(resolved, "npm/npmrc")
-    registry = items[0].connection.spec.url  # type: ignore[union-attr]
+    registry = items[0].spec["url"]
     output.files.add("npm/npmrc", render_template(
         "npmrc.j2", pipeline=output.pipeline, registry=registry, lines=lines))
     output.env["NPM_CONFIG_USERCONFIG"] = output.path("npm/npmrc")
@@ -88,10 +80,8 @@ def _npm(items: list[Resolved], output: Output) -> None:
 def _pip(items: list[Resolved], output: Output) -> None:
     urls = []
     for resolved in items:
-        spec = resolved.connection.spec
-        assert isinstance(spec, models.PackagesSpec)
         username, password = _user_password(resolved)
-        parts = urlsplit(spec.url)
+        parts = urlsplit(resolved.spec["url"])
         userinfo = f"{quote(username, safe='')}:{quote(password, safe='')}"
         urls.append(urlunsplit((parts.scheme, f"{userinfo}@{parts.netloc}", parts.path, "", "")))
         output.mask(password, username=username)

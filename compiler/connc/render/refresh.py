@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from connc import models
 from connc.render.context import Output, Resolved
 
 REMINT_BEFORE = dt.timedelta(minutes=5)
@@ -27,23 +26,25 @@ def state_path(connection_id: str) -> str:
 
 
 def write_state(resolved: Resolved, output: Output) -> None:
-    spec = resolved.connection.spec
-    assert isinstance(spec, models.GitHubAppSpec) and resolved.token is not None
+    from connc.render.github_tokens import issuer
+
+    assert resolved.token is not None
+    spec, refresh = resolved.spec, bool(resolved.use.get("refresh"))
     expires = resolved.token_expires_at
     state: dict[str, Any] = {
         "connection": resolved.id,
-        "apiUrl": spec.api_url,
+        "apiUrl": spec["apiUrl"],
         "token": resolved.token.reveal(),
         "expiresAt": expires.isoformat() if expires else None,
-        "refresh": resolved.use.refresh,
+        "refresh": refresh,
     }
-    if resolved.use.refresh:
-        state.update(issuer=spec.issuer, installationId=spec.installation_id,
-                     repositories=resolved.use.repositories, permissions=resolved.use.permissions,
+    if refresh:
+        state.update(issuer=issuer(spec), installationId=spec["installationId"],
+                     repositories=resolved.use.get("repositories"),
+                     permissions=resolved.use.get("permissions"),
                      privateKey=resolved.credential["privateKey"].reveal())
     output.files.add(state_path(resolved.id), json.dumps(state, indent=2) + "\n")
-    output.record(resolved, state_path(resolved.id), refresh=resolved.use.refresh,
-                  keepsAppKey=resolved.use.refresh,
+    output.record(resolved, state_path(resolved.id), refresh=refresh, keepsAppKey=refresh,
                   tokenExpiresAt=state["expiresAt"])
 
 
