@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from connc import repository
+from connc import repository, secretscan
 from connc.documents import read_document
 from connc.findings import Finding, dotted, finding
 from connc.sopsmeta import (
@@ -149,6 +149,8 @@ def load_rules(root: Path) -> tuple[list[CreationRule] | None, list[Finding]]:
     document, found = read_document(root, relpath)
     if document is None:
         return None, found
+    # A private key pasted where its public key belongs is a leak the moment it is pushed.
+    found += secretscan.findings(document, relpath, frozenset())
     try:
         rules = read_rules(document.data, lambda path: document.position(path)[0])
     except RulesError as error:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 
 from connc import encryption, models, secretscan
 from connc.documents import check_kind, expiry_finding, id_matches_stem, read_document
-from connc.findings import Finding, dotted, finding, suggest
+from connc.findings import Finding, finding, suggest
 from connc.modelerrors import findings_from
 from connc.sopsmeta import CreationRule
 from connc.yamldoc import Document
@@ -80,16 +80,6 @@ def validate_model(document: Document, relpath: str, model: type[BaseModel],
         return None, findings_from(error, model, document, relpath)
 
 
-def _secret_findings(document: Document, relpath: str, skip: frozenset[str]) -> list[Finding]:
-    found = []
-    for path, label in secretscan.scan(document.data, skip):
-        line, column = document.position(path)
-        found.append(finding(relpath, line, column, "CONNC403",
-                             f"`{dotted(path)}` holds {label} in plaintext; secrets belong under "
-                             f"`credential` in a connection file, encrypted with sops"))
-    return found
-
-
 def _drop_shadowed(found: list[Finding]) -> list[Finding]:
     """A plaintext secret under an unknown key is one problem, reported as the secret."""
     secret_at = {(f.line, f.column) for f in found if f.code == "CONNC403"}
@@ -112,7 +102,7 @@ def inspect_connection(relpath: str,
     wrong_kind = check_kind(document, relpath, "Connection")
     if wrong_kind:
         return FileResult(relpath, tuple(found + [wrong_kind])), None
-    found += _secret_findings(document, relpath, frozenset({"credential", "sops"}))
+    found += secretscan.findings(document, relpath, frozenset({"credential", "sops"}))
     mismatch = id_matches_stem(document, relpath, ".sops.yaml")
     if mismatch:
         found.append(mismatch)
@@ -206,7 +196,7 @@ def inspect_pipeline(relpath: str,
     wrong_kind = check_kind(document, relpath, "Pipeline")
     if wrong_kind:
         return FileResult(relpath, tuple(found + [wrong_kind])), None
-    found += _secret_findings(document, relpath, frozenset())
+    found += secretscan.findings(document, relpath, frozenset())
     mismatch = id_matches_stem(document, relpath, ".yaml")
     if mismatch:
         found.append(mismatch)
@@ -267,7 +257,7 @@ def check_single(root: Path, relpath: str, kind: str,
     wrong_kind = check_kind(document, relpath, kind)
     if wrong_kind:
         return None, document, found + [wrong_kind]
-    found += _secret_findings(document, relpath, frozenset())
+    found += secretscan.findings(document, relpath, frozenset())
     parsed, model_findings = validate_model(document, relpath, model)
     return parsed, document, _drop_shadowed(found + model_findings)
 

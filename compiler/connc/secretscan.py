@@ -12,6 +12,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+from connc.findings import Finding, dotted, finding
+from connc.yamldoc import Document
+
 # Keys whose non-empty value is a secret whatever it looks like.
 SECRET_KEYS = frozenset({
     "password", "passwd", "pass", "token", "secret", "privatekey", "apikey", "apitoken",
@@ -75,3 +78,14 @@ def scan(data: Any, skip: frozenset[str] = frozenset(),
                 yield path + (index,), label
             else:
                 yield from scan(value, skip, path + (index,))
+
+
+def findings(document: Document, relpath: str, skip: frozenset[str]) -> list[Finding]:
+    """CONNC403 at each secret-looking value of a parsed file; the message never quotes it."""
+    found = []
+    for path, label in scan(document.data, skip):
+        line, column = document.position(path)
+        found.append(finding(relpath, line, column, "CONNC403",
+                             f"`{dotted(path)}` holds {label} in plaintext; secrets belong under "
+                             f"`credential` in a connection file, encrypted with sops"))
+    return found

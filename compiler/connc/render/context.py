@@ -70,7 +70,9 @@ class Output:
 
     def mask(self, secret: str, *, username: str | None = None) -> None:
         """Register a secret and the forms it takes in the bundle, for `::add-mask::`."""
-        self.masks.add(secret)
+        # A workflow command ends at the end of its line: a multi-line secret (a PEM key) is
+        # masked line by line, else `::add-mask::` would print its other lines in clear.
+        self.masks.update(line.strip() for line in secret.splitlines() if line.strip())
         self.masks.add(quote(secret, safe=""))
         self.masks.add(base64.b64encode(secret.encode()).decode())
         if username is not None:

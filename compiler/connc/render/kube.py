@@ -50,6 +50,6 @@ def _user(resolved: Resolved, output: Output) -> dict[str, str]:
         output.mask(token)
         return {"token": token}
     cert, key = resolved.required("clientCertificateData", "clientKeyData")
-    output.mask(key)
-    return {"client-certificate-data": "".join(cert.split()),
-            "client-key-data": "".join(key.split())}
+    key_data = "".join(key.split())  # base64 as wrapped by `base64`, joined as kubectl wants
+    output.mask(key_data)
+    return {"client-certificate-data": "".join(cert.split()), "client-key-data": key_data}

@@ -20,7 +20,7 @@ def emit(output: Output, manifest: dict[str, object], output_format: str) -> Non
             raise UsageError("--format github needs $GITHUB_ENV (it runs inside GitHub Actions)")
         # The one place a secret is printed, by design: the runner hides every masked string.
         for secret in sorted(output.masks, key=len, reverse=True):
-            if secret:
+            if secret and "\n" not in secret and "\r" not in secret:  # see Output.mask
                 sys.stdout.write(f"::add-mask::{secret}\n")
         with open(github_env, "a", encoding="utf-8") as handle:
             handle.write("".join(line + "\n" for line in github_env_lines(output, os.environ)))

@@ -1,0 +1,165 @@
+"""Connection repositories built in a temp dir, encrypted with the real sops and the test key.
+
+Shared by the validate-side tests (robustness, canary, sops wrapper). A repository is built
+from plain dicts, so each test states only what it changes; `encrypt` runs the sops binary
+exactly as a user would (from the repository root, so `.sops.yaml` applies).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pyrage
+import yaml
+
+from connc import sops
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+TEST_KEY_FILE = REPO_ROOT / "tests" / "keys" / "test-age-key.txt"
+TEST_RECIPIENT = "age1ulne4xqhupvtrat0x2x000mqe98zezx4uax56ruvwmpq47d88phqehjy5j"
+
+MEMBERS: dict[str, Any] = {
+    "apiVersion": "connc/v1",
+    "kind": "Members",
+    "users": {"alice": {"name": "Alice"}, "bob": {}},
+    "teams": {"platform": {"members": ["alice", "bob"]}},
+}
+
+
+def sops_rules(*recipients: str) -> dict[str, Any]:
+    """The `.sops.yaml` the spec prescribes, encrypting to `recipients` (the test key by default)."""
+    return {"creation_rules": [{
+        "path_regex": r"^connections\.d/.*\.sops\.yaml$",
+        "encrypted_regex": "^credential$",
+        "mac_only_encrypted": True,
+        "age": ",".join(recipients or (TEST_RECIPIENT,)),
+    }]}
+
+
+def connection(conn_id: str, *, type_: str = "gitlab", owner: str = "alice",
+               visibility: str = "private", members: list[str] | None = None,
+               spec: Mapping[str, Any] | None = None,
+               credential: Mapping[str, Any] | None = None,
+               **metadata: Any) -> dict[str, Any]:
+    """A connection document; `spec` adds to `{type: ...}`, `metadata` adds to id/name/owner."""
+    scope: dict[str, Any] = {"visibility": visibility}
+    if members is not None:
+        scope["members"] = members
+    return {
+        "apiVersion": "connc/v1",
+        "kind": "Connection",
+        "metadata": {"id": conn_id, "name": conn_id, "owner": owner, **metadata},
+        "scope": scope,
+        "spec": {"type": type_, **(spec or {})},
+        "credential": dict(credential if credential is not None else {"token": "fake-token"}),
+    }
+
+
+def pipeline(pipeline_id: str, *uses: str, owner: str = "alice",
+             teams: list[str] | None = None) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"id": pipeline_id, "owner": owner}
+    if teams is not None:
+        metadata["teams"] = teams
+    return {"apiVersion": "connc/v1", "kind": "Pipeline", "metadata": metadata,
+            "uses": [{"connection": use} for use in uses]}
+
+
+def write(root: Path, relpath: str, content: str | bytes | Mapping[str, Any]) -> Path:
+    """Write text, bytes, or a document (dumped as YAML) to `root/relpath`."""
+    path = root / relpath
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, str):
+        path.write_text(content, encoding="utf-8")
+    else:
+        path.write_text(yaml.safe_dump(dict(content), sort_keys=False), encoding="utf-8")
+    return path
+
+
+def make_repo(root: Path, *, connections: Mapping[str, Mapping[str, Any]] | None = None,
+              pipelines: Mapping[str, Mapping[str, Any]] | None = None,
+              members: Mapping[str, Any] | None = MEMBERS,
+              rules: Mapping[str, Any] | None = None, encrypt_all: bool = True) -> Path:
+    """A repository with the given documents, keyed by id; connections encrypted by default."""
+    root.mkdir(parents=True, exist_ok=True)
+    write(root, ".sops.yaml", rules if rules is not None else sops_rules())
+    if members is not None:
+        write(root, "members.yaml", members)
+    (root / "connections.d").mkdir(exist_ok=True)
+    (root / "pipelines.d").mkdir(exist_ok=True)
+    for conn_id, document in (connections or {}).items():
+        relpath = f"connections.d/{conn_id}.sops.yaml"
+        write(root, relpath, document)
+        if encrypt_all:
+            encrypt(root, relpath)
+    for pipeline_id, document in (pipelines or {}).items():
+        write(root, f"pipelines.d/{pipeline_id}.yaml", document)
+    return root
+
+
+def new_age_key(directory: Path, name: str = "other-key.txt") -> tuple[Path, str]:
+    """A fresh age identity in `directory/name`; returns (key file, public key)."""
+    identity = pyrage.x25519.Identity.generate()
+    key_file = directory / name
+    key_file.write_text(f"{identity}\n", encoding="utf-8")
+    key_file.chmod(0o600)
+    return key_file, str(identity.to_public())
+
+
+def sops_env(key_file: Path | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SOPS_AGE_KEY")}
+    env["SOPS_DISABLE_VERSION_CHECK"] = "1"
+    if key_file is not None:
+        env["SOPS_AGE_KEY_FILE"] = str(key_file)
+    return env
+
+
+def encrypt(root: Path, relpath: str) -> None:
+    """`sops encrypt --in-place` from the repository root, as the spec tells users to."""
+    proc = subprocess.run([sops.binary(), "encrypt", "--in-place", "--", relpath], cwd=root,
+                          env=sops_env(), capture_output=True, check=False)
+    assert proc.returncode == 0, f"sops encrypt {relpath} failed with {proc.returncode}"
+
+
+def run_connc(*args: str, key_file: Path | None = None,
+              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`python -m connc ARGS` in a fresh interpreter, capturing stdout and stderr."""
+    return subprocess.run([sys.executable, "-m", "connc", *args], cwd=cwd or REPO_ROOT,
+                          env=sops_env(key_file), capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+# ---------------------------------------------------------------------------- fake PKI
+# Real keys and certificates (EC: fast to generate) for checks that parse them.
+
+
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def key_pem(key: ec.EllipticCurvePrivateKey,
+            fmt: serialization.PrivateFormat = serialization.PrivateFormat.PKCS8) -> str:
+    return key.private_bytes(serialization.Encoding.PEM, fmt,
+                             serialization.NoEncryption()).decode()
+
+
+def certificate_pem(key: ec.EllipticCurvePrivateKey, common_name: str = "connc test") -> bytes:
+    """A self-signed certificate for `key`, valid for a day."""
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
+                   .sign(key, hashes.SHA256()))
+    return certificate.public_bytes(serialization.Encoding.PEM)

@@ -1,0 +1,268 @@
+"""connc.sopsmeta: `.sops.yaml` creation rules and the recipients sops records, keyless."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from connc.sopsmeta import (
+    CreationRule,
+    RulesError,
+    enc_type,
+    first_matching_rule,
+    is_encrypted_value,
+    read_metadata,
+    read_rules,
+    recipient_id,
+    recipient_of_member_key,
+)
+from repokit import TEST_RECIPIENT, connection, make_repo, new_age_key, sops_rules
+
+AGE_B = "age1ksezmpplrwq0m32tfmnc9a0mhtxtd6tz7uhjl9a3p95ds70hyelshrzjas"
+PGP_FP = "85D77543B3D624B63CEA9E6DBC17301B491B3F21"
+KMS_ARN = "arn:aws:kms:eu-west-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+ROLE_ARN = "arn:aws:iam::111122223333:role/sops"
+GCP_KEY = "projects/acme/locations/global/keyRings/sops/cryptoKeys/connc"
+AZURE_URL = "https://acme.vault.azure.net"
+AZURE_KEY = f"{AZURE_URL}/keys/sops-key/0123456789abcdef"
+VAULT_URI = "https://vault.example.com:8200/v1/transit/keys/connc"
+
+
+def rules_of(*raw: dict[str, Any]) -> list[CreationRule]:
+    return read_rules({"creation_rules": list(raw)})
+
+
+def recipients_of(rule: dict[str, Any]) -> frozenset[str]:
+    return rules_of(rule)[0].recipients
+
+
+# ---------------------------------------------------------------------------- matching
+
+
+@pytest.mark.parametrize(("pattern", "relpath", "matches"), [
+    # Go's regexp.MatchString searches: an unanchored pattern matches anywhere in the path.
+    (r"\.sops\.yaml$", "connections.d/a.sops.yaml", True),
+    (r"connections\.d/", "connections.d/a.sops.yaml", True),
+    (r"sops", "connections.d/a.sops.yaml", True),
+    (r"^connections\.d/.*\.sops\.yaml$", "connections.d/a.sops.yaml", True),
+    (r"^connections\.d/", "sub/connections.d/a.sops.yaml", False),
+    (r"\.sops\.yaml$", "connections.d/a.sops.yaml.bak", False),
+    (r"^pipelines\.d/", "connections.d/a.sops.yaml", False),
+    (r"", "anything", True),  # sops treats an empty path_regex as "every file"
+])
+def test_path_regex_is_a_search_like_go(pattern: str, relpath: str, matches: bool) -> None:
+    assert rules_of({"path_regex": pattern, "age": TEST_RECIPIENT})[0].matches(relpath) is matches
+
+
+def test_a_rule_without_path_regex_matches_everything() -> None:
+    assert rules_of({"age": TEST_RECIPIENT})[0].matches("connections.d/x.sops.yaml")
+
+
+def test_first_matching_rule_wins() -> None:
+    rules = rules_of(
+        {"path_regex": r"^pipelines\.d/", "age": "age1first"},
+        {"path_regex": r"\.sops\.yaml$", "age": "age1second"},
+        {"path_regex": r"connections", "age": "age1third"},
+        {"age": "age1catchall"},
+    )
+    assert first_matching_rule(rules, "connections.d/a.sops.yaml") is rules[1]
+    assert first_matching_rule(rules, "connections.d/a.yaml") is rules[2]
+    assert first_matching_rule(rules, "other.txt") is rules[3]
+    assert first_matching_rule(rules[:1], "connections.d/a.sops.yaml") is None
+
+
+def test_rule_settings_are_read() -> None:
+    rule = read_rules(sops_rules())[0]
+    assert rule.encrypted_regex == "^credential$"
+    assert rule.mac_only_encrypted is True
+    assert rule.recipients == {f"age:{TEST_RECIPIENT}"}
+    bare = rules_of({"age": TEST_RECIPIENT, "mac_only_encrypted": "yes"})[0]
+    assert (bare.encrypted_regex, bare.mac_only_encrypted) == (None, False)
+
+
+# ---------------------------------------------------------------------------- recipient forms
+
+
+@pytest.mark.parametrize("age", [
+    f"{TEST_RECIPIENT},{AGE_B}",
+    f" {TEST_RECIPIENT} ,\n {AGE_B},",  # sops trims and skips empty parts
+    [TEST_RECIPIENT, AGE_B],
+])
+def test_age_as_comma_string_or_list(age: object) -> None:
+    assert recipients_of({"age": age}) == {f"age:{TEST_RECIPIENT}", f"age:{AGE_B}"}
+
+
+def test_every_top_level_recipient_kind() -> None:
+    assert recipients_of({
+        "pgp": f"{PGP_FP.lower()}",
+        "kms": f"{KMS_ARN}+{ROLE_ARN}",  # the role is recorded apart from the key
+        "gcp_kms": GCP_KEY,
+        "azure_keyvault": AZURE_KEY,
+        "hc_vault_transit_uri": VAULT_URI,
+    }) == {
+        f"pgp:{PGP_FP}",
+        f"kms:{KMS_ARN}",
+        f"gcp_kms:{GCP_KEY}",
+        f"azure_kv:{AZURE_URL}/sops-key/0123456789abcdef",
+        "hc_vault:https://vault.example.com:8200/transit/connc",
+    }
+
+
+KEY_GROUPS_RULE: dict[str, Any] = {"key_groups": [
+    {"age": [TEST_RECIPIENT], "pgp": [PGP_FP], "kms": [{"arn": KMS_ARN, "role": ROLE_ARN}]},
+    {"gcp_kms": [{"resource_id": GCP_KEY}],
+     "azure_keyvault": [{"vaultUrl": AZURE_URL, "key": "sops-key",
+                         "version": "0123456789abcdef"}],
+     "hc_vault": [VAULT_URI],
+     "merge": [{"age": [AGE_B]}]},
+]}
+ALL_KINDS = {
+    f"age:{TEST_RECIPIENT}", f"age:{AGE_B}", f"pgp:{PGP_FP}", f"kms:{KMS_ARN}",
+    f"gcp_kms:{GCP_KEY}", f"azure_kv:{AZURE_URL}/sops-key/0123456789abcdef",
+    "hc_vault:https://vault.example.com:8200/transit/connc",
+}
+
+
+def test_key_groups_with_every_kind_and_merge() -> None:
+    assert recipients_of(KEY_GROUPS_RULE) == ALL_KINDS
+
+
+@pytest.mark.parametrize("rule", [
+    {"key_groups": 3},
+    {"key_groups": [3, "age1x", None]},
+    {"key_groups": [{"age": 3, "pgp": {"a": 1}, "kms": ["not-a-mapping"], "merge": "x"}]},
+    {"age": 3, "pgp": None, "kms": {"arn": KMS_ARN}},
+])
+def test_malformed_recipient_entries_are_ignored_not_fatal(rule: dict[str, Any]) -> None:
+    assert recipients_of(rule) == set()
+
+
+# ---------------------------------------------------------------------------- rule errors
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    (None, "no `creation_rules` list"),
+    (["creation_rules"], "no `creation_rules` list"),
+    ({"creation_rules": {"age": "x"}}, "no `creation_rules` list"),
+    ({"creation_rules": [{"age": "x"}, "age1"]}, "creation rule 2 is not a mapping"),
+    ({"creation_rules": [{"path_regex": "(["}]}, "creation rule 1: path_regex does not compile"),
+])
+def test_unusable_rules_raise_with_the_rule_line(data: object, message: str) -> None:
+    with pytest.raises(RulesError) as caught:
+        read_rules(data, lambda path: 10 + int(path[1]))
+    assert message in caught.value.message
+    assert caught.value.line in (1, 10, 11)
+
+
+# ---------------------------------------------------------------------------- sops metadata
+
+
+def test_metadata_recipients_of_every_kind_equal_the_rule_recipients() -> None:
+    block = {
+        "kms": [{"arn": KMS_ARN, "role": ROLE_ARN, "enc": "wrapped-kms"}],
+        "gcp_kms": [{"resource_id": GCP_KEY, "enc": "wrapped-gcp"}],
+        "azure_kv": [{"vault_url": AZURE_URL, "name": "sops-key", "version": "0123456789abcdef",
+                      "enc": "wrapped-azure"}],
+        "hc_vault": [{"vault_address": "https://vault.example.com:8200",
+                      "engine_path": "transit", "key_name": "connc", "enc": "wrapped-vault"}],
+        "age": [{"recipient": TEST_RECIPIENT, "enc": "wrapped-age\n"},
+                {"recipient": AGE_B, "enc": "wrapped-age-b"}],
+        "pgp": [{"fp": PGP_FP, "enc": "wrapped-pgp"}],
+        "lastmodified": "2026-01-01T00:00:00Z",
+        "mac": "ENC[...]",
+        "encrypted_regex": "^credential$",
+        "mac_only_encrypted": True,
+    }
+    metadata = read_metadata(block)
+    assert metadata.recipients == ALL_KINDS == recipients_of(KEY_GROUPS_RULE)
+    assert "wrapped-age" in metadata.wrapped_keys and len(metadata.wrapped_keys) == 7
+    assert (metadata.encrypted_regex, metadata.mac_only_encrypted) == ("^credential$", True)
+    assert metadata.problems == ()
+
+
+def test_metadata_inside_key_groups() -> None:
+    block = {"key_groups": [{"age": [{"recipient": TEST_RECIPIENT, "enc": "w1"}]},
+                            {"pgp": [{"fp": PGP_FP, "enc": "w2"}]}],
+             "mac": "x", "lastmodified": "y"}
+    metadata = read_metadata(block)
+    assert metadata.recipients == {f"age:{TEST_RECIPIENT}", f"pgp:{PGP_FP}"}
+    assert metadata.wrapped_keys == {"w1", "w2"}
+
+
+@pytest.mark.parametrize(("block", "problems"), [
+    ([1, 2], ["the sops block is not a mapping"]),
+    ({}, ["no recipients", "missing `mac`", "missing `lastmodified`"]),
+    ({"age": [{"enc": "x"}], "mac": "m", "lastmodified": "l"},
+     ["a `age` entry has no key identifier", "no recipients"]),
+    ({"age": 3, "key_groups": "x", "mac": "m", "lastmodified": "l"}, ["no recipients"]),
+    ({"azure_kv": [{"vault_url": AZURE_URL, "name": "k"}], "mac": "m", "lastmodified": "l"},
+     ["a `azure_kv` entry has no key identifier", "no recipients"]),
+])
+def test_metadata_problems(block: object, problems: list[str]) -> None:
+    found = read_metadata(block).problems
+    assert len(found) == len(problems)
+    for problem, expected in zip(found, problems):
+        assert problem.startswith(expected)
+
+
+def test_metadata_written_by_real_sops_matches_its_rule(tmp_path: Path) -> None:
+    _key, other = new_age_key(tmp_path)
+    rules = sops_rules(TEST_RECIPIENT, other)
+    root = make_repo(tmp_path / "repo", rules=rules, connections={"gl": connection("gl")})
+    data = yaml.safe_load((root / "connections.d/gl.sops.yaml").read_text())
+    metadata = read_metadata(data["sops"])
+    rule = first_matching_rule(read_rules(rules), "connections.d/gl.sops.yaml")
+    assert rule is not None
+    assert metadata.recipients == rule.recipients == {f"age:{TEST_RECIPIENT}", f"age:{other}"}
+    assert (metadata.encrypted_regex, metadata.mac_only_encrypted) == ("^credential$", True)
+    assert len(metadata.wrapped_keys) == 2
+    assert metadata.problems == ()
+    assert enc_type(data["credential"]["token"]) == "str"
+
+
+# ---------------------------------------------------------------------------- member keys
+
+
+@pytest.mark.parametrize(("written", "expected"), [
+    (TEST_RECIPIENT, f"age:{TEST_RECIPIENT}"),
+    (f"  {TEST_RECIPIENT}\n", f"age:{TEST_RECIPIENT}"),
+    (KMS_ARN, f"kms:{KMS_ARN}"),
+    (GCP_KEY, f"gcp_kms:{GCP_KEY}"),
+    (AZURE_KEY, f"azure_kv:{AZURE_URL}/sops-key/0123456789abcdef"),
+    (VAULT_URI, "hc_vault:https://vault.example.com:8200/transit/connc"),
+    (PGP_FP.lower(), f"pgp:{PGP_FP}"),
+    ("8 5D77543B3D624B63CEA9E6DBC17301B491B3F21", f"pgp:{PGP_FP}"),
+    (f"pgp:{PGP_FP.lower()}", f"pgp:{PGP_FP}"),
+    ("kms:anything", "kms:anything"),
+    ("made-up", "unknown:made-up"),
+    ("nosuchkind:x", "unknown:nosuchkind:x"),
+])
+def test_member_keys_take_the_form_sops_records(written: str, expected: str) -> None:
+    assert recipient_of_member_key(written) == expected
+
+
+def test_pgp_fingerprints_compare_without_spaces_or_case() -> None:
+    assert recipient_id("pgp", "85d7 7543 b3d6") == "pgp:85D77543B3D6"
+
+
+# ---------------------------------------------------------------------------- ENC values
+
+
+@pytest.mark.parametrize(("value", "kind"), [
+    ("ENC[AES256_GCM,data:YWJj,iv:aXY=,tag:dGFn,type:str]", "str"),
+    ("ENC[AES256_GCM,data:,iv:aXY=,tag:dGFn,type:str]", "str"),
+    ("ENC[AES256_GCM,data:MTI=,iv:aXY=,tag:dGFn,type:int]", "int"),
+    ("ENC[AES256_GCM,data:YWJj,iv:aXY=,type:str]", None),
+    ("ENC[garbage]", None),
+])
+def test_enc_values(value: str, kind: str | None) -> None:
+    assert is_encrypted_value(value)
+    assert enc_type(value) == kind
+
+
+@pytest.mark.parametrize("value", ["plain", "enc[AES256_GCM]", 3, None, ["ENC["]])
+def test_not_enc_values(value: object) -> None:
+    assert not is_encrypted_value(value)

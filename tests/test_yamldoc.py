@@ -1,0 +1,193 @@
+"""connc.yamldoc: one YAML document with 1-based positions, and every way a file can be bad."""
+
+from __future__ import annotations
+
+import pytest
+
+from connc.yamldoc import MAX_DEPTH, MAX_NODES, Document, YamlProblem, decode, parse
+
+NESTED = """\
+apiVersion: connc/v1
+metadata:
+  id: github-acme
+  teams: [platform, ops]
+uses:
+  - connection: github-acme
+    repositories:
+      - api
+      - web
+  - {connection: registry-prod, refresh: true}
+"""
+
+
+def problem(text: str) -> YamlProblem:
+    with pytest.raises(YamlProblem) as caught:
+        parse(text)
+    return caught.value
+
+
+# ---------------------------------------------------------------------------- positions
+
+
+@pytest.mark.parametrize(("path", "key", "expected"), [
+    (("apiVersion",), False, (1, 13)),
+    (("apiVersion",), True, (1, 1)),
+    (("metadata", "id"), False, (3, 7)),
+    (("metadata", "id"), True, (3, 3)),
+    (("metadata", "teams", 0), False, (4, 11)),
+    (("metadata", "teams", 1), False, (4, 21)),
+    (("uses", 0), False, (6, 5)),
+    (("uses", 0, "connection"), False, (6, 17)),
+    (("uses", 0, "repositories"), True, (7, 5)),
+    (("uses", 0, "repositories", 1), False, (9, 9)),
+    (("uses", 1, "connection"), False, (10, 18)),
+    (("uses", 1, "refresh"), True, (10, 33)),
+    (("uses", 1, "refresh"), False, (10, 42)),
+])
+def test_position_of_keys_and_values_is_one_based(path: tuple[str | int, ...], key: bool,
+                                                    expected: tuple[int, int]) -> None:
+    assert parse(NESTED).position(path, key=key) == expected
+
+
+def test_position_of_a_missing_path_is_its_nearest_parent() -> None:
+    document = parse(NESTED)
+    assert document.position(("metadata", "owner")) == document.position(("metadata",))
+    assert document.position(("uses", 7, "connection")) == document.position(("uses",))
+    assert document.position(("metadata", "teams", "x")) == (4, 10)
+
+
+def test_position_of_the_document_is_its_first_value() -> None:
+    assert parse("\n\n# comment\nkind: Members\n").position(()) == (4, 1)
+
+
+def test_position_of_a_key_written_as_a_number() -> None:
+    document = parse("users:\n  42: {}\n")
+    assert document.data == {"users": {"42": {}}}
+    assert document.position(("users", "42"), key=True) == (2, 3)
+
+
+# ---------------------------------------------------------------------------- values
+
+
+def test_scalars_become_python_values_and_dates_stay_text() -> None:
+    data = parse(
+        "int: 4242\nhex: 0x1f\nunderscored: 1_000\nfloat: 1.5\nyes: true\nno: off\n"
+        "null: ~\nquoted: '4242'\ndate: 2027-03-01\nstamp: 2027-03-01T00:00:00Z\n"
+    ).data
+    assert data == {"int": 4242, "hex": 31, "underscored": 1000, "float": 1.5, "yes": True,
+                    "no": False, "null": None, "quoted": "4242", "date": "2027-03-01",
+                    "stamp": "2027-03-01T00:00:00Z"}
+
+
+def test_non_string_keys_become_strings() -> None:
+    assert parse("1: a\ntrue: b\n~: c\n").data == {"1": "a", "true": "b", "~": "c"}
+
+
+def test_aliases_expand_to_copies() -> None:
+    assert parse("a: &x [1, 2]\nb: *x\n").data == {"a": [1, 2], "b": [1, 2]}
+
+
+# ---------------------------------------------------------------------------- duplicate keys
+
+
+def test_duplicate_keys_are_reported_at_the_repeat_and_the_last_value_kept() -> None:
+    document = parse("kind: Members\nusers:\n  bob: {}\n  alice: {}\n  bob: {name: B}\n")
+    assert document.duplicate_keys == [("bob", 5, 3)]
+    assert document.data["users"]["bob"] == {"name": "B"}
+    # A finding about the value must point at the value that was kept.
+    assert document.position(("users", "bob", "name")) == (5, 15)
+
+
+def test_duplicate_keys_in_flow_mappings_and_nested_lists() -> None:
+    document = parse("uses:\n  - {connection: a, connection: b}\n")
+    assert document.duplicate_keys == [("connection", 2, 21)]
+    assert document.data == {"uses": [{"connection": "b"}]}
+
+
+def test_no_duplicates_in_a_clean_document() -> None:
+    assert parse(NESTED).duplicate_keys == []
+
+
+# ---------------------------------------------------------------------------- bad documents
+
+
+@pytest.mark.parametrize("text", ["", "   \n\n", "# only a comment\n\n  # another\n"])
+def test_empty_files(text: str) -> None:
+    assert problem(text).code == "CONNC004"
+
+
+def test_several_documents_point_at_the_second() -> None:
+    found = problem("kind: Members\n---\nkind: Pipeline\n")
+    assert (found.code, found.line, found.column) == ("CONNC005", 3, 1)
+
+
+def test_one_document_with_explicit_markers_is_fine() -> None:
+    assert parse("---\nkind: Members\n...\n").data == {"kind": "Members"}
+
+
+def test_syntax_error_points_at_its_line_and_column() -> None:
+    found = problem("metadata:\n  id: x\n  name: [unclosed\nkind: y\n")
+    assert found.code == "CONNC001"
+    assert found.line == 4
+    assert "[unclosed" not in found.message
+
+
+def test_tab_indentation_gets_a_hint() -> None:
+    found = problem("metadata:\n\tid: x\n")
+    assert (found.code, found.line) == ("CONNC001", 2)
+    assert "tab" in found.message
+
+
+def test_alias_bomb_is_bounded() -> None:
+    # Nine levels of ten aliases each: a billion values if expanded, a few bytes on disk.
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    found = problem("\n".join(lines) + "\n")
+    assert found.code == "CONNC009"
+    assert str(MAX_NODES) in found.message
+
+
+def test_many_aliases_below_the_bound_are_fine() -> None:
+    text = "a: &a [1, 2, 3]\nb: [" + ", ".join(["*a"] * 100) + "]\n"
+    assert len(parse(text).data["b"]) == 100
+
+
+@pytest.mark.parametrize("text", ["a: &a [*a]\n", "a: &a {b: *a}\n", "&a [1, [2, *a]]\n"])
+def test_recursive_alias_is_a_problem_not_a_crash(text: str) -> None:
+    assert problem(text).code == "CONNC009"
+
+
+@pytest.mark.parametrize("depth", [MAX_DEPTH + 1, 900, 5000])
+def test_deep_nesting_is_a_problem_not_a_crash(depth: int) -> None:
+    assert problem("a: " + "[" * depth + "]" * depth + "\n").code == "CONNC001"
+
+
+def test_nesting_to_the_bound_is_fine() -> None:
+    depth = MAX_DEPTH - 1  # the root mapping is one level
+    assert isinstance(parse("a: " + "[" * depth + "]" * depth + "\n"), Document)
+
+
+# ---------------------------------------------------------------------------- bytes
+
+
+def test_bom_is_stripped_and_reported() -> None:
+    text, had_bom = decode(b"\xef\xbb\xbfkind: Members\n")
+    assert (text, had_bom) == ("kind: Members\n", True)
+    assert parse(text).data == {"kind": "Members"}
+
+
+def test_plain_utf8_has_no_bom() -> None:
+    assert decode("name: Zoë\n".encode()) == ("name: Zoë\n", False)
+
+
+def test_non_utf8_points_at_its_line() -> None:
+    with pytest.raises(YamlProblem) as caught:
+        decode(b"kind: Members\nusers:\n  zo\xeb: {}\n")
+    assert (caught.value.code, caught.value.line) == ("CONNC010", 3)
+    assert "byte 25" in caught.value.message
+
+
+def test_utf16_is_not_utf8() -> None:
+    with pytest.raises(YamlProblem) as caught:
+        decode("kind: Members\n".encode("utf-16"))
+    assert caught.value.code == "CONNC010"
