@@ -23,6 +23,7 @@ SUPPORTED = frozenset({
     "$defs", "$ref", "$schema", "$id", "title", "description", "default", "type", "properties",
     "required", "additionalProperties", "items", "enum", "const", "pattern", "minLength",
     "minimum", "exclusiveMinimum", "anyOf", "oneOf", "discriminator", "propertyNames", "format",
+    "patternProperties",
     "x-connc-check", "x-connc-rules",
 })
 _TYPES: dict[str, Any] = {"string": str, "object": dict, "array": list, "boolean": bool,
@@ -125,11 +126,18 @@ class _Checker:
         result = {}
         extra = schema.get("additionalProperties", True)
         names = schema.get("propertyNames")
+        patterns = schema.get("patternProperties")
         for key, item in data.items():
             if names is not None:
                 self.string(key, names, path + (key,))
             if key in properties:
                 result[key] = self.value(item, properties[key], path + (key,))
+            elif patterns is not None:
+                # pydantic emits this for dict keys with a pattern, and refuses other keys.
+                sub = next((v for k, v in patterns.items() if re.search(k, key)), None)
+                if sub is None:
+                    raise Problem(path + (key,), "is not a valid name")
+                result[key] = self.value(item, sub, path + (key,))
             elif extra is False:
                 raise Problem(path + (key,), "is not a known field")
             elif isinstance(extra, dict):
