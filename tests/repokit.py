@@ -17,12 +17,12 @@ from typing import Any
 
 import pyrage
 import yaml
-
-from connc import sops
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+
+from connc import sops
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY_FILE = REPO_ROOT / "tests" / "keys" / "test-age-key.txt"

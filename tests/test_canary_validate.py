@@ -24,7 +24,7 @@ from urllib.parse import quote, quote_plus
 
 import pytest
 
-from connc.content import credential_problems
+from connc.credentials import credential_problems
 from connc.secrets import Secret
 from repokit import (
     TEST_KEY_FILE,

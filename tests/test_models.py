@@ -252,7 +252,7 @@ def test_github_app_needs_client_id_xor_app_id(spec: dict[str, Any]) -> None:
 
 def test_github_app_issuer_is_the_app_id_as_text() -> None:
     spec = SPEC.validate_python({"type": "github-app", "appId": 7, "installationId": 1})
-    assert spec.issuer == "7"
+    assert isinstance(spec, models.GitHubAppSpec) and spec.issuer == "7"
 
 
 @pytest.mark.parametrize("installation", [0, -1, "many"])

@@ -26,7 +26,10 @@ OTHER_DOCUMENT = {**pipeline("other", "gl"), "colour": "blue"}
 
 
 def _text(content: str | bytes) -> BadFile:
-    return lambda root, relpath: write(root, relpath, content) and None
+    def make(root: Path, relpath: str) -> None:
+        write(root, relpath, content)
+
+    return make
 
 
 def _fifo(root: Path, relpath: str) -> None:
@@ -215,16 +218,17 @@ def test_connection_that_is_a_list_of_connections(repo: Path) -> None:
 
 
 @pytest.mark.parametrize("text", [
-    "apiVersion: connc/v1\nkind: Connection\nmetadata: [id, name]\nscope: 3\nspec: null\n"
-    "credential: [a]\nsops: text\n",
-    "apiVersion: connc/v1\nkind: Connection\nmetadata: {id: [x], owner: {a: 1}}\n"
-    "scope: {visibility: [custom], members: {a: b}}\nspec: {type: {x: 1}}\ncredential: {a: {b: c}}\n",
-    "apiVersion: connc/v1\nkind: Connection\nsops: {age: 3, key_groups: 4, mac: [], "
-    "lastmodified: {}, encrypted_regex: 5}\ncredential: {token: 'ENC[x]'}\n",
+    ("apiVersion: connc/v1\nkind: Connection\nmetadata: [id, name]\nscope: 3\nspec: null\n"
+     "credential: [a]\nsops: text\n"),
+    ("apiVersion: connc/v1\nkind: Connection\nmetadata: {id: [x], owner: {a: 1}}\n"
+     "scope: {visibility: [custom], members: {a: b}}\nspec: {type: {x: 1}}\n"
+     "credential: {a: {b: c}}\n"),
+    ("apiVersion: connc/v1\nkind: Connection\nsops: {age: 3, key_groups: 4, mac: [], "
+     "lastmodified: {}, encrypted_regex: 5}\ncredential: {token: 'ENC[x]'}\n"),
     "apiVersion: connc/v1\nkind: Connection\n? [complex, key]\n: 1\n? {a: b}\n: 2\n",
-    "apiVersion: connc/v1\nkind: Connection\nmetadata: {id: x, name: x, owner: alice, "
-    "expiresAt: 99999-99-99}\nscope: {visibility: private}\nspec: {type: kubernetes, "
-    "server: 'https://[::1', certificateAuthorityData: '%%%'}\ncredential: {}\n",
+    ("apiVersion: connc/v1\nkind: Connection\nmetadata: {id: x, name: x, owner: alice, "
+     "expiresAt: 99999-99-99}\nscope: {visibility: private}\nspec: {type: kubernetes, "
+     "server: 'https://[::1', certificateAuthorityData: '%%%'}\ncredential: {}\n"),
 ])
 def test_wrong_shapes_everywhere_are_findings_not_crashes(repo: Path, text: str) -> None:
     write(repo, "connections.d/shapes.sops.yaml", text)
@@ -236,8 +240,8 @@ def test_wrong_shapes_everywhere_are_findings_not_crashes(repo: Path, text: str)
 @pytest.mark.parametrize("text", [
     "apiVersion: connc/v1\nkind: Pipeline\nmetadata: {id: p9, owner: alice}\nuses: gl\n",
     "apiVersion: connc/v1\nkind: Pipeline\nmetadata: {id: p9, owner: alice}\nuses: [gl, 3, null]\n",
-    "apiVersion: connc/v1\nkind: Pipeline\nmetadata: {id: p9, owner: alice, teams: platform}\n"
-    "uses: [{connection: [gl], repositories: api, permissions: [read]}]\n",
+    ("apiVersion: connc/v1\nkind: Pipeline\nmetadata: {id: p9, owner: alice, teams: platform}\n"
+     "uses: [{connection: [gl], repositories: api, permissions: [read]}]\n"),
     "apiVersion: connc/v1\nkind: Pipeline\nmetadata:\nuses:\n",
 ])
 def test_wrong_pipeline_shapes(repo: Path, text: str) -> None:

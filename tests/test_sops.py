@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 import subprocess
 from pathlib import Path
@@ -99,7 +100,7 @@ def test_binary_executable_bit_is_restored(tmp_path: Path, monkeypatch: pytest.M
 
 def test_missing_binary_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sops, "find_spec", lambda name: None)
-    monkeypatch.setattr(sops.shutil, "which", lambda name: None)
+    monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(UsageError, match="sops binary is missing"):
         sops.binary()
 
@@ -234,7 +235,7 @@ def test_set_credential_changes_one_value_via_stdin_and_keeps_comments(
         calls.append({"args": args, "input": kwargs.get("input")})
         return real_run(args, **kwargs)
 
-    monkeypatch.setattr(sops.subprocess, "run", spy)
+    monkeypatch.setattr(subprocess, "run", spy)
     new_value = 'new "quoted" pass\\word ünïcode'
     before = (repo / RELPATH).read_text()
     sops.set_credential(repo, RELPATH, "password", Secret(new_value))

@@ -103,10 +103,11 @@ def render(pipeline: str, repo: str, out: str | None, output_format: str) -> Non
     """
     from pathlib import Path
 
-    from connc.render.output import emit
+    from connc.render.output import check_format, emit
     from connc.render.run import render as run_render
     from connc.repository import find_root
 
+    check_format(output_format)  # before anything is decrypted, minted or written
     output, manifest = run_render(find_root(repo), pipeline, Path(out) if out else None)
     emit(output, manifest, output_format)
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 from connc import sops
 from connc.credentials import credential_problems
+from connc.documents import read_document
 from connc.errors import SopsError
-from connc.filecheck import ConnectionSummary, read_document
+from connc.filecheck import ConnectionSummary
 from connc.findings import Finding, finding
 
 

@@ -56,14 +56,14 @@ def credential_problems(connection_type: str, credential: dict[str, Any]) -> lis
 
 
 def _client_certificate(values: dict[str, str]) -> list[tuple[str, str, str]]:
-    pems = {}
-    problems = []
+    pems: dict[str, bytes] = {}
+    problems: list[tuple[str, str, str]] = []
     for field in ("clientCertificateData", "clientKeyData"):
         if field in values:
             pem = b64_pem(values[field])
             if pem is None:
-                problems.append((field, "CONNC605", f"`credential.{field}` is not base64-encoded "
-                                                    f"PEM (as in a kubeconfig)"))
+                message = f"`credential.{field}` is not base64-encoded PEM (as in a kubeconfig)"
+                problems.append((field, "CONNC605", message))
             else:
                 pems[field] = pem
     if len(pems) == 2:

@@ -60,7 +60,7 @@ def check_kind(document: Document, relpath: str, expected: str) -> Finding | Non
 
 def stem(relpath: str, suffix: str) -> str:
     name = relpath.rsplit("/", 1)[-1]
-    return name[: -len(suffix)] if name.endswith(suffix) else name
+    return name.removesuffix(suffix)
 
 
 def id_matches_stem(document: Document, relpath: str, suffix: str) -> Finding | None:
@@ -86,7 +86,7 @@ def expiry_finding(expires: dt.date | dt.datetime | str | None, connection_id: s
         return None
     if isinstance(expires, str):  # as written; sops rewrites dates as 2027-03-01T00:00:00Z
         try:
-            expires = dt.datetime.fromisoformat(expires.replace("Z", "+00:00"))
+            expires = dt.datetime.fromisoformat(expires)
         except ValueError:
             return None  # the model check reports it
     day = expires.date() if isinstance(expires, dt.datetime) else expires

@@ -288,6 +288,6 @@ def _applicable(connection: models.Connection,
                 alternatives: tuple[frozenset[str], ...]) -> tuple[frozenset[str], ...]:
     spec = connection.spec
     if isinstance(spec, models.GitSpec):
-        ssh = spec.url.startswith("ssh://")
+        ssh = str(spec.url).startswith("ssh://")
         return tuple(a for a in alternatives if ("sshPrivateKey" in a) == ssh)
     return alternatives

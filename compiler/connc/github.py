@@ -364,7 +364,7 @@ class _Client:
                       reset_at: float | None) -> GitHubError:
         when = ""
         if reset_at is not None:
-            stamp = dt.datetime.fromtimestamp(reset_at, dt.timezone.utc)
+            stamp = dt.datetime.fromtimestamp(reset_at, dt.UTC)
             when = f" until {stamp.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         return GitHubError(
             f"connection '{self.connection}': GitHub rate-limits this App{when} (HTTP "
@@ -425,7 +425,7 @@ def _encode_jwt(app_id: str, key: RSAPrivateKey, now: float) -> str:
 
 
 def _backoff(attempt: int) -> float:
-    return min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
+    return float(min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)))
 
 
 def _attempts(n: int) -> str:
@@ -449,8 +449,8 @@ def _parse_utc(value: object) -> dt.datetime | None:
     except ValueError:
         return None
     if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.astimezone(dt.timezone.utc)
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
 
 
 def _json_or_none(response: requests.Response) -> object:

@@ -88,7 +88,6 @@ def _value_at(data: Any, path: tuple[str | int, ...]) -> Any:
     return data
 
 
-
 def allowed_fields(model: type[BaseModel], path: tuple[str | int, ...], data: Any) -> list[str]:
     """Field names (as spelled in YAML) of the model that sits at `path` in the document."""
     current: type[BaseModel] | None = model

@@ -12,7 +12,8 @@ Keyless validation sees the `credential` subtree only as encrypted strings, so a
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, ClassVar, Literal, Union
+from collections.abc import Callable
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
     AfterValidator,
@@ -49,8 +50,8 @@ class Model(BaseModel):
 # ---------------------------------------------------------------------------- URLs
 
 
-def _value_check(name: str) -> Any:
-    """A validator running the named `policy` check, also named in the JSON Schema."""
+def _value_check(name: str) -> Callable[[str], str]:
+    """A validator running the named `policy` check (also named in the JSON Schema)."""
     check = policy.VALUE_CHECKS[name]
 
     def validate(value: str) -> str:
@@ -60,13 +61,15 @@ def _value_check(name: str) -> Any:
             raise PydanticCustomError(violation.kind, violation.message) from None
         return value
 
-    return Annotated[str, AfterValidator(validate),
-                     Field(json_schema_extra={"x-connc-check": name})]
+    return validate
 
 
-HttpsUrl = _value_check("https-url")
-GitUrl = _value_check("git-url")
-Registry = _value_check("registry")
+HttpsUrl = Annotated[str, AfterValidator(_value_check("https-url")),
+                     Field(json_schema_extra={"x-connc-check": "https-url"})]
+GitUrl = Annotated[str, AfterValidator(_value_check("git-url")),
+                   Field(json_schema_extra={"x-connc-check": "git-url"})]
+Registry = Annotated[str, AfterValidator(_value_check("registry")),
+                     Field(json_schema_extra={"x-connc-check": "registry"})]
 
 
 def _object_rules(*names: str) -> Any:
@@ -154,21 +157,18 @@ class PackagesSpec(Model):
 
 
 ConnectionSpec = Annotated[
-    Union[
-        Annotated[GitHubAppSpec, Tag("github-app")],
-        Annotated[GitLabSpec, Tag("gitlab")],
-        Annotated[GitLabSelfHostedSpec, Tag("gitlab-self-hosted")],
-        Annotated[CodeupSpec, Tag("codeup")],
-        Annotated[BitbucketSpec, Tag("bitbucket")],
-        Annotated[GitSpec, Tag("git")],
-        Annotated[ContainerRegistrySpec, Tag("container-registry")],
-        Annotated[KubernetesSpec, Tag("kubernetes")],
-        Annotated[PackagesSpec, Tag("packages")],
-    ],
+    Annotated[GitHubAppSpec, Tag("github-app")]
+    | Annotated[GitLabSpec, Tag("gitlab")]
+    | Annotated[GitLabSelfHostedSpec, Tag("gitlab-self-hosted")]
+    | Annotated[CodeupSpec, Tag("codeup")]
+    | Annotated[BitbucketSpec, Tag("bitbucket")]
+    | Annotated[GitSpec, Tag("git")]
+    | Annotated[ContainerRegistrySpec, Tag("container-registry")]
+    | Annotated[KubernetesSpec, Tag("kubernetes")]
+    | Annotated[PackagesSpec, Tag("packages")],
     Discriminator("type"),
 ]
 
-GIT_TYPES = frozenset({"github-app", "gitlab", "gitlab-self-hosted", "codeup", "bitbucket", "git"})
 
 
 # ---------------------------------------------------------------------------- credentials

@@ -36,6 +36,7 @@ def private_key_problem(pem: bytes, *, rsa_only: bool = False) -> str | None:
         load_ssh_private_key,
     )
 
+    key: object
     try:
         if b"OPENSSH PRIVATE KEY" in pem:
             key = load_ssh_private_key(pem, password=None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from connc import models
 from connc.filecheck import ConnectionSummary, PipelineSummary
 from connc.findings import Finding, finding, suggest
@@ -99,7 +101,8 @@ def _connection_references(connection: ConnectionSummary, principals: Principals
         found.append(finding(connection.relpath, *connection.owner_pos, "CONNC201",
                              f"owner `{connection.owner}` is not a user in {MEMBERS_FILE}"
                              f"{suggest(connection.owner, principals.users)}"))
-    known = {"user": principals.users, "team": principals.teams, "pipeline": pipeline_ids}
+    known: dict[str, Collection[str]] = {
+        "user": principals.users, "team": principals.teams, "pipeline": pipeline_ids}
     for member, pos in connection.members:
         kind, _, name = member.partition(":")
         if name not in known[kind]:

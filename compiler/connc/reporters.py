@@ -22,8 +22,7 @@ def summary(findings: list[Finding], files: int) -> dict[str, int]:
 
 
 def text(findings: list[Finding], files: int, out: TextIO) -> None:
-    for f in findings:
-        out.write(f"{f.path}:{f.line}:{f.column}: {f.severity.value} {f.code} {f.message}\n")
+    out.writelines(f"{f.path}:{f.line}:{f.column}: {f.severity.value} {f.code} {f.message}\n" for f in findings)
     out.write(_summary_line(findings, files))
 
 

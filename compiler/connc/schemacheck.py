@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from functools import lru_cache
+from functools import cache
 from importlib.resources import files
 from typing import Any
 
@@ -36,10 +36,12 @@ class Problem(Exception):
         self.path, self.message = path, message
 
 
-@lru_cache(maxsize=None)
+@cache
 def load(name: str) -> dict[str, Any]:
     """A packaged schema (`connection`, `pipeline`, `members`, `config`)."""
-    return json.loads(files("connc").joinpath("schemas", f"{name}.schema.json").read_text())
+    schema: dict[str, Any] = json.loads(
+        files("connc").joinpath("schemas", f"{name}.schema.json").read_text())
+    return schema
 
 
 def check(data: Any, schema: dict[str, Any]) -> Any:
@@ -108,7 +110,7 @@ class _Checker:
                 raise Problem(path, "must be a date (YYYY-MM-DD)") from None
         if schema.get("format") == "date-time":
             try:
-                dt.datetime.fromisoformat(data.replace("Z", "+00:00"))
+                dt.datetime.fromisoformat(data)
             except ValueError:
                 raise Problem(path, "must be a date and time") from None
         check_name = schema.get("x-connc-check")

@@ -40,9 +40,10 @@ def _normalise(key: str) -> str:
 
 def what_secret(key: str | int | None, value: Any) -> str | None:
     """A description of the secret `value` looks like, or None."""
-    if isinstance(key, str) and _normalise(key) in SECRET_KEYS and value not in (None, "", [], {}):
-        if not (isinstance(value, str) and value.startswith("ENC[")):
-            return f"a `{key}` value"
+    named_secret = isinstance(key, str) and _normalise(key) in SECRET_KEYS
+    if named_secret and value not in (None, "", [], {}) and not (
+            isinstance(value, str) and value.startswith("ENC[")):
+        return f"a `{key}` value"
     if not isinstance(value, str) or len(value) < 16:
         return None
     for label, pattern in _TOKEN_PATTERNS:

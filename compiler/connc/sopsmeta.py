@@ -237,8 +237,9 @@ def _group_recipients(group: object) -> set[str]:
     for source, (kind, fields) in _GROUP_MAPPINGS.items():
         for entry in _entries(group.get(source)):
             values = [entry.get(field) for field in fields] if isinstance(entry, dict) else []
-            if values and all(isinstance(v, str) and v for v in values):
-                found.add(recipient_id(kind, "/".join(values)))
+            strings = [v for v in values if isinstance(v, str) and v]
+            if values and len(strings) == len(values):
+                found.add(recipient_id(kind, "/".join(strings)))
     for merged in _entries(group.get("merge")):
         found |= _group_recipients(merged)
     return found

@@ -55,12 +55,13 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
     context = CheckContext(
         root=str(root),
         rules=tuple(rules) if rules is not None else None,
-        today=today or dt.datetime.now(dt.timezone.utc).date(),
+        today=today or dt.datetime.now(dt.UTC).date(),
         warning_days=config.expiry_warning_days if config else 30,
     )
-    tasks: list[tuple[Callable[[str, CheckContext], FileResult], str]] = (
-        [(check_connection, p) for p in listing.connections]
-        + [(check_pipeline, p) for p in listing.pipelines])
+    checker: Callable[[str, CheckContext], FileResult] = check_connection
+    tasks = [(checker, p) for p in listing.connections]
+    checker = check_pipeline
+    tasks += [(checker, p) for p in listing.pipelines]
     results = _run(tasks, context, jobs)
     connections, pipelines = [], []
     for result in results:

@@ -18,15 +18,19 @@ WRITERS = (git, docker, kube, packages)  # each has TYPES and write(items, outpu
 def write_bundle(out: Path, pipeline_id: str,
                  resolved: list[Resolved]) -> tuple[Output, dict[str, object]]:
     _mint_tokens(resolved)
-    output = Output(out=out, pipeline=pipeline_id)
-    for writer in WRITERS:
-        items = [r for r in resolved if r.type in writer.TYPES]
-        if items:
-            writer.write(items, output)
-    output.files.add("env", env_file(output))
-    manifest = _manifest(pipeline_id, output)
-    output.files.add("manifest.json", json.dumps(manifest, indent=2) + "\n")
-    commit(out, output.files)
+    try:
+        output = Output(out=out, pipeline=pipeline_id)
+        for writer in WRITERS:
+            items = [r for r in resolved if r.type in writer.TYPES]
+            if items:
+                writer.write(items, output)
+        output.files.add("env", env_file(output))
+        manifest = _manifest(pipeline_id, output)
+        output.files.add("manifest.json", json.dumps(manifest, indent=2) + "\n")
+        commit(out, output.files)
+    except BaseException:
+        _revoke_minted(resolved)  # no bundle holds them: do not leave them live for an hour
+        raise
     return output, manifest
 
 
@@ -37,7 +41,26 @@ def _mint_tokens(resolved: list[Resolved]) -> None:
     from connc.render.github_tokens import mint
 
     with ThreadPoolExecutor(max_workers=len(apps)) as pool:
-        list(pool.map(mint, apps))
+        futures = [pool.submit(mint, app) for app in apps]
+    failures = [error for error in (f.exception() for f in futures) if error is not None]
+    if failures:
+        _revoke_minted(apps)  # the mints that did succeed
+        raise failures[0]
+
+
+def _revoke_minted(resolved: list[Resolved]) -> None:
+    """Best effort, one quick attempt each: an unrevoked token still dies within the hour."""
+    from connc.errors import ConncError
+    from connc.github import revoke_installation_token
+
+    for item in resolved:
+        if item.token is None:
+            continue
+        try:
+            revoke_installation_token(item.spec["apiUrl"], item.token, connection=item.id,
+                                      timeout=5.0, max_attempts=1)
+        except ConncError:
+            pass
 
 
 def _manifest(pipeline_id: str, output: Output) -> dict[str, object]:
@@ -48,7 +71,7 @@ def _manifest(pipeline_id: str, output: Output) -> dict[str, object]:
         "version": 1,
         "connc": __version__,
         "pipeline": pipeline_id,
-        "createdAt": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "createdAt": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "connections": list(output.manifest.values()),
         "files": sorted(output.files.files) + ["manifest.json"],
         "env": sorted(k for k in output.env if not k.startswith("connc:")),

@@ -47,7 +47,7 @@ class Resolved:
 
     def required(self, *fields: str) -> list[str]:
         values = [self.secret(field) for field in fields]
-        missing = [f for f, v in zip(fields, values) if not v]
+        missing = [f for f, v in zip(fields, values, strict=True) if not v]
         if missing:
             raise RenderError(f"connection `{self.id}`: credential needs "
                               f"{' and '.join(f'`{m}`' for m in missing)}")

@@ -11,13 +11,18 @@ from connc.render.context import Output
 from connc.render.envfile import env_file, github_env_lines
 
 
+def check_format(output_format: str) -> None:
+    """Refuse a format the environment cannot take, before the bundle is rendered."""
+    if output_format == "github" and not os.environ.get("GITHUB_ENV"):
+        raise UsageError("--format github needs $GITHUB_ENV (it runs inside GitHub Actions)")
+
+
 def emit(output: Output, manifest: dict[str, object], output_format: str) -> None:
     if output_format == "json":
         sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
     elif output_format == "github":
-        github_env = os.environ.get("GITHUB_ENV")
-        if not github_env:
-            raise UsageError("--format github needs $GITHUB_ENV (it runs inside GitHub Actions)")
+        check_format(output_format)
+        github_env = os.environ["GITHUB_ENV"]
         # The one place a secret is printed, by design: the runner hides every masked string.
         for secret in sorted(output.masks, key=len, reverse=True):
             if secret and "\n" not in secret and "\r" not in secret:  # see Output.mask

@@ -43,6 +43,7 @@ def write_state(resolved: Resolved, output: Output) -> None:
                      repositories=resolved.use.get("repositories"),
                      permissions=resolved.use.get("permissions"),
                      privateKey=resolved.credential["privateKey"].reveal())
+        output.mask(state["privateKey"])  # in the bundle now, like every other secret
     output.files.add(state_path(resolved.id), json.dumps(state, indent=2) + "\n")
     output.record(resolved, state_path(resolved.id), refresh=refresh, keepsAppKey=refresh,
                   tokenExpiresAt=state["expiresAt"])
@@ -57,7 +58,7 @@ def _current_token(bundle: Path, connection_id: str) -> str:
         fcntl.flock(handle, fcntl.LOCK_EX)  # two git processes must not both re-mint
         state = json.load(handle)
         expires = dt.datetime.fromisoformat(state["expiresAt"])
-        if expires - dt.datetime.now(dt.timezone.utc) > REMINT_BEFORE:
+        if expires - dt.datetime.now(dt.UTC) > REMINT_BEFORE:
             return str(state["token"])
         app = GitHubApp(state["apiUrl"], state["issuer"], Secret(state["privateKey"]),
                         connection=connection_id)

@@ -11,39 +11,44 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import secrets
 import tempfile
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 from connc import repository, schemacheck, sops
 from connc.credentials import credential_problems
-from connc.documents import check_kind, expiry_finding, id_matches_stem, read_document
+from connc.documents import check_kind, expiry_finding, id_matches_stem, read_document, stem
 from connc.encryption import check as check_encryption
 from connc.encryption import load_rules
 from connc.errors import RenderError, SopsError
 from connc.findings import Finding, Severity, dotted
+from connc.render.bundle import check_target
 from connc.render.context import Output, Resolved
 from connc.scope import ConnectionScope, PipelineScope, decide
 from connc.secrets import Secret
-from connc.sopsmeta import CreationRule
 from connc.yamldoc import Document
 
 
 def default_out(pipeline_id: str) -> Path:
+    """$RUNNER_TEMP/connc/ID, else a fresh name in the temp dir.
+
+    The temp dir name is not created here (no mkdtemp): the bundle's rename creates it, so a
+    render that fails leaves no empty directory behind. The random part makes it unguessable.
+    """
     runner_temp = os.environ.get("RUNNER_TEMP")
     if runner_temp:
         return Path(runner_temp) / "connc" / pipeline_id
-    return Path(tempfile.mkdtemp(prefix=f"connc-{pipeline_id}-"))
+    return Path(tempfile.gettempdir()) / f"connc-{pipeline_id}-{secrets.token_hex(6)}"
 
 
 def render(root: Path, pipeline_id: str, out: Path | None) -> tuple[Output, dict[str, object]]:
     pipeline_file = repository.pipeline_path(pipeline_id)
     if not (root / pipeline_file).is_file():
         raise RenderError(f"pipeline `{pipeline_id}` does not exist ({pipeline_file})")
-    if out is not None:
-        out = out.absolute()
-        _refuse_inside(root, out)
+    out = _target(root, out or default_out(pipeline_id))
     pipeline = _read(root, pipeline_file, "Pipeline", "pipeline", ".yaml")
     _check_team_claims(root, pipeline)
     connections = _connections(root, pipeline)
@@ -54,16 +59,21 @@ def render(root: Path, pipeline_id: str, out: Path | None) -> tuple[Output, dict
         from connc.render import compose
 
         resolved = _collect(pipeline, connections, pending)
-    if out is None:
-        out = default_out(pipeline_id).absolute()
-        _refuse_inside(root, out)
     return compose.write_bundle(out, pipeline_id, resolved)
 
 
-def _refuse_inside(root: Path, out: Path) -> None:
-    if out.is_relative_to(root):
+def _target(root: Path, out: Path) -> Path:
+    """OUT as an absolute path, refused before anything is decrypted or minted if a bundle
+    may not go there (commit checks it again, just before the rename)."""
+    out = out.absolute()
+    if any(ord(char) < 0x20 or ord(char) == 0x7F for char in str(out)):  # $GITHUB_ENV lines
+        raise RenderError("the --out path contains a control character; refused")
+    # resolve(): a symlink (or `..`) must not take the bundle into the repository.
+    if out.resolve().is_relative_to(root.resolve()):
         raise RenderError(f"{out} is inside the repository, where `git add -A` would commit "
                           f"credentials; choose an --out outside it")
+    check_target(out)
+    return out
 
 
 def _refuse(found: list[Finding], what: str) -> None:
@@ -120,9 +130,7 @@ def _check_team_claims(root: Path, pipeline: dict[str, Any]) -> None:
 
 def _connections(root: Path, pipeline: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:
     """(id, relpath, checked document) of each connection used; scope decided keyless."""
-    rules, _found = load_rules(root)  # a broken .sops.yaml is validate's to report
-    today = dt.datetime.now(dt.timezone.utc).date()
-    warning_days = _warning_days(root)
+    file_checks = _connection_file_checks(root)
     metadata = pipeline["metadata"]
     scope = PipelineScope(metadata["id"], metadata["owner"], tuple(metadata["teams"]))
     result = []
@@ -135,17 +143,6 @@ def _connections(root: Path, pipeline: dict[str, Any]) -> list[tuple[str, str, d
         problem = repository.inside(root, relpath)
         if problem:
             raise RenderError(problem.message, path=relpath)
-
-        def file_checks(document: Document, path: str) -> list[Finding]:
-            found = check_encryption(document, path, _rules(rules))
-            meta = document.data.get("metadata") if isinstance(document.data, dict) else None
-            if isinstance(meta, dict):
-                expired = expiry_finding(meta.get("expiresAt"), connection_id, document, path,
-                                         today, warning_days)
-                if expired:
-                    found.append(expired)
-            return found
-
         data = _read(root, relpath, "Connection", "connection", ".sops.yaml", file_checks)
         denial = decide(scope, ConnectionScope(
             connection_id, data["metadata"]["owner"], data["scope"]["visibility"],
@@ -156,8 +153,24 @@ def _connections(root: Path, pipeline: dict[str, Any]) -> list[tuple[str, str, d
     return result
 
 
-def _rules(rules: list[CreationRule] | None) -> tuple[CreationRule, ...] | None:
-    return tuple(rules) if rules is not None else None
+def _connection_file_checks(root: Path) -> Callable[[Document, str], list[Finding]]:
+    """Encryption against .sops.yaml and expiry, as validate checks them."""
+    rules, _found = load_rules(root)  # a broken .sops.yaml is validate's to report
+    rule_set = tuple(rules) if rules is not None else None
+    today = dt.datetime.now(dt.UTC).date()
+    warning_days = _warning_days(root)
+
+    def checks(document: Document, relpath: str) -> list[Finding]:
+        found = check_encryption(document, relpath, rule_set)
+        meta = document.data.get("metadata") if isinstance(document.data, dict) else None
+        if isinstance(meta, dict):
+            expired = expiry_finding(meta.get("expiresAt"), stem(relpath, ".sops.yaml"),
+                                     document, relpath, today, warning_days)
+            if expired:
+                found.append(expired)
+        return found
+
+    return checks
 
 
 def _warning_days(root: Path) -> int:
@@ -171,22 +184,23 @@ def _collect(pipeline: dict[str, Any], connections: list[tuple[str, str, dict[st
              pending: list[tuple[str, Future[dict[str, Any]]]]) -> list[Resolved]:
     uses = {use["connection"]: use for use in pipeline["uses"]}
     resolved, errors = [], []
-    for (connection_id, relpath, data), (_id, future) in zip(connections, pending):
+    for (connection_id, relpath, data), (_id, future) in zip(connections, pending, strict=True):
+        what = f"connection `{connection_id}` ({relpath})"
         try:
             document = future.result()
         except SopsError as error:
-            errors.append(str(error))
+            errors.append(f"{what}: cannot decrypt: {error.message}")
             continue
         credential = document.get("credential")
         if not isinstance(credential, dict):
-            errors.append(f"{relpath}: the decrypted file has no credential")
+            errors.append(f"{what}: the decrypted file has no credential")
             continue
         problems = credential_problems(data["spec"]["type"], credential)
         if problems:
-            errors.append(f"{relpath}: " + "; ".join(message for _f, _c, message in problems))
+            errors.append(f"{what}: " + "; ".join(message for _f, _c, message in problems))
             continue
-        secrets = {k: v for k, v in credential.items() if isinstance(v, Secret)}
-        resolved.append(Resolved(connection_id, data["spec"], uses[connection_id], secrets))
+        values = {k: v for k, v in credential.items() if isinstance(v, Secret)}
+        resolved.append(Resolved(connection_id, data["spec"], uses[connection_id], values))
     if errors:
-        raise RenderError("cannot decrypt: " + "; ".join(errors))
+        raise RenderError("; ".join(errors))
     return resolved
