@@ -54,9 +54,13 @@ def _current_token(bundle: Path, connection_id: str) -> str:
     from connc.secrets import Secret
 
     path = bundle / state_path(connection_id)
-    with open(path, "r+", encoding="utf-8") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)  # two git processes must not both re-mint
-        state = json.load(handle)
+    # Two git processes must not both re-mint. The lock has a file of its own: the state file
+    # is replaced when a token is re-minted, and a process waiting on a lock of the replaced
+    # file would then read the stale state and mint again.
+    lock_fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(lock_fd) as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        state = json.loads(path.read_text(encoding="utf-8"))
         expires = dt.datetime.fromisoformat(state["expiresAt"])
         if expires - dt.datetime.now(dt.UTC) > REMINT_BEFORE:
             return str(state["token"])
