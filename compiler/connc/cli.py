@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -150,6 +149,8 @@ def main() -> None:
         sys.exit(ExitCode.OK)
     except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into exit 3
         # The message of an unexpected exception could quote a value; show where, not what.
+        import traceback
+
         frame = traceback.extract_tb(exc.__traceback__)[-1]
         where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
         click.echo(f"connc: internal error ({type(exc).__name__} at {where}); please report it",

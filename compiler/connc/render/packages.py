@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import xml.etree.ElementTree as ET
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from connc.errors import RenderError
@@ -31,6 +30,8 @@ def _user_password(resolved: Resolved) -> tuple[str, str]:
 
 
 def _maven(items: list[Resolved], output: Output) -> None:
+    import xml.etree.ElementTree as ET  # noqa: N817 - only maven needs it (start-up time)
+
     settings = ET.Element("settings", {
         "xmlns": "http://maven.apache.org/SETTINGS/1.0.0",
     })

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import secrets
 import tempfile
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,7 +40,7 @@ def default_out(pipeline_id: str) -> Path:
     runner_temp = os.environ.get("RUNNER_TEMP")
     if runner_temp:
         return Path(runner_temp) / "connc" / pipeline_id
-    return Path(tempfile.gettempdir()) / f"connc-{pipeline_id}-{secrets.token_hex(6)}"
+    return Path(tempfile.gettempdir()) / f"connc-{pipeline_id}-{os.urandom(6).hex()}"
 
 
 def render(root: Path, pipeline_id: str, out: Path | None) -> tuple[Output, dict[str, object]]:
