@@ -55,8 +55,9 @@ def render(root: Path, pipeline_id: str, out: Path | None) -> tuple[Output, dict
         # sops runs in its own processes; importing the writers meanwhile costs nothing.
         pending = [(spec_id, pool.submit(sops.decrypt, root, relpath))
                    for spec_id, relpath, _data in connections]
-        from connc.render import compose
+        from connc.render import compose, textformat
 
+        textformat.warm_up()
         resolved = _collect(pipeline, connections, pending)
     return compose.write_bundle(out, pipeline_id, resolved)
 

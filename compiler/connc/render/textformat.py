@@ -2,7 +2,7 @@
 
 Every value passes through a quoting filter for its target; StrictUndefined makes a missing
 value an error instead of an empty string. Values with control characters never get here:
-`render.values.checked` refuses them first, and the filters refuse them again.
+`Resolved.secret` refuses them first, and the filters refuse them again.
 """
 
 from __future__ import annotations
@@ -59,6 +59,19 @@ def _environment() -> Any:
     return env
 
 
+TEMPLATES = ("env.sh.j2", "askpass.sh.j2", "gitconfig.j2", "npmrc.j2", "pip.conf.j2")
+
+
+@lru_cache(maxsize=None)
+def _template(name: str) -> Any:
+    return _environment().from_string(files("connc").joinpath("templates", name).read_text())
+
+
+def warm_up() -> None:
+    """Compile every template now: render calls this while sops decrypts in other processes."""
+    for name in TEMPLATES:
+        _template(name)
+
+
 def render_template(name: str, **values: Any) -> str:
-    source = files("connc").joinpath("templates", name).read_text()
-    return str(_environment().from_string(source).render(**values))
+    return str(_template(name).render(**values))
