@@ -86,8 +86,11 @@ def _refuse(found: list[Finding], what: str) -> None:
 
 
 def _read(root: Path, relpath: str, kind: str, schema: str, suffix: str | None = None,
-          extra: Any = None) -> dict[str, Any]:
-    """One file, checked against its generated schema; refused with validate's wording."""
+          extra: Any = None, only: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """One file, checked against its generated schema; refused with validate's wording.
+
+    `only` narrows the document to the part this render uses before the schema check.
+    """
     document, found = read_document(root, relpath)
     if document is None:
         _refuse(found, relpath)
@@ -103,7 +106,8 @@ def _read(root: Path, relpath: str, kind: str, schema: str, suffix: str | None =
         found += extra(document, relpath)
     _refuse(found, relpath)
     try:
-        checked: dict[str, Any] = schemacheck.check(document.data, schemacheck.load(schema))
+        data = only(document.data) if only is not None else document.data
+        checked: dict[str, Any] = schemacheck.check(data, schemacheck.load(schema))
     except schemacheck.Problem as problem:
         line, column = document.position(problem.path)
         raise RenderError(f"{relpath}:{line}:{column}: `{dotted(problem.path)}` "
@@ -116,9 +120,10 @@ def _check_team_claims(root: Path, pipeline: dict[str, Any]) -> None:
     if not repository.present(root / repository.MEMBERS_FILE):
         raise RenderError(f"{repository.MEMBERS_FILE} is missing; it is needed to check the "
                           f"pipeline's owner and teams")
-    members = _read(root, repository.MEMBERS_FILE, "Members", "members")
     metadata = pipeline["metadata"]
     owner = metadata["owner"]
+    members = _read(root, repository.MEMBERS_FILE, "Members", "members",
+                    only=lambda data: _principals_of(data, owner, metadata["teams"]))
     if owner not in members["users"]:
         raise RenderError(f"pipeline `{metadata['id']}`: owner `{owner}` is not a user in "
                           f"{repository.MEMBERS_FILE}")
@@ -126,6 +131,19 @@ def _check_team_claims(root: Path, pipeline: dict[str, Any]) -> None:
         if team not in members["teams"] or owner not in members["teams"][team]["members"]:
             raise RenderError(f"pipeline `{metadata['id']}` claims team `{team}`, which its "
                               f"owner `{owner}` is not a member of")
+
+
+def _principals_of(data: Any, owner: str, teams: list[str]) -> Any:
+    """members.yaml narrowed to the owner and the claimed teams: a large organisation's file
+    is not schema-checked whole on every pipeline start (validate checks all of it)."""
+    if not isinstance(data, dict):
+        return data
+    narrowed = dict(data)
+    for key, wanted in (("users", [owner]), ("teams", teams)):
+        entries = data.get(key)
+        if isinstance(entries, dict):
+            narrowed[key] = {name: entries[name] for name in wanted if name in entries}
+    return narrowed
 
 
 def _connections(root: Path, pipeline: dict[str, Any]) -> list[tuple[str, str, dict[str, Any]]]:

@@ -8,7 +8,7 @@ value an error instead of an empty string. Values with control characters never 
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib.resources import files
 from typing import Any
 
@@ -62,7 +62,7 @@ def _environment() -> Any:
 TEMPLATES = ("env.sh.j2", "askpass.sh.j2", "gitconfig.j2", "npmrc.j2", "pip.conf.j2")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _template(name: str) -> Any:
     return _environment().from_string(files("connc").joinpath("templates", name).read_text())
 
