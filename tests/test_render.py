@@ -92,6 +92,21 @@ def test_unknown_pipeline_is_refused(tmp_path: Path) -> None:
     assert_nothing_written(tmp_path / "out")
 
 
+@pytest.mark.parametrize("relpath", ["pipelines.d/ci.yaml", "members.yaml",
+                                     "connections.d/gitlab-main.sops.yaml"])
+def test_a_file_that_is_a_symlink_out_of_the_repository_is_refused(tmp_path: Path,
+                                                                    relpath: str) -> None:
+    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB},
+                      pipelines={"ci": pipeline("ci", "gitlab-main")})
+    outside = tmp_path / "outside.yaml"
+    outside.write_bytes((root / relpath).read_bytes())
+    (root / relpath).unlink()
+    (root / relpath).symlink_to(outside)
+    proc = render(root, "ci", tmp_path / "out")
+    assert_refused(proc, "symlink", relpath)
+    assert_nothing_written(tmp_path / "out")
+
+
 def test_team_claimed_by_a_non_member_owner_is_refused(tmp_path: Path) -> None:
     members = {**MEMBERS, "users": {**MEMBERS["users"], "carol": {}},
                "teams": {**MEMBERS["teams"], "ops": {"members": ["carol"]}}}

@@ -8,6 +8,7 @@ import datetime as dt
 import re
 from pathlib import Path
 
+from connc import repository
 from connc.findings import Finding, finding
 from connc.yamldoc import MAX_FILE_BYTES, Document, YamlProblem, decode, parse
 
@@ -40,6 +41,14 @@ def read_document(root: Path, relpath: str) -> tuple[Document | None, list[Findi
         found.append(finding(relpath, line, column, "CONNC002",
                              f"key `{key}` appears twice in one mapping; the first would be lost"))
     return document, found
+
+
+def read_checked(root: Path, relpath: str) -> tuple[Document | None, list[Finding]]:
+    """`read_document`, refusing first a symlink out of the repository or a non-file."""
+    problem = repository.inside(root, relpath)
+    if problem:
+        return None, [problem]
+    return read_document(root, relpath)
 
 
 def check_kind(document: Document, relpath: str, expected: str) -> Finding | None:

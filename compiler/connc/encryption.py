@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from connc import repository, secretscan
-from connc.documents import read_document
+from connc.documents import read_checked
 from connc.findings import Finding, dotted, finding
 from connc.sopsmeta import (
     CreationRule,
@@ -143,10 +143,7 @@ def load_rules(root: Path) -> tuple[list[CreationRule] | None, list[Finding]]:
         return None, [finding(relpath, 1, 1, "CONNC014",
                               ".sops.yaml is missing; connc checks every file's recipients "
                               "against its creation rules")]
-    problem = repository.inside(root, relpath)
-    if problem:
-        return None, [problem]
-    document, found = read_document(root, relpath)
+    document, found = read_checked(root, relpath)
     if document is None:
         return None, found
     # A private key pasted where its public key belongs is a leak the moment it is pushed.

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from connc import encryption, models, secretscan
-from connc.documents import check_kind, expiry_finding, id_matches_stem, read_document
+from connc.documents import check_kind, expiry_finding, id_matches_stem, read_checked, read_document
 from connc.findings import Finding, finding, suggest
 from connc.modelerrors import findings_from
 from connc.sopsmeta import CreationRule
@@ -251,7 +251,7 @@ def _pipeline_summary(pipeline: models.Pipeline, document: Document,
 def check_single(root: Path, relpath: str, kind: str,
                  model: type[BaseModel]) -> tuple[BaseModel | None, Document | None, list[Finding]]:
     """members.yaml or connc.yaml: read in the main process, before the workers start."""
-    document, found = read_document(root, relpath)
+    document, found = read_checked(root, relpath)
     if document is None:
         return None, None, found
     wrong_kind = check_kind(document, relpath, kind)

@@ -114,9 +114,6 @@ def _members(root: Path) -> tuple[models.Members | None, list[Finding]]:
         return None, [finding(relpath, 1, 1, "CONNC011",
                               "members.yaml is missing: owners, teams and scope members cannot "
                               "be checked")]
-    problem = repository.inside(root, relpath)
-    if problem:
-        return None, [problem]
     members, document, found = check_single(root, relpath, "Members", models.Members)
     if isinstance(members, models.Members) and document is not None:
         return members, found + check_members(members, document)
@@ -127,8 +124,5 @@ def _config(root: Path) -> tuple[models.Config | None, list[Finding]]:
     relpath = repository.CONFIG_FILE
     if not repository.present(root / relpath):
         return None, []
-    problem = repository.inside(root, relpath)
-    if problem:
-        return None, [problem]
     config, _document, found = check_single(root, relpath, "Config", models.Config)
     return config if isinstance(config, models.Config) else None, found

@@ -19,7 +19,7 @@ from typing import Any
 
 from connc import repository, schemacheck, sops
 from connc.credentials import credential_problems
-from connc.documents import check_kind, expiry_finding, id_matches_stem, read_document, stem
+from connc.documents import check_kind, expiry_finding, id_matches_stem, read_checked, stem
 from connc.encryption import check as check_encryption
 from connc.encryption import load_rules
 from connc.errors import RenderError, SopsError
@@ -91,7 +91,7 @@ def _read(root: Path, relpath: str, kind: str, schema: str, suffix: str | None =
 
     `only` narrows the document to the part this render uses before the schema check.
     """
-    document, found = read_document(root, relpath)
+    document, found = read_checked(root, relpath)
     if document is None:
         _refuse(found, relpath)
         raise RenderError(f"{relpath} cannot be read")
@@ -158,9 +158,6 @@ def _connections(root: Path, pipeline: dict[str, Any]) -> list[tuple[str, str, d
         if not repository.present(root / relpath):
             raise RenderError(f"pipeline `{metadata['id']}` uses connection `{connection_id}`, "
                               f"which does not exist ({relpath})")
-        problem = repository.inside(root, relpath)
-        if problem:
-            raise RenderError(problem.message, path=relpath)
         data = _read(root, relpath, "Connection", "connection", ".sops.yaml", file_checks)
         denial = decide(scope, ConnectionScope(
             connection_id, data["metadata"]["owner"], data["scope"]["visibility"],
