@@ -55,7 +55,8 @@ def check_members(members: models.Members, document: Document) -> list[Finding]:
 
 def check_repository(connections: list[ConnectionSummary], pipelines: list[PipelineSummary],
                      principals: Principals, admin_recipients: set[str],
-                     members_known: bool) -> list[Finding]:
+                     members_known: bool, invalid: frozenset[str] = frozenset()) -> list[Finding]:
+    """`invalid`: ids of connection files that exist but failed their own checks."""
     found: list[Finding] = []
     found += _duplicate_ids(connections, "connection")
     found += _duplicate_ids(pipelines, "pipeline")
@@ -67,7 +68,7 @@ def check_repository(connections: list[ConnectionSummary], pipelines: list[Pipel
         for pipeline in pipelines:
             found += _pipeline_references(pipeline, principals)
     for pipeline in pipelines:
-        found += _uses(pipeline, by_id)
+        found += _uses(pipeline, by_id, invalid)
     found += _copied_credentials(connections)
     enforcing = bool(admin_recipients or principals.all_recipients()
                      or any(p.recipients for p in pipelines))
@@ -141,11 +142,14 @@ def connection_scope(connection: ConnectionSummary) -> ConnectionScope:
                            tuple(m for m, _pos in connection.members))
 
 
-def _uses(pipeline: PipelineSummary, by_id: dict[str, ConnectionSummary]) -> list[Finding]:
+def _uses(pipeline: PipelineSummary, by_id: dict[str, ConnectionSummary],
+          invalid: frozenset[str]) -> list[Finding]:
     found = []
     scope = pipeline_scope(pipeline)
     for use in pipeline.uses:
         connection = by_id.get(use.connection)
+        if connection is None and use.connection in invalid:
+            continue  # the file exists; its own findings say what is wrong with it
         if connection is None:
             found.append(finding(pipeline.relpath, *use.pos, "CONNC205",
                                  f"connection `{use.connection}` does not exist in connections.d/"

@@ -40,7 +40,3 @@ class Secret:
     def __reduce__(self) -> Any:
         # Pickling would copy plaintext into another process' memory or onto disk unnoticed.
         raise TypeError("a Secret cannot be pickled")
-
-
-def reveal_all(values: dict[str, Secret]) -> dict[str, str]:
-    return {key: secret.reveal() for key, secret in values.items()}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path
 from typing import Any
 
 from connc.secretscan import what_secret
@@ -247,7 +246,3 @@ def _group_recipients(group: object) -> set[str]:
 
 def first_matching_rule(rules: list[CreationRule], relpath: str) -> CreationRule | None:
     return next((rule for rule in rules if rule.matches(relpath)), None)
-
-
-def find_sops_config(repo: Path) -> Path:
-    return repo / ".sops.yaml"

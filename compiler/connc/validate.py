@@ -16,6 +16,7 @@ from functools import partial
 from pathlib import Path
 
 from connc import models, repository
+from connc.documents import stem
 from connc.encryption import load_rules
 from connc.filecheck import (
     CheckContext,
@@ -29,6 +30,8 @@ from connc.filecheck import (
 from connc.findings import Finding, finding
 from connc.repochecks import Principals, check_members, check_repository
 from connc.sopsmeta import recipient_of_member_key
+
+Checker = Callable[[str, CheckContext], FileResult]
 
 # Below this many files, starting workers costs more than it saves.
 PARALLEL_THRESHOLD = 200
@@ -59,10 +62,9 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
         today=today or dt.datetime.now(dt.UTC).date(),
         warning_days=config.expiry_warning_days if config else 30,
     )
-    checker: Callable[[str, CheckContext], FileResult] = check_connection
-    tasks = [(checker, p) for p in listing.connections]
-    checker = check_pipeline
-    tasks += [(checker, p) for p in listing.pipelines]
+    tasks: list[tuple[Checker, str]] = []
+    tasks.extend((check_connection, p) for p in listing.connections)
+    tasks.extend((check_pipeline, p) for p in listing.pipelines)
     results = _run(tasks, context, jobs)
     connections, pipelines = [], []
     for result in results:
@@ -72,8 +74,11 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
         elif isinstance(result.summary, PipelineSummary):
             pipelines.append(result.summary)
     admin = {recipient_of_member_key(r) for r in config.admin_recipients} if config else set()
+    summarised = {c.relpath for c in connections}
+    invalid = frozenset(stem(p, repository.CONNECTION_SUFFIX) for p in listing.connections
+                        if p not in summarised)
     found += check_repository(connections, pipelines, Principals(members), admin,
-                              members_known=members is not None)
+                              members_known=members is not None, invalid=invalid)
     if decrypt:
         from connc.content import check_contents
 
@@ -84,7 +89,7 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
     return Report(sorted(set(found)), files, connections, pipelines)
 
 
-def _run(tasks: list[tuple[Callable[[str, CheckContext], FileResult], str]],
+def _run(tasks: list[tuple[Checker, str]],
          context: CheckContext, jobs: int | None) -> Iterable[FileResult]:
     workers = jobs or os.cpu_count() or 1
     if workers <= 1 or len(tasks) < PARALLEL_THRESHOLD:
@@ -102,7 +107,7 @@ def _run(tasks: list[tuple[Callable[[str, CheckContext], FileResult], str]],
         gc.unfreeze()
 
 
-def _dispatch(task: tuple[Callable[[str, CheckContext], FileResult], str],
+def _dispatch(task: tuple[Checker, str],
               context: CheckContext) -> FileResult:
     function, relpath = task
     return function(relpath, context)

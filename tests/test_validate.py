@@ -1,0 +1,37 @@
+"""`connc.validate.validate`: orchestration across files, in process and in worker processes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from repokit import connection, make_repo, pipeline
+
+from connc.validate import PARALLEL_THRESHOLD, validate
+
+
+def _codes(root: Path, **kwargs: object) -> set[tuple[str, str]]:
+    return {(f.code, f.path) for f in validate(root, **kwargs).findings}  # type: ignore[arg-type]
+
+
+def test_a_use_of_an_invalid_connection_file_is_not_called_missing(tmp_path: Path) -> None:
+    broken = connection("gitlab-main", spec={"url": "http://gitlab.example.com"})
+    root = make_repo(tmp_path, connections={"gitlab-main": broken},
+                     pipelines={"ci": pipeline("ci", "gitlab-main")})
+    codes = _codes(root)
+    assert ("CONNC107", "connections.d/gitlab-main.sops.yaml") in codes
+    assert not any(code == "CONNC205" for code, _path in codes)
+
+
+def test_workers_and_a_single_process_find_the_same(tmp_path: Path) -> None:
+    # Enough files to start the worker pool, with findings of both kinds in them.
+    conns = {f"c{i}": connection(f"c{i}", spec={"url": f"https://gitlab.example.com/g{i}"},
+                                 credential={"token": f"t{i}"})
+             for i in range(PARALLEL_THRESHOLD // 2)}
+    conns["c0"]["metadata"]["ownr"] = "alice"
+    pipes = {f"p{i}": pipeline(f"p{i}", f"c{i}", owner="bob" if i % 7 == 0 else "alice")
+             for i in range(PARALLEL_THRESHOLD // 2)}
+    root = make_repo(tmp_path, connections=conns, pipelines=pipes, encrypt_all=False)
+    serial = validate(root, jobs=1).findings
+    parallel = validate(root, jobs=2).findings
+    assert serial == parallel
+    assert {"CONNC101", "CONNC301", "CONNC401"} <= {f.code for f in serial}
