@@ -562,3 +562,15 @@ def test_canary_never_leaks_from_reprs(github_api: FakeGitHub) -> None:
         for text in texts:
             assert sentinel not in text
     assert revoke_installation_token(github_api.url, token.token, timeout=5) is True
+
+
+def test_the_trust_variables_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
+    from connc.github import ca_bundle
+
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
+    assert ca_bundle() is True
+    monkeypatch.setenv("SSL_CERT_FILE", "/etc/ssl/private-ca.pem")
+    assert ca_bundle() == "/etc/ssl/private-ca.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/requests-ca.pem")
+    assert ca_bundle() == "/etc/ssl/requests-ca.pem"

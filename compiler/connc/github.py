@@ -293,11 +293,10 @@ class _Client:
                 failure: str | None = None
                 response: requests.Response | None = None
                 try:
-                    # verify is left alone: requests then honours REQUESTS_CA_BUNDLE. No
-                    # redirects: a bearer credential goes to the API host and nowhere else.
+                    # No redirects: a bearer credential goes to the API host and nowhere else.
                     response = session.request(method, self.api_url + path, headers=headers,
                                                json=body, auth=auth, timeout=self.timeout,
-                                               allow_redirects=False)
+                                               allow_redirects=False, verify=ca_bundle())
                 except requests.exceptions.SSLError:
                     failure = "tls"
                 except requests.exceptions.Timeout:
@@ -422,6 +421,17 @@ def _encode_jwt(app_id: str, key: RSAPrivateKey, now: float) -> str:
         "iss": str(app_id),
     }
     return jwt.encode(claims, key, algorithm="RS256")
+
+
+def ca_bundle() -> str | bool:
+    """The CA bundle to trust: REQUESTS_CA_BUNDLE, else SSL_CERT_FILE, else the default.
+
+    requests reads REQUESTS_CA_BUNDLE by itself but not SSL_CERT_FILE, the variable git, curl
+    and OpenSSL honour; a runner behind a private CA sets one of them, and connc honours both.
+    """
+    import os
+
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
 
 
 def _backoff(attempt: int) -> float:

@@ -24,12 +24,14 @@ from connc.secrets import Secret
 
 # sops' exit codes (cmd/sops/codes/codes.go) that we explain.
 _EXPLAINED = {
+    1: "sops could not process the file (is its `sops` block intact? `connc validate` checks it)",
     2: "sops could not read the file",
     3: "sops could not write the output",
     5: "sops could not read .sops.yaml",
     24: "the file's MAC cannot be decrypted: the file was tampered with or corrupted",
     25: "a value cannot be decrypted: an encrypted value was changed or copied from another file",
-    51: "MAC mismatch: the file was changed after it was encrypted (run `sops updatekeys` or re-encrypt it with sops)",
+    51: "MAC mismatch: an encrypted value was changed, added or removed outside sops; "
+        "restore the file or write the values again with sops",
     52: "the file has no MAC: it was not written by sops",
     61: "no .sops.yaml creation rule matches this file",
     100: "the file does not exist",
