@@ -109,3 +109,15 @@ def test_policy_rules_named_in_the_schema_are_applied(spec: dict[str, Any],
         schemacheck.check(document, schemacheck.load("connection"))
     assert caught.value.path == where
     assert words in caught.value.message
+
+
+def test_tls_skip_and_ca_data_are_refused_together() -> None:
+    spec = {"type": "kubernetes", "server": "https://k8s.example.com",
+            "insecureSkipTlsVerify": True, "certificateAuthorityData": "eA=="}
+    document = {"apiVersion": "connc/v1", "kind": "Connection",
+                "metadata": {"id": "c", "name": "C", "owner": "alice"},
+                "scope": {"visibility": "private"}, "spec": spec, "credential": {}}
+    with pytest.raises(schemacheck.Problem, match="kubectl refuses both"):
+        schemacheck.check(document, schemacheck.load("connection"))
+    with pytest.raises(ValidationError, match="kubectl refuses both"):
+        models.Connection.model_validate(document)

@@ -130,16 +130,11 @@ def _connection_semantics(connection: models.Connection, document: Document, rel
                              f"`scope.members` has no effect when visibility is "
                              f"{connection.scope.visibility}; use `visibility: custom` or remove it"))
     if isinstance(spec, models.KubernetesSpec):
-        if spec.insecure_skip_tls_verify:
+        if spec.insecure_skip_tls_verify:  # with certificateAuthorityData: a model error
             line, column = document.position(("spec", "insecureSkipTlsVerify"))
-            if spec.certificate_authority_data:
-                found.append(finding(relpath, line, column, "CONNC102",
-                                     "`spec.insecureSkipTlsVerify` cannot be combined with "
-                                     "`certificateAuthorityData` (kubectl refuses both)"))
-            else:
-                found.append(finding(relpath, line, column, "CONNC108",
-                                     "`spec.insecureSkipTlsVerify: true` lets anyone on the path "
-                                     "impersonate the cluster; set certificateAuthorityData"))
+            found.append(finding(relpath, line, column, "CONNC108",
+                                 "`spec.insecureSkipTlsVerify: true` lets anyone on the path "
+                                 "impersonate the cluster; set certificateAuthorityData"))
         if spec.certificate_authority_data:
             from connc.pem import certificates_problem
 

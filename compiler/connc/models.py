@@ -145,6 +145,8 @@ class KubernetesSpec(Model):
     certificate_authority_data: str | None = None
     namespace: str | None = Field(default=None, pattern=ID_PATTERN)
     insecure_skip_tls_verify: bool = False
+    model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["verify-or-skip-tls"]})
+    _rules = _object_rules("verify-or-skip-tls")
 
 
 class PackagesSpec(Model):

@@ -91,8 +91,15 @@ def maven_needs_repository_id(spec: dict[str, Any]) -> None:
         raise Violation("missing", "maven needs repositoryId (the <server> id)")
 
 
+def verify_or_skip_tls(spec: dict[str, Any]) -> None:
+    if spec.get("insecureSkipTlsVerify") and spec.get("certificateAuthorityData"):
+        raise Violation("conflict", "insecureSkipTlsVerify cannot be combined with "
+                                    "certificateAuthorityData (kubectl refuses both)")
+
+
 OBJECT_RULES: dict[str, Callable[[dict[str, Any]], None]] = {
     "one-app-identifier": one_app_identifier,
     "ssh-needs-known-hosts": ssh_needs_known_hosts,
     "maven-needs-repository-id": maven_needs_repository_id,
+    "verify-or-skip-tls": verify_or_skip_tls,
 }
