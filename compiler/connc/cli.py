@@ -63,6 +63,32 @@ def validate(repo: str, decrypt: bool, output_format: str, strict: bool) -> None
 
 
 @cli.command()
+@repo_option
+@click.option("--format", "output_format", default="table", show_default=True,
+              type=click.Choice(["table", "json", "csv"]))
+def access(repo: str, output_format: str) -> None:
+    """The matrix of pipelines and the connections they may use (keyless).
+
+    Files with errors are left out of the matrix; `connc validate` names them.
+
+    \b
+    Examples:
+      connc access
+      connc access --format csv > access.csv
+    """
+    from connc.access import FORMATS, matrix
+    from connc.findings import has_errors
+    from connc.repository import find_root
+    from connc.validate import validate as run_validate
+
+    report = run_validate(find_root(repo))
+    FORMATS[output_format](matrix(report.connections, report.pipelines), sys.stdout)
+    if has_errors(report.findings):
+        click.echo("connc: the repository has errors; files with errors are not in the "
+                   "matrix (run `connc validate`)", err=True)
+
+
+@cli.command()
 @click.option("--out", "out", default="schema", show_default=True,
               type=click.Path(file_okay=False, path_type=str),
               help="Directory for the *.schema.json files.")
