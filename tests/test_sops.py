@@ -229,13 +229,20 @@ def test_missing_file(repo: Path) -> None:
 def test_set_credential_changes_one_value_via_stdin_and_keeps_comments(
         repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, Any]] = []
-    real_run = subprocess.run
 
-    def spy(args: list[str], **kwargs: Any) -> subprocess.CompletedProcess[bytes]:
-        calls.append({"args": args, "input": kwargs.get("input")})
-        return real_run(args, **kwargs)
+    class Spy(subprocess.Popen):  # type: ignore[type-arg]
+        """Records each sops command line and what was written to its stdin."""
 
-    monkeypatch.setattr(subprocess, "run", spy)
+        def __init__(self, args: list[str], **kwargs: Any) -> None:
+            self.call: dict[str, Any] = {"args": args, "input": None}
+            calls.append(self.call)
+            super().__init__(args, **kwargs)
+
+        def communicate(self, input: Any = None, timeout: float | None = None) -> Any:
+            self.call["input"] = input
+            return super().communicate(input, timeout)
+
+    monkeypatch.setattr(subprocess, "Popen", Spy)
     new_value = 'new "quoted" pass\\word ünïcode'
     before = (repo / RELPATH).read_text()
     sops.set_credential(repo, RELPATH, "password", Secret(new_value))

@@ -81,35 +81,74 @@ def _environment() -> dict[str, str]:
     return env
 
 
+class Running:
+    """A sops process started in `repo`; `output()` waits for it. Several can run at once
+    (render starts one per connection), with no thread: each writes to its own pipes."""
+
+    def __init__(self, args: list[str], *, repo: Path, relpath: str,
+                 stdin: bytes | None = None) -> None:
+        self.relpath, self._stdin, self._done = relpath, stdin, False
+        try:
+            self._proc = subprocess.Popen(
+                [binary(), *args], cwd=repo, env=_environment(),
+                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        except OSError as exc:
+            raise UsageError(f"cannot run sops: {exc.strerror}") from None
+
+    def output(self) -> bytes:
+        """stdout; raise SopsError with our own message (sops' stderr is dropped unread)."""
+        self._done = True
+        try:
+            out, _stderr = self._proc.communicate(self._stdin, timeout=_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            self._proc.communicate()
+            raise SopsError(f"sops did not finish within {_TIMEOUT_SECONDS}s",
+                            path=self.relpath) from None
+        if self._proc.returncode != 0:
+            raise SopsError(explain(self._proc.returncode), path=self.relpath)
+        return out
+
+    def stop(self) -> None:
+        """Kill and reap a process whose output was never asked for (after a failure)."""
+        if self._done:
+            return
+        self._done = True
+        if self._proc.poll() is None:
+            self._proc.kill()
+        self._proc.communicate()
+
+
 def run(args: list[str], *, repo: Path, relpath: str, stdin: bytes | None = None) -> bytes:
     """Run sops in `repo` and return stdout; raise SopsError with our own message."""
-    try:
-        proc = subprocess.run(
-            [binary(), *args],
-            cwd=repo,
-            input=stdin,
-            stdin=None if stdin is not None else subprocess.DEVNULL,
-            capture_output=True,
-            env=_environment(),
-            timeout=_TIMEOUT_SECONDS,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        raise SopsError(f"sops did not finish within {_TIMEOUT_SECONDS}s", path=relpath) from None
-    except OSError as exc:
-        raise UsageError(f"cannot run sops: {exc.strerror}") from None
-    if proc.returncode != 0:
-        raise SopsError(explain(proc.returncode), path=relpath)
-    return proc.stdout
+    return Running(args, repo=repo, relpath=relpath, stdin=stdin).output()
 
 
 def explain(returncode: int) -> str:
     return _EXPLAINED.get(returncode, f"sops failed (exit code {returncode})")
 
 
+class Decryption:
+    """A `sops decrypt` under way; `result()` gives the document (as `decrypt` does)."""
+
+    def __init__(self, repo: Path, relpath: str) -> None:
+        self._running = Running(["decrypt", "--output-type", "json", "--", relpath], repo=repo,
+                                relpath=relpath)
+
+    def result(self) -> dict[str, Any]:
+        return _document(self._running.output(), self._running.relpath)
+
+    def cancel(self) -> None:
+        self._running.stop()
+
+
 def decrypt(repo: Path, relpath: str) -> dict[str, Any]:
     """Decrypt a file; values under `credential` come back as `Secret`s."""
-    out = run(["decrypt", "--output-type", "json", "--", relpath], repo=repo, relpath=relpath)
+    return Decryption(repo, relpath).result()
+
+
+def _document(out: bytes, relpath: str) -> dict[str, Any]:
     try:
         document = json.loads(out)
     except ValueError:

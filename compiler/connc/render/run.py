@@ -13,7 +13,6 @@ import datetime as dt
 import os
 import tempfile
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,14 +50,18 @@ def render(root: Path, pipeline_id: str, out: Path | None) -> tuple[Output, dict
     pipeline = _read(root, pipeline_file, "Pipeline", "pipeline", ".yaml")
     _check_team_claims(root, pipeline)
     connections = _connections(root, pipeline)
-    with ThreadPoolExecutor(max_workers=max(1, min(8, len(connections)))) as pool:
-        # sops runs in its own processes; importing the writers meanwhile costs nothing.
-        pending = [(spec_id, pool.submit(sops.decrypt, root, relpath))
-                   for spec_id, relpath, _data in connections]
+    sops.binary()  # a missing binary is an environment error, before any process starts
+    # One sops process per connection, all at once; while they decrypt, this process
+    # imports the writers and compiles the templates.
+    pending = [sops.Decryption(root, relpath) for _id, relpath, _data in connections]
+    try:
         from connc.render import compose, textformat
 
         textformat.warm_up()
         resolved = _collect(pipeline, connections, pending)
+    finally:
+        for decryption in pending:
+            decryption.cancel()  # reaps them; kills any still running after a failure
     return compose.write_bundle(out, pipeline_id, resolved)
 
 
@@ -196,13 +199,13 @@ def _warning_days(root: Path) -> int:
 
 
 def _collect(pipeline: dict[str, Any], connections: list[tuple[str, str, dict[str, Any]]],
-             pending: list[tuple[str, Future[dict[str, Any]]]]) -> list[Resolved]:
+             pending: list[sops.Decryption]) -> list[Resolved]:
     uses = {use["connection"]: use for use in pipeline["uses"]}
     resolved, errors = [], []
-    for (connection_id, relpath, data), (_id, future) in zip(connections, pending, strict=True):
+    for (connection_id, relpath, data), decryption in zip(connections, pending, strict=True):
         what = f"connection `{connection_id}` ({relpath})"
         try:
-            document = future.result()
+            document = decryption.result()
         except SopsError as error:
             errors.append(f"{what}: cannot decrypt: {error.message}")
             continue
