@@ -35,3 +35,10 @@ def test_workers_and_a_single_process_find_the_same(tmp_path: Path) -> None:
     parallel = validate(root, jobs=2).findings
     assert serial == parallel
     assert {"CONNC101", "CONNC301", "CONNC401"} <= {f.code for f in serial}
+
+
+def test_a_file_where_a_directory_belongs_is_reported(tmp_path: Path) -> None:
+    root = make_repo(tmp_path, pipelines={})
+    (root / "pipelines.d").rmdir()
+    (root / "pipelines.d").write_text("not a directory\n")
+    assert ("CONNC008", "pipelines.d") in _codes(root)

@@ -80,6 +80,9 @@ def _expected(relpath: str) -> str:
 def _list(root: Path, directory: str, suffix: str) -> tuple[list[str], list[Finding]]:
     base = root / directory
     if not base.is_dir():
+        if present(base):  # a file (or a dangling link) where the directory belongs
+            return [], [finding(directory, 1, 1, "CONNC008",
+                                f"{directory} must be a directory; connc reads no file in it")]
         return [], []
     files, found = [], []
     with os.scandir(base) as scan:
