@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner, Result
+
 from connc.cli import cli
 from connc.findings import CODES
 from connc.yamldoc import MAX_FILE_BYTES

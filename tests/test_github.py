@@ -55,7 +55,7 @@ def closed_port_url() -> str:
 
 
 def test_mint_returns_token_and_aware_utc_expiry(github_api: FakeGitHub) -> None:
-    before = dt.datetime.now(dt.timezone.utc)
+    before = dt.datetime.now(dt.UTC)
     token = make_app(github_api).mint_installation_token(github_api.installation_id)
 
     assert isinstance(token, InstallationToken)
@@ -261,7 +261,7 @@ def test_rate_limit_reset_too_far_fails_clearly(github_api: FakeGitHub) -> None:
         make_app(github_api, sleep=sleeps, clock=lambda: now).mint_installation_token(
             github_api.installation_id)
     message = str(caught.value)
-    stamp = dt.datetime.fromtimestamp(reset, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = dt.datetime.fromtimestamp(reset, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     assert f"until {stamp}" in message
     assert "deploy-bot" in message and "60 s" in message
     assert sleeps == []

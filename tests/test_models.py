@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from connc import models
 from connc.modelerrors import findings_from
 from connc.yamldoc import parse
-from pydantic import BaseModel, TypeAdapter, ValidationError
 
 SPEC = TypeAdapter(models.ConnectionSpec)
 

@@ -182,6 +182,16 @@ def test_control_characters_in_a_value_are_refused(tmp_path: Path, field: str,
     assert_nothing_written(out)
 
 
+def test_a_placeholder_credential_is_refused(tmp_path: Path) -> None:
+    placeholder = connection("gitlab-new", credential={"token": "REPLACE-WITH-connc-secret-set"},
+                             spec={"url": "https://gitlab.example.com/new"})
+    root = build_repo(tmp_path / "repo", connections={"gitlab-new": placeholder},
+                      pipelines={"ci": pipeline("ci", "gitlab-new")})
+    proc = render(root, "ci", tmp_path / "out")
+    assert_refused(proc, "connection `gitlab-new`", "placeholder", "connc secret set")
+    assert_nothing_written(tmp_path / "out")
+
+
 def test_maven_interpolation_is_refused(tmp_path: Path) -> None:
     for n, password in enumerate(("${env.DEPLOY_PASSWORD}", "{COQLCE6DU6GtcS5P=}")):
         root = build_repo(tmp_path / f"repo{n}", connections={

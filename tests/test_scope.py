@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
-
-from connc.scope import ConnectionScope, PipelineScope, decide, matching_member
 from hypothesis import given
 from hypothesis import strategies as st
+
+from connc.scope import ConnectionScope, PipelineScope, decide, matching_member
 
 RELEASE = PipelineScope("api-release", "alice", ("platform", "web"))
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import base64
 
 import pytest
-
-from connc.secretscan import scan, what_secret
 from cryptography.hazmat.primitives import serialization
 
+from connc.secretscan import scan, what_secret
 from repokit import TEST_RECIPIENT, certificate_pem, ec_key, key_pem
 
 _KEY = ec_key()

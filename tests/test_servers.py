@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from servers._net import (
     ServerStartError,
     clean_env,

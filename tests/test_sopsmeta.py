@@ -204,7 +204,7 @@ def test_metadata_inside_key_groups() -> None:
 def test_metadata_problems(block: object, problems: list[str]) -> None:
     found = read_metadata(block).problems
     assert len(found) == len(problems)
-    for problem, expected in zip(found, problems):
+    for problem, expected in zip(found, problems, strict=True):
         assert problem.startswith(expected)
 
 

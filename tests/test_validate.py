@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from repokit import connection, make_repo, pipeline
-
 from connc.validate import PARALLEL_THRESHOLD, validate
+from repokit import connection, make_repo, pipeline
 
 
 def _codes(root: Path, **kwargs: object) -> set[tuple[str, str]]:

@@ -155,6 +155,141 @@ def clean(out: str) -> None:
         click.echo(message, err=True)
 
 
+@cli.command()
+@click.argument("base")
+@click.argument("head", required=False)
+@repo_option
+@click.option("--format", "output_format", default="markdown", show_default=True,
+              type=click.Choice(["markdown", "json"]),
+              help="markdown: a pull-request comment; json: the same changes, for tools.")
+def diff(base: str, head: str | None, repo: str, output_format: str) -> None:
+    """What a change does to access: grants, scopes, owners, recipients, team members.
+
+    Compares revision BASE with HEAD, or with the working tree when HEAD is omitted (keyless).
+    Exit 0 when no access widened, 1 when some did, 2 for a bad revision or repository.
+
+    \b
+    Examples:
+      connc diff origin/main
+      connc diff "$BASE_SHA" "$HEAD_SHA" > comment.md
+      connc diff HEAD~1 HEAD --format json
+    """
+    from pathlib import Path
+
+    from connc.diff import FORMATS
+    from connc.diff import diff as run_diff
+
+    result = run_diff(Path(repo), base, head)
+    FORMATS[output_format](result, sys.stdout)
+    sys.exit(ExitCode.FINDINGS if result.widened else ExitCode.OK)
+
+
+@cli.command("new")
+@click.argument("connection_type", metavar="TYPE")
+@click.argument("connection_id", metavar="ID")
+@click.option("--owner", default=None, metavar="USER",
+              help="The owning user (in members.yaml). Default: its only user, if it has one.")
+@click.option("--visibility", default="private", show_default=True,
+              type=click.Choice(["private", "public", "custom"]),
+              help="Who may use it: the owner's pipelines, every pipeline, or --member ones.")
+@click.option("--member", "members", multiple=True, metavar="M",
+              help="With --visibility custom: user:NAME, team:NAME or pipeline:ID (repeatable).")
+@repo_option
+def new(connection_type: str, connection_id: str, owner: str | None, visibility: str,
+        members: tuple[str, ...], repo: str) -> None:
+    """Scaffold connections.d/ID.sops.yaml from TYPE's template, encrypted with sops.
+
+    TYPE: github-app, gitlab, gitlab-self-hosted, codeup, bitbucket, git, container-registry,
+    kubernetes or packages. The file validates at once; its credential values and the spec
+    values marked REPLACE-ME are placeholders until you change them. Needs no sops key.
+    Prints the new file's path, then the next steps (on stderr).
+
+    \b
+    Examples:
+      connc new gitlab gitlab-acme --owner alice
+      connc new kubernetes k8s-prod --owner alice --visibility custom \\
+          --member team:platform --member pipeline:deploy
+    """
+    from connc import reporters
+    from connc.repository import find_root
+    from connc.scaffold import NotCreated, new_connection
+
+    try:
+        created = new_connection(find_root(repo), connection_type, connection_id, owner=owner,
+                                 visibility=visibility, members=members)
+    except NotCreated as exc:
+        reporters.text(exc.findings, 1, sys.stdout)
+        raise
+    if created.findings:
+        reporters.text(created.findings, 1, sys.stdout)
+    click.echo(created.relpath)
+    for line in created.next_steps():
+        click.echo(line, err=True)
+
+
+@cli.group()
+def secret() -> None:
+    """Change a connection's encrypted credential (needs a sops key).
+
+    \b
+    Examples:
+      connc secret set gitlab-acme token < token.txt
+    """
+
+
+@secret.command("set")
+@click.argument("connection_id", metavar="ID")
+@click.argument("field", metavar="FIELD")
+@repo_option
+def secret_set(connection_id: str, field: str, repo: str) -> None:
+    """Set credential FIELD of connection ID to the value read from stdin.
+
+    Never from the command line or the environment, where other processes see it. One
+    trailing newline is dropped; on a terminal the value is asked for twice, hidden. sops
+    rewrites that one value and keeps the comments and everything else. sops must decrypt
+    the file's data key first, so this needs a key (SOPS_AGE_KEY_FILE, ...).
+
+    \b
+    Examples:
+      connc secret set gitlab-acme token < token.txt
+      connc secret set github-acme privateKey < acme-app.private-key.pem
+      connc secret set registry-prod password        # asks, hidden
+    """
+    from connc.repository import find_root
+    from connc.secretset import set_secret
+
+    changed = set_secret(find_root(repo), connection_id, field, sys.stdin.buffer)
+    for line in changed.messages():
+        click.echo(line, err=True)
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@repo_option
+@click.option("--format", "output_format", default="text", show_default=True,
+              type=click.Choice(["text", "json"]))
+@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 300),
+              help="Seconds for each network request (a git or kubectl run gets twice this).")
+def check(ids: tuple[str, ...], repo: str, output_format: str, timeout: float) -> None:
+    """Verify connections against their services, from this machine's network.
+
+    Each ID given, or every connection: git ls-remote, the registry's /v2/, the cluster's
+    /version, a package index, a GitHub App token mint (revoked at once). Needs a sops key;
+    a connection it cannot decrypt is "not checked". One line per connection, never a secret.
+    Exit 0 when none failed, 1 when one did, 2 for an unknown ID or when none could be decrypted.
+
+    \b
+    Examples:
+      SOPS_AGE_KEY_FILE=admin-key.txt connc check
+      connc check registry-prod k8s-prod --timeout 5
+      connc check --format json > check.json
+    """
+    from connc.check import run as run_check
+    from connc.repository import find_root
+
+    sys.exit(run_check(find_root(repo), ids, output_format, timeout))
+
+
 def main() -> None:
     try:
         cli.main(standalone_mode=False)

@@ -26,6 +26,10 @@ def control_character_problem(field: str, value: str) -> str | None:
     return None
 
 
+# What `connc new` writes for every secret: a credential nobody has set yet.
+SECRET_PLACEHOLDER = "REPLACE-WITH-connc-secret-set"
+
+
 def credential_problems(connection_type: str, credential: dict[str, Any]) -> list[tuple[str, str, str]]:
     """(field, code, message) for each problem in a decrypted credential."""
     problems: list[tuple[str, str, str]] = []
@@ -36,6 +40,11 @@ def credential_problems(connection_type: str, credential: dict[str, Any]) -> lis
         text = value.reveal()
         if not text.strip():
             problems.append((field, "CONNC602", f"`credential.{field}` is empty"))
+            continue
+        if text.strip() == SECRET_PLACEHOLDER:
+            problems.append((field, "CONNC607", f"`credential.{field}` still holds the "
+                                                f"placeholder of `connc new`; set it with "
+                                                f"`connc secret set ID {field}`"))
             continue
         control = control_character_problem(field, text)
         if control:

@@ -101,6 +101,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "CONNC604": (E, "client certificate does not match its key"),
     "CONNC605": (E, "credential value not valid base64 PEM"),
     "CONNC606": (E, "control character in credential"),
+    "CONNC607": (E, "credential still a placeholder"),
 }
 
 

@@ -29,11 +29,15 @@ class Denial:
     message: str
 
 
+def member_refs(pipeline: PipelineScope) -> list[str]:
+    """The `scope.members` entries that would admit the pipeline to a custom connection."""
+    return [f"user:{pipeline.owner}", f"pipeline:{pipeline.id}",
+            *(f"team:{team}" for team in pipeline.teams)]
+
+
 def matching_member(pipeline: PipelineScope, connection: ConnectionScope) -> str | None:
     """The member entry of a custom connection that admits the pipeline, if any."""
-    candidates = [f"user:{pipeline.owner}", f"pipeline:{pipeline.id}"]
-    candidates += [f"team:{team}" for team in pipeline.teams]
-    return next((m for m in candidates if m in connection.members), None)
+    return next((m for m in member_refs(pipeline) if m in connection.members), None)
 
 
 def decide(pipeline: PipelineScope, connection: ConnectionScope) -> Denial | None:

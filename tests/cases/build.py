@@ -43,7 +43,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/, for repokit
 
-from repokit import TEST_RECIPIENT, connection, encrypt, pipeline
+from repokit import TEST_RECIPIENT, connection, encrypt, pipeline  # noqa: E402 - after sys.path
 
 OTHER_RECIPIENT = "age1f6hsk73maksgw5ux02dnqhxxzxwlxn3vpeh09zafeefvyhdwkpcqrzvm9d"
 TEAM_RECIPIENT = "age12la0mhspwf2g88v5w9vewh9svf6yj0fdlej8d92x74k8rh2jaymqc90e5g"
@@ -706,6 +706,10 @@ def decrypt_cases(pem: Material) -> list[Case]:
              base_files(**{k8s: kube(clientCertificateData=base64.b64decode(
                  pem.client_certificate_data()).decode(), clientKeyData=pem.client_key_data())}),
              [Expect("CONNC605", k8s, "clientCertificateData:")]),
+        Case("invalid-decrypt", "placeholder-credential", "a token still holding the placeholder "
+             "that `connc new` writes",
+             base_files(**{path: gitlab(credential={"token": "REPLACE-WITH-connc-secret-set"})}),
+             [Expect("CONNC607", path, "token:")]),
         Case("invalid-decrypt", "control-character", "a newline inside a token (it would inject "
              "into git's credential protocol)",
              base_files(**{path: gitlab(credential={"token": "fake-token\nprotocol=https"})}),

@@ -143,7 +143,7 @@ class FakeGitHub:
         return time.time() + self.clock_offset
 
     def now_dt(self) -> dt.datetime:
-        return dt.datetime.fromtimestamp(self.now(), dt.timezone.utc)
+        return dt.datetime.fromtimestamp(self.now(), dt.UTC)
 
     # --- server --------------------------------------------------------------------------
 

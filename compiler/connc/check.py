@@ -1,0 +1,196 @@
+"""`connc check`: verify connections against their services, from this machine's network.
+
+An admin's (or owner's) tool, run with a sops key: each selected connection is read and
+schema-checked as render reads it, decrypted, and handed to its probe (`probes`,
+`toolprobes`). Scope of use is not involved: whoever holds a key that decrypts a file can
+read its credential anyway. A file this key cannot decrypt is "not checked", which is not a
+failure of its service.
+
+Everything a probe writes (bundles, a CA file, a client key) goes in a private temp dir that
+is removed when the probe ends, and the whole dir when the run ends, also on Ctrl-C or
+SIGTERM; a GitHub token minted by a probe is revoked by that probe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from connc import repository, sops
+from connc.documents import ID_PATTERN, stem
+from connc.errors import ConncError, ExitCode, SopsError, UsageError
+
+if TYPE_CHECKING:
+    from connc.render.context import Resolved
+
+OK, FAILED, NOT_CHECKED = "ok", "failed", "not checked"
+_NO_KEY_EXIT = 128  # sops: none of the file's recipients has a key here
+_WORKERS = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    id: str
+    type: str | None  # None when the file could not be read
+    status: str  # ok | failed | not checked
+    message: str
+    target: str | None = None  # the URL the probe asked
+
+
+def run(root: Path, ids: Sequence[str], output_format: str, timeout: float,
+        out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> ExitCode:
+    """The command: check, report, and the exit code."""
+    outcomes = check(root, ids, timeout=timeout)
+    if output_format == "json":
+        json.dump({"connections": [dataclasses.asdict(o) for o in outcomes],
+                   "summary": _counts(outcomes)}, out, indent=2)
+        out.write("\n")
+    else:
+        _text(outcomes, out)
+        counts = _counts(outcomes)
+        print(f"connc: {counts[OK]} ok, {counts[FAILED]} failed, "
+              f"{counts[NOT_CHECKED]} not checked", file=err)
+    if not outcomes:
+        print("connc: no connections to check", file=err)
+    elif all(o.status == NOT_CHECKED for o in outcomes):
+        print("connc: no connection could be decrypted here; set a sops key "
+              "(SOPS_AGE_KEY_FILE, ...) that is one of their recipients", file=err)
+        return ExitCode.USAGE
+    return ExitCode.FINDINGS if any(o.status == FAILED for o in outcomes) else ExitCode.OK
+
+
+def check(root: Path, ids: Sequence[str], *, timeout: float) -> list[Outcome]:
+    """One outcome per connection: the given ids, or every connection when none is given."""
+    selected = _select(root, ids)
+    if not selected:
+        return []
+    workdir = Path(tempfile.mkdtemp(prefix="connc-check-"))  # 0700
+    pool = ThreadPoolExecutor(max_workers=min(_WORKERS, len(selected)))
+    try:
+        with _sigterm_interrupts():
+            futures = [pool.submit(_check_one, root, connection_id, workdir / connection_id,
+                                   timeout) for connection_id in selected]
+            return [future.result() for future in futures]
+    finally:
+        try:
+            # On Ctrl-C: start no other probe, let the running ones finish (their requests
+            # have timeouts) so that each removes its files and revokes what it minted.
+            pool.shutdown(wait=True, cancel_futures=True)
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _select(root: Path, ids: Sequence[str]) -> list[str]:
+    if not ids:
+        listing = repository.list_files(root)
+        return sorted(stem(relpath, repository.CONNECTION_SUFFIX)
+                      for relpath in listing.connections)
+    unknown = [i for i in ids if not re.fullmatch(ID_PATTERN, i)
+               or not repository.present(root / repository.connection_path(i))]
+    if unknown:
+        raise UsageError(f"no such connection: {', '.join(unknown)} (no "
+                         f"{repository.CONNECTIONS_DIR}/ID{repository.CONNECTION_SUFFIX})")
+    return list(dict.fromkeys(ids))
+
+
+@contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM (a cancelled CI job) cleans up as Ctrl-C does."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float) -> Outcome:
+    from connc.render.run import _read  # render's reading: schema-checked, defaults filled
+
+    relpath = repository.connection_path(connection_id)
+    try:
+        data = _read(root, relpath, "Connection", "connection", repository.CONNECTION_SUFFIX)
+    except ConncError as error:
+        return Outcome(connection_id, None, FAILED, error.message)
+    spec: dict[str, Any] = data["spec"]
+
+    def outcome(status: str, message: str, target: str | None) -> Outcome:
+        return Outcome(connection_id, str(spec["type"]), status, message, target)
+
+    try:
+        resolved = _decrypt(root, relpath, connection_id, spec)
+    except SopsError as error:
+        if error.message == sops.explain(_NO_KEY_EXIT):
+            return outcome(NOT_CHECKED, "no key: none of the file's recipients has a key here",
+                           None)
+        return outcome(FAILED, f"cannot decrypt: {error.message}", None)
+    except ConncError as error:
+        return outcome(FAILED, error.message, None)
+    return _probe(resolved, workdir, timeout, outcome)
+
+
+def _decrypt(root: Path, relpath: str, connection_id: str, spec: dict[str, Any]) -> Resolved:
+    from connc.credentials import credential_problems
+    from connc.render.context import Resolved
+    from connc.secrets import Secret
+
+    document = sops.decrypt(root, relpath)
+    credential = document.get("credential")
+    if not isinstance(credential, dict):
+        raise ConncError("the decrypted file has no credential")
+    problems = credential_problems(str(spec["type"]), credential)
+    if problems:
+        raise ConncError("; ".join(message for _field, _code, message in problems)
+                         + " (run `connc validate --decrypt`)")
+    values = {k: v for k, v in credential.items() if isinstance(v, Secret)}
+    return Resolved(connection_id, spec, {"connection": connection_id}, values)
+
+
+def _probe(resolved: Resolved, workdir: Path, timeout: float,
+           outcome: Callable[[str, str, str | None], Outcome]) -> Outcome:
+    from connc.probes import Context, ProbeFailure, probe
+
+    workdir.mkdir(mode=0o700)
+    try:
+        result = probe(resolved, Context(workdir, timeout))
+    except (ConncError, ProbeFailure) as error:
+        return outcome(FAILED, error.message if isinstance(error, ConncError) else str(error),
+                       None)
+    except Exception as error:  # noqa: BLE001 - one connection's bug must not hide the others
+        # Its text could quote a value: name the kind only, as the CLI does for a crash.
+        return outcome(FAILED, f"internal error ({type(error).__name__}); please report it",
+                       None)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return outcome(OK if result.ok else FAILED, result.message, result.target)
+
+
+def _counts(outcomes: list[Outcome]) -> dict[str, int]:
+    return {status: sum(o.status == status for o in outcomes)
+            for status in (OK, FAILED, NOT_CHECKED)}
+
+
+def _text(outcomes: list[Outcome], out: TextIO) -> None:
+    id_width = max((len(o.id) for o in outcomes), default=0)
+    type_width = max((len(o.type or "?") for o in outcomes), default=0)
+    for o in outcomes:
+        where = f"{o.target}: " if o.target else ""
+        print(f"{o.status:<11}  {o.id:<{id_width}}  {o.type or '?':<{type_width}}  "
+              f"{where}{o.message}", file=out)

@@ -1,0 +1,383 @@
+"""`connc new`: a connection file from its type's template, encrypted with sops.
+
+The templates are data: field names, order and defaults come from the models, and this
+module adds only what a model cannot know — what each field is, where to find its value,
+and a placeholder for the fields that have no default. Placeholders are valid values, so
+the new file validates at once; each one is marked REPLACE-ME in the comment above it.
+
+Comments sit above keys, never beside them and never inside `credential`: sops moves a
+line-end comment above its key, and encrypts every comment inside the encrypted subtree.
+
+The plaintext file exists only between its write and `sops encrypt --in-place`; on any
+failure it is removed, so not even placeholder secrets are left in the repository. The
+result is then validated like the rest of the repository; a file that would fail is
+removed too, so `connc new` leaves a valid connection or nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import os
+import re
+import typing
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+from connc import models, repository, sops
+from connc.credentials import SECRET_PLACEHOLDER
+from connc.documents import API_VERSION, ID_PATTERN
+from connc.errors import ConncError, ExitCode, UsageError
+from connc.filecheck import check_single
+from connc.findings import Finding, Severity, suggest
+
+# A valid string that no service accepts, and that says what to do with it.
+REPLACE = "REPLACE-ME"
+VISIBILITIES = ("private", "public", "custom")
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+    spec: dict[str, str]  # help for every spec field, by its YAML name
+    credential: str  # what the credential is and where to get it
+    placeholders: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+_GIT_URL_PREFIX = "A path (https://HOST/GROUP) limits it to the repositories under that path."
+
+TEMPLATES: dict[str, Template] = {
+    "github-app": Template(
+        spec={
+            "url": f"GitHub's web URL; https://HOST for GitHub Enterprise Server.\n{_GIT_URL_PREFIX}",
+            "apiUrl": "The REST API: https://api.github.com, or https://HOST/api/v3 on GHES.",
+            "clientId": f"{REPLACE}: the App's client ID (Iv23li...), on the App's General page\n"
+                        "(Settings > Developer settings > GitHub Apps > the App). Or use the\n"
+                        "numeric `appId` from the same page instead: exactly one of the two.",
+            "appId": "the numeric App ID, on the App's General page (instead of clientId)",
+            "installationId": f"{REPLACE}: the installation id, the number at the end of the URL\n"
+                              "of the installation's settings page (.../settings/installations/ID).",
+        },
+        placeholders={"clientId": REPLACE, "installationId": 1},
+        credential="privateKey: the App's private key (PEM), from \"Generate a private key\" on\n"
+                   "the App's General page. Pipelines get short-lived installation tokens.",
+    ),
+    "gitlab": Template(
+        spec={"url": f"GitLab's URL.\n{_GIT_URL_PREFIX}"},
+        credential="token: a project, group or personal access token with read_repository\n"
+                   "(write_repository to push): Settings > Access tokens. Optional `username`\n"
+                   "(default oauth2); a deploy token needs its own username.",
+    ),
+    "gitlab-self-hosted": Template(
+        spec={"url": f"{REPLACE}: the URL of your GitLab (API v4 or later).\n{_GIT_URL_PREFIX}"},
+        placeholders={"url": "https://gitlab.example.com"},
+        credential="token: a project, group or personal access token with read_repository\n"
+                   "(write_repository to push): Settings > Access tokens. Optional `username`\n"
+                   "(default oauth2); a deploy token needs its own username.",
+    ),
+    "codeup": Template(
+        spec={"url": f"Codeup's URL.\n{_GIT_URL_PREFIX}"},
+        credential="username + password: Codeup's HTTPS clone account (Personal settings >\n"
+                   "HTTPS clone password), or a personal access token as the password.",
+    ),
+    "bitbucket": Template(
+        spec={"url": f"Bitbucket's URL.\n{_GIT_URL_PREFIX}"},
+        credential="token: a repository, project or workspace access token (Repository\n"
+                   "settings > Access tokens; git user x-token-auth). Or `username` +\n"
+                   "`password` (an app password) instead of `token`.",
+    ),
+    "git": Template(
+        spec={
+            "url": f"{REPLACE}: the git host, https://HOST/ or ssh://git@HOST/.\n{_GIT_URL_PREFIX}",
+            "knownHosts": "ssh:// only, required there: the host keys to pin, as lines of\n"
+                          "~/.ssh/known_hosts (check `ssh-keyscan HOST` against the host's docs)",
+        },
+        placeholders={"url": "https://git.example.com/"},
+        credential="username + password: the HTTPS account and its password or token. For an\n"
+                   "ssh:// url use `sshPrivateKey` (the private key file) instead of both.",
+    ),
+    "container-registry": Template(
+        spec={"registry": f"{REPLACE}: host[:port] of the registry, as in image names\n"
+                          "(registry.example.com/team/app); Docker Hub is https://index.docker.io/v1/"},
+        placeholders={"registry": "registry.example.com"},
+        credential="username + password: a robot or service account and its password or\n"
+                   "access token (Docker Hub: a personal access token).",
+    ),
+    "kubernetes": Template(
+        spec={
+            "server": f"{REPLACE}: the API server, as in a kubeconfig's clusters[].cluster.server",
+            "certificateAuthorityData": "the cluster CA, base64 PEM as in a kubeconfig's\n"
+                                        "certificate-authority-data (default: the system trust)",
+            "namespace": "the context's default namespace",
+            "insecureSkipTlsVerify": "true skips verifying the server (a warning; never in "
+                                     "production)",
+        },
+        placeholders={"server": "https://kubernetes.example.com:6443"},
+        credential="token: a service account token (`kubectl create token SA --duration=...`\n"
+                   "or a token Secret). Or a client certificate: `clientCertificateData` +\n"
+                   "`clientKeyData`, base64 PEM as in a kubeconfig; set both, then remove\n"
+                   "`token`: sops unset {file} '[\"credential\"][\"token\"]'",
+    ),
+    "packages": Template(
+        spec={
+            "format": f"{REPLACE}: maven, npm or pypi",
+            "url": f"{REPLACE}: the repository URL (a Maven repository, an npm registry or a\n"
+                   "PyPI index ending in /simple/)",
+            "repositoryId": f"{REPLACE}: maven only (remove it for npm and pypi): the <server>\n"
+                            "id, as the <repository> id in your pom.xml",
+        },
+        placeholders={"format": "maven",
+                      "url": "https://packages.example.com/repository/releases/",
+                      "repositoryId": REPLACE},
+        credential="username + password: the repository account and its password or token.\n"
+                   "npm: `token` (an auth token) instead of both.",
+    ),
+}
+
+_METADATA_HELP = {
+    "name": "A display name.",
+    "owner": "The user (in members.yaml) who owns the connection and answers for it.",
+    "description": "what the connection is for",
+    "expiresAt": "YYYY-MM-DD when the credential expires; validate warns 30 days before",
+}
+
+
+# ---------------------------------------------------------------------------- the document
+
+
+def spec_models() -> dict[str, type[BaseModel]]:
+    """The spec model of each type, read from the `ConnectionSpec` union."""
+    union = typing.get_args(models.ConnectionSpec)[0]
+    found: dict[str, type[BaseModel]] = {}
+    for member in typing.get_args(union):
+        model = typing.get_args(member)[0]
+        [type_name] = typing.get_args(model.model_fields["type"].annotation)
+        found[type_name] = model
+    return found
+
+
+def credential_fields(connection_type: str) -> list[str]:
+    """The template's credential: the type's first alternative (token over client certs...)."""
+    model = models.CREDENTIALS[connection_type]
+    first = model.alternatives[0]
+    return [key for name, field in model.model_fields.items()
+            if (key := field.alias or name) in first]
+
+
+def document(connection_type: str, connection_id: str, owner: str, visibility: str,
+             members: list[str]) -> CommentedMap:
+    template = TEMPLATES[connection_type]
+    doc = CommentedMap(apiVersion=API_VERSION, kind="Connection")
+    doc.yaml_set_start_comment(_header(connection_type, connection_id))
+    doc["metadata"] = _section(
+        {"id": connection_id, "name": connection_id, "owner": owner}, _METADATA_HELP)
+    _comment(doc, "metadata", "\n".join(_optional_lines(["description", "expiresAt"],
+                                                         _METADATA_HELP)))
+    scope = CommentedMap(visibility=visibility)
+    if visibility == "custom":
+        scope["members"] = CommentedSeq(members)
+    doc["scope"] = scope
+    _comment(doc, "scope", "Who may use it: private, the owner's pipelines; public, every "
+                           "pipeline;\ncustom, the owner's and those of `members` "
+                           "(user:NAME, team:NAME, pipeline:ID).")
+    written, optional = _spec_fields(connection_type)
+    doc["spec"] = _section({"type": connection_type, **written}, template.spec)
+    _comment(doc, "spec", "\n".join(
+        [f"Plaintext settings of a {connection_type} connection."]
+        + _optional_lines(optional, template.spec)))
+    doc["credential"] = CommentedMap((field, SECRET_PLACEHOLDER)
+                                     for field in credential_fields(connection_type))
+    _comment(doc, "credential", "\n".join([
+        "The only encrypted part. Each value is a placeholder until you set it:",
+        *(f"  connc secret set {connection_id} {field} < FILE"
+          for field in credential_fields(connection_type)),
+        template.credential.format(file=repository.connection_path(connection_id))]))
+    return doc
+
+
+def _spec_fields(connection_type: str) -> tuple[dict[str, Any], list[str]]:
+    """(fields written with their default or placeholder, optional fields left out)."""
+    placeholders = TEMPLATES[connection_type].placeholders
+    written: dict[str, Any] = {}
+    optional = []
+    for name, field in spec_models()[connection_type].model_fields.items():
+        key = field.alias or name
+        if key == "type":
+            continue
+        if key in placeholders:
+            written[key] = placeholders[key]
+        elif field.is_required():
+            raise KeyError(f"the {connection_type} template has no placeholder for {key}")
+        # A default that switches something off (None, False) is left out, and listed.
+        elif field.default is None or field.default is False:
+            optional.append(key)
+        else:
+            written[key] = field.default
+    return written, optional
+
+
+def _section(values: dict[str, Any], help_by_key: dict[str, str]) -> CommentedMap:
+    section = CommentedMap(values)
+    for key in values:
+        if key in help_by_key:
+            _comment(section, key, help_by_key[key], indent=2)
+    return section
+
+
+def _comment(mapping: CommentedMap, key: str, text: str, indent: int = 0) -> None:
+    mapping.yaml_set_comment_before_after_key(key, before=text, indent=indent)
+
+
+def _optional_lines(keys: list[str], help_by_key: dict[str, str]) -> list[str]:
+    lines = []
+    for key in keys:
+        first, *rest = help_by_key[key].splitlines()
+        lines.append(f"Optional `{key}`: {first}")
+        lines.extend(f"  {line}" for line in rest)
+    return lines
+
+
+def _header(connection_type: str, connection_id: str) -> str:
+    return "\n".join([
+        f"{connection_id}: a {connection_type} connection, made by `connc new`.",
+        "Only `credential` is encrypted (sops); the rest is plaintext, reviewed in pull requests.",
+        f"Replace each value marked {REPLACE}, set the secrets (see `credential` below), then",
+        "run `connc validate` and open a pull request.",
+    ])
+
+
+def dump(doc: CommentedMap) -> str:
+    yaml = YAML()  # round-trip: keeps the comments
+    yaml.indent(mapping=2, sequence=4, offset=2)
+    yaml.width = 4096  # never fold a long value
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return out.getvalue()
+
+
+# ---------------------------------------------------------------------------- connc new
+
+
+@dataclasses.dataclass(frozen=True)
+class Created:
+    relpath: str
+    id: str
+    type: str
+    owner: str
+    visibility: str
+    credential_fields: list[str]
+    placeholders: list[str]  # spec fields marked REPLACE-ME
+    findings: list[Finding]  # warnings about the new file (errors remove it)
+
+    def next_steps(self) -> list[str]:
+        lines = [f"created {self.relpath}: a {self.visibility} {self.type} connection owned by "
+                 f"{self.owner}, credential encrypted with sops", "next:"]
+        if self.placeholders:
+            lines.append(f"  - replace the values marked {REPLACE} in the file: "
+                         f"spec.{', spec.'.join(self.placeholders)}")
+        lines.append("  - set each secret from a file or stdin (needs a key that decrypts the "
+                     "file, e.g. SOPS_AGE_KEY_FILE):")
+        lines += [f"      connc secret set {self.id} {field} < FILE"
+                  for field in self.credential_fields]
+        lines.append("  - `connc validate`, then open a pull request")
+        return lines
+
+
+class NotCreated(ConncError):
+    """The new file would not validate; it was removed. Its findings say why."""
+
+    exit_code = ExitCode.FINDINGS
+
+    def __init__(self, relpath: str, findings: list[Finding]) -> None:
+        super().__init__("the new connection would not validate (findings above); "
+                         "nothing was written", path=relpath)
+        self.findings = findings
+
+
+def new_connection(root: Path, connection_type: str, connection_id: str, *,
+                   owner: str | None = None, visibility: str = "private",
+                   members: tuple[str, ...] = ()) -> Created:
+    _check_arguments(connection_type, connection_id, visibility, members)
+    relpath = repository.connection_path(connection_id)
+    if repository.present(root / relpath):
+        raise UsageError(f"connection `{connection_id}` exists already; change it in place, "
+                         f"or rotate a secret with `connc secret set {connection_id} FIELD`",
+                         path=relpath)
+    owner = owner if owner is not None else _default_owner(root)
+    text = dump(document(connection_type, connection_id, owner, visibility, list(members)))
+    _write_encrypted(root, relpath, text)
+    found = _validate_new(root, relpath)
+    return Created(relpath, connection_id, connection_type, owner, visibility,
+                   credential_fields(connection_type),
+                   list(TEMPLATES[connection_type].placeholders), found)
+
+
+def _check_arguments(connection_type: str, connection_id: str, visibility: str,
+                     members: tuple[str, ...]) -> None:
+    if connection_type not in TEMPLATES:
+        raise UsageError(f"unknown connection type `{connection_type}`"
+                         f"{suggest(connection_type, TEMPLATES)}; the types are "
+                         f"{', '.join(TEMPLATES)}")
+    if not re.fullmatch(ID_PATTERN, connection_id):
+        raise UsageError("an id is 1-63 lowercase letters, digits and dashes, starting and "
+                         "ending with a letter or digit")
+    if visibility not in VISIBILITIES:
+        raise UsageError(f"--visibility is one of {', '.join(VISIBILITIES)}")
+    if members and visibility != "custom":
+        raise UsageError("--member needs --visibility custom (private and public have no "
+                         "member list)")
+
+
+def _default_owner(root: Path) -> str:
+    """The only user of members.yaml; with several, the owner must be named."""
+    parsed, _document, _found = check_single(root, repository.MEMBERS_FILE, "Members",
+                                             models.Members)
+    users = sorted(parsed.users) if isinstance(parsed, models.Members) else []
+    if len(users) == 1:
+        return users[0]
+    if not users:
+        raise UsageError("pass --owner USER (members.yaml is missing, invalid or has no users; "
+                         "`connc validate` says which)")
+    shown = ", ".join(users[:5]) + (", ..." if len(users) > 5 else "")
+    raise UsageError(f"pass --owner USER: members.yaml has {len(users)} users ({shown})")
+
+
+def _write_encrypted(root: Path, relpath: str, text: str) -> None:
+    path = root / relpath
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"cannot create {repository.CONNECTIONS_DIR}/: {exc.strerror}") from None
+    # O_EXCL: never overwrite a file that appeared since the check; 0600 from the first byte.
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        descriptor = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise UsageError("the connection exists already", path=relpath) from None
+    except OSError as exc:
+        raise UsageError(f"cannot write the file: {exc.strerror}", path=relpath) from None
+    try:
+        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+            out.write(text)
+        sops.encrypt_in_place(root, relpath)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def _validate_new(root: Path, relpath: str) -> list[Finding]:
+    """The repository's findings about the new file; on an error, the file is removed."""
+    from connc.validate import validate
+
+    try:
+        found = [f for f in validate(root).findings if f.path == relpath]
+    except BaseException:
+        (root / relpath).unlink(missing_ok=True)
+        raise
+    if any(f.severity is Severity.ERROR for f in found):
+        (root / relpath).unlink(missing_ok=True)
+        raise NotCreated(relpath, found)
+    return found

@@ -1,0 +1,131 @@
+"""`connc secret set ID FIELD`: change one credential value with `sops set --value-stdin`.
+
+The value comes from stdin (a pipe or a file; a hidden prompt on a terminal), never from
+argv or the environment, where other processes and shell history can see it. sops rewrites
+only that value: the comments and every other value, encrypted or not, stay as they were.
+
+`sops set` must decrypt the file's data key to encrypt the new value with it, so this needs
+a key that can decrypt the file (SOPS_AGE_KEY_FILE, ...), unlike `connc new`, which only
+encrypts to the public recipients of `.sops.yaml`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import re
+from pathlib import Path
+from typing import BinaryIO
+
+from connc import models, repository, sops
+from connc.credentials import MULTILINE_FIELDS, credential_problems
+from connc.documents import ID_PATTERN, read_checked, stem
+from connc.errors import UsageError
+from connc.findings import suggest
+from connc.secrets import Secret
+
+
+@dataclasses.dataclass(frozen=True)
+class Changed:
+    relpath: str
+    field: str
+    added: bool  # the field was not in the file before
+    expires_at: str | None  # metadata.expiresAt as written, a reminder to update it
+    other_alternative: list[str]  # fields of another alternative, still in the file
+
+    def messages(self) -> list[str]:
+        done = "added" if self.added else "changed"
+        lines = [f"{done} credential.{self.field} in {self.relpath} (encrypted by sops; "
+                 f"comments and other values kept)"]
+        if self.expires_at:
+            lines.append(f"metadata.expiresAt is {self.expires_at}: update it for the new "
+                         f"credential")
+        for other in self.other_alternative:
+            # Render takes the first complete alternative: a leftover placeholder could win.
+            lines.append(f"credential.{other} is still set (another kind of credential); if "
+                         f"it is unused, e.g. a placeholder of `connc new`, remove it: "
+                         f"sops unset {self.relpath} '[\"credential\"][\"{other}\"]'")
+        lines.append("next: `connc validate`, then open a pull request")
+        return lines
+
+
+def value_from_bytes(field: str, raw: bytes) -> Secret:
+    """The value as read from stdin: one trailing newline dropped, so `echo x |` works."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"the value for `{field}` is not UTF-8 text") from None
+    if field in MULTILINE_FIELDS:
+        # A PEM file saved on Windows: its line ends are not part of the key.
+        text = text.replace("\r\n", "\n")
+    if text.endswith("\n"):
+        text = text[:-1]
+        text = text[:-1] if text.endswith("\r") else text
+    return Secret(text)
+
+
+def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> Changed:
+    """Check the connection and field, then read the value from `stdin` and set it."""
+    if not re.fullmatch(ID_PATTERN, connection_id):
+        raise UsageError("an id is 1-63 lowercase letters, digits and dashes, starting and "
+                         "ending with a letter or digit")
+    relpath = repository.connection_path(connection_id)
+    connection_type, credential, expires_at = _read(root, relpath, connection_id)
+    allowed = models.CREDENTIALS[connection_type].field_names()
+    if field not in allowed:
+        raise UsageError(f"a {connection_type} connection has no credential field `{field}` "
+                         f"(its fields: {', '.join(sorted(allowed))}){suggest(field, allowed)}",
+                         path=relpath)
+    value = read_value(field, stdin)  # only now: a typo above costs no typing
+    problems = credential_problems(connection_type, {field: value})
+    if problems:
+        _field, _code, message = problems[0]  # messages name the field, never the value
+        raise UsageError(f"{message}; nothing was changed", path=relpath)
+    sops.set_credential(root, relpath, field, value)
+    return Changed(relpath, field, field not in credential, expires_at,
+                   _other_alternative(connection_type, field, credential))
+
+
+def _other_alternative(connection_type: str, field: str, present: set[str]) -> list[str]:
+    alternatives = models.CREDENTIALS[connection_type].alternatives
+    mine = frozenset().union(*(a for a in alternatives if field in a))
+    if not mine:  # an optional extra (gitlab's username) goes with any alternative
+        return []
+    return sorted(present & (frozenset().union(*alternatives) - mine))
+
+
+def read_value(field: str, stdin: BinaryIO) -> Secret:
+    if not stdin.isatty():
+        return value_from_bytes(field, stdin.read())
+    # A terminal: ask twice, without echo (typing into a plain read would show the value).
+    if field in MULTILINE_FIELDS:
+        raise UsageError(f"`{field}` spans several lines: pass it as a file, "
+                         f"`connc secret set ID {field} < FILE`")
+    first = getpass.getpass(f"{field}: ")
+    if getpass.getpass(f"{field} (again): ") != first:
+        raise UsageError("the two entries differ; nothing was changed")
+    return value_from_bytes(field, first.encode())
+
+
+def _read(root: Path, relpath: str, connection_id: str) -> tuple[str, set[str], str | None]:
+    """(type, credential field names, expiresAt) of an encrypted connection file, keyless."""
+    if not repository.present(root / relpath):
+        known = [stem(p, repository.CONNECTION_SUFFIX)
+                 for p in repository.list_files(root).connections]
+        raise UsageError(f"no connection `{connection_id}`{suggest(connection_id, known)} "
+                         f"(create it with `connc new TYPE {connection_id}`)", path=relpath)
+    document, _found = read_checked(root, relpath)
+    data = document.data if document is not None else None
+    if not isinstance(data, dict):
+        raise UsageError("the file does not parse; `connc validate` shows why", path=relpath)
+    spec, credential, metadata = (data.get(k) for k in ("spec", "credential", "metadata"))
+    connection_type = spec.get("type") if isinstance(spec, dict) else None
+    if connection_type not in models.CREDENTIALS:
+        raise UsageError("`spec.type` is missing or unknown; `connc validate` shows why",
+                         path=relpath)
+    if not isinstance(data.get("sops"), dict):
+        raise UsageError("the file is not encrypted: run `sops encrypt --in-place "
+                         f"{relpath}` from the repository root first", path=relpath)
+    expires = metadata.get("expiresAt") if isinstance(metadata, dict) else None
+    return (str(connection_type), set(credential) if isinstance(credential, dict) else set(),
+            str(expires) if expires is not None else None)

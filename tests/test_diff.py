@@ -1,0 +1,421 @@
+"""`connc diff`: real git repositories in tmp, changed the way a pull request changes them.
+
+One base repository is built and committed per module (sops encryption is the slow part) and
+copied for each test; each test changes files, commits or not, and diffs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from connc import sops
+from connc.access import matrix
+from connc.cli import cli
+from connc.diff import EVERYONE, Change, Diff, _code, grant_states
+from connc.diff import diff as run_diff
+from connc.errors import UsageError
+from connc.validate import validate
+from repokit import (
+    MEMBERS,
+    TEST_KEY_FILE,
+    TEST_RECIPIENT,
+    connection,
+    make_repo,
+    new_age_key,
+    pipeline,
+    run_connc,
+    sops_rules,
+    write,
+)
+
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "connc test", "GIT_AUTHOR_EMAIL": "test@connc.invalid",
+    "GIT_COMMITTER_NAME": "connc test", "GIT_COMMITTER_EMAIL": "test@connc.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+ALICES = "connections.d/alices.sops.yaml"
+TEAM = "connections.d/team.sops.yaml"
+OPEN = "connections.d/open.sops.yaml"
+
+
+def git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT_IDENTITY},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, f"git {args} failed: {proc.stderr}"
+    return proc.stdout
+
+
+def commit(repo: Path, message: str = "change") -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def replace(repo: Path, relpath: str, old: str, new: str) -> None:
+    """Edit a file as a reviewer would: plaintext outside `credential` needs no key."""
+    path = repo / relpath
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} in {relpath}"
+    path.write_text(text.replace(old, new))
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    members = {**MEMBERS, "users": {**MEMBERS["users"], "carol": {}}}
+    with pytest.MonkeyPatch.context() as patch:
+        home = tmp_path_factory.mktemp("home")
+        patch.setenv("HOME", str(home))
+        patch.setenv("GIT_CONFIG_GLOBAL", str(home / ".gitconfig"))
+        repo = make_repo(tmp_path_factory.mktemp("template") / "repo", members=members,
+                         connections={
+            "alices": connection("alices", spec={"url": "https://g.example.com/a"}),
+            "team": connection("team", owner="bob", visibility="custom",
+                               members=["team:platform"], spec={"url": "https://g.example.com/t"}),
+            "open": connection("open", visibility="public", spec={"url": "https://g.example.com/o"}),
+        }, pipelines={
+            "a": pipeline("a", "alices", "team", teams=["platform"]),
+            "c": pipeline("c", "open", owner="carol"),
+        })
+        git(repo, "init", "-q", "-b", "main")
+        commit(repo, "base")
+        yield repo
+
+
+@pytest.fixture
+def repo(template: Path, tmp_path: Path) -> Path:
+    return Path(shutil.copytree(template, tmp_path / "repo", symlinks=True))
+
+
+def diff(repo: Path, base: str, head: str | None = None, *, unread: bool = False) -> Diff:
+    """`connc.diff.diff`, asserting that the test's edits left every file readable."""
+    result = run_diff(repo, base, head)
+    assert unread or not any(c.section == "unread" for c in result.changes), result.changes
+    return result
+
+
+def rows(changes: list[Change], section: str) -> list[tuple[str, dict[str, str], bool]]:
+    return [(c.change, c.values, c.widens) for c in changes if c.section == section]
+
+
+def run(repo: Path, *args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(cli, ["diff", "--repo", str(repo), *args])
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result.exit_code, result.stdout
+
+
+# ---------------------------------------------------------------------------- verdicts
+
+
+def test_no_change_exits_0(repo: Path) -> None:
+    code, out = run(repo, "main")
+    assert code == 0
+    assert out.splitlines()[2] == "**No access widened**: nothing that affects access changed."
+    code, out = run(repo, "main", "main", "--format", "json")
+    data = json.loads(out)
+    assert code == 0 and data["widened"] is False
+    assert all(rows == [] for rows in data["changes"].values())
+
+
+def test_a_used_grant_added_widens(repo: Path) -> None:
+    replace(repo, "pipelines.d/a.yaml", "- connection: team\n",
+            "- connection: team\n- connection: open\n")
+    head = commit(repo)
+    result = diff(repo, "main~1", "main")
+    assert result.head.commit == head and result.widened
+    assert rows(result.changes, "grants") == [
+        ("changed", {"pipeline": "a", "connection": "open", "before": "may", "after": "uses"},
+         True)]
+    code, out = run(repo, "main~1", "main")
+    assert code == 1
+    assert "**⚠️ Access widened**: 1 of 1 change widens access (marked ⚠️)." in out
+    assert "| ⚠️ | changed | `a` | `open` | `may` | `uses` |" in out
+
+
+def test_a_grant_removed_does_not_widen(repo: Path) -> None:
+    replace(repo, "pipelines.d/a.yaml", "- connection: alices\n", "")
+    commit(repo)
+    code, out = run(repo, "main~1", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["changes"]["grants"] == [
+        {"change": "changed", "widens": False, "pipeline": "a", "connection": "alices",
+         "before": "uses", "after": "may"}]
+
+
+def test_private_to_custom_to_public(repo: Path) -> None:
+    replace(repo, ALICES, "visibility: private",
+            "visibility: custom\n    members:\n        - user:carol")
+    commit(repo, "custom")
+    replace(repo, ALICES, "visibility: custom", "visibility: public")
+    commit(repo, "public")
+    first = diff(repo, "main~2", "main~1")
+    assert rows(first.changes, "scopes") == [
+        ("visibility widened", {"connection": "alices", "before": "private", "after": "custom"},
+         True),
+        ("member added", {"connection": "alices", "before": "", "after": "user:carol"}, True)]
+    assert rows(first.changes, "grants") == [
+        ("added", {"pipeline": "c", "connection": "alices", "before": "", "after": "may"}, True)]
+    second = diff(repo, "main~1", "main")
+    # The member stays listed; it no longer counts once the scope is public.
+    assert rows(second.changes, "scopes") == [
+        ("visibility widened", {"connection": "alices", "before": "custom", "after": "public"},
+         True)]
+    # Public: one grant to every pipeline (`*`), not one row per pipeline.
+    assert rows(second.changes, "grants") == [
+        ("added", {"pipeline": "*", "connection": "alices", "before": "", "after": "may"}, True)]
+    code, out = run(repo, "main~2", "main")
+    assert code == 1
+    assert "| ⚠️ | visibility widened | `alices` | `private` | `public` |" in out
+
+
+def test_narrowing_does_not_widen(repo: Path) -> None:
+    replace(repo, TEAM, "visibility: custom", "visibility: private")
+    commit(repo)
+    result = diff(repo, "main~1", "main")
+    assert not result.widened
+    assert rows(result.changes, "scopes") == [
+        ("visibility narrowed", {"connection": "team", "before": "custom", "after": "private"},
+         False)]
+    # Pipeline a (alice) still lists `team` (bob's, now private): render refuses it.
+    assert rows(result.changes, "grants") == [
+        ("changed", {"pipeline": "a", "connection": "team", "before": "uses",
+                     "after": "denied"}, False)]
+    assert run(repo, "main~1", "main")[0] == 0
+
+
+def test_owner_and_members_added(repo: Path) -> None:
+    replace(repo, OPEN, "owner: alice", "owner: bob")
+    replace(repo, TEAM, "- team:platform", "- team:platform\n        - user:carol")
+    replace(repo, "members.yaml", "    - bob\n", "    - bob\n    - carol\n")
+    replace(repo, "pipelines.d/c.yaml", "owner: carol", "owner: carol\n  teams:\n  - platform")
+    commit(repo)
+    result = diff(repo, "main~1", "main")
+    assert rows(result.changes, "scopes") == [
+        ("owner changed", {"connection": "open", "before": "alice", "after": "bob"}, True),
+        ("member added", {"connection": "team", "before": "", "after": "user:carol"}, True)]
+    assert rows(result.changes, "teams") == [
+        ("member added", {"team": "platform", "user": "carol"}, True)]
+    assert rows(result.changes, "claims") == [
+        ("team added", {"pipeline": "c", "before": "", "after": "platform"}, True)]
+    assert ("added", {"pipeline": "c", "connection": "team", "before": "", "after": "may"},
+            True) in rows(result.changes, "grants")
+
+
+def test_a_recipient_added_by_updatekeys(repo: Path, tmp_path: Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    _key, carol_key = new_age_key(tmp_path)
+    write(repo, ".sops.yaml", sops_rules(TEST_RECIPIENT, carol_key))
+    replace(repo, "members.yaml", "carol: {}", f"carol:\n    recipients:\n    - {carol_key}")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
+    sops.update_keys(repo, OPEN)
+    commit(repo)
+    result = diff(repo, "main~1", "main")
+    assert rows(result.changes, "recipients") == [
+        ("added", {"connection": "open", "recipient": f"age:{carol_key}",
+                   "principal": "user:carol"}, True)]
+    assert result.widened
+    # And back: removing the recipient narrows.
+    write(repo, ".sops.yaml", sops_rules(TEST_RECIPIENT))
+    sops.update_keys(repo, OPEN)
+    back = diff(repo, "main")
+    assert rows(back.changes, "recipients") == [
+        ("removed", {"connection": "open", "recipient": f"age:{carol_key}",
+                     "principal": "user:carol"}, False)]
+    assert not back.widened
+
+
+def test_connections_and_pipelines_added_and_removed(repo: Path) -> None:
+    (repo / OPEN).unlink()
+    write(repo, "pipelines.d/b.yaml", pipeline("b", owner="bob"))
+    commit(repo)
+    result = diff(repo, "main~1", "main")
+    assert rows(result.changes, "connections") == [
+        ("removed", {"connection": "open", "type": "gitlab", "owner": "alice",
+                     "visibility": "public"}, False)]
+    assert rows(result.changes, "pipelines") == [
+        ("added", {"pipeline": "b", "owner": "bob", "teams": ""}, False)]
+    # b may use bob's `team`: its grant is what widens.
+    assert [(g["pipeline"], g["connection"], w) for _c, g, w in rows(result.changes, "grants")
+            if w] == [("b", "team", True)]
+    reverse = diff(repo, "main", "main~1")
+    assert ("added", {"connection": "open", "type": "gitlab", "owner": "alice",
+                      "visibility": "public"}, True) in rows(reverse.changes, "connections")
+
+
+def test_grant_states_match_the_access_matrix(tmp_path: Path) -> None:
+    members = {**MEMBERS, "users": {**MEMBERS["users"], "carol": {}, "dave": {}}}
+    root = make_repo(tmp_path / "r", members=members, encrypt_all=False, connections={
+        "pub": connection("pub", visibility="public", owner="bob"),
+        "priv": connection("priv"),
+        "by-user": connection("by-user", owner="bob", visibility="custom", members=["user:carol"]),
+        "by-team": connection("by-team", owner="bob", visibility="custom",
+                              members=["team:platform"]),
+        "by-pipeline": connection("by-pipeline", owner="bob", visibility="custom",
+                                  members=["pipeline:d"]),
+        "stray-members": connection("stray-members", owner="bob", members=["user:carol"]),
+    }, pipelines={
+        "a": pipeline("a", "priv", "by-team", teams=["platform"]),
+        "c": pipeline("c", "pub", "priv", "stray-members", owner="carol"),
+        "d": pipeline("d", owner="dave"),
+        "b": pipeline("b", "by-pipeline", owner="bob"),
+    })
+    report = validate(root)
+    expected = {(g.pipeline, g.connection): ("uses" if g.allowed else "denied") if g.used
+                else "may" for g in matrix(report.connections, report.pipelines)}
+    states = grant_states(report.connections, report.pipelines)
+    everyone = {c for p, c in states if p == EVERYONE}
+    expanded = {pair: state for pair, state in states.items() if pair[0] != EVERYONE}
+    for p in report.pipelines:
+        for c in everyone:
+            expanded.setdefault((p.id, c), "may")
+    assert expanded == expected
+    assert {"uses", "may", "denied"} == set(expected.values())
+
+
+def test_a_new_pipeline_does_not_list_every_public_connection(repo: Path) -> None:
+    write(repo, "pipelines.d/d.yaml", pipeline("d", "open", owner="carol"))
+    result = diff(repo, "main")
+    assert rows(result.changes, "grants") == [
+        ("added", {"pipeline": "d", "connection": "open", "before": "", "after": "uses"}, True)]
+
+
+# ---------------------------------------------------------------------------- working tree
+
+
+def test_working_tree_when_head_is_omitted(repo: Path) -> None:
+    replace(repo, "pipelines.d/c.yaml", "- connection: open", "- connection: open\n- connection: team")
+    status = git(repo, "status", "--porcelain")
+    index = (repo / ".git" / "index").read_bytes()
+    result = diff(repo, "main")
+    assert result.head.commit is None
+    # c (carol) is not in `team`'s scope: listed, but denied, so nothing widens.
+    assert rows(result.changes, "grants") == [
+        ("added", {"pipeline": "c", "connection": "team", "before": "", "after": "denied"},
+         False)]
+    code, out = run(repo, "main")
+    assert code == 0 and "→ the working tree" in out.splitlines()[0]
+    assert rows(diff(repo, "main", "main").changes, "grants") == []  # HEAD given: committed
+    # Neither the working tree nor the index was touched.
+    assert git(repo, "status", "--porcelain") == status
+    assert (repo / ".git" / "index").read_bytes() == index
+
+
+def test_a_subdirectory_repository(tmp_path: Path, template: Path) -> None:
+    outer = tmp_path / "outer"
+    shutil.copytree(template, outer / "infra" / "connections", symlinks=True,
+                    ignore=shutil.ignore_patterns(".git"))
+    git(outer, "init", "-q", "-b", "main")
+    commit(outer, "base")
+    sub = outer / "infra" / "connections"
+    replace(sub, ALICES, "visibility: private", "visibility: public")
+    result = diff(sub, "main")
+    assert [c.change for c in result.changes if c.section == "scopes"] == ["visibility widened"]
+
+
+def test_hook_environment_does_not_redirect_git(repo: Path, tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # A pre-commit hook exports these for its own repository.
+    monkeypatch.setenv("GIT_DIR", str(tmp_path / "elsewhere" / ".git"))
+    monkeypatch.setenv("GIT_INDEX_FILE", str(tmp_path / "elsewhere" / "index"))
+    assert diff(repo, "main").changes == []
+
+
+# ---------------------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("revision", ["no-such-branch", "main:members.yaml", "--output=x"])
+def test_bad_revision_exits_2(repo: Path, revision: str) -> None:
+    proc = run_connc("diff", "--repo", str(repo), "--", revision)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("connc: error: ")
+    assert "revision" in proc.stderr and "fatal" not in proc.stderr
+    assert not (repo / "x").exists()
+
+
+def test_not_a_git_repository_exits_2(tmp_path: Path) -> None:
+    plain = make_repo(tmp_path / "plain", encrypt_all=False)
+    proc = run_connc("diff", "--repo", str(plain), "main")
+    assert proc.returncode == 2 and "is not in a git work tree" in proc.stderr
+
+
+def test_not_a_connection_repository(tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "README").write_text("hello\n")
+    git(other, "init", "-q", "-b", "main")
+    commit(other, "base")
+    with pytest.raises(UsageError, match="not a connection repository at either revision"):
+        diff(other, "main")
+
+
+# ---------------------------------------------------------------------------- unreadable files
+
+
+def test_a_file_with_errors_grants_nothing_on_its_side(repo: Path) -> None:
+    write(repo, TEAM, "apiVersion: connc/v1\nkind: Connection\nmetadata: [unclosed\n")
+    commit(repo, "broken")
+    broken = diff(repo, "main~1", "main", unread=True)
+    assert rows(broken.changes, "unread") == [
+        ("has errors", {"file": TEAM, "at": "head"}, False)]
+    # Compared as absent: its grant and the connection are removed; nothing widens.
+    assert ("removed", {"pipeline": "a", "connection": "team", "before": "uses",
+                        "after": ""}, False) in rows(broken.changes, "grants")
+    assert [c for c, _v, _w in rows(broken.changes, "connections")] == ["removed"]
+    assert not broken.widened
+    # The change that repairs it shows its access as added: the verdict fails closed.
+    git(repo, "checkout", "-q", "main~1", "--", TEAM)
+    repaired = diff(repo, "main", unread=True)
+    assert repaired.widened
+    assert rows(repaired.changes, "unread") == [
+        ("has errors", {"file": TEAM, "at": "base"}, False)]
+    code, out = run(repo, "main")
+    assert code == 1 and "### Not read" in out
+
+
+def test_a_symlink_in_a_revision_is_not_followed(repo: Path) -> None:
+    (repo / "pipelines.d" / "link.yaml").symlink_to("/etc/passwd")
+    commit(repo)
+    result = diff(repo, "main", "main", unread=True)
+    assert rows(result.changes, "unread") == [
+        ("not a regular file", {"file": "pipelines.d/link.yaml", "at": "base"}, False),
+        ("not a regular file", {"file": "pipelines.d/link.yaml", "at": "head"}, False)]
+
+
+# ---------------------------------------------------------------------------- output
+
+
+def test_markdown_sections_only_for_what_changed(repo: Path) -> None:
+    replace(repo, OPEN, "owner: alice", "owner: bob")
+    code, out = run(repo, "main")
+    headings = [line for line in out.splitlines() if line.startswith("#")]
+    assert headings == ["## connc diff: `main` (" + git(repo, "rev-parse", "main")[:12]
+                        + ") → the working tree", "### Connection scopes and owners"]
+    assert code == 1
+
+
+def test_json_has_every_section(repo: Path) -> None:
+    data: dict[str, Any] = json.loads(run(repo, "main", "--format", "json")[1])
+    assert list(data["changes"]) == ["grants", "scopes", "recipients", "teams", "claims",
+                                     "connections", "pipelines", "unread"]
+    assert data["base"]["revision"] == "main" and data["head"] == {"revision": None,
+                                                                    "commit": None}
+
+
+@pytest.mark.parametrize(("value", "cell"), [
+    ("team:platform", "`team:platform`"),
+    ("a|b", "`a\\|b`"),
+    ("x`y", "``x`y``"),
+    ("`x", "`` `x ``"),
+    ("line\nbreak", "`line\N{REPLACEMENT CHARACTER}break`"),
+    ("", "—"),
+])
+def test_cells_are_safe_code_spans(value: str, cell: str) -> None:
+    assert _code(value) == cell

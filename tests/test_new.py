@@ -1,0 +1,327 @@
+"""`connc new`: every type's template validates at once, is encrypted, and never leaves
+plaintext behind; refusals happen before anything is written."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from connc import models, scaffold, sops
+from connc.errors import SopsError, UsageError
+from connc.findings import has_errors
+from connc.scaffold import NotCreated, new_connection
+from connc.validate import validate
+from repokit import (
+    MEMBERS,
+    TEST_KEY_FILE,
+    make_repo,
+    pipeline,
+    run_connc,
+    sops_rules,
+    write,
+)
+
+TYPES = models.CONNECTION_TYPES
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    return make_repo(tmp_path / "repo", pipelines={"deploy": pipeline("deploy")})
+
+
+def relpath(connection_id: str) -> str:
+    return f"connections.d/{connection_id}.sops.yaml"
+
+
+def connection_files(root: Path) -> list[str]:
+    return sorted(p.name for p in (root / "connections.d").iterdir())
+
+
+def decrypted(root: Path, connection_id: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
+    return sops.decrypt(root, relpath(connection_id))
+
+
+# ---------------------------------------------------------------------------- templates
+
+
+@pytest.mark.parametrize("connection_type", TYPES)
+def test_every_type_validates_encrypted_with_placeholders(
+        repo: Path, connection_type: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    created = new_connection(repo, connection_type, "new-conn", owner="alice")
+    assert created.relpath == relpath("new-conn")
+    report = validate(repo)
+    assert not has_errors(report.findings, strict=True), report.findings
+    text = (repo / created.relpath).read_text()
+    document = yaml.safe_load(text)
+    assert document["metadata"] == {"id": "new-conn", "name": "new-conn", "owner": "alice"}
+    assert document["scope"] == {"visibility": "private"}
+    assert document["sops"]["encrypted_regex"] == "^credential$"
+    assert set(document["credential"]) == set(models.CREDENTIALS[connection_type].alternatives[0])
+    assert all(value.startswith("ENC[AES256_GCM,") for value in document["credential"].values())
+    assert scaffold.SECRET_PLACEHOLDER not in text
+    credential = decrypted(repo, "new-conn", monkeypatch)["credential"]
+    assert {value.reveal() for value in credential.values()} == {scaffold.SECRET_PLACEHOLDER}
+    # The help survives encryption as plaintext comments, and marks every placeholder.
+    assert "connc secret set new-conn" in text
+    assert text.count(f"# {scaffold.REPLACE}:") == len(
+        scaffold.TEMPLATES[connection_type].placeholders)
+
+
+@pytest.mark.parametrize("connection_type", TYPES)
+def test_templates_describe_every_spec_field(connection_type: str) -> None:
+    """A field added to a spec model needs its help text here (and a placeholder if required)."""
+    template = scaffold.TEMPLATES[connection_type]
+    model = scaffold.spec_models()[connection_type]
+    fields = {f.alias or n for n, f in model.model_fields.items()} - {"type"}
+    assert set(template.spec) == fields
+    for key, help_text in template.spec.items():
+        marked = help_text.startswith(f"{scaffold.REPLACE}:")
+        assert marked == (key in template.placeholders), key
+    written, _optional = scaffold._spec_fields(connection_type)
+    model.model_validate({"type": connection_type, **written})
+
+
+def test_spec_models_cover_every_type() -> None:
+    assert set(scaffold.spec_models()) == set(TYPES) == set(scaffold.TEMPLATES)
+
+
+def test_help_lists_every_type() -> None:
+    result = run_connc("new", "--help")
+    assert result.returncode == 0
+    listed = " ".join(result.stdout.split())
+    for connection_type in TYPES:
+        assert connection_type in listed
+
+
+def test_kubernetes_defaults_to_a_token_and_lists_optional_fields(repo: Path) -> None:
+    new_connection(repo, "kubernetes", "k8s", owner="alice")
+    text = (repo / relpath("k8s")).read_text()
+    document = yaml.safe_load(text)
+    assert set(document["credential"]) == {"token"}
+    assert document["spec"] == {"type": "kubernetes",
+                                "server": "https://kubernetes.example.com:6443"}
+    for optional in ("certificateAuthorityData", "namespace", "insecureSkipTlsVerify"):
+        assert f"# Optional `{optional}`" in text
+    assert "sops unset connections.d/k8s.sops.yaml" in text
+
+
+def test_github_app_writes_defaults_and_placeholders(repo: Path) -> None:
+    new_connection(repo, "github-app", "gh", owner="alice")
+    spec = yaml.safe_load((repo / relpath("gh")).read_text())["spec"]
+    assert spec == {"type": "github-app", "url": "https://github.com",
+                    "apiUrl": "https://api.github.com", "clientId": "REPLACE-ME",
+                    "installationId": 1}
+
+
+# ---------------------------------------------------------------------------- scope and owner
+
+
+def test_custom_with_members(repo: Path) -> None:
+    members = ("team:platform", "user:bob", "pipeline:deploy")
+    new_connection(repo, "gitlab", "shared", owner="alice", visibility="custom", members=members)
+    document = yaml.safe_load((repo / relpath("shared")).read_text())
+    assert document["scope"] == {"visibility": "custom", "members": list(members)}
+    assert not has_errors(validate(repo).findings)
+
+
+def test_public(repo: Path) -> None:
+    new_connection(repo, "codeup", "everyone", owner="bob", visibility="public")
+    document = yaml.safe_load((repo / relpath("everyone")).read_text())
+    assert document["scope"] == {"visibility": "public"}
+    assert document["metadata"]["owner"] == "bob"
+
+
+def test_owner_defaults_to_the_only_user(tmp_path: Path) -> None:
+    members = {**MEMBERS, "users": {"carol": {}}, "teams": {}}
+    root = make_repo(tmp_path / "repo", members=members)
+    assert new_connection(root, "gitlab", "gl").owner == "carol"
+
+
+def test_owner_is_required_with_several_users(repo: Path) -> None:
+    with pytest.raises(UsageError, match=r"pass --owner USER: members.yaml has 2 users \(alice, bob\)"):
+        new_connection(repo, "gitlab", "gl")
+    assert connection_files(repo) == []
+
+
+def test_owner_is_required_without_members(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo", members=None)
+    with pytest.raises(UsageError, match="pass --owner USER"):
+        new_connection(root, "gitlab", "gl")
+
+
+@pytest.mark.parametrize(("options", "code"), [
+    ({"owner": "alicia"}, "CONNC201"),
+    ({"owner": "alice", "visibility": "custom", "members": ("team:platfrom",)}, "CONNC202"),
+    ({"owner": "alice", "visibility": "custom", "members": ("pipeline:nope",)}, "CONNC202"),
+    ({"owner": "alice", "visibility": "custom", "members": ("group:x",)}, "CONNC102"),
+])
+def test_a_file_that_would_not_validate_is_removed(repo: Path, options: dict[str, Any],
+                                                   code: str) -> None:
+    with pytest.raises(NotCreated) as caught:
+        new_connection(repo, "gitlab", "gl", **options)
+    assert [f.code for f in caught.value.findings] == [code]
+    assert connection_files(repo) == []
+
+
+def test_recipient_outside_the_scope_is_refused(tmp_path: Path) -> None:
+    """When members declare keys, a rule that encrypts to someone outside the scope fails."""
+    members = {**MEMBERS, "users": {"alice": {"recipients": ["age1" + "q" * 58]}, "bob": {}}}
+    root = make_repo(tmp_path / "repo", members=members)
+    with pytest.raises(NotCreated) as caught:
+        new_connection(root, "gitlab", "gl", owner="alice")
+    assert [f.code for f in caught.value.findings] == ["CONNC408"]
+    assert connection_files(root) == []
+
+
+# ---------------------------------------------------------------------------- refusals
+
+
+def test_refuses_an_existing_id(repo: Path) -> None:
+    new_connection(repo, "gitlab", "gl", owner="alice")
+    before = (repo / relpath("gl")).read_bytes()
+    with pytest.raises(UsageError, match="exists already"):
+        new_connection(repo, "codeup", "gl", owner="alice")
+    assert (repo / relpath("gl")).read_bytes() == before
+
+
+def test_refuses_a_dangling_symlink(repo: Path) -> None:
+    (repo / relpath("gl")).symlink_to(repo / "elsewhere.yaml")
+    with pytest.raises(UsageError, match="exists already"):
+        new_connection(repo, "gitlab", "gl", owner="alice")
+    assert not (repo / "elsewhere.yaml").exists()
+
+
+@pytest.mark.parametrize("bad_id", ["Gitlab", "-gl", "gl-", "../gl", "a/b", "x" * 64, ""])
+def test_refuses_a_bad_id(repo: Path, bad_id: str) -> None:
+    with pytest.raises(UsageError, match="an id is"):
+        new_connection(repo, "gitlab", bad_id, owner="alice")
+    assert connection_files(repo) == []
+
+
+def test_refuses_an_unknown_type_with_a_suggestion(repo: Path) -> None:
+    with pytest.raises(UsageError, match="did you mean `kubernetes`"):
+        new_connection(repo, "kubernets", "k8s", owner="alice")
+
+
+@pytest.mark.parametrize("visibility", ["private", "public"])
+def test_member_needs_custom(repo: Path, visibility: str) -> None:
+    with pytest.raises(UsageError, match="--member needs --visibility custom"):
+        new_connection(repo, "gitlab", "gl", owner="alice", visibility=visibility,
+                       members=("user:bob",))
+    assert connection_files(repo) == []
+
+
+# ---------------------------------------------------------------------------- no plaintext left
+
+
+def test_no_matching_sops_rule_leaves_nothing(tmp_path: Path) -> None:
+    rules = sops_rules()
+    rules["creation_rules"][0]["path_regex"] = r"^elsewhere/.*$"
+    root = make_repo(tmp_path / "repo", rules=rules)
+    with pytest.raises(SopsError):
+        new_connection(root, "gitlab", "gl", owner="alice")
+    assert connection_files(root) == []
+
+
+def test_a_rule_that_encrypts_too_much_leaves_nothing(tmp_path: Path) -> None:
+    rules = sops_rules()
+    del rules["creation_rules"][0]["encrypted_regex"]
+    root = make_repo(tmp_path / "repo", rules=rules)
+    with pytest.raises(NotCreated):
+        new_connection(root, "gitlab", "gl", owner="alice")
+    assert connection_files(root) == []
+
+
+def test_plaintext_is_0600_and_removed_when_interrupted(repo: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[int] = []
+
+    def interrupted(root: Path, path: str) -> None:
+        seen.append(stat.S_IMODE((root / path).stat().st_mode))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(sops, "encrypt_in_place", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        new_connection(repo, "gitlab", "gl", owner="alice")
+    assert seen == [0o600]
+    assert connection_files(repo) == []
+
+
+def test_validation_failure_after_encryption_removes_the_file(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import connc.validate
+
+    def broken(root: Path) -> None:
+        raise RuntimeError("validate crashed")
+
+    monkeypatch.setattr(connc.validate, "validate", broken)
+    with pytest.raises(RuntimeError):
+        new_connection(repo, "gitlab", "gl", owner="alice")
+    assert connection_files(repo) == []
+
+
+def test_creates_connections_dir(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo")
+    (root / "connections.d").rmdir()
+    new_connection(root, "gitlab", "gl", owner="alice")
+    assert connection_files(root) == ["gl.sops.yaml"]
+
+
+def test_connections_dir_that_is_a_file(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo")
+    (root / "connections.d").rmdir()
+    (root / "connections.d").write_text("not a directory")
+    with pytest.raises(UsageError, match="cannot create connections.d/"):
+        new_connection(root, "gitlab", "gl", owner="alice")
+
+
+# ---------------------------------------------------------------------------- the command
+
+
+def test_cli_prints_the_path_then_next_steps_and_validates(repo: Path) -> None:
+    result = run_connc("new", "github-app", "gh-acme", "--owner", "alice", "--repo", str(repo))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "connections.d/gh-acme.sops.yaml\n"
+    assert "connc secret set gh-acme privateKey < FILE" in result.stderr
+    assert "spec.clientId, spec.installationId" in result.stderr
+    checked = run_connc("validate", "--strict", "--repo", str(repo))
+    assert checked.returncode == 0, checked.stdout
+
+
+def test_cli_custom_members(repo: Path) -> None:
+    result = run_connc("new", "kubernetes", "k8s", "--owner", "alice", "--visibility", "custom",
+                       "--member", "team:platform", "--member", "pipeline:deploy",
+                       "--repo", str(repo))
+    assert result.returncode == 0, result.stderr
+    scope = yaml.safe_load((repo / relpath("k8s")).read_text())["scope"]
+    assert scope == {"visibility": "custom", "members": ["team:platform", "pipeline:deploy"]}
+
+
+def test_cli_refusals_exit_2_with_one_line(repo: Path) -> None:
+    result = run_connc("new", "gitlab", "gl", "--owner", "alice", "--member", "user:bob",
+                       "--repo", str(repo))
+    assert result.returncode == 2
+    assert result.stderr.startswith("connc: error: --member needs --visibility custom")
+    assert result.stderr.count("\n") == 1
+
+
+def test_cli_findings_go_to_stdout_and_exit_1(repo: Path) -> None:
+    result = run_connc("new", "gitlab", "gl", "--owner", "alicia", "--repo", str(repo))
+    assert result.returncode == 1
+    assert "CONNC201" in result.stdout and "did you mean `alice`" in result.stdout
+    assert "nothing was written" in result.stderr
+    assert connection_files(repo) == []
+
+
+def test_cli_default_repo_is_the_current_directory(tmp_path: Path) -> None:
+    root = make_repo(tmp_path / "repo")
+    result = run_connc("new", "bitbucket", "bb", "--owner", "bob", cwd=root)
+    assert result.returncode == 0, result.stderr
+    assert connection_files(root) == ["bb.sops.yaml"]
+    write(root, "pipelines.d/p.yaml", pipeline("p", "bb", owner="bob"))
+    assert not has_errors(validate(root).findings)

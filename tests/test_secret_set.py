@@ -1,0 +1,281 @@
+"""`connc secret set`: one value changes, through stdin only; comments and the rest stay."""
+
+from __future__ import annotations
+
+import base64
+import io
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from connc import secretset, sops
+from connc.errors import SopsError, UsageError
+from connc.findings import has_errors
+from connc.scaffold import SECRET_PLACEHOLDER, new_connection
+from connc.secretset import set_secret, value_from_bytes
+from connc.validate import validate
+from repokit import (
+    REPO_ROOT,
+    TEST_KEY_FILE,
+    connection,
+    ec_key,
+    key_pem,
+    make_repo,
+    sops_env,
+    write,
+)
+
+CANARY = "CANARY-s3cr3t-7f2e9a"
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    root = make_repo(tmp_path / "repo")
+    for connection_type, connection_id in [("container-registry", "registry"),
+                                           ("kubernetes", "k8s"), ("github-app", "gh"),
+                                           ("gitlab", "gl")]:
+        new_connection(root, connection_type, connection_id, owner="alice")
+    return root
+
+
+@pytest.fixture
+def with_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
+
+
+def path(connection_id: str) -> str:
+    return f"connections.d/{connection_id}.sops.yaml"
+
+
+def stdin(value: str | bytes) -> io.BytesIO:
+    return io.BytesIO(value.encode() if isinstance(value, str) else value)
+
+
+def credential(root: Path, connection_id: str) -> dict[str, str]:
+    return {k: v.reveal() for k, v in sops.decrypt(root, path(connection_id))["credential"].items()}
+
+
+def lines_starting(text: str, prefix: str) -> list[str]:
+    return [line for line in text.splitlines() if line.lstrip().startswith(prefix)]
+
+
+def rsa_pem() -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                             serialization.NoEncryption()).decode()
+
+
+# ---------------------------------------------------------------------------- changing one value
+
+
+@pytest.mark.usefixtures("with_key")
+def test_changes_one_value_and_keeps_comments_and_the_rest(repo: Path) -> None:
+    before = (repo / path("registry")).read_text()
+    changed = set_secret(repo, "registry", "password", stdin(f"{CANARY}\n"))
+    after = (repo / path("registry")).read_text()
+    assert changed.relpath == path("registry") and not changed.added
+    assert credential(repo, "registry") == {"username": SECRET_PLACEHOLDER, "password": CANARY}
+    assert CANARY not in after
+    assert lines_starting(before, "#") == lines_starting(after, "#")  # every comment, as is
+    assert lines_starting(before, "username:") == lines_starting(after, "username:")
+    assert lines_starting(before, "password:") != lines_starting(after, "password:")
+    changed_lines = set(after.splitlines()) ^ set(before.splitlines())
+    changed_keys = {line.split(":")[0].strip() for line in changed_lines}
+    assert {"password", "mac"} <= changed_keys <= {"password", "mac", "lastmodified"}
+    assert not has_errors(validate(repo).findings, strict=True)
+
+
+@pytest.mark.usefixtures("with_key")
+def test_one_trailing_newline_is_dropped(repo: Path) -> None:
+    set_secret(repo, "gl", "token", stdin("glpat-one\r\n"))
+    assert credential(repo, "gl")["token"] == "glpat-one"
+    with pytest.raises(UsageError, match="contains a newline"):
+        set_secret(repo, "gl", "token", stdin("glpat-two\n\n"))
+    assert credential(repo, "gl")["token"] == "glpat-one"
+
+
+@pytest.mark.usefixtures("with_key")
+def test_a_pem_key_spans_lines(repo: Path) -> None:
+    pem = rsa_pem()
+    set_secret(repo, "gh", "privateKey", stdin(pem.replace("\n", "\r\n")))
+    assert credential(repo, "gh")["privateKey"] == pem.removesuffix("\n")
+    # Other connections of the fixture still hold `connc new` placeholders (CONNC607).
+    found = [f for f in validate(repo, decrypt=True).findings if f.path == path("gh")]
+    assert not has_errors(found)
+
+
+@pytest.mark.usefixtures("with_key")
+def test_a_field_of_another_alternative_is_added_with_a_reminder(repo: Path) -> None:
+    changed = set_secret(repo, "gl", "username", stdin("deploy-bot"))
+    assert changed.added and changed.other_alternative == []
+    key_data = base64.b64encode(key_pem(ec_key()).encode()).decode()
+    changed = set_secret(repo, "k8s", "clientKeyData", stdin(key_data))
+    assert changed.added and changed.other_alternative == ["token"]
+    [reminder] = [m for m in changed.messages() if "still set" in m]
+    assert "sops unset connections.d/k8s.sops.yaml '[\"credential\"][\"token\"]'" in reminder
+
+
+@pytest.mark.usefixtures("with_key")
+def test_expires_at_reminder(repo: Path) -> None:
+    write(repo, path("dated"), connection("dated", expiresAt="2099-01-31",
+                                          credential={"token": "old"}))
+    sops.encrypt_in_place(repo, path("dated"))
+    changed = set_secret(repo, "dated", "token", stdin("new"))
+    assert any("metadata.expiresAt is 2099-01-31" in m for m in changed.messages())
+
+
+# ---------------------------------------------------------------------------- refusals
+
+
+def test_unknown_field_with_suggestion_before_reading_stdin(repo: Path) -> None:
+    class Unread(io.BytesIO):
+        def read(self, *args: Any) -> bytes:
+            raise AssertionError("the value was read before the field was checked")
+
+    with pytest.raises(UsageError, match=r"no credential field `pasword` .*did you mean `password`"):
+        set_secret(repo, "registry", "pasword", Unread())
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    ("", "is empty"),
+    ("\n", "is empty"),
+    ("   ", "is empty"),
+    ("a\tb", "control character U\\+0009"),
+    ("a\x1bb", "control character U\\+001B"),
+    ("line\nline", "contains a newline"),
+    (b"\xff\xfe", "is not UTF-8"),
+])
+def test_refused_values_change_nothing(repo: Path, value: str | bytes, message: str) -> None:
+    before = (repo / path("registry")).read_bytes()
+    with pytest.raises(UsageError, match=message):
+        set_secret(repo, "registry", "password", stdin(value))
+    assert (repo / path("registry")).read_bytes() == before
+
+
+def test_a_key_that_does_not_parse_is_refused(repo: Path) -> None:
+    with pytest.raises(UsageError, match="privateKey` is not"):
+        set_secret(repo, "gh", "privateKey", stdin(f"-----BEGIN PRIVATE KEY-----\n{CANARY}\n"))
+
+
+def test_unknown_connection_with_suggestion(repo: Path) -> None:
+    with pytest.raises(UsageError, match="no connection `registy`; did you mean `registry`"):
+        set_secret(repo, "registy", "password", stdin("x"))
+
+
+@pytest.mark.parametrize("bad_id", ["../registry", "Registry", ""])
+def test_bad_id(repo: Path, bad_id: str) -> None:
+    with pytest.raises(UsageError, match="an id is"):
+        set_secret(repo, bad_id, "password", stdin("x"))
+
+
+def test_a_plaintext_file_is_refused(repo: Path) -> None:
+    write(repo, path("plain"), connection("plain"))
+    with pytest.raises(UsageError, match="not encrypted: run `sops encrypt --in-place"):
+        set_secret(repo, "plain", "token", stdin("x"))
+
+
+def test_without_a_key_sops_fails_with_our_message(repo: Path) -> None:
+    with pytest.raises(SopsError) as caught:
+        set_secret(repo, "registry", "password", stdin(CANARY))
+    assert "SOPS_AGE_KEY_FILE" in caught.value.message and CANARY not in str(caught.value)
+
+
+# ---------------------------------------------------------------------------- a terminal
+
+
+class Terminal(io.BytesIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.usefixtures("with_key")
+def test_a_terminal_is_asked_twice_hidden(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = iter([CANARY, CANARY])
+    prompts: list[str] = []
+
+    def fake_getpass(prompt: str = "") -> str:
+        prompts.append(prompt)
+        return next(answers)
+
+    monkeypatch.setattr(secretset.getpass, "getpass", fake_getpass)
+    set_secret(repo, "registry", "password", Terminal())
+    assert prompts == ["password: ", "password (again): "]
+    assert credential(repo, "registry")["password"] == CANARY
+
+
+def test_a_terminal_typo_changes_nothing(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    answers = iter(["one", "two"])
+    monkeypatch.setattr(secretset.getpass, "getpass", lambda prompt="": next(answers))
+    with pytest.raises(UsageError, match="the two entries differ"):
+        set_secret(repo, "registry", "password", Terminal())
+
+
+def test_a_multiline_field_is_not_typed(repo: Path) -> None:
+    with pytest.raises(UsageError, match="spans several lines"):
+        set_secret(repo, "gh", "privateKey", Terminal())
+
+
+def test_value_from_bytes_strips_only_one_newline() -> None:
+    assert value_from_bytes("token", b"v\n").reveal() == "v"
+    assert value_from_bytes("token", b"v\n\n").reveal() == "v\n"
+    assert value_from_bytes("token", b"v").reveal() == "v"
+    assert value_from_bytes("privateKey", b"a\r\nb\r\n").reveal() == "a\nb"
+
+
+# ---------------------------------------------------------------------------- canary
+
+
+@pytest.mark.usefixtures("with_key")
+def test_the_value_goes_through_stdin_only(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[dict[str, Any]] = []
+
+    class Spy(subprocess.Popen):  # type: ignore[type-arg]
+        """Records each sops command line, its environment and what went to its stdin."""
+
+        def __init__(self, args: list[str], **kwargs: Any) -> None:
+            self.call: dict[str, Any] = {"args": args, "env": kwargs.get("env"), "input": None}
+            calls.append(self.call)
+            super().__init__(args, **kwargs)
+
+        def communicate(self, input: Any = None, timeout: float | None = None) -> Any:
+            self.call["input"] = input
+            return super().communicate(input, timeout)
+
+    monkeypatch.setattr(subprocess, "Popen", Spy)
+    set_secret(repo, "registry", "password", stdin(CANARY))
+    [call] = calls
+    assert call["args"][1:3] == ["set", "--value-stdin"]
+    assert not any(CANARY in arg for arg in call["args"])
+    assert not any(CANARY in value for value in call["env"].values())
+    assert CANARY.encode() in call["input"]
+
+
+@pytest.mark.parametrize(("connection_id", "field", "expected"), [
+    ("registry", "password", 0),
+    ("registry", "pasword", 2),
+    ("nope", "password", 2),
+    ("gh", "privateKey", 2),
+])
+def test_cli_never_prints_the_value(repo: Path, connection_id: str, field: str,
+                                    expected: int) -> None:
+    result = subprocess.run([sys.executable, "-m", "connc", "secret", "set", connection_id, field,
+                             "--repo", str(repo)], input=f"{CANARY}\n", cwd=REPO_ROOT,
+                            env=sops_env(TEST_KEY_FILE), capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == expected, result.stderr
+    assert CANARY not in result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_cli_without_a_key_exits_1_without_the_value(repo: Path) -> None:
+    result = subprocess.run([sys.executable, "-m", "connc", "secret", "set", "registry",
+                             "password", "--repo", str(repo)], input=CANARY, cwd=REPO_ROOT,
+                            env=sops_env(), capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 1
+    assert "no usable key" in result.stderr and CANARY not in result.stderr
