@@ -122,11 +122,11 @@ def _sigterm_interrupts() -> Iterator[None]:
 
 
 def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float) -> Outcome:
-    from connc.render.run import _read  # render's reading: schema-checked, defaults filled
+    from connc.render.run import read_input  # as render reads: schema-checked, defaults filled
 
     relpath = repository.connection_path(connection_id)
     try:
-        data = _read(root, relpath, "Connection", "connection", repository.CONNECTION_SUFFIX)
+        data = read_input(root, relpath, "Connection", "connection", repository.CONNECTION_SUFFIX)
     except ConncError as error:
         return Outcome(connection_id, None, FAILED, error.message)
     spec: dict[str, Any] = data["spec"]

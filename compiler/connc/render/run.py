@@ -47,7 +47,7 @@ def render(root: Path, pipeline_id: str, out: Path | None) -> tuple[Output, dict
     if not (root / pipeline_file).is_file():
         raise RenderError(f"pipeline `{pipeline_id}` does not exist ({pipeline_file})")
     out = _target(root, out or default_out(pipeline_id))
-    pipeline = _read(root, pipeline_file, "Pipeline", "pipeline", ".yaml")
+    pipeline = read_input(root, pipeline_file, "Pipeline", "pipeline", ".yaml")
     _check_team_claims(root, pipeline)
     connections = _connections(root, pipeline)
     sops.binary()  # a missing binary is an environment error, before any process starts
@@ -88,7 +88,7 @@ def _refuse(found: list[Finding], what: str) -> None:
         raise RenderError(f"{what} is not valid (run `connc validate`): {details}{more}")
 
 
-def _read(root: Path, relpath: str, kind: str, schema: str, suffix: str | None = None,
+def read_input(root: Path, relpath: str, kind: str, schema: str, suffix: str | None = None,
           extra: Any = None, only: Callable[[Any], Any] | None = None) -> dict[str, Any]:
     """One file, checked against its generated schema; refused with validate's wording.
 
@@ -125,7 +125,7 @@ def _check_team_claims(root: Path, pipeline: dict[str, Any]) -> None:
                           f"pipeline's owner and teams")
     metadata = pipeline["metadata"]
     owner = metadata["owner"]
-    members = _read(root, repository.MEMBERS_FILE, "Members", "members",
+    members = read_input(root, repository.MEMBERS_FILE, "Members", "members",
                     only=lambda data: _principals_of(data, owner, metadata["teams"]))
     if owner not in members["users"]:
         raise RenderError(f"pipeline `{metadata['id']}`: owner `{owner}` is not a user in "
@@ -161,7 +161,7 @@ def _connections(root: Path, pipeline: dict[str, Any]) -> list[tuple[str, str, d
         if not repository.present(root / relpath):
             raise RenderError(f"pipeline `{metadata['id']}` uses connection `{connection_id}`, "
                               f"which does not exist ({relpath})")
-        data = _read(root, relpath, "Connection", "connection", ".sops.yaml", file_checks)
+        data = read_input(root, relpath, "Connection", "connection", ".sops.yaml", file_checks)
         denial = decide(scope, ConnectionScope(
             connection_id, data["metadata"]["owner"], data["scope"]["visibility"],
             tuple(data["scope"]["members"])))
@@ -194,7 +194,7 @@ def _connection_file_checks(root: Path) -> Callable[[Document, str], list[Findin
 def _warning_days(root: Path) -> int:
     if not repository.present(root / repository.CONFIG_FILE):
         return 30
-    config = _read(root, repository.CONFIG_FILE, "Config", "config")
+    config = read_input(root, repository.CONFIG_FILE, "Config", "config")
     return int(config["expiryWarningDays"])
 
 
