@@ -74,8 +74,9 @@ def pipeline(pipeline_id: str, *uses: str, owner: str = "alice",
             "uses": [{"connection": use} for use in uses]}
 
 
-def write(root: Path, relpath: str, content: str | bytes | Mapping[str, Any]) -> Path:
-    """Write text, bytes, or a document (dumped as YAML) to `root/relpath`."""
+def write(root: Path, relpath: str, content: str | bytes | Mapping[str, Any], *,
+          width: int = 80) -> Path:
+    """Write text, bytes, or a document (dumped as YAML, lines folded at `width`)."""
     path = root / relpath
     path.parent.mkdir(parents=True, exist_ok=True)
     if isinstance(content, bytes):
@@ -83,7 +84,8 @@ def write(root: Path, relpath: str, content: str | bytes | Mapping[str, Any]) ->
     elif isinstance(content, str):
         path.write_text(content, encoding="utf-8")
     else:
-        path.write_text(yaml.safe_dump(dict(content), sort_keys=False), encoding="utf-8")
+        path.write_text(yaml.safe_dump(dict(content), sort_keys=False, width=width),
+                        encoding="utf-8")
     return path
 
 
@@ -163,3 +165,22 @@ def certificate_pem(key: ec.EllipticCurvePrivateKey, common_name: str = "connc t
                    .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
                    .sign(key, hashes.SHA256()))
     return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def spy_on_processes(monkeypatch: Any) -> list[dict[str, Any]]:
+    """Record every process started (its argv, env, and what went to its stdin): the proof
+    that a secret travels through stdin only."""
+    calls: list[dict[str, Any]] = []
+
+    class Spy(subprocess.Popen):  # type: ignore[type-arg]
+        def __init__(self, args: list[str], **kwargs: Any) -> None:
+            self.call: dict[str, Any] = {"args": args, "env": kwargs.get("env"), "input": None}
+            calls.append(self.call)
+            super().__init__(args, **kwargs)
+
+        def communicate(self, input: Any = None, timeout: float | None = None) -> Any:
+            self.call["input"] = input
+            return super().communicate(input, timeout)
+
+    monkeypatch.setattr(subprocess, "Popen", Spy)
+    return calls

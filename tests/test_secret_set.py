@@ -27,6 +27,7 @@ from repokit import (
     key_pem,
     make_repo,
     sops_env,
+    spy_on_processes,
     write,
 )
 
@@ -232,21 +233,7 @@ def test_value_from_bytes_strips_only_one_newline() -> None:
 
 @pytest.mark.usefixtures("with_key")
 def test_the_value_goes_through_stdin_only(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[dict[str, Any]] = []
-
-    class Spy(subprocess.Popen):  # type: ignore[type-arg]
-        """Records each sops command line, its environment and what went to its stdin."""
-
-        def __init__(self, args: list[str], **kwargs: Any) -> None:
-            self.call: dict[str, Any] = {"args": args, "env": kwargs.get("env"), "input": None}
-            calls.append(self.call)
-            super().__init__(args, **kwargs)
-
-        def communicate(self, input: Any = None, timeout: float | None = None) -> Any:
-            self.call["input"] = input
-            return super().communicate(input, timeout)
-
-    monkeypatch.setattr(subprocess, "Popen", Spy)
+    calls = spy_on_processes(monkeypatch)
     set_secret(repo, "registry", "password", stdin(CANARY))
     [call] = calls
     assert call["args"][1:3] == ["set", "--value-stdin"]

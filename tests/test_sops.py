@@ -13,14 +13,21 @@ import stat
 import subprocess
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any
 
 import pytest
 
 from connc import sops
 from connc.errors import SopsError, UsageError
 from connc.secrets import Secret
-from repokit import TEST_KEY_FILE, connection, encrypt, make_repo, new_age_key, write
+from repokit import (
+    TEST_KEY_FILE,
+    connection,
+    encrypt,
+    make_repo,
+    new_age_key,
+    spy_on_processes,
+    write,
+)
 
 RELPATH = "connections.d/registry.sops.yaml"
 PLANTED = "PLANTED-pl41nt3xt-9c1d"
@@ -228,21 +235,7 @@ def test_missing_file(repo: Path) -> None:
 @pytest.mark.usefixtures("with_key")
 def test_set_credential_changes_one_value_via_stdin_and_keeps_comments(
         repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calls: list[dict[str, Any]] = []
-
-    class Spy(subprocess.Popen):  # type: ignore[type-arg]
-        """Records each sops command line and what was written to its stdin."""
-
-        def __init__(self, args: list[str], **kwargs: Any) -> None:
-            self.call: dict[str, Any] = {"args": args, "input": None}
-            calls.append(self.call)
-            super().__init__(args, **kwargs)
-
-        def communicate(self, input: Any = None, timeout: float | None = None) -> Any:
-            self.call["input"] = input
-            return super().communicate(input, timeout)
-
-    monkeypatch.setattr(subprocess, "Popen", Spy)
+    calls = spy_on_processes(monkeypatch)
     new_value = 'new "quoted" pass\\word ünïcode'
     before = (repo / RELPATH).read_text()
     sops.set_credential(repo, RELPATH, "password", Secret(new_value))

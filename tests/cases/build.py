@@ -38,12 +38,10 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))  # tests/, for repokit
 
-from repokit import TEST_RECIPIENT, connection, encrypt, pipeline  # noqa: E402 - after sys.path
+from repokit import TEST_RECIPIENT, connection, encrypt, pipeline, write  # noqa: E402
 
 OTHER_RECIPIENT = "age1f6hsk73maksgw5ux02dnqhxxzxwlxn3vpeh09zafeefvyhdwkpcqrzvm9d"
 TEAM_RECIPIENT = "age12la0mhspwf2g88v5w9vewh9svf6yj0fdlej8d92x74k8rh2jaymqc90e5g"
@@ -730,15 +728,7 @@ def write_files(root: Path, files: Files) -> None:
     for relpath, content in files.items():
         if content is None:
             continue
-        path = root / relpath
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        elif isinstance(content, str):
-            path.write_text(content, encoding="utf-8")
-        else:
-            path.write_text(yaml.safe_dump(dict(content), sort_keys=False, width=1000),
-                            encoding="utf-8")
+        write(root, relpath, content, width=1000)  # no folding: expected lines stay put
 
 
 def line_of(root: Path, expect: Expect) -> int:
