@@ -10,7 +10,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from connc.access import EVERYONE, grant_states, matrix
 from connc.cli import cli
+from connc.repochecks import connection_scope, pipeline_scope
+from connc.scope import decide
+from connc.validate import validate
 from repokit import MEMBERS, connection, make_repo, pipeline
 
 
@@ -50,3 +54,43 @@ def test_table_marks_a_denied_use(repo: Path) -> None:
     lines = _run(repo, "table").splitlines()
     assert lines[0].split()[-3:] == ["alices", "open", "team"]
     assert lines[2].split() == ["c", "DENIED", "uses", "."]
+
+
+def test_grants_are_the_scope_decision_for_every_pair(tmp_path: Path) -> None:
+    members = {**MEMBERS, "users": {**MEMBERS["users"], "carol": {}, "dave": {}}}
+    root = make_repo(tmp_path / "r", members=members, encrypt_all=False, connections={
+        "pub": connection("pub", visibility="public", owner="bob"),
+        "priv": connection("priv"),
+        "by-user": connection("by-user", owner="bob", visibility="custom", members=["user:carol"]),
+        "by-team": connection("by-team", owner="bob", visibility="custom",
+                              members=["team:platform"]),
+        "by-pipeline": connection("by-pipeline", owner="bob", visibility="custom",
+                                  members=["pipeline:d"]),
+        "stray-members": connection("stray-members", owner="bob", members=["user:carol"]),
+    }, pipelines={
+        "a": pipeline("a", "priv", "by-team", teams=["platform"]),
+        "c": pipeline("c", "pub", "priv", "stray-members", owner="carol"),
+        "d": pipeline("d", owner="dave"),
+        "b": pipeline("b", "by-pipeline", owner="bob"),
+    })
+    report = validate(root)
+    # The reference: scope.decide on every pipeline x connection pair, as plainly as it gets.
+    expected = {}
+    for p in report.pipelines:
+        used = {use.connection for use in p.uses}
+        for c in report.connections:
+            allowed = decide(pipeline_scope(p), connection_scope(c)) is None
+            if c.id in used:
+                expected[(p.id, c.id)] = "uses" if allowed else "denied"
+            elif allowed:
+                expected[(p.id, c.id)] = "may"
+    assert {(g.pipeline, g.connection): ("uses" if g.allowed else "denied") if g.used
+            else "may" for g in matrix(report.connections, report.pipelines)} == expected
+    states = grant_states(report.connections, report.pipelines)
+    everyone = {c for p, c in states if p == EVERYONE}
+    expanded = {pair: state for pair, state in states.items() if pair[0] != EVERYONE}
+    for p in report.pipelines:
+        for c in everyone:
+            expanded.setdefault((p.id, c), "may")
+    assert expanded == expected
+    assert {"uses", "may", "denied"} == set(expected.values())

@@ -18,12 +18,10 @@ import pytest
 from click.testing import CliRunner
 
 from connc import sops
-from connc.access import matrix
 from connc.cli import cli
-from connc.diff import EVERYONE, Change, Diff, _code, grant_states
+from connc.diff import Change, Diff, _code
 from connc.diff import diff as run_diff
 from connc.errors import UsageError
-from connc.validate import validate
 from repokit import (
     MEMBERS,
     TEST_KEY_FILE,
@@ -248,36 +246,6 @@ def test_connections_and_pipelines_added_and_removed(repo: Path) -> None:
     reverse = diff(repo, "main", "main~1")
     assert ("added", {"connection": "open", "type": "gitlab", "owner": "alice",
                       "visibility": "public"}, True) in rows(reverse.changes, "connections")
-
-
-def test_grant_states_match_the_access_matrix(tmp_path: Path) -> None:
-    members = {**MEMBERS, "users": {**MEMBERS["users"], "carol": {}, "dave": {}}}
-    root = make_repo(tmp_path / "r", members=members, encrypt_all=False, connections={
-        "pub": connection("pub", visibility="public", owner="bob"),
-        "priv": connection("priv"),
-        "by-user": connection("by-user", owner="bob", visibility="custom", members=["user:carol"]),
-        "by-team": connection("by-team", owner="bob", visibility="custom",
-                              members=["team:platform"]),
-        "by-pipeline": connection("by-pipeline", owner="bob", visibility="custom",
-                                  members=["pipeline:d"]),
-        "stray-members": connection("stray-members", owner="bob", members=["user:carol"]),
-    }, pipelines={
-        "a": pipeline("a", "priv", "by-team", teams=["platform"]),
-        "c": pipeline("c", "pub", "priv", "stray-members", owner="carol"),
-        "d": pipeline("d", owner="dave"),
-        "b": pipeline("b", "by-pipeline", owner="bob"),
-    })
-    report = validate(root)
-    expected = {(g.pipeline, g.connection): ("uses" if g.allowed else "denied") if g.used
-                else "may" for g in matrix(report.connections, report.pipelines)}
-    states = grant_states(report.connections, report.pipelines)
-    everyone = {c for p, c in states if p == EVERYONE}
-    expanded = {pair: state for pair, state in states.items() if pair[0] != EVERYONE}
-    for p in report.pipelines:
-        for c in everyone:
-            expanded.setdefault((p.id, c), "may")
-    assert expanded == expected
-    assert {"uses", "may", "denied"} == set(expected.values())
 
 
 def test_a_new_pipeline_does_not_list_every_public_connection(repo: Path) -> None:

@@ -25,10 +25,9 @@ from pathlib import Path
 from typing import TextIO, TypeVar
 
 from connc import models, repository
+from connc.access import grant_states
 from connc.errors import UsageError
 from connc.filecheck import ConnectionSummary, PipelineSummary, check_single
-from connc.repochecks import connection_scope, pipeline_scope
-from connc.scope import decide, member_refs
 from connc.sopsmeta import recipient_of_member_key, shown_recipient
 from connc.validate import validate
 
@@ -38,7 +37,6 @@ _VISIBILITY_RANK = {"private": 0, "custom": 1, "public": 2}
 # A grant's state for one (pipeline, connection): "" none, "denied" listed in `uses` but not
 # allowed (render refuses it, so it grants nothing), "may" allowed, "uses" allowed and used.
 _GRANT_RANK = {"": 0, "denied": 0, "may": 1, "uses": 2}
-EVERYONE = "*"  # the pipeline of a public connection's one "may" grant: every pipeline
 _GIT_TIMEOUT_SECONDS = 120
 
 M = TypeVar("M", bound=models.Model)
@@ -258,37 +256,6 @@ def _parsed(root: Path, relpath: str, kind: str, model: type[M],
         return parsed
     unread.setdefault(relpath, "has errors")
     return None
-
-
-def grant_states(connections: list[ConnectionSummary],
-                 pipelines: list[PipelineSummary]) -> dict[tuple[str, str], str]:
-    """(pipeline, connection) -> "uses", "may" or "denied", from `scope.decide`.
-
-    The same grants as `access.matrix`, without its pipelines x connections loop (20 million
-    decisions in a repository of 10,000 connections): each pipeline is decided only against
-    the connections that can admit it — its owner's, and those listing one of its member refs —
-    and those it uses. A public connection's "may" is one grant to EVERYONE, not one per
-    pipeline, so that a connection made public is one row, not thousands.
-    """
-    states = {(EVERYONE, c.id): "may" for c in connections if c.visibility == "public"}
-    scopes = {c.id: connection_scope(c) for c in connections}
-    admitting: dict[str, list[str]] = {}  # owner or member ref -> connection ids
-    for connection in connections:
-        admitting.setdefault(f"owner:{connection.owner}", []).append(connection.id)
-        for member, _pos in connection.members:
-            admitting.setdefault(member, []).append(connection.id)
-    for pipeline in pipelines:
-        scope = pipeline_scope(pipeline)
-        used = {use.connection for use in pipeline.uses}
-        candidates = {cid for ref in [f"owner:{pipeline.owner}", *member_refs(scope)]
-                      for cid in admitting.get(ref, ())}
-        for cid in candidates | (used & scopes.keys()):
-            allowed = decide(scope, scopes[cid]) is None
-            if cid in used:
-                states[(pipeline.id, cid)] = "uses" if allowed else "denied"
-            elif allowed and scopes[cid].visibility != "public":
-                states[(pipeline.id, cid)] = "may"
-    return states
 
 
 def _principals(members: models.Members | None, config: models.Config | None,
