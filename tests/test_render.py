@@ -10,8 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import os
+import signal
 import stat
 import subprocess
+import sys
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +23,7 @@ import pytest
 
 from repo_builder import (
     MEMBERS,
+    TEST_KEY_FILE,
     add_connection,
     build_repo,
     connc,
@@ -148,6 +152,35 @@ def test_a_connection_that_fails_to_decrypt_leaves_nothing(tmp_path: Path) -> No
                    "no usable key")
     assert "gitlab-main" not in proc.stderr
     assert_nothing_written(out)
+
+
+def test_sigterm_while_decrypting_leaves_nothing_and_no_sops_running(tmp_path: Path) -> None:
+    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB},
+                      pipelines={"ci": pipeline("ci", "gitlab-main")})
+    env = key_env()
+    marker = tmp_path / "sops-asked-for-the-key"
+    # sops asks this command for the key: it marks the moment, then takes its time.
+    env.pop("SOPS_AGE_KEY_FILE")
+    env["SOPS_AGE_KEY_CMD"] = f"sh -c 'touch {marker}; sleep 30; cat {TEST_KEY_FILE}'"
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "connc", "render", "--repo", str(root),
+                             "--pipeline", "ci", "--out", str(out)], env=env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 30
+    while not marker.exists():
+        assert proc.poll() is None and time.monotonic() < deadline, "sops never started"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _stdout, stderr = proc.communicate(timeout=10)
+    assert proc.returncode == 130
+    assert "connc: interrupted" in stderr
+    assert "Traceback" not in stderr
+    assert_nothing_written(out)
+    # sops and the key command it started were stopped with connc.
+    left = subprocess.run(["pgrep", "-f", str(marker)], capture_output=True, text=True,
+                          check=False)
+    assert left.stdout.strip() == ""
 
 
 def test_a_failed_render_keeps_the_previous_bundle(tmp_path: Path) -> None:

@@ -17,13 +17,10 @@ import dataclasses
 import json
 import re
 import shutil
-import signal
 import sys
 import tempfile
-import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -78,10 +75,10 @@ def check(root: Path, ids: Sequence[str], *, timeout: float) -> list[Outcome]:
     workdir = Path(tempfile.mkdtemp(prefix="connc-check-"))  # 0700
     pool = ThreadPoolExecutor(max_workers=min(_WORKERS, len(selected)))
     try:
-        with _sigterm_interrupts():
-            futures = [pool.submit(_check_one, root, connection_id, workdir / connection_id,
-                                   timeout) for connection_id in selected]
-            return [future.result() for future in futures]
+        # SIGTERM arrives as KeyboardInterrupt (cli.main), like Ctrl-C.
+        futures = [pool.submit(_check_one, root, connection_id, workdir / connection_id,
+                               timeout) for connection_id in selected]
+        return [future.result() for future in futures]
     finally:
         try:
             # On Ctrl-C: start no other probe, let the running ones finish (their requests
@@ -102,23 +99,6 @@ def _select(root: Path, ids: Sequence[str]) -> list[str]:
         raise UsageError(f"no such connection: {', '.join(unknown)} (no "
                          f"{repository.CONNECTIONS_DIR}/ID{repository.CONNECTION_SUFFIX})")
     return list(dict.fromkeys(ids))
-
-
-@contextmanager
-def _sigterm_interrupts() -> Iterator[None]:
-    """SIGTERM (a cancelled CI job) cleans up as Ctrl-C does."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, interrupt)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float) -> Outcome:

@@ -7,6 +7,7 @@ what rendering uses (its start-up time is a product metric).
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -290,7 +291,14 @@ def check(ids: tuple[str, ...], repo: str, output_format: str, timeout: float) -
     sys.exit(run_check(find_root(repo), ids, output_format, timeout))
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
+    # A cancelled CI job sends SIGTERM: unwind like Ctrl-C, so that every `finally` runs
+    # (no half-written bundle or staging directory, sops children reaped, tokens revoked).
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         cli.main(standalone_mode=False)
     except click.exceptions.Exit as exc:
@@ -298,7 +306,8 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(ExitCode.USAGE)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort:  # click's form of KeyboardInterrupt
+        click.echo("connc: interrupted", err=True)
         sys.exit(ExitCode.INTERRUPTED)
     except ConncError as exc:
         click.echo(f"connc: error: {exc}", err=True)

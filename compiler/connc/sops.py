@@ -10,9 +10,11 @@ never passed through: each failure becomes one of our own messages, chosen by ex
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 from importlib.util import find_spec
@@ -92,20 +94,25 @@ class Running:
             self._proc = subprocess.Popen(
                 [binary(), *args], cwd=repo, env=_environment(),
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                # Its own process group: stopping it also stops what it started (a
+                # SOPS_AGE_KEY_CMD, gpg), which would otherwise outlive connc.
+                start_new_session=True)
         except OSError as exc:
             raise UsageError(f"cannot run sops: {exc.strerror}") from None
 
     def output(self) -> bytes:
         """stdout; raise SopsError with our own message (sops' stderr is dropped unread)."""
-        self._done = True
         try:
             out, _stderr = self._proc.communicate(self._stdin, timeout=_TIMEOUT_SECONDS)
         except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.communicate()
+            self.stop()
             raise SopsError(f"sops did not finish within {_TIMEOUT_SECONDS}s",
                             path=self.relpath) from None
+        except BaseException:  # an interrupt while waiting: sops must not outlive us
+            self.stop()
+            raise
+        self._done = True
         if self._proc.returncode != 0:
             raise SopsError(explain(self._proc.returncode), path=self.relpath)
         return out
@@ -115,8 +122,8 @@ class Running:
         if self._done:
             return
         self._done = True
-        if self._proc.poll() is None:
-            self._proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._proc.pid, signal.SIGKILL)
         self._proc.communicate()
 
 
