@@ -135,12 +135,8 @@ def _forms(connections: dict[str, dict[str, Any]]) -> tuple[list[str], list[str]
 @pytest.fixture(scope="module")
 def github() -> Iterator[FakeGitHub]:
     """One fake GitHub for the module (the repository names its port); tests read deltas."""
-    fake = FakeGitHub()
-    fake.start()
-    try:
+    with FakeGitHub() as fake:
         yield fake
-    finally:
-        fake.stop()
 
 
 @pytest.fixture(scope="module")

@@ -168,6 +168,13 @@ class FakeGitHub:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
+    def __enter__(self) -> FakeGitHub:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
     # --- request handling (called from server threads) --------------------------------
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes
@@ -360,9 +367,5 @@ def github_api(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGitHub]:
     # A proxy from the environment must not intercept loopback traffic.
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    fake = FakeGitHub()
-    fake.start()
-    try:
+    with FakeGitHub() as fake:
         yield fake
-    finally:
-        fake.stop()
