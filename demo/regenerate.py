@@ -50,7 +50,8 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-from connc import models, repository, sops
+from connc import repository, sops
+from connc.schema import models
 from connc.scope import ConnectionScope, PipelineScope, decide, matching_member
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,12 +101,12 @@ class Cluster:
             .sign(self._key, hashes.SHA256()))
 
     def _builder(self, subject: x509.Name, public_key: Any) -> x509.CertificateBuilder:
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         return (x509.CertificateBuilder()
                 .subject_name(subject).issuer_name(self._subject)
                 .public_key(public_key).serial_number(x509.random_serial_number())
                 .not_valid_before(now - dt.timedelta(days=1))
-                .not_valid_after(dt.datetime.combine(FAR_FUTURE, dt.time(), dt.timezone.utc)))
+                .not_valid_after(dt.datetime.combine(FAR_FUTURE, dt.time(), dt.UTC)))
 
     @property
     def ca_data(self) -> str:
@@ -157,7 +158,7 @@ class Fakes:
         claims = {"iss": "https://kubernetes.default.svc.cluster.local",
                   "sub": f"system:serviceaccount:{namespace}:{account}",
                   "aud": ["https://kubernetes.default.svc.cluster.local"],
-                  "iat": int(dt.datetime.now(dt.timezone.utc).timestamp())}
+                  "iat": int(dt.datetime.now(dt.UTC).timestamp())}
         return jwt.encode(claims, key, algorithm="ES256")
 
     def age_recipient(self) -> str:

@@ -52,10 +52,10 @@ def validate(repo: str, decrypt: bool, output_format: str, strict: bool) -> None
       connc validate --repo infra/connections --format json
       SOPS_AGE_KEY_FILE=key.txt connc validate --decrypt --strict
     """
-    from connc import reporters
     from connc.findings import has_errors
     from connc.repository import find_root
-    from connc.validate import validate as run_validate
+    from connc.validate import report as reporters
+    from connc.validate.run import validate as run_validate
 
     report = run_validate(find_root(repo), decrypt=decrypt)
     reporters.REPORTERS[reporters.resolve_format(output_format)](
@@ -77,10 +77,10 @@ def access(repo: str, output_format: str) -> None:
       connc access
       connc access --format csv > access.csv
     """
-    from connc.access import FORMATS, matrix
+    from connc.diff.access import FORMATS, matrix
     from connc.findings import has_errors
     from connc.repository import find_root
-    from connc.validate import validate as run_validate
+    from connc.validate.run import validate as run_validate
 
     report = run_validate(find_root(repo))
     FORMATS[output_format](matrix(report.connections, report.pipelines), sys.stdout)
@@ -101,7 +101,7 @@ def schema(out: str) -> None:
       connc schema
       connc schema --out /tmp/schemas
     """
-    from connc.schema import write_schemas
+    from connc.schema.generate import write_schemas
 
     for path in write_schemas(out):
         click.echo(path)
@@ -177,8 +177,8 @@ def diff(base: str, head: str | None, repo: str, output_format: str) -> None:
     """
     from pathlib import Path
 
-    from connc.diff import FORMATS
-    from connc.diff import diff as run_diff
+    from connc.diff.report import FORMATS
+    from connc.diff.run import diff as run_diff
 
     result = run_diff(Path(repo), base, head)
     FORMATS[output_format](result, sys.stdout)
@@ -211,9 +211,9 @@ def new(connection_type: str, connection_id: str, owner: str | None, visibility:
       connc new kubernetes k8s-prod --owner alice --visibility custom \\
           --member team:platform --member pipeline:deploy
     """
-    from connc import reporters
+    from connc.author.new import NotCreated, new_connection
     from connc.repository import find_root
-    from connc.scaffold import NotCreated, new_connection
+    from connc.validate import report as reporters
 
     try:
         created = new_connection(find_root(repo), connection_type, connection_id, owner=owner,
@@ -256,8 +256,8 @@ def secret_set(connection_id: str, field: str, repo: str) -> None:
       connc secret set github-acme privateKey < acme-app.private-key.pem
       connc secret set registry-prod password        # asks, hidden
     """
+    from connc.author.secret_set import set_secret
     from connc.repository import find_root
-    from connc.secretset import set_secret
 
     changed = set_secret(find_root(repo), connection_id, field, sys.stdin.buffer)
     for line in changed.messages():
@@ -285,7 +285,7 @@ def check(ids: tuple[str, ...], repo: str, output_format: str, timeout: float) -
       connc check registry-prod k8s-prod --timeout 5
       connc check --format json > check.json
     """
-    from connc.check import run as run_check
+    from connc.check.run import run as run_check
     from connc.repository import find_root
 
     sys.exit(run_check(find_root(repo), ids, output_format, timeout))

@@ -1,12 +1,22 @@
-"""What a decrypted credential must hold: no control characters, parsable keys and
-certificates. Shared by `validate --decrypt` and `render`; messages never quote a value.
+"""A connection's credential: decrypting it, and what each field must hold.
+
+`Opening` is the one decrypt path: `render`, `check` and `validate --decrypt` each start one
+per connection (a sops process) and get the values back as `Secret`s together with every
+problem the field contract finds (no control characters, parsable keys and certificates, no
+placeholder left by `connc new`). `connc secret set` checks a new value with the same
+contract before writing it. Messages name fields, never values.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import dataclasses
+from pathlib import Path
 from typing import Any
 
-from connc.pem import b64_pem, certificate_key_mismatch, private_key_problem
+from connc import sops
+from connc.schema.policy import control_character
 from connc.secrets import Secret
 
 # Fields that may span lines: PEM text, and base64 `*Data` that `base64` wraps at 76 columns
@@ -17,17 +27,42 @@ MULTILINE_FIELDS = frozenset({"privateKey", "sshPrivateKey", "clientCertificateD
 
 
 def control_character_problem(field: str, value: str) -> str | None:
-    allowed = "\n" if field in MULTILINE_FIELDS else ""
-    for char in value:
-        if (ord(char) < 0x20 or ord(char) == 0x7F) and char not in allowed:
-            what = "a newline" if char in "\r\n" else f"control character U+{ord(char):04X}"
-            return (f"`credential.{field}` contains {what}, which would inject into git's "
-                    f"credential protocol or a config file")
-    return None
+    what = control_character(value, "\n" if field in MULTILINE_FIELDS else "")
+    if what is None:
+        return None
+    return (f"`credential.{field}` contains {what}, which would inject into git's "
+            f"credential protocol or a config file")
 
 
 # What `connc new` writes for every secret: a credential nobody has set yet.
 SECRET_PLACEHOLDER = "REPLACE-WITH-connc-secret-set"
+
+
+@dataclasses.dataclass(frozen=True)
+class Opened:
+    values: dict[str, Secret]
+    problems: list[tuple[str, str, str]]  # (field, code, message); empty when usable
+
+
+class Opening:
+    """A credential being decrypted by its own sops process; `result()` waits for it."""
+
+    def __init__(self, root: Path, relpath: str, connection_type: str) -> None:
+        self.relpath, self.type = relpath, connection_type
+        self._decryption = sops.Decryption(root, relpath)
+
+    def result(self) -> Opened:
+        """The values and their problems; raises SopsError when sops cannot decrypt."""
+        document = self._decryption.result()
+        credential = document.get("credential")
+        if not isinstance(credential, dict):
+            return Opened({}, [("", "CONNC601", "the decrypted file has no credential")])
+        values = {k: v for k, v in credential.items() if isinstance(v, Secret)}
+        return Opened(values, credential_problems(self.type, credential))
+
+    def cancel(self) -> None:
+        """Stop sops if it still runs (after another connection failed, or an interrupt)."""
+        self._decryption.cancel()
 
 
 def credential_problems(connection_type: str, credential: dict[str, Any]) -> list[tuple[str, str, str]]:
@@ -80,3 +115,76 @@ def _client_certificate(values: dict[str, str]) -> list[tuple[str, str, str]]:
         if mismatch:
             problems.append(("clientCertificateData", "CONNC604", mismatch))
     return problems
+
+
+# ---------------------------------------------------------------------------- keys and certificates
+
+
+def b64_pem(value: str) -> bytes | None:
+    """Decode a `*Data` field (base64 of PEM, as in a kubeconfig); None when it is not that."""
+    try:
+        decoded = base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return decoded if decoded.lstrip().startswith(b"-----BEGIN ") else None
+
+
+def certificates_problem(data: str) -> str | None:
+    """Why base64 PEM certificate data is unusable, or None."""
+    from cryptography import x509
+
+    pem = b64_pem(data)
+    if pem is None:
+        return "is not base64-encoded PEM"
+    try:
+        x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        return "does not hold a valid PEM certificate"
+    return None
+
+
+def private_key_problem(pem: bytes, *, rsa_only: bool = False) -> str | None:
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import (
+        load_pem_private_key,
+        load_ssh_private_key,
+    )
+
+    key: object
+    try:
+        if b"OPENSSH PRIVATE KEY" in pem:
+            key = load_ssh_private_key(pem, password=None)
+        else:
+            key = load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError):
+        return "is not an unencrypted PEM or OpenSSH private key"
+    except Exception:  # noqa: BLE001 - cryptography raises assorted errors on odd input
+        return "is not a usable private key"
+    if rsa_only and not isinstance(key, rsa.RSAPrivateKey):
+        return "is not an RSA private key (GitHub Apps use RSA keys, PKCS#1 or PKCS#8 PEM)"
+    return None
+
+
+def certificate_key_mismatch(cert_pem: bytes, key_pem: bytes) -> str | None:
+    """Why a client certificate and key do not belong together, or None."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import (
+        Encoding,
+        PublicFormat,
+        load_pem_private_key,
+    )
+
+    try:
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        return "clientCertificateData does not hold a valid PEM certificate"
+    try:
+        # Only the public half is compared: skip the costly RSA consistency checks.
+        key = load_pem_private_key(key_pem, password=None, unsafe_skip_rsa_key_validation=True)
+    except (ValueError, TypeError):
+        return "clientKeyData does not hold an unencrypted PEM private key"
+    der = Encoding.DER
+    spki = PublicFormat.SubjectPublicKeyInfo
+    if certificate.public_key().public_bytes(der, spki) != key.public_key().public_bytes(der, spki):
+        return "clientCertificateData was not issued for clientKeyData"
+    return None

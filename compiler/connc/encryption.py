@@ -8,8 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from connc import repository, secretscan
-from connc.documents import read_checked
+from connc import documents, repository, secrets
+from connc.documents import Document
 from connc.findings import Finding, dotted, finding
 from connc.sopsmeta import (
     CreationRule,
@@ -21,7 +21,6 @@ from connc.sopsmeta import (
     read_rules,
     shown_recipient,
 )
-from connc.yamldoc import Document
 
 EXPECTED_REGEX = "^credential$"
 
@@ -143,11 +142,11 @@ def load_rules(root: Path) -> tuple[list[CreationRule] | None, list[Finding]]:
         return None, [finding(relpath, 1, 1, "CONNC014",
                               ".sops.yaml is missing; connc checks every file's recipients "
                               "against its creation rules")]
-    document, found = read_checked(root, relpath)
+    document, found = documents.read(root, relpath, None)
     if document is None:
         return None, found
     # A private key pasted where its public key belongs is a leak the moment it is pushed.
-    found += secretscan.findings(document, relpath, frozenset())
+    found += secrets.plaintext_findings(document, relpath)
     try:
         rules = read_rules(document.data, lambda path: document.position(path)[0])
     except RulesError as error:

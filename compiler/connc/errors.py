@@ -37,9 +37,16 @@ class UsageError(ConncError):
 
 
 class SopsError(ConncError):
-    """sops failed; the message is ours, never sops' own stderr (it can hold plaintext)."""
+    """sops failed; the message is ours, never sops' own stderr (it can hold plaintext).
+
+    `no_key`: none of the file's recipients has a key here (not a fault of the file).
+    """
 
     exit_code = ExitCode.FINDINGS
+
+    def __init__(self, message: str, *, path: str | None = None, no_key: bool = False) -> None:
+        super().__init__(message, path=path)
+        self.no_key = no_key
 
 
 class RenderError(ConncError):

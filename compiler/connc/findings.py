@@ -113,6 +113,13 @@ def dotted(path: tuple[str | int, ...]) -> str:
     return text or "(document)"
 
 
+def printable(text: str, limit: int | None = None) -> str:
+    """Text as a message may show it: control characters (a newline that would forge a
+    line of output, an escape sequence) become U+FFFD; at most `limit` characters."""
+    shown = "".join(ch if ch.isprintable() else "\N{REPLACEMENT CHARACTER}" for ch in text)
+    return shown if limit is None else shown[:limit]
+
+
 def suggest(word: str, candidates: Iterable[str]) -> str:
     """"; did you mean `x`?" for a near miss, else nothing."""
     import difflib

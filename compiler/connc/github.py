@@ -1,7 +1,8 @@
-"""Minting and revoking GitHub App installation tokens (spec section 4.1).
+"""The GitHub API client: App installation tokens (spec section 4.1), minted and revoked.
 
-`requests`, `jwt` and `cryptography` are imported inside the functions that use them: the
-start-up time of `connc render` is a measured product metric, and most renders mint nothing.
+Requests go through `connc.http`; `jwt` and `cryptography` are imported inside the functions
+that use them: the start-up time of `connc render` is a measured product metric, and most
+renders mint nothing.
 
 Every message raised from here is shown to the user, so none may contain the private key, the
 JWT signed with it, or an installation token. Three habits keep it that way:
@@ -15,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import re
 import time
 import unicodedata
@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from connc import __version__
+from connc import __version__, http
 from connc.errors import GitHubError
 from connc.secrets import Secret
 
@@ -64,6 +64,18 @@ class InstallationToken:
     expires_at: dt.datetime  # aware, UTC
     permissions: dict[str, str]
     repositories: list[str] | None
+
+
+def issuer(spec: Mapping[str, Any]) -> str:
+    """The JWT `iss` of a github-app spec (YAML spelling): the client ID, else the App ID."""
+    return str(spec["clientId"]) if spec.get("clientId") is not None else str(spec["appId"])
+
+
+def app_for(spec: Mapping[str, Any], private_key: Secret, *, connection: str,
+            **options: Any) -> GitHubApp:
+    """The App of a github-app connection, from its spec (defaults filled in)."""
+    return GitHubApp(str(spec["apiUrl"]), issuer(spec), private_key, connection=connection,
+                     **options)
 
 
 def jwt_for_app(
@@ -139,7 +151,7 @@ class GitHubApp:
             "POST", f"/app/installations/{installation_id}/access_tokens", auth, body,
             what="mint an installation token",
         )
-        status = response.status_code
+        status = response.status
         if status in (200, 201):
             return self._parse_token(response, client)
 
@@ -170,8 +182,8 @@ class GitHubApp:
             )
         raise client.unexpected(response, "mint an installation token", said)
 
-    def _parse_token(self, response: requests.Response, client: _Client) -> InstallationToken:
-        data = _json_or_none(response)
+    def _parse_token(self, response: http.Answer, client: _Client) -> InstallationToken:
+        data = response.json()
         token = data.get("token") if isinstance(data, dict) else None
         if not isinstance(token, str) or not token or not token.isprintable() or " " in token:
             raise GitHubError(
@@ -223,9 +235,9 @@ def revoke_installation_token(
     auth = _BearerAuth(token.reveal)
     response = client.send("DELETE", "/installation/token", auth, None,
                            what="revoke an installation token")
-    if response.status_code == 204:
+    if response.status == 204:
         return True
-    if response.status_code == 401:  # expired or revoked already: nothing left to do
+    if response.status == 401:  # expired or revoked already: nothing left to do
         return False
     said = _said(response, auth.secrets_sent())
     raise client.unexpected(response, "revoke an installation token", said)
@@ -276,71 +288,63 @@ class _Client:
         self.attempts = 0
 
     def send(self, method: str, path: str, auth: _BearerAuth, body: dict[str, Any] | None,
-             *, what: str) -> requests.Response:
-        """The first response not worth retrying, or the last one. Raises when GitHub cannot
+             *, what: str) -> http.Answer:
+        """The first answer not worth retrying, or the last one. Raises when GitHub cannot
         be reached, or when a rate limit outlasts `max_wait`."""
-        import requests
-
         headers = {
             "Accept": "application/vnd.github+json",
             "X-GitHub-Api-Version": API_VERSION,
             "User-Agent": USER_AGENT,
         }
         waited = 0.0
-        with requests.Session() as session:
-            for attempt in range(1, self.max_attempts + 1):
-                self.attempts = attempt
-                failure: str | None = None
-                response: requests.Response | None = None
-                try:
-                    # No redirects: a bearer credential goes to the API host and nowhere else.
-                    response = session.request(method, self.api_url + path, headers=headers,
-                                               json=body, auth=auth, timeout=self.timeout,
-                                               allow_redirects=False, verify=ca_bundle())
-                except requests.exceptions.SSLError:
-                    failure = "tls"
-                except requests.exceptions.Timeout:
-                    failure = f"no answer within {self.timeout:g} s"
-                except requests.exceptions.ConnectionError:
-                    failure = "connection failed"
-                except requests.exceptions.RequestException:
-                    failure = "invalid"
-                # Raised here, outside the except blocks, so no requests exception rides along.
-                if failure == "tls":  # a missing CA does not fix itself: no retry
+        for attempt in range(1, self.max_attempts + 1):
+            self.attempts = attempt
+            failure: http.Failure | None = None
+            response: http.Answer | None = None
+            try:
+                # No redirects: a bearer credential goes to the API host and nowhere else.
+                response = http.request(method, self.api_url + path, headers=headers,
+                                        json_body=body, auth=auth, timeout=self.timeout)
+            except http.Failure as error:
+                failure = error
+            if failure is not None and failure.kind == "tls":  # a missing CA: no retry
+                raise GitHubError(
+                    f"connection '{self.connection}': TLS verification of "
+                    f"{self.display_url} failed; for a private CA set REQUESTS_CA_BUNDLE or "
+                    "SSL_CERT_FILE"
+                )
+            if failure is not None and failure.kind in ("invalid", "redirects"):
+                raise GitHubError(f"connection '{self.connection}': cannot {what} at "
+                                  f"{self.display_url}: invalid apiUrl")
+            if response is None:
+                # A POST whose answer was lost may have minted a token anyway; it dies
+                # within the hour, which is acceptable next to failing the render.
+                reason = (f"no answer within {self.timeout:g} s"
+                          if failure is not None and failure.kind == "timeout"
+                          else "connection failed")
+                delay = _backoff(attempt)
+                if attempt == self.max_attempts or waited + delay > self.max_wait:
                     raise GitHubError(
-                        f"connection '{self.connection}': TLS verification of "
-                        f"{self.display_url} failed; for a private CA set REQUESTS_CA_BUNDLE or "
-                        "SSL_CERT_FILE"
+                        f"connection '{self.connection}': cannot {what}: {reason} "
+                        f"({self.display_url}, {_attempts(attempt)})"
                     )
-                if failure == "invalid":
-                    raise GitHubError(f"connection '{self.connection}': cannot {what} at "
-                                      f"{self.display_url}: invalid apiUrl")
-                if response is None:
-                    # A POST whose answer was lost may have minted a token anyway; it dies
-                    # within the hour, which is acceptable next to failing the render.
-                    delay = _backoff(attempt)
-                    if attempt == self.max_attempts or waited + delay > self.max_wait:
-                        raise GitHubError(
-                            f"connection '{self.connection}': cannot {what}: {failure} "
-                            f"({self.display_url}, {_attempts(attempt)})"
-                        )
-                else:
-                    retry = self._retry_delay(response, attempt)
-                    if retry is None or attempt == self.max_attempts:
-                        return response
-                    delay, reset_at, rate_limited = retry
-                    if waited + delay > self.max_wait:
-                        if rate_limited:
-                            raise self._rate_limited(response, what, delay, reset_at)
-                        return response
-                self.sleep(delay)
-                waited += delay
+            else:
+                retry = self._retry_delay(response, attempt)
+                if retry is None or attempt == self.max_attempts:
+                    return response
+                delay, reset_at, rate_limited = retry
+                if waited + delay > self.max_wait:
+                    if rate_limited:
+                        raise self._rate_limited(response, what, delay, reset_at)
+                    return response
+            self.sleep(delay)
+            waited += delay
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _retry_delay(self, response: requests.Response, attempt: int
+    def _retry_delay(self, response: http.Answer, attempt: int
                      ) -> tuple[float, float | None, bool] | None:
         """(seconds to wait, reset epoch if known, is a rate limit) when worth retrying."""
-        status = response.status_code
+        status = response.status
         h = response.headers
         retry_after = _number(h.get("retry-after"))
         if status in (403, 429):
@@ -359,7 +363,7 @@ class _Client:
             return (_backoff(attempt) if retry_after is None else max(0.0, retry_after)), None, False
         return None
 
-    def _rate_limited(self, response: requests.Response, what: str, delay: float,
+    def _rate_limited(self, response: http.Answer, what: str, delay: float,
                       reset_at: float | None) -> GitHubError:
         when = ""
         if reset_at is not None:
@@ -367,12 +371,12 @@ class _Client:
             when = f" until {stamp.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         return GitHubError(
             f"connection '{self.connection}': GitHub rate-limits this App{when} (HTTP "
-            f"{response.status_code}, {delay:.0f} s from now), longer than connc waits "
+            f"{response.status}, {delay:.0f} s from now), longer than connc waits "
             f"({self.max_wait:g} s); cannot {what}, retry after the reset"
         )
 
-    def unexpected(self, response: requests.Response, what: str, said: str) -> GitHubError:
-        status = response.status_code
+    def unexpected(self, response: http.Answer, what: str, said: str) -> GitHubError:
+        status = response.status
         if status in (403, 429) and self._retry_delay(response, self.max_attempts) is not None:
             reason = f"still rate-limited after {_attempts(self.attempts)}"
         elif status >= 500:
@@ -423,17 +427,6 @@ def _encode_jwt(app_id: str, key: RSAPrivateKey, now: float) -> str:
     return jwt.encode(claims, key, algorithm="RS256")
 
 
-def ca_bundle() -> str | bool:
-    """The CA bundle to trust: REQUESTS_CA_BUNDLE, else SSL_CERT_FILE, else the default.
-
-    requests reads REQUESTS_CA_BUNDLE by itself but not SSL_CERT_FILE, the variable git, curl
-    and OpenSSL honour; a runner behind a private CA sets one of them, and connc honours both.
-    """
-    import os
-
-    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
-
-
 def _backoff(attempt: int) -> float:
     return float(min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1)))
 
@@ -463,16 +456,9 @@ def _parse_utc(value: object) -> dt.datetime | None:
     return parsed.astimezone(dt.UTC)
 
 
-def _json_or_none(response: requests.Response) -> object:
-    try:
-        return json.loads(response.content)
-    except ValueError:
-        return None  # the decode error holds the body; let it die here
-
-
-def _said(response: requests.Response, secrets: list[str]) -> str:
+def _said(response: http.Answer, secrets: list[str]) -> str:
     """': GitHub said "..."' for an error response, or '' when there is nothing safe to say."""
-    data = _json_or_none(response)
+    data = response.json()
     message = data.get("message") if isinstance(data, dict) else None
     if not isinstance(message, str):
         return ""

@@ -1,13 +1,20 @@
-"""Where a connection repository keeps its files, and which of them connc reads."""
+"""A connection repository: where it keeps its files, which of them connc reads, what an id
+is, and the in-memory model of each file that the checks, `access` and `diff` share.
+
+No command reads a file outside this layout (spec section 8): every path comes from
+`connection_path` / `pipeline_path` of a checked id, from `list_files`, or is one of the
+top-level files.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from pathlib import Path
 
 from connc.errors import UsageError
-from connc.findings import Finding, finding
+from connc.findings import Finding, finding, printable
 
 CONNECTIONS_DIR = "connections.d"
 PIPELINES_DIR = "pipelines.d"
@@ -16,6 +23,28 @@ CONFIG_FILE = "connc.yaml"
 SOPS_CONFIG = ".sops.yaml"
 CONNECTION_SUFFIX = ".sops.yaml"
 PIPELINE_SUFFIX = ".yaml"
+# The file name suffix of each kind that lives one file per id.
+SUFFIXES = {"Connection": CONNECTION_SUFFIX, "Pipeline": PIPELINE_SUFFIX}
+
+ID_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+_ID = re.compile(ID_PATTERN)
+
+
+def is_id(value: str) -> bool:
+    return _ID.fullmatch(value) is not None
+
+
+def check_id(value: str, what: str = "id") -> str:
+    """An id given on the command line, or a usage error (exit 2) before anything is read."""
+    if not is_id(value):
+        raise UsageError(f"{what} {printable(value)!r} is not valid: an id is 1-63 lowercase "
+                         f"letters, digits and dashes, starting and ending with a letter or digit")
+    return value
+
+
+def stem(relpath: str, suffix: str) -> str:
+    name = relpath.rsplit("/", 1)[-1]
+    return name.removesuffix(suffix)
 
 
 def connection_path(connection_id: str) -> str:
@@ -108,3 +137,46 @@ def _list(root: Path, directory: str, suffix: str) -> tuple[list[str], list[Find
             continue
         files.append(relpath)
     return files, found
+
+
+# ---------------------------------------------------------------------------- the model
+# What the per-file checks keep of each valid file, for the checks across files, `access`
+# and `diff`. Picklable: validate's worker processes send them back.
+
+Pos = tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionSummary:
+    relpath: str
+    id: str
+    id_pos: Pos
+    owner: str
+    owner_pos: Pos
+    visibility: str
+    members: tuple[tuple[str, Pos], ...]
+    type: str
+    recipients: frozenset[str]
+    sops_pos: Pos
+    wrapped_keys: frozenset[str]
+    ciphertexts: frozenset[str]
+    credential_pos: Pos
+
+
+@dataclasses.dataclass(frozen=True)
+class UseSummary:
+    connection: str
+    pos: Pos
+    github_options: tuple[tuple[str, Pos], ...]  # options that only github-app accepts
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineSummary:
+    relpath: str
+    id: str
+    id_pos: Pos
+    owner: str
+    owner_pos: Pos
+    teams: tuple[tuple[str, Pos], ...]
+    recipients: frozenset[str]
+    uses: tuple[UseSummary, ...]

@@ -10,17 +10,15 @@ never passed through: each failure becomes one of our own messages, chosen by ex
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
-import signal
 import stat
-import subprocess
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
 
+from connc import process
 from connc.errors import SopsError, UsageError
 from connc.secrets import Secret
 
@@ -42,6 +40,7 @@ _EXPLAINED = {
          "(set SOPS_AGE_KEY_FILE, or run where the runner's key is available)",
     203: "the file is already encrypted",
 }
+NO_KEY_EXIT = 128
 _TIMEOUT_SECONDS = 60
 
 
@@ -89,42 +88,25 @@ class Running:
 
     def __init__(self, args: list[str], *, repo: Path, relpath: str,
                  stdin: bytes | None = None) -> None:
-        self.relpath, self._stdin, self._done = relpath, stdin, False
-        try:
-            self._proc = subprocess.Popen(
-                [binary(), *args], cwd=repo, env=_environment(),
-                stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                # Its own process group: stopping it also stops what it started (a
-                # SOPS_AGE_KEY_CMD, gpg), which would otherwise outlive connc.
-                start_new_session=True)
-        except OSError as exc:
-            raise UsageError(f"cannot run sops: {exc.strerror}") from None
+        self.relpath = relpath
+        self._process = process.Process([binary(), *args], cwd=repo, env=_environment(),
+                                        stdin=stdin)
 
     def output(self) -> bytes:
         """stdout; raise SopsError with our own message (sops' stderr is dropped unread)."""
         try:
-            out, _stderr = self._proc.communicate(self._stdin, timeout=_TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
-            self.stop()
+            done = self._process.wait(_TIMEOUT_SECONDS)
+        except process.Timeout:
             raise SopsError(f"sops did not finish within {_TIMEOUT_SECONDS}s",
                             path=self.relpath) from None
-        except BaseException:  # an interrupt while waiting: sops must not outlive us
-            self.stop()
-            raise
-        self._done = True
-        if self._proc.returncode != 0:
-            raise SopsError(explain(self._proc.returncode), path=self.relpath)
-        return out
+        if done.returncode != 0:
+            raise SopsError(explain(done.returncode), path=self.relpath,
+                            no_key=done.returncode == NO_KEY_EXIT)
+        return done.stdout
 
     def stop(self) -> None:
         """Kill and reap a process whose output was never asked for (after a failure)."""
-        if self._done:
-            return
-        self._done = True
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self._proc.pid, signal.SIGKILL)
-        self._proc.communicate()
+        self._process.stop()
 
 
 def run(args: list[str], *, repo: Path, relpath: str, stdin: bytes | None = None) -> bytes:

@@ -11,7 +11,7 @@ import dataclasses
 import re
 from typing import Any
 
-from connc.secretscan import what_secret
+from connc.secrets import what_secret
 
 ENC_RE = re.compile(
     r"^ENC\[AES256_GCM,data:(?P<data>[A-Za-z0-9+/=]*),iv:(?P<iv>[A-Za-z0-9+/=]+),"

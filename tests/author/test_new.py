@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 import yaml
 
-from connc import models, scaffold, sops
+from connc import sops
+from connc.author import new as scaffold
+from connc.author.new import NotCreated, new_connection
 from connc.errors import SopsError, UsageError
 from connc.findings import has_errors
-from connc.scaffold import NotCreated, new_connection
-from connc.validate import validate
+from connc.schema import models
+from connc.validate.run import validate
 from repokit import (
     MEMBERS,
     TEST_KEY_FILE,
@@ -254,12 +256,12 @@ def test_plaintext_is_0600_and_removed_when_interrupted(repo: Path,
 
 def test_validation_failure_after_encryption_removes_the_file(
         repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import connc.validate
+    import connc.validate.run
 
     def broken(root: Path) -> None:
         raise RuntimeError("validate crashed")
 
-    monkeypatch.setattr(connc.validate, "validate", broken)
+    monkeypatch.setattr(connc.validate.run, "validate", broken)
     with pytest.raises(RuntimeError):
         new_connection(repo, "gitlab", "gl", owner="alice")
     assert connection_files(repo) == []

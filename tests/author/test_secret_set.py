@@ -13,12 +13,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connc import secretset, sops
+from connc import sops
+from connc.author import secret_set as secretset
+from connc.author.new import SECRET_PLACEHOLDER, new_connection
+from connc.author.secret_set import set_secret, value_from_bytes
 from connc.errors import SopsError, UsageError
 from connc.findings import has_errors
-from connc.scaffold import SECRET_PLACEHOLDER, new_connection
-from connc.secretset import set_secret, value_from_bytes
-from connc.validate import validate
+from connc.validate.run import validate
 from repokit import (
     REPO_ROOT,
     TEST_KEY_FILE,

@@ -18,7 +18,7 @@ and the line is that of its first match in the final file (after sops rewrote it
 corpus survives a change of sops' layout. A rebuild is deterministic in structure; only
 ciphertexts, sops' timestamps and freshly generated PEM material change.
 
-Two cases cannot be committed as files and are finished by tests/test_cases.py at test time,
+Two cases cannot be committed as files and are finished by tests/validate/test_cases.py at test time,
 as `expected.json`'s `materialise` says: a file over the size limit, and a symlink to /etc/passwd.
 
 The other age recipients below are public keys whose secret halves were thrown away: nobody can

@@ -455,7 +455,7 @@ def test_sigterm_removes_the_temp_dir(silent_url: str, tmp_path: Path) -> None:
 def test_a_bundle_directory_is_private(services: Services, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The temp dir is created 0700 (mkdtemp), whatever the umask."""
-    from connc import check
+    from connc.check import run as check
 
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     monkeypatch.setattr("tempfile.tempdir", None)

@@ -31,8 +31,8 @@ def test_the_demo_validates_keyless_and_with_the_key() -> None:
 
 
 def test_the_demo_covers_every_type_and_visibility() -> None:
-    from connc import models
-    from connc.yamldoc import parse
+    from connc.documents import parse
+    from connc.schema import models
 
     types, visibilities, member_kinds = set(), set(), set()
     for path in (REPO_ROOT / "connections.d").glob("*.sops.yaml"):

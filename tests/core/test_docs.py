@@ -7,7 +7,7 @@ from pathlib import Path
 
 from connc.findings import CODES
 
-CHECKS = Path(__file__).resolve().parent.parent / "docs" / "checks.md"
+CHECKS = Path(__file__).resolve().parents[2] / "docs" / "checks.md"
 
 # `## CONNC301 — title`, then, after a blank line, `**Severity:** error`.
 SECTION = re.compile(r"^## (CONNC\d{3}) — (.+)\n\n\*\*Severity:\*\* (error|warning)$", re.MULTILINE)

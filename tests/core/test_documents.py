@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from connc.yamldoc import MAX_DEPTH, MAX_NODES, Document, YamlProblem, decode, parse
+from connc.documents import MAX_DEPTH, MAX_NODES, Document, YamlProblem, decode, parse
 
 NESTED = """\
 apiVersion: connc/v1

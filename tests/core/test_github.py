@@ -450,7 +450,7 @@ def test_importing_connc_github_stays_light() -> None:
     code = ("import sys, connc.github; "
             "print(sorted(m for m in ('requests', 'jwt', 'cryptography', 'urllib3') "
             "if m in sys.modules))")
-    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent / "compiler"))
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "compiler"))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
@@ -565,7 +565,7 @@ def test_canary_never_leaks_from_reprs(github_api: FakeGitHub) -> None:
 
 
 def test_the_trust_variables_are_honoured(monkeypatch: pytest.MonkeyPatch) -> None:
-    from connc.github import ca_bundle
+    from connc.http import ca_bundle
 
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)

@@ -9,9 +9,9 @@ import pytest
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from connc import models
-from connc.modelerrors import findings_from
-from connc.yamldoc import parse
+from connc.documents import parse
+from connc.schema import models
+from connc.validate.modelerrors import findings_from
 
 SPEC = TypeAdapter(models.ConnectionSpec)
 

@@ -10,11 +10,12 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from connc import models, schemacheck
-from connc.schema import PACKAGED, SCHEMAS, render_schemas
-from connc.yamldoc import YamlProblem, decode, parse
+from connc.documents import YamlProblem, decode, parse
+from connc.schema import check as schemacheck
+from connc.schema import models
+from connc.schema.generate import PACKAGED, SCHEMAS, render_schemas
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 KIND_SCHEMA = {"Connection": "connection", "Pipeline": "pipeline", "Members": "members",
                "Config": "config"}
 
@@ -24,7 +25,7 @@ def test_committed_schemas_are_fresh(directory: Path) -> None:
     for filename, text in render_schemas().items():
         committed = directory / filename
         assert committed.read_text() == text, (
-            f"{committed} is stale: run `connc schema` and `python -m connc.schema`")
+            f"{committed} is stale: run `connc schema` and `python -m connc.schema.generate`")
 
 
 def _keywords(node: Any) -> set[str]:

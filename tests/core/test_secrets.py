@@ -7,7 +7,7 @@ import base64
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from connc.secretscan import scan, what_secret
+from connc.secrets import scan, what_secret
 from repokit import TEST_RECIPIENT, certificate_pem, ec_key, key_pem
 
 _KEY = ec_key()

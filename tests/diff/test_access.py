@@ -10,11 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from connc.access import EVERYONE, grant_states, matrix
 from connc.cli import cli
-from connc.repochecks import connection_scope, pipeline_scope
-from connc.scope import decide
-from connc.validate import validate
+from connc.diff.access import matrix
+from connc.scope import EVERYONE, connection_scope, decide, grant_states, pipeline_scope
+from connc.validate.run import validate
 from repokit import MEMBERS, connection, make_repo, pipeline
 
 

@@ -19,8 +19,9 @@ from click.testing import CliRunner
 
 from connc import sops
 from connc.cli import cli
-from connc.diff import Change, Diff, _code
-from connc.diff import diff as run_diff
+from connc.diff.compare import Change, Diff
+from connc.diff.report import _code
+from connc.diff.run import diff as run_diff
 from connc.errors import UsageError
 from repokit import (
     MEMBERS,

@@ -1,7 +1,7 @@
 """A real Docker registry (Debian's `docker-registry`, distribution 2.8) with htpasswd auth.
 
 HOW SKOPEO FINDS CREDENTIALS (skopeo 1.9.3 with containers/image 5.23, Debian bookworm; found
-by running skopeo against this server, and pinned by tests in tests/test_servers.py; the man
+by running skopeo against this server, and pinned by tests in tests/core/test_servers.py; the man
 page containers-auth.json(5) does not mention DOCKER_CONFIG, but the code does honour it):
 
   skopeo reads docker config.json-format files ({"auths": {"HOST": {"auth": b64(user:pass)}}})

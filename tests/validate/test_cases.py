@@ -16,11 +16,11 @@ import pytest
 from click.testing import CliRunner, Result
 
 from connc.cli import cli
+from connc.documents import MAX_FILE_BYTES
 from connc.findings import CODES
-from connc.yamldoc import MAX_FILE_BYTES
 from repokit import TEST_KEY_FILE, run_connc
 
-CASES = Path(__file__).resolve().parent / "cases"
+CASES = Path(__file__).resolve().parents[1] / "cases"
 FOLDERS = ("valid", "invalid", "invalid-decrypt")
 
 # Codes no committed file can trigger, and why; every other code must have a case.

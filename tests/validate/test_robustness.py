@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from connc.findings import Finding
-from connc.validate import validate
+from connc.validate.run import validate
 from repokit import connection, make_repo, pipeline, run_connc, write
 
 BadFile = Callable[[Path, str], None]

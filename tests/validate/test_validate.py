@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connc.validate import PARALLEL_THRESHOLD, validate
+from connc.validate.run import PARALLEL_THRESHOLD, validate
 from repokit import connection, make_repo, pipeline
 
 

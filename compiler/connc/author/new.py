@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
-import re
 import typing
 from pathlib import Path
 from typing import Any
@@ -28,12 +27,13 @@ from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from connc import models, repository, sops
+from connc import repository, sops
 from connc.credentials import SECRET_PLACEHOLDER
-from connc.documents import API_VERSION, ID_PATTERN
+from connc.documents import API_VERSION
 from connc.errors import ConncError, ExitCode, UsageError
-from connc.filecheck import check_single
 from connc.findings import Finding, Severity, suggest
+from connc.schema import models
+from connc.validate.files import check_single
 
 # A valid string that no service accepts, and that says what to do with it.
 REPLACE = "REPLACE-ME"
@@ -321,9 +321,7 @@ def _check_arguments(connection_type: str, connection_id: str, visibility: str,
         raise UsageError(f"unknown connection type `{connection_type}`"
                          f"{suggest(connection_type, TEMPLATES)}; the types are "
                          f"{', '.join(TEMPLATES)}")
-    if not re.fullmatch(ID_PATTERN, connection_id):
-        raise UsageError("an id is 1-63 lowercase letters, digits and dashes, starting and "
-                         "ending with a letter or digit")
+    repository.check_id(connection_id, "connection")
     if visibility not in VISIBILITIES:
         raise UsageError(f"--visibility is one of {', '.join(VISIBILITIES)}")
     if members and visibility != "custom":
@@ -370,7 +368,7 @@ def _write_encrypted(root: Path, relpath: str, text: str) -> None:
 
 def _validate_new(root: Path, relpath: str) -> list[Finding]:
     """The repository's findings about the new file; on an error, the file is removed."""
-    from connc.validate import validate
+    from connc.validate.run import validate
 
     try:
         found = [f for f in validate(root).findings if f.path == relpath]

@@ -13,15 +13,15 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-import re
 from pathlib import Path
 from typing import BinaryIO
 
-from connc import models, repository, sops
+from connc import documents, repository, sops
 from connc.credentials import MULTILINE_FIELDS, credential_problems
-from connc.documents import ID_PATTERN, read_checked, stem
 from connc.errors import UsageError
 from connc.findings import suggest
+from connc.repository import stem
+from connc.schema import models
 from connc.secrets import Secret
 
 
@@ -66,9 +66,7 @@ def value_from_bytes(field: str, raw: bytes) -> Secret:
 
 def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> Changed:
     """Check the connection and field, then read the value from `stdin` and set it."""
-    if not re.fullmatch(ID_PATTERN, connection_id):
-        raise UsageError("an id is 1-63 lowercase letters, digits and dashes, starting and "
-                         "ending with a letter or digit")
+    repository.check_id(connection_id, "connection")
     relpath = repository.connection_path(connection_id)
     connection_type, credential, expires_at = _read(root, relpath, connection_id)
     allowed = models.CREDENTIALS[connection_type].field_names()
@@ -114,7 +112,7 @@ def _read(root: Path, relpath: str, connection_id: str) -> tuple[str, set[str], 
                  for p in repository.list_files(root).connections]
         raise UsageError(f"no connection `{connection_id}`{suggest(connection_id, known)} "
                          f"(create it with `connc new TYPE {connection_id}`)", path=relpath)
-    document, _found = read_checked(root, relpath)
+    document, _found = documents.read(root, relpath, "Connection")
     data = document.data if document is not None else None
     if not isinstance(data, dict):
         raise UsageError("the file does not parse; `connc validate` shows why", path=relpath)

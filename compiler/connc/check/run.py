@@ -1,8 +1,8 @@
 """`connc check`: verify connections against their services, from this machine's network.
 
 An admin's (or owner's) tool, run with a sops key: each selected connection is read and
-schema-checked as render reads it, decrypted, and handed to its probe (`probes`,
-`toolprobes`). Scope of use is not involved: whoever holds a key that decrypts a file can
+schema-checked as render reads it, decrypted, and handed to the probe of its type (one
+module per service family, behind the `Probe` protocol). Scope of use is not involved: whoever holds a key that decrypts a file can
 read its credential anyway. A file this key cannot decrypt is "not checked", which is not a
 failure of its service.
 
@@ -15,25 +15,26 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import re
 import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-from connc import repository, sops
-from connc.documents import ID_PATTERN, stem
+from connc import credentials, repository
+from connc.check import git, github_app, kube, packages, registry
+from connc.check.probe import Context, Probe, ProbeFailure
 from connc.errors import ConncError, ExitCode, SopsError, UsageError
-
-if TYPE_CHECKING:
-    from connc.render.context import Resolved
+from connc.render import inputs
+from connc.render.context import Resolved
+from connc.repository import stem
 
 OK, FAILED, NOT_CHECKED = "ok", "failed", "not checked"
-_NO_KEY_EXIT = 128  # sops: none of the file's recipients has a key here
 _WORKERS = 8
+PROBES: tuple[Probe, ...] = (git, github_app, registry, kube, packages)
+_BY_TYPE: dict[str, Probe] = {t: probe for probe in PROBES for t in probe.TYPES}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +94,7 @@ def _select(root: Path, ids: Sequence[str]) -> list[str]:
         listing = repository.list_files(root)
         return sorted(stem(relpath, repository.CONNECTION_SUFFIX)
                       for relpath in listing.connections)
-    unknown = [i for i in ids if not re.fullmatch(ID_PATTERN, i)
+    unknown = [i for i in ids if not repository.is_id(i)
                or not repository.present(root / repository.connection_path(i))]
     if unknown:
         raise UsageError(f"no such connection: {', '.join(unknown)} (no "
@@ -102,11 +103,9 @@ def _select(root: Path, ids: Sequence[str]) -> list[str]:
 
 
 def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float) -> Outcome:
-    from connc.render.run import read_input  # as render reads: schema-checked, defaults filled
-
     relpath = repository.connection_path(connection_id)
     try:
-        data = read_input(root, relpath, "Connection", "connection", repository.CONNECTION_SUFFIX)
+        data = inputs.read_connection(root, connection_id)  # as render reads it
     except ConncError as error:
         return Outcome(connection_id, None, FAILED, error.message)
     spec: dict[str, Any] = data["spec"]
@@ -117,7 +116,7 @@ def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float) ->
     try:
         resolved = _decrypt(root, relpath, connection_id, spec)
     except SopsError as error:
-        if error.message == sops.explain(_NO_KEY_EXIT):
+        if error.no_key:
             return outcome(NOT_CHECKED, "no key: none of the file's recipients has a key here",
                            None)
         return outcome(FAILED, f"cannot decrypt: {error.message}", None)
@@ -127,29 +126,22 @@ def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float) ->
 
 
 def _decrypt(root: Path, relpath: str, connection_id: str, spec: dict[str, Any]) -> Resolved:
-    from connc.credentials import credential_problems
-    from connc.render.context import Resolved
-    from connc.secrets import Secret
-
-    document = sops.decrypt(root, relpath)
-    credential = document.get("credential")
-    if not isinstance(credential, dict):
-        raise ConncError("the decrypted file has no credential")
-    problems = credential_problems(str(spec["type"]), credential)
-    if problems:
-        raise ConncError("; ".join(message for _field, _code, message in problems)
+    opening = credentials.Opening(root, relpath, str(spec["type"]))
+    try:
+        opened = opening.result()
+    finally:
+        opening.cancel()
+    if opened.problems:
+        raise ConncError("; ".join(message for _field, _code, message in opened.problems)
                          + " (run `connc validate --decrypt`)")
-    values = {k: v for k, v in credential.items() if isinstance(v, Secret)}
-    return Resolved(connection_id, spec, {"connection": connection_id}, values)
+    return Resolved(connection_id, spec, {"connection": connection_id}, opened.values)
 
 
 def _probe(resolved: Resolved, workdir: Path, timeout: float,
            outcome: Callable[[str, str, str | None], Outcome]) -> Outcome:
-    from connc.probes import Context, ProbeFailure, probe
-
     workdir.mkdir(mode=0o700)
     try:
-        result = probe(resolved, Context(workdir, timeout))
+        result = _BY_TYPE[resolved.type].probe(resolved, Context(workdir, timeout))
     except (ConncError, ProbeFailure) as error:
         return outcome(FAILED, error.message if isinstance(error, ConncError) else str(error),
                        None)

@@ -8,11 +8,8 @@ import dataclasses
 import json
 from typing import TextIO
 
-from connc.filecheck import ConnectionSummary, PipelineSummary
-from connc.repochecks import connection_scope, pipeline_scope
-from connc.scope import decide, member_refs
-
-EVERYONE = "*"  # the pipeline of a public connection's one "may" grant: every pipeline
+from connc.repository import ConnectionSummary, PipelineSummary
+from connc.scope import EVERYONE, grant_states
 
 
 @dataclasses.dataclass(frozen=True, order=True)
@@ -21,37 +18,6 @@ class Grant:
     connection: str
     allowed: bool
     used: bool
-
-
-def grant_states(connections: list[ConnectionSummary],
-                 pipelines: list[PipelineSummary]) -> dict[tuple[str, str], str]:
-    """(pipeline, connection) -> "uses", "may" or "denied", from `scope.decide`.
-
-    Without a pipelines x connections loop (20 million decisions in a repository of 10,000
-    connections): each pipeline is decided only against
-    the connections that can admit it — its owner's, and those listing one of its member refs —
-    and those it uses. A public connection's "may" is one grant to EVERYONE, not one per
-    pipeline, so that a connection made public is one row, not thousands.
-    """
-    states = {(EVERYONE, c.id): "may" for c in connections if c.visibility == "public"}
-    scopes = {c.id: connection_scope(c) for c in connections}
-    admitting: dict[str, list[str]] = {}  # owner or member ref -> connection ids
-    for connection in connections:
-        admitting.setdefault(f"owner:{connection.owner}", []).append(connection.id)
-        for member, _pos in connection.members:
-            admitting.setdefault(member, []).append(connection.id)
-    for pipeline in pipelines:
-        scope = pipeline_scope(pipeline)
-        used = {use.connection for use in pipeline.uses}
-        candidates = {cid for ref in [f"owner:{pipeline.owner}", *member_refs(scope)]
-                      for cid in admitting.get(ref, ())}
-        for cid in candidates | (used & scopes.keys()):
-            allowed = decide(scope, scopes[cid]) is None
-            if cid in used:
-                states[(pipeline.id, cid)] = "uses" if allowed else "denied"
-            elif allowed and scopes[cid].visibility != "public":
-                states[(pipeline.id, cid)] = "may"
-    return states
 
 
 def matrix(connections: list[ConnectionSummary],

@@ -9,10 +9,10 @@ from pathlib import Path
 
 from connc.render import docker, git, kube, packages
 from connc.render.bundle import MARKER, commit
-from connc.render.context import Output, Resolved
+from connc.render.context import Output, Resolved, Writer
 from connc.render.envfile import env_file
 
-WRITERS = (git, docker, kube, packages)  # each has TYPES and write(items, output)
+WRITERS: tuple[Writer, ...] = (git, docker, kube, packages)
 
 
 def write_bundle(out: Path, pipeline_id: str,
@@ -38,7 +38,7 @@ def _mint_tokens(resolved: list[Resolved]) -> None:
     apps = [r for r in resolved if r.type == "github-app"]
     if not apps:
         return
-    from connc.render.github_tokens import mint
+    from connc.render.tokens import mint
 
     with ThreadPoolExecutor(max_workers=len(apps)) as pool:
         futures = [pool.submit(mint, app) for app in apps]

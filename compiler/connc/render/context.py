@@ -1,4 +1,5 @@
-"""What the writers share: the resolved connections, and what they add to the bundle."""
+"""What the writers share: the resolved connections, what they add to the bundle, and the
+`Writer` protocol each of them implements (one module per tool family)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import base64
 import dataclasses
 import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote
 
 from connc.credentials import control_character_problem
@@ -44,6 +45,10 @@ class Resolved:
         if problem:
             raise RenderError(f"connection `{self.id}`: {problem}; refused")
         return text
+
+    def user_password(self) -> tuple[str, str]:
+        username, password = self.required("username", "password")
+        return username, password
 
     def required(self, *fields: str) -> list[str]:
         values = [self.secret(field) for field in fields]
@@ -85,3 +90,14 @@ class Output:
         assert isinstance(entry_files, list)
         entry_files.extend(f for f in files if f not in entry_files)
         entry.update(extra)
+
+
+class Writer(Protocol):
+    """A module that writes the bundle files of some connection types (`render/git.py`, ...).
+
+    `write` gets every connection of the pipeline whose type is in `TYPES`, in `uses` order.
+    """
+
+    TYPES: frozenset[str]
+
+    def write(self, items: list[Resolved], output: Output) -> None: ...

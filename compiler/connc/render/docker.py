@@ -19,7 +19,7 @@ def write(items: list[Resolved], output: Output) -> None:
     auths: dict[str, dict[str, str]] = {}
     for resolved in items:
         registry = str(resolved.spec["registry"])
-        username, password = resolved.required("username", "password")
+        username, password = resolved.user_password()
         if ":" in username:
             raise RenderError(f"connection `{resolved.id}`: the username contains ':', which "
                               f"docker's auth field cannot carry; refused")

@@ -50,8 +50,7 @@ def _user_and_secret(resolved: Resolved) -> tuple[str, str]:
         return resolved.secret("username") or "oauth2", resolved.required("token")[0]
     if resolved.type == "bitbucket" and resolved.secret("token"):
         return "x-token-auth", resolved.required("token")[0]
-    username, password = resolved.required("username", "password")
-    return username, password
+    return resolved.user_password()
 
 
 def write(items: list[Resolved], output: Output) -> None:

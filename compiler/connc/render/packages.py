@@ -24,11 +24,6 @@ def write(items: list[Resolved], output: Output) -> None:
         _pip(by_format["pypi"], output)
 
 
-def _user_password(resolved: Resolved) -> tuple[str, str]:
-    username, password = resolved.required("username", "password")
-    return username, password
-
-
 def _maven(items: list[Resolved], output: Output) -> None:
     import xml.etree.ElementTree as ET  # noqa: N817 - only maven needs it (start-up time)
 
@@ -38,7 +33,7 @@ def _maven(items: list[Resolved], output: Output) -> None:
     servers = ET.SubElement(settings, "servers")
     for resolved in items:
         repository_id = str(resolved.spec["repositoryId"])
-        username, password = _user_password(resolved)
+        username, password = resolved.user_password()
         for value in (username, password):
             # Maven expands ${...} in settings.xml and treats {...} as an encrypted password.
             if "${" in value or (value.startswith("{") and value.endswith("}")):
@@ -66,7 +61,7 @@ def _npm(items: list[Resolved], output: Output) -> None:
             lines.append((nerf, "_authToken", token))
             output.mask(token)
         else:
-            username, password = _user_password(resolved)
+            username, password = resolved.user_password()
             encoded = base64.b64encode(password.encode()).decode()
             lines.append((nerf, "username", username))
             lines.append((nerf, "_password", encoded))
@@ -81,7 +76,7 @@ def _npm(items: list[Resolved], output: Output) -> None:
 def _pip(items: list[Resolved], output: Output) -> None:
     urls = []
     for resolved in items:
-        username, password = _user_password(resolved)
+        username, password = resolved.user_password()
         parts = urlsplit(resolved.spec["url"])
         userinfo = f"{quote(username, safe='')}:{quote(password, safe='')}"
         urls.append(urlunsplit((parts.scheme, f"{userinfo}@{parts.netloc}", parts.path, "", "")))

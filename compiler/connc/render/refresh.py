@@ -26,7 +26,7 @@ def state_path(connection_id: str) -> str:
 
 
 def write_state(resolved: Resolved, output: Output) -> None:
-    from connc.render.github_tokens import issuer
+    from connc.github import issuer
 
     assert resolved.token is not None
     spec, refresh = resolved.spec, bool(resolved.use.get("refresh"))

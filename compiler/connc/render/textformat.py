@@ -9,14 +9,15 @@ from __future__ import annotations
 
 import json
 from functools import cache, lru_cache
-from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
 from connc.errors import RenderError
+from connc.schema.policy import control_character
 
 
 def _no_control(value: str, target: str) -> str:
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+    if control_character(value):
         raise RenderError(f"a value for {target} contains a control character; refused")
     return value
 
@@ -64,7 +65,9 @@ TEMPLATES = ("env.sh.j2", "askpass.sh.j2", "gitconfig.j2", "npmrc.j2", "pip.conf
 
 @cache
 def _template(name: str) -> Any:
-    return _environment().from_string(files("connc").joinpath("templates", name).read_text())
+    # Beside this module (not importlib.resources: render's start-up pays for every import).
+    return _environment().from_string(
+        (Path(__file__).parent / "templates" / name).read_text(encoding="utf-8"))
 
 
 def warm_up() -> None:

@@ -13,12 +13,12 @@ import datetime as dt
 import json
 import re
 from functools import cache
-from importlib.resources import files
+from pathlib import Path
 from typing import Any
 
-from connc import policy
+from connc.schema import policy
 
-Path = tuple[str | int, ...]
+DocPath = tuple[str | int, ...]
 SUPPORTED = frozenset({
     "$defs", "$ref", "$schema", "$id", "title", "description", "default", "type", "properties",
     "required", "additionalProperties", "items", "enum", "const", "pattern", "minLength",
@@ -31,7 +31,7 @@ _TYPES: dict[str, Any] = {"string": str, "object": dict, "array": list, "boolean
 
 
 class Problem(Exception):
-    def __init__(self, path: Path, message: str) -> None:
+    def __init__(self, path: DocPath, message: str) -> None:
         super().__init__(message)
         self.path, self.message = path, message
 
@@ -39,8 +39,9 @@ class Problem(Exception):
 @cache
 def load(name: str) -> dict[str, Any]:
     """A packaged schema (`connection`, `pipeline`, `members`, `config`)."""
+    # Beside this module (not importlib.resources: render's start-up pays for every import).
     schema: dict[str, Any] = json.loads(
-        files("connc").joinpath("schemas", f"{name}.schema.json").read_text())
+        (Path(__file__).parent / f"{name}.schema.json").read_text(encoding="utf-8"))
     return schema
 
 
@@ -59,7 +60,7 @@ class _Checker:
             schema = self.root["$defs"][name]
         return schema
 
-    def value(self, data: Any, schema: dict[str, Any], path: Path) -> Any:
+    def value(self, data: Any, schema: dict[str, Any], path: DocPath) -> Any:
         schema = self.resolve(schema)
         if "anyOf" in schema:
             return self.any_of(data, schema["anyOf"], path)
@@ -83,7 +84,7 @@ class _Checker:
                 raise Problem(path, f"must be greater than {schema['exclusiveMinimum']}")
         return data
 
-    def typed(self, data: Any, schema: dict[str, Any], path: Path) -> Any:
+    def typed(self, data: Any, schema: dict[str, Any], path: DocPath) -> Any:
         wanted = schema.get("type")
         if wanted is None:
             return data
@@ -98,7 +99,7 @@ class _Checker:
             raise Problem(path, f"must be of type {wanted}")
         return data
 
-    def string(self, data: str, schema: dict[str, Any], path: Path) -> None:
+    def string(self, data: str, schema: dict[str, Any], path: DocPath) -> None:
         if "minLength" in schema and len(data) < schema["minLength"]:
             raise Problem(path, "must not be empty")
         if "pattern" in schema and not re.search(schema["pattern"], data):
@@ -120,7 +121,7 @@ class _Checker:
             except policy.Violation as violation:
                 raise Problem(path, violation.message) from None
 
-    def mapping(self, data: dict[str, Any], schema: dict[str, Any], path: Path) -> dict[str, Any]:
+    def mapping(self, data: dict[str, Any], schema: dict[str, Any], path: DocPath) -> dict[str, Any]:
         properties = schema.get("properties", {})
         for name in schema.get("required", []):
             if name not in data:
@@ -157,7 +158,7 @@ class _Checker:
                 raise Problem(path, violation.message) from None
         return result
 
-    def any_of(self, data: Any, options: list[dict[str, Any]], path: Path) -> Any:
+    def any_of(self, data: Any, options: list[dict[str, Any]], path: DocPath) -> Any:
         first: Problem | None = None
         for option in options:
             try:
@@ -167,7 +168,7 @@ class _Checker:
         assert first is not None
         raise first
 
-    def one_of(self, data: Any, schema: dict[str, Any], path: Path) -> Any:
+    def one_of(self, data: Any, schema: dict[str, Any], path: DocPath) -> Any:
         discriminator = schema.get("discriminator")
         if discriminator and isinstance(data, dict):
             tag = data.get(discriminator["propertyName"])

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from connc import models
+from connc.schema import models
 
 SCHEMAS: dict[str, type[models.Model]] = {
     "connection": models.Connection,
@@ -44,7 +44,7 @@ def render_schemas() -> dict[str, str]:
             for name in SCHEMAS}
 
 
-PACKAGED = Path(__file__).parent / "schemas"  # what `connc render` checks files against
+PACKAGED = Path(__file__).parent  # the copies `connc render` checks files against
 
 
 def write_schemas(out: str | Path) -> list[Path]:
@@ -59,6 +59,6 @@ def write_schemas(out: str | Path) -> list[Path]:
 
 
 if __name__ == "__main__":
-    # Refresh the packaged copies after changing the models: python -m connc.schema
+    # Refresh the packaged copies after changing the models: python -m connc.schema.generate
     for written in write_schemas(PACKAGED):
         print(written)

@@ -2,7 +2,7 @@
 
 The pydantic models call them from their validators (for `connc validate`), and the
 generated JSON Schemas name them (`x-connc-check`, `x-connc-rules`) so that `connc render`
-applies the very same rules through `schemacheck` without loading pydantic.
+applies the very same rules through `schema.check` without loading pydantic.
 """
 
 from __future__ import annotations
@@ -12,6 +12,18 @@ import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
+
+
+def control_character(text: str, allowed: str = "") -> str | None:
+    """The first control character in `text` (other than `allowed`), described, or None.
+
+    The one test connc applies wherever a value lands in a line-based format: git's
+    credential protocol, a shell script, a git or ini config, $GITHUB_ENV, a kubeconfig.
+    """
+    for char in text:
+        if (ord(char) < 0x20 or ord(char) == 0x7F) and char not in allowed:
+            return "a newline" if char in "\r\n" else f"control character U+{ord(char):04X}"
+    return None
 
 
 class Violation(ValueError):
@@ -32,7 +44,7 @@ def is_loopback(host: str) -> bool:
 
 
 def check_url(value: str, schemes: tuple[str, ...]) -> None:
-    if any(char <= " " or char == "\x7f" for char in value):
+    if " " in value or control_character(value):
         # urlsplit silently drops tabs and newlines, but the value is used as written: in a git
         # config or a kubeconfig a newline would inject a line of its own.
         raise Violation("url_invalid", "must not contain spaces or control characters")

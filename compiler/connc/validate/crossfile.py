@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from connc import models
-from connc.filecheck import ConnectionSummary, PipelineSummary
+from connc.documents import Document
 from connc.findings import Finding, finding, suggest
-from connc.repository import MEMBERS_FILE
-from connc.scope import ConnectionScope, PipelineScope, decide
+from connc.repository import MEMBERS_FILE, ConnectionSummary, PipelineSummary
+from connc.schema import models
+from connc.scope import connection_scope, decide, pipeline_scope
 from connc.sopsmeta import recipient_of_member_key, shown_recipient
-from connc.yamldoc import Document
 
 
 class Principals:
@@ -131,15 +130,6 @@ def _pipeline_references(pipeline: PipelineSummary, principals: Principals) -> l
                                  f"the owner `{pipeline.owner}` is not a member of team `{team}`; "
                                  f"a pipeline can only claim its owner's teams"))
     return found
-
-
-def pipeline_scope(pipeline: PipelineSummary) -> PipelineScope:
-    return PipelineScope(pipeline.id, pipeline.owner, tuple(t for t, _pos in pipeline.teams))
-
-
-def connection_scope(connection: ConnectionSummary) -> ConnectionScope:
-    return ConnectionScope(connection.id, connection.owner, connection.visibility,
-                           tuple(m for m, _pos in connection.members))
 
 
 def _uses(pipeline: PipelineSummary, by_id: dict[str, ConnectionSummary],

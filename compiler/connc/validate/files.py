@@ -11,14 +11,13 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from connc import encryption, models, secretscan
-from connc.documents import check_kind, expiry_finding, id_matches_stem, read_checked, read_document
+from connc import documents, encryption, secrets
+from connc.documents import Document, expiry_finding
 from connc.findings import Finding, finding, suggest
-from connc.modelerrors import findings_from
+from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
+from connc.schema import models
 from connc.sopsmeta import CreationRule
-from connc.yamldoc import Document
-
-Pos = tuple[int, int]
+from connc.validate.modelerrors import findings_from
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,42 +26,6 @@ class CheckContext:
     rules: tuple[CreationRule, ...] | None  # None: .sops.yaml unusable (reported once elsewhere)
     today: dt.date
     warning_days: int
-
-
-@dataclasses.dataclass(frozen=True)
-class ConnectionSummary:
-    relpath: str
-    id: str
-    id_pos: Pos
-    owner: str
-    owner_pos: Pos
-    visibility: str
-    members: tuple[tuple[str, Pos], ...]
-    type: str
-    recipients: frozenset[str]
-    sops_pos: Pos
-    wrapped_keys: frozenset[str]
-    ciphertexts: frozenset[str]
-    credential_pos: Pos
-
-
-@dataclasses.dataclass(frozen=True)
-class UseSummary:
-    connection: str
-    pos: Pos
-    github_options: tuple[tuple[str, Pos], ...]  # options that only github-app accepts
-
-
-@dataclasses.dataclass(frozen=True)
-class PipelineSummary:
-    relpath: str
-    id: str
-    id_pos: Pos
-    owner: str
-    owner_pos: Pos
-    teams: tuple[tuple[str, Pos], ...]
-    recipients: frozenset[str]
-    uses: tuple[UseSummary, ...]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,16 +59,10 @@ def check_connection(relpath: str, context: CheckContext) -> FileResult:
 def inspect_connection(relpath: str,
                        context: CheckContext) -> tuple[FileResult, models.Connection | None]:
     """Every single-file check of a connection, and its model when it is valid."""
-    document, found = read_document(Path(context.root), relpath)
+    document, found = documents.read(Path(context.root), relpath, "Connection", listed=True)
     if document is None:
         return FileResult(relpath, tuple(found)), None
-    wrong_kind = check_kind(document, relpath, "Connection")
-    if wrong_kind:
-        return FileResult(relpath, tuple(found + [wrong_kind])), None
-    found += secretscan.findings(document, relpath, frozenset({"credential", "sops"}))
-    mismatch = id_matches_stem(document, relpath, ".sops.yaml")
-    if mismatch:
-        found.append(mismatch)
+    found += secrets.plaintext_findings(document, relpath, frozenset({"credential", "sops"}))
     connection, model_findings = validate_model(document, relpath, models.Connection)
     found += model_findings
     found += encryption.check(document, relpath, context.rules)
@@ -136,7 +93,7 @@ def _connection_semantics(connection: models.Connection, document: Document, rel
                                  "`spec.insecureSkipTlsVerify: true` lets anyone on the path "
                                  "impersonate the cluster; set certificateAuthorityData"))
         if spec.certificate_authority_data:
-            from connc.pem import certificates_problem
+            from connc.credentials import certificates_problem
 
             problem = certificates_problem(spec.certificate_authority_data)
             if problem:
@@ -185,16 +142,10 @@ def check_pipeline(relpath: str, context: CheckContext) -> FileResult:
 
 def inspect_pipeline(relpath: str,
                      context: CheckContext) -> tuple[FileResult, models.Pipeline | None]:
-    document, found = read_document(Path(context.root), relpath)
+    document, found = documents.read(Path(context.root), relpath, "Pipeline", listed=True)
     if document is None:
         return FileResult(relpath, tuple(found)), None
-    wrong_kind = check_kind(document, relpath, "Pipeline")
-    if wrong_kind:
-        return FileResult(relpath, tuple(found + [wrong_kind])), None
-    found += secretscan.findings(document, relpath, frozenset())
-    mismatch = id_matches_stem(document, relpath, ".yaml")
-    if mismatch:
-        found.append(mismatch)
+    found += secrets.plaintext_findings(document, relpath)
     pipeline, model_findings = validate_model(document, relpath, models.Pipeline)
     found += model_findings
     if isinstance(pipeline, models.Pipeline):
@@ -246,13 +197,10 @@ def _pipeline_summary(pipeline: models.Pipeline, document: Document,
 def check_single(root: Path, relpath: str, kind: str,
                  model: type[BaseModel]) -> tuple[BaseModel | None, Document | None, list[Finding]]:
     """members.yaml or connc.yaml: read in the main process, before the workers start."""
-    document, found = read_checked(root, relpath)
+    document, found = documents.read(root, relpath, kind)
     if document is None:
         return None, None, found
-    wrong_kind = check_kind(document, relpath, kind)
-    if wrong_kind:
-        return None, document, found + [wrong_kind]
-    found += secretscan.findings(document, relpath, frozenset())
+    found += secrets.plaintext_findings(document, relpath)
     parsed, model_findings = validate_model(document, relpath, model)
     return parsed, document, _drop_shadowed(found + model_findings)
 

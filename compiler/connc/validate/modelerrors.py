@@ -8,9 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from connc.documents import Document
 from connc.findings import Finding, dotted, finding, suggest
-from connc.models import CONNECTION_TYPES
-from connc.yamldoc import Document
+from connc.schema.models import CONNECTION_TYPES
 
 _URL_ERRORS = {"url_invalid", "url_insecure", "url_credentials"}
 

@@ -15,21 +15,20 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
-from connc import models, repository
-from connc.documents import stem
+from connc import repository
 from connc.encryption import load_rules
-from connc.filecheck import (
+from connc.findings import Finding, finding
+from connc.repository import ConnectionSummary, PipelineSummary, stem
+from connc.schema import models
+from connc.sopsmeta import recipient_of_member_key
+from connc.validate.crossfile import Principals, check_members, check_repository
+from connc.validate.files import (
     CheckContext,
-    ConnectionSummary,
     FileResult,
-    PipelineSummary,
     check_connection,
     check_pipeline,
     check_single,
 )
-from connc.findings import Finding, finding
-from connc.repochecks import Principals, check_members, check_repository
-from connc.sopsmeta import recipient_of_member_key
 
 Checker = Callable[[str, CheckContext], FileResult]
 
@@ -80,7 +79,7 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
     found += check_repository(connections, pipelines, Principals(members), admin,
                               members_known=members is not None, invalid=invalid)
     if decrypt:
-        from connc.content import check_contents
+        from connc.validate.content import check_contents
 
         found += check_contents(root, connections)
     files = len(tasks) + sum((root / name).is_file() for name in

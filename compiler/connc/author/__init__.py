@@ -1,0 +1,1 @@
+"""Commands that write connection files: `connc new`, `connc secret set`."""

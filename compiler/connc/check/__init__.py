@@ -1,0 +1,1 @@
+"""`connc check`: connections verified against their services, one probe per service family."""

@@ -1,0 +1,89 @@
+"""`connc diff` output: Markdown for a pull-request comment, or JSON for tools."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import TextIO
+
+from connc.diff.compare import SECTIONS, Change, Diff
+from connc.diff.revisions import Revision
+from connc.findings import printable
+
+_NOTES = {
+    "grants": "`uses`: allowed and used; `may`: allowed, not used; `denied`: used but not "
+              "allowed (render refuses it). Pipeline `*`: every pipeline (a public connection).",
+    "recipients": "Who can decrypt each connection, from its sops metadata.",
+    "unread": "These files could not be read (`connc validate` says why); such a file "
+              "grants nothing, as render refuses it, so it is compared as absent on that side.",
+}
+_COLLAPSE_ROWS = 30  # a longer table goes in a <details> block, to keep the comment short
+
+
+def _code(value: str) -> str:
+    """A Markdown code span that survives any value, inside a table cell."""
+    if not value:
+        return "—"
+    text = printable(value).replace("|", "\\|")  # GFM unescapes \| inside a table's spans
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _side(revision: Revision) -> str:
+    if revision.commit is None:
+        return "the working tree"
+    return f"{_code(revision.name or '')} ({revision.commit[:12]})"
+
+
+def as_markdown(result: Diff, out: TextIO) -> None:
+    out.write(f"## connc diff: {_side(result.base)} → {_side(result.head)}\n\n")
+    widening = sum(change.widens for change in result.changes)
+    total = f"{len(result.changes)} change{'s' if len(result.changes) != 1 else ''}"
+    if widening:
+        verb = "widens" if widening == 1 else "widen"
+        out.write(f"**⚠️ Access widened**: {widening} of {total} {verb} access "
+                  f"(marked ⚠️).\n")
+    elif result.changes:
+        out.write(f"**No access widened**: {total}, none widens access.\n")
+    else:
+        out.write("**No access widened**: nothing that affects access changed.\n")
+    for section, title in SECTIONS.items():
+        rows = [change for change in result.changes if change.section == section]
+        if rows:
+            out.write(f"\n### {title}\n\n")
+            if section in _NOTES:
+                out.write(f"{_NOTES[section]}\n\n")
+            _table(rows, out)
+
+
+def _table(rows: list[Change], out: TextIO) -> None:
+    columns = list(rows[0].values)
+    lines = ["| | change | " + " | ".join(columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for row in rows:
+        cells = [_code(row.values[column]) for column in columns]
+        lines.append(f"| {'⚠️' if row.widens else ''} | {row.change} | "
+                     + " | ".join(cells) + " |")
+    table = "\n".join(lines) + "\n"
+    if len(rows) > _COLLAPSE_ROWS:
+        table = f"<details><summary>{len(rows)} rows</summary>\n\n{table}\n</details>\n"
+    out.write(table)
+
+
+def as_json(result: Diff, out: TextIO) -> None:
+    def revision(rev: Revision) -> dict[str, str | None]:
+        return {"revision": rev.name, "commit": rev.commit}
+
+    changes: dict[str, list[dict[str, str | bool | None]]] = {key: [] for key in SECTIONS}
+    for change in result.changes:
+        changes[change.section].append({"change": change.change, "widens": change.widens,
+                                        **{k: v or None for k, v in change.values.items()}})
+    json.dump({"base": revision(result.base), "head": revision(result.head),
+               "widened": result.widened, "changes": changes}, out, indent=2,
+              ensure_ascii=False)
+    out.write("\n")
+
+
+FORMATS = {"markdown": as_markdown, "json": as_json}
