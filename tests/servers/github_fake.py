@@ -5,6 +5,9 @@ pipeline: the JWT is verified (RS256 signature, integer `iat`/`exp`, `iss`, the 
 window), the installation id and the requested scope are checked against the installation's
 grant, and the standard headers are required.
 
+It also serves the two pull-request reads `connc approvals` makes ("Get a pull request" and
+"List reviews for a pull request"), paginated the way GitHub paginates: see `add_pull`.
+
 Use it with `from servers.github_fake import github_api  # noqa: F401`.
 """
 
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import dataclasses
 import datetime as dt
 import functools
@@ -21,6 +25,7 @@ import secrets
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Iterator
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -31,6 +36,26 @@ import pytest
 DOCS = "https://docs.github.com/rest"
 _LEVELS = {"read": 1, "write": 2, "admin": 3}
 _MINT_PATH = re.compile(r"^/app/installations/(\d+)/access_tokens$")
+# The pull-request endpoints follow, for paths, fields, states and the Link header:
+# https://docs.github.com/rest/pulls/pulls#get-a-pull-request,
+# https://docs.github.com/rest/pulls/reviews#list-reviews-for-a-pull-request and
+# https://docs.github.com/rest/using-the-rest-api/using-pagination-in-the-rest-api.
+# A pull number that is not all digits matches no route, so it is a 404 as on GitHub.
+_PULL_PATH = re.compile(r"^/repos/([^/]+)/([^/]+)/pulls/(\d+)(/reviews)?$")
+# The form GitHub's own `Link` URLs take ("Using pagination in the REST API" shows
+# /repositories/1300192/issues?page=2): served so that a client following `Link` works and
+# one that rebuilds /repos/{owner}/{repo} URLs by hand is not the only thing tested.
+_PULL_BY_ID_PATH = re.compile(r"^/repositories/(\d+)/pulls/(\d+)(/reviews)?$")
+
+DEFAULT_PULL_REPO = "octo-org/connections"
+# GitHub's review states ("List reviews for a pull request"). PENDING is a draft only its
+# author sees: the fake stores it but never lists it, as GitHub does for everyone else.
+REVIEW_STATES = frozenset({"APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED"})
+_PER_PAGE_DEFAULT = 30  # the documented default of per_page
+_PER_PAGE_MAX = 100  # the documented maximum; a larger value gets 100 a page, not an error
+_UNICORN_HTML = ("<!DOCTYPE html>\n<html><head><title>Unicorn! &middot; GitHub</title></head>"
+                 "<body><p>No server is currently available to service your request.</p>"
+                 "</body></html>\n")
 
 
 @functools.cache
@@ -53,9 +78,39 @@ def _rsa_key(slot: int) -> tuple[str, str, str]:
 @dataclasses.dataclass
 class RecordedRequest:
     method: str
-    path: str  # without any /api/v3 prefix
+    path: str  # without any /api/v3 prefix, without the query string
     headers: dict[str, str]
     body: bytes
+    query: str = ""  # the raw query string, without "?"
+
+    @property
+    def params(self) -> dict[str, str]:
+        """The query parameters; the last one wins when repeated, as on GitHub."""
+        return dict(urllib.parse.parse_qsl(self.query, keep_blank_values=True))
+
+
+@dataclasses.dataclass
+class Review:
+    id: int
+    login: str
+    state: str  # one of REVIEW_STATES, or PENDING (stored, never listed)
+    commit_id: str  # the head the review was submitted against
+    submitted_at: dt.datetime
+    body: str
+
+
+@dataclasses.dataclass
+class PullRequest:
+    repo: str  # "owner/name" as given to add_pull
+    repo_id: int
+    number: int
+    author: str
+    head_sha: str
+    head_ref: str
+    base_sha: str
+    base_ref: str
+    state: str = "open"  # "open" or "closed", as GitHub spells them
+    reviews: list[Review] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -94,12 +149,22 @@ class FakeGitHub:
             "contents": "write", "metadata": "read", "pull_requests": "write", "packages": "read",
         }
         self.clock_offset = 0.0  # seconds GitHub's clock is ahead of this machine's
+        # A token that may read every pull request of the fake (think: the workflow's
+        # GITHUB_TOKEN); live installation tokens minted here work too, within their grant.
+        self.repo_token = "ghs_" + base64.b32encode(secrets.token_bytes(25)).decode().rstrip("=")
         self.minted: list[MintRecord] = []
         self.revoked: list[str] = []
         self.requests: list[RecordedRequest] = []
         self._injected: list[_Injected] = []
         self._queued_tokens: list[str] = []
         self._tokens: dict[str, MintRecord] = {}
+        self._pulls: dict[tuple[str, int], PullRequest] = {}  # key: ("owner/name".lower(), number)
+        self._repo_ids: dict[str, int] = {}  # "owner/name".lower() -> repository id
+        self._user_ids: dict[str, int] = {}
+        self._review_ids = 80_000_000
+        # Reviews are stamped one second apart from a day ago: strictly increasing and in the
+        # past, so ordering by submitted_at and "not in the future" checks both hold.
+        self._review_clock = self.now_dt().replace(microsecond=0) - dt.timedelta(days=1)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -127,6 +192,74 @@ class FakeGitHub:
             body.encode() if isinstance(body, str) else body)
         with self._lock:
             self._injected.extend(_Injected(status, dict(headers or {}), raw) for _ in range(times))
+
+    def non_json_next(self, status: int = 200, body: str | bytes = _UNICORN_HTML,
+                      times: int = 1) -> None:
+        """Answer the next `times` requests with an HTML page, as GitHub's front end does when
+        the API behind it is down (a 200 whose body is not JSON is the case a client forgets)."""
+        self.fail_next(status, {"Content-Type": "text/html; charset=utf-8"}, body, times)
+
+    def add_pull(self, repo: str = DEFAULT_PULL_REPO, number: int = 1, author: str = "octo-author",
+                 head_sha: str | None = None, *, head_ref: str = "change", base_ref: str = "main",
+                 base_sha: str | None = None, state: str = "open") -> None:
+        """Open pull request `number` in `repo` ("owner/name"); shas default to random ones."""
+        owner, _, name = repo.partition("/")
+        if not owner or not name or "/" in name:
+            raise ValueError(f"repo must be owner/name, not {repo!r}")
+        if state not in ("open", "closed"):
+            raise ValueError(f"state must be open or closed, not {state!r}")
+        with self._lock:
+            key = (repo.lower(), number)
+            if key in self._pulls:
+                raise ValueError(f"{repo}#{number} exists already")
+            repo_id = self._repo_ids.setdefault(repo.lower(), 2000 + len(self._repo_ids))
+            self._pulls[key] = PullRequest(repo, repo_id, number, author,
+                                           head_sha or secrets.token_hex(20), head_ref,
+                                           base_sha or secrets.token_hex(20), base_ref, state)
+
+    def add_review(self, repo: str, number: int, login: str, state: str,
+                   commit_id: str | None = None, *, body: str = "") -> None:
+        """Submit a review; commit_id defaults to the pull's head now, as GitHub records it."""
+        if state not in REVIEW_STATES and state != "PENDING":
+            raise ValueError(f"state must be one of {sorted(REVIEW_STATES)} or PENDING, "
+                             f"not {state!r}")
+        with self._lock:
+            pull = self._pull_locked(repo, number)
+            self._review_ids += 1
+            self._review_clock += dt.timedelta(seconds=1)
+            pull.reviews.append(Review(self._review_ids, login, state, commit_id or pull.head_sha,
+                                       self._review_clock, body))
+
+    def dismiss_review(self, repo: str, number: int, review_id: int) -> None:
+        """Dismiss a review: GitHub changes that review's state, it adds no new one."""
+        with self._lock:
+            for review in self._pull_locked(repo, number).reviews:
+                if review.id == review_id:
+                    review.state = "DISMISSED"
+                    return
+        raise KeyError(f"no review {review_id} on {repo}#{number}")
+
+    def set_head(self, repo: str, number: int, sha: str) -> None:
+        """A new push to the pull's branch; earlier reviews keep the commit_id they had."""
+        with self._lock:
+            self._pull_locked(repo, number).head_sha = sha
+
+    def set_pull_state(self, repo: str, number: int, state: str) -> None:
+        if state not in ("open", "closed"):
+            raise ValueError(f"state must be open or closed, not {state!r}")
+        with self._lock:
+            self._pull_locked(repo, number).state = state
+
+    def pull(self, repo: str, number: int) -> PullRequest:
+        """The stored pull request, for assertions (a copy: changing it changes nothing)."""
+        with self._lock:
+            return copy.deepcopy(self._pull_locked(repo, number))
+
+    def _pull_locked(self, repo: str, number: int) -> PullRequest:
+        try:
+            return self._pulls[(repo.lower(), number)]
+        except KeyError:
+            raise KeyError(f"no pull request {repo}#{number}: add_pull it first") from None
 
     def queue_token(self, token: str) -> None:
         """Make the next mint issue exactly this token (e.g. a canary) instead of a random one."""
@@ -179,11 +312,12 @@ class FakeGitHub:
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes
                ) -> tuple[int, dict[str, str], bytes]:
-        path = path.split("?", 1)[0]
+        path, _, query = path.partition("?")
+        prefix = ""
         if path.startswith("/api/v3/"):
-            path = path[len("/api/v3"):]
+            prefix, path = "/api/v3", path[len("/api/v3"):]
         with self._lock:
-            self.requests.append(RecordedRequest(method, path, headers, body))
+            self.requests.append(RecordedRequest(method, path, headers, body, query))
             injected = self._injected.pop(0) if self._injected else None
         if injected is not None:
             return injected.status, injected.headers, injected.body
@@ -196,6 +330,10 @@ class FakeGitHub:
                 or lower.get("x-github-api-version") != "2022-11-28":
             return _error(400, "connc must send Accept: application/vnd.github+json and "
                                "X-GitHub-Api-Version: 2022-11-28")
+        if method == "GET" and (_PULL_PATH.match(path) or _PULL_BY_ID_PATH.match(path)):
+            return self._pull_endpoint(self.url + prefix, path, query,
+                                       lower.get("authorization", ""))
+
         bearer = lower.get("authorization", "")
         bearer = bearer[len("Bearer "):] if bearer.startswith("Bearer ") else ""
 
@@ -223,6 +361,103 @@ class FakeGitHub:
             return _json(200, {"total_count": len(repos), "repositories": repos,
                                "repository_selection": "selected" if selected else "all"})
         return _error(404, "Not Found")
+
+    def _pull_endpoint(self, api: str, path: str, query: str, authorization: str
+                       ) -> tuple[int, dict[str, str], bytes]:
+        """GET a pull request or its reviews, by /repos/{owner}/{repo} or /repositories/{id}."""
+        # GitHub takes both schemes for installation tokens ("Authenticating to the REST API").
+        scheme, _, token = authorization.partition(" ")
+        token = token.strip() if scheme.lower() in ("bearer", "token") else ""
+        by_name = _PULL_PATH.match(path)
+        with self._lock:
+            if by_name:
+                repo_key = f"{by_name.group(1)}/{by_name.group(2)}".lower()
+                number, reviews = int(by_name.group(3)), bool(by_name.group(4))
+            else:
+                by_id = _PULL_BY_ID_PATH.match(path)
+                assert by_id is not None
+                repo_id = int(by_id.group(1))
+                repo_key = next((k for k, v in self._repo_ids.items() if v == repo_id), "")
+                number, reviews = int(by_id.group(2)), bool(by_id.group(3))
+            refused = self._refuse_repo_read_locked(token, repo_key)
+            if refused is not None:
+                return refused
+            pull = self._pulls.get((repo_key, number))
+            if pull is None:
+                return _error(404, "Not Found")
+            if not reviews:
+                return _json(200, self._pull_json(api, pull))
+            # GitHub lists reviews oldest first ("returns in chronological order").
+            listed = [self._review_json(api, pull, r) for r in pull.reviews if r.state != "PENDING"]
+            link_base = f"{api}/repositories/{pull.repo_id}/pulls/{pull.number}/reviews"
+        page, link = _paginate(listed, query, link_base)
+        status, headers, payload = _json(200, page)
+        if link:
+            headers["Link"] = link
+        return status, headers, payload
+
+    def _refuse_repo_read_locked(self, token: str, repo_key: str
+                                 ) -> tuple[int, dict[str, str], bytes] | None:
+        """None when `token` may read pull requests of `repo_key`, else GitHub's answer."""
+        # Bytes: compare_digest refuses str with non-ASCII, and a header may carry any.
+        if token and secrets.compare_digest(token.encode(), self.repo_token.encode()):
+            return None
+        if not token or not self._live_locked(token):
+            # No token is a 401 here too, so a client that drops the header fails with a clear
+            # message. GitHub itself takes such a request as anonymous and, the repository
+            # being private, answers 404.
+            return _error(401, "Bad credentials")
+        record = self._tokens[token]
+        owner, _, name = repo_key.partition("/")
+        allowed = record.repositories if record.repositories is not None else self.repositories
+        if owner != self.owner.lower() or name not in [r.lower() for r in allowed]:
+            return _error(404, "Not Found")  # GitHub hides what a token cannot see
+        granted = record.permissions if record.permissions is not None else self.permissions
+        if _LEVELS.get(granted.get("pull_requests", ""), 0) < _LEVELS["read"]:
+            return _error(403, "Resource not accessible by integration")
+        return None
+
+    def _user_json(self, api: str, login: str) -> dict[str, Any]:
+        uid = self._user_ids.setdefault(login, 7000 + len(self._user_ids))
+        return {"login": login, "id": uid, "node_id": f"U_fake{uid}",
+                "type": "Bot" if login.endswith("[bot]") else "User", "site_admin": False,
+                "url": f"{api}/users/{urllib.parse.quote(login)}"}
+
+    def _pull_json(self, api: str, pull: PullRequest) -> dict[str, Any]:
+        """The fields of GitHub's `pull-request` schema a reviewer check can need."""
+        owner, _, name = pull.repo.partition("/")
+        repo = {"id": pull.repo_id, "name": name, "full_name": pull.repo, "private": True,
+                "owner": self._user_json(api, owner)}
+        url = f"{api}/repos/{pull.repo}/pulls/{pull.number}"
+        return {
+            "url": url, "id": 900_000 + pull.repo_id * 1000 + pull.number,
+            "node_id": f"PR_fake{pull.repo_id}_{pull.number}", "number": pull.number,
+            "html_url": f"https://github.com/{pull.repo}/pull/{pull.number}",
+            "state": pull.state, "locked": False, "draft": False, "title": f"Change {pull.number}",
+            "body": None, "user": self._user_json(api, pull.author),
+            "author_association": "MEMBER", "merged": False, "merged_at": None,
+            "closed_at": None, "merge_commit_sha": None,
+            "head": {"label": f"{owner}:{pull.head_ref}", "ref": pull.head_ref,
+                     "sha": pull.head_sha, "user": self._user_json(api, owner), "repo": repo},
+            "base": {"label": f"{owner}:{pull.base_ref}", "ref": pull.base_ref,
+                     "sha": pull.base_sha, "user": self._user_json(api, owner), "repo": repo},
+            "review_comments_url": f"{url}/comments",
+        }
+
+    def _review_json(self, api: str, pull: PullRequest, review: Review) -> dict[str, Any]:
+        """GitHub's `pull-request-review` schema."""
+        html = f"https://github.com/{pull.repo}/pull/{pull.number}"
+        return {
+            "id": review.id, "node_id": f"PRR_fake{review.id}",
+            "user": self._user_json(api, review.login), "body": review.body,
+            "state": review.state, "commit_id": review.commit_id,
+            "submitted_at": review.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "author_association": "MEMBER",
+            "html_url": f"{html}#pullrequestreview-{review.id}",
+            "pull_request_url": f"{api}/repos/{pull.repo}/pulls/{pull.number}",
+            "_links": {"html": {"href": f"{html}#pullrequestreview-{review.id}"},
+                       "pull_request": {"href": f"{api}/repos/{pull.repo}/pulls/{pull.number}"}},
+        }
 
     def _live_locked(self, token: str) -> bool:
         record = self._tokens.get(token)
@@ -342,7 +577,42 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
 
-def _json(status: int, payload: dict[str, Any]) -> tuple[int, dict[str, str], bytes]:
+def _paginate(items: list[Any], query: str, link_base: str) -> tuple[list[Any], str]:
+    """One page of `items` and its `Link` header ("" when there is none), as GitHub pages:
+    per_page (default 30, larger values capped at 100) and page (default 1) in the query;
+    `Link` carries prev/next/last/first absolute URLs, omitting prev and first on the first
+    page, next and last on the last, and the whole header when everything fits on one page
+    ("Using pagination in the REST API"). A value that is not a positive integer is taken as
+    absent: what GitHub does with one is not documented."""
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    params = dict(pairs)
+    per_page = min(_positive_int(params.get("per_page")) or _PER_PAGE_DEFAULT, _PER_PAGE_MAX)
+    page = _positive_int(params.get("page")) or 1
+    last = max(1, -(-len(items) // per_page))
+    # Other parameters are carried into the links as sent; page goes last, as GitHub puts it.
+    kept = [(k, v) for k, v in pairs if k != "page"]
+
+    def url(number: int) -> str:
+        return f"{link_base}?{urllib.parse.urlencode([*kept, ('page', str(number))])}"
+
+    rels: list[tuple[str, int]] = []
+    if page > 1:
+        rels.append(("prev", page - 1))
+    if page < last:
+        rels += [("next", page + 1), ("last", last)]
+    if page > 1:
+        rels.append(("first", 1))
+    link = ", ".join(f'<{url(number)}>; rel="{rel}"' for rel, number in rels)
+    return items[(page - 1) * per_page:page * per_page], link
+
+
+def _positive_int(value: str | None) -> int | None:
+    if value is None or not (value.isascii() and value.isdigit()):
+        return None
+    return int(value) or None
+
+
+def _json(status: int, payload: dict[str, Any] | list[Any]) -> tuple[int, dict[str, str], bytes]:
     return status, {"Content-Type": "application/json; charset=utf-8"}, json.dumps(payload).encode()
 
 
