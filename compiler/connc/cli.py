@@ -1,20 +1,20 @@
-"""The command line. Commands are thin: parse options, call one function, return an exit code.
+"""The command line: one click group. Commands are thin: parse options, call one function,
+exit with a code. The entry point that maps errors to exit codes is `connc.__main__`.
 
-Imports of the heavy modules happen inside each command, so `connc render` pays only for
-what rendering uses (its start-up time is a product metric).
+Imports of the heavy modules happen inside each command, so each command pays only for what
+it uses. `connc render` (the command every pipeline start waits on) usually does not come
+through here at all: see `connc.__main__`.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
 
-from connc.errors import ConncError, ExitCode
+from connc.errors import ExitCode
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -108,7 +108,9 @@ def schema(out: str) -> None:
 
 
 @cli.command()
-@click.option("--pipeline", "pipeline", required=True, help="The pipeline id (pipelines.d/ID.yaml).")
+@click.argument("pipeline_argument", metavar="ID", required=False)
+@click.option("--pipeline", "pipeline_option", metavar="ID",
+              help="The pipeline id, as the ID argument (kept for older scripts).")
 @repo_option
 @click.option("--out", "out", default=None, type=click.Path(path_type=str),
               help="Bundle directory. Default: $RUNNER_TEMP/connc/ID, else a new temp dir.")
@@ -116,26 +118,24 @@ def schema(out: str) -> None:
               type=click.Choice(["shell", "json", "github"]),
               help="shell: print the env file; json: the manifest; github: write $GITHUB_ENV "
                    "and mask every secret.")
-def render(pipeline: str, repo: str, out: str | None, output_format: str) -> None:
-    """Decrypt what PIPELINE may use and write its credential bundle.
+def render(pipeline_argument: str | None, pipeline_option: str | None, repo: str,
+           out: str | None, output_format: str) -> None:
+    """Decrypt what pipeline ID (pipelines.d/ID.yaml) may use and write its credential bundle.
 
     Needs a sops key in the environment (SOPS_AGE_KEY_FILE, ...). Then `. OUT/env`.
 
     \b
     Examples:
-      connc render --pipeline api-release --out /tmp/creds && . /tmp/creds/env
-      eval "$(connc render --pipeline api-release)"
-      connc render --pipeline api-release --format github
+      connc render api-release --out /tmp/creds && . /tmp/creds/env
+      eval "$(connc render api-release)"
+      connc render api-release --format github
     """
-    from pathlib import Path
+    from connc.render.run import command
 
-    from connc.render.output import check_format, emit
-    from connc.render.run import render as run_render
-    from connc.repository import find_root
-
-    check_format(output_format)  # before anything is decrypted, minted or written
-    output, manifest = run_render(find_root(repo), pipeline, Path(out) if out else None)
-    emit(output, manifest, output_format)
+    if (pipeline_argument is None) == (pipeline_option is None):
+        raise click.UsageError("give the pipeline id once: `connc render ID`")
+    pipeline = pipeline_argument if pipeline_argument is not None else pipeline_option
+    command(pipeline or "", repo, out, output_format)
 
 
 @cli.command()
@@ -291,38 +291,16 @@ def check(ids: tuple[str, ...], repo: str, output_format: str, timeout: float) -
     sys.exit(run_check(find_root(repo), ids, output_format, timeout))
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
-def main() -> None:
-    # A cancelled CI job sends SIGTERM: unwind like Ctrl-C, so that every `finally` runs
-    # (no half-written bundle or staging directory, sops children reaped, tokens revoked).
-    signal.signal(signal.SIGTERM, _interrupt)
+def run(argv: list[str]) -> int:
+    """Run the click group on `argv`; click's own outcomes become exit codes. Everything else
+    (ConncError, interrupts, bugs) is the entry point's to map (`connc.__main__`)."""
     try:
-        cli.main(standalone_mode=False)
+        cli.main(args=argv, prog_name="connc", standalone_mode=False)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
-        sys.exit(ExitCode.USAGE)
+        return ExitCode.USAGE
     except click.exceptions.Abort:  # click's form of KeyboardInterrupt
-        click.echo("connc: interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
-    except ConncError as exc:
-        click.echo(f"connc: error: {exc}", err=True)
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("connc: interrupted", err=True)
-        sys.exit(ExitCode.INTERRUPTED)
-    except BrokenPipeError:
-        sys.exit(ExitCode.OK)
-    except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into exit 3
-        # The message of an unexpected exception could quote a value; show where, not what.
-        import traceback
-
-        frame = traceback.extract_tb(exc.__traceback__)[-1]
-        where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
-        click.echo(f"connc: internal error ({type(exc).__name__} at {where}); please report it",
-                   err=True)
-        sys.exit(ExitCode.INTERNAL)
+        raise KeyboardInterrupt from None
+    return ExitCode.OK

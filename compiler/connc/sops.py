@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 from importlib.util import find_spec
 from pathlib import Path
@@ -52,6 +51,8 @@ def binary() -> str:
         if candidate.is_file():
             _ensure_executable(candidate)
             return str(candidate)
+    import shutil
+
     found = shutil.which("sops")
     if found:
         return found

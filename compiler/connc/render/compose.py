@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from connc.render import docker, git, kube, packages
@@ -38,6 +37,8 @@ def _mint_tokens(resolved: list[Resolved]) -> None:
     apps = [r for r in resolved if r.type == "github-app"]
     if not apps:
         return
+    from concurrent.futures import ThreadPoolExecutor  # here: most renders mint nothing
+
     from connc.render.tokens import mint
 
     with ThreadPoolExecutor(max_workers=len(apps)) as pool:

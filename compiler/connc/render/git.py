@@ -14,8 +14,8 @@ import sys
 from urllib.parse import urlsplit
 
 from connc.errors import RenderError
+from connc.render import textformat as text
 from connc.render.context import Output, Resolved
-from connc.render.textformat import render_template, shell_quote
 
 TYPES = frozenset({"github-app", "gitlab", "gitlab-self-hosted", "codeup", "bitbucket", "git"})
 
@@ -92,17 +92,38 @@ def _write_https(items: list[Resolved], output: Output) -> None:
     # Longest prefix first: the shell `case` takes the first pattern that matches.
     entries.sort(key=lambda e: len(e.prefix), reverse=True)
     askpass = output.path("git/askpass")
-    output.files.add("git/askpass", render_template(
-        "askpass.sh.j2", pipeline=output.pipeline, entries=entries, bundle=str(output.out),
-        python=sys.executable), executable=True)
+    output.files.add("git/askpass", text.fill(
+        "askpass.sh", "file", pipeline=text.shell_quote(output.pipeline),
+        cases=text.join(_case(entry, output) for entry in entries)), executable=True)
     # "!" makes git run the helper through the shell as written; without it git takes a
     # quoted path for a helper name and runs `git credential-'/path'`, which does not exist.
-    output.files.add("git/config", render_template(
-        "gitconfig.j2", pipeline=output.pipeline, prefixes=sorted({e.prefix for e in entries}),
-        helper="!" + shell_quote(askpass)))
+    helper = text.git_quote("!" + text.shell_quote(askpass))
+    output.files.add("git/config", text.fill(
+        "gitconfig", "file", pipeline=text.comment(output.pipeline), sections=text.join(
+            text.fill("gitconfig", "section", prefix=text.git_quote(prefix), helper=helper)
+            for prefix in sorted({e.prefix for e in entries}))))
     output.env["GIT_ASKPASS"] = askpass
     output.env["GIT_TERMINAL_PROMPT"] = "0"
     output.env["connc:git-include"] = output.path("git/config")
+
+
+def _case(entry: Entry, output: Output) -> text.Quoted:
+    """The askpass `case` arm that answers for one URL prefix."""
+    connection = text.shell_quote(entry.connection)
+    if entry.refresh:
+        body = text.fill("askpass.sh", "refresh", python=text.shell_quote(sys.executable),
+                         bundle=text.shell_quote(output.out), connection=connection)
+    else:
+        expiry = text.Quoted("")
+        if entry.expires_epoch is not None:
+            expiry = text.fill("askpass.sh", "expiry", epoch=text.number(entry.expires_epoch),
+                               connection=connection,
+                               expires=text.shell_quote(entry.expires_text))
+        body = text.join([expiry, text.fill("askpass.sh", "emit",
+                                            username=text.shell_quote(entry.username),
+                                            password=text.shell_quote(entry.password))])
+    prefix = text.shell_quote(entry.prefix)
+    return text.fill("askpass.sh", "case", prefix=prefix, body=body)
 
 
 def _refuse_duplicate_prefixes(entries: list[Entry]) -> None:

@@ -6,8 +6,8 @@ import base64
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from connc.errors import RenderError
+from connc.render import textformat as text
 from connc.render.context import Output, Resolved
-from connc.render.textformat import render_template
 
 TYPES = frozenset({"packages"})
 
@@ -58,18 +58,21 @@ def _npm(items: list[Resolved], output: Output) -> None:
         nerf = f"//{parts.netloc}{parts.path.rstrip('/')}/"  # npm's per-registry key prefix
         token = resolved.secret("token")
         if token:
-            lines.append((nerf, "_authToken", token))
+            lines.append((nerf + ":_authToken", token))
             output.mask(token)
         else:
             username, password = resolved.user_password()
             encoded = base64.b64encode(password.encode()).decode()
-            lines.append((nerf, "username", username))
-            lines.append((nerf, "_password", encoded))
+            lines.append((nerf + ":username", username))
+            lines.append((nerf + ":_password", encoded))
             output.mask(password, username=username)
         output.record(resolved, "npm/npmrc")
     registry = items[0].spec["url"]
-    output.files.add("npm/npmrc", render_template(
-        "npmrc.j2", pipeline=output.pipeline, registry=registry, lines=lines))
+    output.files.add("npm/npmrc", text.fill(
+        "npmrc", "file", pipeline=text.comment(output.pipeline),
+        registry=text.npmrc_value(registry), lines=text.join(
+            text.fill("npmrc", "line", key=text.npmrc_key(key), value=text.npmrc_value(value))
+            for key, value in lines)))
     output.env["NPM_CONFIG_USERCONFIG"] = output.path("npm/npmrc")
 
 
@@ -83,6 +86,11 @@ def _pip(items: list[Resolved], output: Output) -> None:
         output.mask(password, username=username)
         output.masks.add(userinfo)
         output.record(resolved, "pip/pip.conf")
-    output.files.add("pip/pip.conf", render_template(
-        "pip.conf.j2", pipeline=output.pipeline, index_url=urls[0], extra_urls=urls[1:]))
+    extra = text.Quoted("")
+    if urls[1:]:
+        extra = text.fill("pip.conf", "extra", urls=text.join(
+            text.fill("pip.conf", "extra-url", url=text.ini_value(url)) for url in urls[1:]))
+    output.files.add("pip/pip.conf", text.fill(
+        "pip.conf", "file", pipeline=text.comment(output.pipeline),
+        index_url=text.ini_value(urls[0]), extra=extra))
     output.env["PIP_CONFIG_FILE"] = output.path("pip/pip.conf")

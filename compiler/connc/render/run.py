@@ -10,7 +10,6 @@ decryptions (sops processes) run while the writers are being imported.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,17 @@ from connc.schema.policy import control_character
 from connc.scope import ConnectionScope, PipelineScope, decide
 
 
+def command(pipeline_id: str, repo: str, out: str | None, output_format: str) -> None:
+    """`connc render`: check the options, render, print in the chosen format."""
+    from connc.render.output import check_format, emit
+
+    repository.check_id(pipeline_id, "pipeline")
+    check_format(output_format)  # before anything is decrypted, minted or written
+    output, manifest = render(repository.find_root(repo), pipeline_id,
+                              Path(out) if out else None)
+    emit(output, manifest, output_format)
+
+
 def default_out(pipeline_id: str) -> Path:
     """$RUNNER_TEMP/connc/ID, else a fresh name in the temp dir.
 
@@ -32,6 +42,8 @@ def default_out(pipeline_id: str) -> Path:
     runner_temp = os.environ.get("RUNNER_TEMP")
     if runner_temp:
         return Path(runner_temp) / "connc" / pipeline_id
+    import tempfile
+
     return Path(tempfile.gettempdir()) / f"connc-{pipeline_id}-{os.urandom(6).hex()}"
 
 
@@ -49,9 +61,8 @@ def render(root: Path, pipeline_id: str, out: Path | None) -> tuple[Output, dict
     pending = [credentials.Opening(root, repository.connection_path(cid), data["spec"]["type"])
                for cid, data in connections]
     try:
-        from connc.render import compose, textformat
+        from connc.render import compose
 
-        textformat.warm_up()
         resolved = _collect(pipeline, connections, pending)
     finally:
         for opening in pending:

@@ -1,19 +1,42 @@
-"""Text outputs (shell scripts, git config, ini files) from sandboxed jinja2 templates.
+"""Text outputs (shell scripts, git config, ini files) from templates that take quoted values only.
 
-Every value passes through a quoting filter for its target; StrictUndefined makes a missing
-value an error instead of an empty string. Values with control characters never get here:
-`Resolved.secret` refuses them first, and the filters refuse them again.
+A template file (`templates/`) holds named sections, each starting at a line `@@ NAME`; a
+section's placeholders `@{name}` are filled by `fill` with `Quoted` values, which only the
+quoting functions below make, each for its target (shell, git config, ini, npmrc). So a value
+cannot reach an output unquoted: a plain `str` is refused, as are a missing value and an
+unused one. Values are substituted in one pass and never re-read, so `@{...}` inside a value
+is text. Repetition (one `case` arm per URL, one export per variable) is the writer's loop
+over `fill`, joined with `join`.
+
+Why not jinja2 (the spec's first choice): its import alone cost a third of render's start-up,
+and render runs at every pipeline start; this module does the one thing render needed from it
+and enforces the quoting, which a template engine leaves to each template's author.
+Values with control characters never get here: `Resolved.secret` refuses them first, and
+the quoting functions refuse them again.
 """
 
 from __future__ import annotations
 
 import json
-from functools import cache, lru_cache
+import re
+from collections.abc import Iterable
+from functools import cache
 from pathlib import Path
-from typing import Any
 
 from connc.errors import RenderError
 from connc.schema.policy import control_character
+
+_TEMPLATES = Path(__file__).parent / "templates"
+_SECTION = re.compile(r"^@@ ([a-z-]+)\n", re.MULTILINE)
+# A placeholder alone on its line takes the whole line: the value brings its own newlines.
+_PLACEHOLDER = re.compile(r"^@\{([a-z_]+)\}\n|@\{([a-z_]+)\}", re.MULTILINE)
+_IDENTIFIER = re.compile(r"[A-Z_][A-Z0-9_]*")
+
+
+class Quoted(str):
+    """Text quoted for the format it goes into: the only kind of value `fill` accepts."""
+
+    __slots__ = ()
 
 
 def _no_control(value: str, target: str) -> str:
@@ -22,59 +45,86 @@ def _no_control(value: str, target: str) -> str:
     return value
 
 
-def shell_quote(value: object) -> str:
+def shell_quote(value: object) -> Quoted:
     """POSIX single quotes: nothing inside is special except the quote itself."""
     text = _no_control(str(value), "a shell script")
-    return "'" + text.replace("'", "'\"'\"'") + "'"
+    return Quoted("'" + text.replace("'", "'\"'\"'") + "'")
 
 
-def git_quote(value: object) -> str:
+def git_quote(value: object) -> Quoted:
     """A git config value in double quotes (backslash and quote escaped)."""
     text = _no_control(str(value), "git config")
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return Quoted('"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"')
 
 
-def ini_value(value: object) -> str:
+def ini_value(value: object) -> Quoted:
     """pip.conf: configparser keeps a value verbatim to the end of the line."""
     text = _no_control(str(value), "an ini file")
     if text != text.strip():
         raise RenderError("a value for an ini file has leading or trailing spaces; refused")
-    return text
+    return Quoted(text)
 
 
-def npmrc_value(value: object) -> str:
+def npmrc_value(value: object) -> Quoted:
     """.npmrc: npm's ini parser JSON-decodes a double-quoted value, so ; and # stay literal."""
-    return json.dumps(_no_control(str(value), "an .npmrc file"))
+    return Quoted(json.dumps(_no_control(str(value), "an .npmrc file")))
 
 
-@lru_cache(maxsize=1)
-def _environment() -> Any:
-    from jinja2 import StrictUndefined
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    env = ImmutableSandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True,
-        trim_blocks=True, lstrip_blocks=True,
-    )
-    env.filters.update(shell=shell_quote, git=git_quote, ini=ini_value, npmrc=npmrc_value)
-    return env
+def npmrc_key(value: object) -> Quoted:
+    """.npmrc key: `//host/path/:name`, as npm builds it from a registry URL."""
+    return Quoted(_no_control(str(value), "an .npmrc file"))
 
 
-TEMPLATES = ("env.sh.j2", "askpass.sh.j2", "gitconfig.j2", "npmrc.j2", "pip.conf.j2")
+def comment(value: object) -> Quoted:
+    """Text in a comment line of any of the formats: one line, shown as it is."""
+    return Quoted(_no_control(str(value), "a comment"))
+
+
+def number(value: int) -> Quoted:
+    return Quoted(str(int(value)))
+
+
+def identifier(name: str) -> Quoted:
+    """An environment variable name, as connc's writers choose them."""
+    if not _IDENTIFIER.fullmatch(name):
+        raise RenderError(f"{name!r} is not a variable name")  # a connc bug, not user input
+    return Quoted(name)
+
+
+def join(parts: Iterable[Quoted], separator: str = "") -> Quoted:
+    parts = list(parts)
+    if not all(isinstance(part, Quoted) for part in parts):
+        raise TypeError("join takes quoted parts only")
+    return Quoted(separator.join(parts))
 
 
 @cache
-def _template(name: str) -> Any:
-    # Beside this module (not importlib.resources: render's start-up pays for every import).
-    return _environment().from_string(
-        (Path(__file__).parent / "templates" / name).read_text(encoding="utf-8"))
+def _sections(template: str) -> dict[str, str]:
+    text = (_TEMPLATES / template).read_text(encoding="utf-8")
+    pieces = _SECTION.split(text)
+    # pieces: [before the first section (must be empty), name, body, name, body, ...]
+    if pieces[0].strip():
+        raise RenderError(f"template {template}: text before its first `@@` section")
+    return dict(zip(pieces[1::2], pieces[2::2], strict=True))
 
 
-def warm_up() -> None:
-    """Compile every template now: render calls this while sops decrypts in other processes."""
-    for name in TEMPLATES:
-        _template(name)
+def fill(template: str, section: str, **values: Quoted) -> Quoted:
+    """Section `section` of `template` with each `@{name}` replaced by `values[name]`."""
+    text = _sections(template)[section]
+    used: set[str] = set()
 
+    def value(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        if name not in values:
+            raise RenderError(f"template {template}/{section} needs @{{{name}}}")  # a bug
+        quoted = values[name]
+        if not isinstance(quoted, Quoted):
+            raise TypeError(f"@{{{name}}} in {template}/{section} is not quoted for its target")
+        used.add(name)
+        return quoted
 
-def render_template(name: str, **values: Any) -> str:
-    return str(_template(name).render(**values))
+    filled = _PLACEHOLDER.sub(value, text)
+    unused = values.keys() - used
+    if unused:
+        raise TypeError(f"{template}/{section} has no @{{{sorted(unused)[0]}}}")
+    return Quoted(filled)

@@ -35,6 +35,22 @@ class FileResult:
     summary: ConnectionSummary | PipelineSummary | None = None
 
 
+def check_single(root: Path, relpath: str, kind: str, model: type[BaseModel], *,
+                 listed: bool = False) -> tuple[BaseModel | None, Document | None, list[Finding]]:
+    """Read one file (`documents.read`), scan it for plaintext secrets, check its model.
+
+    The document comes back whenever it was read, the model only when it is valid.
+    """
+    document, found = documents.read(root, relpath, kind, listed=listed)
+    if document is None:
+        return None, None, found
+    # In a connection, `credential` is encrypted and `sops` is sops' own metadata.
+    skip = frozenset({"credential", "sops"}) if kind == "Connection" else frozenset()
+    found += secrets.plaintext_findings(document, relpath, skip)
+    parsed, model_findings = validate_model(document, relpath, model)
+    return parsed, document, _drop_shadowed(found + model_findings)
+
+
 def validate_model(document: Document, relpath: str, model: type[BaseModel],
                    data: Any = None) -> tuple[BaseModel | None, list[Finding]]:
     try:
@@ -53,24 +69,17 @@ def _drop_shadowed(found: list[Finding]) -> list[Finding]:
 
 
 def check_connection(relpath: str, context: CheckContext) -> FileResult:
-    return inspect_connection(relpath, context)[0]
-
-
-def inspect_connection(relpath: str,
-                       context: CheckContext) -> tuple[FileResult, models.Connection | None]:
-    """Every single-file check of a connection, and its model when it is valid."""
-    document, found = documents.read(Path(context.root), relpath, "Connection", listed=True)
+    """Every single-file check of a connection, and its summary when it is valid."""
+    connection, document, found = check_single(Path(context.root), relpath, "Connection",
+                                               models.Connection, listed=True)
     if document is None:
-        return FileResult(relpath, tuple(found)), None
-    found += secrets.plaintext_findings(document, relpath, frozenset({"credential", "sops"}))
-    connection, model_findings = validate_model(document, relpath, models.Connection)
-    found += model_findings
+        return FileResult(relpath, tuple(found))
     found += encryption.check(document, relpath, context.rules)
     if isinstance(connection, models.Connection):
         found += _connection_semantics(connection, document, relpath, context)
         summary = _connection_summary(connection, document, relpath)
-        return FileResult(relpath, tuple(_drop_shadowed(found)), summary), connection
-    return FileResult(relpath, tuple(_drop_shadowed(found))), None
+        return FileResult(relpath, tuple(found), summary)
+    return FileResult(relpath, tuple(found))
 
 
 def _connection_semantics(connection: models.Connection, document: Document, relpath: str,
@@ -137,22 +146,13 @@ _GITHUB_ONLY_OPTIONS = ("repositories", "permissions", "refresh")
 
 
 def check_pipeline(relpath: str, context: CheckContext) -> FileResult:
-    return inspect_pipeline(relpath, context)[0]
-
-
-def inspect_pipeline(relpath: str,
-                     context: CheckContext) -> tuple[FileResult, models.Pipeline | None]:
-    document, found = documents.read(Path(context.root), relpath, "Pipeline", listed=True)
-    if document is None:
-        return FileResult(relpath, tuple(found)), None
-    found += secrets.plaintext_findings(document, relpath)
-    pipeline, model_findings = validate_model(document, relpath, models.Pipeline)
-    found += model_findings
-    if isinstance(pipeline, models.Pipeline):
+    pipeline, document, found = check_single(Path(context.root), relpath, "Pipeline",
+                                             models.Pipeline, listed=True)
+    if isinstance(pipeline, models.Pipeline) and document is not None:
         found += _duplicate_uses(pipeline, document, relpath)
         summary = _pipeline_summary(pipeline, document, relpath)
-        return FileResult(relpath, tuple(_drop_shadowed(found)), summary), pipeline
-    return FileResult(relpath, tuple(_drop_shadowed(found))), None
+        return FileResult(relpath, tuple(found), summary)
+    return FileResult(relpath, tuple(found))
 
 
 def _duplicate_uses(pipeline: models.Pipeline, document: Document, relpath: str) -> list[Finding]:
@@ -189,20 +189,6 @@ def _pipeline_summary(pipeline: models.Pipeline, document: Document,
         recipients=frozenset(recipient_of_member_key(r) for r in pipeline.metadata.recipients),
         uses=tuple(uses),
     )
-
-
-# ---------------------------------------------------------------------------- members, config
-
-
-def check_single(root: Path, relpath: str, kind: str,
-                 model: type[BaseModel]) -> tuple[BaseModel | None, Document | None, list[Finding]]:
-    """members.yaml or connc.yaml: read in the main process, before the workers start."""
-    document, found = documents.read(root, relpath, kind)
-    if document is None:
-        return None, None, found
-    found += secrets.plaintext_findings(document, relpath)
-    parsed, model_findings = validate_model(document, relpath, model)
-    return parsed, document, _drop_shadowed(found + model_findings)
 
 
 def check_credential_names(connection: models.Connection, document: Document,

@@ -1,5 +1,6 @@
+@@ file
 #!/bin/sh
-# Written by connc for pipeline {{ pipeline | shell }}. Do not edit; run `connc render` again.
+# Written by connc for pipeline @{pipeline}. Do not edit; run `connc render` again.
 # Two roles in one script:
 #   git credential helper (`askpass get`): reads git's request on stdin and answers for the
 #     longest matching URL prefix (path-aware);
@@ -8,20 +9,7 @@ set -u
 
 answer() {  # $1: the URL asked for; $2: username|password|both
   case "$1" in
-{% for e in entries %}
-    {{ e.prefix | shell }}|{{ e.prefix | shell }}/*)
-{% if e.refresh %}
-      exec {{ python | shell }} -I -m connc.render.refresh {{ bundle | shell }} {{ e.connection | shell }} "$2" ;;
-{% else %}
-{% if e.expires_epoch is not none %}
-      if [ "$(date +%s)" -ge {{ e.expires_epoch }} ]; then
-        echo "connc: the token of connection "{{ e.connection | shell }}" expired at "{{ e.expires_text | shell }}"; run connc render again" >&2
-        exit 1
-      fi
-{% endif %}
-      emit {{ e.username | shell }} {{ e.password | shell }} "$2" ;;
-{% endif %}
-{% endfor %}
+@{cases}
     *) exit 1 ;;
   esac
 }
@@ -59,3 +47,15 @@ case "${1:-}" in
     answer "$scheme://${authority##*@}$path" "$what" ;;
   *) exit 1 ;;
 esac
+@@ case
+    @{prefix}|@{prefix}/*)
+@{body}
+@@ refresh
+      exec @{python} -I -m connc.render.refresh @{bundle} @{connection} "$2" ;;
+@@ expiry
+      if [ "$(date +%s)" -ge @{epoch} ]; then
+        echo "connc: the token of connection "@{connection}" expired at "@{expires}"; run connc render again" >&2
+        exit 1
+      fi
+@@ emit
+      emit @{username} @{password} "$2" ;;
