@@ -47,7 +47,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "CONNC004": (E, "empty file"),
     "CONNC005": (E, "several YAML documents in one file"),
     "CONNC006": (E, "file too large"),
-    "CONNC007": (E, "symlink leaves the repository"),
+    "CONNC007": (E, "symlink refused"),
     "CONNC008": (E, "not a regular file"),
     "CONNC009": (E, "alias expansion too large"),
     "CONNC010": (E, "not UTF-8 text"),
@@ -75,6 +75,12 @@ CODES: dict[str, tuple[Severity, str]] = {
     "CONNC207": (E, "option not valid for this connection type"),
     "CONNC208": (E, "connection used twice"),
     "CONNC209": (W, "members ignored for this visibility"),
+    "CONNC210": (E, "unknown GitHub App permission"),
+    "CONNC211": (E, "permission level GitHub does not offer"),
+    "CONNC212": (E, "github-app use without permissions"),
+    "CONNC213": (E, "repository given as owner/name"),
+    "CONNC214": (E, "GitHub account of two users"),
+    "CONNC215": (E, "unknown admin"),
     # 3xx: scope of use
     "CONNC301": (E, "private connection used by another owner's pipeline"),
     "CONNC302": (E, "custom connection used by a pipeline outside its members"),
@@ -91,6 +97,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "CONNC410": (E, "credential copied from another file"),
     "CONNC411": (E, "encrypted value of the wrong type"),
     "CONNC412": (E, "malformed sops metadata"),
+    "CONNC413": (W, "credential not sealed"),
     # 5xx: expiry
     "CONNC501": (E, "credential expired"),
     "CONNC502": (W, "credential expires soon"),
@@ -102,6 +109,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "CONNC605": (E, "credential value not valid base64 PEM"),
     "CONNC606": (E, "control character in credential"),
     "CONNC607": (E, "credential still a placeholder"),
+    "CONNC608": (E, "seal does not match the file"),
 }
 
 

@@ -31,6 +31,10 @@ from connc.repository import ID_PATTERN
 from connc.schema import policy
 
 NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$"
+# GitHub logins: letters, digits and single inner hyphens, at most 39 characters (GitHub's
+# own rule; the hyphen rule needs lookaround, which JSON Schema regexes lack, so it is checked
+# here in shape only and GitHub answers for the rest).
+GITHUB_LOGIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$"
 MEMBER_PATTERN = r"^(user|team|pipeline):[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
 
@@ -100,10 +104,6 @@ class GitHubAppSpec(Model):
     installation_id: int = Field(gt=0)
     model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["one-app-identifier"]})
     _rules = _object_rules("one-app-identifier")
-
-    @property
-    def issuer(self) -> str:
-        return self.client_id if self.client_id is not None else str(self.app_id)
 
 
 class GitLabSpec(Model):
@@ -311,6 +311,7 @@ class Pipeline(Model):
 
 class User(Model):
     name: str | None = None
+    github: Annotated[str, Field(pattern=GITHUB_LOGIN_PATTERN)] | None = None
     recipients: list[Recipient] = []
 
 
@@ -326,11 +327,18 @@ class Members(Model):
     teams: dict[Name, Team] = {}
 
 
+class GitHubAppPolicy(Model):
+    require_permissions: bool = False
+
+
 class Config(Model):
     api_version: Literal["connc/v1"]
     kind: Literal["Config"]
     admin_recipients: list[Recipient] = []
     expiry_warning_days: int = Field(default=30, ge=0)
+    admins: list[Name] = []
+    require_seals: bool = False
+    github_app: GitHubAppPolicy = GitHubAppPolicy()
 
 
 DOCUMENTS: dict[str, type[Model]] = {
