@@ -80,6 +80,10 @@ teams:
 """
 
 GITLAB = connection("gitlab-acme")  # private to alice, token credential
+# Keyless cases only: the key is encrypted and never parsed without --decrypt.
+GITHUB = connection("github-acme", type_="github-app",
+                    spec={"clientId": "Iv23liFAKE0000000000", "installationId": 4242},
+                    credential={"privateKey": "fake-private-key"})
 
 
 def gitlab(conn_id: str = "gitlab-acme", **kwargs: Any) -> dict[str, Any]:
@@ -325,14 +329,24 @@ def valid_cases(pem: Material) -> list[Case]:
                  pipe("nightly"): pipeline("nightly", "gitlab-shared", owner="carol"),
              }),
              [], exit=0),
-        Case("valid", "github-app-options", "repositories, permissions and refresh on a github-app "
-             "connection",
+        Case("valid", "github-app-options", "repositories, permissions (levels as GitHub "
+             "offers them) and refresh on a github-app connection, under connc.yaml's "
+             "requirePermissions (which leaves other types alone); users with distinct GitHub "
+             "logins, admins who are users",
              base_files(**{
+                 "members.yaml": MEMBERS.replace(
+                     "alice: {name: Alice Chen}", "alice: {name: Alice Chen, github: achen}"
+                 ).replace("bob: {name: Bob Li}", "bob: {name: Bob Li, github: AChen-2}"),
+                 "connc.yaml": config(admins=["alice", "bob"],
+                                      githubApp={"requirePermissions": True}),
                  conn("github-acme"): every_type["github-acme"],
+                 conn("gitlab-acme"): GITLAB,
                  pipe("api-release"): uses("api-release", {
-                     "connection": "github-acme", "repositories": ["api", "web"],
-                     "permissions": {"contents": "write", "pull_requests": "read"},
-                     "refresh": True}),
+                     "connection": "github-acme", "repositories": ["api", "web.site", "x_y-z"],
+                     "permissions": {"contents": "write", "pull_requests": "read",
+                                     "metadata": "read", "workflows": "write",
+                                     "organization_plan": "read", "repository_projects": "admin"},
+                     "refresh": True}, {"connection": "gitlab-acme"}),
              }),
              [], exit=0),
         Case("valid", "recipients-in-scope", "members declare age recipients; each file is "
@@ -545,6 +559,50 @@ def reference_cases() -> list[Case]:
     ]
 
 
+def github_cases() -> list[Case]:
+    """How a pipeline narrows a GitHub App token (spec 4.1), and who consents (5.2)."""
+    release = pipe("release")
+    base = {conn("github-acme"): GITHUB}
+    return [
+        Case("invalid", "github-permission-unknown", "a misspelt GitHub App permission, with a "
+             "suggestion",
+             base_files(**base, **{release: uses(
+                 "release", {"connection": "github-acme",
+                             "permissions": {"contentz": "read", "issues": "write"}})}),
+             [Expect("CONNC210", release, "contentz:")],
+             message_contains={"CONNC210": "did you mean `contents`"}),
+        Case("invalid", "github-permission-level", "a level GitHub does not offer for that "
+             "permission (organization_plan is read only)",
+             base_files(**base, **{release: uses(
+                 "release", {"connection": "github-acme",
+                             "permissions": {"contents": "read", "organization_plan": "write"}})}),
+             [Expect("CONNC211", release, "organization_plan: write")],
+             message_contains={"CONNC211": "`read`"}),
+        Case("invalid", "github-permissions-required", "connc.yaml requires permissions and a "
+             "github-app use declares none",
+             base_files(**base, **{"connc.yaml": config(githubApp={"requirePermissions": True}),
+                                   release: uses("release", {"connection": "github-acme",
+                                                             "repositories": ["api"]})}),
+             [Expect("CONNC212", release, "connection: github-acme")]),
+        Case("invalid", "github-repository-owner-name", "`repositories: [acme/api]`: GitHub "
+             "takes bare names",
+             base_files(**base, **{release: uses(
+                 "release", {"connection": "github-acme", "repositories": ["web", "acme/api"]})}),
+             [Expect("CONNC213", release, "- acme/api")]),
+        Case("invalid", "github-login-shared", "two users name the same GitHub login, in "
+             "different case",
+             base_files(**{"members.yaml": MEMBERS.replace(
+                 "alice: {name: Alice Chen}", "alice: {name: Alice Chen, github: achen}"
+             ).replace("bob: {name: Bob Li}", "bob: {name: Bob Li, github: AChen}")}),
+             [Expect("CONNC214", "members.yaml", "github: AChen")],
+             message_contains={"CONNC214": "`alice`"}),
+        Case("invalid", "admin-unknown", "connc.yaml names an admin who is not a user",
+             base_files(**{"connc.yaml": config(admins=["alice", "alcie"])}),
+             [Expect("CONNC215", "connc.yaml", "- alcie")],
+             message_contains={"CONNC215": "did you mean `alice`"}),
+    ]
+
+
 def scope_cases() -> list[Case]:
     deploy = pipe("deploy")
     return [
@@ -718,7 +776,7 @@ def decrypt_cases(pem: Material) -> list[Case]:
 def all_cases() -> list[Case]:
     pem = Material()
     return (valid_cases(pem) + file_cases() + model_cases() + reference_cases()
-            + scope_cases() + encryption_cases() + expiry_cases() + decrypt_cases(pem))
+            + github_cases() + scope_cases() + encryption_cases() + expiry_cases() + decrypt_cases(pem))
 
 
 # ---------------------------------------------------------------------------- building

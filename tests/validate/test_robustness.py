@@ -183,15 +183,21 @@ def test_symlinked_directory_leaving_the_repository(repo: Path, tmp_path: Path) 
     (repo / "pipelines.d").rmdir()
     (repo / "pipelines.d").symlink_to(outside)
     findings = validate(repo).findings
-    assert codes_for(findings, "pipelines.d/stolen.yaml") == {"CONNC007"}
-    assert codes_for(findings, "pipelines.d/p1.yaml") == {"CONNC007"}
+    # The directory is refused whole: none of its files is read.
+    assert codes_for(findings, "pipelines.d") == {"CONNC007"}
+    assert not codes_for(findings, "pipelines.d/stolen.yaml")
+    assert not codes_for(findings, "pipelines.d/p1.yaml")
 
 
-def test_symlink_inside_the_repository_is_followed(repo: Path) -> None:
-    (repo / "pipelines.d" / "p2.yaml").symlink_to(repo / "pipelines.d" / "p1.yaml")
+def test_symlink_inside_the_repository_is_refused_too(repo: Path) -> None:
+    # pipelines.d/p2.yaml -> ../docs/p2.yaml would make render use a file no review of
+    # pipelines.d/ covers (spec 5.1): every symlink is refused, wherever it points.
+    write(repo, "docs/p2.yaml", pipeline("p2"))
+    (repo / "pipelines.d" / "p2.yaml").symlink_to("../docs/p2.yaml")
+    (repo / "pipelines.d" / "p3.yaml").symlink_to(repo / "pipelines.d" / "p1.yaml")
     findings = validate(repo).findings
-    # It is read: id p1 in p2.yaml, and a second pipeline with id p1.
-    assert codes_for(findings, "pipelines.d/p2.yaml") == {"CONNC105", "CONNC106"}
+    assert codes_for(findings, "pipelines.d/p2.yaml") == {"CONNC007"}
+    assert codes_for(findings, "pipelines.d/p3.yaml") == {"CONNC007"}
 
 
 def test_misnamed_files_are_reported_not_read(repo: Path) -> None:

@@ -6,7 +6,7 @@ from collections.abc import Collection
 
 from connc.documents import Document
 from connc.findings import Finding, finding, suggest
-from connc.repository import MEMBERS_FILE, ConnectionSummary, PipelineSummary
+from connc.repository import CONFIG_FILE, MEMBERS_FILE, ConnectionSummary, PipelineSummary
 from connc.schema import models
 from connc.scope import connection_scope, decide, pipeline_scope
 from connc.sopsmeta import recipient_of_member_key, shown_recipient
@@ -49,13 +49,49 @@ def check_members(members: models.Members, document: Document) -> list[Finding]:
                 found.append(finding(MEMBERS_FILE, line, column, "CONNC206",
                                      f"team `{team}` lists `{user}`, who is not under `users`"
                                      f"{suggest(user, members.users)}"))
+    return found + _shared_logins(members, document)
+
+
+def _shared_logins(members: models.Members, document: Document) -> list[Finding]:
+    """CONNC214: a review by a login counts as the consent of its user (`connc approvals`),
+    so a login shared by two users would let one person consent for both."""
+    first: dict[str, str] = {}
+    found = []
+    for name, user in members.users.items():
+        if user.github is None:
+            continue
+        login = user.github.lower()  # GitHub logins are case-insensitive
+        if login in first:
+            line, column = document.position(("users", name, "github"))
+            found.append(finding(MEMBERS_FILE, line, column, "CONNC214",
+                                 f"user `{name}` has the GitHub account `{user.github}` of user "
+                                 f"`{first[login]}` (logins are case-insensitive); its reviews "
+                                 f"would count as the consent of both"))
+        else:
+            first[login] = name
+    return found
+
+
+def check_admins(config: models.Config, document: Document,
+                 users: Collection[str]) -> list[Finding]:
+    """CONNC215: an admin who is not a user can consent to nothing, and a later pull request
+    could add a user of that name (so call it only when members.yaml was read)."""
+    found = []
+    for index, admin in enumerate(config.admins):
+        if admin not in users:
+            line, column = document.position(("admins", index))
+            found.append(finding(CONFIG_FILE, line, column, "CONNC215",
+                                 f"admin `{admin}` is not a user in {MEMBERS_FILE}"
+                                 f"{suggest(admin, users)}"))
     return found
 
 
 def check_repository(connections: list[ConnectionSummary], pipelines: list[PipelineSummary],
                      principals: Principals, admin_recipients: set[str],
-                     members_known: bool, invalid: frozenset[str] = frozenset()) -> list[Finding]:
-    """`invalid`: ids of connection files that exist but failed their own checks."""
+                     members_known: bool, invalid: frozenset[str] = frozenset(), *,
+                     require_permissions: bool = False) -> list[Finding]:
+    """`invalid`: ids of connection files that exist but failed their own checks;
+    `require_permissions`: connc.yaml's `githubApp.requirePermissions`."""
     found: list[Finding] = []
     found += _duplicate_ids(connections, "connection")
     found += _duplicate_ids(pipelines, "pipeline")
@@ -67,7 +103,7 @@ def check_repository(connections: list[ConnectionSummary], pipelines: list[Pipel
         for pipeline in pipelines:
             found += _pipeline_references(pipeline, principals)
     for pipeline in pipelines:
-        found += _uses(pipeline, by_id, invalid)
+        found += _uses(pipeline, by_id, invalid, require_permissions)
     found += _copied_credentials(connections)
     enforcing = bool(admin_recipients or principals.all_recipients()
                      or any(p.recipients for p in pipelines))
@@ -133,7 +169,7 @@ def _pipeline_references(pipeline: PipelineSummary, principals: Principals) -> l
 
 
 def _uses(pipeline: PipelineSummary, by_id: dict[str, ConnectionSummary],
-          invalid: frozenset[str]) -> list[Finding]:
+          invalid: frozenset[str], require_permissions: bool) -> list[Finding]:
     found = []
     scope = pipeline_scope(pipeline)
     for use in pipeline.uses:
@@ -153,6 +189,14 @@ def _uses(pipeline: PipelineSummary, by_id: dict[str, ConnectionSummary],
                 found.append(finding(pipeline.relpath, *pos, "CONNC207",
                                      f"`{option}` applies to github-app connections only; "
                                      f"`{use.connection}` is {connection.type}"))
+        elif require_permissions and not use.permissions:
+            # Absent or null: GitHub's default, the whole installation. An empty mapping
+            # names nothing either (render refuses it).
+            found.append(finding(pipeline.relpath, *use.pos, "CONNC212",
+                                 f"`{use.connection}` is a github-app connection and connc.yaml "
+                                 f"sets `githubApp.requirePermissions`: declare the `permissions` "
+                                 f"this pipeline needs (without them the token gets everything "
+                                 f"the installation has)"))
     return found
 
 

@@ -11,13 +11,14 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from connc import documents, encryption, secrets
+from connc import documents, encryption, seal, secrets
 from connc.documents import Document, expiry_finding
 from connc.findings import Finding, finding, suggest
 from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.schema import models
 from connc.sopsmeta import CreationRule
 from connc.validate.modelerrors import findings_from
+from connc.validate.narrowing import check_permissions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +123,7 @@ def _connection_summary(connection: models.Connection, document: Document,
         for value in connection.credential.values()
         if isinstance(value, str) and (match := ENC_RE.match(value)) and match.group("data")
     )
+    spec = seal.canonical_spec(connection.spec.model_dump(by_alias=True))
     return ConnectionSummary(
         relpath=relpath,
         id=connection.metadata.id,
@@ -132,6 +134,8 @@ def _connection_summary(connection: models.Connection, document: Document,
         members=tuple((m, document.position(("scope", "members", i)))
                       for i, m in enumerate(connection.scope.members)),
         type=connection.spec.type,
+        spec=tuple((key, seal.encode(value)) for key, value in sorted(spec.items())),
+        sealed=seal.SEAL_FIELD in connection.credential,
         recipients=metadata.recipients if metadata else frozenset(),
         sops_pos=document.position(("sops",), key=True),
         wrapped_keys=metadata.wrapped_keys if metadata else frozenset(),
@@ -150,6 +154,7 @@ def check_pipeline(relpath: str, context: CheckContext) -> FileResult:
                                              models.Pipeline, listed=True)
     if isinstance(pipeline, models.Pipeline) and document is not None:
         found += _duplicate_uses(pipeline, document, relpath)
+        found += check_permissions(pipeline, document, relpath)
         summary = _pipeline_summary(pipeline, document, relpath)
         return FileResult(relpath, tuple(found), summary)
     return FileResult(relpath, tuple(found))
@@ -176,8 +181,12 @@ def _pipeline_summary(pipeline: models.Pipeline, document: Document,
         raw = document.data["uses"][index]
         options = tuple((name, document.position(("uses", index, name), key=True))
                         for name in _GITHUB_ONLY_OPTIONS if name in raw)
-        uses.append(UseSummary(use.connection, document.position(("uses", index, "connection")),
-                               options))
+        uses.append(UseSummary(
+            use.connection, document.position(("uses", index, "connection")), options,
+            repositories=tuple(use.repositories) if use.repositories is not None else None,
+            permissions=tuple(sorted(use.permissions.items()))
+            if use.permissions is not None else None,
+            refresh=use.refresh))
     return PipelineSummary(
         relpath=relpath,
         id=pipeline.metadata.id,
@@ -196,10 +205,10 @@ def check_credential_names(connection: models.Connection, document: Document,
     """Credential field names are plaintext, so a missing or misspelt one is found keyless."""
     model = models.CREDENTIALS[connection.spec.type]
     allowed = model.field_names()
-    present = set(connection.credential)
+    present = set(connection.credential) - {seal.SEAL_FIELD}
     found = []
     for key in connection.credential:
-        if key not in allowed:
+        if key not in allowed and key != seal.SEAL_FIELD:
             line, column = document.position(("credential", key), key=True)
             found.append(finding(relpath, line, column, "CONNC101",
                                  f"unknown field `credential.{key}` for type "

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ValidationError
 from connc.documents import Document
 from connc.findings import Finding, dotted, finding, suggest
 from connc.schema.models import CONNECTION_TYPES
+from connc.validate.narrowing import malformed_name_message
 
 _URL_ERRORS = {"url_invalid", "url_insecure", "url_credentials"}
 
@@ -51,6 +52,12 @@ def _one(kind: str, msg: str, loc: tuple[str | int, ...], model: type[BaseModel]
     if kind == "missing":
         line, column = doc.position(loc[:-1], key=True) if len(loc) > 1 else (1, 1)
         return finding(relpath, line, column, "CONNC103", f"`{where}` is required")
+    if _is_permission_key(loc):
+        # One finding for a misshapen permission name: the check of names (CONNC210) never
+        # sees it, since the pipeline is invalid.
+        line, column = doc.position(loc[:-1], key=True)
+        return finding(relpath, line, column, "CONNC210",
+                       malformed_name_message(dotted(loc[:-2]), str(loc[-2])))
     if loc and loc[-1] == "[key]":
         # A mapping key that failed validation: anything could have been pasted there, so
         # point at it and name its mapping, never quote it.
@@ -71,10 +78,27 @@ def _one(kind: str, msg: str, loc: tuple[str | int, ...], model: type[BaseModel]
         return finding(relpath, line, column, "CONNC104", f"`{where}`: {msg}")
     if kind in _URL_ERRORS:
         return finding(relpath, line, column, "CONNC107", f"`{where}` {msg}")
+    if kind == "string_pattern_mismatch" and _is_repository(loc) \
+            and "/" in str(_value_at(doc.data, loc)):
+        # GitHub's own 422 would come at render time; the value is not quoted (it could be
+        # anything pasted), the fix is in the message.
+        return finding(relpath, line, column, "CONNC213",
+                       f"`{where}` names an owner: GitHub narrows a token to repositories of "
+                       f"the installation's account, by bare name; keep the part after `/`")
     if kind == "string_pattern_mismatch" and loc and loc[-1] == "id":
         msg = "must be lowercase letters, digits and dashes, 1 to 63 characters, " \
               "starting and ending with a letter or digit"
     return finding(relpath, line, column, "CONNC102", f"`{where}`: {msg}")
+
+
+def _is_permission_key(loc: tuple[str | int, ...]) -> bool:
+    """uses[i].permissions.<key>.[key]: the name of a permission failed its pattern."""
+    return len(loc) == 5 and loc[0] == "uses" and loc[2] == "permissions" and loc[4] == "[key]"
+
+
+def _is_repository(loc: tuple[str | int, ...]) -> bool:
+    """uses[i].repositories[j]"""
+    return len(loc) == 4 and loc[0] == "uses" and loc[2] == "repositories"
 
 
 def _value_at(data: Any, path: tuple[str | int, ...]) -> Any:

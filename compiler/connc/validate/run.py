@@ -16,12 +16,18 @@ from functools import partial
 from pathlib import Path
 
 from connc import repository
+from connc.documents import Document
 from connc.encryption import load_rules
 from connc.findings import Finding, finding
 from connc.repository import ConnectionSummary, PipelineSummary, stem
 from connc.schema import models
 from connc.sopsmeta import recipient_of_member_key
-from connc.validate.crossfile import Principals, check_members, check_repository
+from connc.validate.crossfile import (
+    Principals,
+    check_admins,
+    check_members,
+    check_repository,
+)
 from connc.validate.files import (
     CheckContext,
     FileResult,
@@ -47,12 +53,14 @@ class Report:
 def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
              jobs: int | None = None) -> Report:
     found: list[Finding] = []
-    config, config_findings = _config(root)
+    config, config_document, config_findings = _config(root)
     found += config_findings
     rules, rule_findings = load_rules(root)
     found += rule_findings
     members, members_findings = _members(root)
     found += members_findings
+    if config is not None and config_document is not None and members is not None:
+        found += check_admins(config, config_document, members.users)
     listing = repository.list_files(root)
     found += listing.findings
     context = CheckContext(
@@ -77,7 +85,9 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
     invalid = frozenset(stem(p, repository.CONNECTION_SUFFIX) for p in listing.connections
                         if p not in summarised)
     found += check_repository(connections, pipelines, Principals(members), admin,
-                              members_known=members is not None, invalid=invalid)
+                              members_known=members is not None, invalid=invalid,
+                              require_permissions=bool(
+                                  config and config.github_app.require_permissions))
     if decrypt:
         from connc.validate.content import check_contents
 
@@ -124,9 +134,10 @@ def _members(root: Path) -> tuple[models.Members | None, list[Finding]]:
     return None, found
 
 
-def _config(root: Path) -> tuple[models.Config | None, list[Finding]]:
+def _config(root: Path) -> tuple[models.Config | None, Document | None, list[Finding]]:
+    """connc.yaml, with its document for the positions of the checks against members.yaml."""
     relpath = repository.CONFIG_FILE
     if not repository.present(root / relpath):
-        return None, []
-    config, _document, found = check_single(root, relpath, "Config", models.Config)
-    return config if isinstance(config, models.Config) else None, found
+        return None, None, []
+    config, document, found = check_single(root, relpath, "Config", models.Config)
+    return config if isinstance(config, models.Config) else None, document, found
