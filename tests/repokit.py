@@ -134,6 +134,34 @@ def encrypt(root: Path, relpath: str) -> None:
     assert proc.returncode == 0, f"sops encrypt {relpath} failed with {proc.returncode}"
 
 
+GIT_IDENTITY = {
+    "GIT_AUTHOR_NAME": "connc test", "GIT_AUTHOR_EMAIL": "test@connc.invalid",
+    "GIT_COMMITTER_NAME": "connc test", "GIT_COMMITTER_EMAIL": "test@connc.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    proc = subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT_IDENTITY},
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, f"git {args} failed: {proc.stderr}"
+    return proc.stdout
+
+
+def commit(repo: Path, message: str = "change") -> str:
+    git(repo, "add", "-A")
+    git(repo, "commit", "-q", "--allow-empty", "-m", message)
+    return git(repo, "rev-parse", "HEAD").strip()
+
+
+def replace(repo: Path, relpath: str, old: str, new: str) -> None:
+    """Edit a file as a reviewer would: plaintext outside `credential` needs no key."""
+    path = repo / relpath
+    text = path.read_text()
+    assert text.count(old) == 1, f"{old!r} in {relpath}"
+    path.write_text(text.replace(old, new))
+
+
 def run_connc(*args: str, key_file: Path | None = None,
               cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m connc ARGS` in a fresh interpreter, capturing stdout and stderr."""

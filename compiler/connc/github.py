@@ -108,7 +108,8 @@ class GitHubApp:
         self._private_key = private_key
         self._key: RSAPrivateKey | None = None  # parsed on first use, then reused
         self._clock = clock
-        self._client_args = (api_url, connection, timeout, max_attempts, max_wait, sleep, clock)
+        self._client_args = (api_url, f"connection '{connection}'", timeout, max_attempts,
+                             max_wait, sleep, clock)
         self._display_url = self._new_client().display_url
 
     def _new_client(self) -> _Client:
@@ -231,7 +232,8 @@ def revoke_installation_token(
     clock: Callable[[], float] = time.time,
 ) -> bool:
     """DELETE /installation/token. True if revoked now, False if it was already dead (401)."""
-    client = _Client(api_url, connection, timeout, max_attempts, max_wait, sleep, clock)
+    client = _Client(api_url, f"connection '{connection}'", timeout, max_attempts, max_wait,
+                     sleep, clock)
     auth = _BearerAuth(token.reveal)
     response = client.send("DELETE", "/installation/token", auth, None,
                            what="revoke an installation token")
@@ -241,6 +243,127 @@ def revoke_installation_token(
         return False
     said = _said(response, auth.secrets_sent())
     raise client.unexpected(response, "revoke an installation token", said)
+
+
+# --- pull requests and reviews (connc approvals) --------------------------------------------
+
+_REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
+_NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
+_MAX_PAGES = 100  # 10,000 reviews: far more than any pull request has; a bound all the same
+
+
+@dataclasses.dataclass(frozen=True)
+class PullRequest:
+    number: int
+    author: str  # login
+    head_sha: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Review:
+    login: str
+    state: str  # APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED
+    commit_id: str
+
+
+class PullRequests:
+    """Pull requests and their reviews in one repository, read with a token (GITHUB_TOKEN).
+
+    The token is sent to `api_url` only: pagination follows a `Link` only to the same API.
+    """
+
+    def __init__(self, api_url: str, repository: str, token: Secret, *, timeout: float = 10.0,
+                 max_attempts: int = 3, max_wait: float = 30.0,
+                 sleep: Callable[[float], None] = time.sleep,
+                 clock: Callable[[], float] = time.time) -> None:
+        if not _REPOSITORY.fullmatch(repository):
+            raise GitHubError(f"the repository must be owner/name, not {repository!r}")
+        self.repository = repository
+        self._token = token
+        self._client_args = (api_url, timeout, max_attempts, max_wait, sleep, clock)
+
+    def pull_request(self, number: int) -> PullRequest:
+        client = self._client(number)
+        data = self._get(client, f"/repos/{self.repository}/pulls/{number}", "read it")
+        author = data.get("user", {}).get("login") if isinstance(data, dict) else None
+        head = data.get("head", {}).get("sha") if isinstance(data, dict) else None
+        if not isinstance(author, str) or not isinstance(head, str) \
+                or not re.fullmatch(r"[0-9a-f]{40}", head):
+            raise GitHubError(f"{client.subject}: GitHub's answer has no author or head "
+                              f"commit (not a GitHub API?)")
+        return PullRequest(number, author, head)
+
+    def reviews(self, number: int) -> list[Review]:
+        """Every review, oldest first, following GitHub's pagination."""
+        client = self._client(number)
+        path: str | None = f"/repos/{self.repository}/pulls/{number}/reviews?per_page=100"
+        found: list[Review] = []
+        pages = 0
+        while path is not None:
+            pages += 1
+            if pages > _MAX_PAGES:
+                raise GitHubError(f"{client.subject}: more than {_MAX_PAGES} pages of reviews")
+            response = self._send(client, path, "list its reviews")
+            data = response.json()
+            if not isinstance(data, list):
+                raise GitHubError(f"{client.subject}: GitHub's list of reviews is not a list "
+                                  f"(not a GitHub API?)")
+            for item in data:
+                review = _review(item)
+                if review is not None:
+                    found.append(review)
+            path = self._next(client, response)
+        return found
+
+    def _client(self, number: int) -> _Client:
+        api_url, timeout, attempts, max_wait, sleep, clock = self._client_args
+        return _Client(api_url, f"pull request {number} of {self.repository}", timeout,
+                       attempts, max_wait, sleep, clock)
+
+    def _get(self, client: _Client, path: str, what: str) -> Any:
+        return self._send(client, path, what).json()  # JSON: `_send` checked it
+
+    def _send(self, client: _Client, path: str, what: str) -> http.Answer:
+        auth = _BearerAuth(self._token.reveal)
+        response = client.send("GET", path, auth, None, what=what)
+        status = response.status
+        if status == 200:
+            if response.json() is None:
+                raise GitHubError(f"{client.subject}: GitHub's answer is not JSON "
+                                  f"(not a GitHub API?)")
+            return response
+        said = _said(response, auth.secrets_sent())
+        if status == 401:
+            raise GitHubError(f"{client.subject}: GitHub refused the token in GITHUB_TOKEN "
+                              f"(HTTP 401){said}")
+        if status == 403:
+            raise GitHubError(f"{client.subject}: the token may not {what} (HTTP 403){said}; "
+                              f"the workflow needs `permissions: pull-requests: read`")
+        if status == 404:
+            raise GitHubError(f"{client.subject}: not found (HTTP 404) at {client.display_url}"
+                              f"{said}; check the number, GITHUB_REPOSITORY, and that the "
+                              f"token can see the repository")
+        raise client.unexpected(response, what, said)
+
+    def _next(self, client: _Client, response: http.Answer) -> str | None:
+        match = _NEXT_LINK.search(response.headers.get("Link", ""))
+        if match is None:
+            return None
+        url = match.group(1)
+        if not url.startswith(client.api_url + "/"):
+            raise GitHubError(f"{client.subject}: GitHub's next page is not at "
+                              f"{client.display_url}; not following it with the token")
+        return url[len(client.api_url):]
+
+
+def _review(item: object) -> Review | None:
+    if not isinstance(item, dict):
+        return None
+    login = item.get("user", {}).get("login") if isinstance(item.get("user"), dict) else None
+    state, commit = item.get("state"), item.get("commit_id")
+    if not isinstance(login, str) or not isinstance(state, str) or not isinstance(commit, str):
+        return None  # a review by a deleted account (user: null) speaks for nobody
+    return Review(login, state, commit)
 
 
 # --- internals -------------------------------------------------------------------------------
@@ -270,16 +393,17 @@ class _BearerAuth:
 
 
 class _Client:
-    """Requests with timeouts, retries and backoff, and messages that name the connection."""
+    """Requests with timeouts, retries and backoff, and messages that name their subject
+    (`connection 'x'`, `pull request 12 of octo/repo`)."""
 
-    def __init__(self, api_url: str, connection: str, timeout: float, max_attempts: int,
+    def __init__(self, api_url: str, subject: str, timeout: float, max_attempts: int,
                  max_wait: float, sleep: Callable[[float], None], clock: Callable[[], float]) -> None:
         self.api_url = (api_url or DEFAULT_API_URL).rstrip("/")
         parts = urlsplit(self.api_url)
         # Shown in messages: never any user:password@ that may sit in a URL.
         self.display_url = f"{parts.scheme}://{parts.hostname or ''}" + (
             f":{parts.port}" if parts.port else "") + parts.path
-        self.connection = connection
+        self.subject = subject
         self.timeout = timeout
         self.max_attempts = max(1, max_attempts)
         self.max_wait = max_wait
@@ -309,12 +433,12 @@ class _Client:
                 failure = error
             if failure is not None and failure.kind == "tls":  # a missing CA: no retry
                 raise GitHubError(
-                    f"connection '{self.connection}': TLS verification of "
+                    f"{self.subject}: TLS verification of "
                     f"{self.display_url} failed; for a private CA set REQUESTS_CA_BUNDLE or "
                     "SSL_CERT_FILE"
                 )
             if failure is not None and failure.kind in ("invalid", "redirects"):
-                raise GitHubError(f"connection '{self.connection}': cannot {what} at "
+                raise GitHubError(f"{self.subject}: cannot {what} at "
                                   f"{self.display_url}: invalid apiUrl")
             if response is None:
                 # A POST whose answer was lost may have minted a token anyway; it dies
@@ -325,7 +449,7 @@ class _Client:
                 delay = _backoff(attempt)
                 if attempt == self.max_attempts or waited + delay > self.max_wait:
                     raise GitHubError(
-                        f"connection '{self.connection}': cannot {what}: {reason} "
+                        f"{self.subject}: cannot {what}: {reason} "
                         f"({self.display_url}, {_attempts(attempt)})"
                     )
             else:
@@ -370,7 +494,7 @@ class _Client:
             stamp = dt.datetime.fromtimestamp(reset_at, dt.UTC)
             when = f" until {stamp.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         return GitHubError(
-            f"connection '{self.connection}': GitHub rate-limits this App{when} (HTTP "
+            f"{self.subject}: GitHub rate-limits these requests{when} (HTTP "
             f"{response.status}, {delay:.0f} s from now), longer than connc waits "
             f"({self.max_wait:g} s); cannot {what}, retry after the reset"
         )
@@ -384,7 +508,7 @@ class _Client:
         else:
             reason = f"unexpected HTTP {status}"
         return GitHubError(
-            f"connection '{self.connection}': cannot {what} at {self.display_url}: {reason}{said}"
+            f"{self.subject}: cannot {what} at {self.display_url}: {reason}{said}"
         )
 
     def enterprise_hint(self) -> str:

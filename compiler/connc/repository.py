@@ -83,14 +83,21 @@ def present(path: Path) -> bool:
     return path.exists() or path.is_symlink()
 
 
+_SYMLINK = ("is a symlink (or is reached through one); connc follows none: a link can point "
+            "outside the repository, or at a file no review of this path covers")
+
+
 def inside(root: Path, relpath: str) -> Finding | None:
-    """A finding when `relpath` is a symlink out of the repository or not a regular file."""
-    path = root / relpath
-    # Resolve the whole path, not only the file: a symlinked `connections.d/` leaves too.
-    if not path.resolve().is_relative_to(root.resolve()):
-        return finding(relpath, 1, 1, "CONNC007",
-                       "the file is (or is reached through) a symlink that leaves the "
-                       "repository; connc does not follow it")
+    """A finding when `relpath` is, or is reached through, a symlink, or is not a regular file.
+
+    `root` is resolved (`find_root`); every component below it is checked, so a symlinked
+    `connections.d/` is refused as surely as a symlinked file.
+    """
+    path = root
+    for part in relpath.split("/"):
+        path = path / part
+        if path.is_symlink():
+            return finding(relpath, 1, 1, "CONNC007", f"the file {_SYMLINK}")
     if not path.is_file():
         # Never open it: a FIFO would block the run, a device could be anything.
         kind = "a directory" if path.is_dir() else "not a regular file"
@@ -108,6 +115,9 @@ def _expected(relpath: str) -> str:
 
 def _list(root: Path, directory: str, suffix: str) -> tuple[list[str], list[Finding]]:
     base = root / directory
+    if base.is_symlink():
+        return [], [finding(directory, 1, 1, "CONNC007",
+                            f"{directory}/ {_SYMLINK}; connc reads no file in it")]
     if not base.is_dir():
         if present(base):  # a file (or a dangling link) where the directory belongs
             return [], [finding(directory, 1, 1, "CONNC008",
@@ -116,10 +126,8 @@ def _list(root: Path, directory: str, suffix: str) -> tuple[list[str], list[Find
     files, found = [], []
     with os.scandir(base) as scan:
         entries = sorted(scan, key=lambda entry: entry.name)
-    # `inside` resolves each path, several system calls per file. A regular file that is not
-    # a symlink, listed in a directory that resolves inside the root, is inside too: only
-    # the other entries (rare) need the full check. Same findings, a fraction of the time.
-    base_inside = base.resolve().is_relative_to(root.resolve())
+    # The directory is no symlink (above), so an entry that is a regular file and no symlink
+    # (one system call, cached by scandir) needs no further check: only the rare others do.
     for entry in entries:
         name = entry.name
         relpath = f"{directory}/{name}"
@@ -130,8 +138,7 @@ def _list(root: Path, directory: str, suffix: str) -> tuple[list[str], list[Find
                                  f"files in {directory}/ are named <id>{suffix}; connc does not "
                                  f"read this one"))
             continue
-        plain_file = base_inside and entry.is_file(follow_symlinks=False)
-        problem = None if plain_file else inside(root, relpath)
+        problem = None if entry.is_file(follow_symlinks=False) else inside(root, relpath)
         if problem:
             found.append(problem)
             continue
@@ -156,6 +163,8 @@ class ConnectionSummary:
     visibility: str
     members: tuple[tuple[str, Pos], ...]
     type: str
+    spec: tuple[tuple[str, str], ...]  # (field, canonical JSON value), as the seal records it
+    sealed: bool  # its credential holds a seal (the key name is plaintext)
     recipients: frozenset[str]
     sops_pos: Pos
     wrapped_keys: frozenset[str]
@@ -168,6 +177,9 @@ class UseSummary:
     connection: str
     pos: Pos
     github_options: tuple[tuple[str, Pos], ...]  # options that only github-app accepts
+    repositories: tuple[str, ...] | None  # the token's narrowing, as declared
+    permissions: tuple[tuple[str, str], ...] | None
+    refresh: bool
 
 
 @dataclasses.dataclass(frozen=True)

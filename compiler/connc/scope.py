@@ -1,7 +1,8 @@
 """Scope of use: may pipeline P use connection C? (spec section 2)
 
 One function decides, and explains a refusal in the same words for `validate` and `render`;
-`grant_states` applies it to a whole repository for `access` and `diff`.
+`grant_states` applies it to a whole repository for `access` and `diff`, and
+`narrower_or_equal` orders two scopes by it, for `diff` and the seals.
 """
 
 from __future__ import annotations
@@ -62,6 +63,24 @@ def decide(pipeline: PipelineScope, connection: ConnectionScope) -> Denial | Non
         f"and lists none of user:{pipeline.owner}, pipeline:{pipeline.id}, {teams}; "
         f"add one to `scope.members` of the connection",
     )
+
+
+def narrower_or_equal(before: ConnectionScope, after: ConnectionScope) -> bool:
+    """True when every pipeline `after` admits, `before` admitted too (by `decide`).
+
+    The one definition of "narrower": a change of scope that keeps to it needs no consent
+    (`connc diff` does not mark it) and no reseal (`seal.changes`). A new owner is never
+    narrower: the owner may always use their connection, and the seal binds the owner.
+    """
+    if after.owner != before.owner:
+        return False
+    if before.visibility == "public" or after.visibility == "private":
+        return True
+    if after.visibility == "public":
+        return False
+    # `after` is custom: it admits the owner's pipelines and those of its members.
+    admitted = set(before.members) if before.visibility == "custom" else set()
+    return set(after.members) <= admitted
 
 
 def pipeline_scope(pipeline: PipelineSummary) -> PipelineScope:

@@ -6,7 +6,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connc.scope import ConnectionScope, PipelineScope, decide, matching_member
+from connc.scope import (
+    ConnectionScope,
+    PipelineScope,
+    decide,
+    matching_member,
+    narrower_or_equal,
+)
 
 RELEASE = PipelineScope("api-release", "alice", ("platform", "web"))
 
@@ -113,3 +119,39 @@ def test_custom_is_allowed_iff_owner_or_a_member_matches(pipeline: PipelineScope
     assert (denial is None) == expected
     if denial is not None:
         assert denial.code == "CONNC302"
+
+
+# ---------------------------------------------------------------------------- narrower
+
+scopes = st.builds(lambda visibility, owner, listed: ConnectionScope("c", owner, visibility,
+                                                                     listed),
+                   st.sampled_from(["private", "public", "custom"]),
+                   st.sampled_from(["alice", "carol"]), members)
+
+
+@given(scopes, scopes, pipelines)
+def test_narrower_admits_no_pipeline_the_wider_scope_denied(
+        before: ConnectionScope, after: ConnectionScope, pipeline: PipelineScope) -> None:
+    # The order diff and the seals use is the one render applies.
+    if narrower_or_equal(before, after) and decide(pipeline, after) is None:
+        assert decide(pipeline, before) is None
+
+
+@given(scopes)
+def test_a_scope_is_as_narrow_as_itself(scope: ConnectionScope) -> None:
+    assert narrower_or_equal(scope, scope)
+
+
+@pytest.mark.parametrize(("before", "after", "narrower"), [
+    pytest.param(conn("public"), conn("custom", "carol", "team:web"), True, id="public-to-custom"),
+    pytest.param(conn("custom", "carol", "team:web", "user:bob"),
+                 conn("custom", "carol", "team:web"), True, id="member-removed"),
+    pytest.param(conn("custom", "carol", "team:web"), conn("private"), True, id="to-private"),
+    pytest.param(conn("private"), conn("custom", "carol"), True, id="custom-without-members"),
+    pytest.param(conn("private"), conn("custom", "carol", "user:bob"), False, id="member-added"),
+    pytest.param(conn("custom", "carol", "team:web"), conn("public"), False, id="to-public"),
+    pytest.param(conn("private", "carol"), conn("private", "alice"), False, id="new-owner"),
+])
+def test_narrower_or_equal(before: ConnectionScope, after: ConnectionScope,
+                           narrower: bool) -> None:
+    assert narrower_or_equal(before, after) is narrower

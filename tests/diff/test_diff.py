@@ -7,9 +7,7 @@ copied for each test; each test changes files, commits or not, and diffs.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,44 +25,21 @@ from repokit import (
     MEMBERS,
     TEST_KEY_FILE,
     TEST_RECIPIENT,
+    commit,
     connection,
+    git,
     make_repo,
     new_age_key,
     pipeline,
+    replace,
     run_connc,
     sops_rules,
     write,
 )
 
-GIT_IDENTITY = {
-    "GIT_AUTHOR_NAME": "connc test", "GIT_AUTHOR_EMAIL": "test@connc.invalid",
-    "GIT_COMMITTER_NAME": "connc test", "GIT_COMMITTER_EMAIL": "test@connc.invalid",
-    "GIT_CONFIG_NOSYSTEM": "1",
-}
 ALICES = "connections.d/alices.sops.yaml"
 TEAM = "connections.d/team.sops.yaml"
 OPEN = "connections.d/open.sops.yaml"
-
-
-def git(repo: Path, *args: str) -> str:
-    proc = subprocess.run(["git", *args], cwd=repo, env={**os.environ, **GIT_IDENTITY},
-                          capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, f"git {args} failed: {proc.stderr}"
-    return proc.stdout
-
-
-def commit(repo: Path, message: str = "change") -> str:
-    git(repo, "add", "-A")
-    git(repo, "commit", "-q", "--allow-empty", "-m", message)
-    return git(repo, "rev-parse", "HEAD").strip()
-
-
-def replace(repo: Path, relpath: str, old: str, new: str) -> None:
-    """Edit a file as a reviewer would: plaintext outside `credential` needs no key."""
-    path = repo / relpath
-    text = path.read_text()
-    assert text.count(old) == 1, f"{old!r} in {relpath}"
-    path.write_text(text.replace(old, new))
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +121,7 @@ def test_a_grant_removed_does_not_widen(repo: Path) -> None:
     assert code == 0
     assert json.loads(out)["changes"]["grants"] == [
         {"change": "changed", "widens": False, "pipeline": "a", "connection": "alices",
-         "before": "uses", "after": "may"}]
+         "before": "uses", "after": "may", "approvers": [], "reseal": False}]
 
 
 def test_private_to_custom_to_public(repo: Path) -> None:
@@ -239,8 +214,11 @@ def test_connections_and_pipelines_added_and_removed(repo: Path) -> None:
     assert rows(result.changes, "connections") == [
         ("removed", {"connection": "open", "type": "gitlab", "owner": "alice",
                      "visibility": "public"}, False)]
+    # A new pipeline claims its owner's identity (spec 5.1): it widens, bob consents.
     assert rows(result.changes, "pipelines") == [
-        ("added", {"pipeline": "b", "owner": "bob", "teams": ""}, False)]
+        ("added", {"pipeline": "b", "owner": "bob", "teams": ""}, True)]
+    [added] = [c for c in result.changes if c.section == "pipelines"]
+    assert added.approvers == ("user:bob",)
     # b may use bob's `team`: its grant is what widens.
     assert [(g["pipeline"], g["connection"], w) for _c, g, w in rows(result.changes, "grants")
             if w] == [("b", "team", True)]
@@ -353,9 +331,11 @@ def test_a_symlink_in_a_revision_is_not_followed(repo: Path) -> None:
     (repo / "pipelines.d" / "link.yaml").symlink_to("/etc/passwd")
     commit(repo)
     result = diff(repo, "main", "main", unread=True)
-    assert rows(result.changes, "unread") == [
-        ("not a regular file", {"file": "pipelines.d/link.yaml", "at": "base"}, False),
-        ("not a regular file", {"file": "pipelines.d/link.yaml", "at": "head"}, False)]
+    # Never read, and at the head it fails the verdict closed: no consent makes it safe.
+    assert rows(result.changes, "integrity") == [
+        ("a symlink", {"file": "pipelines.d/link.yaml", "at": "head"}, True),
+        ("a symlink", {"file": "pipelines.d/link.yaml", "at": "base"}, False)]
+    assert result.widened
 
 
 # ---------------------------------------------------------------------------- output
@@ -366,14 +346,16 @@ def test_markdown_sections_only_for_what_changed(repo: Path) -> None:
     code, out = run(repo, "main")
     headings = [line for line in out.splitlines() if line.startswith("#")]
     assert headings == ["## connc diff: `main` (" + git(repo, "rev-parse", "main")[:12]
-                        + ") → the working tree", "### Connection scopes and owners"]
+                        + ") → the working tree", "### Consent needed",
+                        "### Connection scopes and owners"]
     assert code == 1
 
 
 def test_json_has_every_section(repo: Path) -> None:
     data: dict[str, Any] = json.loads(run(repo, "main", "--format", "json")[1])
-    assert list(data["changes"]) == ["grants", "scopes", "recipients", "teams", "claims",
-                                     "connections", "pipelines", "unread"]
+    assert list(data["changes"]) == ["grants", "scopes", "specs", "narrowing", "recipients",
+                                     "keys", "teams", "users", "claims", "connections",
+                                     "pipelines", "policy", "integrity", "unread"]
     assert data["base"]["revision"] == "main" and data["head"] == {"revision": None,
                                                                     "commit": None}
 

@@ -1,25 +1,40 @@
-"""`connc diff BASE [HEAD]`: what a change does to access (spec section 5).
+"""`connc diff BASE [HEAD]`: every change that could move a credential (spec 5.1), and whose
+consent it needs (spec 5.2).
 
 Each side is read the way `validate` reads a repository (`snapshot`) and the two are
 compared: grants (the same scope decision as `connc access`), connection scopes and owners,
-sops recipients, team membership, pipeline owners and teams. Each change is a row; a row
-that widens access is marked, and one such row makes the verdict "widened" (exit 1).
+every `spec` field, the GitHub App narrowing of each use, sops recipients of files and keys of
+principals, team membership, users and their forge accounts, pipeline owners and teams,
+`.sops.yaml` and `connc.yaml`, and files whose identity is in doubt. Each change is a row; a
+row that widens access is marked, names the principals whose consent it needs
+(`approvers`), and makes the verdict "widened" (exit 1). Narrowing never needs consent.
+
+Approvers are principals: `user:NAME` (that user), `admins` (any admin of `connc.yaml`),
+`nobody` (no consent makes it safe: the file must be fixed). The owner who consents for a
+connection is its owner at BASE, who answers for it now; a new connection's is its owner at
+HEAD. Who an approver is as a person is resolved against BASE by `connc approvals`, so a pull
+request cannot name its own approvers.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+import json
+from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from connc.diff.revisions import Revision
 from connc.diff.snapshot import Snapshot
-from connc.sopsmeta import shown_recipient
+from connc.repository import UseSummary
+from connc.scope import connection_scope, narrower_or_equal
+from connc.sopsmeta import recipient_of_member_key, shown_recipient
 
-_VISIBILITY_RANK = {"private": 0, "custom": 1, "public": 2}
 # A grant's state for one (pipeline, connection): "" none, "denied" listed in `uses` but not
 # allowed (render refuses it, so it grants nothing), "may" allowed, "uses" allowed and used.
 _GRANT_RANK = {"": 0, "denied": 0, "may": 1, "uses": 2}
+_LEVEL_RANK = {"read": 1, "write": 2, "admin": 3}
+_SHOWN = 80  # characters of a spec value a row shows (CA data is long)
+ADMINS, NOBODY = "admins", "nobody"
 
 T = TypeVar("T")
 
@@ -27,19 +42,29 @@ T = TypeVar("T")
 SECTIONS = {
     "grants": "Grants",
     "scopes": "Connection scopes and owners",
-    "recipients": "Recipients",
+    "specs": "Connection endpoints and settings",
+    "narrowing": "GitHub App token narrowing",
+    "recipients": "Recipients of connection files",
+    "keys": "Keys of principals",
     "teams": "Team members",
+    "users": "Users and their accounts",
     "claims": "Pipeline owners and teams",
     "connections": "Connections",
     "pipelines": "Pipelines",
+    "policy": ".sops.yaml and connc.yaml",
+    "integrity": "Files whose identity is in doubt",
     "unread": "Not read",
 }
+
+
 @dataclasses.dataclass(frozen=True)
 class Change:
     section: str  # a key of SECTIONS
     change: str  # added, removed, changed, visibility widened, member added, ...
     values: dict[str, str]  # the table's columns, the same keys for every row of a section
     widens: bool = False
+    approvers: tuple[str, ...] = ()  # principals whose consent it needs, each of them
+    reseal: bool = False  # a sealed field changed: the credential will not render until resealed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +72,8 @@ class Diff:
     base: Revision
     head: Revision
     changes: list[Change]
+    base_side: Snapshot
+    head_side: Snapshot
 
     @property
     def widened(self) -> bool:
@@ -54,12 +81,40 @@ class Diff:
 
 
 def compare(base: Snapshot, head: Snapshot) -> list[Change]:
-    changes = [*_grants(base, head), *_scopes(base, head), *_recipients(base, head),
-               *_teams(base, head), *_claims(base, head), *_files(base, head),
+    changes = [*_grants(base, head), *_scopes(base, head), *_specs(base, head),
+               *_narrowing(base, head), *_recipients(base, head), *_keys(base, head),
+               *_teams(base, head), *_users(base, head), *_claims(base, head),
+               *_files(base, head), *_policy(base, head), *_integrity(base, head),
                *_unread(base, head)]
     # Within a section, what widens access first.
     order = list(SECTIONS)
     return sorted(changes, key=lambda c: (order.index(c.section), not c.widens))
+
+
+def _row(section: str, change: str, values: dict[str, str], widens: bool,
+         approvers: Iterable[str], reseal: bool = False) -> Change:
+    """A row; the approvers count only when it widens (narrowing is free)."""
+    return Change(section, change, values, widens,
+                  tuple(dict.fromkeys(approvers)) if widens else (), reseal and widens)
+
+
+def _owner(cid: str, base: Snapshot, head: Snapshot) -> str:
+    """The owner who consents for a connection: at BASE, else (a new one) at HEAD."""
+    connection = base.connections.get(cid) or head.connections.get(cid)
+    return f"user:{connection.owner}" if connection is not None else ADMINS
+
+
+def _sealed(cid: str, base: Snapshot) -> bool:
+    connection = base.connections.get(cid)
+    return connection is not None and connection.sealed
+
+
+def _common(before: Mapping[str, T], after: Mapping[str, T]) -> Iterable[tuple[str, T, T]]:
+    for key in sorted(before.keys() & after.keys()):
+        yield key, before[key], after[key]
+
+
+# ---------------------------------------------------------------------------- connections
 
 
 def _state(side: Snapshot, pipeline: str, connection: str) -> str:
@@ -78,36 +133,103 @@ def _grants(base: Snapshot, head: Snapshot) -> Iterable[Change]:
         if before == after:
             continue
         change = "added" if not before else "removed" if not after else "changed"
-        yield Change("grants", change, {"pipeline": pair[0], "connection": pair[1],
-                                        "before": before, "after": after},
-                     widens=_GRANT_RANK[after] > _GRANT_RANK[before])
-
-
-def _common(before: dict[str, T], after: dict[str, T]) -> Iterable[tuple[str, T, T]]:
-    for key in sorted(before.keys() & after.keys()):
-        yield key, before[key], after[key]
+        yield _row("grants", change, {"pipeline": pair[0], "connection": pair[1],
+                                      "before": before, "after": after},
+                   _GRANT_RANK[after] > _GRANT_RANK[before], [_owner(pair[1], base, head)])
 
 
 def _scopes(base: Snapshot, head: Snapshot) -> Iterable[Change]:
     for cid, old, new in _common(base.connections, head.connections):
         row = {"connection": cid}
+        sealed = old.sealed
         if old.owner != new.owner:
-            # The owner may always use its connection: a new owner is a principal added.
-            yield Change("scopes", "owner changed", row | {"before": old.owner,
-                                                           "after": new.owner}, widens=True)
+            # The owner may always use its connection: a new owner is a principal added,
+            # and both the one who hands it over and the one who takes it consent.
+            yield _row("scopes", "owner changed", row | {"before": old.owner, "after": new.owner},
+                       True, [f"user:{old.owner}", f"user:{new.owner}"], sealed)
+        # Widening is decided once, by the order render applies (`scope.narrower_or_equal`):
+        # public -> custom with members is narrower overall, and widens nothing.
+        wider = not narrower_or_equal(
+            connection_scope(old),
+            dataclasses.replace(connection_scope(new), owner=old.owner))  # owner: its own row
         if old.visibility != new.visibility:
-            wider = _VISIBILITY_RANK[new.visibility] > _VISIBILITY_RANK[old.visibility]
-            yield Change("scopes", f"visibility {'widened' if wider else 'narrowed'}",
-                         row | {"before": old.visibility, "after": new.visibility},
-                         widens=wider)
+            yield _row("scopes", f"visibility {'widened' if wider else 'narrowed'}",
+                       row | {"before": old.visibility, "after": new.visibility}, wider,
+                       [f"user:{old.owner}"], sealed)
         old_members = {m for m, _pos in old.members}
         new_members = {m for m, _pos in new.members}
         for member in sorted(new_members - old_members):
-            # Members only count when the scope is custom (validate warns otherwise).
-            yield Change("scopes", "member added", row | {"before": "", "after": member},
-                         widens=new.visibility == "custom")
+            yield _row("scopes", "member added", row | {"before": "", "after": member},
+                       wider and new.visibility == "custom", [f"user:{old.owner}"], sealed)
         for member in sorted(old_members - new_members):
-            yield Change("scopes", "member removed", row | {"before": member, "after": ""})
+            yield _row("scopes", "member removed", row | {"before": member, "after": ""},
+                       False, ())
+
+
+def _specs(base: Snapshot, head: Snapshot) -> Iterable[Change]:
+    """Any spec field: the credential goes to another host, or trusts another key."""
+    for cid, old, new in _common(base.connections, head.connections):
+        before, after = dict(old.spec), dict(new.spec)
+        for field in sorted(before.keys() | after.keys()):
+            if before.get(field) != after.get(field):
+                change = "added" if field not in before else \
+                    "removed" if field not in after else "changed"
+                yield _row("specs", change,
+                           {"connection": cid, "field": f"spec.{field}",
+                            "before": _shown(before.get(field)),
+                            "after": _shown(after.get(field))},
+                           True, [f"user:{old.owner}"], old.sealed)
+
+
+def _shown(encoded: str | None) -> str:
+    if encoded is None:
+        return ""
+    value = json.loads(encoded)
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
+
+
+def _uses(side: Snapshot) -> dict[tuple[str, str], UseSummary]:
+    return {(pid, use.connection): use for pid, pipeline in side.pipelines.items()
+            for use in pipeline.uses}
+
+
+def _narrowing(base: Snapshot, head: Snapshot) -> Iterable[Change]:
+    """A github-app use that now reaches more repositories, permissions, or keeps the key."""
+    before_uses = _uses(base)
+    for (pid, cid), new in sorted(_uses(head).items()):
+        connection = head.connections.get(cid)
+        if connection is None or connection.type != "github-app":
+            continue
+        old = before_uses.get((pid, cid))
+        if old is None:
+            continue  # a new use: its grant row says it, and the token's scope is in the file
+        row = {"pipeline": pid, "connection": cid}
+        approvers = [_owner(cid, base, head)]
+        if old.repositories is not None and new.repositories != old.repositories:
+            added = sorted(set(new.repositories or ()) - set(old.repositories))
+            widens = new.repositories is None or bool(added)
+            yield _row("narrowing", "repositories", row | {
+                "before": ", ".join(old.repositories),
+                "after": "all of the installation's" if new.repositories is None
+                else ", ".join(new.repositories)}, widens, approvers)
+        if old.permissions is not None and new.permissions != old.permissions:
+            was, now = dict(old.permissions), dict(new.permissions or ())
+            widens = new.permissions is None or any(
+                _LEVEL_RANK.get(level, 9) > _LEVEL_RANK.get(was.get(name, ""), 0)
+                for name, level in now.items())
+            yield _row("narrowing", "permissions", row | {
+                "before": _permissions(was),
+                "after": "all of the installation's" if new.permissions is None
+                else _permissions(now)}, widens, approvers)
+        if new.refresh != old.refresh:
+            yield _row("narrowing", "refresh", row | {
+                "before": str(old.refresh).lower(), "after": str(new.refresh).lower()},
+                new.refresh, approvers)
+
+
+def _permissions(permissions: Mapping[str, str]) -> str:
+    return ", ".join(f"{name}: {level}" for name, level in sorted(permissions.items()))
 
 
 def _recipients(base: Snapshot, head: Snapshot) -> Iterable[Change]:
@@ -115,34 +237,10 @@ def _recipients(base: Snapshot, head: Snapshot) -> Iterable[Change]:
         for side, recipients, change in ((head, new.recipients - old.recipients, "added"),
                                          (base, old.recipients - new.recipients, "removed")):
             for recipient in sorted(recipients):
-                yield Change("recipients", change,
-                             {"connection": cid, "recipient": shown_recipient(recipient),
-                              "principal": side.principals.get(recipient, "")},
-                             widens=change == "added")
-
-
-def _teams(base: Snapshot, head: Snapshot) -> Iterable[Change]:
-    for team in sorted(base.teams.keys() | head.teams.keys()):
-        old, new = base.teams.get(team, frozenset()), head.teams.get(team, frozenset())
-        # render lets a pipeline claim a team its owner is in: a member added widens.
-        for user in sorted(new - old):
-            yield Change("teams", "member added", {"team": team, "user": user}, widens=True)
-        for user in sorted(old - new):
-            yield Change("teams", "member removed", {"team": team, "user": user})
-
-
-def _claims(base: Snapshot, head: Snapshot) -> Iterable[Change]:
-    for pid, old, new in _common(base.pipelines, head.pipelines):
-        row = {"pipeline": pid}
-        if old.owner != new.owner:
-            yield Change("claims", "owner changed", row | {"before": old.owner,
-                                                           "after": new.owner}, widens=True)
-        old_teams, new_teams = {t for t, _pos in old.teams}, {t for t, _pos in new.teams}
-        for team in sorted(new_teams - old_teams):
-            yield Change("claims", "team added", row | {"before": "", "after": team},
-                         widens=True)
-        for team in sorted(old_teams - new_teams):
-            yield Change("claims", "team removed", row | {"before": team, "after": ""})
+                yield _row("recipients", change,
+                           {"connection": cid, "recipient": shown_recipient(recipient),
+                            "principal": side.principals.get(recipient, "")},
+                           change == "added", [f"user:{old.owner}"])
 
 
 def _files(base: Snapshot, head: Snapshot) -> Iterable[Change]:
@@ -150,19 +248,180 @@ def _files(base: Snapshot, head: Snapshot) -> Iterable[Change]:
         for cid in sorted(source.connections.keys() - other.connections.keys()):
             connection = source.connections[cid]
             # A new credential is access that did not exist; its grants are listed too.
-            yield Change("connections", change,
-                         {"connection": cid, "type": connection.type,
-                          "owner": connection.owner, "visibility": connection.visibility},
-                         widens=change == "added")
+            yield _row("connections", change,
+                       {"connection": cid, "type": connection.type,
+                        "owner": connection.owner, "visibility": connection.visibility},
+                       change == "added", [f"user:{connection.owner}"])
         for pid in sorted(source.pipelines.keys() - other.pipelines.keys()):
             pipeline = source.pipelines[pid]
-            # A new pipeline's access is in its grants; the pipeline itself grants nothing.
-            yield Change("pipelines", change,
-                         {"pipeline": pid, "owner": pipeline.owner,
-                          "teams": ", ".join(t for t, _pos in pipeline.teams)})
+            # A new pipeline claims its owner's identity and teams: the owner consents.
+            yield _row("pipelines", change,
+                       {"pipeline": pid, "owner": pipeline.owner,
+                        "teams": ", ".join(t for t, _pos in pipeline.teams)},
+                       change == "added", [f"user:{pipeline.owner}"])
+
+
+# ---------------------------------------------------------------------------- principals
+
+
+def _keys(base: Snapshot, head: Snapshot) -> Iterable[Change]:
+    """Keys added to principals: after `sops updatekeys`, they decrypt what the principal may."""
+    before, after = _principal_keys(base), _principal_keys(head)
+    for principal in sorted(before.keys() | after.keys()):
+        old, new = before.get(principal, frozenset()), after.get(principal, frozenset())
+        for recipient in sorted(new - old):
+            yield _row("keys", "added", {"principal": principal,
+                                         "recipient": shown_recipient(recipient)},
+                       True, [ADMINS])
+        for recipient in sorted(old - new):
+            yield _row("keys", "removed", {"principal": principal,
+                                           "recipient": shown_recipient(recipient)}, False, ())
+
+
+def _principal_keys(side: Snapshot) -> dict[str, frozenset[str]]:
+    keys: dict[str, frozenset[str]] = {}
+
+    def add(principal: str, values: Iterable[str]) -> None:
+        keys[principal] = frozenset(recipient_of_member_key(v) for v in values)
+
+    if side.members is not None:
+        for name, user in side.members.users.items():
+            add(f"user:{name}", user.recipients)
+        for name, team in side.members.teams.items():
+            add(f"team:{name}", team.recipients)
+    if side.config is not None:
+        add("adminRecipients", side.config.admin_recipients)
+    for pid, pipeline in side.pipelines.items():
+        keys[f"pipeline:{pid}"] = pipeline.recipients
+    return {principal: values for principal, values in keys.items() if values}
+
+
+def _teams(base: Snapshot, head: Snapshot) -> Iterable[Change]:
+    before, after = base.teams, head.teams
+    for team in sorted(before.keys() | after.keys()):
+        old, new = before.get(team, frozenset()), after.get(team, frozenset())
+        # render lets a pipeline claim a team its owner is in: a member added widens.
+        for user in sorted(new - old):
+            yield _row("teams", "member added", {"team": team, "user": user}, True, [ADMINS])
+        for user in sorted(old - new):
+            yield _row("teams", "member removed", {"team": team, "user": user}, False, ())
+
+
+def _users(base: Snapshot, head: Snapshot) -> Iterable[Change]:
+    """Users are principals and consent identities: adding one, or changing whose forge
+    account speaks for one, needs an admin."""
+    before = base.members.users if base.members is not None else {}
+    after = head.members.users if head.members is not None else {}
+    for name in sorted(after.keys() - before.keys()):
+        yield _row("users", "added", {"user": name, "before": "",
+                                      "after": after[name].github or ""}, True, [ADMINS])
+    for name in sorted(before.keys() - after.keys()):
+        yield _row("users", "removed", {"user": name, "before": before[name].github or "",
+                                        "after": ""}, False, ())
+    for name, old, new in _common(before, after):
+        if (old.github or "").lower() != (new.github or "").lower():
+            yield _row("users", "account changed",
+                       {"user": name, "before": old.github or "", "after": new.github or ""},
+                       bool(new.github), [ADMINS])
+
+
+def _claims(base: Snapshot, head: Snapshot) -> Iterable[Change]:
+    for pid, old, new in _common(base.pipelines, head.pipelines):
+        row = {"pipeline": pid}
+        if old.owner != new.owner:
+            yield _row("claims", "owner changed", row | {"before": old.owner,
+                                                         "after": new.owner},
+                       True, [f"user:{new.owner}"])
+        old_teams, new_teams = {t for t, _pos in old.teams}, {t for t, _pos in new.teams}
+        for team in sorted(new_teams - old_teams):
+            yield _row("claims", "team added", row | {"before": "", "after": team},
+                       True, [f"user:{new.owner}"])
+        for team in sorted(old_teams - new_teams):
+            yield _row("claims", "team removed", row | {"before": team, "after": ""}, False, ())
+
+
+# ---------------------------------------------------------------------------- policy, files
+
+
+def _policy(base: Snapshot, head: Snapshot) -> Iterable[Change]:
+    yield from _sops_rules(base, head)
+    yield from _config(base, head)
+
+
+def _sops_rules(base: Snapshot, head: Snapshot) -> Iterable[Change]:
+    """Recipients added to a rule widen; so does any change but a recipient removed (a new
+    path_regex or order can send a file to a rule with other recipients)."""
+    old, new = base.rules or (), head.rules or ()
+    for index in range(max(len(old), len(new))):
+        rule = f"creation rule {index + 1}"
+        before = old[index] if index < len(old) else None
+        after = new[index] if index < len(new) else None
+        values = {"file": ".sops.yaml", "field": rule}
+        if before is None or after is None:
+            yield _row("policy", "rule added" if before is None else "rule removed",
+                       values | {"before": "", "after": ""}, True, [ADMINS])
+            continue
+        for recipient in sorted(after.recipients - before.recipients):
+            yield _row("policy", "recipient added",
+                       values | {"before": "", "after": shown_recipient(recipient)},
+                       True, [ADMINS])
+        for recipient in sorted(before.recipients - after.recipients):
+            yield _row("policy", "recipient removed",
+                       values | {"before": shown_recipient(recipient), "after": ""}, False, ())
+        if before.path_regex != after.path_regex:
+            yield _row("policy", "path_regex changed",
+                       values | {"before": before.path_regex or "", "after": after.path_regex
+                                 or ""}, True, [ADMINS])
+        for (name, was), (_name, now) in zip(before.settings, after.settings, strict=True):
+            if was != now:
+                yield _row("policy", f"{name} changed", values | {"before": was, "after": now},
+                           True, [ADMINS])
+
+
+def _config(base: Snapshot, head: Snapshot) -> Iterable[Change]:
+    old, new = base.config, head.config
+    if old == new:
+        return
+    values = {"file": "connc.yaml"}
+    before_admins = set(old.admins) if old is not None else set()
+    after_admins = set(new.admins) if new is not None else set()
+    for admin in sorted(after_admins - before_admins):
+        yield _row("policy", "admin added", values | {"field": "admins", "before": "",
+                                                      "after": admin}, True, [ADMINS])
+    for admin in sorted(before_admins - after_admins):
+        yield _row("policy", "admin removed", values | {"field": "admins", "before": admin,
+                                                        "after": ""}, False, ())
+    # Policies that protect credentials: switching one off widens.
+    for field, was, now in (
+            ("requireSeals", old is not None and old.require_seals,
+             new is not None and new.require_seals),
+            ("githubApp.requirePermissions",
+             old is not None and old.github_app.require_permissions,
+             new is not None and new.github_app.require_permissions)):
+        if was != now:
+            yield _row("policy", "turned off" if was else "turned on",
+                       values | {"field": field, "before": str(was).lower(),
+                                 "after": str(now).lower()}, was, [ADMINS])
+    before_days = old.expiry_warning_days if old is not None else None
+    after_days = new.expiry_warning_days if new is not None else None
+    if before_days != after_days:
+        yield _row("policy", "changed", values | {"field": "expiryWarningDays",
+                                                  "before": str(before_days or ""),
+                                                  "after": str(after_days or "")}, False, ())
+
+
+def _integrity(base: Snapshot, head: Snapshot) -> Iterable[Change]:
+    """A file whose identity is in doubt at HEAD makes the verdict fail closed: no consent
+    makes a symlink or a duplicated id safe, the file must be fixed. At BASE it is listed
+    without widening: it counts as absent there, so whatever the change makes of it shows
+    as added, and the change that fixes it can pass."""
+    for side, snapshot in (("base", base), ("head", head)):
+        for relpath, why in sorted(snapshot.doubtful.items()):
+            yield _row("integrity", why, {"file": relpath, "at": side}, side == "head",
+                       [NOBODY])
 
 
 def _unread(base: Snapshot, head: Snapshot) -> Iterable[Change]:
     for side, snapshot in (("base", base), ("head", head)):
         for relpath, why in sorted(snapshot.unread.items()):
-            yield Change("unread", why, {"file": relpath, "at": side})
+            yield _row("unread", why, {"file": relpath, "at": side}, False, ())

@@ -6,7 +6,7 @@ import json
 import re
 from typing import TextIO
 
-from connc.diff.compare import SECTIONS, Change, Diff
+from connc.diff.compare import ADMINS, NOBODY, SECTIONS, Change, Diff
 from connc.diff.revisions import Revision
 from connc.findings import printable
 
@@ -14,6 +14,10 @@ _NOTES = {
     "grants": "`uses`: allowed and used; `may`: allowed, not used; `denied`: used but not "
               "allowed (render refuses it). Pipeline `*`: every pipeline (a public connection).",
     "recipients": "Who can decrypt each connection, from its sops metadata.",
+    "specs": "Where the credential goes, and what it trusts. Marked *reseal needed*: the "
+             "credential is sealed and will not render until a key holder runs `connc seal`.",
+    "integrity": "connc reads none of these; at the head they fail the check whatever the "
+                 "consent: replace a symlink with a file, make each id match its file name.",
     "unread": "These files could not be read (`connc validate` says why); such a file "
               "grants nothing, as render refuses it, so it is compared as absent on that side.",
 }
@@ -31,6 +35,15 @@ def _code(value: str) -> str:
     return f"{fence}{pad}{text}{pad}{fence}"
 
 
+def approver(principal: str) -> str:
+    """A principal as a reviewer reads it."""
+    if principal == ADMINS:
+        return "an admin"
+    if principal == NOBODY:
+        return "nobody (fix the file)"
+    return principal.partition(":")[2] or principal
+
+
 def _side(revision: Revision) -> str:
     if revision.commit is None:
         return "the working tree"
@@ -45,6 +58,7 @@ def as_markdown(result: Diff, out: TextIO) -> None:
         verb = "widens" if widening == 1 else "widen"
         out.write(f"**⚠️ Access widened**: {widening} of {total} {verb} access "
                   f"(marked ⚠️).\n")
+        _consent(result.changes, out)
     elif result.changes:
         out.write(f"**No access widened**: {total}, none widens access.\n")
     else:
@@ -58,14 +72,31 @@ def as_markdown(result: Diff, out: TextIO) -> None:
             _table(rows, out)
 
 
+def _consent(changes: list[Change], out: TextIO) -> None:
+    """Who must consent, grouped by person: readable however many rows there are."""
+    needed: dict[str, dict[str, int]] = {}
+    for change in changes:
+        for principal in change.approvers:
+            sections = needed.setdefault(principal, {})
+            sections[change.section] = sections.get(change.section, 0) + 1
+    out.write("\n### Consent needed\n\n| who | changes |\n|---|---|\n")
+    for principal, sections in sorted(needed.items(), key=lambda item: (
+            item[0] in (ADMINS, NOBODY), item[0])):
+        counts = ", ".join(f"{SECTIONS[section].lower()} ({count})"
+                           for section, count in sections.items())
+        out.write(f"| {_code(approver(principal))} | {sum(sections.values())}: {counts} |\n")
+
+
 def _table(rows: list[Change], out: TextIO) -> None:
     columns = list(rows[0].values)
-    lines = ["| | change | " + " | ".join(columns) + " |",
-             "|---|---|" + "---|" * len(columns)]
+    lines = ["| | change | " + " | ".join(columns) + " | consent |",
+             "|---|---|" + "---|" * len(columns) + "---|"]
     for row in rows:
         cells = [_code(row.values[column]) for column in columns]
-        lines.append(f"| {'⚠️' if row.widens else ''} | {row.change} | "
-                     + " | ".join(cells) + " |")
+        change = f"{row.change} (reseal needed)" if row.reseal else row.change
+        consent = ", ".join(approver(p) for p in row.approvers)
+        lines.append(f"| {'⚠️' if row.widens else ''} | {change} | " + " | ".join(cells)
+                     + f" | {_code(consent) if consent else ''} |")
     table = "\n".join(lines) + "\n"
     if len(rows) > _COLLAPSE_ROWS:
         table = f"<details><summary>{len(rows)} rows</summary>\n\n{table}\n</details>\n"
@@ -76,10 +107,12 @@ def as_json(result: Diff, out: TextIO) -> None:
     def revision(rev: Revision) -> dict[str, str | None]:
         return {"revision": rev.name, "commit": rev.commit}
 
-    changes: dict[str, list[dict[str, str | bool | None]]] = {key: [] for key in SECTIONS}
+    changes: dict[str, list[dict[str, object]]] = {key: [] for key in SECTIONS}
     for change in result.changes:
         changes[change.section].append({"change": change.change, "widens": change.widens,
-                                        **{k: v or None for k, v in change.values.items()}})
+                                        **{k: v or None for k, v in change.values.items()},
+                                        "approvers": list(change.approvers),
+                                        "reseal": change.reseal})
     json.dump({"base": revision(result.base), "head": revision(result.head),
                "widened": result.widened, "changes": changes}, out, indent=2,
               ensure_ascii=False)

@@ -90,7 +90,7 @@ def write_revision(top: Path, prefix: str, revision: Revision, dest: Path) -> di
         parts = relpath.split("/")
         if kind != b"blob" or mode == b"120000" or {"", ".", ".."} & set(parts):
             # Symlinks and submodules are not followed: a revision is read as data only.
-            skipped[relpath] = "not a regular file"
+            skipped[relpath] = "a symlink" if mode == b"120000" else "not a regular file"
         else:
             blobs.append((relpath, oid))
     dest.mkdir(parents=True)

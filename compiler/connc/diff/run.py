@@ -26,7 +26,7 @@ def diff(repo: Path, base: str, head: str | None = None) -> Diff:
         raise UsageError(f"{repo} is not a connection repository at either revision: neither "
                          f"has {repository.CONNECTIONS_DIR}/, {repository.PIPELINES_DIR}/ or "
                          f"{repository.MEMBERS_FILE}")
-    return Diff(base_rev, head_rev, compare(before, after))
+    return Diff(base_rev, head_rev, compare(before, after), before, after)
 
 
 def _read(top: Path, prefix: str, revision: Revision, dest: Path) -> Snapshot:
