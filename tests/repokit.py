@@ -8,6 +8,7 @@ exactly as a user would (from the repository root, so `.sops.yaml` applies).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import subprocess
 import sys
@@ -22,7 +23,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from connc import sops
+from connc import documents, seal, sops
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY_FILE = REPO_ROOT / "tests" / "keys" / "test-age-key.txt"
@@ -127,8 +128,11 @@ def sops_env(key_file: Path | None = None) -> dict[str, str]:
     return env
 
 
-def encrypt(root: Path, relpath: str) -> None:
-    """`sops encrypt --in-place` from the repository root, as the spec tells users to."""
+def encrypt(root: Path, relpath: str, *, sealed: bool = True) -> None:
+    """`sops encrypt --in-place` from the repository root, as the spec tells users to; first,
+    the connection is sealed as `connc new` seals it, when it is valid enough to be."""
+    if sealed:
+        seal_plaintext(root / relpath)
     proc = subprocess.run([sops.binary(), "encrypt", "--in-place", "--", relpath], cwd=root,
                           env=sops_env(), capture_output=True, check=False)
     assert proc.returncode == 0, f"sops encrypt {relpath} failed with {proc.returncode}"
@@ -160,6 +164,24 @@ def replace(repo: Path, relpath: str, old: str, new: str) -> None:
     text = path.read_text()
     assert text.count(old) == 1, f"{old!r} in {relpath}"
     path.write_text(text.replace(old, new))
+
+
+def seal_plaintext(path: Path) -> None:
+    """Add `connc-seal` to the block `credential:` of a plaintext connection file (textually:
+    a case's layout and comments stay as written). Nothing for a file that cannot be sealed."""
+    try:  # read as connc reads it: timestamps stay text
+        document = documents.parse(path.read_text(encoding="utf-8")).data
+        value = seal.encode(seal.view_of_plaintext(document))
+    except Exception:  # noqa: BLE001 - an invalid case file is left as it is
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    for index, line in enumerate(lines):
+        if line.rstrip() == "credential:" and index + 1 < len(lines):
+            following = lines[index + 1]
+            indent = following[: len(following) - len(following.lstrip())] or "  "
+            lines.insert(index + 1, f"{indent}{seal.SEAL_FIELD}: {json.dumps(value)}\n")
+            path.write_text("".join(lines), encoding="utf-8")
+            return
 
 
 def run_connc(*args: str, key_file: Path | None = None,

@@ -309,6 +309,34 @@ def secret_set(connection_id: str, field: str, repo: str) -> None:
 
 @cli.command()
 @click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "every", is_flag=True, help="Every connection of the repository.")
+@click.option("--dry-run", is_flag=True, help="Print what would be sealed; write nothing.")
+@repo_option
+def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str) -> None:
+    """Approve each connection's plaintext as it is now, with a key: write its seal.
+
+    A seal binds the credential to its id, owner, scope and spec (spec section 4.2): render
+    and check refuse a credential whose plaintext changed since. For each connection this
+    prints what changed since its last seal (fields and their values now), then reseals it,
+    without prompting. Needs a sops key that decrypts the file (exit 2 without one).
+
+    \b
+    Examples:
+      connc seal k8s-prod
+      connc seal --all --dry-run
+      SOPS_AGE_KEY_FILE=admin-key.txt connc seal --all
+    """
+    from connc.author import seal as sealing
+    from connc.repository import find_root
+
+    root = find_root(repo)
+    for done, current in sealing.seal_all(root, sealing.select(root, ids, every),
+                                          dry_run=dry_run):
+        click.echo(done.message(current, dry_run))
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, metavar="[ID]...")
 @repo_option
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(["text", "json"]))

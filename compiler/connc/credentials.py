@@ -2,8 +2,8 @@
 
 `Opening` is the one decrypt path: `render`, `check` and `validate --decrypt` each start one
 per connection (a sops process) and get the values back as `Secret`s together with every
-problem the field contract finds (no control characters, parsable keys and certificates, no
-placeholder left by `connc new`). `connc secret set` checks a new value with the same
+problem found: the seal against the plaintext (`seal`), then the field contract (no control
+characters, parsable keys and certificates, no placeholder left by `connc new`). `connc secret set` checks a new value with the same
 contract before writing it. Messages name fields, never values.
 """
 
@@ -12,10 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from connc import sops
+from connc import seal, sops
 from connc.schema.policy import control_character
 from connc.secrets import Secret
 
@@ -45,10 +46,17 @@ class Opened:
 
 
 class Opening:
-    """A credential being decrypted by its own sops process; `result()` waits for it."""
+    """A credential being decrypted by its own sops process; `result()` waits for it.
 
-    def __init__(self, root: Path, relpath: str, connection_type: str) -> None:
-        self.relpath, self.type = relpath, connection_type
+    `current` is the connection's plaintext as its seal records it (`seal.view_of`): the seal
+    inside the credential is checked against it, and `require_seal` refuses a credential
+    without one (connc.yaml `requireSeals`).
+    """
+
+    def __init__(self, root: Path, relpath: str, current: Mapping[str, Any], *,
+                 require_seal: bool = False) -> None:
+        self.relpath, self.type = relpath, str(current["spec"]["type"])
+        self._current, self._require_seal = current, require_seal
         self._decryption = sops.Decryption(root, relpath)
 
     def result(self) -> Opened:
@@ -57,8 +65,36 @@ class Opening:
         credential = document.get("credential")
         if not isinstance(credential, dict):
             return Opened({}, [("", "CONNC601", "the decrypted file has no credential")])
+        sealed = credential.pop(seal.SEAL_FIELD, None)
+        problems = self._seal_problems(sealed)
         values = {k: v for k, v in credential.items() if isinstance(v, Secret)}
-        return Opened(values, credential_problems(self.type, credential))
+        return Opened(values, problems + credential_problems(self.type, credential))
+
+    def _seal_problems(self, sealed: object) -> list[tuple[str, str, str]]:
+        connection_id = self._current["id"]
+        if sealed is None:
+            if not self._require_seal:
+                return []
+            return [(seal.SEAL_FIELD, "CONNC413",
+                     f"`credential` has no seal and connc.yaml sets requireSeals: true; a "
+                     f"key holder seals it with `connc seal {connection_id}`")]
+        recorded = seal.decode(sealed.reveal()) if isinstance(sealed, Secret) else None
+        if recorded is None:
+            return [(seal.SEAL_FIELD, "CONNC608", f"`credential.{seal.SEAL_FIELD}` is not a "
+                                                  f"seal connc wrote; reseal with "
+                                                  f"`connc seal {connection_id}`")]
+        changed = seal.changes(recorded, self._current)
+        if not changed:
+            return []
+        if "id" in changed:
+            return [(seal.SEAL_FIELD, "CONNC608",
+                     "the credential was sealed for another connection (a credential block "
+                     "copied from another file never renders under a new name); write new "
+                     f"values with `connc secret set {connection_id} FIELD`")]
+        return [(seal.SEAL_FIELD, "CONNC608",
+                 f"the plaintext changed since the credential was sealed: "
+                 f"{', '.join(changed)}; if the change is meant, a key holder approves it "
+                 f"with `connc seal {connection_id}`, else revert it")]
 
     def cancel(self) -> None:
         """Stop sops if it still runs (after another connection failed, or an interrupt)."""

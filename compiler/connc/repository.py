@@ -167,8 +167,8 @@ class ConnectionSummary:
     sealed: bool  # its credential holds a seal (the key name is plaintext)
     recipients: frozenset[str]
     sops_pos: Pos
-    wrapped_keys: frozenset[str]
-    ciphertexts: frozenset[str]
+    wrapped_keys: frozenset[bytes]  # fingerprints of decoded bytes (`sopsmeta.fingerprint`)
+    ciphertexts: frozenset[bytes]
     credential_pos: Pos
 
 

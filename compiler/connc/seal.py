@@ -20,6 +20,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from connc.repository import ConnectionSummary
 from connc.scope import ConnectionScope, narrower_or_equal
 
 SEAL_FIELD = "connc-seal"
@@ -49,10 +50,28 @@ def view(connection_id: str, owner: str, visibility: str, members: list[str] | t
 
 
 def view_of(document: Mapping[str, Any]) -> dict[str, Any]:
-    """The view of a connection document whose spec has its defaults filled in."""
+    """The view of a connection document as render reads it (`render.inputs`: checked
+    against its schema, defaults filled in)."""
     metadata, scope = document["metadata"], document["scope"]
     return view(metadata["id"], metadata["owner"], scope["visibility"],
                 scope.get("members") or [], document["spec"])
+
+
+def view_of_plaintext(document: Mapping[str, Any]) -> dict[str, Any]:
+    """The view of a connection document as written (before render's defaults); raises
+    `schema.check.Problem` when it is not a valid connection."""
+    from connc.schema import check
+
+    # What the seal records is checked; the credential and sops' block are not its business.
+    plaintext = {key: value for key, value in document.items() if key != "sops"}
+    return view_of(check.check({**plaintext, "credential": {}}, check.load("connection")))
+
+
+def view_of_summary(summary: ConnectionSummary) -> dict[str, Any]:
+    """The view of a connection as validate summarised it (the same canonical spec)."""
+    return view(summary.id, summary.owner, summary.visibility,
+                [member for member, _pos in summary.members],
+                {key: json.loads(value) for key, value in summary.spec})
 
 
 def encode(sealed: Mapping[str, Any]) -> str:

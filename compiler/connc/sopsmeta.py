@@ -7,7 +7,9 @@ decrypts. Recipients are compared as sops writes them (`age:<key>`, `pgp:<finger
 
 from __future__ import annotations
 
+import binascii
 import dataclasses
+import hashlib
 import re
 from typing import Any
 
@@ -38,11 +40,34 @@ def enc_type(value: str) -> str | None:
     return match.group("type") if match else None
 
 
+def fingerprint(encoded: str) -> bytes:
+    """What an encoded value decodes to, hashed: the same for every text encoding of it.
+
+    sops still decrypts a value whose base64 has other unused bits in its last character, or
+    an age armour with other line endings; a copy re-encoded that way is the same bytes, so
+    copies are compared here, never as text. Armour lines (-----BEGIN ...) are dropped.
+    """
+    body = "".join(line for line in encoded.splitlines() if not line.startswith("-----"))
+    try:
+        decoded = binascii.a2b_base64(body.encode("ascii", "ignore"))
+    except binascii.Error:
+        decoded = "".join(body.split()).encode()
+    return hashlib.sha256(decoded).digest()
+
+
+def value_fingerprint(value: str) -> bytes | None:
+    """The fingerprint of an ENC[...] value's iv and ciphertext (None for anything else)."""
+    match = ENC_RE.match(value)
+    if match is None or not match.group("data"):
+        return None
+    return fingerprint(match.group("iv")) + fingerprint(match.group("data"))
+
+
 @dataclasses.dataclass(frozen=True)
 class SopsMetadata:
     recipients: frozenset[str]
-    # The data key as encrypted to each recipient: identical stanzas mean a copied file.
-    wrapped_keys: frozenset[str]
+    # The data key as encrypted to each recipient (`fingerprint`): the same means a copy.
+    wrapped_keys: frozenset[bytes]
     encrypted_regex: str | None
     mac_only_encrypted: bool
     problems: tuple[str, ...]
@@ -54,7 +79,7 @@ def read_metadata(block: object) -> SopsMetadata:
     if not isinstance(block, dict):
         return SopsMetadata(frozenset(), frozenset(), None, False, ("the sops block is not a mapping",))
     recipients: set[str] = set()
-    wrapped: set[str] = set()
+    wrapped: set[bytes] = set()
     for entries in _key_entry_lists(block):
         for source, entry in entries:
             recipient = _recipient_of(source, entry)
@@ -64,7 +89,7 @@ def read_metadata(block: object) -> SopsMetadata:
             recipients.add(recipient)
             enc = entry.get("enc")
             if isinstance(enc, str) and enc.strip():
-                wrapped.add(enc.strip())
+                wrapped.add(fingerprint(enc))
     if not recipients:
         problems.append("no recipients: nobody can decrypt this file")
     for required in ("mac", "lastmodified"):

@@ -16,6 +16,7 @@ from connc.author.new import NotCreated, new_connection
 from connc.errors import SopsError, UsageError
 from connc.findings import has_errors
 from connc.schema import models
+from connc.seal import SEAL_FIELD
 from connc.validate.run import validate
 from repokit import (
     MEMBERS,
@@ -63,11 +64,13 @@ def test_every_type_validates_encrypted_with_placeholders(
     assert document["metadata"] == {"id": "new-conn", "name": "new-conn", "owner": "alice"}
     assert document["scope"] == {"visibility": "private"}
     assert document["sops"]["encrypted_regex"] == "^credential$"
-    assert set(document["credential"]) == set(models.CREDENTIALS[connection_type].alternatives[0])
+    assert set(document["credential"]) == {*models.CREDENTIALS[connection_type].alternatives[0],
+                                           SEAL_FIELD}  # every credential connc writes is sealed
     assert all(value.startswith("ENC[AES256_GCM,") for value in document["credential"].values())
     assert scaffold.SECRET_PLACEHOLDER not in text
     credential = decrypted(repo, "new-conn", monkeypatch)["credential"]
-    assert {value.reveal() for value in credential.values()} == {scaffold.SECRET_PLACEHOLDER}
+    assert {value.reveal() for key, value in credential.items()
+            if key != SEAL_FIELD} == {scaffold.SECRET_PLACEHOLDER}
     # The help survives encryption as plaintext comments, and marks every placeholder.
     assert "connc secret set new-conn" in text
     assert text.count(f"# {scaffold.REPLACE}:") == len(
@@ -104,7 +107,7 @@ def test_kubernetes_defaults_to_a_token_and_lists_optional_fields(repo: Path) ->
     new_connection(repo, "kubernetes", "k8s", owner="alice")
     text = (repo / relpath("k8s")).read_text()
     document = yaml.safe_load(text)
-    assert set(document["credential"]) == {"token"}
+    assert set(document["credential"]) == {"token", SEAL_FIELD}
     assert document["spec"] == {"type": "kubernetes",
                                 "server": "https://kubernetes.example.com:6443"}
     for optional in ("certificateAuthorityData", "namespace", "insecureSkipTlsVerify"):

@@ -19,6 +19,7 @@ from connc.author.new import SECRET_PLACEHOLDER, new_connection
 from connc.author.secret_set import set_secret, value_from_bytes
 from connc.errors import SopsError, UsageError
 from connc.findings import has_errors
+from connc.seal import SEAL_FIELD
 from connc.validate.run import validate
 from repokit import (
     REPO_ROOT,
@@ -59,7 +60,10 @@ def stdin(value: str | bytes) -> io.BytesIO:
 
 
 def credential(root: Path, connection_id: str) -> dict[str, str]:
-    return {k: v.reveal() for k, v in sops.decrypt(root, path(connection_id))["credential"].items()}
+    """The secrets of a connection (its seal, which every write renews, apart)."""
+    values = sops.decrypt(root, path(connection_id))["credential"]
+    assert SEAL_FIELD in values
+    return {k: v.reveal() for k, v in values.items() if k != SEAL_FIELD}
 
 
 def lines_starting(text: str, prefix: str) -> list[str]:
@@ -88,7 +92,8 @@ def test_changes_one_value_and_keeps_comments_and_the_rest(repo: Path) -> None:
     assert lines_starting(before, "password:") != lines_starting(after, "password:")
     changed_lines = set(after.splitlines()) ^ set(before.splitlines())
     changed_keys = {line.split(":")[0].strip() for line in changed_lines}
-    assert {"password", "mac"} <= changed_keys <= {"password", "mac", "lastmodified"}
+    assert {"password", "mac"} <= changed_keys <= {"password", "mac", "lastmodified",
+                                                              SEAL_FIELD}
     assert not has_errors(validate(repo).findings, strict=True)
 
 
@@ -236,11 +241,13 @@ def test_value_from_bytes_strips_only_one_newline() -> None:
 def test_the_value_goes_through_stdin_only(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = spy_on_processes(monkeypatch)
     set_secret(repo, "registry", "password", stdin(CANARY))
-    [call] = calls
-    assert call["args"][1:3] == ["set", "--value-stdin"]
-    assert not any(CANARY in arg for arg in call["args"])
-    assert not any(CANARY in value for value in call["env"].values())
-    assert CANARY.encode() in call["input"]
+    value, sealing = calls  # the value, then the seal of the plaintext it now belongs to
+    for call in (value, sealing):
+        assert call["args"][1:3] == ["set", "--value-stdin"]
+        assert not any(CANARY in arg for arg in call["args"])
+        assert not any(CANARY in value for value in call["env"].values())
+    assert CANARY.encode() in value["input"] and CANARY.encode() not in sealing["input"]
+    assert SEAL_FIELD in sealing["args"][-1]
 
 
 @pytest.mark.parametrize(("connection_id", "field", "expected"), [

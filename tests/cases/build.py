@@ -202,6 +202,7 @@ class Case:
     # .sops.yaml in force while encrypting, when the case changes it afterwards
     encrypt_with: str | None = None
     plaintext: tuple[str, ...] = ()  # connection files left unencrypted
+    unsealed: tuple[str, ...] = ()  # connection files encrypted without a seal
     after: Callable[[Path], object] | None = None  # edits after encryption
     materialise: dict[str, Any] | None = None
 
@@ -708,6 +709,14 @@ def encryption_cases() -> list[Case]:
         Case("invalid", "wrong-enc-type", "a credential value encrypted as a number",
              base_files(**{path: gitlab(credential={"token": 123456789})}),
              [Expect("CONNC411", path, "token: ENC")]),
+        Case("invalid", "unsealed", "a credential without a seal: a warning",
+             base_files(**{path: GITLAB}), [Expect("CONNC413", path, "^credential:")], exit=0,
+             unsealed=(path,)),
+        Case("invalid", "unsealed-required", "a credential without a seal where connc.yaml "
+             "sets requireSeals: an error",
+             base_files(**{path: GITLAB, "connc.yaml": config(requireSeals=True)}),
+             [Expect("CONNC413", path, "^credential:")], unsealed=(path,),
+             message_contains={"CONNC413": "requireSeals: true"}),
         Case("invalid", "malformed-sops-metadata", "the sops block lost its lastmodified field",
              base_files(**{path: GITLAB}),
              [Expect("CONNC412", path, "^sops:")],
@@ -766,6 +775,12 @@ def decrypt_cases(pem: Material) -> list[Case]:
              "that `connc new` writes",
              base_files(**{path: gitlab(credential={"token": "REPLACE-WITH-connc-secret-set"})}),
              [Expect("CONNC607", path, "token:")]),
+        Case("invalid-decrypt", "seal-endpoint-changed", "the url edited after the credential "
+             "was sealed: it would go to another host",
+             base_files(**{path: GITLAB}), [Expect("CONNC608", path, "connc-seal:")],
+             after=lambda root: edit(root / path, "type: gitlab",
+                                     "type: gitlab\n    url: https://gitlab.evil.example"),
+             message_contains={"CONNC608": "spec.url"}),
         Case("invalid-decrypt", "control-character", "a newline inside a token (it would inject "
              "into git's credential protocol)",
              base_files(**{path: gitlab(credential={"token": "fake-token\nprotocol=https"})}),
@@ -811,7 +826,7 @@ def build(case: Case) -> Path:
     for relpath, content in case.files.items():
         if (relpath.startswith("connections.d/") and relpath.endswith(".sops.yaml")
                 and isinstance(content, Mapping) and relpath not in case.plaintext):
-            encrypt(root, relpath)
+            encrypt(root, relpath, sealed=relpath not in case.unsealed)
     if case.encrypt_with is not None and isinstance(final_rules, str):
         (root / ".sops.yaml").write_text(final_rules, encoding="utf-8")
     if case.after is not None:

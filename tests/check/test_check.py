@@ -462,9 +462,9 @@ def test_a_bundle_directory_is_private(services: Services, tmp_path: Path,
     seen: list[int] = []
     real = check._check_one
 
-    def spy(root: Path, connection_id: str, workdir: Path, timeout: float) -> check.Outcome:
+    def spy(root: Path, connection_id: str, workdir: Path, *args: Any) -> check.Outcome:
         seen.append(os.stat(workdir.parent).st_mode & 0o777)
-        return real(root, connection_id, workdir, timeout)
+        return real(root, connection_id, workdir, *args)
 
     monkeypatch.setattr(check, "_check_one", spy)
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", key_env()["SOPS_AGE_KEY_FILE"])

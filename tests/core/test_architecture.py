@@ -19,7 +19,7 @@ MAY_IMPORT = {
     "render": set(),
     "check": {"render"},  # a probe renders the one-connection bundle a pipeline would get
     "diff": {"validate"},  # each side is read as validate reads it
-    "author": {"validate"},  # a new file is validated before it is kept
+    "author": {"validate", "render"},  # validated as validate would, sealed as render reads it
 }
 
 

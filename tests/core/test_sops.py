@@ -18,6 +18,7 @@ import pytest
 
 from connc import sops
 from connc.errors import SopsError, UsageError
+from connc.seal import SEAL_FIELD
 from connc.secrets import Secret
 from repokit import (
     TEST_KEY_FILE,
@@ -124,7 +125,9 @@ def test_unknown_exit_codes_are_named() -> None:
 def test_decrypt_returns_secrets_for_the_credential(repo: Path) -> None:
     document = sops.decrypt(repo, RELPATH)
     credential = document["credential"]
-    assert credential == {"username": Secret("robot"), "password": Secret("first-password")}
+    assert {k: v for k, v in credential.items() if k != SEAL_FIELD} == {
+        "username": Secret("robot"), "password": Secret("first-password")}
+    assert all(isinstance(value, Secret) for value in credential.values())  # the seal too
     assert credential["password"].reveal() == "first-password"
     assert document["spec"]["registry"] == "registry.example.com"
     assert "first-password" not in repr(document)

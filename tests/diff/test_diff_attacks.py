@@ -59,6 +59,9 @@ def test_an_endpoint_edited_widens(estate: Path, relpath: str, old: str, new: st
     assert code == 1
     [(_change, values, approvers)] = widening(changes, "specs")
     assert values["field"] == field and approvers == (f"user:{owner}",)
+    # The estate's credentials are sealed: this one will not render until resealed.
+    assert [c.reseal for c in changes if c.section == "specs"] == [True]
+    assert [row["reseal"] for row in data["changes"]["specs"]] == [True]
     assert_every_widening_row_names_approvers(data)
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import os
 import typing
 from pathlib import Path
@@ -27,7 +28,7 @@ from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from connc import repository, sops
+from connc import repository, seal, sops
 from connc.credentials import SECRET_PLACEHOLDER
 from connc.documents import API_VERSION
 from connc.errors import ConncError, ExitCode, UsageError
@@ -249,6 +250,20 @@ def _header(connection_type: str, connection_id: str) -> str:
     ])
 
 
+def sealed(doc: CommentedMap) -> CommentedMap:
+    """The document with its seal (spec 4.2), as every command that writes a credential adds
+    it: the scaffold's plaintext, placeholders included, is what the seal approves until a key
+    holder changes it and reseals (`connc secret set` and `connc seal` do)."""
+    from connc.schema.check import Problem
+
+    try:
+        view = seal.view_of_plaintext(json.loads(json.dumps(doc)))
+    except Problem:
+        return doc  # not a valid connection: validation refuses it next, and nothing is kept
+    doc["credential"][seal.SEAL_FIELD] = seal.encode(view)
+    return doc
+
+
 def dump(doc: CommentedMap) -> str:
     yaml = YAML()  # round-trip: keeps the comments
     yaml.indent(mapping=2, sequence=4, offset=2)
@@ -307,7 +322,8 @@ def new_connection(root: Path, connection_type: str, connection_id: str, *,
                          f"or rotate a secret with `connc secret set {connection_id} FIELD`",
                          path=relpath)
     owner = owner if owner is not None else _default_owner(root)
-    text = dump(document(connection_type, connection_id, owner, visibility, list(members)))
+    text = dump(sealed(document(connection_type, connection_id, owner, visibility,
+                                list(members))))
     _write_encrypted(root, relpath, text)
     found = _validate_new(root, relpath)
     return Created(relpath, connection_id, connection_type, owner, visibility,

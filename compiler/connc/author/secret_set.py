@@ -16,10 +16,11 @@ import getpass
 from pathlib import Path
 from typing import BinaryIO
 
-from connc import documents, repository, sops
+from connc import documents, repository, seal, sops
 from connc.credentials import MULTILINE_FIELDS, credential_problems
-from connc.errors import UsageError
+from connc.errors import SopsError, UsageError
 from connc.findings import suggest
+from connc.render import inputs
 from connc.repository import stem
 from connc.schema import models
 from connc.secrets import Secret
@@ -74,12 +75,20 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> C
         raise UsageError(f"a {connection_type} connection has no credential field `{field}` "
                          f"(its fields: {', '.join(sorted(allowed))}){suggest(field, allowed)}",
                          path=relpath)
+    # The seal approves the plaintext as render reads it now: a file render would refuse is
+    # refused here, before any typing.
+    view = seal.view_of(inputs.read_connection(root, connection_id))
     value = read_value(field, stdin)  # only now: a typo above costs no typing
     problems = credential_problems(connection_type, {field: value})
     if problems:
         _field, _code, message = problems[0]  # messages name the field, never the value
         raise UsageError(f"{message}; nothing was changed", path=relpath)
     sops.set_credential(root, relpath, field, value)
+    try:
+        sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)))
+    except SopsError as error:
+        raise SopsError(f"credential.{field} was set, but sealing failed ({error.message}); "
+                        f"run `connc seal {connection_id}`", path=relpath) from None
     return Changed(relpath, field, field not in credential, expires_at,
                    _other_alternative(connection_type, field, credential))
 

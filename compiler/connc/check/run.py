@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
-from connc import credentials, repository
+from connc import credentials, repository, seal
 from connc.check import git, github_app, kube, packages, registry
 from connc.check.probe import Context, Probe, ProbeFailure
 from connc.errors import ConncError, ExitCode, SopsError, UsageError
@@ -73,12 +73,13 @@ def check(root: Path, ids: Sequence[str], *, timeout: float) -> list[Outcome]:
     selected = _select(root, ids)
     if not selected:
         return []
+    settings = inputs.policy(root)
     workdir = Path(tempfile.mkdtemp(prefix="connc-check-"))  # 0700
     pool = ThreadPoolExecutor(max_workers=min(_WORKERS, len(selected)))
     try:
         # SIGTERM arrives as KeyboardInterrupt (cli.main), like Ctrl-C.
         futures = [pool.submit(_check_one, root, connection_id, workdir / connection_id,
-                               timeout) for connection_id in selected]
+                               timeout, settings) for connection_id in selected]
         return [future.result() for future in futures]
     finally:
         try:
@@ -102,7 +103,8 @@ def _select(root: Path, ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float) -> Outcome:
+def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float,
+               settings: inputs.Policy) -> Outcome:
     relpath = repository.connection_path(connection_id)
     try:
         data = inputs.read_connection(root, connection_id)  # as render reads it
@@ -114,7 +116,7 @@ def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float) ->
         return Outcome(connection_id, str(spec["type"]), status, message, target)
 
     try:
-        resolved = _decrypt(root, relpath, connection_id, spec)
+        resolved = _decrypt(root, relpath, data, settings.require_seals)
     except SopsError as error:
         if error.no_key:
             return outcome(NOT_CHECKED, "no key: none of the file's recipients has a key here",
@@ -125,8 +127,9 @@ def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float) ->
     return _probe(resolved, workdir, timeout, outcome)
 
 
-def _decrypt(root: Path, relpath: str, connection_id: str, spec: dict[str, Any]) -> Resolved:
-    opening = credentials.Opening(root, relpath, str(spec["type"]))
+def _decrypt(root: Path, relpath: str, data: dict[str, Any], require_seal: bool) -> Resolved:
+    """Decrypted, its seal and contract checked: only then may a probe send anything."""
+    opening = credentials.Opening(root, relpath, seal.view_of(data), require_seal=require_seal)
     try:
         opened = opening.result()
     finally:
@@ -134,7 +137,8 @@ def _decrypt(root: Path, relpath: str, connection_id: str, spec: dict[str, Any])
     if opened.problems:
         raise ConncError("; ".join(message for _field, _code, message in opened.problems)
                          + " (run `connc validate --decrypt`)")
-    return Resolved(connection_id, spec, {"connection": connection_id}, opened.values)
+    connection_id = data["metadata"]["id"]
+    return Resolved(connection_id, data["spec"], {"connection": connection_id}, opened.values)
 
 
 def _probe(resolved: Resolved, workdir: Path, timeout: float,

@@ -14,13 +14,14 @@ _NOTES = {
     "grants": "`uses`: allowed and used; `may`: allowed, not used; `denied`: used but not "
               "allowed (render refuses it). Pipeline `*`: every pipeline (a public connection).",
     "recipients": "Who can decrypt each connection, from its sops metadata.",
-    "specs": "Where the credential goes, and what it trusts. Marked *reseal needed*: the "
-             "credential is sealed and will not render until a key holder runs `connc seal`.",
+    "specs": "Where the credential goes, and what it trusts.",
     "integrity": "connc reads none of these; at the head they fail the check whatever the "
                  "consent: replace a symlink with a file, make each id match its file name.",
     "unread": "These files could not be read (`connc validate` says why); such a file "
               "grants nothing, as render refuses it, so it is compared as absent on that side.",
 }
+_RESEAL = ("*reseal needed*: the credential is sealed and will not render until a key holder "
+           "approves the change with `connc seal`.")
 _COLLAPSE_ROWS = 30  # a longer table goes in a <details> block, to keep the comment short
 
 
@@ -69,6 +70,8 @@ def as_markdown(result: Diff, out: TextIO) -> None:
             out.write(f"\n### {title}\n\n")
             if section in _NOTES:
                 out.write(f"{_NOTES[section]}\n\n")
+            if any(row.reseal for row in rows):
+                out.write(f"{_RESEAL}\n\n")
             _table(rows, out)
 
 
@@ -93,10 +96,11 @@ def _table(rows: list[Change], out: TextIO) -> None:
              "|---|---|" + "---|" * len(columns) + "---|"]
     for row in rows:
         cells = [_code(row.values[column]) for column in columns]
-        change = f"{row.change} (reseal needed)" if row.reseal else row.change
-        consent = ", ".join(approver(p) for p in row.approvers)
-        lines.append(f"| {'⚠️' if row.widens else ''} | {change} | " + " | ".join(cells)
-                     + f" | {_code(consent) if consent else ''} |")
+        consent = _code(", ".join(approver(p) for p in row.approvers)) if row.approvers else ""
+        if row.reseal:
+            consent += ", *reseal needed*"
+        lines.append(f"| {'⚠️' if row.widens else ''} | {row.change} | " + " | ".join(cells)
+                     + f" | {consent} |")
     table = "\n".join(lines) + "\n"
     if len(rows) > _COLLAPSE_ROWS:
         table = f"<details><summary>{len(rows)} rows</summary>\n\n{table}\n</details>\n"

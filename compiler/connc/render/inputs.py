@@ -8,6 +8,7 @@ render never uses what validate would reject. No pydantic here (render's start-u
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
@@ -63,12 +64,28 @@ def read_connection(root: Path, connection_id: str,
     return read(root, repository.connection_path(connection_id), "Connection", extra=checks)
 
 
-def connection_checks(root: Path) -> Callable[[documents.Document, str], list[Finding]]:
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    """What connc.yaml says about rendering (spec section 6)."""
+
+    expiry_warning_days: int = 30
+    require_seals: bool = False
+
+
+def policy(root: Path) -> Policy:
+    if not repository.present(root / repository.CONFIG_FILE):
+        return Policy()
+    config = read(root, repository.CONFIG_FILE, "Config")
+    return Policy(int(config["expiryWarningDays"]), bool(config["requireSeals"]))
+
+
+def connection_checks(root: Path,
+                      settings: Policy) -> Callable[[documents.Document, str], list[Finding]]:
     """Encryption against .sops.yaml and expiry, as validate checks them."""
     rules, _found = encryption.load_rules(root)  # a broken .sops.yaml is validate's to report
     rule_set = tuple(rules) if rules is not None else None
     today = dt.datetime.now(dt.UTC).date()
-    warning_days = _warning_days(root)
+    warning_days = settings.expiry_warning_days
 
     def checks(document: documents.Document, relpath: str) -> list[Finding]:
         found = encryption.check(document, relpath, rule_set)
@@ -83,9 +100,3 @@ def connection_checks(root: Path) -> Callable[[documents.Document, str], list[Fi
 
     return checks
 
-
-def _warning_days(root: Path) -> int:
-    if not repository.present(root / repository.CONFIG_FILE):
-        return 30
-    config = read(root, repository.CONFIG_FILE, "Config")
-    return int(config["expiryWarningDays"])

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from connc import credentials, repository, sops
+from connc import credentials, repository, seal, sops
 from connc.errors import RenderError, SopsError
 from connc.render import inputs
 from connc.render.bundle import check_target
@@ -54,11 +54,13 @@ def render(root: Path, pipeline_id: str, out: Path | None) -> tuple[Output, dict
     out = _target(root, out or default_out(pipeline_id))
     pipeline = inputs.read(root, pipeline_file, "Pipeline")
     _check_team_claims(root, pipeline)
-    connections = _connections(root, pipeline)
+    settings = inputs.policy(root)
+    connections = _connections(root, pipeline, settings)
     sops.binary()  # a missing binary is an environment error, before any process starts
     # One sops process per connection, all at once; while they decrypt, this process
-    # imports the writers and compiles the templates.
-    pending = [credentials.Opening(root, repository.connection_path(cid), data["spec"]["type"])
+    # imports the writers.
+    pending = [credentials.Opening(root, repository.connection_path(cid), seal.view_of(data),
+                                   require_seal=settings.require_seals)
                for cid, data in connections]
     try:
         from connc.render import compose
@@ -115,9 +117,10 @@ def _principals_of(data: Any, owner: str, teams: list[str]) -> Any:
     return narrowed
 
 
-def _connections(root: Path, pipeline: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def _connections(root: Path, pipeline: dict[str, Any],
+                 settings: inputs.Policy) -> list[tuple[str, dict[str, Any]]]:
     """(id, checked document) of each connection used; scope decided keyless."""
-    checks = inputs.connection_checks(root)
+    checks = inputs.connection_checks(root, settings)
     metadata = pipeline["metadata"]
     scope = PipelineScope(metadata["id"], metadata["owner"], tuple(metadata["teams"]))
     result = []

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connc import documents, sops
+from connc import documents, seal, sops
 from connc.credentials import Opening
 from connc.errors import SopsError
 from connc.findings import Finding, finding
@@ -17,12 +17,14 @@ from connc.repository import ConnectionSummary
 _CONCURRENT = 8
 
 
-def check_contents(root: Path, connections: list[ConnectionSummary]) -> list[Finding]:
+def check_contents(root: Path, connections: list[ConnectionSummary],
+                   require_seals: bool) -> list[Finding]:
     sops.binary()  # a missing binary is an environment error (exit 2), raised before any work
     found: list[Finding] = []
     for start in range(0, len(connections), _CONCURRENT):
         batch = connections[start:start + _CONCURRENT]
-        openings = [Opening(root, summary.relpath, summary.type) for summary in batch]
+        openings = [Opening(root, summary.relpath, seal.view_of_summary(summary),
+                            require_seal=require_seals) for summary in batch]
         try:
             for summary, opening in zip(batch, openings, strict=True):
                 found += _check_one(root, summary, opening)
@@ -39,7 +41,9 @@ def _check_one(root: Path, summary: ConnectionSummary, opening: Opening) -> list
         return [finding(summary.relpath, *summary.sops_pos, "CONNC601",
                         f"cannot decrypt: {error.message}")]
     # A credential that is not a mapping is reported keyless (CONNC102); its field is "".
-    problems = [problem for problem in opened.problems if problem[0]]
+    # A missing seal is reported keyless too (CONNC413).
+    problems = [problem for problem in opened.problems
+                if problem[0] and problem[1] != "CONNC413"]
     if not problems:
         return []
     # Positions come from the encrypted file: the keys are the same, and it is plaintext.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from connc.documents import Document
-from connc.findings import Finding, finding, suggest
+from connc.findings import Finding, Severity, finding, suggest
 from connc.repository import CONFIG_FILE, MEMBERS_FILE, ConnectionSummary, PipelineSummary
 from connc.schema import models
 from connc.scope import connection_scope, decide, pipeline_scope
@@ -117,6 +117,19 @@ def check_repository(connections: list[ConnectionSummary], pipelines: list[Pipel
     return found
 
 
+def unsealed(connections: list[ConnectionSummary], require_seals: bool) -> list[Finding]:
+    """CONNC413 for each credential without a seal (its key name is plaintext: keyless)."""
+    severity = Severity.ERROR if require_seals else Severity.WARNING
+    policy = ("connc.yaml sets requireSeals: true, so render and check refuse it"
+              if require_seals else "with `requireSeals: true` in connc.yaml, render would refuse it")
+    return [finding(c.relpath, *c.credential_pos, "CONNC413",
+                    f"the credential of `{c.id}` is not sealed: nothing binds it to its endpoint, "
+                    f"scope and id ({policy}); a key holder seals it with `connc seal {c.id}`",
+                    severity)
+            # A file sops never encrypted is CONNC401 already: one problem, one finding.
+            for c in connections if not c.sealed and c.recipients]
+
+
 def _duplicate_ids(summaries: list[ConnectionSummary] | list[PipelineSummary],
                    kind: str) -> list[Finding]:
     first: dict[str, str] = {}
@@ -201,7 +214,7 @@ def _uses(pipeline: PipelineSummary, by_id: dict[str, ConnectionSummary],
 
 
 def _copied_credentials(connections: list[ConnectionSummary]) -> list[Finding]:
-    seen: dict[str, str] = {}
+    seen: dict[bytes, str] = {}
     found = []
     for connection in connections:
         for fingerprint in sorted(connection.wrapped_keys | connection.ciphertexts):

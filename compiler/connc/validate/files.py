@@ -115,14 +115,12 @@ def _connection_semantics(connection: models.Connection, document: Document, rel
 
 def _connection_summary(connection: models.Connection, document: Document,
                         relpath: str) -> ConnectionSummary:
-    from connc.sopsmeta import ENC_RE, read_metadata
+    from connc.sopsmeta import read_metadata, value_fingerprint
 
     metadata = read_metadata(connection.sops) if connection.sops is not None else None
     ciphertexts = frozenset(
-        match.group("data") + match.group("iv")
-        for value in connection.credential.values()
-        if isinstance(value, str) and (match := ENC_RE.match(value)) and match.group("data")
-    )
+        fingerprint for value in connection.credential.values()
+        if isinstance(value, str) and (fingerprint := value_fingerprint(value)) is not None)
     spec = seal.canonical_spec(connection.spec.model_dump(by_alias=True))
     return ConnectionSummary(
         relpath=relpath,

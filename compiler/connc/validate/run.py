@@ -27,6 +27,7 @@ from connc.validate.crossfile import (
     check_admins,
     check_members,
     check_repository,
+    unsealed,
 )
 from connc.validate.files import (
     CheckContext,
@@ -88,10 +89,12 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
                               members_known=members is not None, invalid=invalid,
                               require_permissions=bool(
                                   config and config.github_app.require_permissions))
+    require_seals = bool(config and config.require_seals)
+    found += unsealed(connections, require_seals)
     if decrypt:
         from connc.validate.content import check_contents
 
-        found += check_contents(root, connections)
+        found += check_contents(root, connections, require_seals)
     files = len(tasks) + sum((root / name).is_file() for name in
                              (repository.MEMBERS_FILE, repository.CONFIG_FILE,
                               repository.SOPS_CONFIG))
