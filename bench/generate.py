@@ -280,6 +280,7 @@ def write_synthetic(out: Path, document: dict[str, Any], credential: dict[str, i
     lines = emit(document, 4)
     lines.append("credential:")
     lines += [f"    {name}: {rnd.enc(size)}" for name, size in credential.items()]
+    lines.append(f"    connc-seal: {rnd.enc(400)}")  # a seal's size; as fake as the rest
     path = out / "connections.d" / f"{document['metadata']['id']}.sops.yaml"
     path.write_text("\n".join(lines) + "\n" + sops_block(rnd, modified))
 
@@ -322,8 +323,14 @@ def write_real(out: Path, documents: list[dict[str, Any]]) -> None:
     from connc.sops import binary
 
     env = {**os.environ, "SOPS_DISABLE_VERSION_CHECK": "1"}
+    from connc import seal
+
     for document in documents:
         relpath = f"connections.d/{document['metadata']['id']}.sops.yaml"
+        # Sealed, as connc new writes a credential: render verifies it (requireSeals is on).
+        view = seal.view_of_plaintext(document)
+        document = {**document, "credential": {**document["credential"],
+                                               seal.SEAL_FIELD: seal.encode(view)}}
         (out / relpath).write_text("\n".join(emit(document, 4)) + "\n")
         subprocess.run([binary(), "encrypt", "--in-place", relpath], cwd=out, env=env,
                        check=True, stdout=subprocess.DEVNULL)
@@ -352,7 +359,8 @@ def generate(count: int, out: Path, seed: int = 1) -> Path:
         f"    age: {TEST_RECIPIENT}\n")
     # The test key is the break-glass admin key: every file is encrypted to it alone.
     (out / "connc.yaml").write_text(
-        f"apiVersion: connc/v1\nkind: Config\nadminRecipients: [{TEST_RECIPIENT}]\n")
+        f"apiVersion: connc/v1\nkind: Config\nadminRecipients: [{TEST_RECIPIENT}]\n"
+        "requireSeals: true\n")
     members, teams_of = make_members(rnd)
     (out / "members.yaml").write_text("\n".join(emit(members, 2)) + "\n")
     users, teams = sorted(teams_of), sorted(members["teams"])

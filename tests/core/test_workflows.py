@@ -350,7 +350,9 @@ def test_access_review_workflow_shape() -> None:
     assert checkout["with"]["fetch-depth"] == 0
     assert checkout["with"]["persist-credentials"] is False
     runs = [s for s in job["steps"] if "run" in s]
-    assert any(s["run"].strip() == "pip install ." for s in runs)
+    # The gate runs connc as of the base commit: the pull request's own code does not judge it.
+    assert any('git worktree add "$RUNNER_TEMP/connc-base" "$BASE_SHA"' in s["run"]
+               and 'pip install "$RUNNER_TEMP/connc-base"' in s["run"] for s in runs)
     diff = next(s for s in runs if "connc diff" in s["run"])
     assert '"$BASE_SHA" "$HEAD_SHA"' in diff["run"] and "$GITHUB_STEP_SUMMARY" in diff["run"]
     assert "|| test $? -eq 1" in diff["run"]
