@@ -48,11 +48,12 @@ def stem(relpath: str, suffix: str) -> str:
 
 
 def connection_path(connection_id: str) -> str:
-    return f"{CONNECTIONS_DIR}/{connection_id}{CONNECTION_SUFFIX}"
+    """The file of a connection: only ever for an id, so never a path out of the layout."""
+    return f"{CONNECTIONS_DIR}/{check_id(connection_id, 'connection')}{CONNECTION_SUFFIX}"
 
 
 def pipeline_path(pipeline_id: str) -> str:
-    return f"{PIPELINES_DIR}/{pipeline_id}{PIPELINE_SUFFIX}"
+    return f"{PIPELINES_DIR}/{check_id(pipeline_id, 'pipeline')}{PIPELINE_SUFFIX}"
 
 
 def find_root(repo: str | os.PathLike[str]) -> Path:

@@ -362,3 +362,10 @@ def test_an_unknown_type_suggests_the_nearest_at_its_value() -> None:
     [error] = findings_from(caught.value, models.Connection, document, "c.sops.yaml")
     assert (error.code, error.line, error.column) == ("CONNC102", 13, 9)
     assert "did you mean `github-app`?" in error.message
+
+
+def test_the_seal_key_is_no_credential_field_of_any_type() -> None:
+    # `connc-seal` is reserved: a type with a field of that name would have it sealed over.
+    from connc.seal import SEAL_FIELD
+
+    assert all(SEAL_FIELD not in model.field_names() for model in models.CREDENTIALS.values())

@@ -111,6 +111,28 @@ def test_a_file_that_is_a_symlink_out_of_the_repository_is_refused(tmp_path: Pat
     assert_nothing_written(tmp_path / "out")
 
 
+def test_a_symlink_inside_the_repository_is_refused_too(tmp_path: Path) -> None:
+    # pipelines.d/evil.yaml -> ../docs/evil.yaml: a file no check of pipelines.d/ ever saw.
+    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
+    write(root, "docs/evil.yaml", pipeline("evil", "gitlab-main"))
+    (root / "pipelines.d" / "evil.yaml").symlink_to("../docs/evil.yaml")
+    proc = render(root, "evil", tmp_path / "out")
+    assert_refused(proc, "symlink", "pipelines.d/evil.yaml")
+    assert_nothing_written(tmp_path / "out")
+
+
+@pytest.mark.parametrize("pipeline_id", ["../docs/evil", "a b", "Evil", "x\ny", ""])
+def test_an_id_that_is_no_id_is_a_usage_error_before_anything_is_read(
+        tmp_path: Path, pipeline_id: str) -> None:
+    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
+    write(root, "docs/evil.yaml", pipeline("evil", "gitlab-main"))
+    for args in (["render", pipeline_id], ["render", "--pipeline", pipeline_id]):
+        proc = connc(*args, "--repo", root, "--out", tmp_path / "out")
+        assert proc.returncode == 2, proc.stderr
+        assert "an id is 1-63 lowercase letters" in proc.stderr and "\ny" not in proc.stderr
+        assert_nothing_written(tmp_path / "out")
+
+
 def test_team_claimed_by_a_non_member_owner_is_refused(tmp_path: Path) -> None:
     members = {**MEMBERS, "users": {**MEMBERS["users"], "carol": {}},
                "teams": {**MEMBERS["teams"], "ops": {"members": ["carol"]}}}
