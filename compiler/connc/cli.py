@@ -66,24 +66,42 @@ def validate(repo: str, decrypt: bool, output_format: str, strict: bool) -> None
 @cli.command()
 @repo_option
 @click.option("--format", "output_format", default="table", show_default=True,
-              type=click.Choice(["table", "json", "csv"]))
-def access(repo: str, output_format: str) -> None:
-    """The matrix of pipelines and the connections they may use (keyless).
+              type=click.Choice(["table", "json", "csv"]),
+              help="table: one row per pipeline; json and csv: the whole matrix.")
+@click.option("--pipeline", "pipeline_id", metavar="ID", help="Only this pipeline.")
+@click.option("--connection", "connection_id", metavar="ID",
+              help="Only the pipelines that use or may use this connection.")
+def access(repo: str, output_format: str, pipeline_id: str | None,
+           connection_id: str | None) -> None:
+    """Which pipeline uses, may use, or is denied which connection (keyless).
 
-    Files with errors are left out of the matrix; `connc validate` names them.
+    Files with errors are left out; `connc validate` names them.
 
     \b
     Examples:
       connc access
+      connc access --connection k8s-prod
       connc access --format csv > access.csv
     """
-    from connc.diff.access import FORMATS, matrix
+    from connc.diff.access import FORMATS, matrix, select
     from connc.findings import has_errors
-    from connc.repository import find_root
+    from connc.repository import check_id, find_root
     from connc.validate.run import validate as run_validate
 
+    for given, what in ((pipeline_id, "pipeline"), (connection_id, "connection")):
+        if given is not None:
+            check_id(given, what)
     report = run_validate(find_root(repo))
-    FORMATS[output_format](matrix(report.connections, report.pipelines), sys.stdout)
+    grants = matrix(report.connections, report.pipelines)
+    chosen = select(grants, pipeline_id, connection_id)
+    known = {g.pipeline for g in grants} if pipeline_id else {g.connection for g in grants}
+    if (pipeline_id or connection_id) and not chosen:
+        from connc.findings import suggest
+
+        name = pipeline_id or connection_id or ""
+        raise click.UsageError(f"no {'pipeline' if pipeline_id else 'connection'} `{name}` "
+                               f"with any grant{suggest(name, known)}")
+    FORMATS[output_format](chosen, sys.stdout)
     if has_errors(report.findings):
         click.echo("connc: the repository has errors; files with errors are not in the "
                    "matrix (run `connc validate`)", err=True)
@@ -226,6 +244,43 @@ def approvals(base: str, head: str | None, repo: str, github_pr: int | None,
         verdict = consent.from_github(result, github_pr, timeout)
     consent.FORMATS[output_format](verdict, sys.stdout)
     sys.exit(ExitCode.OK if verdict.approved else ExitCode.FINDINGS)
+
+
+@cli.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False, path_type=str))
+@click.option("--owner", required=True, metavar="USER",
+              help="The first user of members.yaml: owner of what they create, and admin.")
+@click.option("--new-key", "new_key", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write a fresh age key to FILE (0600, outside the repository) and encrypt "
+                   "to it.")
+@click.option("--recipient", "recipients", multiple=True, metavar="KEY",
+              help="Encrypt to this public key instead (age1..., a KMS ARN...; repeatable).")
+@click.option("--github", metavar="LOGIN", help="The owner's GitHub account (connc approvals).")
+@click.option("--connc-requirement", metavar="REQ",
+              help="What the workflows pip-install. Default: connc==THIS-VERSION.")
+def init(directory: str, owner: str, new_key: str | None, recipients: tuple[str, ...],
+         github: str | None, connc_requirement: str | None) -> None:
+    """Turn an empty directory or git repository into a connection repository.
+
+    Writes .sops.yaml, members.yaml (the owner), connc.yaml (requireSeals, the owner as
+    admin), connections.d/, pipelines.d/, the validate and access-review workflows and
+    .gitignore entries; refuses a directory that is already a connection repository, and
+    never prompts. The result validates with no finding.
+
+    \b
+    Examples:
+      connc init --owner alice --new-key ~/.config/connc/age.txt
+      connc init infra/connections --owner alice --recipient age1...
+    """
+    from pathlib import Path
+
+    from connc.author.init import init as run_init
+
+    done = run_init(Path(directory), owner=owner, recipients=recipients,
+                    new_key=Path(new_key) if new_key else None, github=github,
+                    connc_requirement=connc_requirement)
+    for line in done.messages():
+        click.echo(line, err=True)
 
 
 @cli.command("new")

@@ -68,7 +68,8 @@ class Opening:
         sealed = credential.pop(seal.SEAL_FIELD, None)
         problems = self._seal_problems(sealed)
         values = {k: v for k, v in credential.items() if isinstance(v, Secret)}
-        return Opened(values, problems + credential_problems(self.type, credential))
+        return Opened(values, problems + credential_problems(
+            self._current["id"], self._current["spec"], credential))
 
     def _seal_problems(self, sealed: object) -> list[tuple[str, str, str]]:
         connection_id = self._current["id"]
@@ -101,38 +102,71 @@ class Opening:
         self._decryption.cancel()
 
 
-def credential_problems(connection_type: str, credential: dict[str, Any]) -> list[tuple[str, str, str]]:
-    """(field, code, message) for each problem in a decrypted credential."""
+def credential_problems(connection_id: str, spec: Mapping[str, Any],
+                        credential: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(field, code, message) for each problem in a decrypted credential.
+
+    The one contract of every credential field: `secret set`, `validate --decrypt`, render and
+    check all apply it, so they accept and refuse the same values with the same message.
+    """
     problems: list[tuple[str, str, str]] = []
     values: dict[str, str] = {}
     for field, value in credential.items():
         if not isinstance(value, Secret):
             continue
-        text = value.reveal()
-        if not text.strip():
-            problems.append((field, "CONNC602", f"`credential.{field}` is empty"))
-            continue
-        if text.strip() == SECRET_PLACEHOLDER:
-            problems.append((field, "CONNC607", f"`credential.{field}` still holds the "
-                                                f"placeholder of `connc new`; set it with "
-                                                f"`connc secret set ID {field}`"))
-            continue
-        control = control_character_problem(field, text)
-        if control:
-            problems.append((field, "CONNC606", control))
-            continue
-        values[field] = text
-    if connection_type == "github-app" and "privateKey" in values:
-        problem = private_key_problem(values["privateKey"].encode(), rsa_only=True)
+        problem = field_problem(connection_id, spec, field, value.reveal())
         if problem:
-            problems.append(("privateKey", "CONNC603", f"`credential.privateKey` {problem}"))
-    if connection_type == "git" and "sshPrivateKey" in values:
-        problem = private_key_problem(values["sshPrivateKey"].encode())
-        if problem:
-            problems.append(("sshPrivateKey", "CONNC603", f"`credential.sshPrivateKey` {problem}"))
-    if connection_type == "kubernetes":
+            problems.append((field, *problem))
+        else:
+            values[field] = value.reveal()
+    if spec["type"] == "kubernetes":
         problems += _client_certificate(values)
     return problems
+
+
+def field_problem(connection_id: str, spec: Mapping[str, Any], field: str,
+                  text: str) -> tuple[str, str] | None:
+    """(code, message) when one credential value is unusable, else None. Names, never values."""
+    connection_type = spec["type"]
+    if not text.strip():
+        return "CONNC602", f"`credential.{field}` is empty"
+    if text.strip() == SECRET_PLACEHOLDER:
+        return "CONNC607", _placeholder_message(connection_id, spec, field)
+    control = control_character_problem(field, text)
+    if control:
+        return "CONNC606", control
+    if field == "username" and ":" in text:
+        return "CONNC609", ("`credential.username` contains ':', which HTTP basic auth cannot "
+                            "carry (docker's auth field, a URL's user:password)")
+    if connection_type == "packages" and field in ("username", "password", "token"):
+        package_format = spec.get("format")
+        if package_format == "maven" and ("${" in text or (
+                text.startswith("{") and text.endswith("}"))):
+            return "CONNC609", (f"`credential.{field}` holds ${{...}} or {{...}}, which Maven "
+                                f"would interpolate or take for an encrypted password")
+        if package_format in ("pypi", "npm") and text != text.strip():
+            return "CONNC609", (f"`credential.{field}` starts or ends with spaces, which "
+                                f"{'pip.conf' if package_format == 'pypi' else '.npmrc'} "
+                                f"cannot keep")
+        if package_format == "npm" and text in ("true", "false", "null", "undefined"):
+            # npm's ini parser reads these words as values, quoted or not (textformat.npmrc_value).
+            return "CONNC609", (f"`credential.{field}` is a word npm reads as a value, not as "
+                                f"text")
+    if field in ("privateKey", "sshPrivateKey"):
+        problem = private_key_problem(text.encode(), rsa_only=connection_type == "github-app")
+        if problem:
+            return "CONNC603", f"`credential.{field}` {problem}"
+    return None
+
+
+def _placeholder_message(connection_id: str, spec: Mapping[str, Any], field: str) -> str:
+    message = (f"`credential.{field}` still holds the placeholder of `connc new`; set it with "
+               f"`connc secret set {connection_id} {field}`")
+    if spec["type"] == "packages" and field in ("username", "password"):
+        # The npm template starts with username + password; a token replaces both.
+        message += (f", or, if the connection uses `token`, remove it: sops unset "
+                    f"connections.d/{connection_id}.sops.yaml '[\"credential\"][\"{field}\"]'")
+    return message
 
 
 def _client_certificate(values: dict[str, str]) -> list[tuple[str, str, str]]:

@@ -10,16 +10,19 @@ from typing import Any
 
 from connc import documents, repository, secrets
 from connc.documents import Document
-from connc.findings import Finding, dotted, finding
+from connc.findings import Finding, dotted, finding, printable
 from connc.sopsmeta import (
     CreationRule,
+    KeyGroups,
     RulesError,
+    SopsMetadata,
     enc_type,
     first_matching_rule,
     is_encrypted_value,
     read_metadata,
     read_rules,
     shown_recipient,
+    threshold_after_updatekeys,
 )
 
 EXPECTED_REGEX = "^credential$"
@@ -45,17 +48,9 @@ def check(document: Document, relpath: str,
         return found + [finding(relpath, sops_line, sops_column, "CONNC406",
                                 f"no creation rule in .sops.yaml matches `{relpath}`; "
                                 f"add one with `path_regex`")]
-    if metadata.recipients and metadata.recipients != rule.recipients:
-        added = sorted(metadata.recipients - rule.recipients)
-        missing = sorted(rule.recipients - metadata.recipients)
-        detail = "; ".join(part for part in (
-            f"not in .sops.yaml: {', '.join(map(shown_recipient, added))}" if added else "",
-            f"missing from the file: {', '.join(map(shown_recipient, missing))}"
-            if missing else "",
-        ) if part)
-        found.append(finding(relpath, sops_line, sops_column, "CONNC405",
-                             f"recipients differ from .sops.yaml rule {rule.index + 1} ({detail}); "
-                             f"run `sops updatekeys {relpath}`"))
+    drift = _key_drift(metadata, rule, relpath)
+    if drift:
+        found.append(finding(relpath, sops_line, sops_column, "CONNC405", drift))
     settings = []
     if metadata.encrypted_regex != rule.encrypted_regex:
         settings.append(f"encrypted_regex is {metadata.encrypted_regex!r} in the file and "
@@ -69,8 +64,54 @@ def check(document: Document, relpath: str,
     return found
 
 
+def _key_drift(metadata: SopsMetadata, rule: CreationRule, relpath: str) -> str | None:
+    """What differs between who can decrypt the file and who its rule says should (CONNC405):
+    the recipients, and the key groups and threshold that say how many of them must agree.
+    A file encrypted to `age: A,B` (either key decrypts) under a rule that now asks for groups
+    [A] and [B] with a threshold of 2 is weaker than its rule, with the same recipients."""
+    if not metadata.recipients:
+        return None  # no recipients at all is CONNC412's
+    parts = []
+    if metadata.recipients != rule.recipients:
+        added = sorted(metadata.recipients - rule.recipients)
+        missing = sorted(rule.recipients - metadata.recipients)
+        detail = "; ".join(part for part in (
+            f"not in .sops.yaml: {', '.join(map(shown_recipient, added))}" if added else "",
+            f"missing from the file: {', '.join(map(shown_recipient, missing))}"
+            if missing else "",
+        ) if part)
+        parts.append(f"recipients differ from .sops.yaml rule {rule.index + 1} ({detail})")
+    ours, theirs = metadata.key_groups, rule.key_groups
+    # With one group on each side the recipients say it all; otherwise compare the structure.
+    if ours.canonical() != theirs.canonical() and not len(ours.groups) == len(theirs.groups) == 1:
+        subject = ("key groups differ too" if parts
+                   else f"key groups differ from .sops.yaml rule {rule.index + 1}")
+        parts.append(f"{subject}: the file has {_shown_groups(ours)}, the rule asks for "
+                     f"{_shown_groups(theirs)}")
+    if not parts:
+        return None
+    # updatekeys compares groups position by position and rewrites them when any differs, but
+    # keeps the file's own threshold; a fresh encryption takes both from the rule.
+    rewrites_groups = [set(g) for g in ours.groups] != [set(g) for g in theirs.groups]
+    if rewrites_groups and threshold_after_updatekeys(ours, theirs) == theirs.threshold:
+        fix = f"run `sops updatekeys {relpath}`"
+    else:
+        fix = (f"`sops updatekeys` keeps a file's threshold, so decrypt and re-encrypt it: "
+               f"`sops decrypt -i {relpath} && sops encrypt -i {relpath}`")
+    return f"{'; '.join(parts)}; {fix}"
+
+
+def _shown_groups(key_groups: KeyGroups) -> str:
+    groups = sorted(sorted(map(shown_recipient, group)) for group in key_groups.groups)
+    listed = " ".join(f"[{', '.join(group)}]" for group in groups)
+    if len(groups) == 1:
+        return f"one key group {listed} (any one of its keys decrypts)"
+    return f"{len(groups)} key groups {listed}, {key_groups.threshold} of them needed to decrypt"
+
+
 def check_rules(rules: list[CreationRule], relpath: str = ".sops.yaml") -> list[Finding]:
-    """Rules that cover connection files must encrypt `credential` only and MAC only it."""
+    """Rules that cover connection files must encrypt `credential` only and MAC only it, and
+    name key groups sops can encrypt with."""
     found = []
     for rule in rules:
         if not rule.matches("connections.d/example.sops.yaml"):
@@ -84,7 +125,27 @@ def check_rules(rules: list[CreationRule], relpath: str = ".sops.yaml") -> list[
         if not rule.recipients:
             found.append(finding(relpath, rule.line, 1, "CONNC014",
                                  f"creation rule {rule.index + 1} names no recipients"))
+            continue
+        found += [finding(relpath, rule.line, 1, "CONNC014", message)
+                  for message in _unusable_groups(rule)]
     return found
+
+
+def _unusable_groups(rule: CreationRule) -> list[str]:
+    """Key groups sops cannot encrypt with: it refuses an empty group ("empty key group
+    provided") and splits the data key only for 2 <= threshold <= groups (shamir.Split)."""
+    groups = rule.key_groups.groups
+    if len(groups) <= 1:
+        return []  # one group: no split, the threshold is not used
+    messages = [f"creation rule {rule.index + 1}: key group {number} names no recipients, and "
+                f"sops cannot encrypt to an empty group"
+                for number, group in enumerate(groups, 1) if not group]
+    threshold = rule.key_groups.threshold
+    if not 2 <= threshold <= len(groups):
+        messages.append(f"creation rule {rule.index + 1}: shamir_threshold {threshold} with "
+                        f"{len(groups)} key groups; sops needs 2 to {len(groups)} to split "
+                        f"the data key")
+    return messages
 
 
 def _encrypted_outside_credential(document: Document, relpath: str) -> list[Finding]:
@@ -113,6 +174,7 @@ def _credential_values(document: Document, relpath: str) -> list[Finding]:
     credential = document.data.get("credential")
     if not isinstance(credential, dict):
         return []
+    connection_id = repository.stem(relpath, repository.CONNECTION_SUFFIX)
     found = []
     for key, value in credential.items():
         path = ("credential", key)
@@ -127,7 +189,8 @@ def _credential_values(document: Document, relpath: str) -> list[Finding]:
         elif not is_encrypted_value(value):
             found.append(finding(relpath, line, column, "CONNC402",
                                  f"`{dotted(path)}` is plaintext in an encrypted file; encrypt it "
-                                 f"with `connc secret set ID {key}` (and rotate it: it was exposed)"))
+                                 f"with `connc secret set {connection_id} {key}` (and rotate it: "
+                                 f"it was exposed)"))
         elif enc_type(value) != "str":
             found.append(finding(relpath, line, column, "CONNC411",
                                  f"`{dotted(path)}` is encrypted as type "
@@ -150,5 +213,7 @@ def load_rules(root: Path) -> tuple[list[CreationRule] | None, list[Finding]]:
     try:
         rules = read_rules(document.data, lambda path: document.position(path)[0])
     except RulesError as error:
-        return None, found + [finding(relpath, error.line, 1, "CONNC014", error.message)]
+        # The message quotes RE2's reason, which quotes the pattern: no control characters.
+        return None, found + [finding(relpath, error.line, 1, "CONNC014",
+                                      printable(error.message))]
     return rules, found + check_rules(rules)

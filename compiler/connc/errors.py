@@ -36,6 +36,12 @@ class UsageError(ConncError):
     exit_code = ExitCode.USAGE
 
 
+class Refused(ConncError):
+    """The input is understood and refused (a value `secret set` will not write, ...): exit 1."""
+
+    exit_code = ExitCode.FINDINGS
+
+
 class SopsError(ConncError):
     """sops failed; the message is ours, never sops' own stderr (it can hold plaintext).
 
@@ -47,6 +53,8 @@ class SopsError(ConncError):
     def __init__(self, message: str, *, path: str | None = None, no_key: bool = False) -> None:
         super().__init__(message, path=path)
         self.no_key = no_key
+        if no_key:  # no usable key is the environment's fault, not the file's: exit 2
+            self.exit_code = ExitCode.USAGE
 
 
 class RenderError(ConncError):

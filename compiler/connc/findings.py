@@ -65,6 +65,8 @@ CODES: dict[str, tuple[Severity, str]] = {
     "CONNC107": (E, "insecure or malformed URL"),
     "CONNC108": (W, "TLS verification disabled"),
     "CONNC109": (E, "invalid certificate data"),
+    "CONNC111": (E, "spec still a placeholder of connc new"),
+    "CONNC110": (E, "knownHosts pins another host"),
     # 2xx: references between files
     "CONNC201": (E, "unknown owner"),
     "CONNC202": (E, "unknown scope member"),
@@ -110,6 +112,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "CONNC606": (E, "control character in credential"),
     "CONNC607": (E, "credential still a placeholder"),
     "CONNC608": (E, "seal does not match the file"),
+    "CONNC609": (E, "credential value a tool cannot carry"),
 }
 
 
@@ -144,3 +147,25 @@ def finding(path: str, line: int, column: int, code: str, message: str,
 
 def has_errors(findings: list[Finding], *, strict: bool = False) -> bool:
     return any(f.severity is Severity.ERROR or strict for f in findings)
+
+
+# GitHub Actions workflow commands (`::error file=...::message`, `::add-mask::value`), escaped
+# as the runner unescapes them (actions/runner ActionCommand.cs, `UnescapeData`: %0D, %0A,
+# then %25; `UnescapeProperty` also %3A and %2C), which is the toolkit's `escapeData` /
+# `escapeProperty`. `%` goes first, so that a `%25` or `%0A` inside a value comes back as
+# written: unescaped, `::add-mask::a%25b` would register `a%b` and leave the secret `a%25b` in
+# clear. Here, in the core, because validate's annotations and render's masks both need it.
+
+
+def escape_data(value: str) -> str:
+    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(value: str) -> str:
+    return escape_data(value).replace(":", "%3A").replace(",", "%2C")
+
+
+def workflow_command(name: str, data: str, **properties: str | int) -> str:
+    """One `::name key=value,...::data` line, every part escaped for the runner."""
+    props = ",".join(f"{key}={escape_property(str(value))}" for key, value in properties.items())
+    return f"::{name}{' ' + props if props else ''}::{escape_data(data)}\n"

@@ -98,7 +98,7 @@ class GitHubApp:
         timeout: float = 10.0,
         max_attempts: int = 4,
         max_wait: float = 60.0,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] = http.pause,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.app_id = str(app_id_or_client_id).strip()
@@ -228,15 +228,19 @@ def revoke_installation_token(
     connection: str = "github-app",
     max_attempts: int = 4,
     max_wait: float = 60.0,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = http.pause,
     clock: Callable[[], float] = time.time,
 ) -> bool:
-    """DELETE /installation/token. True if revoked now, False if it was already dead (401)."""
+    """DELETE /installation/token. True if revoked now, False if it was already dead (401).
+
+    Revoking undoes a mint, so it is made even after the caller's deadline passed or it was
+    cancelled (`http.detached`): bounded by its own timeout and attempts."""
     client = _Client(api_url, f"connection '{connection}'", timeout, max_attempts, max_wait,
                      sleep, clock)
     auth = _BearerAuth(token.reveal)
-    response = client.send("DELETE", "/installation/token", auth, None,
-                           what="revoke an installation token")
+    with http.detached():
+        response = client.send("DELETE", "/installation/token", auth, None,
+                               what="revoke an installation token")
     if response.status == 204:
         return True
     if response.status == 401:  # expired or revoked already: nothing left to do
@@ -274,7 +278,7 @@ class PullRequests:
 
     def __init__(self, api_url: str, repository: str, token: Secret, *, timeout: float = 10.0,
                  max_attempts: int = 3, max_wait: float = 30.0,
-                 sleep: Callable[[float], None] = time.sleep,
+                 sleep: Callable[[float], None] = http.pause,
                  clock: Callable[[], float] = time.time) -> None:
         if not _REPOSITORY.fullmatch(repository):
             raise GitHubError(f"the repository must be owner/name, not {repository!r}")
@@ -370,8 +374,8 @@ def _review(item: object) -> Review | None:
 
 
 class _BearerAuth:
-    """requests auth hook. Passing auth (rather than a header) also stops requests from
-    replacing our Authorization with a ~/.netrc entry for the API host."""
+    """requests auth hook, the one source of the Authorization header (connc.http's session
+    ignores ~/.netrc); it records what it sent, so that an echo of it can be redacted."""
 
     __slots__ = ("_make", "_sent")
 
@@ -427,19 +431,30 @@ class _Client:
             response: http.Answer | None = None
             try:
                 # No redirects: a bearer credential goes to the API host and nowhere else.
+                # `timeout` bounds each attempt as a whole (http's watchdog), and an enclosing
+                # `http.limits` (connc check) ends it sooner.
                 response = http.request(method, self.api_url + path, headers=headers,
                                         json_body=body, auth=auth, timeout=self.timeout)
             except http.Failure as error:
                 failure = error
+            if failure is not None and failure.kind == "cancelled":
+                raise GitHubError(f"{self.subject}: cannot {what}: interrupted")
             if failure is not None and failure.kind == "tls":  # a missing CA: no retry
                 raise GitHubError(
                     f"{self.subject}: TLS verification of "
                     f"{self.display_url} failed; for a private CA set REQUESTS_CA_BUNDLE or "
                     "SSL_CERT_FILE"
                 )
-            if failure is not None and failure.kind in ("invalid", "redirects"):
+            if failure is not None and failure.kind == "insecure":
+                raise GitHubError(f"{self.subject}: cannot {what} at {self.display_url}: "
+                                  f"plain http is allowed to a loopback host only")
+            if failure is not None and failure.kind in ("invalid", "redirects", "redirect"):
                 raise GitHubError(f"{self.subject}: cannot {what} at "
                                   f"{self.display_url}: invalid apiUrl")
+            # No wait may outlast max_wait, nor the enclosing deadline (connc check's probe).
+            left = http.remaining()
+            budget = self.max_wait - waited if left is None else min(self.max_wait - waited,
+                                                                      left)
             if response is None:
                 # A POST whose answer was lost may have minted a token anyway; it dies
                 # within the hour, which is acceptable next to failing the render.
@@ -447,7 +462,7 @@ class _Client:
                           if failure is not None and failure.kind == "timeout"
                           else "connection failed")
                 delay = _backoff(attempt)
-                if attempt == self.max_attempts or waited + delay > self.max_wait:
+                if attempt == self.max_attempts or delay > budget:
                     raise GitHubError(
                         f"{self.subject}: cannot {what}: {reason} "
                         f"({self.display_url}, {_attempts(attempt)})"
@@ -457,11 +472,11 @@ class _Client:
                 if retry is None or attempt == self.max_attempts:
                     return response
                 delay, reset_at, rate_limited = retry
-                if waited + delay > self.max_wait:
+                if delay > budget:
                     if rate_limited:
                         raise self._rate_limited(response, what, delay, reset_at)
                     return response
-            self.sleep(delay)
+            self.sleep(delay)  # http.pause by default: an interrupt cuts it short
             waited += delay
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -1,28 +1,60 @@
 """The one HTTP client: the GitHub API and the probes of `connc check` both send through it.
 
 `requests` is imported on first use: most renders send nothing, and render's start-up time
-is a product metric. Every request has a timeout and reads at most `max_bytes` of the body;
-a credential goes only where the caller's `auth` hook puts it (passing an auth object also
-stops requests from adding a ~/.netrc entry of the user's own). A request that gets no HTTP
-answer raises `Failure`, whose message names the host and the kind of failure, never
-anything the request carried; it is raised outside any `except` block, so no requests
-exception (which can hold a URL or a body) rides along as its context.
+is a product metric. The rules every request follows:
+
+* **Only connc's credential.** The session ignores the environment (`trust_env=False`): no
+  ~/.netrc or $NETRC entry of the user's own is ever added, on the first request or on a
+  redirect. The trust (REQUESTS_CA_BUNDLE, SSL_CERT_FILE) and proxy settings connc does honour
+  are passed explicitly (`ca_bundle`, `proxies_for`).
+* **https, or http on loopback only**, checked for every URL sent to, redirects included.
+* **Redirects only within one origin** (scheme, host, port), at most `MAX_REDIRECTS`, and
+  only when the caller asks. A redirect to another origin is not followed at all: following
+  it without the credential would let the other host's anonymous answer pass for a verdict on
+  the credential, and following it with the credential would hand it to a host nobody named.
+* **No proxy for a loopback host.** Plain http is allowed there only because the traffic
+  never leaves the machine; a proxy would carry it off, a Basic credential in clear. Other
+  hosts use the environment's proxies (HTTPS_PROXY, ..., NO_PROXY) as requests would.
+* **One deadline per request**, `timeout` seconds for the whole exchange (connect, TLS, the
+  answer's headers and body, every redirect hop), or the enclosing `limits` deadline if that
+  comes first. Socket timeouts bound each read, not the exchange: a server that sends a byte
+  a second never trips them. So a watchdog shuts the request's sockets down at the deadline,
+  or at once when the enclosing `Cancel` is set (an interrupt), whatever the request is
+  blocked on.
+* **A small body**: at most `max_bytes` are read.
+
+A request that gets no HTTP answer raises `Failure`, whose message names the host and the
+kind of failure, never anything the request carried; it is raised outside any `except`
+block, so no requests exception (which can hold a URL or a body) rides along as context.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import functools
 import json
 import os
-from collections.abc import Callable, Mapping
+import re
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
+
+from connc.schema.policy import is_loopback
 
 if TYPE_CHECKING:
     import requests
+    import requests.adapters
 
 Auth = Callable[["requests.PreparedRequest"], "requests.PreparedRequest"]
 DEFAULT_MAX_BYTES = 1024 * 1024  # connc reads small JSON answers; never buffer an index
+MAX_REDIRECTS = 5
+_REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")  # a host name fit to show as it is
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +72,8 @@ class Answer:
 
 
 class Failure(Exception):
-    """No HTTP answer. `kind`: tls, timeout, connect, redirects or invalid."""
+    """No HTTP answer. `kind`: tls, timeout, connect, redirects (too many), redirect (to another
+    origin, not followed), insecure (plain http off loopback), cancelled or invalid."""
 
     def __init__(self, kind: str, host: str, message: str) -> None:
         super().__init__(message)
@@ -51,7 +84,8 @@ def ca_bundle() -> str | bool:
     """The CA bundle to trust: REQUESTS_CA_BUNDLE, else SSL_CERT_FILE, else the default.
 
     requests reads REQUESTS_CA_BUNDLE by itself but not SSL_CERT_FILE, the variable git, curl
-    and OpenSSL honour; a runner behind a private CA sets one of them, and connc honours both.
+    and OpenSSL honour; a runner behind a private CA sets one of them, and connc honours both
+    (explicitly: the session itself ignores the environment).
     """
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
 
@@ -60,44 +94,358 @@ def host_of(url: str) -> str:
     return urlsplit(url).hostname or url
 
 
+def proxies_for(url: str) -> dict[str, str]:
+    """The proxies a request to `url` may use: none for a loopback host, else the
+    environment's (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY), as requests itself would pick them."""
+    if is_loopback(urlsplit(url).hostname or ""):
+        return {}
+    from requests.utils import get_environ_proxies
+
+    return get_environ_proxies(url, no_proxy=None)
+
+
+# --- deadlines and cancellation ---------------------------------------------------------------
+
+
+class Cancel:
+    """Set once, by whoever stops a run (an interrupt): every request made under it (see
+    `limits`) ends at once, and callbacks registered with `add` run. A callback runs in the
+    thread that calls `set`, so it must only signal (shut a socket down, kill a process
+    group), never wait."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        self._callbacks: set[Callable[[], None]] = set()
+
+    def set(self) -> None:
+        with self._lock:
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, set()
+        for callback in callbacks:
+            callback()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True as soon as this is set."""
+        return self._event.wait(max(0.0, seconds))
+
+    def add(self, callback: Callable[[], None]) -> bool:
+        """Call `callback` when this is set; False (and no call) when it is set already."""
+        with self._lock:
+            if self._event.is_set():
+                return False
+            self._callbacks.add(callback)
+            return True
+
+    def discard(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._callbacks.discard(callback)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Limits:
+    deadline: float | None  # time.monotonic()
+    cancel: Cancel | None
+
+
+_NO_LIMITS = _Limits(None, None)
+_local = threading.local()  # .limits: this thread's _Limits; .watch: the request under way
+
+
+def _limits() -> _Limits:
+    current: _Limits = getattr(_local, "limits", _NO_LIMITS)
+    return current
+
+
+@contextlib.contextmanager
+def limits(*, deadline: float | None = None, cancel: Cancel | None = None) -> Iterator[None]:
+    """Every request this thread makes in the block ends by `deadline` (time.monotonic(); an
+    enclosing earlier one still holds) and as soon as `cancel` is set. `connc check` puts each
+    probe in one, so that code which knows nothing of it (the GitHub client) obeys it too."""
+    outer = _limits()
+    if outer.deadline is not None:
+        deadline = outer.deadline if deadline is None else min(deadline, outer.deadline)
+    _local.limits = _Limits(deadline, cancel or outer.cancel)
+    try:
+        yield
+    finally:
+        _local.limits = outer
+
+
+@contextlib.contextmanager
+def detached() -> Iterator[None]:
+    """Requests that undo what a run did (revoking a token it minted) are made even after the
+    run's deadline passed or it was cancelled: a token left live is worth a short wait. Each
+    is still bounded by its own timeout and attempts."""
+    outer = _limits()
+    _local.limits = _NO_LIMITS
+    try:
+        yield
+    finally:
+        _local.limits = outer
+
+
+def remaining() -> float | None:
+    """Seconds left before the enclosing `limits` deadline, or None without one."""
+    deadline = _limits().deadline
+    return None if deadline is None else deadline - time.monotonic()
+
+
+def cancelled() -> bool:
+    cancel = _limits().cancel
+    return cancel is not None and cancel.is_set()
+
+
+def pause(seconds: float) -> None:
+    """time.sleep, cut short when the enclosing `limits` is cancelled (a retry's backoff)."""
+    cancel = _limits().cancel
+    if cancel is None:
+        time.sleep(seconds)
+    else:
+        cancel.wait(seconds)
+
+
+class _Watch:
+    """Ends one request at its deadline, or when its Cancel is set, by shutting its sockets
+    down: a blocked recv() then returns, whatever the request was waiting for."""
+
+    def __init__(self, deadline: float, cancel: Cancel | None) -> None:
+        self.fired: str | None = None  # "timeout" or "cancelled"
+        self._lock = threading.Lock()
+        self._sockets: list[socket.socket] = []
+        self._over = False
+        self._cancel = cancel
+        self._timer = threading.Timer(max(0.0, deadline - time.monotonic()), self._fire,
+                                      ("timeout",))
+        self._timer.daemon = True
+
+    def __enter__(self) -> _Watch:
+        self._timer.start()
+        if self._cancel is not None and not self._cancel.add(self._on_cancel):
+            self._fire("cancelled")
+        _local.watch = self
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _local.watch = None
+        self._timer.cancel()
+        if self._cancel is not None:
+            self._cancel.discard(self._on_cancel)
+        with self._lock:
+            self._over = True  # no shutdown() on a socket the pool may have closed and reused
+            self._sockets.clear()
+
+    def _on_cancel(self) -> None:
+        self._fire("cancelled")
+
+    def add(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self.fired is None:
+                self._sockets.append(sock)
+                return
+        _shutdown(sock)
+
+    def _fire(self, why: str) -> None:
+        with self._lock:
+            if self.fired is not None or self._over:
+                return
+            self.fired = why
+            sockets = list(self._sockets)
+        for sock in sockets:
+            _shutdown(sock)
+
+
+def _shutdown(sock: socket.socket) -> None:
+    # shutdown(), not close(): closing an fd another thread is blocked on could let the
+    # number be reused under it; shutdown wakes that thread and leaves the close to it.
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def _watched(sock: socket.socket) -> socket.socket:
+    watch: _Watch | None = getattr(_local, "watch", None)
+    if watch is not None:  # the socket is made in the thread whose request it serves
+        watch.add(sock)
+    return sock
+
+
+@functools.cache
+def _adapter_class() -> type[requests.adapters.HTTPAdapter]:
+    """An HTTPAdapter whose connections report their sockets to the request's `_Watch`.
+
+    urllib3 has no public hook for the socket it connects; `_new_conn` is where every
+    connection (direct, or to a proxy for a CONNECT tunnel) makes it, in urllib3 1.x and 2.x.
+    SOCKS proxies keep urllib3's own classes: their deadline is then per read only.
+    """
+    from requests.adapters import HTTPAdapter
+    from urllib3 import HTTPConnectionPool, HTTPSConnectionPool
+    from urllib3.connection import HTTPConnection, HTTPSConnection
+
+    class WatchedHTTPConnection(HTTPConnection):
+        def _new_conn(self) -> socket.socket:
+            return _watched(super()._new_conn())
+
+    class WatchedHTTPSConnection(HTTPSConnection):
+        def _new_conn(self) -> socket.socket:
+            return _watched(super()._new_conn())
+
+    class Pool(HTTPConnectionPool):
+        ConnectionCls = WatchedHTTPConnection
+
+    class TLSPool(HTTPSConnectionPool):
+        ConnectionCls = WatchedHTTPSConnection
+
+    pools = {"http": Pool, "https": TLSPool}
+
+    class WatchedAdapter(HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
+
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> Any:
+            manager = super().proxy_manager_for(proxy, **kwargs)
+            if not proxy.lower().startswith("socks"):
+                manager.pool_classes_by_scheme = pools
+            return manager
+
+    return WatchedAdapter
+
+
+# --- the request ------------------------------------------------------------------------------
+
+
 def request(method: str, url: str, *, timeout: float, auth: Auth | None = None,
             headers: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None,
             json_body: Any = None, verify: str | bool | None = None,
             cert: tuple[str, str] | None = None, follow_redirects: bool = False,
             max_bytes: int = DEFAULT_MAX_BYTES) -> Answer:
-    """One request; raises Failure when no HTTP answer came back."""
+    """One request, over within `timeout` seconds (see the module's rules); raises Failure
+    when no HTTP answer came back."""
     import requests
+    import urllib3
 
     host = host_of(url)
+    scope = _limits()
+    deadline = time.monotonic() + timeout
+    if scope.deadline is not None:
+        deadline = min(deadline, scope.deadline)
+    watch = _Watch(deadline, scope.cancel)
+    exchange = _Exchange(method, url, deadline, watch, auth or _NoAuth(),
+                         dict(headers or {}), params, json_body,
+                         ca_bundle() if verify is None else verify, cert)
     failure: Failure | None = None
     try:
-        with requests.Session() as session:
-            session.max_redirects = 5
-            response = session.request(
-                method, url, params=params, headers=dict(headers or {}), json=json_body,
-                auth=auth or _NoAuth(), timeout=(timeout, timeout),
-                verify=ca_bundle() if verify is None else verify, cert=cert,
-                allow_redirects=follow_redirects, stream=True)
-            with response:
-                content = response.raw.read(max_bytes, decode_content=True)
-                return Answer(response.status_code, response.headers, content or b"")
+        with watch, requests.Session() as session:
+            # No ~/.netrc, $NETRC, environment proxies or CA variables: what connc honours
+            # of those it passes itself (proxies_for, ca_bundle).
+            session.trust_env = False
+            adapter = _adapter_class()()
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            answer = exchange.run(session, follow_redirects, max_bytes)
+        if watch.fired is None:  # a body cut short by the watchdog is no answer
+            return answer
+    except Failure as refused:
+        failure = refused
     except requests.exceptions.SSLError as error:
         # The SSL error text is OpenSSL's reason, never request data; only its kind is used.
         failure = Failure("tls", host, _tls_failure(str(error), host))
-    except requests.exceptions.Timeout:
+    except (requests.exceptions.Timeout, urllib3.exceptions.TimeoutError):
         failure = Failure("timeout", host, f"no answer from {host} within {timeout:g} s")
     except requests.exceptions.ConnectionError:
         failure = Failure("connect", host, f"cannot connect to {host} (refused, no route, "
                                            f"or unknown name)")
-    except requests.exceptions.TooManyRedirects:
-        failure = Failure("redirects", host, f"too many redirects from {host}")
-    except (requests.exceptions.RequestException, OSError):
+    except (requests.exceptions.RequestException, urllib3.exceptions.HTTPError, OSError,
+            ValueError):
         failure = Failure("invalid", host, f"the request to {host} failed")
+    # A request the watchdog cut off raises whatever its socket made of it: say what it was.
+    kind = watch.fired or (failure.kind if failure is not None else "timeout")
+    if kind == "timeout":
+        failure = Failure("timeout", host, f"no answer from {host} within {timeout:g} s")
+    elif kind == "cancelled":
+        failure = Failure("cancelled", host, f"the request to {host} was interrupted")
+    assert failure is not None
     raise failure
 
 
+@dataclasses.dataclass
+class _Exchange:
+    method: str
+    url: str
+    deadline: float
+    watch: _Watch
+    auth: Auth
+    headers: dict[str, str]
+    params: Mapping[str, str] | None
+    json_body: Any
+    verify: str | bool
+    cert: tuple[str, str] | None
+
+    def run(self, session: requests.Session, follow_redirects: bool, max_bytes: int) -> Answer:
+        host = host_of(self.url)
+        origin = _origin(self.url, host)
+        url, method, body, params = self.url, self.method, self.json_body, self.params
+        for _hop in range(MAX_REDIRECTS + 1):
+            _check_url(url, host)
+            left = self.deadline - time.monotonic()
+            if self.watch.fired is not None or left <= 0:
+                raise Failure(self.watch.fired or "timeout", host, "")  # request() words it
+            response = session.request(
+                method, url, params=params, headers=self.headers, json=body, auth=self.auth,
+                timeout=(left, left), verify=self.verify, cert=self.cert,
+                allow_redirects=False, stream=True, proxies=proxies_for(url))
+            with response:
+                status, location = response.status_code, response.headers.get("Location")
+                if not (follow_redirects and status in _REDIRECT_STATUSES and location):
+                    content = response.raw.read(max_bytes, decode_content=True) \
+                        if max_bytes else b""
+                    return Answer(status, response.headers, content or b"")
+            url = urljoin(url, location)
+            if _origin(url, host) != origin:
+                raise Failure("redirect", host, f"{host} redirected to {_shown_host(url)}; "
+                                                f"connc follows a redirect only to the same "
+                                                f"scheme, host and port, never with the "
+                                                f"credential elsewhere")
+            params = None  # the Location carries its own query
+            if status == 303 or (status in (301, 302) and method == "POST"):
+                method, body = "GET", None  # what browsers and requests do
+        raise Failure("redirects", host, f"too many redirects from {host}")
+
+
+def _origin(url: str, host: str) -> tuple[str, str, int | None] | None:
+    try:
+        parts = urlsplit(url)
+        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        raise Failure("invalid", host, f"the request to {host} failed: an invalid URL") from None
+    if parts.username is not None or parts.password is not None:
+        return None  # user info in a Location is never the origin asked
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def _check_url(url: str, host: str) -> None:
+    """https, or http to a loopback host (where the traffic never leaves the machine)."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise Failure("invalid", host, f"the request to {host} failed: not an http(s) URL")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise Failure("insecure", host, f"plain http to {_shown_host(url)} is refused: it "
+                                        f"would leave this machine unencrypted")
+
+
+def _shown_host(url: str) -> str:
+    try:
+        hostname = urlsplit(url).hostname or ""
+    except ValueError:
+        hostname = ""
+    return hostname if _PLAIN_HOST.fullmatch(hostname) else "another host"
+
+
 class _NoAuth:
-    """Sends no credential, and keeps requests from adding one from ~/.netrc."""
+    """Sends no credential (the session ignores ~/.netrc as well)."""
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         return request

@@ -3,15 +3,21 @@
 Everything here is keyless: it reads the `sops:` block and the creation rules, and never
 decrypts. Recipients are compared as sops writes them (`age:<key>`, `pgp:<fingerprint>`,
 `kms:<arn>`, ...), so moving from age keys to a cloud KMS needs no change in connc.
+
+Who can decrypt is more than a set of recipients: sops splits the data key between key groups
+(Shamir), any key of a group opens that group's share, and `shamir_threshold` shares are needed.
+`KeyGroups` is that structure, read from a file as sops reads it (stores/stores.go) and from a
+creation rule as sops builds it (config/config.go).
 """
 
 from __future__ import annotations
 
 import binascii
 import dataclasses
+import functools
 import hashlib
 import re
-from typing import Any
+from typing import Any, Protocol
 
 from connc.secrets import what_secret
 
@@ -64,6 +70,55 @@ def value_fingerprint(value: str) -> bytes | None:
 
 
 @dataclasses.dataclass(frozen=True)
+class KeyGroups:
+    """Who must cooperate to decrypt: the key groups, each a set of recipients, and the threshold.
+
+    Semantics followed (getsops/sops): with one group there is no Shamir split and any one key
+    decrypts (sops.go, UpdateMasterKeysWithKeyServices / GetDataKeyWithKeyServices: "If there's
+    only one key group, we can't do Shamir"); with several, `shamir_threshold` groups are needed
+    and 0 (absent) means all of them ("if m.ShamirThreshold == 0 { m.ShamirThreshold =
+    len(m.KeyGroups) }"; getsops.io docs, Key groups: "By default, the threshold is set to the
+    number of key groups"). sops records the rule's shamir_threshold even in a one-group file,
+    where it means nothing, so it is compared only through `threshold`.
+    """
+
+    groups: tuple[frozenset[str], ...]
+    recorded_threshold: int = 0  # shamir_threshold as written; 0 when absent
+
+    @property
+    def threshold(self) -> int:
+        """Groups needed to decrypt."""
+        return effective_threshold(len(self.groups), self.recorded_threshold)
+
+    def canonical(self) -> tuple[tuple[tuple[str, ...], ...], int]:
+        """The structure, order-free: two files alike here are opened by the same key sets.
+
+        The order of groups changes nothing about who can decrypt (any `threshold` of them),
+        so it is not compared; a group listed twice still counts twice."""
+        return tuple(sorted(tuple(sorted(g)) for g in self.groups)), self.threshold
+
+
+NO_KEY_GROUPS = KeyGroups(())
+
+
+def effective_threshold(groups: int, recorded: int) -> int:
+    if groups <= 1:
+        return 1
+    return recorded or groups
+
+
+def threshold_after_updatekeys(file: KeyGroups, rule: KeyGroups) -> int:
+    """The threshold `sops updatekeys` gives a file: it takes the rule's groups but keeps the
+    file's own shamir_threshold, capped at the new number of groups (cmd/sops/subcommand/
+    updatekeys/updatekeys.go: `shamirThreshold = min(tree.Metadata.ShamirThreshold,
+    len(conf.KeyGroups))`, with a TODO about using the rule's instead); 0 then becomes every
+    group. Checked against sops 3.11: a threshold-only change leaves updatekeys "already up to
+    date"."""
+    count = len(rule.groups)
+    return effective_threshold(count, min(file.recorded_threshold, count))
+
+
+@dataclasses.dataclass(frozen=True)
 class SopsMetadata:
     recipients: frozenset[str]
     # The data key as encrypted to each recipient (`fingerprint`): the same means a copy.
@@ -71,6 +126,7 @@ class SopsMetadata:
     encrypted_regex: str | None
     mac_only_encrypted: bool
     problems: tuple[str, ...]
+    key_groups: KeyGroups = NO_KEY_GROUPS
 
 
 def read_metadata(block: object) -> SopsMetadata:
@@ -78,18 +134,25 @@ def read_metadata(block: object) -> SopsMetadata:
     problems: list[str] = []
     if not isinstance(block, dict):
         return SopsMetadata(frozenset(), frozenset(), None, False, ("the sops block is not a mapping",))
-    recipients: set[str] = set()
     wrapped: set[bytes] = set()
-    for entries in _key_entry_lists(block):
-        for source, entry in entries:
-            recipient = _recipient_of(source, entry)
-            if recipient is None:
-                problems.append(f"a `{source}` entry has no key identifier")
-                continue
-            recipients.add(recipient)
-            enc = entry.get("enc")
-            if isinstance(enc, str) and enc.strip():
-                wrapped.add(fingerprint(enc))
+    entry_lists = _key_entry_lists(block)
+    top, *listed = [_group_of(entries, problems, wrapped) for entries in entry_lists]
+    # Every recipient named anywhere, even one sops would ignore: more to check, never less.
+    recipients = top.union(*listed)
+    # The groups as sops reads them (stores/stores.go, internalKeygroups): keys at top level,
+    # if any, are the file's one group and `key_groups` is then ignored; sops writes one or the
+    # other (MetadataFromInternal: a single group goes to the top level).
+    has_top = bool(entry_lists[0])
+    groups = (top,) if has_top else tuple(listed)
+    if has_top and any(entry_lists[1:]):
+        problems.append("keys both at top level and in `key_groups`; sops reads only the "
+                        "top-level keys")
+    threshold = block.get("shamir_threshold", 0)
+    if threshold is None:
+        threshold = 0
+    if not _is_count(threshold):
+        problems.append("`shamir_threshold` is not a whole number")
+        threshold = 0
     if not recipients:
         problems.append("no recipients: nobody can decrypt this file")
     for required in ("mac", "lastmodified"):
@@ -102,11 +165,32 @@ def read_metadata(block: object) -> SopsMetadata:
         regex if isinstance(regex, str) else None,
         block.get("mac_only_encrypted") is True,
         tuple(problems),
+        KeyGroups(groups, threshold),
     )
 
 
+def _is_count(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _group_of(entries: list[tuple[str, dict[str, Any]]], problems: list[str],
+              wrapped: set[bytes]) -> frozenset[str]:
+    """The recipients of one group's entries; their wrapped data keys go to `wrapped`."""
+    found = set()
+    for source, entry in entries:
+        recipient = _recipient_of(source, entry)
+        if recipient is None:
+            problems.append(f"a `{source}` entry has no key identifier")
+            continue
+        found.add(recipient)
+        enc = entry.get("enc")
+        if isinstance(enc, str) and enc.strip():
+            wrapped.add(fingerprint(enc))
+    return frozenset(found)
+
+
 def _key_entry_lists(block: dict[str, Any]) -> list[list[tuple[str, dict[str, Any]]]]:
-    """The key entries at top level and inside each of `key_groups`."""
+    """The key entries at top level, then those of each of `key_groups`."""
     groups: list[dict[str, Any]] = [block]
     key_groups = block.get("key_groups")
     if isinstance(key_groups, list):
@@ -174,18 +258,108 @@ def recipient_of_member_key(value: str) -> str:
 # ---------------------------------------------------------------------------- .sops.yaml
 
 
+class _Compiled(Protocol):
+    """What connc uses of a compiled `re2` pattern (google-re2 ships no type hints)."""
+
+    def search(self, text: bytes) -> object: ...
+
+
+class PathRegexError(Exception):
+    pass
+
+
+class PathRegex:
+    """A creation rule's `path_regex`, matched as sops matches it: with Go's regexp, RE2 syntax
+    and semantics. RE2 runs in time linear in the path, so a pull request cannot stall CI with
+    a pattern that backtracks (Python's `re` takes minutes on `(a|aa)+b` against 44 letters),
+    and it accepts what Go accepts (`\\z`, `\\pL`, `(?i)` mid-pattern) and refuses what Go
+    refuses (lookarounds, backreferences, `\\Z`), so connc and sops agree on every rule."""
+
+    __slots__ = ("_regexp", "pattern")
+
+    def __init__(self, pattern: str) -> None:
+        self.pattern = pattern
+        self._regexp = _compile(pattern)
+
+    def search(self, path: str) -> bool:
+        # Go's regexp.MatchString: a search, not an anchored match. Go matches a file name's
+        # bytes; a name that is not UTF-8 reaches us with surrogate escapes, which re-encode to
+        # those same bytes.
+        return self._regexp.search(path.encode("utf-8", "surrogateescape")) is not None
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PathRegex) and other.pattern == self.pattern
+
+    def __hash__(self) -> int:
+        return hash(self.pattern)
+
+    def __repr__(self) -> str:
+        return f"PathRegex({self.pattern!r})"
+
+    def __reduce__(self) -> tuple[type[PathRegex], tuple[str]]:
+        # validate's worker processes receive the rules pickled; they recompile from the text
+        # (a hit in the cache they inherited from the parent through fork).
+        return PathRegex, (self.pattern,)
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(pattern: str) -> _Compiled:
+    """The pattern compiled once per process (validate matches every file against it)."""
+    # Imported here: most importers of this module (recipients, metadata) never match a path.
+    import re2  # type: ignore[import-untyped]  # google-re2 has no type hints
+
+    go_only = _go_rejects(pattern)
+    if go_only:
+        raise PathRegexError(go_only)
+    options = re2.Options()
+    options.log_errors = False  # RE2 would print every parse error on stderr itself
+    # Only "does it match" is asked: without submatches RE2 answers from its DFA, 3x faster
+    # (the syntax accepted is the same; named groups still parse).
+    options.never_capture = True
+    try:
+        compiled: _Compiled = re2.compile(pattern, options)
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else "invalid pattern"
+        raise PathRegexError(reason.decode("utf-8", "replace") if isinstance(reason, bytes)
+                             else str(reason)) from None
+    except UnicodeEncodeError:
+        raise PathRegexError("the pattern is not valid UTF-8") from None
+    return compiled
+
+
+def _go_rejects(pattern: str) -> str | None:
+    r"""The one escape C++ RE2 accepts and Go's regexp (so sops) refuses: `\C`, any byte.
+    Checked against sops 3.11: "invalid escape sequence: `\C`"."""
+    index, literal = 0, False
+    while index < len(pattern):
+        if pattern[index] != "\\":
+            index += 1
+            continue
+        escaped = pattern[index + 1:index + 2]
+        if literal:  # \Q...\E quotes everything up to the first \E
+            literal = escaped != "E"
+            index += 1 if literal else 2
+            continue
+        if escaped == "Q":
+            literal = True
+        elif escaped == "C":
+            return r"invalid escape sequence: \C"
+        index += 2
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class CreationRule:
     index: int
     line: int
-    path_regex: re.Pattern[str] | None
+    path_regex: PathRegex | None
     recipients: frozenset[str]
     encrypted_regex: str | None
     mac_only_encrypted: bool
+    key_groups: KeyGroups = NO_KEY_GROUPS
 
     def matches(self, relpath: str) -> bool:
-        # sops uses Go's regexp.MatchString: a search, not an anchored match.
-        return self.path_regex is None or self.path_regex.search(relpath) is not None
+        return self.path_regex is None or self.path_regex.search(relpath)
 
 
 class RulesError(Exception):
@@ -206,16 +380,30 @@ def read_rules(data: object, line_of: Any = None) -> list[CreationRule]:
             raise RulesError(f"creation rule {index + 1} is not a mapping", line)
         pattern = raw.get("path_regex")
         try:
-            compiled = re.compile(pattern) if isinstance(pattern, str) else None
-        except re.error as exc:
-            raise RulesError(f"creation rule {index + 1}: path_regex does not compile: {exc}",
-                             line) from None
+            compiled = PathRegex(pattern) if isinstance(pattern, str) else None
+        except PathRegexError as exc:
+            # sops refuses the whole .sops.yaml at such a rule ("can not compile regexp").
+            hint = _RE2_HINT if str(exc).startswith(("invalid perl operator",
+                                                     "invalid escape sequence")) else ""
+            raise RulesError(f"creation rule {index + 1}: path_regex does not compile: RE2 "
+                             f"(sops) rejects it: {exc}{hint}", line) from None
+        threshold = raw.get("shamir_threshold")
+        if threshold is not None and not _is_count(threshold):
+            # sops' YAML decoder refuses it, and with it the whole .sops.yaml.
+            raise RulesError(f"creation rule {index + 1}: shamir_threshold must be a whole "
+                             f"number", line)
+        groups = _rule_groups(raw)
         rules.append(CreationRule(
-            index, line, compiled, frozenset(_rule_recipients(raw)),
+            index, line, compiled, frozenset().union(*groups),
             raw.get("encrypted_regex") if isinstance(raw.get("encrypted_regex"), str) else None,
             raw.get("mac_only_encrypted") is True,
+            KeyGroups(groups, threshold or 0),
         ))
     return rules
+
+
+_RE2_HINT = (" (sops matches path_regex with Go's RE2, which has no lookahead, lookbehind or "
+             "backreference; `\\z`, not `\\Z`, ends the path)")
 
 
 def _entries(value: object) -> list[Any]:
@@ -230,7 +418,13 @@ def _split(value: object) -> list[str]:
     return [str(part).strip() for part in _entries(value) if str(part).strip()]
 
 
-def _rule_recipients(rule: dict[str, Any]) -> set[str]:
+def _rule_groups(rule: dict[str, Any]) -> tuple[frozenset[str], ...]:
+    """The key groups sops builds from a rule (config/config.go, getKeyGroupsFromCreationRule):
+    `key_groups`, when it lists any, and then the top-level keys are ignored; otherwise the
+    top-level keys as one group."""
+    key_groups = rule.get("key_groups")
+    if isinstance(key_groups, list) and key_groups:
+        return tuple(frozenset(_group_recipients(group)) for group in key_groups)
     found = {recipient_id("age", v) for v in _split(rule.get("age"))}
     found |= {recipient_id("pgp", v) for v in _split(rule.get("pgp"))}
     # `ARN+ROLE_ARN` assumes a role; sops records the role apart from the key's ARN.
@@ -238,9 +432,7 @@ def _rule_recipients(rule: dict[str, Any]) -> set[str]:
     found |= {recipient_id("gcp_kms", v) for v in _split(rule.get("gcp_kms"))}
     uris = _split(rule.get("azure_keyvault")) + _split(rule.get("hc_vault_transit_uri"))
     found |= {recipient_of_member_key(uri) for uri in uris}
-    for group in _entries(rule.get("key_groups")):
-        found |= _group_recipients(group)
-    return found
+    return (frozenset(found),)
 
 
 # key_groups entries that are mappings: sops' field names -> the metadata kind they become.

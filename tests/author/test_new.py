@@ -58,7 +58,13 @@ def test_every_type_validates_encrypted_with_placeholders(
     created = new_connection(repo, connection_type, "new-conn", owner="alice")
     assert created.relpath == relpath("new-conn")
     report = validate(repo)
-    assert not has_errors(report.findings, strict=True), report.findings
+    # Only the placeholders only the user can fill in stand out (CONNC111), so an unfinished
+    # scaffold cannot pass CI; everything else validates.
+    placeholders = [f for f, v in scaffold.TEMPLATES[connection_type].placeholders.items()
+                    if v == scaffold.REPLACE or ".invalid" in str(v)]
+    assert sorted(f.message.split("`")[1] for f in report.findings) == sorted(
+        f"spec.{field}" for field in placeholders), report.findings
+    assert {f.code for f in report.findings} <= {"CONNC111"}
     text = (repo / created.relpath).read_text()
     document = yaml.safe_load(text)
     assert document["metadata"] == {"id": "new-conn", "name": "new-conn", "owner": "alice"}
@@ -81,7 +87,7 @@ def test_every_type_validates_encrypted_with_placeholders(
 def test_templates_describe_every_spec_field(connection_type: str) -> None:
     """A field added to a spec model needs its help text here (and a placeholder if required)."""
     template = scaffold.TEMPLATES[connection_type]
-    model = scaffold.spec_models()[connection_type]
+    model = models.spec_models()[connection_type]
     fields = {f.alias or n for n, f in model.model_fields.items()} - {"type"}
     assert set(template.spec) == fields
     for key, help_text in template.spec.items():
@@ -92,7 +98,7 @@ def test_templates_describe_every_spec_field(connection_type: str) -> None:
 
 
 def test_spec_models_cover_every_type() -> None:
-    assert set(scaffold.spec_models()) == set(TYPES) == set(scaffold.TEMPLATES)
+    assert set(models.spec_models()) == set(TYPES) == set(scaffold.TEMPLATES)
 
 
 def test_help_lists_every_type() -> None:
@@ -109,7 +115,7 @@ def test_kubernetes_defaults_to_a_token_and_lists_optional_fields(repo: Path) ->
     document = yaml.safe_load(text)
     assert set(document["credential"]) == {"token", SEAL_FIELD}
     assert document["spec"] == {"type": "kubernetes",
-                                "server": "https://kubernetes.example.com:6443"}
+                                "server": "https://kubernetes.replace-me.invalid:6443"}
     for optional in ("certificateAuthorityData", "namespace", "insecureSkipTlsVerify"):
         assert f"# Optional `{optional}`" in text
     assert "sops unset connections.d/k8s.sops.yaml" in text
@@ -179,7 +185,8 @@ def test_recipient_outside_the_scope_is_refused(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", members=members)
     with pytest.raises(NotCreated) as caught:
         new_connection(root, "gitlab", "gl", owner="alice")
-    assert [f.code for f in caught.value.findings] == ["CONNC408"]
+    # And alice's own key is not among the file's recipients (a warning of its own).
+    assert [f.code for f in caught.value.findings] == ["CONNC408", "CONNC409"]
     assert connection_files(root) == []
 
 
@@ -294,6 +301,11 @@ def test_cli_prints_the_path_then_next_steps_and_validates(repo: Path) -> None:
     assert result.stdout == "connections.d/gh-acme.sops.yaml\n"
     assert "connc secret set gh-acme privateKey < FILE" in result.stderr
     assert "spec.clientId, spec.installationId" in result.stderr
+    checked = run_connc("validate", "--strict", "--repo", str(repo))
+    assert checked.returncode == 1 and "CONNC111 `spec.clientId`" in checked.stdout
+    text = (repo / relpath("gh-acme")).read_text()
+    (repo / relpath("gh-acme")).write_text(text.replace("clientId: REPLACE-ME",
+                                                        "clientId: Iv23liReal"))
     checked = run_connc("validate", "--strict", "--repo", str(repo))
     assert checked.returncode == 0, checked.stdout
 

@@ -366,6 +366,16 @@ def valid_cases(pem: Material) -> list[Case]:
                                              teams=["ops"]),
              }),
              [], exit=0),
+        Case("valid", "rule-go-regex-syntax", "a path_regex in Go's RE2 syntax that Python's re "
+             "refused (`(?i)` mid-pattern, `\\pL`, `\\pN`, `\\z`); sops encrypted the file "
+             "with this very rule",
+             base_files(**{
+                 ".sops.yaml": sops_config(
+                     path_regex=r"^connections\.d/(?i)\pL[\pL\pN-]*\.SOPS\.yaml\z"),
+                 conn("gitlab-acme"): GITLAB,
+                 pipe("release"): pipeline("release", "gitlab-acme"),
+             }),
+             [], exit=0),
     ]
 
 
@@ -445,6 +455,12 @@ def file_cases() -> list[Case]:
              base_files(**with_connection),
              [Expect("CONNC014", ".sops.yaml", "path_regex")],
              after=lambda root: edit(root / ".sops.yaml", r"\.sops\.yaml$", r"(\.sops\.yaml$")),
+        Case("invalid", "rule-regex-rejected", "a path_regex with a lookahead: Python's re took "
+             "it, RE2 (sops) rejects it",
+             base_files(**with_connection, **{".sops.yaml": sops_config(
+                 path_regex=r"^connections\.d/(?!tmp-).*\.sops\.yaml$")}),
+             [Expect("CONNC014", ".sops.yaml", "path_regex")], encrypt_with=sops_config(),
+             message_contains={"CONNC014": "RE2 (sops) rejects it"}),
     ]
 
 
@@ -515,6 +531,19 @@ def model_cases() -> list[Case]:
                  spec={"server": "https://k8s.example.com",
                        "certificateAuthorityData": base64.b64encode(b"not a cert").decode()})}),
              [Expect("CONNC109", conn("k8s-prod"), "certificateAuthorityData")]),
+        Case("invalid", "known-hosts-other-host", "an ssh connection's knownHosts vouches for "
+             "every host with `@cert-authority *` (a man in the middle on another connection)",
+             base_files(**{conn("git-ssh"): connection(
+                 "git-ssh", type_="git", spec={
+                     "url": "ssh://git@git.example.com/org-a",
+                     # GitHub's public ed25519 host key: only the host fields matter here.
+                     "knownHosts": "".join(
+                         f"{host} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsab"
+                         f"gH5C9okWi0dh2l9GKJl\n" for host in ("git.example.com",
+                                                                "@cert-authority *"))},
+                 credential={"sshPrivateKey": "fake-key"})}),
+             [Expect("CONNC110", conn("git-ssh"), "knownHosts:")],
+             message_contains={"CONNC110": "line 2"}),
     ]
 
 
@@ -709,6 +738,12 @@ def encryption_cases() -> list[Case]:
         Case("invalid", "wrong-enc-type", "a credential value encrypted as a number",
              base_files(**{path: gitlab(credential={"token": 123456789})}),
              [Expect("CONNC411", path, "token: ENC")]),
+        Case("invalid", "scaffold-placeholder", "an endpoint still holding the placeholder "
+             "`connc new` wrote: an unfinished connection cannot pass CI",
+             base_files(**{conn("k8s-new"): connection(
+                 "k8s-new", type_="kubernetes",
+                 spec={"server": "https://kubernetes.replace-me.invalid:6443"})}),
+             [Expect("CONNC111", conn("k8s-new"), "server:")]),
         Case("invalid", "unsealed", "a credential without a seal: a warning",
              base_files(**{path: GITLAB}), [Expect("CONNC413", path, "^credential:")], exit=0,
              unsealed=(path,)),
@@ -722,6 +757,21 @@ def encryption_cases() -> list[Case]:
              [Expect("CONNC412", path, "^sops:")],
              after=lambda root: regex_edit(root / path, r"^    lastmodified: .*\n", ""),
              message_contains={"CONNC412": "lastmodified"}),
+        Case("invalid", "rule-key-groups-weaker", "encrypted to one key group (either key "
+             "decrypts); the rule now asks for two groups and both of them: same recipients, "
+             "weaker file",
+             base_files(**{path: GITLAB, ".sops.yaml": (
+                 "creation_rules:\n"
+                 "  - path_regex: ^connections\\.d/.*\\.sops\\.yaml$\n"
+                 "    encrypted_regex: ^credential$\n"
+                 "    mac_only_encrypted: true\n"
+                 "    shamir_threshold: 2\n"
+                 "    key_groups:\n"
+                 f"      - age: [{TEST_RECIPIENT}]\n"
+                 f"      - age: [{OTHER_RECIPIENT}]\n")}),
+             [Expect("CONNC405", path, "^sops:")],
+             encrypt_with=sops_config(TEST_RECIPIENT, OTHER_RECIPIENT),
+             message_contains={"CONNC405": "sops updatekeys"}),
     ]
 
 
@@ -749,8 +799,12 @@ def decrypt_cases(pem: Material) -> list[Case]:
     k8s = conn("k8s-prod")
     path = conn("gitlab-acme")
     return [
-        Case("invalid-decrypt", "cannot-decrypt", "encrypted only to a key nobody here holds",
-             base_files(**{path: GITLAB, ".sops.yaml": sops_config(OTHER_RECIPIENT)}),
+        Case("invalid-decrypt", "cannot-decrypt", "one file encrypted only to a key nobody here "
+             "holds (when none decrypts, the key is missing: exit 2, no finding)",
+             base_files(**{path: GITLAB, conn("gitlab-other"): gitlab("gitlab-other"),
+                           ".sops.yaml": sops_config(OTHER_RECIPIENT,
+                                                     path_regex=r"^connections\.d/gitlab-acme")
+                           + "".join(sops_config().splitlines(keepends=True)[1:])}),
              [Expect("CONNC601", path, "^sops:")]),
         Case("invalid-decrypt", "empty-credential-value", "a credential value of blanks",
              base_files(**{path: gitlab(credential={"token": "   "})}),
@@ -781,6 +835,12 @@ def decrypt_cases(pem: Material) -> list[Case]:
              after=lambda root: edit(root / path, "type: gitlab",
                                      "type: gitlab\n    url: https://gitlab.evil.example"),
              message_contains={"CONNC608": "spec.url"}),
+        Case("invalid-decrypt", "username-with-colon", "a username with ':' (basic auth would "
+             "split it): refused by secret set, validate --decrypt and render alike",
+             base_files(**{conn("registry"): connection(
+                 "registry", type_="container-registry", spec={"registry": "registry.example.com"},
+                 credential={"username": "ci:bot", "password": "fake-password"})}),
+             [Expect("CONNC609", conn("registry"), "username:")]),
         Case("invalid-decrypt", "control-character", "a newline inside a token (it would inject "
              "into git's credential protocol)",
              base_files(**{path: gitlab(credential={"token": "fake-token\nprotocol=https"})}),

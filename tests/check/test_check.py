@@ -30,6 +30,7 @@ from repo_builder import build_repo, connc, connection, key_env, new_recipient, 
 from servers._net import serving
 from servers.git_http import GitHttpServer, git_server  # noqa: F401
 from servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
+from servers.hostile import Reply, logging_proxy, recording_server, trickling_server
 from servers.kube_api import KubeApiServer, kube_server  # noqa: F401
 from servers.registry import RegistryServer, registry_server  # noqa: F401
 from servers.sshd import SshServer, ssh_server  # noqa: F401
@@ -54,7 +55,7 @@ class Ran:
 
 
 def run_check(root: Path, tmp_path: Path, *args: str, hidden: Iterable[str] = (),
-              env: dict[str, str] | None = None) -> Ran:
+              env: dict[str, str] | None = None, timeout: float = 60) -> Ran:
     """`connc check --format json ARGS`; asserts that nothing in `hidden` is printed and that
     the run left nothing in its temp dir."""
     temp = tmp_path / "check-tmp"
@@ -62,7 +63,8 @@ def run_check(root: Path, tmp_path: Path, *args: str, hidden: Iterable[str] = ()
     environment = key_env(TMPDIR=str(temp), NO_PROXY="127.0.0.1,localhost",
                           no_proxy="127.0.0.1,localhost")
     environment.update(env or {})
-    proc = connc("check", "--repo", root, "--format", "json", *args, env=environment)
+    proc = connc("check", "--repo", root, "--format", "json", *args, env=environment,
+                 timeout=timeout)
     for secret in hidden:
         for line in secret.strip().splitlines():  # a PEM key, line by line
             if len(line.strip()) > 8:
@@ -306,8 +308,10 @@ def test_kubernetes_with_kubectl(kube_server: KubeApiServer, tmp_path: Path) -> 
                                         "accepted the credential")
     assert ran.status("k8s-cert") == "ok"
     assert ran.message("k8s-wrong-token") == "auth refused (HTTP 401)"
-    assert ran.message("k8s-untrusted-cert") == ("TLS error: the server refused the client "
-                                                 "certificate")
+    assert ran.message("k8s-untrusted-cert") in (  # the alert, or the reset it races with
+        "TLS error: the server refused the client certificate",
+        "TLS error or unreachable: the server reset the connection (as a server does that "
+        "refuses the client certificate)")
     assert ran.message("k8s-no-ca").startswith("TLS error: the server's certificate is not "
                                                "trusted")
     assert {r.auth for r in kube_server.log} >= {"token", "client-cert", "tls-rejected"}
@@ -385,10 +389,14 @@ def test_not_checked_without_a_key_and_exit_codes(services: Services, tmp_path: 
     assert list(only_locked.outcomes) == ["locked"]
     assert "no connection could be decrypted" in only_locked.proc.stderr
 
-    unknown = run_check(root, tmp_path, "index", "no-such", "../etc")
+    unknown = run_check(root, tmp_path, "index", "no-such", "../etc", "indx")
     assert unknown.proc.returncode == 2
     assert unknown.proc.stdout == ""
-    assert "no such connection: no-such, ../etc" in unknown.proc.stderr
+    # The real id in the path, never the placeholder `ID`; a near miss gets a suggestion.
+    assert unknown.proc.stderr == (
+        "connc: error: no such connection: no-such (no connections.d/no-such.sops.yaml), "
+        "../etc (not a connection id), indx (no connections.d/indx.sops.yaml; did you mean "
+        "`index`?)\n")
 
 
 def test_text_output_is_one_line_per_connection(services: Services, tmp_path: Path) -> None:
@@ -474,3 +482,115 @@ def test_a_bundle_directory_is_private(services: Services, tmp_path: Path,
     assert [o.status for o in outcomes] == ["ok"]
     assert seen == [0o700]
     assert not list(tmp_path.glob("connc-check-*"))
+
+
+# --- hostile servers: redirects, proxies, trickles (connc.http's rules) --------------------
+
+
+def test_a_redirect_elsewhere_fails_the_check_and_netrc_is_never_used(
+        tmp_path: Path, _private_home: Path) -> None:
+    """A 302 to another origin is not followed: with connc's credential it would reach a host
+    nobody named, without it the other host's 200 would pass for a verdict; and the checker's
+    own ~/.netrc (which requests used to add on a redirect) is never read."""
+    netrc_password = canary()
+    (_private_home / ".netrc").write_text("".join(
+        f"machine {host} login me password {netrc_password}\n"
+        for host in ("localhost", "127.0.0.1")))
+    (_private_home / ".netrc").chmod(0o600)
+    password = canary()
+    with recording_server({"/landing": Reply(200)}) as landing, recording_server() as index:
+        index.routes["/simple/"] = Reply(302, {"Location": landing.url("localhost") + "/landing"})
+        index.routes["/old/"] = Reply(301, {"Location": "/moved/"})
+        index.routes["/moved/"] = lambda seen: Reply(
+            200 if seen.headers.get("Authorization") == "Basic " + base64.b64encode(
+                f"reader:{password}".encode()).decode() else 401)
+        root = build_repo(tmp_path / "repo", connections={
+            "away": _index_connection("away", index.url() + "/simple/", password),
+            "moved": _index_connection("moved", index.url() + "/old/", password)})
+        ran = run_check(root, tmp_path, hidden=[password, netrc_password],
+                        env={"NETRC": str(_private_home / ".netrc")})
+    assert ran.proc.returncode == 1
+    assert ran.status("away") == "failed"
+    assert ran.message("away").startswith("refused: 127.0.0.1 redirected to localhost; ")
+    assert landing.seen == []
+    assert ran.status("moved") == "ok"  # a redirect within the origin keeps the credential
+    assert [s.path for s in index.seen if s.path != "/simple/"] == ["/old/", "/moved/"]
+    assert all(netrc_password not in str(s.headers) and "bWU6" not in str(s.headers)
+               for s in index.seen)  # "me:" in base64: no netrc login either
+
+
+def test_loopback_traffic_never_goes_through_a_proxy(git_server: GitHttpServer,
+                                                     tmp_path: Path) -> None:
+    """Plain http is allowed on loopback only because it stays on this machine: neither
+    connc's request nor git's (curl proxies 127.0.0.1 too) may hand it to a proxy."""
+    password, git_password = canary(), canary()
+    repo_url = git_server.add_repo("org-a/api.git")
+    git_server.add_account("bot", git_password, "org-a")
+    with recording_server() as index, logging_proxy() as proxy:
+        index.routes["/simple/"] = Reply(200)
+        root = build_repo(tmp_path / "repo", connections={
+            "index": _index_connection("index", index.url("localhost") + "/simple/", password),
+            "repo": connection("repo", type_="git", spec={"url": repo_url},
+                               credential={"username": "bot", "password": git_password})})
+        proxies = {name: proxy.url for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY",
+                                                "http_proxy", "https_proxy", "all_proxy")}
+        ran = run_check(root, tmp_path, hidden=[password, git_password],
+                        env={**proxies, "NO_PROXY": "", "no_proxy": ""})
+    assert ran.proc.returncode == 0, ran.outcomes
+    assert ran.message("repo") == "git ls-remote through the bundle succeeded"
+    assert proxy.heads == []
+    assert len(index.seen) == 1
+
+
+def test_a_trickling_server_is_cut_off_at_the_timeout(github_api: FakeGitHub,
+                                                      tmp_path: Path) -> None:
+    """One header byte a second kept `check --timeout 2` alive for 659 s: --timeout bounds
+    the whole probe, an HTTP one and the github-app one alike."""
+    with trickling_server() as slow, trickling_server(
+            b"HTTP/1.1 201 Created\r\nContent-Length: 9999\r\n\r\n{") as slow_body:
+        root = build_repo(tmp_path / "repo", connections={
+            "slow-index": _index_connection("slow-index", slow.url + "/simple/"),
+            "slow-app": connection(
+                "slow-app", type_="github-app",
+                credential={"privateKey": github_api.private_key_pem},
+                spec={"apiUrl": slow_body.url, "appId": int(github_api.app_id),
+                      "installationId": github_api.installation_id})})
+        started = time.monotonic()
+        ran = run_check(root, tmp_path, "--timeout", "1", hidden=[github_api.private_key_pem],
+                        timeout=30)
+        elapsed = time.monotonic() - started
+    assert elapsed < 8, elapsed  # a second each, in parallel, plus start-up and decryption
+    assert ran.proc.returncode == 1
+    assert ran.message("slow-index") == "timeout: no answer from 127.0.0.1 within 1 s"
+    assert "no answer within 1 s" in ran.message("slow-app")
+
+
+def test_sigterm_ends_a_stuck_check_at_once(tmp_path: Path) -> None:
+    """The first SIGTERM ends the run, whatever the probes are stuck on, and the temp dir
+    goes with it."""
+    with trickling_server() as slow:
+        root = build_repo(tmp_path / "repo", connections={
+            f"slow-{n}": _index_connection(f"slow-{n}", slow.url + "/simple/")
+            for n in range(3)})
+        temp = tmp_path / "check-tmp"
+        temp.mkdir()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "connc", "check", "--repo", str(root), "--timeout", "120"],
+            env=key_env(TMPDIR=str(temp)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        try:
+            deadline = time.monotonic() + 15
+            while slow.server.accepted < 3:
+                assert time.monotonic() < deadline, "the probes never reached the server"
+                time.sleep(0.02)
+            sent = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            _stdout, stderr = process.communicate(timeout=15)
+            ended = time.monotonic() - sent
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 130, stderr
+    assert ended < 3, ended
+    assert list(temp.iterdir()) == []

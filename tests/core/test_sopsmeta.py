@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import pickle
+import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +13,9 @@ import yaml
 
 from connc.sopsmeta import (
     CreationRule,
+    KeyGroups,
     RulesError,
+    effective_threshold,
     enc_type,
     fingerprint,
     first_matching_rule,
@@ -19,6 +24,7 @@ from connc.sopsmeta import (
     read_rules,
     recipient_id,
     recipient_of_member_key,
+    threshold_after_updatekeys,
 )
 from repokit import TEST_RECIPIENT, connection, make_repo, new_age_key, sops_rules
 
@@ -276,3 +282,204 @@ def test_a_fingerprint_is_of_the_bytes_not_their_text() -> None:
     assert fingerprint(armoured) == fingerprint(armoured.replace("\n", "\r\n"))
     assert fingerprint(armoured) == fingerprint("YWdlZW5j")
     assert fingerprint("YWdl") != fingerprint("YWdm")
+
+
+# ---------------------------------------------------------------------------- path_regex is RE2
+# sops matches path_regex with Go's regexp (RE2 syntax, linear time). Each expectation below was
+# checked against the sops binary the tests use (3.11): a rule it accepts, or one it refuses
+# with "can not compile regexp".
+
+
+@pytest.mark.parametrize(("pattern", "relpath", "matches"), [
+    (r"^connections\.d/.*\.sops\.yaml\z", "connections.d/a.sops.yaml", True),
+    (r"^connections\.d/(?i)\pL[\pL\pN-]*\.SOPS\.yaml$", "connections.d/Gitlab-2.sops.yaml", True),
+    (r"^connections\.d/(?i)\pL[\pL\pN-]*\.SOPS\.yaml$", "connections.d/-x.sops.yaml", False),
+    (r"^connections\.d/\p{Greek}", "connections.d/\u03b1.sops.yaml", True),
+    (r"^(?<dir>connections)\.d/", "connections.d/a.sops.yaml", True),
+    (r"^(?P<dir>connections)\.d/", "connections.d/a.sops.yaml", True),
+    (r"^[[:alpha:]]+\.d/", "connections.d/a.sops.yaml", True),
+    (r"\Qconnections.d/\E", "connections.d/a.sops.yaml", True),
+    (r"\Qconnections.d/\E", "connectionsxd/a.sops.yaml", False),
+    (r"(?U)^c.+\.d/", "connections.d/a.sops.yaml", True),
+])
+def test_go_syntax_that_python_refused_now_matches(pattern: str, relpath: str,
+                                                   matches: bool) -> None:
+    assert rules_of({"path_regex": pattern, "age": TEST_RECIPIENT})[0].matches(relpath) is matches
+
+
+@pytest.mark.parametrize("pattern", [
+    r"\.sops\.yaml\z", r"^connections\.d/(?i)x", r"\pL", r"^(?<dir>connections)",
+])
+def test_those_patterns_python_re_refuses(pattern: str) -> None:
+    """Why connc no longer compiles path_regex with `re`: a valid sops rule was an error."""
+    with pytest.raises(re.error):
+        re.compile(pattern)
+
+
+@pytest.mark.parametrize(("pattern", "reason"), [
+    (r"^connections\.d/(?!tmp-).*\.sops\.yaml$", "lookahead"),
+    (r"(?<=connections\.d/)x", "lookahead"),
+    (r"^(connections)\.d/\1", "backreference"),
+    (r"\.sops\.yaml\Z", r"`\z`, not `\Z`"),
+    (r"connections\.d/\C", r"\C"),  # C++ RE2 takes it, Go does not
+    (r"[\C]", r"\C"),
+    (r"\Q\\E\C", r"\C"),  # \Q...\E ends at the first \E
+    (r"a{1001}", "repetition"),
+    (r"(\.sops\.yaml$", "missing )"),
+])
+def test_patterns_re2_rejects_are_rule_errors(pattern: str, reason: str,
+                                              capfd: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(RulesError) as caught:
+        read_rules({"creation_rules": [{"age": "age1x"}, {"path_regex": pattern}]},
+                   lambda path: 10 + int(path[1]))
+    message = caught.value.message
+    assert message.startswith("creation rule 2: path_regex does not compile: RE2 (sops) rejects")
+    assert reason in message
+    assert caught.value.line == 11
+    assert capfd.readouterr().err == ""  # RE2 logs parse errors itself unless told not to
+
+
+@pytest.mark.parametrize("pattern", [r"\Q\C\E", r"\\C", r"x\Qa\\E"])
+def test_a_quoted_or_escaped_c_is_no_byte_class(pattern: str) -> None:
+    assert rules_of({"path_regex": pattern})[0].path_regex is not None
+
+
+def test_a_pathological_pattern_runs_in_linear_time() -> None:
+    # Python's re backtracks through every split of the letters: minutes for 44 of them.
+    rule = rules_of({"path_regex": r"^connections\.d/(a|aa)+b", "age": TEST_RECIPIENT})[0]
+    relpath = "connections.d/" + "a" * 44 + ".sops.yaml"
+    started = time.monotonic()
+    for _ in range(1000):
+        assert not rule.matches(relpath)
+    assert rule.matches("connections.d/" + "a" * 44 + "b.sops.yaml")
+    assert time.monotonic() - started < 2
+
+
+def test_a_rule_keeps_its_pattern_text_and_pickles() -> None:
+    """diff shows `rule.path_regex.pattern`; validate's workers receive rules pickled."""
+    rule = rules_of({"path_regex": r"^connections\.d/\pL", "age": TEST_RECIPIENT})[0]
+    assert rule.path_regex is not None and rule.path_regex.pattern == r"^connections\.d/\pL"
+    copy = pickle.loads(pickle.dumps(rule))
+    assert copy == rule and copy.matches("connections.d/x.sops.yaml")
+    assert not copy.matches("connections.d/1.sops.yaml")
+
+
+def test_a_file_name_that_is_not_utf8_is_matched_by_its_bytes() -> None:
+    relpath = b"connections.d/\xff.sops.yaml".decode("utf-8", "surrogateescape")
+    assert rules_of({"path_regex": r"\.sops\.yaml$"})[0].matches(relpath)
+    assert not rules_of({"path_regex": r"^connections\.d/\pL"})[0].matches(relpath)
+
+
+# ---------------------------------------------------------------------------- key groups
+
+AGE_C = "age1ukhaeypmjfav204lpj23thdfcq7slnf5srpu4g9ct9wgl2dmvvlqcwcn3s"
+A, B, C = f"age:{TEST_RECIPIENT}", f"age:{AGE_B}", f"age:{AGE_C}"
+
+
+def groups_of(rule: dict[str, Any]) -> KeyGroups:
+    return rules_of(rule)[0].key_groups
+
+
+def test_top_level_keys_are_one_group() -> None:
+    groups = groups_of({"age": f"{TEST_RECIPIENT},{AGE_B}", "pgp": PGP_FP})
+    assert groups.groups == (frozenset({A, B, f"pgp:{PGP_FP}"}),)
+    assert groups.threshold == 1
+
+
+def test_key_groups_with_merge_and_threshold() -> None:
+    groups = groups_of({**KEY_GROUPS_RULE, "shamir_threshold": 2})
+    assert len(groups.groups) == 2 and groups.threshold == 2
+    assert groups.groups[1] >= {B, f"gcp_kms:{GCP_KEY}"}  # `merge` joins its group
+
+
+def test_key_groups_win_over_top_level_keys_as_in_sops() -> None:
+    # sops 3.11 encrypts such a rule to A and B only: C is silently dropped.
+    rule = rules_of({"age": AGE_C, "key_groups": [{"age": [TEST_RECIPIENT]}, {"age": [AGE_B]}]})[0]
+    assert rule.recipients == {A, B}
+    assert rule.key_groups.canonical() == KeyGroups((frozenset({A}), frozenset({B}))).canonical()
+
+
+@pytest.mark.parametrize(("count", "recorded", "threshold"), [
+    (1, 0, 1), (1, 3, 1),  # one group: no Shamir split, any key decrypts
+    (2, 0, 2), (3, 0, 3),  # absent: every group
+    (3, 2, 2),
+])
+def test_effective_threshold(count: int, recorded: int, threshold: int) -> None:
+    assert effective_threshold(count, recorded) == threshold
+
+
+def test_group_order_does_not_matter_but_a_repeated_group_does() -> None:
+    ab = KeyGroups((frozenset({A}), frozenset({B})))
+    assert ab.canonical() == KeyGroups((frozenset({B}), frozenset({A})), 2).canonical()
+    assert ab.canonical() != KeyGroups((frozenset({A}), frozenset({A}), frozenset({B}))).canonical()
+
+
+@pytest.mark.parametrize(("file", "rule", "after"), [
+    (KeyGroups((frozenset({A, B}),)), KeyGroups((frozenset({A}), frozenset({B})), 2), 2),
+    (KeyGroups((frozenset({A, B}),)),
+     KeyGroups((frozenset({A}), frozenset({B}), frozenset({C})), 2), 3),
+    (KeyGroups((frozenset({A}), frozenset({B}), frozenset({C})), 2),
+     KeyGroups((frozenset({A}), frozenset({B}), frozenset({C})), 3), 2),
+    (KeyGroups((frozenset({A}), frozenset({B}), frozenset({C})), 3),
+     KeyGroups((frozenset({A}), frozenset({B})), 2), 2),
+])
+def test_updatekeys_keeps_the_files_threshold(file: KeyGroups, rule: KeyGroups, after: int) -> None:
+    assert threshold_after_updatekeys(file, rule) == after
+
+
+def test_shamir_threshold_must_be_a_number() -> None:
+    with pytest.raises(RulesError, match="shamir_threshold must be a whole number"):
+        rules_of({"age": TEST_RECIPIENT, "shamir_threshold": "2"})
+    assert groups_of({"age": TEST_RECIPIENT, "shamir_threshold": None}).recorded_threshold == 0
+
+
+def test_metadata_groups_at_top_level_or_in_key_groups() -> None:
+    top = read_metadata({"age": [{"recipient": TEST_RECIPIENT, "enc": "w"},
+                                 {"recipient": AGE_B, "enc": "v"}],
+                         "shamir_threshold": 2, "mac": "m", "lastmodified": "l"}).key_groups
+    assert top.groups == (frozenset({A, B}),) and top.threshold == 1
+    listed = read_metadata({"key_groups": [{"age": [{"recipient": TEST_RECIPIENT, "enc": "w"}]},
+                                           {"hc_vault": [], "age": [{"recipient": AGE_B,
+                                                                     "enc": "v"}]}],
+                            "shamir_threshold": 2, "mac": "m", "lastmodified": "l"})
+    assert listed.key_groups == KeyGroups((frozenset({A}), frozenset({B})), 2)
+    assert listed.problems == ()
+
+
+def test_metadata_with_both_forms_is_read_as_sops_reads_it() -> None:
+    """sops reads only the top-level keys then (stores.go); every recipient is still listed."""
+    metadata = read_metadata({"age": [{"recipient": TEST_RECIPIENT, "enc": "w"}],
+                              "key_groups": [{"age": [{"recipient": AGE_B, "enc": "v"}]}],
+                              "mac": "m", "lastmodified": "l"})
+    assert metadata.key_groups.groups == (frozenset({A}),)
+    assert metadata.recipients == {A, B}
+    assert [p for p in metadata.problems if "both at top level and in `key_groups`" in p]
+
+
+def test_metadata_threshold_that_is_not_a_number() -> None:
+    metadata = read_metadata({"age": [{"recipient": TEST_RECIPIENT, "enc": "w"}],
+                              "shamir_threshold": "two", "mac": "m", "lastmodified": "l"})
+    assert metadata.problems == ("`shamir_threshold` is not a whole number",)
+
+
+@pytest.mark.parametrize("rule", [
+    {"key_groups": [{"age": ["{a}"]}, {"age": ["{b}"]}, {"age": ["{a}", "{b}"]}],
+     "shamir_threshold": 2},
+    {"key_groups": [{"age": ["{a}"]}, {"age": ["{b}"]}]},  # threshold absent: all groups
+    {"key_groups": [{"age": ["{a}", "{b}"]}], "shamir_threshold": 2},  # recorded, unused
+    {"age": "{a},{b}", "shamir_threshold": 3},
+])
+def test_groups_written_by_real_sops_match_the_rule(tmp_path: Path, rule: dict[str, Any]) -> None:
+    _key, other = new_age_key(tmp_path)
+    raw = yaml.safe_dump({**rule, "path_regex": r"^connections\.d/"})
+    raw = raw.replace("'{a}'", TEST_RECIPIENT).replace("'{b}'", other)
+    raw = raw.replace("{a}", TEST_RECIPIENT).replace("{b}", other)
+    rules = {"creation_rules": [{**yaml.safe_load(raw), "encrypted_regex": "^credential$",
+                                 "mac_only_encrypted": True}]}
+    root = make_repo(tmp_path / "repo", rules=rules, connections={"gl": connection("gl")})
+    data = yaml.safe_load((root / "connections.d/gl.sops.yaml").read_text())
+    metadata = read_metadata(data["sops"])
+    [parsed] = read_rules(rules)
+    assert metadata.problems == ()
+    assert metadata.key_groups.canonical() == parsed.key_groups.canonical()
+    assert metadata.recipients == parsed.recipients == {A, f"age:{other}"}

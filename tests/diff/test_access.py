@@ -49,10 +49,39 @@ def test_csv_has_one_row_per_pair(repo: Path) -> None:
     assert len(rows) == 5
 
 
-def test_table_marks_a_denied_use(repo: Path) -> None:
-    lines = _run(repo, "table").splitlines()
-    assert lines[0].split()[-3:] == ["alices", "open", "team"]
-    assert lines[2].split() == ["c", "DENIED", "uses", "."]
+def test_table_has_one_row_per_pipeline_and_fits_a_terminal(repo: Path) -> None:
+    out = _run(repo, "table")
+    lines = out.splitlines()
+    assert lines[0].split() == ["pipeline", "connections"]
+    assert lines[1].split(None, 1) == ["a", "uses: alices, team"]
+    assert lines[2].split(None, 1) == ["c", "uses: open; denied: alices"]
+    assert "public, every pipeline may use: open" in out
+    assert all(len(line) <= 100 for line in lines)
+
+
+def test_table_wraps_long_rows(tmp_path: Path) -> None:
+    many = {f"c{n:02d}": connection(f"c{n:02d}", spec={"url": f"https://g.example.com/{n}"})
+            for n in range(40)}
+    root = make_repo(tmp_path, encrypt_all=False, connections=many,
+                     pipelines={"p": pipeline("p", *many)})
+    buffer = io.StringIO()
+    from connc.diff.access import table
+
+    report = validate(root)
+    table(matrix(report.connections, report.pipelines), buffer, width=60)
+    lines = buffer.getvalue().splitlines()
+    assert len(lines) > 5 and all(len(line) <= 60 for line in lines[:-1])
+
+
+def test_filters(repo: Path) -> None:
+    result = CliRunner().invoke(cli, ["access", "--repo", str(repo), "--connection", "alices"])
+    assert result.exit_code == 0
+    assert [line.split()[0] for line in result.stdout.splitlines()[1:3]] == ["a", "c"]
+    one = CliRunner().invoke(cli, ["access", "--repo", str(repo), "--pipeline", "c",
+                                   "--format", "json"])
+    assert list(json.loads(one.stdout)["pipelines"]) == ["c"]
+    unknown = CliRunner().invoke(cli, ["access", "--repo", str(repo), "--pipeline", "aa"])
+    assert unknown.exit_code == 2 and "did you mean `a`" in unknown.output
 
 
 def test_grants_are_the_scope_decision_for_every_pair(tmp_path: Path) -> None:

@@ -263,3 +263,22 @@ def test_removals_are_free(estate: Path) -> None:
     # member sets are compared as written: a new member is a new member.
     assert code == 1
     assert {c.section for c in changes if c.widens} == {"scopes"}
+
+
+def test_a_sops_rule_needing_fewer_groups(estate: Path, tmp_path: Path) -> None:
+    # Two key groups, both needed; then either one: fewer people must cooperate to decrypt.
+    _file, other = new_age_key(tmp_path)
+    rules = yaml.safe_load((estate / ".sops.yaml").read_text())
+    rule = rules["creation_rules"][0]
+    first = rule.pop("age")
+    rule.update(key_groups=[{"age": [first]}, {"age": [other]}], shamir_threshold=2)
+    write(estate, ".sops.yaml", rules)
+    commit(estate, "two groups")
+    rule["shamir_threshold"] = 1
+    write(estate, ".sops.yaml", rules)
+    code, _data, changes = pull_request(estate)
+    assert code == 1
+    assert widening(changes, "policy") == [
+        ("key groups changed", {"file": ".sops.yaml", "field": "creation rule 1",
+                                "before": "2 of 2 key groups", "after": "1 of 2 key groups"},
+         ("admins",))]

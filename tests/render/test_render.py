@@ -35,6 +35,7 @@ from repo_builder import (
     ssh_key_pair,
     write,
 )
+from runnerkit import log_lines, parse_command, parse_env_file
 from servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
 from servers.github_fake import FakeGitHub, github_api  # noqa: F401
 
@@ -170,8 +171,10 @@ def test_a_connection_that_fails_to_decrypt_leaves_nothing(tmp_path: Path) -> No
         locked={"locked": new_recipient()})
     out = tmp_path / "out"
     proc = render(root, "ci", out)
-    assert_refused(proc, "connection `locked` (connections.d/locked.sops.yaml): cannot decrypt",
-                   "no usable key")
+    # No key for it here: an environment error (spec 8), exit 2, not a refusal of the file.
+    assert proc.returncode == 2 and proc.stderr.startswith("connc: error: ")
+    assert "connection `locked` (connections.d/locked.sops.yaml): cannot decrypt" in proc.stderr
+    assert "no usable key" in proc.stderr
     assert "gitlab-main" not in proc.stderr
     assert_nothing_written(out)
 
@@ -214,7 +217,7 @@ def test_a_failed_render_keeps_the_previous_bundle(tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert render(root, "ci", out).returncode == 0
     before = (out / "manifest.json").read_text()
-    assert render(root, "cd", out).returncode == 1
+    assert render(root, "cd", out).returncode == 2  # no key for `locked` here
     assert (out / "manifest.json").read_text() == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")] == []
 
@@ -311,9 +314,10 @@ def test_modes_of_every_file_and_directory(repo: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     modes = {str(p.relative_to(out)): stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*")}
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
+    # ssh: a config with one Host block per connection, its key and its pinned host keys.
     expected_files = {"env", "manifest.json", "git/askpass", "git/config", "git/ssh/git-ssh.key",
-                      "git/ssh/known_hosts", "docker/config.json", "kube/config",
-                      "maven/settings.xml", "npm/npmrc", "pip/pip.conf"}
+                      "git/ssh/config", "git/ssh/git-ssh.known_hosts", "docker/config.json",
+                      "kube/config", "maven/settings.xml", "npm/npmrc", "pip/pip.conf"}
     assert {name for name in modes if (out / name).is_file()} == expected_files
     for name, mode in modes.items():
         wanted = 0o700 if (out / name).is_dir() or name == "git/askpass" else 0o600
@@ -367,15 +371,18 @@ def test_default_out_without_runner_temp_is_a_new_temp_dir(repo: Path, tmp_path:
     temp.mkdir()
     env = key_env(TMPDIR=str(temp))
     assert render(repo, "small", None, env=env).returncode == 0
-    [out] = temp.iterdir()
-    assert out.name.startswith("connc-small-")
+    # A private parent (mkdtemp, 0700) holds the bundle: its name is never guessable before.
+    [parent] = temp.iterdir()
+    assert parent.name.startswith("connc-small-")
+    assert stat.S_IMODE(parent.stat().st_mode) == 0o700
+    out = parent / "small"
     assert stat.S_IMODE(out.stat().st_mode) == 0o700
     assert (out / "docker/config.json").is_file()
-    # A refusal, even by a writer after decryption, leaves no empty directory behind.
+    # A refusal, even after decryption, leaves no empty directory behind.
     add_connection(repo, MAVEN_INTERPOLATED)
     write(repo, "pipelines.d/bad.yaml", pipeline("bad", "maven-bad"))
     assert_refused(render(repo, "bad", None, env=env), "Maven would interpolate")
-    assert list(temp.iterdir()) == [out]
+    assert list(temp.iterdir()) == [parent]
 
 
 # --- output formats ------------------------------------------------------------------------
@@ -416,9 +423,10 @@ def test_github_format_masks_every_secret_and_derived_form(repo: Path, tmp_path:
     env = key_env(GITHUB_ENV=str(github_env), GIT_CONFIG_COUNT="2")
     proc = render(repo, "ci", out, "--format", "github", env=env)
     assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    masks = {line.removeprefix("::add-mask::") for line in lines
-             if line.startswith("::add-mask::")}
+    lines = log_lines(proc.stdout)
+    commands = [parse_command(line) for line in lines]  # read back as the runner reads them
+    masks = {data for command in commands if command and command[0] == "add-mask"
+             for _name, _props, data in [command]}
     docker_auth = json.loads((out / "docker/config.json").read_text())["auths"][
         "registry.example.com"]["auth"]
     derived = {
@@ -434,12 +442,12 @@ def test_github_format_masks_every_secret_and_derived_form(repo: Path, tmp_path:
     ssh_key_lines = [line for line in (out / "git/ssh/git-ssh.key").read_text().splitlines()
                      if line and not line.startswith("-----")]
     assert set(ssh_key_lines) <= masks  # a multi-line secret is masked line by line
-    for line in lines:
-        if not line.startswith("::add-mask::"):
+    for line, command in zip(lines, commands, strict=True):
+        if not (command and command[0] == "add-mask"):
             assert not any(mask in line for mask in masks), line
-    appended = github_env.read_text().splitlines()
-    assert appended[0] == "EARLIER=step"
-    assigned = dict(line.split("=", 1) for line in appended[1:])
+    appended = parse_env_file(github_env.read_text())
+    assert appended[0] == ("EARLIER", "step")
+    assigned = dict(appended[1:])
     assert assigned["GIT_CONFIG_KEY_2"] == "include.path"
     assert assigned["GIT_CONFIG_VALUE_2"] == f"{out}/git/config"
     assert assigned["GIT_CONFIG_COUNT"] == "3"
@@ -530,11 +538,13 @@ def test_a_refused_out_mints_no_token(github_api: FakeGitHub, tmp_path: Path) ->
 
 def test_a_writer_refusal_after_minting_revokes_the_token(github_api: FakeGitHub,
                                                           tmp_path: Path) -> None:
+    # Credential values are refused before anything is minted (one contract, checked right
+    # after decrypting); two connections for one URL prefix only the git writer can see.
     root = _github_repo(tmp_path, github_api)
-    add_connection(root, MAVEN_INTERPOLATED)
-    write(root, "pipelines.d/ci.yaml", pipeline("ci", "gh-app", "maven-bad"))
+    add_connection(root, connection("same-host", spec={"url": "https://github.com"}))
+    write(root, "pipelines.d/ci.yaml", pipeline("ci", "gh-app", "same-host"))
     out = tmp_path / "out"
-    assert_refused(render(root, "ci", out), "Maven would interpolate")
+    assert_refused(render(root, "ci", out), "both cover https://github.com")
     assert_nothing_written(out)
     assert [m.token for m in github_api.minted] == github_api.revoked != []
 
@@ -578,6 +588,6 @@ def test_sourcing_env_sets_paths_only(repo: Path, tmp_path: Path) -> None:
     assert added.pop("MAVEN_ARGS") == f"--settings {out}/maven/settings.xml"
     assert added.pop("GIT_CONFIG_COUNT") == "1"
     assert added.pop("GIT_CONFIG_KEY_0") == "include.path"
-    ssh_command = added.pop("GIT_SSH_COMMAND")
-    assert str(out / "git/ssh/git-ssh.key") in ssh_command
+    assert added.pop("GIT_SSH_COMMAND") == f"ssh -F {out}/git/ssh/config"
+    assert added.pop("CONNC_BUNDLE") == str(out)
     assert all(value.startswith(f"{out}/") for value in added.values()), added

@@ -256,19 +256,20 @@ def test_ssh_connection_renders_key_known_hosts_and_command(tmp_path: Path) -> N
         "git-ssh", type_="git",
         spec={"url": "ssh://git@127.0.0.1:2222/infra/deploy.git", "knownHosts": known_hosts},
         credential={"sshPrivateKey": client_key})})
-    key_file, hosts_file = out / "git/ssh/git-ssh.key", out / "git/ssh/known_hosts"
+    key_file, hosts_file = out / "git/ssh/git-ssh.key", out / "git/ssh/git-ssh.known_hosts"
+    config_file = out / "git/ssh/config"
     assert key_file.read_text() == client_key
     assert hosts_file.read_text().strip() == known_hosts
-    for path in (key_file, hosts_file):
+    for path in (key_file, hosts_file, config_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
     shown = sourced(out, ["sh", "-c", 'printf %s "$GIT_SSH_COMMAND"'], clean_env(tmp_path))
-    command = shlex.split(shown.stdout)
-    assert command[0] == "ssh"
-    assert command[command.index("-i") + 1] == str(key_file)
-    options = {command[i + 1] for i, arg in enumerate(command) if arg == "-o"}
-    assert {f"UserKnownHostsFile={hosts_file}", "StrictHostKeyChecking=yes",
-            "IdentitiesOnly=yes", "BatchMode=yes"} <= options
-    assert client_key.splitlines()[1] not in shown.stdout  # paths only, never the key
+    assert shlex.split(shown.stdout) == ["ssh", "-F", str(config_file)]
+    # The connection's key and host keys are bound to its host in that config alone.
+    config = config_file.read_text()
+    for option in (f'IdentityFile "{key_file}"', f'UserKnownHostsFile "{hosts_file}"',
+                   "IdentitiesOnly yes", "StrictHostKeyChecking yes", "BatchMode yes"):
+        assert option in config, option
+    assert client_key.splitlines()[1] not in shown.stdout + config  # paths only
     if shutil.which("ssh-keygen"):  # ssh's own tools read both files as written
         derived = subprocess.run(["ssh-keygen", "-y", "-f", key_file], capture_output=True,
                                  text=True, timeout=10, check=False)

@@ -346,7 +346,8 @@ def assert_many_checks_were_reached(stdout: str, decrypt: bool) -> None:
 def test_content_check_messages_in_process() -> None:
     for document in secret_credentials().values():
         credential = {k: Secret(v) for k, v in document["credential"].items()}
-        for _field, _code, message in credential_problems(document["spec"]["type"], credential):
+        for _field, _code, message in credential_problems(document["metadata"]["id"],
+                                                          document["spec"], credential):
             assert_no_canary(message, "a content finding")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from connc.validate.run import PARALLEL_THRESHOLD, validate
-from repokit import connection, make_repo, pipeline
+from repokit import connection, make_repo, pipeline, run_connc
 
 
 def _codes(root: Path, **kwargs: object) -> set[tuple[str, str]]:
@@ -41,3 +41,11 @@ def test_a_file_where_a_directory_belongs_is_reported(tmp_path: Path) -> None:
     (root / "pipelines.d").rmdir()
     (root / "pipelines.d").write_text("not a directory\n")
     assert ("CONNC008", "pipelines.d") in _codes(root)
+
+
+def test_decrypt_without_any_key_is_an_environment_error(tmp_path: Path) -> None:
+    # No file decrypts: the key is missing, which is no finding of the files (spec 8: exit 2).
+    repo = make_repo(tmp_path / "repo", connections={"gl": connection("gl")})
+    ran = run_connc("validate", "--repo", str(repo), "--decrypt")
+    assert ran.returncode == 2 and "no connection can be decrypted here" in ran.stderr
+    assert "CONNC601" not in ran.stdout

@@ -20,11 +20,9 @@ import dataclasses
 import io
 import json
 import os
-import typing
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -34,10 +32,11 @@ from connc.documents import API_VERSION
 from connc.errors import ConncError, ExitCode, UsageError
 from connc.findings import Finding, Severity, suggest
 from connc.schema import models
+from connc.schema.policy import PLACEHOLDER, SPEC_PLACEHOLDERS
 from connc.validate.files import check_single
 
 # A valid string that no service accepts, and that says what to do with it.
-REPLACE = "REPLACE-ME"
+REPLACE = PLACEHOLDER
 VISIBILITIES = ("private", "public", "custom")
 
 
@@ -62,7 +61,7 @@ TEMPLATES: dict[str, Template] = {
             "installationId": f"{REPLACE}: the installation id, the number at the end of the URL\n"
                               "of the installation's settings page (.../settings/installations/ID).",
         },
-        placeholders={"clientId": REPLACE, "installationId": 1},
+        placeholders=SPEC_PLACEHOLDERS["github-app"],
         credential="privateKey: the App's private key (PEM), from \"Generate a private key\" on\n"
                    "the App's General page. Pipelines get short-lived installation tokens.",
     ),
@@ -74,7 +73,7 @@ TEMPLATES: dict[str, Template] = {
     ),
     "gitlab-self-hosted": Template(
         spec={"url": f"{REPLACE}: the URL of your GitLab (API v4 or later).\n{_GIT_URL_PREFIX}"},
-        placeholders={"url": "https://gitlab.example.com"},
+        placeholders=SPEC_PLACEHOLDERS["gitlab-self-hosted"],
         credential="token: a project, group or personal access token with read_repository\n"
                    "(write_repository to push): Settings > Access tokens. Optional `username`\n"
                    "(default oauth2); a deploy token needs its own username.",
@@ -96,14 +95,14 @@ TEMPLATES: dict[str, Template] = {
             "knownHosts": "ssh:// only, required there: the host keys to pin, as lines of\n"
                           "~/.ssh/known_hosts (check `ssh-keyscan HOST` against the host's docs)",
         },
-        placeholders={"url": "https://git.example.com/"},
+        placeholders=SPEC_PLACEHOLDERS["git"],
         credential="username + password: the HTTPS account and its password or token. For an\n"
                    "ssh:// url use `sshPrivateKey` (the private key file) instead of both.",
     ),
     "container-registry": Template(
         spec={"registry": f"{REPLACE}: host[:port] of the registry, as in image names\n"
                           "(registry.example.com/team/app); Docker Hub is https://index.docker.io/v1/"},
-        placeholders={"registry": "registry.example.com"},
+        placeholders=SPEC_PLACEHOLDERS["container-registry"],
         credential="username + password: a robot or service account and its password or\n"
                    "access token (Docker Hub: a personal access token).",
     ),
@@ -116,7 +115,7 @@ TEMPLATES: dict[str, Template] = {
             "insecureSkipTlsVerify": "true skips verifying the server (a warning; never in "
                                      "production)",
         },
-        placeholders={"server": "https://kubernetes.example.com:6443"},
+        placeholders=SPEC_PLACEHOLDERS["kubernetes"],
         credential="token: a service account token (`kubectl create token SA --duration=...`\n"
                    "or a token Secret). Or a client certificate: `clientCertificateData` +\n"
                    "`clientKeyData`, base64 PEM as in a kubeconfig; set both, then remove\n"
@@ -130,9 +129,7 @@ TEMPLATES: dict[str, Template] = {
             "repositoryId": f"{REPLACE}: maven only (remove it for npm and pypi): the <server>\n"
                             "id, as the <repository> id in your pom.xml",
         },
-        placeholders={"format": "maven",
-                      "url": "https://packages.example.com/repository/releases/",
-                      "repositoryId": REPLACE},
+        placeholders=SPEC_PLACEHOLDERS["packages"],
         credential="username + password: the repository account and its password or token.\n"
                    "npm: `token` (an auth token) instead of both.",
     ),
@@ -147,17 +144,6 @@ _METADATA_HELP = {
 
 
 # ---------------------------------------------------------------------------- the document
-
-
-def spec_models() -> dict[str, type[BaseModel]]:
-    """The spec model of each type, read from the `ConnectionSpec` union."""
-    union = typing.get_args(models.ConnectionSpec)[0]
-    found: dict[str, type[BaseModel]] = {}
-    for member in typing.get_args(union):
-        model = typing.get_args(member)[0]
-        [type_name] = typing.get_args(model.model_fields["type"].annotation)
-        found[type_name] = model
-    return found
 
 
 def credential_fields(connection_type: str) -> list[str]:
@@ -204,7 +190,7 @@ def _spec_fields(connection_type: str) -> tuple[dict[str, Any], list[str]]:
     placeholders = TEMPLATES[connection_type].placeholders
     written: dict[str, Any] = {}
     optional = []
-    for name, field in spec_models()[connection_type].model_fields.items():
+    for name, field in models.spec_models()[connection_type].model_fields.items():
         key = field.alias or name
         if key == "type":
             continue
@@ -391,7 +377,8 @@ def _validate_new(root: Path, relpath: str) -> list[Finding]:
     except BaseException:
         (root / relpath).unlink(missing_ok=True)
         raise
-    if any(f.severity is Severity.ERROR for f in found):
+    # The scaffold's own placeholders are expected now (CONNC111 until the user fills them).
+    if any(f.severity is Severity.ERROR and f.code != "CONNC111" for f in found):
         (root / relpath).unlink(missing_ok=True)
         raise NotCreated(relpath, found)
-    return found
+    return [f for f in found if f.code != "CONNC111"]

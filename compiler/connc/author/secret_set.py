@@ -14,16 +14,17 @@ from __future__ import annotations
 import dataclasses
 import getpass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from connc import documents, repository, seal, sops
-from connc.credentials import MULTILINE_FIELDS, credential_problems
-from connc.errors import SopsError, UsageError
+from connc.credentials import MULTILINE_FIELDS, field_problem
+from connc.errors import Refused, SopsError, UsageError
 from connc.findings import suggest
 from connc.render import inputs
 from connc.repository import stem
 from connc.schema import models
 from connc.secrets import Secret
+from connc.sopsmeta import is_encrypted_value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,11 +34,15 @@ class Changed:
     added: bool  # the field was not in the file before
     expires_at: str | None  # metadata.expiresAt as written, a reminder to update it
     other_alternative: list[str]  # fields of another alternative, still in the file
+    was_plaintext: bool = False  # the field held a plaintext value (CONNC402)
 
     def messages(self) -> list[str]:
         done = "added" if self.added else "changed"
         lines = [f"{done} credential.{self.field} in {self.relpath} (encrypted by sops; "
                  f"comments and other values kept)"]
+        if self.was_plaintext:
+            lines.append(f"credential.{self.field} was in plaintext in the file, so it is in "
+                         f"git's history: rotate it at its service")
         if self.expires_at:
             lines.append(f"metadata.expiresAt is {self.expires_at}: update it for the new "
                          f"credential")
@@ -55,7 +60,7 @@ def value_from_bytes(field: str, raw: bytes) -> Secret:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise UsageError(f"the value for `{field}` is not UTF-8 text") from None
+        raise Refused(f"the value for `{field}` is not UTF-8 text") from None
     if field in MULTILINE_FIELDS:
         # A PEM file saved on Windows: its line ends are not part of the key.
         text = text.replace("\r\n", "\n")
@@ -69,20 +74,31 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> C
     """Check the connection and field, then read the value from `stdin` and set it."""
     repository.check_id(connection_id, "connection")
     relpath = repository.connection_path(connection_id)
-    connection_type, credential, expires_at = _read(root, relpath, connection_id)
+    connection_type, credential, expires_at, document = _read(root, relpath, connection_id)
     allowed = models.CREDENTIALS[connection_type].field_names()
     if field not in allowed:
         raise UsageError(f"a {connection_type} connection has no credential field `{field}` "
                          f"(its fields: {', '.join(sorted(allowed))}){suggest(field, allowed)}",
                          path=relpath)
+    exposed = _plaintext_fields(credential)
+    if exposed - {field}:
+        other = sorted(exposed - {field})[0]
+        raise Refused(f"`credential.{other}` is plaintext in the file: set it first with `connc "
+                      f"secret set {connection_id} {other}` (and rotate it at its service: it "
+                      f"is in git's history)", path=relpath)
     # The seal approves the plaintext as render reads it now: a file render would refuse is
     # refused here, before any typing.
     view = seal.view_of(inputs.read_connection(root, connection_id))
     value = read_value(field, stdin)  # only now: a typo above costs no typing
-    problems = credential_problems(connection_type, {field: value})
-    if problems:
-        _field, _code, message = problems[0]  # messages name the field, never the value
-        raise UsageError(f"{message}; nothing was changed", path=relpath)
+    problem = field_problem(connection_id, view["spec"], field, value.reveal())
+    if problem:
+        _code, message = problem  # messages name the field, never the value
+        raise Refused(f"{message}; nothing was changed", path=relpath)
+    if field in exposed:
+        # sops cannot decrypt a file with a plaintext value where encrypted ones belong; the
+        # value was added after encryption, outside the MAC, so removing its lines gives back
+        # the file sops wrote, and `sops set` encrypts the new value into it.
+        _drop_value(root / relpath, document, field)
     sops.set_credential(root, relpath, field, value)
     try:
         sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)))
@@ -90,7 +106,7 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> C
         raise SopsError(f"credential.{field} was set, but sealing failed ({error.message}); "
                         f"run `connc seal {connection_id}`", path=relpath) from None
     return Changed(relpath, field, field not in credential, expires_at,
-                   _other_alternative(connection_type, field, credential))
+                   _other_alternative(connection_type, field, set(credential)), field in exposed)
 
 
 def _other_alternative(connection_type: str, field: str, present: set[str]) -> list[str]:
@@ -114,8 +130,31 @@ def read_value(field: str, stdin: BinaryIO) -> Secret:
     return value_from_bytes(field, first.encode())
 
 
-def _read(root: Path, relpath: str, connection_id: str) -> tuple[str, set[str], str | None]:
-    """(type, credential field names, expiresAt) of an encrypted connection file, keyless."""
+def _plaintext_fields(credential: dict[str, Any]) -> set[str]:
+    return {key for key, value in credential.items()
+            if isinstance(value, str) and value and not is_encrypted_value(value)}
+
+
+def _drop_value(path: Path, document: documents.Document, field: str) -> None:
+    """Remove `credential.FIELD` (key and value, block style) from the file, as text."""
+    node = document.root
+    credential = next((v for k, v in node.value if k.value == "credential"), None)
+    entry = next(((k, v) for k, v in credential.value if k.value == field), None) \
+        if credential is not None and not credential.flow_style else None
+    if entry is None:
+        raise Refused(f"`credential.{field}` is plaintext in a flow mapping; move it to its own "
+                      f"line (`{field}: ...`) under `credential:` and run this again",
+                      path=str(path.name))
+    key, value = entry
+    first = key.start_mark.line
+    last = value.end_mark.line if value.end_mark.column == 0 else value.end_mark.line + 1
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    path.write_text("".join(lines[:first] + lines[last:]), encoding="utf-8")
+
+
+def _read(root: Path, relpath: str, connection_id: str
+          ) -> tuple[str, dict[str, Any], str | None, documents.Document]:
+    """(type, credential, expiresAt, the document) of an encrypted connection file, keyless."""
     if not repository.present(root / relpath):
         known = [stem(p, repository.CONNECTION_SUFFIX)
                  for p in repository.list_files(root).connections]
@@ -134,5 +173,6 @@ def _read(root: Path, relpath: str, connection_id: str) -> tuple[str, set[str], 
         raise UsageError("the file is not encrypted: run `sops encrypt --in-place "
                          f"{relpath}` from the repository root first", path=relpath)
     expires = metadata.get("expiresAt") if isinstance(metadata, dict) else None
-    return (str(connection_type), set(credential) if isinstance(credential, dict) else set(),
-            str(expires) if expires is not None else None)
+    assert document is not None
+    return (str(connection_type), credential if isinstance(credential, dict) else {},
+            str(expires) if expires is not None else None, document)

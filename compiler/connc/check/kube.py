@@ -50,6 +50,10 @@ _KUBECTL_FAILURES = (
     ("x509", "TLS error: the server's certificate is not trusted (certificateAuthorityData, "
              "or SSL_CERT_FILE for the system trust)"),
     ("tls:", "TLS error"),
+    # A TLS 1.3 server that refuses the client certificate does so after the client thinks
+    # the handshake is over; whether kubectl reads the alert or a reset is a race.
+    ("connection reset by peer", "TLS error or unreachable: the server reset the connection "
+                                 "(as a server does that refuses the client certificate)"),
     ("refused", "unreachable: connection refused"),
     ("no such host", "unreachable: the host name does not resolve"),
     ("imeout", "timeout"),  # Timeout, timeout, Client.Timeout exceeded

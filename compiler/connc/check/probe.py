@@ -14,9 +14,12 @@ a tool's stderr or an exception's text, any of which could quote a credential.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
+import signal
+import time
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -49,7 +52,12 @@ class Ran:
 @dataclasses.dataclass(frozen=True)
 class Context:
     workdir: Path  # private (0700) to one connection, removed after its probe
-    timeout: float  # seconds for each network request; a tool run gets twice as long
+    timeout: float  # --timeout: the probe's whole budget, in seconds
+    deadline: float | None = None  # time.monotonic() by which the probe ends; None: `timeout`
+    cancel: http.Cancel | None = None  # set on an interrupt: requests end, tool runs are killed
+
+    def remaining(self) -> float:
+        return self.timeout if self.deadline is None else self.deadline - time.monotonic()
 
     def bundle(self, resolved: Resolved) -> Path:
         """A bundle with this connection alone, written by render's writers."""
@@ -60,15 +68,36 @@ class Context:
         return out
 
     def run(self, bundle: Path, args: list[str], *, stdin: str | None = None) -> Ran:
-        """`args` after `. BUNDLE/env`, in an environment of the bundle's settings alone."""
+        """`args` after `. BUNDLE/env`, in an environment of the bundle's settings alone;
+        killed (with its process group) at the probe's deadline or on an interrupt."""
         script = '. "$0/env" && exec "$@"'
+        seconds = self.remaining()
+        if self.cancel is not None and self.cancel.is_set():
+            raise ProbeFailure("interrupted")
+        if seconds <= 0:
+            raise ProbeFailure(f"timeout: the probe did not finish within {self.timeout:g} s")
+        running = process.Process(["sh", "-c", script, str(bundle), *args],
+                                  env=self._tool_env(),
+                                  stdin=stdin.encode() if stdin is not None else None)
+
+        def kill() -> None:
+            # Runs in the interrupted main thread: it only signals, `wait` below reaps. The
+            # callback is removed right after the reap: too soon for the pid to be reused.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(running.pid, signal.SIGKILL)
+
+        if self.cancel is not None and not self.cancel.add(kill):
+            kill()
         try:
-            done = process.run(["sh", "-c", script, str(bundle), *args], env=self._tool_env(),
-                               stdin=stdin.encode() if stdin is not None else None,
-                               timeout=2 * self.timeout)
+            done = running.wait(seconds)
         except process.Timeout:
-            raise ProbeFailure(f"timeout: {args[0]} did not finish within "
-                               f"{2 * self.timeout:g} s") from None
+            raise ProbeFailure(f"timeout: {args[0]} did not finish within the probe's "
+                               f"{self.timeout:g} s") from None
+        finally:
+            if self.cancel is not None:
+                self.cancel.discard(kill)
+        if self.cancel is not None and self.cancel.is_set():
+            raise ProbeFailure("interrupted")
         return Ran(done.returncode, done.stdout.decode(errors="replace"),
                    done.stderr.decode(errors="replace"))
 
@@ -76,16 +105,24 @@ class Context:
         """This environment without the user's own credentials and tool configuration.
 
         A check must not pass thanks to the checker's ~/.netrc, ssh agent, git helpers or
-        `insteadOf` rewrites; trust settings (GIT_SSL_CAINFO, SSL_CERT_FILE, proxies) stay.
+        `insteadOf` rewrites; trust settings (GIT_SSL_CAINFO, SSL_CERT_FILE, proxies) stay,
+        except that loopback hosts are added to NO_PROXY: plain http is allowed there only
+        because it stays on this machine, and curl (git's http) would otherwise proxy it.
         """
         home = self.workdir / "home"
         home.mkdir(mode=0o700, exist_ok=True)
         env = {k: v for k, v in os.environ.items() if not _USER_CONFIG.fullmatch(k)}
         env.update(HOME=str(home), XDG_CONFIG_HOME=str(home / ".config"),
                    GIT_CONFIG_GLOBAL=os.devnull, GIT_TERMINAL_PROMPT="0", LC_ALL="C")
+        for name in ("NO_PROXY", "no_proxy"):
+            current = env.get(name, "")
+            # curl honours "*" only as the whole value: appending would turn proxying back on.
+            if current.strip() != "*":
+                env[name] = ",".join(filter(None, (current, _LOOPBACK_NO_PROXY)))
         return env
 
 
+_LOOPBACK_NO_PROXY = "localhost,.localhost,127.0.0.1,127.0.0.0/8,::1"
 _USER_CONFIG = re.compile(
     r"GIT_CONFIG_(COUNT|KEY_\d+|VALUE_\d+|PARAMETERS)|GIT_CONFIG|GIT_ASKPASS|SSH_ASKPASS"
     r"|SSH_AUTH_SOCK|GIT_SSH|GIT_SSH_COMMAND|KUBECONFIG|DOCKER_CONFIG|NETRC")
@@ -130,23 +167,28 @@ class _Credential:
         return "_Credential(**********)"
 
 
-_FAILURE_PREFIX = {"tls": "TLS error: ", "timeout": "timeout: ", "connect": "unreachable: "}
+_FAILURE_PREFIX = {"tls": "TLS error: ", "timeout": "timeout: ", "connect": "unreachable: ",
+                   "redirect": "refused: ", "insecure": "refused: ", "cancelled": "interrupted: "}
 
 
 def http_get(url: str, context: Context, *, basic: tuple[str, str] | None = None,
              bearer: str | None = None, params: dict[str, str] | None = None,
              headers: dict[str, str] | None = None, verify: str | bool | None = None,
              cert: tuple[str, str] | None = None, read_json: bool = False) -> Answer:
-    """One GET with timeouts; redirects followed (requests drops the credential when the host
-    changes). Raises ProbeFailure when no HTTP answer came back."""
+    """One GET, over by the probe's deadline. Redirects are followed within the URL's origin
+    only (connc.http): a redirect elsewhere fails the probe, since another host's answer
+    would prove nothing about the credential. Raises ProbeFailure when no HTTP answer came
+    back."""
     host = http.host_of(url)
     if url.startswith("http://") and not is_loopback(host):
         raise ProbeFailure(f"refused: plain http to {host} would send the credential in clear")
     try:
-        answer = http.request(
-            "GET", url, params=params, headers={"User-Agent": USER_AGENT, **(headers or {})},
-            auth=_Credential(basic, bearer), timeout=context.timeout, verify=verify, cert=cert,
-            follow_redirects=True, max_bytes=_BODY_LIMIT if read_json else 0)
+        with http.limits(deadline=context.deadline, cancel=context.cancel):
+            answer = http.request(
+                "GET", url, params=params,
+                headers={"User-Agent": USER_AGENT, **(headers or {})},
+                auth=_Credential(basic, bearer), timeout=context.timeout, verify=verify,
+                cert=cert, follow_redirects=True, max_bytes=_BODY_LIMIT if read_json else 0)
     except http.Failure as failure:
         raise ProbeFailure(_FAILURE_PREFIX.get(failure.kind, "") + failure.message) from None
     body = answer.json() if read_json and answer.status == 200 else None

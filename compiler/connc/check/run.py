@@ -9,30 +9,41 @@ failure of its service.
 Everything a probe writes (bundles, a CA file, a client key) goes in a private temp dir that
 is removed when the probe ends, and the whole dir when the run ends, also on Ctrl-C or
 SIGTERM; a GitHub token minted by a probe is revoked by that probe.
+
+`--timeout` is each probe's whole budget: its requests (connc.http) and tool runs share one
+deadline. An interrupt cancels every probe at once (requests shut down, tool process groups
+killed), waits a short grace for them to clean up, and returns.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import shutil
 import sys
 import tempfile
+import threading
+import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TextIO
 
-from connc import credentials, repository, seal
+from connc import credentials, http, repository, seal
 from connc.check import git, github_app, kube, packages, registry
 from connc.check.probe import Context, Probe, ProbeFailure
 from connc.errors import ConncError, ExitCode, SopsError, UsageError
+from connc.findings import printable, suggest
 from connc.render import inputs
 from connc.render.context import Resolved
 from connc.repository import stem
 
 OK, FAILED, NOT_CHECKED = "ok", "failed", "not checked"
 _WORKERS = 8
+# After an interrupt, how long probes get to finish their clean-up (remove their files,
+# revoke a minted token) before the command ends without them. Cancelled requests and killed
+# tools end in milliseconds; this bounds a revocation under way, or a probe still in sops.
+_STOP_GRACE = 2.0
 PROBES: tuple[Probe, ...] = (git, github_app, registry, kube, packages)
 _BY_TYPE: dict[str, Probe] = {t: probe for probe in PROBES for t in probe.TYPES}
 
@@ -75,17 +86,47 @@ def check(root: Path, ids: Sequence[str], *, timeout: float) -> list[Outcome]:
         return []
     settings = inputs.policy(root)
     workdir = Path(tempfile.mkdtemp(prefix="connc-check-"))  # 0700
-    pool = ThreadPoolExecutor(max_workers=min(_WORKERS, len(selected)))
+    cancel = http.Cancel()
+    futures: list[concurrent.futures.Future[Outcome]] = [concurrent.futures.Future()
+                                                          for _ in selected]
+    jobs = iter(list(zip(selected, futures, strict=True)))
+    lock = threading.Lock()
+
+    def worker() -> None:
+        while not cancel.is_set():
+            with lock:
+                connection_id, future = next(jobs, (None, None))
+            if connection_id is None or future is None:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(_check_one(root, connection_id, workdir / connection_id,
+                                             timeout, settings, cancel))
+            except BaseException as error:  # noqa: BLE001 - re-raised by result() below
+                future.set_exception(error)
+
+    # Daemon threads, not a ThreadPoolExecutor: the executor's workers are joined at
+    # interpreter exit even after shutdown(wait=False), so one probe stuck where no cancel
+    # reaches (sops, up to its own timeout) would hold the process after an interrupt.
+    for n in range(min(_WORKERS, len(selected))):
+        threading.Thread(target=worker, name=f"connc-check-{n}", daemon=True).start()
     try:
-        # SIGTERM arrives as KeyboardInterrupt (cli.main), like Ctrl-C.
-        futures = [pool.submit(_check_one, root, connection_id, workdir / connection_id,
-                               timeout, settings) for connection_id in selected]
+        # SIGTERM arrives as KeyboardInterrupt (cli.main), like Ctrl-C; result() waits in a
+        # lock acquire, which a signal interrupts.
         return [future.result() for future in futures]
     finally:
         try:
-            # On Ctrl-C: start no other probe, let the running ones finish (their requests
-            # have timeouts) so that each removes its files and revokes what it minted.
-            pool.shutdown(wait=True, cancel_futures=True)
+            if not all(future.done() for future in futures):  # an interrupt, or a crash
+                # Start no other probe, end the running ones now (their requests shut
+                # down, their tools killed), then give them a moment to remove their files
+                # and revoke what they minted. One that needs longer is left behind: the
+                # command ends at once, its token expires within the hour, and the whole
+                # work directory goes below.
+                for future in futures:
+                    future.cancel()
+                cancel.set()
+                concurrent.futures.wait(futures, timeout=_STOP_GRACE)
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
 
@@ -98,13 +139,17 @@ def _select(root: Path, ids: Sequence[str]) -> list[str]:
     unknown = [i for i in ids if not repository.is_id(i)
                or not repository.present(root / repository.connection_path(i))]
     if unknown:
-        raise UsageError(f"no such connection: {', '.join(unknown)} (no "
-                         f"{repository.CONNECTIONS_DIR}/ID{repository.CONNECTION_SUFFIX})")
+        known = [stem(relpath, repository.CONNECTION_SUFFIX)
+                 for relpath in repository.list_files(root).connections]
+        raise UsageError("no such connection: " + ", ".join(
+            f"{i} (no {repository.connection_path(i)}{suggest(i, known)})"
+            if repository.is_id(i) else f"{printable(i, 80)} (not a connection id)"
+            for i in unknown))
     return list(dict.fromkeys(ids))
 
 
 def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float,
-               settings: inputs.Policy) -> Outcome:
+               settings: inputs.Policy, cancel: http.Cancel) -> Outcome:
     relpath = repository.connection_path(connection_id)
     try:
         data = inputs.read_connection(root, connection_id)  # as render reads it
@@ -124,7 +169,7 @@ def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float,
         return outcome(FAILED, f"cannot decrypt: {error.message}", None)
     except ConncError as error:
         return outcome(FAILED, error.message, None)
-    return _probe(resolved, workdir, timeout, outcome)
+    return _probe(resolved, workdir, timeout, cancel, outcome)
 
 
 def _decrypt(root: Path, relpath: str, data: dict[str, Any], require_seal: bool) -> Resolved:
@@ -141,11 +186,17 @@ def _decrypt(root: Path, relpath: str, data: dict[str, Any], require_seal: bool)
     return Resolved(connection_id, data["spec"], {"connection": connection_id}, opened.values)
 
 
-def _probe(resolved: Resolved, workdir: Path, timeout: float,
+def _probe(resolved: Resolved, workdir: Path, timeout: float, cancel: http.Cancel,
            outcome: Callable[[str, str, str | None], Outcome]) -> Outcome:
-    workdir.mkdir(mode=0o700)
+    if cancel.is_set():  # decrypted after an interrupt: write nothing, send nothing
+        return outcome(FAILED, "interrupted", None)
+    workdir.mkdir(mode=0o700)  # no parents: after the run's clean-up this fails, writes nothing
+    deadline = time.monotonic() + timeout
     try:
-        result = _BY_TYPE[resolved.type].probe(resolved, Context(workdir, timeout))
+        # The limits reach the probes' own requests and the GitHub client's alike.
+        with http.limits(deadline=deadline, cancel=cancel):
+            result = _BY_TYPE[resolved.type].probe(
+                resolved, Context(workdir, timeout, deadline, cancel))
     except (ConncError, ProbeFailure) as error:
         return outcome(FAILED, error.message if isinstance(error, ConncError) else str(error),
                        None)

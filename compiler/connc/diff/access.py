@@ -18,6 +18,7 @@ class Grant:
     connection: str
     allowed: bool
     used: bool
+    public: bool = False  # every pipeline may use the connection
 
 
 def matrix(connections: list[ConnectionSummary],
@@ -28,29 +29,45 @@ def matrix(connections: list[ConnectionSummary],
     for pipeline in pipelines:
         for cid in public:
             states.setdefault((pipeline.id, cid), "may")
-    return sorted(Grant(pid, cid, state != "denied", state != "may")
+    return sorted(Grant(pid, cid, state != "denied", state != "may", cid in public)
                   for (pid, cid), state in states.items() if pid != EVERYONE)
 
 
-def _cell(grant: Grant | None) -> str:
-    if grant is None:
-        return "."
-    if grant.used:
-        return "uses" if grant.allowed else "DENIED"
-    return "may"
+def table(grants: list[Grant], out: TextIO, width: int | None = None) -> None:
+    """One row per pipeline: what it uses, what else it may use, what it is denied. The
+    public connections every pipeline may use are listed once, below, not in every row."""
+    import shutil
+    import textwrap
+
+    width = width or shutil.get_terminal_size((100, 24)).columns
+    public = {g.connection for g in grants if g.public}
+    rows: dict[str, dict[str, list[str]]] = {}
+    for grant in grants:
+        row = rows.setdefault(grant.pipeline, {"uses": [], "may use": [], "denied": []})
+        if grant.used:
+            row["uses" if grant.allowed else "denied"].append(grant.connection)
+        elif grant.connection not in public:
+            row["may use"].append(grant.connection)
+    name_width = max([len("pipeline"), *map(len, rows)])
+    indent = " " * (name_width + 2)
+    out.write(f"{'pipeline'.ljust(name_width)}  connections\n")
+    for pipeline, row in sorted(rows.items()):
+        parts = [f"{kind}: {', '.join(ids)}" for kind, ids in row.items() if ids]
+        text = "; ".join(parts) or "(none)"
+        lines = textwrap.wrap(text, max(20, width - len(indent)), break_on_hyphens=False)
+        out.write(f"{pipeline.ljust(name_width)}  {lines[0]}\n")
+        out.writelines(f"{indent}{line}\n" for line in lines[1:])
+    if public:
+        out.write(textwrap.fill(f"public, every pipeline may use: {', '.join(sorted(public))}",
+                                width, break_on_hyphens=False) + "\n")
+    out.write(textwrap.fill("denied: listed in `uses` but not allowed (render refuses it). "
+                            "--format csv or json for the whole matrix.", width) + "\n")
 
 
-def table(grants: list[Grant], out: TextIO) -> None:
-    pipelines = sorted({g.pipeline for g in grants})
-    connections = sorted({g.connection for g in grants})
-    by_pair = {(g.pipeline, g.connection): g for g in grants}
-    width = max([len("pipeline \\ connection"), *map(len, pipelines)])
-    header = ["pipeline \\ connection".ljust(width)] + connections
-    out.write("  ".join(header) + "\n")
-    for pipeline in pipelines:
-        cells = [_cell(by_pair.get((pipeline, c))).ljust(len(c)) for c in connections]
-        out.write("  ".join([pipeline.ljust(width), *cells]).rstrip() + "\n")
-    out.write("uses: used and allowed; may: allowed, not used; DENIED: used but not allowed\n")
+def select(grants: list[Grant], pipeline: str | None, connection: str | None) -> list[Grant]:
+    """`--pipeline` / `--connection`: the grants of one pipeline, or to one connection."""
+    return [g for g in grants if (pipeline is None or g.pipeline == pipeline)
+            and (connection is None or g.connection == connection)]
 
 
 def as_json(grants: list[Grant], out: TextIO) -> None:

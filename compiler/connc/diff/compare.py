@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
 from connc.diff.revisions import Revision
-from connc.diff.snapshot import Snapshot
+from connc.diff.snapshot import Rule, Snapshot
 from connc.repository import UseSummary
 from connc.scope import connection_scope, narrower_or_equal
 from connc.sopsmeta import recipient_of_member_key, shown_recipient
@@ -372,10 +372,31 @@ def _sops_rules(base: Snapshot, head: Snapshot) -> Iterable[Change]:
             yield _row("policy", "path_regex changed",
                        values | {"before": before.path_regex or "", "after": after.path_regex
                                  or ""}, True, [ADMINS])
+        if _group_structure(before, after) != _group_structure(after, before):
+            # Who must cooperate to decrypt. Fewer groups needed, or keys moved between
+            # groups, can let fewer people open the file; only removals and a higher
+            # threshold over the same groups are plainly narrower.
+            narrower = (after.recipients <= before.recipients and after.threshold >=
+                        before.threshold and len(after.groups) == len(before.groups))
+            yield _row("policy", "key groups changed",
+                       values | {"before": _groups(before), "after": _groups(after)},
+                       not narrower, [ADMINS])
         for (name, was), (_name, now) in zip(before.settings, after.settings, strict=True):
             if was != now:
                 yield _row("policy", f"{name} changed", values | {"before": was, "after": now},
                            True, [ADMINS])
+
+
+def _group_structure(rule: Rule, other: Rule) -> tuple[int, int, frozenset[frozenset[str]]]:
+    """Who must cooperate, apart from keys added or removed (rows of their own): the
+    threshold, the number of groups, and how the keys both sides share are grouped."""
+    shared = rule.recipients & other.recipients
+    return (rule.threshold, len(rule.groups),
+            frozenset(frozenset(group) & shared for group in rule.groups))
+
+
+def _groups(rule: Rule) -> str:
+    return f"{rule.threshold} of {len(rule.groups)} key group{'s' if len(rule.groups) != 1 else ''}"
 
 
 def _config(base: Snapshot, head: Snapshot) -> Iterable[Change]:

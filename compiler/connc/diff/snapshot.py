@@ -40,6 +40,8 @@ class Rule:
     path_regex: str | None
     recipients: frozenset[str]
     settings: tuple[tuple[str, str], ...]  # encrypted_regex, mac_only_encrypted
+    groups: tuple[tuple[str, ...], ...]  # key groups, order-free (sopsmeta.KeyGroups)
+    threshold: int  # groups needed to decrypt
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,7 +114,8 @@ def _rules(root: Path, unread: dict[str, str],
     return tuple(Rule(rule.path_regex.pattern if rule.path_regex is not None else None,
                       rule.recipients,
                       (("encrypted_regex", str(rule.encrypted_regex)),
-                       ("mac_only_encrypted", str(rule.mac_only_encrypted).lower())))
+                       ("mac_only_encrypted", str(rule.mac_only_encrypted).lower())),
+                      *rule.key_groups.canonical())
                  for rule in rules)
 
 

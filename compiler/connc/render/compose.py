@@ -8,6 +8,7 @@ from pathlib import Path
 
 from connc.render import docker, git, kube, packages
 from connc.render.bundle import MARKER, commit
+from connc.render.clean import discard, sweep, tell
 from connc.render.context import Output, Resolved, Writer
 from connc.render.envfile import env_file
 
@@ -16,6 +17,9 @@ WRITERS: tuple[Writer, ...] = (git, docker, kube, packages)
 
 def write_bundle(out: Path, pipeline_id: str,
                  resolved: list[Resolved]) -> tuple[Output, dict[str, object]]:
+    # Before minting: a staging directory a killed render of OUT left holds live tokens
+    # (spec 8); this render removes it, whatever becomes of its own bundle.
+    tell(sweep(out, quick=True))
     _mint_tokens(resolved)
     try:
         output = Output(out=out, pipeline=pipeline_id)
@@ -26,10 +30,14 @@ def write_bundle(out: Path, pipeline_id: str,
         output.files.add("env", env_file(output))
         manifest = _manifest(pipeline_id, output)
         output.files.add("manifest.json", json.dumps(manifest, indent=2) + "\n")
-        commit(out, output.files)
+        replaced = commit(out, output.files)
     except BaseException:
         _revoke_minted(resolved)  # no bundle holds them: do not leave them live for an hour
         raise
+    if replaced is not None:
+        # Nobody can use the replaced bundle's tokens any more: revoke them, not leave them
+        # live for their hour. An interrupt here leaves it for the next render or clean.
+        tell(discard(replaced, quick=True))
     return output, manifest
 
 

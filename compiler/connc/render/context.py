@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import quote
@@ -68,20 +69,44 @@ class Output:
     files: BundleFiles = dataclasses.field(default_factory=BundleFiles)
     env: dict[str, str] = dataclasses.field(default_factory=dict)  # name -> path-only value
     masks: set[str] = dataclasses.field(default_factory=set)
+    unmasked: list[str] = dataclasses.field(default_factory=list)  # where, never the value
     manifest: dict[str, dict[str, object]] = dataclasses.field(default_factory=dict)
 
     def path(self, relpath: str) -> str:
         return str(self.out / relpath)
 
-    def mask(self, secret: str, *, username: str | None = None) -> None:
-        """Register a secret and the forms it takes in the bundle, for `::add-mask::`."""
-        # A workflow command ends at the end of its line: a multi-line secret (a PEM key) is
-        # masked line by line, else `::add-mask::` would print its other lines in clear.
-        self.masks.update(line.strip() for line in secret.splitlines() if line.strip())
-        self.masks.add(quote(secret, safe=""))
-        self.masks.add(base64.b64encode(secret.encode()).decode())
+    # The runner masks a registered string wherever it appears in the log, so a very short one
+    # (a one-character password: `::add-mask::a`) would hide every `a` and still reveal the
+    # secret by where the stars fall; GitHub itself masks nothing under 4 characters well.
+    MIN_MASK_LENGTH = 4
+    # PEM armor lines are the same in every key of a kind: no secret, and masking them would
+    # star out every certificate a job prints.
+    _ARMOR = re.compile(r"-----(?:BEGIN|END) [A-Z0-9 ]+-----")
+
+    @classmethod
+    def maskable(cls, form: str) -> bool:
+        """Whether `::add-mask::` may register `form`: long enough, and no common token."""
+        stripped = form.strip()  # the runner refuses a blank mask; spaces alone mask nothing
+        return len(stripped) >= cls.MIN_MASK_LENGTH and not cls._ARMOR.fullmatch(stripped)
+
+    def mask(self, secret: str, *, where: str, username: str | None = None) -> None:
+        """Register a secret and the forms it takes in the bundle, for `::add-mask::`.
+
+        A form too short to mask (`maskable`) is not registered; when that leaves a secret
+        with no masked line, it is noted in `unmasked` (`where`: the connection's id, never the
+        value) so that `--format github` warns about it.
+        """
+        if not secret:
+            return  # nothing to hide, and `::add-mask::` of "" is a runner warning
+        # A workflow command ends at the end of its line, and the runner masks each log line
+        # on its own: a multi-line secret (a PEM key) is masked line by line.
+        lines = [line.strip() for line in secret.splitlines()]
+        forms = [*lines, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()]
         if username is not None:
-            self.masks.add(base64.b64encode(f"{username}:{secret}".encode()).decode())
+            forms.append(base64.b64encode(f"{username}:{secret}".encode()).decode())
+        self.masks.update(form for form in forms if self.maskable(form))
+        if not any(self.maskable(line) for line in lines):
+            self.unmasked.append(f"a secret of connection `{where}`")
 
     def record(self, resolved: Resolved, *files: str, **extra: object) -> None:
         entry = self.manifest.setdefault(resolved.id, {

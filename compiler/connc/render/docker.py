@@ -2,32 +2,80 @@
 
 Without a credsStore docker and skopeo read `auth` from this file and never call a helper
 that could copy the password into the runner's keychain.
+
+Neither tool normalises the host it looks up: both take the registry part of the image
+reference as the user wrote it (`host[:port]`; the reference grammar allows upper case there)
+and compare it with the keys as text. containers/image (skopeo; pkg/docker/config
+`findCredentialsInFile`) tries `host[:port]/repo/...` then shorter paths, then each key with
+any `http(s)://` and path removed, with `docker.io`, `index.docker.io` and
+`registry-1.docker.io` taken as one; docker (cli/config/credentials `fileStore.Get`) tries the
+exact key, then each key with `http(s)://` and path removed, and looks Docker Hub up as
+`https://index.docker.io/v1/`. Neither folds case or drops `:443`. So a registry gets a key
+for each spelling of the same server a reference may use (`registry_keys`), and Docker Hub
+its one key that both tools find.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+from urllib.parse import urlsplit
 
 from connc.errors import RenderError
 from connc.render.context import Output, Resolved
 
 TYPES = frozenset({"container-registry"})
 
+DOCKER_HUB = "https://index.docker.io/v1/"
+_HUB_NAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+
+
+def registry_keys(registry: str) -> list[str]:
+    """The `auths` keys for a connection's `registry`, the canonical one first.
+
+    Canonical: host lower-cased, `:443` dropped (https is the default, so `host` and
+    `host:443` are one server). Also the host as written when its case differs, and
+    `host:443` when written with it: a reference may spell the server either way.
+    """
+    if registry.startswith(("https://", "http://")):
+        # The legacy URL form: both tools keep only its host[:port] (convertToHostname).
+        netloc = urlsplit(registry).netloc
+        path = ""
+    else:
+        netloc, slash, rest = registry.partition("/")
+        path = slash + rest  # a namespace key (containers/image), case kept as written
+    host, colon, port_text = netloc.rpartition(":") if ":" in netloc else (netloc, "", "")
+    port = int(port_text) if colon and port_text.isdigit() else None
+    if host.lower() in _HUB_NAMES and port in (None, 443) and path in ("", "/"):
+        return [DOCKER_HUB]
+    ports = [""] if port is None else ["", ":443"] if port == 443 else [f":{port}"]
+    keys: list[str] = []
+    for name in (host.lower(), host):
+        for suffix in ports:
+            key = f"{name}{suffix}{path}"
+            if key not in keys:
+                keys.append(key)
+    return keys
+
 
 def write(items: list[Resolved], output: Output) -> None:
     auths: dict[str, dict[str, str]] = {}
+    owners: dict[str, str] = {}
     for resolved in items:
         registry = str(resolved.spec["registry"])
         username, password = resolved.user_password()
-        if ":" in username:
-            raise RenderError(f"connection `{resolved.id}`: the username contains ':', which "
-                              f"docker's auth field cannot carry; refused")
-        if registry in auths:
-            raise RenderError(f"two connections of this pipeline are for registry {registry}; "
-                              f"docker keeps one credential per registry")
-        auths[registry] = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
-        output.mask(password, username=username)
+        # A username with ':' never gets here: the credential contract refuses it
+        # (credentials.field_problem), for every command alike.
+        auth = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
+        keys = registry_keys(registry)
+        for key in keys:
+            if key in owners:
+                raise RenderError(f"connections `{owners[key]}` and `{resolved.id}` are both "
+                                  f"for registry {keys[0]}; docker keeps one credential per "
+                                  f"registry")
+            owners[key] = resolved.id
+            auths[key] = auth
+        output.mask(password, username=username, where=resolved.id)
         output.record(resolved, "docker/config.json")
     output.files.add("docker/config.json", json.dumps({"auths": auths}, indent=2) + "\n")
     output.env["DOCKER_CONFIG"] = output.path("docker")

@@ -1,5 +1,6 @@
 """Git credentials for every git-type connection: a credential helper that knows URL paths,
-the same script as GIT_ASKPASS, and an ssh key with pinned host keys for ssh:// remotes.
+the same script as GIT_ASKPASS, and for ssh:// remotes an ssh config with one block per
+connection (its key, its pinned host keys, for its host and port only).
 
 Why a helper and not only GIT_ASKPASS: askpass prompts carry just scheme and host, so two
 connections on one host (two organisations) could not be told apart. git's credential
@@ -9,13 +10,15 @@ protocol sends the path too when `credential.useHttpPath` is set; the longest pr
 from __future__ import annotations
 
 import dataclasses
+import re
 import shlex
 import sys
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from connc.errors import RenderError
 from connc.render import textformat as text
 from connc.render.context import Output, Resolved
+from connc.schema import policy
 
 TYPES = frozenset({"github-app", "gitlab", "gitlab-self-hosted", "codeup", "bitbucket", "git"})
 
@@ -23,7 +26,8 @@ TYPES = frozenset({"github-app", "gitlab", "gitlab-self-hosted", "codeup", "bitb
 @dataclasses.dataclass(frozen=True)
 class Entry:
     connection: str
-    prefix: str  # scheme://host[:port][/path], no trailing slash
+    prefix: str  # what the helper compares: scheme://host[:port][/path], path decoded
+    section: str  # the git config subsection: the same, path as written in the url
     username: str
     password: str
     expires_epoch: int | None
@@ -31,13 +35,28 @@ class Entry:
     refresh: bool
 
 
-def _prefix(url: str) -> str:
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def _prefix(url: str) -> tuple[str, str]:
+    """(helper prefix, config subsection) of a connection url, in the form git compares.
+
+    git sends a helper the host as the remote URL spells it (`host=Git.Example.com:443`) and
+    the path URL-decoded; the askpass script lower-cases the host and drops the scheme's
+    default port before comparing, so the prefixes here are written that way too. git's own
+    config matching (urlmatch) normalises case and default ports itself.
+    """
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
+    host = parts.hostname or ""  # lower-cased by urllib
+    if ":" in host:
+        host = f"[{host}]"  # an IPv6 literal, bracketed as in the URL git sends
+    if parts.port and parts.port != _DEFAULT_PORTS.get(parts.scheme):
         host = f"{host}:{parts.port}"
+    base = f"{parts.scheme}://{host}"
     path = parts.path.strip("/")
-    return f"{parts.scheme}://{host}/{path}" if path else f"{parts.scheme}://{host}"
+    if not path:
+        return base, base
+    return f"{base}/{unquote(path)}", f"{base}/{path}"
 
 
 def _user_and_secret(resolved: Resolved) -> tuple[str, str]:
@@ -73,16 +92,18 @@ def _write_https(items: list[Resolved], output: Output) -> None:
         if ":" in username:
             raise RenderError(f"connection `{resolved.id}`: the username contains ':'; refused")
         expires = resolved.token_expires_at
+        prefix, section = _prefix(resolved.spec["url"])
         entries.append(Entry(
             connection=resolved.id,
-            prefix=_prefix(resolved.spec["url"]),
+            prefix=prefix,
+            section=section,
             username=username,
             password=password,
             expires_epoch=int(expires.timestamp()) if expires else None,
             expires_text=expires.isoformat().replace("+00:00", "Z") if expires else None,
             refresh=bool(resolved.use.get("refresh")),
         ))
-        output.mask(password, username=username)
+        output.mask(password, username=username, where=resolved.id)
         output.record(resolved, "git/askpass", "git/config")
         if resolved.type == "github-app":
             from connc.render.refresh import write_state
@@ -101,7 +122,7 @@ def _write_https(items: list[Resolved], output: Output) -> None:
     output.files.add("git/config", text.fill(
         "gitconfig", "file", pipeline=text.comment(output.pipeline), sections=text.join(
             text.fill("gitconfig", "section", prefix=text.git_quote(prefix), helper=helper)
-            for prefix in sorted({e.prefix for e in entries}))))
+            for prefix in sorted({e.section for e in entries}))))
     output.env["GIT_ASKPASS"] = askpass
     output.env["GIT_TERMINAL_PROMPT"] = "0"
     output.env["connc:git-include"] = output.path("git/config")
@@ -136,18 +157,115 @@ def _refuse_duplicate_prefixes(entries: list[Entry]) -> None:
         seen[entry.prefix] = entry.connection
 
 
+# What may stand unquoted in an ssh config `Match host` line: a host name or an IP literal
+# (no pattern characters `*?!,`, no spaces, no quotes).
+_SSH_HOST = re.compile(r"[a-z0-9_.-]+|[0-9a-f:.]+")
+_SSH_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
+
+
+@dataclasses.dataclass(frozen=True)
+class SshEntry:
+    connection: str
+    host: str
+    port: int
+    user: str | None
+    key: str  # bundle-relative paths
+    known_hosts: str
+
+
 def _write_ssh(items: list[Resolved], output: Output) -> None:
-    command = ["ssh", "-F", "/dev/null", "-o", "IdentitiesOnly=yes",
-               "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes",
-               "-o", f"UserKnownHostsFile={output.path('git/ssh/known_hosts')}"]
-    known_hosts = []
+    """One ssh config for every ssh connection, one block per connection (spec 8).
+
+    A single known_hosts and `-i` per key used to give every host every key and every
+    connection's pins: one connection's knownHosts could vouch for an impostor on another's
+    host. Now a block applies only to its connection's host and port, offers only its key,
+    and trusts only its known_hosts file (whose lines `known-hosts-pin-own-host` holds to that
+    host). ssh checks the host key before it offers a key, so a key reaches only a server
+    that proved it holds a key pinned for that host:port.
+    """
+    entries: list[SshEntry] = []
     for resolved in items:
+        entry = _ssh_entry(resolved)
         key = resolved.required("sshPrivateKey")[0]
-        relpath = f"git/ssh/{resolved.id}.key"
-        output.files.add(relpath, key if key.endswith("\n") else key + "\n")
-        output.mask(key)
-        command += ["-i", output.path(relpath)]
-        known_hosts.append(str(resolved.spec.get("knownHosts") or "").strip())
-        output.record(resolved, relpath, "git/ssh/known_hosts")
-    output.files.add("git/ssh/known_hosts", "\n".join(known_hosts) + "\n")
-    output.env["GIT_SSH_COMMAND"] = shlex.join(command)
+        output.files.add(entry.key, key if key.endswith("\n") else key + "\n")
+        output.mask(key, where=resolved.id)
+        output.files.add(entry.known_hosts,
+                         str(resolved.spec.get("knownHosts") or "").strip() + "\n")
+        output.record(resolved, entry.key, entry.known_hosts, "git/ssh/config")
+        entries.append(entry)
+    _refuse_shared_ssh_hosts(entries)
+    hosts = [entry.host for entry in entries]
+    output.files.add("git/ssh/config", text.fill(
+        "ssh_config", "file", pipeline=text.comment(output.pipeline),
+        blocks=text.join(_ssh_block(entry, output, shared=hosts.count(entry.host) > 1)
+                         for entry in entries)))
+    output.env["GIT_SSH_COMMAND"] = shlex.join(["ssh", "-F", output.path("git/ssh/config")])
+
+
+def _ssh_entry(resolved: Resolved) -> SshEntry:
+    url = str(resolved.spec["url"])
+    parts = urlsplit(url)
+    host, port, user = parts.hostname or "", parts.port or 22, parts.username
+    if not _SSH_HOST.fullmatch(host):
+        raise RenderError(f"connection `{resolved.id}`: the url's host cannot be written into an "
+                          f"ssh config (a host name or IP address only); refused")
+    if user is not None and not _SSH_USER.fullmatch(user):
+        raise RenderError(f"connection `{resolved.id}`: the url's user name cannot be written "
+                          f"into an ssh config (letters, digits, `._-` only); refused")
+    try:
+        # Render checked it with the schema already; again here, because this writer is what
+        # relies on it (a bundle never trusts a host key line for another connection's host).
+        policy.known_hosts_pin_own_host(resolved.spec)
+    except policy.Violation as violation:
+        raise RenderError(f"connection `{resolved.id}`: {violation.message}") from None
+    return SshEntry(resolved.id, host, port, user, f"git/ssh/{resolved.id}.key",
+                    f"git/ssh/{resolved.id}.known_hosts")
+
+
+def _refuse_shared_ssh_hosts(entries: list[SshEntry]) -> None:
+    # ssh sees host and port, never the repository path: two connections on one host:port
+    # could not be told apart (as two https connections with one prefix cannot).
+    seen: dict[tuple[str, int], str] = {}
+    for entry in entries:
+        where = (entry.host, entry.port)
+        if where in seen:
+            raise RenderError(f"connections `{seen[where]}` and `{entry.connection}` are both ssh "
+                              f"connections to {entry.host} port {entry.port}; ssh could not "
+                              f"tell which key to use. Use only one of them in this pipeline")
+        seen[where] = entry.connection
+
+
+def _ssh_block(entry: SshEntry, output: Output, *, shared: bool) -> text.Quoted:
+    """A connection's block. `Host` matches the host name only; when two connections share a
+    host (on two ports), `Match ... exec` also compares ssh's port (%p), so that each gets
+    only its own key and pins. exec runs through $SHELL, hence only when needed."""
+    host = _ssh_word(entry.host)
+    match = text.fill("ssh_config", "match-port", host=host, port=text.number(entry.port)) \
+        if shared else text.fill("ssh_config", "match-host", host=host)
+    user = text.fill("ssh_config", "user", user=_ssh_word(entry.user)) if entry.user \
+        else text.Quoted("")
+    return text.fill("ssh_config", "block", match=match, host=host,
+                     port=text.number(entry.port), user=user,
+                     key=_ssh_path(output.path(entry.key)),
+                     known_hosts=_ssh_path(output.path(entry.known_hosts)))
+
+
+def _ssh_word(value: str) -> text.Quoted:
+    """A host or user name already held to `_SSH_HOST` / `_SSH_USER`: nothing to quote."""
+    if not (_SSH_HOST.fullmatch(value) or _SSH_USER.fullmatch(value)):
+        raise RenderError(f"{value!r} cannot stand in an ssh config")  # a connc bug
+    return text.Quoted(value)
+
+
+def _ssh_path(path: str) -> text.Quoted:
+    """A bundle path as an ssh config argument: double-quoted, `%` doubled.
+
+    ssh expands %-tokens in IdentityFile and UserKnownHostsFile (so `%%` is a literal `%`)
+    and `${VAR}` in the latter; a quote or backslash would end or escape the quoting. OUT is
+    the user's choice, so what cannot be written exactly is refused rather than guessed.
+    """
+    if policy.control_character(path) or any(c in path for c in '"\\') or "${" in path:
+        raise RenderError(f"the bundle path {path!r} cannot be written into an ssh config "
+                          f"(quotes, backslashes, `${{` and control characters cannot); choose "
+                          f"another --out")
+    return text.Quoted('"' + path.replace("%", "%%") + '"')

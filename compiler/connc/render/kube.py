@@ -47,9 +47,9 @@ def write(items: list[Resolved], output: Output) -> None:
 def _user(resolved: Resolved, output: Output) -> dict[str, str]:
     token = resolved.secret("token")
     if token:
-        output.mask(token)
+        output.mask(token, where=resolved.id)
         return {"token": token}
     cert, key = resolved.required("clientCertificateData", "clientKeyData")
     key_data = "".join(key.split())  # base64 as wrapped by `base64`, joined as kubectl wants
-    output.mask(key_data)
+    output.mask(key_data, where=resolved.id)
     return {"client-certificate-data": "".join(cert.split()), "client-key-data": key_data}

@@ -7,6 +7,7 @@ import os
 import sys
 
 from connc.errors import UsageError
+from connc.findings import workflow_command
 from connc.render.context import Output
 from connc.render.envfile import env_file, github_env_lines
 
@@ -17,19 +18,42 @@ def check_format(output_format: str) -> None:
         raise UsageError("--format github needs $GITHUB_ENV (it runs inside GitHub Actions)")
 
 
+def _append_github_env(path: str, lines: list[str]) -> None:
+    """Append to $GITHUB_ENV on a line of our own, in one write.
+
+    An earlier step may have left the file without a final newline (`PREV=value`): written
+    straight after it, our first line would become part of PREV's value and be lost.
+    """
+    data = "".join(line + "\n" for line in lines).encode("utf-8")
+    with open(path, "a+b") as handle:  # append + read: the last byte, then our lines after it
+        if handle.seek(0, os.SEEK_END) > 0:
+            handle.seek(-1, os.SEEK_END)
+            if handle.read(1) != b"\n":
+                data = b"\n" + data
+        handle.write(data)
+
+
+def _github(output: Output) -> None:
+    check_format("github")
+    warnings = [f"{where} is shorter than {Output.MIN_MASK_LENGTH} characters: GitHub cannot "
+                f"mask it without hiding that text everywhere in the log, so it is not masked "
+                f"and shows if printed; rotate it to a longer value" for where in output.unmasked]
+    env_lines = github_env_lines(output, os.environ, warnings.append)
+    # The one place a secret is printed, by design: the runner hides every masked string.
+    # Output.mask registers maskable forms only; pip's userinfo is added directly, so check
+    # again. Longest first, then by text, for a stable output.
+    forms = sorted((f for f in output.masks if Output.maskable(f)), key=lambda f: (-len(f), f))
+    sys.stdout.write("".join(workflow_command("add-mask", form) for form in forms))
+    sys.stdout.write("".join(workflow_command("warning", w, title="connc") for w in warnings))
+    _append_github_env(os.environ["GITHUB_ENV"], env_lines)
+    sys.stdout.write(f"connc: bundle for {output.pipeline} in {output.out}\n")
+
+
 def emit(output: Output, manifest: dict[str, object], output_format: str) -> None:
     if output_format == "json":
         sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
     elif output_format == "github":
-        check_format(output_format)
-        github_env = os.environ["GITHUB_ENV"]
-        # The one place a secret is printed, by design: the runner hides every masked string.
-        for secret in sorted(output.masks, key=len, reverse=True):
-            if secret and "\n" not in secret and "\r" not in secret:  # see Output.mask
-                sys.stdout.write(f"::add-mask::{secret}\n")
-        with open(github_env, "a", encoding="utf-8") as handle:
-            handle.write("".join(line + "\n" for line in github_env_lines(output, os.environ)))
-        sys.stdout.write(f"connc: bundle for {output.pipeline} in {output.out}\n")
+        _github(output)
     else:
         sys.stdout.write(env_file(output))
     sys.stderr.write(f"connc: wrote the bundle of pipeline {output.pipeline} to {output.out}; "

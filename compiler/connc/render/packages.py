@@ -1,9 +1,34 @@
-"""Package-manager configs: maven settings.xml, npm's npmrc, pip's pip.conf."""
+"""Package-manager configs: maven settings.xml, npm's npmrc, pip's pip.conf.
+
+Each tool finds a credential by comparing a key derived from the URL it is about to fetch
+with what the file holds, so connc derives the key the way the tool does, or the tool finds
+nothing and gets a 401 (a url written `http://LocalHost:8080/` used to give the npmrc key
+`//LocalHost:8080/`, which npm, having lower-cased the host, never looks up):
+
+- npm: `//host[:port]/path/:_authToken` (and `:username`, `:_password`), the "nerf dart" of
+  @npmcli/config (nerf-dart.js) and npm-registry-fetch (auth.js, which walks up the request
+  URL's path): both take host and path from WHATWG `new URL()`, so the host is lower-cased
+  (IDNA for non-ASCII), IPv4 numbers are read as the URL standard reads them, the scheme's
+  default port is dropped, a backslash is `/`, `.` and `..` segments are resolved and a few path
+  characters are percent-encoded. `npm_registry` does the same; tests compare it with npm's
+  own nerf-dart.js. The connection's url is a directory (`/npm/private` is `/npm/private/`), as
+  npm-registry-fetch treats a registry, and `registry=` is written in the same form, so that
+  npm's own look-up for `npm whoami` or `npm publish` (the nerf dart of `registry`) finds it.
+- pip: the credentials travel in the index URL itself, and pip gives them to the other URLs
+  of that index (the files a simple page links to, often absolute) only when their netloc is
+  the same text (network/auth.py, `_get_index_url`). Servers write links with their host
+  lower-cased and without the default port; requests lower-cases the host of the index URL
+  but keeps a written `:443`, so the index URL is written in the servers' form.
+- maven: a `<server>` is found by its `<id>`, equal to the `<repository>`/`<mirror>` id of
+  the POM or settings (`repositoryId`), never by URL: there is no URL to normalise.
+"""
 
 from __future__ import annotations
 
 import base64
-from urllib.parse import quote, urlsplit, urlunsplit
+import ipaddress
+import re
+from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 
 from connc.errors import RenderError
 from connc.render import textformat as text
@@ -33,17 +58,14 @@ def _maven(items: list[Resolved], output: Output) -> None:
     servers = ET.SubElement(settings, "servers")
     for resolved in items:
         repository_id = str(resolved.spec["repositoryId"])
+        # ${...} and {...}, which Maven would interpolate, never get here: the credential
+        # contract refuses them (credentials.field_problem), for every command alike.
         username, password = resolved.user_password()
-        for value in (username, password):
-            # Maven expands ${...} in settings.xml and treats {...} as an encrypted password.
-            if "${" in value or (value.startswith("{") and value.endswith("}")):
-                raise RenderError(f"connection `{resolved.id}`: a value Maven would interpolate "
-                                  f"(${{...}} or {{...}}); refused")
         server = ET.SubElement(servers, "server")
         ET.SubElement(server, "id").text = repository_id
         ET.SubElement(server, "username").text = username
         ET.SubElement(server, "password").text = password
-        output.mask(password, username=username)
+        output.mask(password, username=username, where=resolved.id)
         output.record(resolved, "maven/settings.xml", repositoryId=repository_id)
     ET.indent(settings)
     xml = ET.tostring(settings, encoding="unicode", xml_declaration=False)
@@ -51,23 +73,122 @@ def _maven(items: list[Resolved], output: Output) -> None:
     output.env["MAVEN_ARGS"] = f"--settings {output.path('maven/settings.xml')}"
 
 
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def canonical_host(parts: SplitResult) -> str:
+    """`host[:port]` of a URL as the WHATWG URL standard serialises it (what npm compares,
+    and how servers spell their own links): host percent-decoded, lower-cased, IDNA-encoded
+    when not ASCII, an IPv4 address in dotted decimal, IPv6 compressed and bracketed, the
+    scheme's default port dropped.
+    """
+    host = unquote(parts.hostname or "").lower()
+    if ":" in host:
+        try:
+            host = f"[{ipaddress.IPv6Address(host).compressed}]"
+        except ValueError:
+            host = f"[{host}]"
+    else:
+        if not host.isascii():
+            try:
+                host = host.encode("idna").decode("ascii")
+            except UnicodeError:
+                pass  # node refuses such a host too; the client then finds no credential
+        host = _whatwg_ipv4(host) or host
+    port = parts.port
+    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme):
+        host = f"{host}:{port}"
+    return host
+
+
+def _whatwg_ipv4(host: str) -> str | None:
+    """The URL standard's IPv4 parser: `127.1`, `0x7f.0.0.1` and `2130706433` are 127.0.0.1."""
+    labels = host.split(".")
+    if len(labels) > 1 and labels[-1] == "":
+        labels.pop()
+    if not re.fullmatch(r"[0-9]+|0x[0-9a-f]*", labels[-1]) or len(labels) > 4:
+        return None
+    numbers = []
+    for label in labels:
+        if re.fullmatch(r"0x[0-9a-f]*", label):
+            numbers.append(int(label[2:] or "0", 16))
+        elif re.fullmatch(r"0[0-7]+", label):
+            numbers.append(int(label, 8))
+        elif re.fullmatch(r"[0-9]+", label):
+            numbers.append(int(label))
+        else:
+            return None
+    if any(n > 255 for n in numbers[:-1]) or numbers[-1] >= 256 ** (5 - len(numbers)):
+        return None
+    address = numbers[-1] + sum(n << (8 * (3 - i)) for i, n in enumerate(numbers[:-1]))
+    return str(ipaddress.IPv4Address(address))
+
+
+# The URL standard's path percent-encode set (what `new URL()` encodes in a path), beyond
+# controls and non-ASCII; `%` itself stays, as do `=`, `;`, `[`, `]`, `'`, `^` and `|`.
+_PATH_ENCODE = frozenset(' "#<>?`{}')
+_SINGLE_DOT = frozenset({".", "%2e"})
+_DOUBLE_DOT = frozenset({"..", ".%2e", "%2e.", "%2e%2e"})
+
+
+def _whatwg_path(path: str) -> str:
+    """A special URL's path as `new URL()` serialises it (WHATWG URL, path state)."""
+    segments: list[str] = []
+    pieces = path.replace("\\", "/").split("/")[1:]  # a path starts with "/"
+    for index, piece in enumerate(pieces):
+        last = index == len(pieces) - 1
+        if piece.lower() in _DOUBLE_DOT:
+            if segments:
+                segments.pop()
+            if last:
+                segments.append("")
+        elif piece.lower() in _SINGLE_DOT:
+            if last:
+                segments.append("")
+        else:
+            segments.append("".join(
+                quote(char, safe="") if char in _PATH_ENCODE or not " " < char < "\x7f"
+                else char for char in piece))
+    return "/" + "/".join(segments)
+
+
+# A registry given on npm's command line (`--registry URL`) goes through nopt's `url` type,
+# legacy `url.parse().href`, which also escapes these three that `new URL()` keeps in a path;
+# npm then looks the credential up under that spelling. Both spellings get the credential
+# (the same path of the same server), so the url works in the npmrc and on the command line.
+_LEGACY_ESCAPES = str.maketrans({"'": "%27", "^": "%5E", "|": "%7C"})
+
+
+def npm_registry(url: str) -> tuple[str, str]:
+    """(`registry=` value, nerf-dart key prefix) of a connection url, as npm derives them."""
+    parts = urlsplit(url)
+    path = parts.path if parts.path.endswith("/") else parts.path + "/"
+    directory = f"{canonical_host(parts)}{_whatwg_path(path)}"
+    return f"{parts.scheme}://{directory}", f"//{directory}"
+
+
 def _npm(items: list[Resolved], output: Output) -> None:
-    lines = []
+    lines: list[tuple[str, str]] = []
+    seen: dict[str, str] = {}
     for resolved in items:
-        parts = urlsplit(resolved.spec["url"])
-        nerf = f"//{parts.netloc}{parts.path.rstrip('/')}/"  # npm's per-registry key prefix
+        nerf = npm_registry(resolved.spec["url"])[1]
+        if nerf in seen:
+            raise RenderError(f"connections `{seen[nerf]}` and `{resolved.id}` are both for "
+                              f"the npm registry {nerf}; npm keeps one credential per registry")
+        seen[nerf] = resolved.id
         token = resolved.secret("token")
         if token:
-            lines.append((nerf + ":_authToken", token))
-            output.mask(token)
+            fields = [(":_authToken", token)]
+            output.mask(token, where=resolved.id)
         else:
             username, password = resolved.user_password()
-            encoded = base64.b64encode(password.encode()).decode()
-            lines.append((nerf + ":username", username))
-            lines.append((nerf + ":_password", encoded))
-            output.mask(password, username=username)
+            fields = [(":username", username),
+                      (":_password", base64.b64encode(password.encode()).decode())]
+            output.mask(password, username=username, where=resolved.id)
+        for key in dict.fromkeys([nerf, nerf.translate(_LEGACY_ESCAPES)]):
+            lines.extend((key + name, value) for name, value in fields)
         output.record(resolved, "npm/npmrc")
-    registry = items[0].spec["url"]
+    registry = npm_registry(items[0].spec["url"])[0]
     output.files.add("npm/npmrc", text.fill(
         "npmrc", "file", pipeline=text.comment(output.pipeline),
         registry=text.npmrc_value(registry), lines=text.join(
@@ -78,12 +199,21 @@ def _npm(items: list[Resolved], output: Output) -> None:
 
 def _pip(items: list[Resolved], output: Output) -> None:
     urls = []
+    seen: dict[str, str] = {}
     for resolved in items:
         username, password = resolved.user_password()
         parts = urlsplit(resolved.spec["url"])
+        # The host as the server spells its links (see the module's docstring); the path is
+        # left as written: pip joins project names to it as it is, and servers may care.
+        index = urlunsplit((parts.scheme, canonical_host(parts), parts.path, "", ""))
+        if index.rstrip("/") in seen:
+            raise RenderError(f"connections `{seen[index.rstrip('/')]}` and `{resolved.id}` "
+                              f"are both for the index {index}; pip would use one "
+                              f"credential for both")
+        seen[index.rstrip("/")] = resolved.id
         userinfo = f"{quote(username, safe='')}:{quote(password, safe='')}"
-        urls.append(urlunsplit((parts.scheme, f"{userinfo}@{parts.netloc}", parts.path, "", "")))
-        output.mask(password, username=username)
+        urls.append(index.replace("://", f"://{userinfo}@", 1))
+        output.mask(password, username=username, where=resolved.id)
         output.masks.add(userinfo)
         output.record(resolved, "pip/pip.conf")
     extra = text.Quoted("")

@@ -4,6 +4,10 @@
 it. With `refresh: true` it also holds the App's private key and installation, and the git
 helper runs `python -m connc.render.refresh BUNDLE ID WHAT`, which re-mints a token shortly
 before expiry, so jobs longer than the token's hour keep working.
+
+The state file is read back long after render checked the spec it came from, so its apiUrl
+goes through the same URL policy again (https, or http on a loopback host only) before a JWT
+is sent there.
 """
 
 from __future__ import annotations
@@ -43,7 +47,8 @@ def write_state(resolved: Resolved, output: Output) -> None:
                      repositories=resolved.use.get("repositories"),
                      permissions=resolved.use.get("permissions"),
                      privateKey=resolved.credential["privateKey"].reveal())
-        output.mask(state["privateKey"])  # in the bundle now, like every other secret
+        # In the bundle now, like every other secret.
+        output.mask(state["privateKey"], where=resolved.id)
     output.files.add(state_path(resolved.id), json.dumps(state, indent=2) + "\n")
     output.record(resolved, state_path(resolved.id), refresh=refresh, keepsAppKey=refresh,
                   tokenExpiresAt=state["expiresAt"])
@@ -61,6 +66,7 @@ def _current_token(bundle: Path, connection_id: str) -> str:
     with os.fdopen(lock_fd) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         state = json.loads(path.read_text(encoding="utf-8"))
+        _check_api_url(state["apiUrl"])
         expires = dt.datetime.fromisoformat(state["expiresAt"])
         if expires - dt.datetime.now(dt.UTC) > REMINT_BEFORE:
             return str(state["token"])
@@ -71,11 +77,23 @@ def _current_token(bundle: Path, connection_id: str) -> str:
         state["token"] = token.token.reveal()
         state["expiresAt"] = token.expires_at.isoformat()
         replacement = path.with_suffix(".json.new")
-        fd = os.open(replacement, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = os.open(replacement, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as out:
             json.dump(state, out, indent=2)
         os.replace(replacement, path)
         return str(state["token"])
+
+
+def _check_api_url(api_url: object) -> None:
+    from connc.errors import ConncError
+    from connc.schema.policy import Violation, check_url
+
+    try:
+        if not isinstance(api_url, str):
+            raise Violation("url_invalid", "is not a string")
+        check_url(api_url, ("https",))
+    except Violation as refused:
+        raise ConncError(f"its apiUrl breaks the URL policy ({refused.message})") from None
 
 
 def main(argv: list[str]) -> int:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from connc import credentials, repository, seal, sops
-from connc.errors import RenderError, SopsError
+from connc.errors import RenderError, SopsError, UsageError
+from connc.findings import suggest
 from connc.render import inputs
 from connc.render.bundle import check_target
 from connc.render.context import Output, Resolved
@@ -34,23 +35,30 @@ def command(pipeline_id: str, repo: str, out: str | None, output_format: str) ->
 
 
 def default_out(pipeline_id: str) -> Path:
-    """$RUNNER_TEMP/connc/ID, else a fresh name in the temp dir.
+    """$RUNNER_TEMP/connc/ID, else ID inside a new private directory of the system temp dir.
 
-    The temp dir name is not created here (no mkdtemp): the bundle's rename creates it, so a
-    render that fails leaves no empty directory behind. The random part makes it unguessable.
+    The system temp dir is shared by every local user, so no name there may be known before
+    it is ours: the staging directory beside OUT would reveal OUT's name before the rename,
+    and another user could create it first. So the name in the temp dir is a mkdtemp
+    directory (0700 from its creation, random name) and the bundle and its staging go inside,
+    where nobody else can list or create anything. A render that writes no bundle removes it
+    at exit; `connc clean` removes it with the bundle.
     """
     runner_temp = os.environ.get("RUNNER_TEMP")
     if runner_temp:
         return Path(runner_temp) / "connc" / pipeline_id
-    import tempfile
+    from connc.render.bundle import private_parent
 
-    return Path(tempfile.gettempdir()) / f"connc-{pipeline_id}-{os.urandom(6).hex()}"
+    return private_parent(pipeline_id) / pipeline_id
 
 
 def render(root: Path, pipeline_id: str, out: Path | None) -> tuple[Output, dict[str, object]]:
     pipeline_file = repository.pipeline_path(pipeline_id)
-    if not (root / pipeline_file).is_file():
-        raise RenderError(f"pipeline `{pipeline_id}` does not exist ({pipeline_file})")
+    if not repository.present(root / pipeline_file):
+        known = [repository.stem(p, repository.PIPELINE_SUFFIX)
+                 for p in repository.list_files(root).pipelines]
+        raise RenderError(f"pipeline `{pipeline_id}` does not exist ({pipeline_file})"
+                          f"{suggest(pipeline_id, known)}")
     out = _target(root, out or default_out(pipeline_id))
     pipeline = inputs.read(root, pipeline_file, "Pipeline")
     _check_team_claims(root, pipeline)
@@ -143,19 +151,23 @@ def _connections(root: Path, pipeline: dict[str, Any],
 def _collect(pipeline: dict[str, Any], connections: list[tuple[str, dict[str, Any]]],
              pending: list[credentials.Opening]) -> list[Resolved]:
     uses = {use["connection"]: use for use in pipeline["uses"]}
-    resolved, errors = [], []
+    resolved, errors, no_key = [], [], []
     for (connection_id, data), opening in zip(connections, pending, strict=True):
         what = f"connection `{connection_id}` ({opening.relpath})"
         try:
             opened = opening.result()
         except SopsError as error:
             errors.append(f"{what}: cannot decrypt: {error.message}")
+            if error.no_key:
+                no_key.append(connection_id)
             continue
         if opened.problems:
             errors.append(f"{what}: " + "; ".join(m for _f, _c, m in opened.problems))
             continue
         resolved.append(Resolved(connection_id, data["spec"], uses[connection_id],
                                  opened.values))
+    if no_key:  # this runner holds no key for them: an environment error (exit 2)
+        raise UsageError("; ".join(errors))
     if errors:
         raise RenderError("; ".join(errors))
     return resolved

@@ -65,14 +65,58 @@ def ini_value(value: object) -> Quoted:
     return Quoted(text)
 
 
+# npm reads .npmrc with the `ini` package, then @npmcli/config expands `${NAME}` (and
+# `${NAME?}`) from the environment in every key and every value; a run of backslashes before
+# `${` escapes it (env-replace.js). This is its pattern, so `_npm_env_escape` marks exactly
+# the text it would replace.
+_NPM_ENV = re.compile(r"(?<!\\)(\\*)(\$\{[^${}?]+\??\})")
+# A key that ini reads back unchanged when written bare. ini takes the text up to the first
+# `=` and trims it, ends a bare key at `;` or `#` (a comment), treats `\` as an escape,
+# JSON-decodes a key that starts and ends with a quote, and makes a key ending in `[]` an
+# array; so bare is for printable ASCII without those, everything else is JSON-quoted.
+_NPMRC_BARE_KEY = re.compile(r"[A-Za-z0-9/:._~%@!$&()*+,-]+")
+
+
+def _npm_env_escape(text: str) -> str:
+    """`text` with every `${...}` npm would expand escaped, so npm reads back `text` itself."""
+    return _NPM_ENV.sub(lambda m: "\\" * (2 * len(m[1]) + 1) + m[2], text)
+
+
 def npmrc_value(value: object) -> Quoted:
-    """.npmrc: npm's ini parser JSON-decodes a double-quoted value, so ; and # stay literal."""
-    return Quoted(json.dumps(_no_control(str(value), "an .npmrc file")))
+    """.npmrc value: npm's ini parser JSON-decodes a double-quoted value, so ; and # stay
+    literal; `${...}` is escaped so that npm does not expand it from its environment.
+
+    What npm would change whatever the quoting is refused: leading or trailing spaces (it
+    trims the decoded value) and the words true, false, null (ini turns them into JSON values,
+    quoted or not) and undefined (@npmcli/config's parseField does, for untyped keys such as
+    `//host/:_authToken`).
+    """
+    text = _no_control(str(value), "an .npmrc file")
+    if text != text.strip():
+        raise RenderError("a value for an .npmrc file has leading or trailing spaces, which "
+                          "npm would trim; refused")
+    if text in ("true", "false", "null", "undefined"):
+        raise RenderError(f"npm reads the .npmrc value `{text}` as the value {text}, not as "
+                          f"text; refused")
+    # ensure_ascii (the default) writes U+2028 and U+2029 as \u escapes: ini's line pattern
+    # (`.` in JavaScript) would not match a line holding them, and the key would be lost.
+    return Quoted(json.dumps(_npm_env_escape(text)))
 
 
 def npmrc_key(value: object) -> Quoted:
-    """.npmrc key: `//host/path/:name`, as npm builds it from a registry URL."""
-    return Quoted(_no_control(str(value), "an .npmrc file"))
+    """.npmrc key (`//host/path/:_authToken`), written so that npm reads back exactly `value`.
+
+    Bare when nothing in it is special to ini; else JSON-quoted, which ini decodes. `=` cannot
+    stand in a key even quoted (ini splits the line at the first `=` before it unquotes), so
+    it is written `\\u003d`: bare, `//host/x=y/:_authToken=TOKEN` reads as key `//host/x` with
+    the rest, token included, as its value, which `npm config list` prints in clear.
+    """
+    text = _npm_env_escape(_no_control(str(value), "an .npmrc file"))
+    if text.endswith("[]"):
+        raise RenderError("an .npmrc key ending in `[]` would be read as a list; refused")
+    if _NPMRC_BARE_KEY.fullmatch(text):
+        return Quoted(text)
+    return Quoted(json.dumps(text).replace("=", "\\u003d"))
 
 
 def comment(value: object) -> Quoted:

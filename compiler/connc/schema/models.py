@@ -12,6 +12,7 @@ Keyless validation sees the `credential` subtree only as encrypted strings, so a
 from __future__ import annotations
 
 import datetime as dt
+import typing
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
 
@@ -41,6 +42,9 @@ MEMBER_PATTERN = r"^(user|team|pipeline):[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 class Model(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
+        # A field's docstring is its description: in the JSON Schemas (editors show it) and
+        # in docs/formats.md, generated from these models.
+        use_attribute_docstrings=True,
         alias_generator=to_camel,
         populate_by_name=True,
         frozen=True,
@@ -97,63 +101,92 @@ def _object_rules(*names: str) -> Any:
 
 class GitHubAppSpec(Model):
     type: Literal["github-app"]
+    """`github-app`: a GitHub App installation; render mints a one-hour installation token."""
     url: HttpsUrl = "https://github.com"
+    """GitHub's web URL, as in clone URLs; a path (`https://github.com/acme`) limits the credential to repositories under it."""
     api_url: HttpsUrl = "https://api.github.com"
+    """The REST API the token is minted at: `https://HOST/api/v3` for GitHub Enterprise Server."""
     client_id: str | None = None
+    """The App's client ID (`Iv23li...`); or `appId`, exactly one of the two."""
     app_id: int | None = None
+    """The App's numeric ID, instead of `clientId`."""
     installation_id: int = Field(gt=0)
+    """The installation's id: the number at the end of its settings page URL."""
     model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["one-app-identifier"]})
     _rules = _object_rules("one-app-identifier")
 
 
 class GitLabSpec(Model):
     type: Literal["gitlab"]
+    """`gitlab`: GitLab.com with a project, group or personal access token."""
     url: HttpsUrl = "https://gitlab.com"
+    """GitLab's URL; a path limits the credential to the projects under it."""
 
 
 class GitLabSelfHostedSpec(Model):
     type: Literal["gitlab-self-hosted"]
+    """`gitlab-self-hosted`: your own GitLab (API v4 or later)."""
     url: HttpsUrl
+    """Your GitLab's URL; a path limits the credential to the projects under it."""
 
 
 class CodeupSpec(Model):
     type: Literal["codeup"]
+    """`codeup`: Alibaba Cloud Codeup with an HTTPS clone account."""
     url: HttpsUrl = "https://codeup.aliyun.com"
+    """Codeup's URL; a path limits the credential to the repositories under it."""
 
 
 class BitbucketSpec(Model):
     type: Literal["bitbucket"]
+    """`bitbucket`: Bitbucket with an access token or an app password."""
     url: HttpsUrl = "https://bitbucket.org"
+    """Bitbucket's URL; a path limits the credential to the repositories under it."""
 
 
 class GitSpec(Model):
     type: Literal["git"]
+    """`git`: any git server, over https (username + password) or ssh (a key)."""
     url: GitUrl
+    """`https://HOST/PATH` or `ssh://USER@HOST[:PORT]/PATH`; a path limits the credential to the repositories under it."""
     known_hosts: str | None = None  # ssh: the host keys to pin, as in ~/.ssh/known_hosts
-    model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["ssh-needs-known-hosts"]})
-    _rules = _object_rules("ssh-needs-known-hosts")
+    """ssh only, required there: the server's host keys, as lines of `known_hosts`, for this url's host only (CONNC110)."""
+    model_config = ConfigDict(json_schema_extra={
+        "x-connc-rules": ["ssh-needs-known-hosts", "known-hosts-pin-own-host"]})
+    _rules = _object_rules("ssh-needs-known-hosts", "known-hosts-pin-own-host")
 
 
 class ContainerRegistrySpec(Model):
     type: Literal["container-registry"]
+    """`container-registry`: a Docker/OCI registry."""
     registry: Registry
+    """`host[:port]` as in image names; Docker Hub is `https://index.docker.io/v1/`."""
 
 
 class KubernetesSpec(Model):
     type: Literal["kubernetes"]
+    """`kubernetes`: a cluster's API server, rendered as one kubeconfig context."""
     server: HttpsUrl
+    """The API server URL, as in a kubeconfig's `clusters[].cluster.server`."""
     certificate_authority_data: str | None = None
+    """The cluster CA, base64 PEM as in a kubeconfig; without it, the system trust."""
     namespace: str | None = Field(default=None, pattern=ID_PATTERN)
+    """The context's default namespace."""
     insecure_skip_tls_verify: bool = False
+    """`true` skips verifying the server (a warning, CONNC108; never with CA data)."""
     model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["verify-or-skip-tls"]})
     _rules = _object_rules("verify-or-skip-tls")
 
 
 class PackagesSpec(Model):
     type: Literal["packages"]
+    """`packages`: a Maven repository, an npm registry or a PyPI index."""
     format: Literal["maven", "npm", "pypi"]
+    """`maven`, `npm` or `pypi`: which tool's configuration is rendered."""
     url: HttpsUrl
+    """The repository URL (a PyPI index ends in `/simple/`)."""
     repository_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
+    """maven only, required there: the `<server>` id, as the `<repository>` id in your pom.xml."""
     model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["maven-needs-repository-id"]})
     _rules = _object_rules("maven-needs-repository-id")
 
@@ -194,46 +227,63 @@ def _alternatives(*sets: str) -> tuple[frozenset[str], ...]:
 class GitHubAppCredential(Credential):
     alternatives = _alternatives("privateKey")
     private_key: str
+    """The App's private key (PEM, PKCS#1 or PKCS#8)."""
 
 
 class TokenCredential(Credential):  # gitlab, gitlab-self-hosted
     alternatives = _alternatives("token")
     token: str
+    """An access token with read_repository (write_repository to push)."""
     username: str | None = None
+    """The git username; default `oauth2` (a deploy token has its own)."""
 
 
 class UserPasswordCredential(Credential):  # codeup, container-registry
     alternatives = _alternatives("username password")
     username: str
+    """The account (a robot or service account)."""
     password: str
+    """Its password or access token."""
 
 
 class BitbucketCredential(Credential):
     alternatives = _alternatives("token", "username password")
     token: str | None = None
+    """A repository, project or workspace access token (git user `x-token-auth`)."""
     username: str | None = None
+    """With `password`, instead of `token`: the account."""
     password: str | None = None
+    """With `username`: an app password."""
 
 
 class GitCredential(Credential):
     alternatives = _alternatives("username password", "sshPrivateKey")
     username: str | None = None
+    """https: the account."""
     password: str | None = None
+    """https: its password or token."""
     ssh_private_key: str | None = None
+    """ssh: the private key (OpenSSH or PEM, unencrypted)."""
 
 
 class KubernetesCredential(Credential):
     alternatives = _alternatives("token", "clientCertificateData clientKeyData")
     token: str | None = None
+    """A service account token."""
     client_certificate_data: str | None = None
+    """Instead of `token`: a client certificate, base64 PEM as in a kubeconfig."""
     client_key_data: str | None = None
+    """Its key, base64 PEM."""
 
 
 class PackagesCredential(Credential):
     alternatives = _alternatives("username password", "token")
     username: str | None = None
+    """The repository account."""
     password: str | None = None
+    """Its password or token."""
     token: str | None = None
+    """npm: an auth token, instead of username + password."""
 
 
 CREDENTIALS: dict[str, type[Credential]] = {
@@ -250,6 +300,17 @@ CREDENTIALS: dict[str, type[Credential]] = {
 CONNECTION_TYPES = tuple(CREDENTIALS)
 
 
+def spec_models() -> dict[str, type[Model]]:
+    """The spec model of each type, read from the `ConnectionSpec` union."""
+    union = typing.get_args(ConnectionSpec)[0]
+    found: dict[str, type[Model]] = {}
+    for member in typing.get_args(union):
+        model = typing.get_args(member)[0]
+        [type_name] = typing.get_args(model.model_fields["type"].annotation)
+        found[type_name] = model
+    return found
+
+
 # ---------------------------------------------------------------------------- documents
 
 Id = Annotated[str, Field(pattern=ID_PATTERN)]
@@ -260,27 +321,41 @@ Recipient = Annotated[str, Field(min_length=1)]
 
 class ConnectionMetadata(Model):
     id: Id
+    """Lowercase letters, digits and dashes, 1 to 63; the file is `connections.d/ID.sops.yaml`; pipelines refer to it."""
     name: str = Field(min_length=1)
+    """A display name."""
     owner: Name
+    """The user (in members.yaml) who owns the connection and consents to changes of it."""
     description: str | None = None
+    """What the connection is for."""
     expires_at: dt.date | dt.datetime | None = None
+    """When the credential expires (YYYY-MM-DD): validate warns 30 days before (connc.yaml `expiryWarningDays`), and refuses it after."""
 
 
 class Scope(Model):
     visibility: Literal["private", "public", "custom"]
+    """Who may use it: `private` (the owner's pipelines), `public` (every pipeline), `custom` (the owner's and those of `members`)."""
     members: list[MemberRef] = []
+    """custom only: `user:NAME`, `team:NAME`, `pipeline:ID` whose pipelines may use it."""
 
 
 class Connection(Model):
     """A connection file; `credential` values are sops ENC[...] strings when encrypted."""
 
     api_version: Literal["connc/v1"]
+    """`connc/v1`."""
     kind: Literal["Connection"]
+    """`Connection`."""
     metadata: ConnectionMetadata
+    """Identity and ownership."""
     scope: Scope
+    """Scope of use."""
     spec: ConnectionSpec
+    """Plaintext settings, by `type` (below): where the credential goes and what it trusts."""
     credential: dict[str, Any]
+    """The only encrypted part (sops), with the type's fields (below) and connc's seal, `connc-seal`."""
     sops: dict[str, Any] | None = None
+    """Written by sops."""
 
 
 Permission = Literal["read", "write", "admin"]
@@ -288,57 +363,88 @@ Permission = Literal["read", "write", "admin"]
 
 class Use(Model):
     connection: Id
+    """The id of a connection this pipeline uses."""
     repositories: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._-]+$")]] | None = None
+    """github-app only: narrow the minted token to these repositories (bare names)."""
     permissions: dict[Annotated[str, Field(pattern=r"^[a-z_]+$")], Permission] | None = None
+    """github-app only: narrow the token to these App permissions (`contents: read`, ...)."""
     refresh: bool = False
+    """github-app only: the bundle keeps the App key and re-mints before expiry (jobs longer than an hour)."""
 
 
 class PipelineMetadata(Model):
     id: Id
+    """As a connection id; the file is `pipelines.d/ID.yaml` and `connc render ID` renders it."""
     owner: Name
+    """The user who owns the pipeline: its private connections and `user:` memberships count."""
     name: str | None = None
+    """A display name."""
     description: str | None = None
+    """What the pipeline does."""
     teams: list[Name] = []
+    """Teams (in members.yaml) the pipeline claims; the owner must be a member of each."""
     recipients: list[Recipient] = []
+    """The pipeline's own keys (its runner's), for `pipeline:ID` members."""
 
 
 class Pipeline(Model):
     api_version: Literal["connc/v1"]
+    """`connc/v1`."""
     kind: Literal["Pipeline"]
+    """`Pipeline`."""
     metadata: PipelineMetadata
+    """Identity, owner, teams."""
     uses: list[Use] = []
+    """The connections the pipeline uses, each once."""
 
 
 class User(Model):
     name: str | None = None
+    """A display name."""
     github: Annotated[str, Field(pattern=GITHUB_LOGIN_PATTERN)] | None = None
+    """The GitHub account whose reviews count as this user's consent (`connc approvals`)."""
     recipients: list[Recipient] = []
+    """The user's public keys (age1..., KMS ARNs, PGP fingerprints), for scope backed by cryptography."""
 
 
 class Team(Model):
     members: list[Name] = []
+    """Users of the team."""
     recipients: list[Recipient] = []
+    """The team's own keys (e.g. its runner's)."""
 
 
 class Members(Model):
     api_version: Literal["connc/v1"]
+    """`connc/v1`."""
     kind: Literal["Members"]
+    """`Members`."""
     users: dict[Name, User] = {}
+    """Users by name: the principals that own connections and pipelines."""
     teams: dict[Name, Team] = {}
+    """Teams by name."""
 
 
 class GitHubAppPolicy(Model):
     require_permissions: bool = False
+    """Every use of a github-app connection declares `permissions` (CONNC212)."""
 
 
 class Config(Model):
     api_version: Literal["connc/v1"]
+    """`connc/v1`."""
     kind: Literal["Config"]
+    """`Config`."""
     admin_recipients: list[Recipient] = []
+    """Break-glass keys allowed on every connection file, whatever its scope."""
     expiry_warning_days: int = Field(default=30, ge=0)
+    """Days before `expiresAt` when validate starts to warn."""
     admins: list[Name] = []
+    """Users who consent to members, keys and policy changes (`connc approvals`)."""
     require_seals: bool = False
+    """render and check refuse a credential without a seal; validate reports one as an error."""
     github_app: GitHubAppPolicy = GitHubAppPolicy()
+    """GitHub App policy."""
 
 
 DOCUMENTS: dict[str, type[Model]] = {

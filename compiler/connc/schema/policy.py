@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,6 +24,31 @@ def control_character(text: str, allowed: str = "") -> str | None:
         if (ord(char) < 0x20 or ord(char) == 0x7F) and char not in allowed:
             return "a newline" if char in "\r\n" else f"control character U+{ord(char):04X}"
     return None
+
+
+# What `connc new` writes where only the user knows the value: valid, so the new file validates
+# and encrypts, and unmistakable (REPLACE-ME, hosts under the reserved .invalid domain). A spec
+# still holding one is unfinished: validate reports it keyless (CONNC111), so an unfinished
+# scaffold cannot pass CI. (`installationId: 1` and `format: maven` are written too, but as
+# real values they cannot be told from a choice.)
+PLACEHOLDER = "REPLACE-ME"
+SPEC_PLACEHOLDERS: dict[str, dict[str, Any]] = {
+    "github-app": {"clientId": PLACEHOLDER, "installationId": 1},
+    "gitlab-self-hosted": {"url": "https://gitlab.replace-me.invalid"},
+    "git": {"url": "https://git.replace-me.invalid/"},
+    "container-registry": {"registry": "registry.replace-me.invalid"},
+    "kubernetes": {"server": "https://kubernetes.replace-me.invalid:6443"},
+    "packages": {"format": "maven", "url": "https://packages.replace-me.invalid/repository/",
+                 "repositoryId": PLACEHOLDER},
+}
+
+
+def placeholders_left(spec: Mapping[str, Any]) -> list[str]:
+    """The spec fields that still hold the text placeholder `connc new` wrote."""
+    written = SPEC_PLACEHOLDERS.get(str(spec.get("type")), {})
+    return [field for field, value in written.items() if spec.get(field) == value
+            and isinstance(value, str) and (value == PLACEHOLDER or value.endswith(".invalid")
+                                            or ".invalid/" in value or ".invalid:" in value)]
 
 
 class Violation(ValueError):
@@ -98,6 +123,81 @@ def ssh_needs_known_hosts(spec: dict[str, Any]) -> None:
         raise Violation("missing", "an ssh:// url needs knownHosts (the server's host key to pin)")
 
 
+def known_hosts_pin_own_host(spec: dict[str, Any]) -> None:
+    """Every line of an ssh connection's knownHosts names exactly its own host (spec 8).
+
+    Each connection's host keys used to reach ssh for every host of the bundle, so one
+    connection's knownHosts could pin an impostor's key (or `@cert-authority *`) for another
+    connection's host. The writer now gives each connection a known_hosts file of its own;
+    this rule makes the line itself wrong, so that a review sees it and no bundle carries it.
+    Messages quote the host field only, never key material.
+    """
+    url, known_hosts = spec.get("url"), spec.get("knownHosts")
+    if not (isinstance(url, str) and url.startswith("ssh://") and isinstance(known_hosts, str)):
+        return
+    try:
+        parts = urlsplit(url)
+        host, port = (parts.hostname or "").lower(), parts.port or 22
+    except ValueError:
+        return  # the url's own check reports it
+    if not host:
+        return
+    # The name ssh looks a host up by: bare on port 22, else `[host]:port` (put_host_port).
+    name = host if port == 22 else f"[{host}]:{port}"
+    pins = 0
+    for number, line in enumerate(known_hosts.splitlines(), start=1):
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        marker = fields.pop(0) if fields[0].startswith("@") else ""
+        if marker not in ("", "@cert-authority", "@revoked") or len(fields) < 3:
+            raise Violation("known_hosts_malformed", f"knownHosts line {number} is not "
+                                                     f"`[@cert-authority|@revoked] HOST KEYTYPE "
+                                                     f"KEY`, as in ~/.ssh/known_hosts")
+        for pattern in fields[0].split(","):
+            problem = _foreign_pattern(pattern, host, port, name)
+            if problem:
+                what = f"`{marker}` line" if marker else "line"
+                raise Violation("known_hosts_foreign", f"knownHosts {what} {number}: {problem}; "
+                                f"a connection pins keys for its own host only ({name}), "
+                                f"never for another connection's server")
+        pins += marker != "@revoked"
+    if not pins:
+        raise Violation("missing", f"knownHosts holds no host key line for {name}")
+
+
+def _foreign_pattern(pattern: str, host: str, port: int, name: str) -> str | None:
+    """Why one comma-separated pattern of a known_hosts host field is not exactly `name`."""
+    if pattern.startswith("|1|"):
+        # Hashed (ssh-keygen -H): accepted only when it is the hash of this very host, which
+        # is checkable; any other hash could name any host, and its name cannot be shown.
+        return None if _hashes_to(pattern, name) else \
+            f"a hashed host name that is not the hash of {name}"
+    shown = f"`{pattern}`" if len(pattern) <= 100 and not control_character(pattern) \
+        else "a host field"
+    if pattern.startswith("!") or any(char in pattern for char in "*?"):
+        return f"{shown} is a wildcard or negated pattern, which would pin other hosts too"
+    bracketed = re.fullmatch(r"\[([^\]]+)\]:([0-9]{1,5})", pattern)
+    pinned_host, pinned_port = (bracketed[1], int(bracketed[2])) if bracketed else (pattern, 22)
+    if (pinned_host.lower(), pinned_port) != (host, port):
+        return f"{shown} is not this connection's host"
+    return None
+
+
+def _hashes_to(pattern: str, name: str) -> bool:
+    # Imported here: only a hashed entry needs them, and render's start-up pays for imports.
+    import base64
+    import binascii
+    import hashlib
+    import hmac
+
+    try:
+        salt, digest = (base64.b64decode(part, validate=True) for part in pattern[3:].split("|"))
+    except (ValueError, binascii.Error):
+        return False
+    return hmac.compare_digest(hmac.new(salt, name.encode(), hashlib.sha1).digest(), digest)
+
+
 def maven_needs_repository_id(spec: dict[str, Any]) -> None:
     if spec.get("format") == "maven" and not spec.get("repositoryId"):
         raise Violation("missing", "maven needs repositoryId (the <server> id)")
@@ -112,6 +212,7 @@ def verify_or_skip_tls(spec: dict[str, Any]) -> None:
 OBJECT_RULES: dict[str, Callable[[dict[str, Any]], None]] = {
     "one-app-identifier": one_app_identifier,
     "ssh-needs-known-hosts": ssh_needs_known_hosts,
+    "known-hosts-pin-own-host": known_hosts_pin_own_host,
     "maven-needs-repository-id": maven_needs_repository_id,
     "verify-or-skip-tls": verify_or_skip_tls,
 }

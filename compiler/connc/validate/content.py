@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from connc import documents, seal, sops
-from connc.credentials import Opening
-from connc.errors import SopsError
+from connc.credentials import Opened, Opening
+from connc.errors import SopsError, UsageError
 from connc.findings import Finding, finding
 from connc.repository import ConnectionSummary
 
@@ -21,25 +21,30 @@ def check_contents(root: Path, connections: list[ConnectionSummary],
                    require_seals: bool) -> list[Finding]:
     sops.binary()  # a missing binary is an environment error (exit 2), raised before any work
     found: list[Finding] = []
+    keyless = 0  # files no key here decrypts
     for start in range(0, len(connections), _CONCURRENT):
         batch = connections[start:start + _CONCURRENT]
         openings = [Opening(root, summary.relpath, seal.view_of_summary(summary),
                             require_seal=require_seals) for summary in batch]
         try:
             for summary, opening in zip(batch, openings, strict=True):
-                found += _check_one(root, summary, opening)
+                try:
+                    found += _check_one(root, summary, opening.result())
+                except SopsError as error:
+                    keyless += error.no_key
+                    found.append(finding(summary.relpath, *summary.sops_pos, "CONNC601",
+                                         f"cannot decrypt: {error.message}"))
         finally:
             for opening in openings:
                 opening.cancel()
+    if connections and keyless == len(connections):
+        # Not one file decrypts: the environment has no key, which is no finding of the files.
+        raise UsageError("--decrypt: no connection can be decrypted here; set a sops key "
+                         "(SOPS_AGE_KEY_FILE, ...) that is one of their recipients")
     return found
 
 
-def _check_one(root: Path, summary: ConnectionSummary, opening: Opening) -> list[Finding]:
-    try:
-        opened = opening.result()
-    except SopsError as error:
-        return [finding(summary.relpath, *summary.sops_pos, "CONNC601",
-                        f"cannot decrypt: {error.message}")]
+def _check_one(root: Path, summary: ConnectionSummary, opened: Opened) -> list[Finding]:
     # A credential that is not a mapping is reported keyless (CONNC102); its field is "".
     # A missing seal is reported keyless too (CONNC413).
     problems = [problem for problem in opened.problems

@@ -39,6 +39,15 @@ class Principals:
     def all_recipients(self) -> frozenset[str]:
         return self._all
 
+    def holder(self, recipient: str, pipelines: dict[str, PipelineSummary]) -> str:
+        """Who declares a key, for a message: `user:carol`, `pipeline:deploy`, or nobody."""
+        owners = [f"user:{name}" for name, keys in self._users.items() if recipient in keys]
+        owners += [f"pipeline:{pid}" for pid, pipeline in pipelines.items()
+                   if recipient in pipeline.recipients]
+        owners += [f"team:{name}" for name, team in self.teams.items()
+                   if recipient in {recipient_of_member_key(r) for r in team.recipients}]
+        return ", ".join(owners) or "declared by no principal"
+
 
 def check_members(members: models.Members, document: Document) -> list[Finding]:
     found = []
@@ -105,8 +114,9 @@ def check_repository(connections: list[ConnectionSummary], pipelines: list[Pipel
     for pipeline in pipelines:
         found += _uses(pipeline, by_id, invalid, require_permissions)
     found += _copied_credentials(connections)
-    enforcing = bool(admin_recipients or principals.all_recipients()
-                     or any(p.recipients for p in pipelines))
+    # Spec 2: when members declare recipients, scope is enforced by cryptography too. Admin
+    # (break-glass) keys alone do not turn it on: they may decrypt everything anyway.
+    enforcing = bool(principals.all_recipients() or any(p.recipients for p in pipelines))
     if enforcing and members_known:
         pipelines_by_id = {p.id: p for p in pipelines}
         # Who may decrypt a public connection: the same for all of them, so computed once.
@@ -248,18 +258,25 @@ def _recipients_in_scope(connection: ConnectionSummary, principals: Principals,
     outside = sorted(connection.recipients - allowed - admin_recipients)
     found = []
     if outside:
+        shown = ", ".join(f"{shown_recipient(r)} ({principals.holder(r, pipelines)})"
+                          for r in outside)
         found.append(finding(connection.relpath, *connection.sops_pos, "CONNC408",
-                             f"recipient(s) {', '.join(map(shown_recipient, outside))} belong "
-                             f"to no principal in the scope of `{connection.id}` (nor to "
-                             f"adminRecipients) and could decrypt it; remove them from the "
-                             f".sops.yaml rule and run "
-                             f"`sops updatekeys {connection.relpath}`"))
+                             f"recipient(s) {shown} are outside the scope of `{connection.id}` "
+                             f"(and not adminRecipients) and can decrypt it: remove them from "
+                             f"the .sops.yaml rule, run `sops updatekeys {connection.relpath}`, "
+                             f"and rotate the credential, which they could read"))
     if connection.visibility != "public":
         for member, recipients in named.items():
             if not recipients:
                 found.append(finding(connection.relpath, *connection.sops_pos, "CONNC409",
                                      f"`{member}` is in the scope of `{connection.id}` but has no "
                                      f"recipient, so cryptography does not back its access"))
+            elif not recipients & connection.recipients:
+                found.append(finding(connection.relpath, *connection.sops_pos, "CONNC409",
+                                     f"`{member}` is in the scope of `{connection.id}` but none "
+                                     f"of its keys is among the file's recipients: add one to the "
+                                     f".sops.yaml rule and run "
+                                     f"`sops updatekeys {connection.relpath}`"))
     return found
 
 

@@ -16,6 +16,7 @@ from connc.documents import Document, expiry_finding
 from connc.findings import Finding, finding, suggest
 from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.schema import models
+from connc.schema.policy import placeholders_left
 from connc.sopsmeta import CreationRule
 from connc.validate.modelerrors import findings_from
 from connc.validate.narrowing import check_permissions
@@ -91,6 +92,11 @@ def _connection_semantics(connection: models.Connection, document: Document, rel
     if expired:
         found.append(expired)
     spec = connection.spec
+    for field in placeholders_left(spec.model_dump(by_alias=True)):
+        line, column = document.position(("spec", field))
+        found.append(finding(relpath, line, column, "CONNC111",
+                             f"`spec.{field}` still holds the placeholder of `connc new`; "
+                             f"replace it with the real value"))
     if connection.scope.members and connection.scope.visibility != "custom":
         line, column = document.position(("scope", "members"), key=True)
         found.append(finding(relpath, line, column, "CONNC209",

@@ -18,9 +18,18 @@ _URL_ERRORS = {"url_invalid", "url_insecure", "url_credentials"}
 
 def findings_from(error: ValidationError, model: type[BaseModel], doc: Document,
                   relpath: str) -> list[Finding]:
-    results = []
+    results: list[Finding] = []
     for item in error.errors(include_input=False, include_url=False):
         loc = _data_path(item["loc"])
+        if loc[-1:] in (("date",), ("datetime",)) and loc[-2:-1] == ("expiresAt",):
+            # `date | datetime`: pydantic explains each member; one message says both forms.
+            loc = loc[:-1]
+            if any(r.line == doc.position(loc)[0] and r.code == "CONNC102" for r in results):
+                continue
+            results.append(finding(relpath, *doc.position(loc), "CONNC102",
+                                   f"`{dotted(loc)}` must be a date, YYYY-MM-DD (or the "
+                                   f"timestamp sops writes for it, YYYY-MM-DDT00:00:00Z)"))
+            continue
         results.append(_one(item["type"], item["msg"], loc, model, doc, relpath))
     return results
 
@@ -64,6 +73,10 @@ def _one(kind: str, msg: str, loc: tuple[str | int, ...], model: type[BaseModel]
         line, column = doc.position(loc[:-1], key=True)
         return finding(relpath, line, column, "CONNC102",
                        f"`{dotted(loc[:-2])}` has an invalid key: {msg}")
+    if kind == "known_hosts_foreign":
+        # The rule checks the whole spec (it needs the url); the line to fix is in knownHosts.
+        line, column = doc.position(loc + ("knownHosts",), key=True)
+        return finding(relpath, line, column, "CONNC110", f"`{where}`: {msg}")
     line, column = doc.position(loc)
     if kind in ("union_tag_invalid", "union_tag_not_found"):
         value = _value_at(doc.data, loc + ("type",))

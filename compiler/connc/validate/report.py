@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable
 from typing import TextIO
 
-from connc.findings import Finding, Severity
+from connc.findings import Finding, Severity, workflow_command
 
 
 def resolve_format(name: str) -> str:
@@ -38,19 +38,11 @@ def as_json(findings: list[Finding], files: int, out: TextIO) -> None:
     out.write("\n")
 
 
-def _escape_data(value: str) -> str:
-    return value.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(value: str) -> str:
-    return _escape_data(value).replace(":", "%3A").replace(",", "%2C")
-
-
 def github(findings: list[Finding], files: int, out: TextIO) -> None:
     for f in findings:
         level = "error" if f.severity is Severity.ERROR else "warning"
-        out.write(f"::{level} file={_escape_property(f.path)},line={f.line},col={f.column},"
-                  f"title={_escape_property(f.code)}::{_escape_data(f.message)}\n")
+        out.write(workflow_command(level, f.message, file=f.path, line=f.line, col=f.column,
+                                   title=f.code))
     out.write(_summary_line(findings, files))
 
 

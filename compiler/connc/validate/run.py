@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import gc
-import multiprocessing
 import os
 from collections.abc import Callable, Iterable
 from functools import partial
@@ -22,6 +21,7 @@ from connc.findings import Finding, finding
 from connc.repository import ConnectionSummary, PipelineSummary, stem
 from connc.schema import models
 from connc.sopsmeta import recipient_of_member_key
+from connc.validate import pool
 from connc.validate.crossfile import (
     Principals,
     check_admins,
@@ -41,6 +41,10 @@ Checker = Callable[[str, CheckContext], FileResult]
 
 # Below this many files, starting workers costs more than it saves.
 PARALLEL_THRESHOLD = 200
+# The workers' deadline: a file takes well under a millisecond, so this allows for a machine
+# dozens of times slower or busier than a developer's, and still ends a stuck run.
+DEADLINE_SECONDS = 60.0
+DEADLINE_SECONDS_PER_FILE = 0.02
 
 
 @dataclasses.dataclass
@@ -104,17 +108,18 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
 def _run(tasks: list[tuple[Checker, str]],
          context: CheckContext, jobs: int | None) -> Iterable[FileResult]:
     workers = jobs or os.cpu_count() or 1
-    if workers <= 1 or len(tasks) < PARALLEL_THRESHOLD:
+    if workers <= 1 or len(tasks) < PARALLEL_THRESHOLD or not hasattr(os, "fork"):
         return [function(relpath, context) for function, relpath in tasks]
-    # fork shares the already imported modules; the workers start in milliseconds.
-    ctx = multiprocessing.get_context("fork")
+    # Forked workers share the already imported modules and the tasks; they start in
+    # milliseconds. Chunks keep the messages few; eight per worker balance an uneven load.
     chunk = max(1, len(tasks) // (workers * 8))
     # Objects alive now are the workers' inherited heap: frozen, the workers' collector skips
     # them instead of traversing (and so copying) those pages on every full collection.
     gc.freeze()
     try:
-        with ctx.Pool(workers) as pool:
-            return pool.map(partial(_dispatch, context=context), tasks, chunksize=chunk)
+        return pool.run(partial(_dispatch, context=context), tasks, workers=workers,
+                        chunk=chunk, seconds=DEADLINE_SECONDS
+                        + DEADLINE_SECONDS_PER_FILE * len(tasks))
     finally:
         gc.unfreeze()
 

@@ -6,11 +6,35 @@
 #     longest matching URL prefix (path-aware);
 #   GIT_ASKPASS (`askpass "Username for 'https://host': "`): answers by scheme and host.
 set -u
+pipeline=@{pipeline}
+
+hint() {  # one line on stderr, never stdout (git reads stdout as the answer); the URL in it
+  # comes from git or a remote's name, so control characters are dropped, not shown.
+  { printf 'connc: %s' "$1" | tr -d '\000-\037\177'; echo; } >&2
+}
 
 answer() {  # $1: the URL asked for; $2: username|password|both
-  case "$1" in
+  # Compare URLs as git's config matching does: scheme and host lower-cased, no default port
+  # (git sends the host as the remote URL spells it: `Git.Example.com:443`).
+  scheme=${1%%://*}; rest=${1#*://}
+  authority=${rest%%/*}; path=${rest#"$authority"}
+  base=$(printf '%s' "$scheme://$authority" | LC_ALL=C tr '[:upper:]' '[:lower:]')
+  case "$base" in
+    https://*:443) base=${base%:443} ;;
+    http://*:80) base=${base%:80} ;;
+  esac
+  # A dot segment (`org-a/../org-b`, also percent-encoded) would match org-a's prefix here,
+  # while the server, or a proxy in front of it, resolves it to org-b: never answer for one.
+  case "$path/" in
+    */./*|*/../*|*%2[eE]*)
+      hint "refusing to answer for $base$path: its path has . or .. segments"
+      exit 1 ;;
+  esac
+  case "$base$path" in
 @{cases}
-    *) exit 1 ;;
+    *)
+      hint "no connection of pipeline $pipeline covers $base$path; git asks for credentials it was not given"
+      exit 1 ;;
   esac
 }
 

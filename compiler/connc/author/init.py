@@ -1,0 +1,184 @@
+"""`connc init`: an empty directory or git repository becomes a connection repository.
+
+It writes the layout of spec 5.3 — `.sops.yaml` (the creation rule of spec 1.1), `members.yaml`
+with the owner, `connc.yaml` (`requireSeals: true`, the owner as admin), empty
+`connections.d/` and `pipelines.d/`, the two workflows (keyless validation; access review with
+`connc approvals` as the gate) and `.gitignore` entries for key files and bundles — and the
+result validates with no finding. It never prompts. Nothing is written when any of it would
+overwrite a file: a directory that is already a connection repository is refused whole.
+
+`--new-key FILE` writes a fresh age identity (0600, created with O_EXCL, outside the repository)
+with pyrage, in this process: age-keygen is often not installed, and the secret half never
+passes a pipe or an argument. The key itself is never printed; its public half is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from connc import __version__, repository
+from connc.errors import UsageError
+from connc.findings import printable
+from connc.schema.models import GITHUB_LOGIN_PATTERN, NAME_PATTERN
+from connc.sopsmeta import recipient_of_member_key
+
+_TEMPLATES = Path(__file__).parent / "templates"
+_WORKFLOWS = (".github/workflows/validate.yml", ".github/workflows/access-review.yml")
+# A pip requirement as a workflow may carry it: a name with a version, or `name @ URL`. It
+# reaches `pip install` through an environment variable, never the script, and no character
+# here can end the YAML string it is written into.
+_REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-=<>!~,:/@#\[\] ]*(?<! )")
+
+
+@dataclasses.dataclass(frozen=True)
+class Initialised:
+    root: Path
+    written: list[str]  # relative paths, in the order written
+    recipient: str
+    key_file: Path | None
+
+    def messages(self) -> list[str]:
+        lines = [f"connc: a connection repository in {self.root}: {', '.join(self.written)}"]
+        if self.key_file is not None:
+            lines.append(f"connc: wrote a new age key to {self.key_file} (0600; keep it out of "
+                         f"git): its public key {self.recipient} is the one .sops.yaml encrypts to")
+        lines += ["next:",
+                  "  - connc new TYPE ID            # a connection, encrypted and sealed",
+                  "  - connc secret set ID FIELD < FILE",
+                  "  - write pipelines.d/ID.yaml, then connc validate",
+                  f"  - SOPS_AGE_KEY_FILE={self.key_file or 'KEY'} connc render ID"]
+        return lines
+
+
+def init(directory: Path, *, owner: str, recipients: Sequence[str], new_key: Path | None,
+         github: str | None = None, connc_requirement: str | None = None) -> Initialised:
+    root = directory.absolute()
+    _check_arguments(owner, recipients, new_key, github)
+    requirement = connc_requirement or f"connc=={__version__}"
+    if not _REQUIREMENT.fullmatch(requirement):
+        raise UsageError(f"--connc-requirement {printable(requirement)!r} is not a pip "
+                         f"requirement a workflow can carry")
+    if root.exists() and not root.is_dir():
+        raise UsageError(f"{root} exists and is not a directory")
+    existing = [name for name in (repository.CONNECTIONS_DIR, repository.PIPELINES_DIR,
+                                  repository.MEMBERS_FILE, repository.CONFIG_FILE,
+                                  repository.SOPS_CONFIG, *_WORKFLOWS)
+                if repository.present(root / name)]
+    if existing:
+        raise UsageError(f"{root} already has {', '.join(existing)}: connc init starts a new "
+                         f"connection repository and changes nothing in an existing one")
+    key_file = new_key.expanduser().absolute() if new_key is not None else None
+    if key_file is not None:
+        if key_file.resolve().is_relative_to(root.resolve()):
+            raise UsageError(f"--new-key {key_file} is inside the repository, where it could be "
+                             f"committed; put it outside (e.g. ~/.config/connc/age.txt)")
+        if repository.present(key_file):
+            raise UsageError(f"--new-key {key_file} exists; connc never overwrites a key")
+    root.mkdir(parents=True, exist_ok=True)
+    recipient = _write_key(key_file) if key_file is not None else recipients[0]
+    keys = [recipient] if key_file is not None else list(recipients)
+    files = {
+        repository.SOPS_CONFIG: _sops_config(keys),
+        repository.MEMBERS_FILE: _members(owner, keys, github),
+        repository.CONFIG_FILE: _config(owner, keys),
+        f"{repository.CONNECTIONS_DIR}/.gitkeep": "",
+        f"{repository.PIPELINES_DIR}/.gitkeep": "",
+        **{workflow: _template(Path(workflow).name).replace(
+            "@{connc}", json.dumps(requirement)) for workflow in _WORKFLOWS},
+    }
+    written = []
+    for relpath, text in files.items():
+        path = root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "x", encoding="utf-8") as out:  # never over a file that appeared
+            out.write(text)
+        written.append(relpath)
+    written.append(_gitignore(root))
+    return Initialised(root, written, recipient, key_file)
+
+
+def _check_arguments(owner: str, recipients: Sequence[str], new_key: Path | None,
+                     github: str | None) -> None:
+    if not re.fullmatch(NAME_PATTERN, owner):
+        raise UsageError(f"--owner {printable(owner)!r} is not a user name (letters, digits, "
+                         f"'.', '_', '-')")
+    if github is not None and not re.fullmatch(GITHUB_LOGIN_PATTERN, github):
+        raise UsageError(f"--github {printable(github)!r} is not a GitHub login")
+    if (new_key is None) == (not recipients):
+        raise UsageError("give --new-key FILE (a fresh age key) or --recipient KEY (keys you "
+                         "have), one of the two")
+    for key in recipients:
+        if key.upper().startswith("AGE-SECRET-KEY-"):
+            raise UsageError("--recipient takes a public key, and this is a secret one: give "
+                             "its public half (the '# public key:' line of the key file)")
+        if recipient_of_member_key(key).startswith("unknown:"):
+            # Only the start of the value: a pasted secret is not echoed into a CI log.
+            raise UsageError(f"--recipient {printable(key[:10])!r}... is not a public key sops "
+                             f"knows (age1..., a KMS ARN, a PGP fingerprint, ...)")
+
+
+def _write_key(path: Path) -> str:
+    """A fresh age identity in `path` (0600, O_EXCL); returns its public key."""
+    import pyrage  # type: ignore[import-untyped]
+
+    identity = pyrage.x25519.Identity.generate()
+    public = str(identity.to_public())
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
+        out.write(f"# created: {created} by connc init\n# public key: {public}\n{identity}\n")
+    os.chmod(path, 0o600)  # whatever the umask
+    return public
+
+
+def _template(name: str) -> str:
+    return (_TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def _sops_config(keys: list[str]) -> str:
+    return (
+        "# Written by connc init. Connections encrypt only `credential`, and the MAC covers\n"
+        "# only what is encrypted, so reviewers can read and change scope, owner and endpoint.\n"
+        "# One rule per scope keeps each credential to the keys of those who may use it.\n"
+        "creation_rules:\n"
+        "  - path_regex: ^connections\\.d/.*\\.sops\\.yaml$\n"
+        "    encrypted_regex: ^credential$\n"
+        "    mac_only_encrypted: true\n"
+        f"    age: {','.join(keys)}\n")
+
+
+def _members(owner: str, keys: list[str], github: str | None) -> str:
+    user = {"github": github, "recipients": keys} if github else {"recipients": keys}
+    return (
+        "# Written by connc init: users (with their GitHub account, whose pull-request reviews\n"
+        "# count as their consent) and teams, the principals of scopes and pipelines.\n"
+        "apiVersion: connc/v1\nkind: Members\n"
+        f"users:\n  {owner}: {json.dumps(user)}\nteams: {{}}\n")
+
+
+def _config(owner: str, keys: list[str]) -> str:
+    return (
+        "# Written by connc init: the repository's policy (spec section 6).\n"
+        "apiVersion: connc/v1\nkind: Config\n"
+        f"admins: [{owner}]            # consent to members, keys and policy changes\n"
+        "requireSeals: true          # render refuses a credential no key holder sealed\n"
+        f"adminRecipients: {json.dumps(keys)}   # break-glass keys allowed on every file\n")
+
+
+def _gitignore(root: Path) -> str:
+    """Add connc's entries to .gitignore (created, or appended once)."""
+    path = root / ".gitignore"
+    entries = _template("gitignore")
+    current = path.read_text(encoding="utf-8") if path.exists() else ""
+    if entries.splitlines()[0] not in current:
+        separator = "\n" if current and not current.endswith("\n") else ""
+        with open(path, "a", encoding="utf-8") as out:
+            out.write(separator + ("\n" if current else "") + entries)
+    return ".gitignore"

@@ -1,0 +1,249 @@
+"""`connc init`: a new connection repository that validates clean, never over an existing one,
+with its key outside the repository, and workflows and a pre-commit hook that really run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from connc.author.init import init
+from connc.errors import UsageError
+from connc.validate.run import validate
+from repokit import REPO_ROOT, git, new_age_key, run_connc
+
+BIN = Path(sys.executable).parent
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    """Every file under `root` with its bytes: "changes nothing" compares two of these."""
+    return {str(path.relative_to(root)): path.read_bytes()
+            for path in sorted(root.rglob("*")) if path.is_file() and ".git" not in path.parts}
+
+
+@pytest.fixture
+def fresh(tmp_path: Path) -> tuple[Path, Path]:
+    """An empty git repository and the path of a key file outside it."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    git(repo, "init", "-q")
+    return repo, tmp_path / "keys" / "age.txt"
+
+
+def test_init_writes_a_repository_that_validates_clean(fresh: tuple[Path, Path]) -> None:
+    repo, key = fresh
+    ran = run_connc("init", str(repo), "--owner", "alice", "--new-key", str(key),
+                    "--github", "alice-gh")
+    assert ran.returncode == 0, ran.stderr
+    for name in (".sops.yaml", "members.yaml", "connc.yaml", "connections.d", "pipelines.d",
+                 ".github/workflows/validate.yml", ".github/workflows/access-review.yml",
+                 ".gitignore"):
+        assert (repo / name).exists(), name
+    config = yaml.safe_load((repo / "connc.yaml").read_text())
+    assert config["requireSeals"] is True and config["admins"] == ["alice"]
+    members = yaml.safe_load((repo / "members.yaml").read_text())
+    public = key.read_text().splitlines()[1].removeprefix("# public key: ")
+    assert members["users"]["alice"] == {"github": "alice-gh", "recipients": [public]}
+    assert public in (repo / ".sops.yaml").read_text()
+    assert validate(repo).findings == []
+    strict = run_connc("validate", "--strict", cwd=repo)
+    assert strict.returncode == 0, strict.stdout + strict.stderr
+
+
+def test_the_new_key_is_private_outside_the_repository_and_never_printed(
+        fresh: tuple[Path, Path]) -> None:
+    repo, key = fresh
+    ran = run_connc("init", str(repo), "--owner", "alice", "--new-key", str(key))
+    assert ran.returncode == 0, ran.stderr
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    secret = key.read_text().splitlines()[-1]
+    assert secret.startswith("AGE-SECRET-KEY-1")
+    assert secret not in ran.stdout + ran.stderr
+    assert str(key) in ran.stderr  # where it is, so the user can back it up
+    assert not any(secret.encode() in data for data in tree(repo).values())
+    # The key works: sops encrypts to its public half and decrypts with it.
+    new = run_connc("new", "gitlab", "first", cwd=repo, key_file=key)
+    assert new.returncode == 0, new.stderr
+
+
+def test_gitignore_keeps_keys_and_bundles_out(fresh: tuple[Path, Path]) -> None:
+    repo, key = fresh
+    (repo / ".gitignore").write_text("node_modules/")  # the user's own, no final newline
+    init(repo, owner="alice", recipients=[], new_key=key)
+    text = (repo / ".gitignore").read_text()
+    assert text.startswith("node_modules/\n")
+    for path in ("age.txt.age", "ci.agekey", "my-age-key.txt", "keys.txt", ".connc/x",
+                 "connc-bundle-123/env.sh"):
+        git(repo, "check-ignore", "-q", path)  # fails unless ignored
+    init_again = text
+    (repo / "members.yaml").unlink()  # not a repository any more: init may run again...
+    for name in (".sops.yaml", "connc.yaml", "connections.d/.gitkeep", "pipelines.d/.gitkeep",
+                 ".github/workflows/validate.yml", ".github/workflows/access-review.yml"):
+        (repo / name).unlink()
+    (repo / "connections.d").rmdir()
+    (repo / "pipelines.d").rmdir()
+    init(repo, owner="alice", recipients=["age1" + "q" * 58], new_key=None)
+    assert (repo / ".gitignore").read_text() == init_again  # ...and adds its entries once
+
+
+@pytest.mark.parametrize("existing", ["members.yaml", "connc.yaml", ".sops.yaml",
+                                      "connections.d", ".github/workflows/validate.yml"])
+def test_init_changes_nothing_in_an_existing_repository(fresh: tuple[Path, Path],
+                                                        existing: str) -> None:
+    repo, key = fresh
+    target = repo / existing
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if existing.endswith("d"):
+        target.mkdir()
+        (target / "kept.sops.yaml").write_text("mine\n")
+    else:
+        target.write_text("mine\n")
+    (repo / ".gitignore").write_text("mine\n")
+    before = tree(repo)
+    ran = run_connc("init", str(repo), "--owner", "alice", "--new-key", str(key))
+    assert ran.returncode == 2, ran.stderr
+    assert existing in ran.stderr and "changes nothing" in ran.stderr
+    assert "Traceback" not in ran.stderr
+    assert tree(repo) == before
+    assert not key.exists()
+
+
+def test_init_never_overwrites_a_key(fresh: tuple[Path, Path]) -> None:
+    repo, key = fresh
+    key.parent.mkdir()
+    key.write_text("AGE-SECRET-KEY-1KEEPME\n")
+    with pytest.raises(UsageError, match="never overwrites a key"):
+        init(repo, owner="alice", recipients=[], new_key=key)
+    assert key.read_text() == "AGE-SECRET-KEY-1KEEPME\n"
+    assert tree(repo) == {}
+
+
+def test_init_refuses_a_key_inside_the_repository(fresh: tuple[Path, Path]) -> None:
+    repo, _key = fresh
+    with pytest.raises(UsageError, match="inside the repository"):
+        init(repo, owner="alice", recipients=[], new_key=repo / "secrets" / "age.txt")
+    assert tree(repo) == {}
+
+
+@pytest.mark.parametrize(("owner", "recipients", "new_key", "message"), [
+    ("alice bob", ["age1" + "q" * 58], False, "is not a user name"),
+    ("alice", [], False, "one of the two"),
+    ("alice", ["age1" + "q" * 58], True, "one of the two"),
+    ("alice", ["hunter2-not-a-key"], False, "is not a public key"),
+    ("alice", ["AGE-SECRET-KEY-1HUNTER2-NOT-A-KEY"], False, "this is a secret one"),
+])
+def test_init_refuses_bad_arguments(tmp_path: Path, owner: str, recipients: list[str],
+                                    new_key: bool, message: str) -> None:
+    repo = tmp_path / "repo"
+    with pytest.raises(UsageError, match=message) as refused:
+        init(repo, owner=owner, recipients=recipients,
+             new_key=tmp_path / "age.txt" if new_key else None)
+    assert "NOT-A-KEY" not in str(refused.value).upper()  # a pasted value is not echoed whole
+    assert not repo.exists()
+
+
+def test_init_with_existing_recipients(tmp_path: Path) -> None:
+    _key, public = new_age_key(tmp_path)
+    repo = tmp_path / "repo"
+    done = init(repo, owner="alice", recipients=[public], new_key=None)
+    assert done.key_file is None and done.recipient == public
+    assert validate(repo).findings == []
+
+
+def test_requirement_cannot_inject_into_the_workflows(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not a pip requirement"):
+        init(tmp_path / "repo", owner="alice", recipients=["age1" + "q" * 58], new_key=None,
+             connc_requirement="connc\n  run: curl evil")
+
+
+# --- the written workflows, linted as the shipped ones are ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def initialised(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    repo = tmp_path_factory.mktemp("init") / "repo"
+    init(repo, owner="alice", recipients=["age1" + "q" * 58], new_key=None, github="alice",
+         connc_requirement="connc @ git+https://example.invalid/connc@v1")
+    return repo
+
+
+def _tool(name: str) -> str:
+    path = BIN / name
+    if not path.exists():
+        pytest.fail(f"{name} is not installed in {BIN}: install the `test` extra")
+    return str(path)
+
+
+def test_written_workflows_pass_zizmor(initialised: Path) -> None:
+    proc = subprocess.run(
+        [_tool("zizmor"), "--offline", "--strict-collection", "--format", "plain",
+         "--color", "never", "--no-progress", ".github/workflows"],
+        cwd=initialised, capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "No findings to report" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("workflow", ["validate.yml", "access-review.yml"])
+def test_written_workflows_match_githubs_schema(initialised: Path, workflow: str) -> None:
+    path = initialised / ".github" / "workflows" / workflow
+    proc = subprocess.run(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(path)],
+        capture_output=True, text=True, timeout=60, check=False)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    text = path.read_text()
+    assert '"connc @ git+https://example.invalid/connc@v1"' in text  # quoted where it lands
+    assert "@{connc}" not in text
+
+
+# --- the pre-commit hook, installed by pre-commit itself from a local clone ------------------
+
+
+def _clone_of_working_tree(target: Path) -> Path:
+    """A git repository holding this working tree as it is (committed or not), as pre-commit
+    clones a hook repository: the hook under test is the one being changed, not HEAD's."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], cwd=REPO_ROOT, capture_output=True,
+                            check=True, timeout=60).stdout.decode().split("\0")
+    for relpath in filter(None, listed):
+        source = REPO_ROOT / relpath
+        if source.is_file():
+            (target / relpath).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / relpath)
+    git(target, "init", "-q")
+    git(target, "add", "-A")
+    git(target, "commit", "-q", "-m", "connc under test")
+    return target
+
+
+def test_pre_commit_hook_runs_connc_validate(tmp_path: Path) -> None:
+    hook_repo = _clone_of_working_tree(tmp_path / "connc")
+    repo = tmp_path / "repo"
+    init(repo, owner="alice", recipients=["age1" + "q" * 58], new_key=None)
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    env = {key: value for key, value in os.environ.items() if not key.startswith("SOPS_")}
+    env.update(PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"), PRE_COMMIT_COLOR="never",
+               PATH=f"{BIN}{os.pathsep}{env['PATH']}")
+
+    def try_repo() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [_tool("pre-commit"), "try-repo", str(hook_repo), "connc-validate", "--all-files"],
+            cwd=repo, env=env, capture_output=True, text=True, timeout=240, check=False)
+
+    clean = try_repo()
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert "connc validate" in clean.stdout and "Passed" in clean.stdout
+    # A pipeline using a connection that does not exist: the hook fails the commit.
+    (repo / "pipelines.d" / "deploy.yaml").write_text(
+        "apiVersion: connc/v1\nkind: Pipeline\nmetadata: {id: deploy, owner: alice}\n"
+        "uses: [{connection: nowhere}]\n")
+    git(repo, "add", "-A")
+    broken = try_repo()
+    assert broken.returncode == 1, broken.stdout + broken.stderr
+    assert "Failed" in broken.stdout and "nowhere" in broken.stdout
