@@ -461,3 +461,32 @@ def test_the_default_out_is_inside_a_private_directory_no_other_user_can_enter(
     refused = run("render", "ci", "--repo", repo, environ=env(TMPDIR=str(shared_tmp)))
     assert refused.returncode == 1 and "installation" in refused.stderr
     assert list(shared_tmp.iterdir()) == []
+
+
+# --- an interrupt during a mint -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_an_interrupt_while_minting_ends_render_at_once(
+        github: FakeGitHub, repo: Path, tmp_path: Path, gates: list[Gate], signum: int) -> None:
+    gate = Gate(github, "POST", r"/access_tokens$", fail=False)  # the mint hangs till released
+    gates.append(gate)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "connc", "render", "ci", "--repo", str(repo),
+                             "--out", str(out)], env=env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert gate.arrived.wait(30), "render never minted"
+        proc.send_signal(signum)
+        started = time.monotonic()
+        _stdout, stderr = proc.communicate(timeout=30)
+        # The mint is still held by the server: render did not wait for it.
+        assert time.monotonic() - started < 5, stderr
+    finally:
+        gate.released.set()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate(timeout=10)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []
