@@ -3,9 +3,13 @@
     .venv/bin/python bench/generate.py -n 10000            # -> bench/out/repo-10000
 
 N connections of all nine types in realistic proportions, N/5 pipelines that respect scope,
-a members.yaml of 300 users and 40 teams (each with age recipients, so validate also runs the
-recipients-in-scope checks), connc.yaml and .sops.yaml. The repository validates with zero
-findings: the benchmarks measure the path a healthy repository takes.
+a members.yaml of 300 users and 40 teams, each with an age recipient, so validate also runs the
+recipients-in-scope checks (CONNC408, CONNC409), connc.yaml and .sops.yaml. As connc advises,
+each file is encrypted to the keys of the principals in its scope and the admin key, with one
+creation rule per set of keys: connections are owned by 40 leads, each with three custom
+scopes of their own, so the repository has about 160 rules, as an estate of this size would.
+It validates with zero findings (`--strict`): the benchmarks measure the path a healthy
+repository takes.
 
 Connection files have the exact shape sops writes (4-space indent, `sops:` block with an age
 stanza, lastmodified, mac, encrypted_regex, mac_only_encrypted, version), but their ciphertexts
@@ -120,9 +124,11 @@ def emit(mapping: dict[str, Any], step: int, indent: int = 0) -> list[str]:
     return lines
 
 
-def sops_block(rnd: Random, modified: dt.datetime) -> str:
-    stanza = textwrap.indent(rnd.age_stanza(), " " * 12)
-    return (f"sops:\n    age:\n        - recipient: {TEST_RECIPIENT}\n          enc: |\n{stanza}\n"
+def sops_block(rnd: Random, modified: dt.datetime, recipients: list[str]) -> str:
+    stanzas = "".join(f"        - recipient: {recipient}\n          enc: |\n"
+                      f"{textwrap.indent(rnd.age_stanza(), ' ' * 12)}\n"
+                      for recipient in recipients)
+    return (f"sops:\n    age:\n{stanzas}"
             f"    lastmodified: \"{modified:%Y-%m-%dT%H:%M:%SZ}\"\n"
             f"    mac: {rnd.enc(128)}\n"  # sops' MAC: a hex SHA-512, encrypted
             f"    encrypted_regex: ^credential$\n    mac_only_encrypted: true\n"
@@ -148,8 +154,7 @@ def make_members(rnd: Random) -> tuple[dict[str, Any], dict[str, list[str]]]:
         "kind": "Members",
         "users": {u: {"name": u.replace(".", " ").title(), "recipients": [rnd.age_recipient()]}
                   for u in users},
-        "teams": {t: {"members": sorted(m), **({"recipients": [rnd.age_recipient()]}
-                                               if rnd.random() < 0.3 else {})}
+        "teams": {t: {"members": sorted(m), "recipients": [rnd.age_recipient()]}
                   for t, m in team_members.items()},
     }
     teams_of: dict[str, list[str]] = {u: [] for u in users}
@@ -241,24 +246,53 @@ def spec_and_credential(rnd: Random, kind: str, area: str, index: int,
     return spec, {"token": 36} if fmt == "npm" else {"username": 12, "password": 40}
 
 
-def pick_scope(rnd: Random, owners: list[str], teams: list[str],
-               pipelines: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
-    owner = rnd.choice(owners)
+def custom_scopes(rnd: Random, leads: list[str], users: list[str], teams: list[str],
+                  pipelines: list[dict[str, Any]]) -> dict[str, list[list[str]]]:
+    """Each lead's three custom scopes: the member lists their connections are shared with."""
+    scopes: dict[str, list[list[str]]] = {}
+    for lead in leads:
+        scopes[lead] = []
+        for _ in range(3):
+            members = set()
+            for _ in range(rnd.randint(1, 4)):
+                pick = rnd.random()
+                if pick < 0.6:
+                    members.add(f"team:{rnd.choice(teams)}")
+                elif pick < 0.9:
+                    members.add(f"user:{rnd.choice(users)}")
+                else:
+                    members.add(f"pipeline:{rnd.choice(pipelines)['id']}")
+            scopes[lead].append(sorted(members))
+    return scopes
+
+
+def pick_scope(rnd: Random, scopes: dict[str, list[list[str]]]) -> tuple[str, dict[str, Any]]:
+    owner = rnd.choice(sorted(scopes))
     roll = rnd.random()
     if roll < 0.2:
         return owner, {"visibility": "public"}
     if roll < 0.5:
         return owner, {"visibility": "private"}
-    members = set()
-    for _ in range(rnd.randint(1, 4)):
-        pick = rnd.random()
-        if pick < 0.6:
-            members.add(f"team:{rnd.choice(teams)}")
-        elif pick < 0.9:
-            members.add(f"user:{rnd.choice(owners)}")
-        else:
-            members.add(f"pipeline:{rnd.choice(pipelines)['id']}")
-    return owner, {"visibility": "custom", "members": sorted(members)}
+    return owner, {"visibility": "custom", "members": rnd.choice(scopes[owner])}
+
+
+class Keys:
+    """Who holds which key, and which keys a file in a given scope is encrypted to: the
+    admin key and one of each principal in scope (CONNC408 and CONNC409 then find nothing)."""
+
+    def __init__(self, members: dict[str, Any], pipelines: list[dict[str, Any]]) -> None:
+        self.of: dict[str, list[str]] = {
+            **{f"user:{u}": v["recipients"] for u, v in members["users"].items()},
+            **{f"team:{t}": v["recipients"] for t, v in members["teams"].items()}}
+        for stub in pipelines:  # a pipeline's own keys, else its teams' (as validate reads it)
+            self.of[f"pipeline:{stub['id']}"] = stub["recipients"] or [
+                key for team in stub["teams"] for key in self.of[f"team:{team}"]]
+
+    def for_scope(self, owner: str, scope: dict[str, Any]) -> tuple[str, ...]:
+        if scope["visibility"] == "public":
+            return (TEST_RECIPIENT,)
+        named = [f"user:{owner}", *scope.get("members", [])]
+        return tuple(sorted({TEST_RECIPIENT, *(k for p in named for k in self.of[p])}))
 
 
 def connection_document(connection_id: str, owner: str, scope: dict[str, Any],
@@ -275,14 +309,14 @@ def connection_document(connection_id: str, owner: str, scope: dict[str, Any],
 
 
 def write_synthetic(out: Path, document: dict[str, Any], credential: dict[str, int],
-                    rnd: Random) -> None:
+                    rnd: Random, recipients: tuple[str, ...]) -> None:
     modified = dt.datetime(2025, 1, 1) + dt.timedelta(seconds=rnd.randint(0, 60_000_000))
     lines = emit(document, 4)
     lines.append("credential:")
     lines += [f"    {name}: {rnd.enc(size)}" for name, size in credential.items()]
     lines.append(f"    connc-seal: {rnd.enc(400)}")  # a seal's size; as fake as the rest
     path = out / "connections.d" / f"{document['metadata']['id']}.sops.yaml"
-    path.write_text("\n".join(lines) + "\n" + sops_block(rnd, modified))
+    path.write_text("\n".join(lines) + "\n" + sops_block(rnd, modified, list(recipients)))
 
 
 # ---------------------------------------------------------------------------- bench-render
@@ -353,25 +387,29 @@ def generate(count: int, out: Path, seed: int = 1) -> Path:
     rnd = Random(seed)
     prepare(out)
     (out / MARKER).write_text(json.dumps({"connections": count, "seed": seed}) + "\n")
-    (out / ".sops.yaml").write_text(
-        "creation_rules:\n  - path_regex: ^connections\\.d/.*\\.sops\\.yaml$\n"
-        "    encrypted_regex: ^credential$\n    mac_only_encrypted: true\n"
-        f"    age: {TEST_RECIPIENT}\n")
-    # The test key is the break-glass admin key: every file is encrypted to it alone.
+    # The test key is the break-glass admin key: every file is encrypted to it too.
     (out / "connc.yaml").write_text(
         f"apiVersion: connc/v1\nkind: Config\nadminRecipients: [{TEST_RECIPIENT}]\n"
         "requireSeals: true\n")
     members, teams_of = make_members(rnd)
-    (out / "members.yaml").write_text("\n".join(emit(members, 2)) + "\n")
     users, teams = sorted(teams_of), sorted(members["teams"])
+    render_owner = users[0]
+    # bench-render's owner and team hold the test key: its connections are real sops files,
+    # encrypted to a key whose private half the benchmark has.
+    members["users"][render_owner]["recipients"] = [TEST_RECIPIENT]
+    members["teams"][teams_of[render_owner][0]]["recipients"] = [TEST_RECIPIENT]
+    (out / "members.yaml").write_text("\n".join(emit(members, 2)) + "\n")
 
     stubs = make_pipeline_stubs(rnd, max(1, count // 5) - 1, teams_of)
-    render_owner = users[0]
     stubs.append({"id": RENDER_PIPELINE, "owner": render_owner,
                   "teams": teams_of[render_owner][:1], "recipients": []})
+    leads = sorted(rnd.sample(users[1:], 40))
+    scopes = custom_scopes(rnd, leads, users, teams, stubs[:-1])
     cas = ca_pool(16)
     real = render_connections(render_owner, teams_of[render_owner][0], cas)
-    usable_by = write_connections(out, rnd, count - len(real), users, teams, stubs[:-1], cas)
+    usable_by, encrypted_to = write_connections(out, rnd, count - len(real), scopes,
+                                                Keys(members, stubs), cas)
+    (out / ".sops.yaml").write_text(sops_config(encrypted_to))
     write_real(out, real)
     for stub in stubs[:-1]:
         write_pipeline(out, stub, pick_uses(rnd, stub, usable_by))
@@ -379,23 +417,42 @@ def generate(count: int, out: Path, seed: int = 1) -> Path:
     return out
 
 
-def write_connections(out: Path, rnd: Random, count: int, users: list[str], teams: list[str],
-                      pipelines: list[dict[str, Any]], cas: list[str]) -> dict[str, list[str]]:
-    """Synthetic connections; returns who may use which ("public", "user:u", "team:t",
-    "pipeline:p" -> connection ids), so that pipelines use only what their scope allows."""
+def write_connections(out: Path, rnd: Random, count: int, scopes: dict[str, list[list[str]]],
+                      keys: Keys, cas: list[str]
+                      ) -> tuple[dict[str, list[str]], dict[tuple[str, ...], list[str]]]:
+    """Synthetic connections. Returns who may use which ("public", "user:u", "team:t",
+    "pipeline:p" -> connection ids), so that pipelines use only what their scope allows, and
+    the ids encrypted to each set of keys, for .sops.yaml."""
     usable_by: dict[str, list[str]] = {"public": []}
+    encrypted_to: dict[tuple[str, ...], list[str]] = {}
     kinds = rnd.choices(list(TYPE_WEIGHTS), weights=list(TYPE_WEIGHTS.values()), k=count)
     for index, kind in enumerate(kinds):
         area = rnd.choice(AREAS)
         connection_id = f"{kind.split('-')[0]}-{area}-{index:05d}"
-        owner, scope = pick_scope(rnd, users, teams, pipelines)
+        owner, scope = pick_scope(rnd, scopes)
         spec, credential = spec_and_credential(rnd, kind, area, index, cas)
         document = connection_document(connection_id, owner, scope, spec, rnd)
-        write_synthetic(out, document, credential, rnd)
+        recipients = keys.for_scope(owner, scope)
+        write_synthetic(out, document, credential, rnd, recipients)
+        encrypted_to.setdefault(recipients, []).append(connection_id)
         public = ["public"] if scope["visibility"] == "public" else []
         for principal in [*public, f"user:{owner}", *scope.get("members", [])]:
             usable_by.setdefault(principal, []).append(connection_id)
-    return usable_by
+    return usable_by, encrypted_to
+
+
+def sops_config(encrypted_to: dict[tuple[str, ...], list[str]]) -> str:
+    """One creation rule per set of keys, naming its files; the admin key alone (public
+    connections, and bench-render's, encrypted by sops itself) is the final catch-all."""
+    rules = ["creation_rules:"]
+    settings = "    encrypted_regex: ^credential$\n    mac_only_encrypted: true\n"
+    for recipients, ids in encrypted_to.items():
+        if recipients != (TEST_RECIPIENT,):
+            rules.append(f"  - path_regex: ^connections\\.d/({'|'.join(ids)})\\.sops\\.yaml$\n"
+                         f"{settings}    age: {','.join(recipients)}")
+    rules.append(f"  - path_regex: ^connections\\.d/.*\\.sops\\.yaml$\n{settings}"
+                 f"    age: {TEST_RECIPIENT}")
+    return "\n".join(rules) + "\n"
 
 
 def pick_uses(rnd: Random, stub: dict[str, Any],
@@ -438,7 +495,8 @@ def main() -> None:
     print(f"wrote {out} in {time.perf_counter() - started:.1f}s")
     if not args.no_check:
         connc = Path(sys.executable).with_name("connc")
-        result = subprocess.run([str(connc), "validate", "--repo", str(out)], check=False)
+        result = subprocess.run([str(connc), "validate", "--strict", "--repo", str(out)],
+                                check=False)
         sys.exit(result.returncode)
 
 

@@ -28,8 +28,10 @@ from connc.sopsmeta import (
 EXPECTED_REGEX = "^credential$"
 
 
-def check(document: Document, relpath: str,
-          rules: tuple[CreationRule, ...] | None) -> list[Finding]:
+def check(document: Document, relpath: str, rules: tuple[CreationRule, ...] | None,
+          metadata: SopsMetadata | None = None) -> list[Finding]:
+    """The file's encryption against its creation rule. `metadata`: its `sops:` block as
+    `read_metadata` reads it, when the caller has it already."""
     data: dict[str, Any] = document.data
     found = _encrypted_outside_credential(document, relpath)
     if "sops" not in data:
@@ -37,13 +39,14 @@ def check(document: Document, relpath: str,
                                 f"the file is not encrypted; run `sops encrypt -i {relpath}` "
                                 f"from the repository root")]
     found += _credential_values(document, relpath)
-    metadata = read_metadata(data["sops"])
+    if metadata is None:
+        metadata = read_metadata(data["sops"])
     sops_line, sops_column = document.position(("sops",), key=True)
     for problem in metadata.problems:
         found.append(finding(relpath, sops_line, sops_column, "CONNC412", f"sops metadata: {problem}"))
     if rules is None:
         return found
-    rule = first_matching_rule(list(rules), relpath)
+    rule = first_matching_rule(rules, relpath)
     if rule is None:
         return found + [finding(relpath, sops_line, sops_column, "CONNC406",
                                 f"no creation rule in .sops.yaml matches `{relpath}`; "
@@ -199,7 +202,10 @@ def _credential_values(document: Document, relpath: str) -> list[Finding]:
     return found
 
 
-def load_rules(root: Path) -> tuple[list[CreationRule] | None, list[Finding]]:
+def load_rules(root: Path, *, report: bool = True
+               ) -> tuple[list[CreationRule] | None, list[Finding]]:
+    """The creation rules of `.sops.yaml`, and its findings. `report=False` (render, which
+    leaves them to validate) skips what only finds: the secret scan, the rules' own checks."""
     relpath = repository.SOPS_CONFIG
     if not repository.present(root / relpath):
         return None, [finding(relpath, 1, 1, "CONNC014",
@@ -209,11 +215,12 @@ def load_rules(root: Path) -> tuple[list[CreationRule] | None, list[Finding]]:
     if document is None:
         return None, found
     # A private key pasted where its public key belongs is a leak the moment it is pushed.
-    found += secrets.plaintext_findings(document, relpath)
+    if report:
+        found += secrets.plaintext_findings(document, relpath)
     try:
         rules = read_rules(document.data, lambda path: document.position(path)[0])
     except RulesError as error:
         # The message quotes RE2's reason, which quotes the pattern: no control characters.
         return None, found + [finding(relpath, error.line, 1, "CONNC014",
                                       printable(error.message))]
-    return rules, found + check_rules(rules)
+    return rules, (found + check_rules(rules)) if report else found

@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import hashlib
 import re
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 from connc.secrets import what_secret
@@ -330,6 +331,8 @@ def _compile(pattern: str) -> _Compiled:
 def _go_rejects(pattern: str) -> str | None:
     r"""The one escape C++ RE2 accepts and Go's regexp (so sops) refuses: `\C`, any byte.
     Checked against sops 3.11: "invalid escape sequence: `\C`"."""
+    if "\\C" not in pattern:
+        return None  # the common case, without a walk through a long pattern in Python
     index, literal = 0, False
     while index < len(pattern):
         if pattern[index] != "\\":
@@ -461,5 +464,66 @@ def _group_recipients(group: object) -> set[str]:
     return found
 
 
-def first_matching_rule(rules: list[CreationRule], relpath: str) -> CreationRule | None:
+def first_matching_rule(rules: Sequence[CreationRule], relpath: str) -> CreationRule | None:
+    """The rule sops would use for `relpath`: the first whose path_regex matches."""
+    if len(rules) >= _SET_FROM:
+        matched = _RuleSet.of(rules).first(relpath)
+        if matched is not None:
+            return matched
+    # Few rules; or none matched in the set, or the set could not be built: rule by rule,
+    # so a set that ran out of memory (which RE2 reports as no match) never decides alone.
     return next((rule for rule in rules if rule.matches(relpath)), None)
+
+
+# From this many rules on, every path_regex is matched in one pass: one rule per scope is the
+# layout connc recommends, and a file matched against each of a thousand rules in turn would
+# make validate quadratic in the size of the repository.
+_SET_FROM = 16
+
+
+class _RuleSet:
+    """All the rules' patterns in one RE2 set: one search per path answers which match."""
+
+    _last: tuple[Sequence[CreationRule], _RuleSet] | None = None
+
+    def __init__(self, rules: Sequence[CreationRule]) -> None:
+        import re2
+
+        options = re2.Options()
+        options.log_errors = False
+        options.never_capture = True
+        options.max_mem = 64 << 20  # RE2's 8 MB default cannot compile a few thousand rules
+        self._positions: list[int] = []  # the set's pattern number -> the rule's index
+        self._catch_all: int | None = None  # the first rule without a path_regex
+        self._set: Any = re2.Set.SearchSet(options)
+        for index, rule in enumerate(rules):
+            if rule.path_regex is None:
+                self._catch_all = index if self._catch_all is None else self._catch_all
+            else:  # compiled once already (PathRegex), so RE2 accepts it here too
+                self._set.Add(rule.path_regex.pattern)
+                self._positions.append(index)
+        try:
+            self._set.Compile()
+        except re2.error:
+            self._set = None  # too large even so: first_matching_rule scans
+        self._all = list(rules)
+
+    @classmethod
+    def of(cls, rules: Sequence[CreationRule]) -> _RuleSet:
+        # One set per list of rules, kept while that same list is passed: validate and diff
+        # pass one list for every file. The reference held keeps its id from being reused.
+        if cls._last is None or cls._last[0] is not rules:
+            cls._last = (rules, cls(rules))
+        return cls._last[1]
+
+    def first(self, relpath: str) -> CreationRule | None:
+        """The first matching rule, or None: no match, or no answer from the set."""
+        if self._set is None:
+            return None
+        matched = self._set.Match(relpath.encode("utf-8", "surrogateescape"))
+        if not matched:
+            return None
+        first: int = min(self._positions[i] for i in matched)
+        if self._catch_all is not None:
+            first = min(first, self._catch_all)
+        return self._all[first]

@@ -8,12 +8,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+import hypothesis
 import pytest
 import yaml
+from hypothesis import strategies as st
 
 from connc.sopsmeta import (
     CreationRule,
     KeyGroups,
+    PathRegex,
     RulesError,
     effective_threshold,
     enc_type,
@@ -483,3 +486,45 @@ def test_groups_written_by_real_sops_match_the_rule(tmp_path: Path, rule: dict[s
     assert metadata.problems == ()
     assert metadata.key_groups.canonical() == parsed.key_groups.canonical()
     assert metadata.recipients == parsed.recipients == {A, f"age:{other}"}
+
+
+# --- many rules: matched in one pass, with the answer of the rule-by-rule scan ----------------
+
+_PATTERNS = [r"^connections\.d/", r"\.sops\.yaml$", r"^connections\.d/(a|b)[a-z-]*\.sops\.yaml$",
+             r"team-[0-9]+", r"(?i)PROD", r"^connections\.d/x\.sops\.yaml$", r"^other/", r"z",
+             r"^connections\.d/(alpha|beta|gamma)\.sops\.yaml$", r"\pL\d\z", r"^$"]
+_PATHS = ["connections.d/a.sops.yaml", "connections.d/beta.sops.yaml", "connections.d/x.sops.yaml",
+          "connections.d/team-7-prod.sops.yaml", "other/z.yaml", "connections.d/q1", "README.md",
+          "connections.d/\udcff.sops.yaml", ""]
+
+
+@hypothesis.settings(max_examples=200, deadline=None)
+@hypothesis.given(st.lists(st.one_of(st.none(), st.sampled_from(_PATTERNS)), min_size=16,
+                           max_size=60))
+def test_many_rules_match_as_the_scan_does(patterns: list[str | None]) -> None:
+    rules = tuple(CreationRule(index, index + 1, PathRegex(p) if p is not None else None,
+                               frozenset({f"age:r{index}"}), "^credential$", True)
+                  for index, p in enumerate(patterns))
+    for path in _PATHS:
+        scanned = next((rule for rule in rules if rule.matches(path)), None)
+        assert first_matching_rule(rules, path) is scanned, path
+
+
+def test_thousands_of_rules_in_one_set() -> None:
+    ids = [f"conn-{n:05d}" for n in range(9000)]
+    rules = tuple(CreationRule(n, n + 1, PathRegex(
+        rf"^connections\.d/({'|'.join(ids[3 * n:3 * n + 3])})\.sops\.yaml$"),
+        frozenset({f"age:r{n}"}), "^credential$", True) for n in range(3000))
+    for n in (0, 1, 1499, 2999):
+        assert first_matching_rule(rules, f"connections.d/{ids[3 * n + 2]}.sops.yaml") is rules[n]
+    assert first_matching_rule(rules, "connections.d/unknown.sops.yaml") is None
+
+
+def test_a_set_that_answers_nothing_never_decides_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RE2 reports a set that ran out of memory as "no match": the scan decides then."""
+    from connc import sopsmeta
+
+    rules = tuple(CreationRule(n, n + 1, PathRegex(rf"^connections\.d/c{n}\."),
+                               frozenset({f"age:r{n}"}), None, False) for n in range(20))
+    monkeypatch.setattr(sopsmeta._RuleSet, "first", lambda self, relpath: None)
+    assert first_matching_rule(rules, "connections.d/c7.sops.yaml") is rules[7]

@@ -82,7 +82,8 @@ def policy(root: Path) -> Policy:
 def connection_checks(root: Path,
                       settings: Policy) -> Callable[[documents.Document, str], list[Finding]]:
     """Encryption against .sops.yaml and expiry, as validate checks them."""
-    rules, _found = encryption.load_rules(root)  # a broken .sops.yaml is validate's to report
+    # A broken .sops.yaml is validate's to report; render only needs the rules.
+    rules, _found = encryption.load_rules(root, report=False)
     rule_set = tuple(rules) if rules is not None else None
     today = dt.datetime.now(dt.UTC).date()
     warning_days = settings.expiry_warning_days

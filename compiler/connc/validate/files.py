@@ -17,7 +17,7 @@ from connc.findings import Finding, finding, suggest
 from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.schema import models
 from connc.schema.policy import placeholders_left
-from connc.sopsmeta import CreationRule
+from connc.sopsmeta import CreationRule, SopsMetadata, read_metadata, value_fingerprint
 from connc.validate.modelerrors import findings_from
 from connc.validate.narrowing import check_permissions
 
@@ -76,10 +76,12 @@ def check_connection(relpath: str, context: CheckContext) -> FileResult:
                                                models.Connection, listed=True)
     if document is None:
         return FileResult(relpath, tuple(found))
-    found += encryption.check(document, relpath, context.rules)
+    sops_block = document.data.get("sops") if isinstance(document.data, dict) else None
+    metadata = read_metadata(sops_block) if sops_block is not None else None  # read once
+    found += encryption.check(document, relpath, context.rules, metadata)
     if isinstance(connection, models.Connection):
         found += _connection_semantics(connection, document, relpath, context)
-        summary = _connection_summary(connection, document, relpath)
+        summary = _connection_summary(connection, document, relpath, metadata)
         return FileResult(relpath, tuple(found), summary)
     return FileResult(relpath, tuple(found))
 
@@ -119,11 +121,8 @@ def _connection_semantics(connection: models.Connection, document: Document, rel
     return found
 
 
-def _connection_summary(connection: models.Connection, document: Document,
-                        relpath: str) -> ConnectionSummary:
-    from connc.sopsmeta import read_metadata, value_fingerprint
-
-    metadata = read_metadata(connection.sops) if connection.sops is not None else None
+def _connection_summary(connection: models.Connection, document: Document, relpath: str,
+                        metadata: SopsMetadata | None) -> ConnectionSummary:
     ciphertexts = frozenset(
         fingerprint for value in connection.credential.values()
         if isinstance(value, str) and (fingerprint := value_fingerprint(value)) is not None)
