@@ -16,9 +16,15 @@ import yaml
 from connc.author.init import init
 from connc.errors import UsageError
 from connc.validate.run import validate
-from repokit import REPO_ROOT, git, new_age_key, run_connc
-
-BIN = Path(sys.executable).parent
+from repokit import (
+    REPO_ROOT,
+    assert_github_schema,
+    assert_zizmor_finds_nothing,
+    git,
+    new_age_key,
+    run_connc,
+    venv_tool,
+)
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -173,29 +179,14 @@ def initialised(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return repo
 
 
-def _tool(name: str) -> str:
-    path = BIN / name
-    if not path.exists():
-        pytest.fail(f"{name} is not installed in {BIN}: install the `test` extra")
-    return str(path)
-
-
 def test_written_workflows_pass_zizmor(initialised: Path) -> None:
-    proc = subprocess.run(
-        [_tool("zizmor"), "--offline", "--strict-collection", "--format", "plain",
-         "--color", "never", "--no-progress", ".github/workflows"],
-        cwd=initialised, capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "No findings to report" in proc.stdout, proc.stdout
+    assert_zizmor_finds_nothing(initialised, ".github/workflows")
 
 
 @pytest.mark.parametrize("workflow", ["validate.yml", "access-review.yml"])
 def test_written_workflows_match_githubs_schema(initialised: Path, workflow: str) -> None:
     path = initialised / ".github" / "workflows" / workflow
-    proc = subprocess.run(
-        [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(path)],
-        capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert_github_schema("vendor.github-workflows", path)
     text = path.read_text()
     assert '"connc @ git+https://example.invalid/connc@v1"' in text  # quoted where it lands
     assert "@{connc}" not in text
@@ -229,11 +220,11 @@ def test_pre_commit_hook_runs_connc_validate(tmp_path: Path) -> None:
     git(repo, "add", "-A")
     env = {key: value for key, value in os.environ.items() if not key.startswith("SOPS_")}
     env.update(PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"), PRE_COMMIT_COLOR="never",
-               PATH=f"{BIN}{os.pathsep}{env['PATH']}")
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
 
     def try_repo() -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [_tool("pre-commit"), "try-repo", str(hook_repo), "connc-validate", "--all-files"],
+            [venv_tool("pre-commit"), "try-repo", str(hook_repo), "connc-validate", "--all-files"],
             cwd=repo, env=env, capture_output=True, text=True, timeout=240, check=False)
 
     clean = try_repo()

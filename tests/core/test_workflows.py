@@ -11,30 +11,21 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from repokit import REPO_ROOT, assert_github_schema, assert_zizmor_finds_nothing
+
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.y*ml"))
 ACTION = REPO_ROOT / "actions" / "render" / "action.yml"
 SHIPPED = [*WORKFLOWS, ACTION]
-# The tools come from the venv running the tests (the `test` extra), not from whatever is on PATH.
-VENV_BIN = Path(sys.executable).parent
 
 # What a pipeline id may be (the action checks the same pattern before using it).
 PIPELINE_ID = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 FAKE_KEY = "AGE-SECRET-KEY-1TESTONLYNOTAREALKEYQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ"
-
-
-def _tool(name: str) -> str:
-    path = VENV_BIN / name
-    if not path.exists():
-        pytest.fail(f"{name} is not installed in {VENV_BIN}: install the `test` extra (pip install -e '.[test]')")
-    return str(path)
 
 
 def _rel(path: Path) -> str:
@@ -51,18 +42,7 @@ def test_shipped_files_exist() -> None:
 
 
 def test_zizmor_reports_nothing() -> None:
-    # --offline: CI has no network, and the online audits (e.g. known-vulnerable action
-    # versions) would make the result depend on the day. --strict-collection: a file zizmor
-    # cannot parse fails instead of being skipped with a warning. zizmor exits non-zero when
-    # it has findings (10 + the highest severity) and 1 on its own errors.
-    proc = subprocess.run(
-        [_tool("zizmor"), "--offline", "--strict-collection", "--format", "plain",
-         "--color", "never", "--no-progress", ".github/workflows", "actions"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-    )
-    output = f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert proc.returncode == 0, output
-    assert "No findings to report" in proc.stdout, output
+    assert_zizmor_finds_nothing(REPO_ROOT, ".github/workflows", "actions")
 
 
 @pytest.mark.parametrize(
@@ -71,12 +51,7 @@ def test_zizmor_reports_nothing() -> None:
     ids=lambda v: _rel(v) if isinstance(v, Path) else v,
 )
 def test_github_schema(schema: str, path: Path) -> None:
-    # The builtin schemas are vendored in the check-jsonschema wheel: no download.
-    proc = subprocess.run(
-        [_tool("check-jsonschema"), "--builtin-schema", schema, str(path)],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
-    )
-    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"
+    assert_github_schema(schema, path)
 
 
 # --- pinning and injection, read from the files themselves ---------------------------------

@@ -13,7 +13,6 @@ import configparser
 import dataclasses
 import datetime as dt
 import hashlib
-import io
 import json
 import secrets
 import shlex
@@ -22,7 +21,6 @@ import stat
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -42,6 +40,7 @@ from servers.git_http import (  # noqa: F401
 )
 from servers.github_fake import FakeGitHub, github_api  # noqa: F401
 from servers.kube_api import KubeApiServer, kube_server, run_kubectl  # noqa: F401
+from servers.pypi_index import wheel
 from servers.registry import RegistryServer, registry_server, run_skopeo  # noqa: F401
 
 pytestmark = pytest.mark.servers
@@ -405,22 +404,6 @@ def test_package_configs_parse_back(tmp_path: Path) -> None:
                                          f"{out}/npm/npmrc", f"{out}/pip/pip.conf"]
 
 
-def _wheel(name: str, version: str) -> tuple[str, bytes]:
-    """A minimal valid wheel (file name, bytes) for `pip download` to fetch."""
-    dist = f"{name}-{version}"
-    files = {
-        f"{dist}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
-        f"{dist}.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: connc-test\n"
-                                   "Root-Is-Purelib: true\nTag: py3-none-any\n",
-    }
-    record = "".join(f"{path},,\n" for path in files) + f"{dist}.dist-info/RECORD,,\n"
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path, text in {**files, f"{dist}.dist-info/RECORD": record}.items():
-            archive.writestr(path, text)
-    return f"{dist}-py3-none-any.whl", buffer.getvalue()
-
-
 @dataclasses.dataclass
 class SimpleIndex:
     url: str
@@ -430,8 +413,8 @@ class SimpleIndex:
 @pytest.fixture
 def simple_index() -> Iterator[SimpleIndex]:
     """A PEP 503 index with Basic auth (user `reader`, password `p@ss:w/rd`) serving one wheel."""
-    filename, wheel = _wheel("connc_probe", "1.0")
-    digest = hashlib.sha256(wheel).hexdigest()
+    filename, package = wheel("connc_probe", "1.0")
+    digest = hashlib.sha256(package).hexdigest()
     page = f'<a href="/files/{filename}#sha256={digest}">{filename}</a>'.encode()
     expected = "Basic " + _b64(b"reader:p@ss:w/rd")
     state = SimpleIndex("", [])
@@ -441,7 +424,7 @@ def simple_index() -> Iterator[SimpleIndex]:
             ok = self.headers.get("Authorization") == expected
             state.users.append("reader" if ok else None)
             body = page if self.path.startswith("/simple/connc-probe") else \
-                wheel if self.path == f"/files/{filename}" else None
+                package if self.path == f"/files/{filename}" else None
             if not ok or body is None:
                 self.send_response(401 if not ok else 404)
                 self.send_header("WWW-Authenticate", 'Basic realm="index"')
