@@ -25,6 +25,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from connc import repository
 from connc.findings import Finding, finding
+from connc.schema import policy
 
 try:
     _Base: Any = yaml.CSafeLoader
@@ -313,18 +314,15 @@ def _id_matches_stem(document: Document, relpath: str, suffix: str) -> Finding |
     return None
 
 
-def expiry_finding(expires: dt.date | dt.datetime | str | None, connection_id: str,
-                   document: Document, relpath: str, today: dt.date,
-                   warning_days: int) -> Finding | None:
+def expiry_finding(expires: object, connection_id: str, document: Document, relpath: str,
+                   today: dt.date, warning_days: int) -> Finding | None:
     """CONNC501 when `metadata.expiresAt` has passed, CONNC502 within the warning window."""
-    if expires is None:
-        return None
-    if isinstance(expires, str):  # as written; sops rewrites dates as 2027-03-01T00:00:00Z
-        try:
-            expires = dt.datetime.fromisoformat(expires)
-        except ValueError:
-            return None  # the model check reports it
-    day = expires.date() if isinstance(expires, dt.datetime) else expires
+    if not isinstance(expires, str):
+        return None  # absent; any other type is the model check's to report
+    try:
+        day = policy.parse_date(expires)  # sops rewrites dates as 2027-03-01T00:00:00Z
+    except policy.Violation:
+        return None  # the model check reports it
     line, column = document.position(("metadata", "expiresAt"))
     if day <= today:
         return finding(relpath, line, column, "CONNC501",

@@ -5,11 +5,17 @@ decryption; so render checks the files it reads against the generated schemas (t
 contract `connc validate` enforces with the models) plus the `policy` rules they name.
 It supports exactly the keywords pydantic emits for connc's models; an unknown keyword in a
 schema is a bug, caught by a test that checks every generated schema.
+
+It must accept exactly what the models accept (`tests/core/test_predicate.py` holds the two
+to it over generated documents), so it follows pydantic's semantics where JSON Schema's
+differ: the models are strict (no "42" for 42, no 1 for true), and a `pattern` is matched as
+pydantic's Rust regex engine matches it, where `$` ends the text (Python's `re.search` would
+also take "x\n" for `^x$`).
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import copy
 import json
 import re
 from functools import cache
@@ -22,8 +28,8 @@ DocPath = tuple[str | int, ...]
 SUPPORTED = frozenset({
     "$defs", "$ref", "$schema", "$id", "title", "description", "default", "type", "properties",
     "required", "additionalProperties", "items", "enum", "const", "pattern", "minLength",
-    "minimum", "exclusiveMinimum", "anyOf", "oneOf", "discriminator", "propertyNames", "format",
-    "patternProperties",
+    "minimum", "maximum", "exclusiveMinimum", "anyOf", "oneOf", "discriminator",
+    "propertyNames", "patternProperties",
     "x-connc-check", "x-connc-rules",
 })
 _TYPES: dict[str, Any] = {"string": str, "object": dict, "array": list, "boolean": bool,
@@ -34,6 +40,22 @@ class Problem(Exception):
     def __init__(self, path: DocPath, message: str) -> None:
         super().__init__(message)
         self.path, self.message = path, message
+
+
+@cache
+def pattern(text: str) -> re.Pattern[str]:
+    """A schema pattern, compiled to match as the models match it (see the module's doc).
+
+    Every pattern connc's models use is anchored, `^...$`: for those, a Rust-regex search is
+    a Python full match. Anything else is refused here, so it cannot pass unnoticed.
+    """
+    if not (text.startswith("^") and text.endswith("$") and not text.endswith("\\$")):
+        raise ValueError(f"schema pattern {text!r} is not anchored with ^ and $")
+    return re.compile(text[1:-1])
+
+
+def matches(text: str, value: str) -> bool:
+    return pattern(text).fullmatch(value) is not None
 
 
 @cache
@@ -66,9 +88,10 @@ class _Checker:
             return self.any_of(data, schema["anyOf"], path)
         if "oneOf" in schema:
             return self.one_of(data, schema, path)
-        if "const" in schema and data != schema["const"]:
+        # By type as well as value: in Python, True == 1 and 1 == 1.0.
+        if "const" in schema and not _same(data, schema["const"]):
             raise Problem(path, f"must be {schema['const']!r}")
-        if "enum" in schema and data not in schema["enum"]:
+        if "enum" in schema and not any(_same(data, option) for option in schema["enum"]):
             raise Problem(path, "must be one of " + ", ".join(map(str, schema["enum"])))
         data = self.typed(data, schema, path)
         if isinstance(data, dict):
@@ -80,6 +103,8 @@ class _Checker:
         elif isinstance(data, int) and not isinstance(data, bool):
             if "minimum" in schema and data < schema["minimum"]:
                 raise Problem(path, f"must be at least {schema['minimum']}")
+            if "maximum" in schema and data > schema["maximum"]:
+                raise Problem(path, f"must be at most {schema['maximum']}")
             if "exclusiveMinimum" in schema and data <= schema["exclusiveMinimum"]:
                 raise Problem(path, f"must be greater than {schema['exclusiveMinimum']}")
         return data
@@ -89,8 +114,6 @@ class _Checker:
         if wanted is None:
             return data
         if wanted == "integer":
-            if isinstance(data, str) and re.fullmatch(r"[0-9]+", data):
-                return int(data)  # as pydantic's lax mode does
             if not isinstance(data, int) or isinstance(data, bool):
                 raise Problem(path, "must be an integer")
             return data
@@ -102,18 +125,8 @@ class _Checker:
     def string(self, data: str, schema: dict[str, Any], path: DocPath) -> None:
         if "minLength" in schema and len(data) < schema["minLength"]:
             raise Problem(path, "must not be empty")
-        if "pattern" in schema and not re.search(schema["pattern"], data):
+        if "pattern" in schema and not matches(schema["pattern"], data):
             raise Problem(path, f"must match {schema['pattern']}")
-        if schema.get("format") == "date":
-            try:
-                dt.date.fromisoformat(data)
-            except ValueError:
-                raise Problem(path, "must be a date (YYYY-MM-DD)") from None
-        if schema.get("format") == "date-time":
-            try:
-                dt.datetime.fromisoformat(data)
-            except ValueError:
-                raise Problem(path, "must be a date and time") from None
         check_name = schema.get("x-connc-check")
         if check_name:
             try:
@@ -137,7 +150,7 @@ class _Checker:
                 result[key] = self.value(item, properties[key], path + (key,))
             elif patterns is not None:
                 # pydantic emits this for dict keys with a pattern, and refuses other keys.
-                sub = next((v for k, v in patterns.items() if re.search(k, key)), None)
+                sub = next((v for k, v in patterns.items() if matches(k, key)), None)
                 if sub is None:
                     raise Problem(path + (key,), "is not a valid name")
                 result[key] = self.value(item, sub, path + (key,))
@@ -148,9 +161,10 @@ class _Checker:
             else:
                 result[key] = item
         for name, sub in properties.items():
-            sub = self.resolve(sub)
-            if name not in result and "default" in sub:
-                result[name] = sub["default"]
+            # A default sits beside a `$ref` (pydantic's nested models), or in the target.
+            default = sub if "default" in sub else self.resolve(sub)
+            if name not in result and "default" in default:
+                result[name] = copy.deepcopy(default["default"])
         for rule in schema.get("x-connc-rules", []):
             try:
                 policy.OBJECT_RULES[rule](result)
@@ -178,3 +192,7 @@ class _Checker:
                               "must be one of " + ", ".join(discriminator["mapping"]))
             return self.value(data, {"$ref": target}, path)
         return self.any_of(data, schema["oneOf"], path)
+
+
+def _same(data: Any, expected: Any) -> bool:
+    return type(data) is type(expected) and data == expected

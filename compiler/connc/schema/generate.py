@@ -28,14 +28,16 @@ def schema_for(name: str) -> dict[str, Any]:
         **generated,
     }
     if name == "connection":
-        # Keyless: credential values are sops ENC[...] strings; the sops block is sops' own.
+        # Keyless: credential values are sops ENC[...] strings (a value of another type is
+        # CONNC102 from the encryption check, which validate and render share); the sops
+        # block is sops' own. As permissive as the model, so the two accept the same files.
         props = schema["properties"]
         props["credential"] = {
             "type": "object",
-            "description": "Encrypted with sops (encrypted_regex: ^credential$).",
-            "additionalProperties": {"type": "string"},
+            "description": "Encrypted with sops (encrypted_regex: ^credential$): ENC[...] strings.",
         }
-        props["sops"] = {"type": "object", "description": "Written by sops."}
+        props["sops"] = {"anyOf": [{"type": "object"}, {"type": "null"}], "default": None,
+                         "description": "Written by sops."}
     return schema
 
 

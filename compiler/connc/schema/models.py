@@ -11,7 +11,6 @@ Keyless validation sees the `credential` subtree only as encrypted strings, so a
 
 from __future__ import annotations
 
-import datetime as dt
 import typing
 from collections.abc import Callable
 from typing import Annotated, Any, ClassVar, Literal
@@ -46,12 +45,16 @@ class Model(BaseModel):
         # in docs/formats.md, generated from these models.
         use_attribute_docstrings=True,
         alias_generator=to_camel,
-        populate_by_name=True,
+        # Only the YAML spelling (`apiUrl`): a second spelling (`api_url`) is a second reader.
+        populate_by_name=False,
         frozen=True,
         # Keep the user's spelling in errors; never echo the input value (it may be a secret).
         hide_input_in_errors=True,
         # Build validators on first use: render validates only the models it needs.
         defer_build=True,
+        # No coercion: `refresh: "yes"`, `installationId: "42"` or `1.0` are not what they
+        # seem, and render's checker (schema.check) takes exactly what these models take.
+        strict=True,
     )
 
 
@@ -78,6 +81,11 @@ GitUrl = Annotated[str, AfterValidator(_value_check("git-url")),
                    Field(json_schema_extra={"x-connc-check": "git-url"})]
 Registry = Annotated[str, AfterValidator(_value_check("registry")),
                      Field(json_schema_extra={"x-connc-check": "registry"})]
+# A day, as written (the shape in the schema, for editors; the calendar in `policy`).
+Date = Annotated[str, Field(pattern=policy.DATE_PATTERN), AfterValidator(_value_check("date")),
+                 Field(json_schema_extra={"x-connc-check": "date"})]
+# GitHub's ids are 64-bit; a bound keeps a 5,000-digit number from reaching a URL or an int().
+GitHubId = Annotated[int, Field(gt=0, le=2**63 - 1)]
 
 
 def _object_rules(*names: str) -> Any:
@@ -108,9 +116,9 @@ class GitHubAppSpec(Model):
     """The REST API the token is minted at: `https://HOST/api/v3` for GitHub Enterprise Server."""
     client_id: str | None = None
     """The App's client ID (`Iv23li...`); or `appId`, exactly one of the two."""
-    app_id: int | None = None
+    app_id: GitHubId | None = None
     """The App's numeric ID, instead of `clientId`."""
-    installation_id: int = Field(gt=0)
+    installation_id: GitHubId
     """The installation's id: the number at the end of its settings page URL."""
     model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["one-app-identifier"]})
     _rules = _object_rules("one-app-identifier")
@@ -328,7 +336,7 @@ class ConnectionMetadata(Model):
     """The user (in members.yaml) who owns the connection and consents to changes of it."""
     description: str | None = None
     """What the connection is for."""
-    expires_at: dt.date | dt.datetime | None = None
+    expires_at: Date | None = None
     """When the credential expires (YYYY-MM-DD): validate warns 30 days before (connc.yaml `expiryWarningDays`), and refuses it after."""
 
 
@@ -437,7 +445,7 @@ class Config(Model):
     """`Config`."""
     admin_recipients: list[Recipient] = []
     """Break-glass keys allowed on every connection file, whatever its scope."""
-    expiry_warning_days: int = Field(default=30, ge=0)
+    expiry_warning_days: int = Field(default=30, ge=0, le=100_000)
     """Days before `expiresAt` when validate starts to warn."""
     admins: list[Name] = []
     """Users who consent to members, keys and policy changes (`connc approvals`)."""

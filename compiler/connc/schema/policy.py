@@ -7,6 +7,7 @@ applies the very same rules through `schema.check` without loading pydantic.
 
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
@@ -102,11 +103,36 @@ def check_registry(value: str) -> None:
         raise Violation("url_invalid", "must be host[:port] or an https:// URL")
 
 
+# `expiresAt` as people write it (2027-03-01) or as sops rewrites it (2027-03-01T00:00:00Z).
+# Python's fromisoformat alone also takes 20270301 and ISO week dates (2027-W09-1), which no
+# other tool reading the file would take for the same day, so the shape is fixed first.
+DATE_PATTERN = (r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+                r"(T[0-9]{2}:[0-9]{2}:[0-9]{2}(Z|[+-][0-9]{2}:[0-9]{2}))?$")
+_DATE = re.compile(DATE_PATTERN.replace("$", r"\Z"))
+
+
+def parse_date(value: str) -> dt.date:
+    """The day an `expiresAt` value names; raises Violation for anything else."""
+    if not _DATE.match(value):
+        raise Violation("date_invalid", "must be a date, YYYY-MM-DD (or the timestamp sops "
+                                        "writes for it, YYYY-MM-DDT00:00:00Z)")
+    try:
+        return dt.datetime.fromisoformat(value).date() if "T" in value \
+            else dt.date.fromisoformat(value)
+    except ValueError:
+        raise Violation("date_invalid", "is not a day of the calendar (YYYY-MM-DD)") from None
+
+
+def check_date(value: str) -> None:
+    parse_date(value)
+
+
 # Value checks, by the name the schema gives them in `x-connc-check`.
 VALUE_CHECKS: dict[str, Callable[[str], None]] = {
     "https-url": lambda value: check_url(value, ("https",)),
     "git-url": lambda value: check_url(value, ("https", "ssh")),
     "registry": check_registry,
+    "date": check_date,
 }
 
 

@@ -9,7 +9,6 @@ differs from what this writes). Refresh it with:
 
 from __future__ import annotations
 
-import datetime as dt
 import sys
 import types
 import typing
@@ -101,6 +100,8 @@ def _needed(field: FieldInfo) -> str:
 
 
 def _type(annotation: Any) -> str:
+    if annotation == models.Date:
+        return "date"
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
@@ -116,8 +117,8 @@ def _type(annotation: Any) -> str:
         return f"mapping of {_type(args[0])} to {_type(args[1])}"
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return f"[{annotation.__name__}](#{annotation.__name__.lower()})"
-    return {str: "text", int: "integer", bool: "`true` \\| `false`", dt.date: "date",
-            dt.datetime: "date", typing.Any: "any"}.get(annotation, "text")
+    return {str: "text", int: "integer", bool: "`true` \\| `false`",
+            typing.Any: "any"}.get(annotation, "text")
 
 
 def _nested(model: type[BaseModel]) -> list[tuple[str, type[BaseModel]]]:
