@@ -56,6 +56,16 @@ def pipeline_path(pipeline_id: str) -> str:
     return f"{PIPELINES_DIR}/{check_id(pipeline_id, 'pipeline')}{PIPELINE_SUFFIX}"
 
 
+def read_by_render(relpath: str) -> bool:
+    """Whether `relpath` is a file some render could read: a top-level file, or a connection
+    or pipeline file by its name (an other name in connections.d/ is read by nothing)."""
+    if relpath in (MEMBERS_FILE, CONFIG_FILE, SOPS_CONFIG):
+        return True
+    directory, _, name = relpath.partition("/")
+    suffix = {CONNECTIONS_DIR: CONNECTION_SUFFIX, PIPELINES_DIR: PIPELINE_SUFFIX}.get(directory)
+    return suffix is not None and "/" not in name and name.endswith(suffix)
+
+
 def find_root(repo: str | os.PathLike[str]) -> Path:
     root = Path(repo).resolve()
     if not root.is_dir():

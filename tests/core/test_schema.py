@@ -37,7 +37,7 @@ def _keywords(node: Any) -> set[str]:
                 for sub in value.values():
                     found |= _keywords(sub)
             elif key not in ("default", "enum", "const", "required", "discriminator",
-                             "x-connc-rules"):
+                             "x-connc-rules", "x-connc-credentials"):  # data, not schemas
                 found |= _keywords(value)
     elif isinstance(node, list):
         for item in node:

@@ -189,19 +189,29 @@ def test_a_recipient_added_by_updatekeys(repo: Path, tmp_path: Path,
     write(repo, ".sops.yaml", sops_rules(TEST_RECIPIENT, carol_key))
     replace(repo, "members.yaml", "carol: {}", f"carol:\n    recipients:\n    - {carol_key}")
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
-    sops.update_keys(repo, OPEN)
+    for relpath in (OPEN, TEAM, ALICES):  # the rule covers all: a file left alone is refused
+        sops.update_keys(repo, relpath)
     commit(repo)
     result = diff(repo, "main~1", "main")
     assert rows(result.changes, "recipients") == [
+        ("added", {"connection": "alices", "recipient": f"age:{carol_key}",
+                   "principal": "user:carol"}, True),
         ("added", {"connection": "open", "recipient": f"age:{carol_key}",
+                   "principal": "user:carol"}, True),
+        ("added", {"connection": "team", "recipient": f"age:{carol_key}",
                    "principal": "user:carol"}, True)]
     assert result.widened
     # And back: removing the recipient narrows.
     write(repo, ".sops.yaml", sops_rules(TEST_RECIPIENT))
-    sops.update_keys(repo, OPEN)
+    for relpath in (OPEN, TEAM, ALICES):
+        sops.update_keys(repo, relpath)
     back = diff(repo, "main")
     assert rows(back.changes, "recipients") == [
+        ("removed", {"connection": "alices", "recipient": f"age:{carol_key}",
+                     "principal": "user:carol"}, False),
         ("removed", {"connection": "open", "recipient": f"age:{carol_key}",
+                     "principal": "user:carol"}, False),
+        ("removed", {"connection": "team", "recipient": f"age:{carol_key}",
                      "principal": "user:carol"}, False)]
     assert not back.widened
 
@@ -306,25 +316,38 @@ def test_not_a_connection_repository(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------- unreadable files
 
 
-def test_a_file_with_errors_grants_nothing_on_its_side(repo: Path) -> None:
+def test_a_file_render_refuses_at_the_head_needs_an_admin(repo: Path) -> None:
     write(repo, TEAM, "apiVersion: connc/v1\nkind: Connection\nmetadata: [unclosed\n")
     commit(repo, "broken")
     broken = diff(repo, "main~1", "main", unread=True)
+    # Render refuses it, so it is compared as absent (its grant and the connection are
+    # removed); but review could not judge it, so the verdict fails closed until an admin
+    # does: a file diff cannot read is never passed over.
     assert rows(broken.changes, "unread") == [
-        ("has errors", {"file": TEAM, "at": "head"}, False)]
-    # Compared as absent: its grant and the connection are removed; nothing widens.
+        ("refused", {"file": TEAM, "at": "head", "why": "CONNC001 at line 4"}, True)]
+    assert [c.approvers for c in broken.changes if c.section == "unread"] == [("admins",)]
     assert ("removed", {"pipeline": "a", "connection": "team", "before": "uses",
                         "after": ""}, False) in rows(broken.changes, "grants")
     assert [c for c, _v, _w in rows(broken.changes, "connections")] == ["removed"]
-    assert not broken.widened
+    assert broken.widened
     # The change that repairs it shows its access as added: the verdict fails closed.
     git(repo, "checkout", "-q", "main~1", "--", TEAM)
     repaired = diff(repo, "main", unread=True)
     assert repaired.widened
     assert rows(repaired.changes, "unread") == [
-        ("has errors", {"file": TEAM, "at": "base"}, False)]
+        ("refused", {"file": TEAM, "at": "base", "why": "CONNC001 at line 4"}, False)]
     code, out = run(repo, "main")
-    assert code == 1 and "### Not read" in out
+    assert code == 1 and "### Files render refuses" in out
+
+
+def test_a_file_no_render_reads_is_listed_without_widening(repo: Path) -> None:
+    write(repo, "connections.d/README.md", "notes\n")
+    commit(repo, "notes")
+    result = diff(repo, "main~1", "main", unread=True)
+    assert rows(result.changes, "unread") == [
+        ("refused", {"file": "connections.d/README.md", "at": "head", "why": "CONNC012 at line 1"},
+         False)]
+    assert not result.widened
 
 
 def test_a_symlink_in_a_revision_is_not_followed(repo: Path) -> None:

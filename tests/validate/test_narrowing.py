@@ -1,4 +1,4 @@
-"""connc.validate.narrowing: GitHub App permission names and levels, checked keyless against
+"""GitHub App permission names and levels, checked keyless against
 GitHub's table (compiler/connc/data/github_app_permissions.json); and the narrowing findings
 the model's errors become (a misshapen permission name, `owner/name` repositories)."""
 
@@ -13,7 +13,8 @@ import pytest
 
 from connc.findings import Finding
 from connc.validate.files import CheckContext, check_pipeline
-from connc.validate.narrowing import permission_levels, permission_problem
+from connc.schema.policy import github_permission_levels as permission_levels
+from connc.schema.policy import github_permission_problem as permission_problem
 from connc.validate.run import validate
 from repokit import connection, make_repo, pipeline, write
 

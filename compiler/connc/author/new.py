@@ -33,7 +33,7 @@ from connc.errors import ConncError, ExitCode, UsageError
 from connc.findings import Finding, Severity, suggest
 from connc.schema import models
 from connc.schema.policy import PLACEHOLDER, SPEC_PLACEHOLDERS
-from connc.validate.files import check_single
+from connc.validate.files import read_model
 
 # A valid string that no service accepts, and that says what to do with it.
 REPLACE = PLACEHOLDER
@@ -333,9 +333,8 @@ def _check_arguments(connection_type: str, connection_id: str, visibility: str,
 
 def _default_owner(root: Path) -> str:
     """The only user of members.yaml; with several, the owner must be named."""
-    parsed, _document, _found = check_single(root, repository.MEMBERS_FILE, "Members",
-                                             models.Members)
-    users = sorted(parsed.users) if isinstance(parsed, models.Members) else []
+    parsed, _judged = read_model(root, repository.MEMBERS_FILE, models.Members)
+    users = sorted(parsed.users) if parsed is not None else []
     if len(users) == 1:
         return users[0]
     if not users:

@@ -74,7 +74,9 @@ def seal_all(root: Path, ids: list[str], *, dry_run: bool) -> list[tuple[Sealing
     sops.binary()  # a missing binary is an environment error, before anything is read
     # Every file checked first (render's reader refuses what validate would): nothing written
     # when one of them is wrong.
-    views = [(connection_id, seal.view_of(inputs.read_connection(root, connection_id)))
+    settings = inputs.policy(root)
+    views = [(connection_id, seal.view_of(inputs.read_connection(
+        root, connection_id, settings, allow=inputs.WRITING_FIXES - {"CONNC402"})))
              for connection_id in ids]
     done = []
     for connection_id, current in views:

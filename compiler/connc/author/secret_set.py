@@ -88,7 +88,8 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> C
                       f"is in git's history)", path=relpath)
     # The seal approves the plaintext as render reads it now: a file render would refuse is
     # refused here, before any typing.
-    view = seal.view_of(inputs.read_connection(root, connection_id))
+    view = seal.view_of(inputs.read_connection(root, connection_id, inputs.policy(root),
+                                               allow=inputs.WRITING_FIXES))
     value = read_value(field, stdin)  # only now: a typo above costs no typing
     problem = field_problem(connection_id, view["spec"], field, value.reveal())
     if problem:

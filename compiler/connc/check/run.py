@@ -152,7 +152,7 @@ def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float,
                settings: inputs.Policy, cancel: http.Cancel) -> Outcome:
     relpath = repository.connection_path(connection_id)
     try:
-        data = inputs.read_connection(root, connection_id)  # as render reads it
+        data = inputs.read_connection(root, connection_id, settings)  # as render reads it
     except ConncError as error:
         return Outcome(connection_id, None, FAILED, error.message)
     spec: dict[str, Any] = data["spec"]

@@ -23,6 +23,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
 
+from connc import repository
 from connc.diff.revisions import Revision
 from connc.diff.snapshot import Rule, Snapshot
 from connc.repository import UseSummary
@@ -53,7 +54,7 @@ SECTIONS = {
     "pipelines": "Pipelines",
     "policy": ".sops.yaml and connc.yaml",
     "integrity": "Files whose identity is in doubt",
-    "unread": "Not read",
+    "unread": "Files render refuses",
 }
 
 
@@ -443,6 +444,13 @@ def _integrity(base: Snapshot, head: Snapshot) -> Iterable[Change]:
 
 
 def _unread(base: Snapshot, head: Snapshot) -> Iterable[Change]:
+    """Files the acceptance predicate refuses. At HEAD, one that render would read fails
+    closed: render refuses it today, but review did not judge it, so an admin must (a change
+    no row shows is a security bug; this row is the one for a file diff could not read). At
+    BASE it is listed only: it counted as absent there, so what HEAD makes of it shows as
+    added."""
     for side, snapshot in (("base", base), ("head", head)):
         for relpath, why in sorted(snapshot.unread.items()):
-            yield _row("unread", why, {"file": relpath, "at": side}, False, ())
+            widens = side == "head" and repository.read_by_render(relpath)
+            yield _row("unread", "refused", {"file": relpath, "at": side, "why": why},
+                       widens, [ADMINS])

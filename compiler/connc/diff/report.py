@@ -17,8 +17,10 @@ _NOTES = {
     "specs": "Where the credential goes, and what it trusts.",
     "integrity": "connc reads none of these; at the head they fail the check whatever the "
                  "consent: replace a symlink with a file, make each id match its file name.",
-    "unread": "These files could not be read (`connc validate` says why); such a file "
-              "grants nothing, as render refuses it, so it is compared as absent on that side.",
+    "unread": "`connc validate` refuses these files (it says why), and so does render. What "
+              "could still be read of one is compared above; what could not counts as absent "
+              "on that side. At the head, a file render would read needs an admin: review "
+              "could not judge it.",
 }
 _RESEAL = ("*reseal needed*: the credential is sealed and will not render until a key holder "
            "approves the change with `connc seal`.")

@@ -1,12 +1,14 @@
 """One side of `connc diff`: a repository read the way `validate` reads it, keyed by id.
 
-Both sides are read exactly as render reads them (spec 5.1): the same reader, the same
-layout, the same refusal of symlinks. What validate rejects, render refuses, so it grants
-nothing on that side: such a file counts as absent there and is listed under "Not read".
-Treating it as absent keeps the verdict fail-closed: the change that repairs such a file shows
-its grants as added. A file whose identity cannot be trusted (a symlink, an id that does not
-match its file name, an id used twice) is more than unread: the side itself is in doubt, and
-the verdict fails closed on it (`integrity`).
+Both sides are read exactly as render reads them: the same reader and the same acceptance
+predicate (`acceptance`), so a file is refused here exactly when render would refuse it.
+Such a file is listed under "refused" with the first reason; whatever of it could still be
+read (a connection whose model is valid but whose encryption drifted) is compared as well,
+and what could not counts as absent on that side. At HEAD, a refused file that render would
+read is a widening row that needs an admin (`compare._refused`): review never passes over a
+file it could not judge. A file whose identity cannot be trusted (a symlink, an id that does
+not match its file name, an id used twice) puts the side itself in doubt, and the verdict
+fails closed on it (`integrity`).
 """
 
 from __future__ import annotations
@@ -14,17 +16,13 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TypeVar
 
-from connc import encryption, repository
+from connc import repository
 from connc.repository import ConnectionSummary, PipelineSummary
 from connc.schema import models
 from connc.scope import grant_states
-from connc.sopsmeta import recipient_of_member_key
-from connc.validate.files import check_single
+from connc.sopsmeta import CreationRule, recipient_of_member_key
 from connc.validate.run import validate
-
-M = TypeVar("M", bound=models.Model)
 
 # Findings that put a file's identity in doubt: render would refuse it, but which file a
 # reviewer thinks is which may not be what render reads. (Two files with one id are always
@@ -55,7 +53,7 @@ class Snapshot:
     config: models.Config | None
     rules: tuple[Rule, ...] | None  # None: no readable .sops.yaml
     principals: dict[str, str]  # recipient -> who it belongs to, for display
-    unread: dict[str, str]  # relpath -> why it was not read
+    unread: dict[str, str]  # relpath -> why the acceptance predicate refuses it
     doubtful: dict[str, str]  # relpath -> why its identity is in doubt (fails closed)
     files: int
 
@@ -74,42 +72,24 @@ def snapshot(root: Path, skipped: dict[str, str]) -> Snapshot:
             doubtful.setdefault(found.path, _IDENTITY[found.code])
     connections = [c for c in report.connections if c.relpath not in doubtful]
     pipelines = [p for p in report.pipelines if p.relpath not in doubtful]
-    read = {c.relpath for c in connections} | {p.relpath for p in pipelines}
-    listing = repository.list_files(root)
-    unread = {p: "has errors" for p in listing.connections + listing.pipelines
-              if p not in read and p not in doubtful}
-    members = _parsed(root, repository.MEMBERS_FILE, "Members", models.Members, unread,
-                      doubtful)
-    config = _parsed(root, repository.CONFIG_FILE, "Config", models.Config, unread, doubtful)
+    refused = {relpath: f"{first.code} at line {first.line}"
+               for relpath, first in report.refused.items() if relpath not in doubtful}
+    # As for connections, what the model accepted is compared even when another check
+    # refuses the file (its row says so): a rule or a team change still shows as itself.
+    members = report.members if repository.MEMBERS_FILE not in doubtful else None
+    config = report.config if repository.CONFIG_FILE not in doubtful else None
     return Snapshot(
         connections={c.id: c for c in connections},
         pipelines={p.id: p for p in pipelines},
         grants=grant_states(connections, pipelines), members=members, config=config,
-        rules=_rules(root, unread, doubtful),
+        rules=_rules(report.rules) if repository.SOPS_CONFIG not in doubtful else None,
         principals=_principals(members, config, pipelines),
-        unread=unread, doubtful=doubtful, files=report.files,
+        unread=refused, doubtful=doubtful, files=report.files,
     )
 
 
-def _parsed(root: Path, relpath: str, kind: str, model: type[M], unread: dict[str, str],
-            doubtful: dict[str, str]) -> M | None:
-    if not repository.present(root / relpath) or relpath in doubtful:
-        return None
-    parsed, _document, _found = check_single(root, relpath, kind, model)
-    if isinstance(parsed, model):
-        return parsed
-    unread.setdefault(relpath, "has errors")
-    return None
-
-
-def _rules(root: Path, unread: dict[str, str],
-           doubtful: dict[str, str]) -> tuple[Rule, ...] | None:
-    if not repository.present(root / repository.SOPS_CONFIG) \
-            or repository.SOPS_CONFIG in doubtful:
-        return None
-    rules, _found = encryption.load_rules(root)
+def _rules(rules: list[CreationRule] | None) -> tuple[Rule, ...] | None:
     if rules is None:
-        unread.setdefault(repository.SOPS_CONFIG, "has errors")
         return None
     return tuple(Rule(rule.path_regex.pattern if rule.path_regex is not None else None,
                       rule.recipients,

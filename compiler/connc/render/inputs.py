@@ -1,55 +1,44 @@
-"""The files a render reads, read the way render (and `connc check`) reads them.
+"""The files a render reads (and `connc check`, `seal` and `secret set`), judged by the one
+acceptance predicate (`acceptance.judge`) with the generated JSON Schemas as its model step.
 
-Each file goes through the one reader (`documents.read`), then the keyless checks validate
-would report (encryption against `.sops.yaml`, expiry), then the JSON Schema generated from
-its model, with defaults filled in. Any error refuses the file with validate's own words:
-render never uses what validate would reject. No pydantic here (render's start-up path).
+A file with any error validate would report on it is refused, with validate's own words:
+render never uses what validate would reject. That holds for every file it reads, whole:
+`.sops.yaml` (the rules each connection is checked against), `connc.yaml`, all of
+`members.yaml` (not only the owner's entry), the pipeline, each connection it uses. No
+pydantic here (render's start-up path).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from connc import documents, encryption, repository
+from connc import acceptance, encryption, repository
 from connc.errors import RenderError
-from connc.findings import Finding, Severity, dotted
-from connc.schema import check as schema_check
-
-# The schema of each kind render reads.
-_SCHEMAS = {"Connection": "connection", "Pipeline": "pipeline", "Members": "members",
-            "Config": "config"}
+from connc.findings import Finding, Severity
 
 
-def read(root: Path, relpath: str, kind: str,
-         only: Callable[[Any], Any] | None = None,
-         extra: Callable[[documents.Document, str], list[Finding]] | None = None
-         ) -> dict[str, Any]:
-    """One file, checked against its generated schema; refused with validate's wording.
+# What writing a credential fixes or leaves for review, so `secret set` and `seal` accept it
+# where render refuses: an expired credential is rotated with `secret set`, a plaintext value
+# is replaced by it (CONNC402), and a scaffold of `connc new` gets its secrets before its
+# placeholders in `spec` are filled (its seal then needs renewing, which render enforces).
+WRITING_FIXES = frozenset({"CONNC402", "CONNC501", "CONNC111"})
 
-    `only` narrows the document to the part this render uses before the schema check;
-    `extra` adds keyless checks of the document.
-    """
-    document, found = documents.read(root, relpath, kind)
-    if document is not None and extra is not None:
-        found += extra(document, relpath)
-    _refuse(found, relpath)
-    if document is None:  # pragma: no cover - a None document always comes with an error
+
+def read(root: Path, relpath: str, kind: str, context: acceptance.Context | None = None, *,
+         allow: frozenset[str] = frozenset()) -> dict[str, Any]:
+    """One file, as the model reads it (defaults filled in); refused on any error but the
+    codes in `allow` (only the authoring commands pass any: `WRITING_FIXES`)."""
+    judged = acceptance.judge(root, relpath, kind, context, acceptance.schema_model)
+    refuse([f for f in judged.findings if f.code not in allow], relpath)
+    if judged.data is None:  # pragma: no cover - the predicate refuses with an error
         raise RenderError(f"{relpath} cannot be read")
-    try:
-        data = only(document.data) if only is not None else document.data
-        checked: dict[str, Any] = schema_check.check(data, schema_check.load(_SCHEMAS[kind]))
-    except schema_check.Problem as problem:
-        line, column = document.position(problem.path)
-        raise RenderError(f"{relpath}:{line}:{column}: `{dotted(problem.path)}` "
-                          f"{problem.message} (run `connc validate`)") from None
-    return checked
+    return judged.data
 
 
-def _refuse(found: list[Finding], what: str) -> None:
+def refuse(found: list[Finding], what: str) -> None:
     errors = [f for f in found if f.severity is Severity.ERROR]
     if errors:
         details = "; ".join(f"{f.path}:{f.line}:{f.column}: {f.code} {f.message}"
@@ -58,46 +47,28 @@ def _refuse(found: list[Finding], what: str) -> None:
         raise RenderError(f"{what} is not valid (run `connc validate`): {details}{more}")
 
 
-def read_connection(root: Path, connection_id: str,
-                    checks: Callable[[documents.Document, str], list[Finding]] | None = None
-                    ) -> dict[str, Any]:
-    return read(root, repository.connection_path(connection_id), "Connection", extra=checks)
-
-
 @dataclasses.dataclass(frozen=True)
 class Policy:
-    """What connc.yaml says about rendering (spec section 6)."""
+    """What connc.yaml and .sops.yaml say about using a credential."""
 
-    expiry_warning_days: int = 30
-    require_seals: bool = False
+    require_seals: bool
+    context: acceptance.Context  # what a connection is judged against: its rules, today
 
 
 def policy(root: Path) -> Policy:
-    if not repository.present(root / repository.CONFIG_FILE):
-        return Policy()
-    config = read(root, repository.CONFIG_FILE, "Config")
-    return Policy(int(config["expiryWarningDays"]), bool(config["requireSeals"]))
+    """connc.yaml and .sops.yaml, each refused on any error (validate's findings on them)."""
+    config = read(root, repository.CONFIG_FILE, "Config") \
+        if repository.present(root / repository.CONFIG_FILE) else None
+    rules, found = encryption.load_rules(root)
+    refuse(found, repository.SOPS_CONFIG)
+    assert rules is not None  # no rules always comes with an error
+    context = acceptance.Context(
+        root=str(root), rules=tuple(rules), today=dt.datetime.now(dt.UTC).date(),
+        warning_days=int(config["expiryWarningDays"]) if config else 30)
+    return Policy(bool(config and config["requireSeals"]), context)
 
 
-def connection_checks(root: Path,
-                      settings: Policy) -> Callable[[documents.Document, str], list[Finding]]:
-    """Encryption against .sops.yaml and expiry, as validate checks them."""
-    # A broken .sops.yaml is validate's to report; render only needs the rules.
-    rules, _found = encryption.load_rules(root, report=False)
-    rule_set = tuple(rules) if rules is not None else None
-    today = dt.datetime.now(dt.UTC).date()
-    warning_days = settings.expiry_warning_days
-
-    def checks(document: documents.Document, relpath: str) -> list[Finding]:
-        found = encryption.check(document, relpath, rule_set)
-        meta = document.data.get("metadata") if isinstance(document.data, dict) else None
-        if isinstance(meta, dict):
-            expired = documents.expiry_finding(
-                meta.get("expiresAt"), repository.stem(relpath, repository.CONNECTION_SUFFIX),
-                document, relpath, today, warning_days)
-            if expired:
-                found.append(expired)
-        return found
-
-    return checks
-
+def read_connection(root: Path, connection_id: str, settings: Policy, *,
+                    allow: frozenset[str] = frozenset()) -> dict[str, Any]:
+    return read(root, repository.connection_path(connection_id), "Connection",
+                settings.context, allow=allow)

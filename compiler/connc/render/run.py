@@ -101,8 +101,8 @@ def _check_team_claims(root: Path, pipeline: dict[str, Any]) -> None:
                           f"pipeline's owner and teams")
     metadata = pipeline["metadata"]
     owner = metadata["owner"]
-    members = inputs.read(root, repository.MEMBERS_FILE, "Members",
-                          only=lambda data: _principals_of(data, owner, metadata["teams"]))
+    # All of it, as validate reads it: a file validate refuses is never half used here.
+    members = inputs.read(root, repository.MEMBERS_FILE, "Members")
     if owner not in members["users"]:
         raise RenderError(f"pipeline `{metadata['id']}`: owner `{owner}` is not a user in "
                           f"{repository.MEMBERS_FILE}")
@@ -112,23 +112,9 @@ def _check_team_claims(root: Path, pipeline: dict[str, Any]) -> None:
                               f"owner `{owner}` is not a member of")
 
 
-def _principals_of(data: Any, owner: str, teams: list[str]) -> Any:
-    """members.yaml narrowed to the owner and the claimed teams: a large organisation's file
-    is not schema-checked whole on every pipeline start (validate checks all of it)."""
-    if not isinstance(data, dict):
-        return data
-    narrowed = dict(data)
-    for key, wanted in (("users", [owner]), ("teams", teams)):
-        entries = data.get(key)
-        if isinstance(entries, dict):
-            narrowed[key] = {name: entries[name] for name in wanted if name in entries}
-    return narrowed
-
-
 def _connections(root: Path, pipeline: dict[str, Any],
                  settings: inputs.Policy) -> list[tuple[str, dict[str, Any]]]:
     """(id, checked document) of each connection used; scope decided keyless."""
-    checks = inputs.connection_checks(root, settings)
     metadata = pipeline["metadata"]
     scope = PipelineScope(metadata["id"], metadata["owner"], tuple(metadata["teams"]))
     result = []
@@ -138,7 +124,7 @@ def _connections(root: Path, pipeline: dict[str, Any],
         if not repository.present(root / relpath):
             raise RenderError(f"pipeline `{metadata['id']}` uses connection `{connection_id}`, "
                               f"which does not exist ({relpath})")
-        data = inputs.read_connection(root, connection_id, checks)
+        data = inputs.read_connection(root, connection_id, settings)
         denial = decide(scope, ConnectionScope(
             connection_id, data["metadata"]["owner"], data["scope"]["visibility"],
             tuple(data["scope"]["members"])))

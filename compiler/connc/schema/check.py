@@ -30,7 +30,7 @@ SUPPORTED = frozenset({
     "required", "additionalProperties", "items", "enum", "const", "pattern", "minLength",
     "minimum", "maximum", "exclusiveMinimum", "anyOf", "oneOf", "discriminator",
     "propertyNames", "patternProperties",
-    "x-connc-check", "x-connc-rules",
+    "x-connc-check", "x-connc-rules", "x-connc-credentials",
 })
 _TYPES: dict[str, Any] = {"string": str, "object": dict, "array": list, "boolean": bool,
                           "null": type(None)}

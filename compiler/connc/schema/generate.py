@@ -38,6 +38,12 @@ def schema_for(name: str) -> dict[str, Any]:
         }
         props["sops"] = {"anyOf": [{"type": "object"}, {"type": "null"}], "default": None,
                          "description": "Written by sops."}
+        # The credential field names of each type, plaintext in an encrypted file and so
+        # checked keyless (`acceptance.credential_names`), from the credential models.
+        schema["x-connc-credentials"] = {
+            connection_type: {"fields": sorted(model.field_names()),
+                              "alternatives": [sorted(a) for a in model.alternatives]}
+            for connection_type, model in models.CREDENTIALS.items()}
     return schema
 
 

@@ -8,11 +8,15 @@ applies the very same rules through `schema.check` without loading pydantic.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import ipaddress
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+
+from connc.findings import suggest
 
 
 def control_character(text: str, allowed: str = "") -> str | None:
@@ -242,3 +246,46 @@ OBJECT_RULES: dict[str, Callable[[dict[str, Any]], None]] = {
     "maven-needs-repository-id": maven_needs_repository_id,
     "verify-or-skip-tls": verify_or_skip_tls,
 }
+
+
+# ---------------------------------------------------------------------------- GitHub App permissions
+# Names and levels are GitHub's, from `data/github_app_permissions.json` (see its `source`): a
+# name or level GitHub does not have would make it refuse the token request at render time, in
+# the middle of a job; validate finds it on the pull request, and render refuses it the same way.
+
+_PERMISSIONS_TABLE = Path(__file__).resolve().parents[1] / "data" / "github_app_permissions.json"
+
+
+@functools.cache
+def github_permission_levels() -> Mapping[str, tuple[str, ...]]:
+    """Each GitHub App permission and the levels GitHub offers for it (read, write, admin).
+
+    Read once, on first use: most pipelines ask for no permissions and pay nothing.
+    """
+    import json
+
+    data = json.loads(_PERMISSIONS_TABLE.read_text(encoding="utf-8"))
+    return {name: tuple(levels) for name, levels in data["permissions"].items()}
+
+
+def github_permission_problem(name: str, level: str) -> tuple[str, str] | None:
+    """(code, message) when GitHub has no permission `name`, or not at `level`; else None."""
+    levels = github_permission_levels().get(name)
+    if levels is None:
+        return "CONNC210", (f"`{name}` is not a GitHub App permission"
+                            f"{suggest(name, github_permission_levels())}")
+    if level not in levels:
+        offered = " or ".join(f"`{each}`" for each in levels)
+        return "CONNC211", f"GitHub offers `{name}` as {offered}, not `{level}`"
+    return None
+
+
+def malformed_permission_message(where: str, name: str) -> str:
+    """For a key that is not even shaped like a permission name (the model's pattern).
+
+    The key is not quoted (anything could have been pasted there), but the near miss is, for
+    the usual slips: `pull-requests`, `Contents`.
+    """
+    normalised = name.strip().lower().replace("-", "_").replace(" ", "_")
+    return (f"`{where}` has a key that is not a GitHub App permission name (lowercase letters "
+            f"and underscores){suggest(normalised, github_permission_levels())}")

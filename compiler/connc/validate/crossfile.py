@@ -49,38 +49,6 @@ class Principals:
         return ", ".join(owners) or "declared by no principal"
 
 
-def check_members(members: models.Members, document: Document) -> list[Finding]:
-    found = []
-    for team, spec in members.teams.items():
-        for index, user in enumerate(spec.members):
-            if user not in members.users:
-                line, column = document.position(("teams", team, "members", index))
-                found.append(finding(MEMBERS_FILE, line, column, "CONNC206",
-                                     f"team `{team}` lists `{user}`, who is not under `users`"
-                                     f"{suggest(user, members.users)}"))
-    return found + _shared_logins(members, document)
-
-
-def _shared_logins(members: models.Members, document: Document) -> list[Finding]:
-    """CONNC214: a review by a login counts as the consent of its user (`connc approvals`),
-    so a login shared by two users would let one person consent for both."""
-    first: dict[str, str] = {}
-    found = []
-    for name, user in members.users.items():
-        if user.github is None:
-            continue
-        login = user.github.lower()  # GitHub logins are case-insensitive
-        if login in first:
-            line, column = document.position(("users", name, "github"))
-            found.append(finding(MEMBERS_FILE, line, column, "CONNC214",
-                                 f"user `{name}` has the GitHub account `{user.github}` of user "
-                                 f"`{first[login]}` (logins are case-insensitive); its reviews "
-                                 f"would count as the consent of both"))
-        else:
-            first[login] = name
-    return found
-
-
 def check_admins(config: models.Config, document: Document,
                  users: Collection[str]) -> list[Finding]:
     """CONNC215: an admin who is not a user can consent to nothing, and a later pull request

@@ -1,33 +1,28 @@
-"""Checks that need one file only. They run in worker processes, so everything here is
-picklable: each file yields its findings plus a small summary for the cross-file checks.
+"""Validate's view of one file: the one acceptance predicate (`acceptance.judge`) with the
+pydantic models as its model step, and the small summary the cross-file checks need.
+
+They run in worker processes, so everything here is picklable: each file yields its findings
+plus a summary.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from connc import documents, encryption, seal, secrets
-from connc.documents import Document, expiry_finding
-from connc.findings import Finding, finding, suggest
+from connc import acceptance, seal
+from connc.acceptance import Context, Judged
+from connc.documents import Document
+from connc.findings import Finding
 from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.schema import models
-from connc.schema.policy import placeholders_left
-from connc.sopsmeta import CreationRule, SopsMetadata, read_metadata, value_fingerprint
+from connc.sopsmeta import SopsMetadata, recipient_of_member_key, value_fingerprint
 from connc.validate.modelerrors import findings_from
-from connc.validate.narrowing import check_permissions
 
-
-@dataclasses.dataclass(frozen=True)
-class CheckContext:
-    root: str
-    rules: tuple[CreationRule, ...] | None  # None: .sops.yaml unusable (reported once elsewhere)
-    today: dt.date
-    warning_days: int
+CheckContext = Context  # the name validate's callers know it by
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,108 +32,60 @@ class FileResult:
     summary: ConnectionSummary | PipelineSummary | None = None
 
 
-def check_single(root: Path, relpath: str, kind: str, model: type[BaseModel], *,
-                 listed: bool = False) -> tuple[BaseModel | None, Document | None, list[Finding]]:
-    """Read one file (`documents.read`), scan it for plaintext secrets, check its model.
-
-    The document comes back whenever it was read, the model only when it is valid.
-    """
-    document, found = documents.read(root, relpath, kind, listed=listed)
-    if document is None:
-        return None, None, found
-    # In a connection, `credential` is encrypted and `sops` is sops' own metadata.
-    skip = frozenset({"credential", "sops"}) if kind == "Connection" else frozenset()
-    found += secrets.plaintext_findings(document, relpath, skip)
-    parsed, model_findings = validate_model(document, relpath, model)
-    return parsed, document, _drop_shadowed(found + model_findings)
-
-
-def validate_model(document: Document, relpath: str, model: type[BaseModel],
-                   data: Any = None) -> tuple[BaseModel | None, list[Finding]]:
+def pydantic_model(document: Document, relpath: str,
+                   kind: str) -> tuple[dict[str, Any] | None, list[Finding]]:
+    """The model step of the predicate for validate: every error at its key's line:column."""
+    model = models.DOCUMENTS[kind]
     try:
-        return model.model_validate(document.data if data is None else data), []
+        parsed = model.model_validate(document.data)
     except ValidationError as error:
         return None, findings_from(error, model, document, relpath)
+    return parsed.model_dump(by_alias=True), []
 
 
-def _drop_shadowed(found: list[Finding]) -> list[Finding]:
-    """A plaintext secret under an unknown key is one problem, reported as the secret."""
-    secret_at = {(f.line, f.column) for f in found if f.code == "CONNC403"}
-    return [f for f in found if not (f.code == "CONNC101" and (f.line, f.column) in secret_at)]
+def judge(root: Path, relpath: str, kind: str, context: Context | None = None, *,
+          listed: bool = False) -> Judged:
+    return acceptance.judge(root, relpath, kind, context, pydantic_model, listed=listed)
 
 
-# ---------------------------------------------------------------------------- connections
+M = TypeVar("M", bound=models.Model)
 
 
-def check_connection(relpath: str, context: CheckContext) -> FileResult:
+def read_model(root: Path, relpath: str, model: type[M]) -> tuple[M | None, Judged]:
+    """A top-level file (members.yaml, connc.yaml) as its model, whenever the model accepts
+    it (the judgement says whether anything else refuses it)."""
+    judged = judge(root, relpath, model.__name__)
+    return (model.model_validate(judged.data) if judged.data is not None else None), judged
+
+
+def check_connection(relpath: str, context: Context) -> FileResult:
     """Every single-file check of a connection, and its summary when it is valid."""
-    connection, document, found = check_single(Path(context.root), relpath, "Connection",
-                                               models.Connection, listed=True)
-    if document is None:
-        return FileResult(relpath, tuple(found))
-    sops_block = document.data.get("sops") if isinstance(document.data, dict) else None
-    metadata = read_metadata(sops_block) if sops_block is not None else None  # read once
-    found += encryption.check(document, relpath, context.rules, metadata)
-    if isinstance(connection, models.Connection):
-        found += _connection_semantics(connection, document, relpath, context)
-        summary = _connection_summary(connection, document, relpath, metadata)
-        return FileResult(relpath, tuple(found), summary)
-    return FileResult(relpath, tuple(found))
+    judged = judge(Path(context.root), relpath, "Connection", context, listed=True)
+    summary = None
+    if judged.data is not None and judged.document is not None:
+        summary = _connection_summary(judged.data, judged.document, relpath, judged.sops)
+    return FileResult(relpath, tuple(judged.findings), summary)
 
 
-def _connection_semantics(connection: models.Connection, document: Document, relpath: str,
-                          context: CheckContext) -> list[Finding]:
-    found = check_credential_names(connection, document, relpath)
-    expired = expiry_finding(connection.metadata.expires_at, connection.metadata.id,
-                             document, relpath, context.today, context.warning_days)
-    if expired:
-        found.append(expired)
-    spec = connection.spec
-    for field in placeholders_left(spec.model_dump(by_alias=True)):
-        line, column = document.position(("spec", field))
-        found.append(finding(relpath, line, column, "CONNC111",
-                             f"`spec.{field}` still holds the placeholder of `connc new`; "
-                             f"replace it with the real value"))
-    if connection.scope.members and connection.scope.visibility != "custom":
-        line, column = document.position(("scope", "members"), key=True)
-        found.append(finding(relpath, line, column, "CONNC209",
-                             f"`scope.members` has no effect when visibility is "
-                             f"{connection.scope.visibility}; use `visibility: custom` or remove it"))
-    if isinstance(spec, models.KubernetesSpec):
-        if spec.insecure_skip_tls_verify:  # with certificateAuthorityData: a model error
-            line, column = document.position(("spec", "insecureSkipTlsVerify"))
-            found.append(finding(relpath, line, column, "CONNC108",
-                                 "`spec.insecureSkipTlsVerify: true` lets anyone on the path "
-                                 "impersonate the cluster; set certificateAuthorityData"))
-        if spec.certificate_authority_data:
-            from connc.credentials import certificates_problem
-
-            problem = certificates_problem(spec.certificate_authority_data)
-            if problem:
-                line, column = document.position(("spec", "certificateAuthorityData"))
-                found.append(finding(relpath, line, column, "CONNC109",
-                                     f"`spec.certificateAuthorityData` {problem}"))
-    return found
-
-
-def _connection_summary(connection: models.Connection, document: Document, relpath: str,
+def _connection_summary(data: dict[str, Any], document: Document, relpath: str,
                         metadata: SopsMetadata | None) -> ConnectionSummary:
+    credential, scope = data["credential"], data["scope"]
     ciphertexts = frozenset(
-        fingerprint for value in connection.credential.values()
+        fingerprint for value in credential.values()
         if isinstance(value, str) and (fingerprint := value_fingerprint(value)) is not None)
-    spec = seal.canonical_spec(connection.spec.model_dump(by_alias=True))
+    spec = seal.canonical_spec(data["spec"])
     return ConnectionSummary(
         relpath=relpath,
-        id=connection.metadata.id,
+        id=data["metadata"]["id"],
         id_pos=document.position(("metadata", "id")),
-        owner=connection.metadata.owner,
+        owner=data["metadata"]["owner"],
         owner_pos=document.position(("metadata", "owner")),
-        visibility=connection.scope.visibility,
+        visibility=scope["visibility"],
         members=tuple((m, document.position(("scope", "members", i)))
-                      for i, m in enumerate(connection.scope.members)),
-        type=connection.spec.type,
+                      for i, m in enumerate(scope["members"])),
+        type=data["spec"]["type"],
         spec=tuple((key, seal.encode(value)) for key, value in sorted(spec.items())),
-        sealed=seal.SEAL_FIELD in connection.credential,
+        sealed=seal.SEAL_FIELD in credential,
         recipients=metadata.recipients if metadata else frozenset(),
         sops_pos=document.position(("sops",), key=True),
         wrapped_keys=metadata.wrapped_keys if metadata else frozenset(),
@@ -152,83 +99,36 @@ def _connection_summary(connection: models.Connection, document: Document, relpa
 _GITHUB_ONLY_OPTIONS = ("repositories", "permissions", "refresh")
 
 
-def check_pipeline(relpath: str, context: CheckContext) -> FileResult:
-    pipeline, document, found = check_single(Path(context.root), relpath, "Pipeline",
-                                             models.Pipeline, listed=True)
-    if isinstance(pipeline, models.Pipeline) and document is not None:
-        found += _duplicate_uses(pipeline, document, relpath)
-        found += check_permissions(pipeline, document, relpath)
-        summary = _pipeline_summary(pipeline, document, relpath)
-        return FileResult(relpath, tuple(found), summary)
-    return FileResult(relpath, tuple(found))
+def check_pipeline(relpath: str, context: Context) -> FileResult:
+    judged = judge(Path(context.root), relpath, "Pipeline", context, listed=True)
+    summary = None
+    if judged.data is not None and judged.document is not None:
+        summary = _pipeline_summary(judged.data, judged.document, relpath)
+    return FileResult(relpath, tuple(judged.findings), summary)
 
 
-def _duplicate_uses(pipeline: models.Pipeline, document: Document, relpath: str) -> list[Finding]:
-    seen: set[str] = set()
-    found = []
-    for index, use in enumerate(pipeline.uses):
-        if use.connection in seen:
-            line, column = document.position(("uses", index, "connection"))
-            found.append(finding(relpath, line, column, "CONNC208",
-                                 f"connection `{use.connection}` is used twice; merge the entries"))
-        seen.add(use.connection)
-    return found
-
-
-def _pipeline_summary(pipeline: models.Pipeline, document: Document,
+def _pipeline_summary(data: dict[str, Any], document: Document,
                       relpath: str) -> PipelineSummary:
-    from connc.sopsmeta import recipient_of_member_key
-
     uses = []
-    for index, use in enumerate(pipeline.uses):
+    for index, use in enumerate(data["uses"]):
         raw = document.data["uses"][index]
         options = tuple((name, document.position(("uses", index, name), key=True))
                         for name in _GITHUB_ONLY_OPTIONS if name in raw)
+        repositories, permissions = use["repositories"], use["permissions"]
         uses.append(UseSummary(
-            use.connection, document.position(("uses", index, "connection")), options,
-            repositories=tuple(use.repositories) if use.repositories is not None else None,
-            permissions=tuple(sorted(use.permissions.items()))
-            if use.permissions is not None else None,
-            refresh=use.refresh))
+            use["connection"], document.position(("uses", index, "connection")), options,
+            repositories=tuple(repositories) if repositories is not None else None,
+            permissions=tuple(sorted(permissions.items())) if permissions is not None else None,
+            refresh=use["refresh"]))
+    metadata = data["metadata"]
     return PipelineSummary(
         relpath=relpath,
-        id=pipeline.metadata.id,
+        id=metadata["id"],
         id_pos=document.position(("metadata", "id")),
-        owner=pipeline.metadata.owner,
+        owner=metadata["owner"],
         owner_pos=document.position(("metadata", "owner")),
         teams=tuple((t, document.position(("metadata", "teams", i)))
-                    for i, t in enumerate(pipeline.metadata.teams)),
-        recipients=frozenset(recipient_of_member_key(r) for r in pipeline.metadata.recipients),
+                    for i, t in enumerate(metadata["teams"])),
+        recipients=frozenset(recipient_of_member_key(r) for r in metadata["recipients"]),
         uses=tuple(uses),
     )
-
-
-def check_credential_names(connection: models.Connection, document: Document,
-                           relpath: str) -> list[Finding]:
-    """Credential field names are plaintext, so a missing or misspelt one is found keyless."""
-    model = models.CREDENTIALS[connection.spec.type]
-    allowed = model.field_names()
-    present = set(connection.credential) - {seal.SEAL_FIELD}
-    found = []
-    for key in connection.credential:
-        if key not in allowed and key != seal.SEAL_FIELD:
-            line, column = document.position(("credential", key), key=True)
-            found.append(finding(relpath, line, column, "CONNC101",
-                                 f"unknown field `credential.{key}` for type "
-                                 f"{connection.spec.type}{suggest(key, allowed)}"))
-    alternatives = _applicable(connection, model.alternatives)
-    if not any(required <= present for required in alternatives):
-        needs = " or ".join(" + ".join(f"`{f}`" for f in sorted(s)) for s in alternatives)
-        line, column = document.position(("credential",), key=True)
-        found.append(finding(relpath, line, column, "CONNC103",
-                             f"`credential` of a {connection.spec.type} connection needs {needs}"))
-    return found
-
-
-def _applicable(connection: models.Connection,
-                alternatives: tuple[frozenset[str], ...]) -> tuple[frozenset[str], ...]:
-    spec = connection.spec
-    if isinstance(spec, models.GitSpec):
-        ssh = str(spec.url).startswith("ssh://")
-        return tuple(a for a in alternatives if ("sshPrivateKey" in a) == ssh)
-    return alternatives

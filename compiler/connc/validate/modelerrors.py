@@ -11,7 +11,7 @@ from pydantic import BaseModel, ValidationError
 from connc.documents import Document
 from connc.findings import Finding, dotted, finding, suggest
 from connc.schema.models import CONNECTION_TYPES
-from connc.validate.narrowing import malformed_name_message
+from connc.schema.policy import malformed_permission_message
 
 _URL_ERRORS = {"url_invalid", "url_insecure", "url_credentials"}
 
@@ -63,7 +63,7 @@ def _one(kind: str, msg: str, loc: tuple[str | int, ...], model: type[BaseModel]
         # sees it, since the pipeline is invalid.
         line, column = doc.position(loc[:-1], key=True)
         return finding(relpath, line, column, "CONNC210",
-                       malformed_name_message(dotted(loc[:-2]), str(loc[-2])))
+                       malformed_permission_message(dotted(loc[:-2]), str(loc[-2])))
     if loc and loc[-1] == "[key]":
         # A mapping key that failed validation: anything could have been pasted there, so
         # point at it and name its mapping, never quote it.

@@ -13,19 +13,19 @@ import os
 from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from connc import repository
-from connc.documents import Document
+from connc.acceptance import Judged
 from connc.encryption import load_rules
-from connc.findings import Finding, finding
+from connc.findings import Finding, Severity, finding
 from connc.repository import ConnectionSummary, PipelineSummary, stem
 from connc.schema import models
-from connc.sopsmeta import recipient_of_member_key
+from connc.sopsmeta import CreationRule, recipient_of_member_key
 from connc.validate import pool
 from connc.validate.crossfile import (
     Principals,
     check_admins,
-    check_members,
     check_repository,
     unsealed,
 )
@@ -34,10 +34,11 @@ from connc.validate.files import (
     FileResult,
     check_connection,
     check_pipeline,
-    check_single,
+    read_model,
 )
 
 Checker = Callable[[str, CheckContext], FileResult]
+M = TypeVar("M", bound=models.Model)
 
 # Below this many files, starting workers costs more than it saves.
 PARALLEL_THRESHOLD = 200
@@ -53,21 +54,44 @@ class Report:
     files: int
     connections: list[ConnectionSummary]
     pipelines: list[PipelineSummary]
+    # Files the acceptance predicate refuses (an error that needs that file only), with the
+    # first such error: render refuses them, and `diff` must not read them as absent.
+    refused: dict[str, Finding]
+    members: models.Members | None  # whenever its model accepts it
+    config: models.Config | None
+    rules: list[CreationRule] | None
 
 
 def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
              jobs: int | None = None) -> Report:
     found: list[Finding] = []
-    config, config_document, config_findings = _config(root)
-    found += config_findings
+    refused: dict[str, Finding] = {}
+
+    def judged(relpath: str, findings: Iterable[Finding]) -> None:
+        findings = list(findings)
+        found.extend(findings)
+        first = next((f for f in findings if f.severity is Severity.ERROR), None)
+        if first is not None:
+            refused.setdefault(relpath, first)
+
+    config, config_judged = _top_level(root, repository.CONFIG_FILE, models.Config)
+    if config_judged is not None:
+        judged(repository.CONFIG_FILE, config_judged.findings)
     rules, rule_findings = load_rules(root)
-    found += rule_findings
-    members, members_findings = _members(root)
-    found += members_findings
-    if config is not None and config_document is not None and members is not None:
-        found += check_admins(config, config_document, members.users)
+    judged(repository.SOPS_CONFIG, rule_findings)
+    members, members_judged = _top_level(root, repository.MEMBERS_FILE, models.Members)
+    if members_judged is None:
+        found.append(finding(repository.MEMBERS_FILE, 1, 1, "CONNC011",
+                             "members.yaml is missing: owners, teams and scope members cannot "
+                             "be checked"))
+    else:
+        judged(repository.MEMBERS_FILE, members_judged.findings)
+    if config is not None and config_judged is not None and config_judged.document is not None \
+            and members is not None:
+        found += check_admins(config, config_judged.document, members.users)
     listing = repository.list_files(root)
-    found += listing.findings
+    for listed in listing.findings:
+        judged(listed.path, [listed])
     context = CheckContext(
         root=str(root),
         rules=tuple(rules) if rules is not None else None,
@@ -80,7 +104,7 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
     results = _run(tasks, context, jobs)
     connections, pipelines = [], []
     for result in results:
-        found += result.findings
+        judged(result.relpath, result.findings)
         if isinstance(result.summary, ConnectionSummary):
             connections.append(result.summary)
         elif isinstance(result.summary, PipelineSummary):
@@ -102,7 +126,8 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
     files = len(tasks) + sum((root / name).is_file() for name in
                              (repository.MEMBERS_FILE, repository.CONFIG_FILE,
                               repository.SOPS_CONFIG))
-    return Report(sorted(set(found)), files, connections, pipelines)
+    return Report(sorted(set(found)), files, connections, pipelines, refused, members, config,
+                  rules)
 
 
 def _run(tasks: list[tuple[Checker, str]],
@@ -130,22 +155,10 @@ def _dispatch(task: tuple[Checker, str],
     return function(relpath, context)
 
 
-def _members(root: Path) -> tuple[models.Members | None, list[Finding]]:
-    relpath = repository.MEMBERS_FILE
+def _top_level(root: Path, relpath: str,
+               model: type[M]) -> tuple[M | None, Judged | None]:
+    """members.yaml or connc.yaml, when present: its model (whenever the model accepts it,
+    so that other checks can use it) and the judgement of the file."""
     if not repository.present(root / relpath):
-        return None, [finding(relpath, 1, 1, "CONNC011",
-                              "members.yaml is missing: owners, teams and scope members cannot "
-                              "be checked")]
-    members, document, found = check_single(root, relpath, "Members", models.Members)
-    if isinstance(members, models.Members) and document is not None:
-        return members, found + check_members(members, document)
-    return None, found
-
-
-def _config(root: Path) -> tuple[models.Config | None, Document | None, list[Finding]]:
-    """connc.yaml, with its document for the positions of the checks against members.yaml."""
-    relpath = repository.CONFIG_FILE
-    if not repository.present(root / relpath):
-        return None, None, []
-    config, document, found = check_single(root, relpath, "Config", models.Config)
-    return config if isinstance(config, models.Config) else None, document, found
+        return None, None
+    return read_model(root, relpath, model)
