@@ -253,7 +253,7 @@ def test_public_to_custom_with_members_is_narrower(estate: Path) -> None:
 
 def test_removals_are_free(estate: Path) -> None:
     replace(estate, K8S, "- team:platform", "- user:alice")
-    replace(estate, "members.yaml", "    - dave\n", "")
+    replace(estate, "members.yaml", "    members:\n    - dave\n", "    members: []\n")
     replace(estate, ".sops.yaml", "mac_only_encrypted: true",
             "mac_only_encrypted: true")  # unchanged
     write(estate, "connc.yaml", {"apiVersion": "connc/v1", "kind": "Config", "admins": [],

@@ -62,22 +62,28 @@ def check_members(members: models.Members, document: Document) -> list[Finding]:
 
 
 def _shared_logins(members: models.Members, document: Document) -> list[Finding]:
-    """CONNC214: a review by a login counts as the consent of its user (`connc approvals`),
-    so a login shared by two users would let one person consent for both."""
-    first: dict[str, str] = {}
+    """CONNC214: a review by a login (or, where recorded, an account id) counts as the consent
+    of its user (`connc approvals`), so an account shared by two users would let one person
+    consent for both."""
+    first: dict[tuple[str, str], str] = {}
     found = []
     for name, user in members.users.items():
-        if user.github is None:
-            continue
-        login = user.github.lower()  # GitHub logins are case-insensitive
-        if login in first:
-            line, column = document.position(("users", name, "github"))
-            found.append(finding(MEMBERS_FILE, line, column, "CONNC214",
-                                 f"user `{name}` has the GitHub account `{user.github}` of user "
-                                 f"`{first[login]}` (logins are case-insensitive); its reviews "
-                                 f"would count as the consent of both"))
-        else:
-            first[login] = name
+        # GitHub logins are case-insensitive; ids are numbers.
+        for field, key, shown in (
+                ("github", user.github and user.github.lower(), f"account `{user.github}`"),
+                ("githubId", user.github_id and str(user.github_id),
+                 f"account id {user.github_id}")):
+            if not key:
+                continue
+            if (field, key) in first:
+                line, column = document.position(("users", name, field))
+                found.append(finding(MEMBERS_FILE, line, column, "CONNC214",
+                                     f"user `{name}` has the GitHub {shown} of user "
+                                     f"`{first[field, key]}`"
+                                     f"{' (logins are case-insensitive)' if field == 'github' else ''}"
+                                     f"; its reviews would count as the consent of both"))
+            else:
+                first[field, key] = name
     return found
 
 
