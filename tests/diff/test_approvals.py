@@ -249,12 +249,14 @@ def test_a_merge_group_of_another_branch_exits_2(github_api: FakeGitHub,
 # ---------------------------------------------------------------------------- errors: exit 2
 
 
-@pytest.mark.parametrize("failure", ["404", "502", "not-json", "bad-token"])
+@pytest.mark.parametrize("failure", ["404", "502", "not-json", "bad-token", "echo"])
 def test_api_failures_exit_2(github_api: FakeGitHub, change: tuple[Path, str, str],
                              failure: str) -> None:
     github_api.add_pull(number=NUMBER, head_sha=change[2])
     token = None
-    if failure == "404":
+    if failure == "echo":  # `github` asserts that the token is never printed
+        github_api.fail_next(403, body={"message": f"{github_api.repo_token} may not"}, times=5)
+    elif failure == "404":
         github_api.fail_next(404, times=5)
     elif failure == "502":
         github_api.fail_next(502, times=5)
