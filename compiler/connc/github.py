@@ -254,7 +254,7 @@ def revoke_installation_token(
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
 _SHA = re.compile(r"[0-9a-f]{40}")
-_MAX_PAGES = 100  # 10,000 reviews: far more than any pull request has; a bound all the same
+_MAX_PAGES = 100  # 10,000 items: more than any pull request has; a bound all the same
 # "List commits on a pull request" lists at most 250 commits; the pull request's `commits`
 # says how many it has.
 COMMITS_LISTED = 250

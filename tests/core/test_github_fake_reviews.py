@@ -171,6 +171,9 @@ def test_a_renamed_login_keeps_its_id_and_can_be_registered_again(
         github_api.add_user("BOB-MOVED")
     with pytest.raises(ValueError, match="is taken"):
         github_api.add_user("newcomer", bob)
+    with pytest.raises(ValueError, match="is taken"):
+        github_api.rename_user("bob-moved", "BOBM")
+    assert github_api.user_id("bob-moved") == bob  # a refused rename changes nothing
 
 
 # --- list commits --------------------------------------------------------------------------------

@@ -252,9 +252,9 @@ class FakeGitHub:
     def rename_user(self, login: str, new_login: str) -> None:
         """The account keeps its id, reviews and commits; `login` is free to register again."""
         with self._lock:
-            user_id = self._account_ids.pop(login.lower())
             if new_login.lower() in self._account_ids:
                 raise ValueError(f"the login {new_login!r} is taken")
+            user_id = self._account_ids.pop(login.lower())
             self._account_ids[new_login.lower()] = user_id
             self._logins[user_id] = new_login
 
