@@ -14,8 +14,9 @@ import pytest
 from estate import K8S
 from pullrequest import NUMBER, approvals, github, verdict
 
-from connc.diff.approvals import authorship
+from connc.diff.approvals import Accounts, Consent, _who, authorship
 from connc.github import Account, Commit, PullRequest
+from connc.schema.models import User
 from repokit import commit, git, replace
 from servers.github_fake import (  # noqa: F401
     DEFAULT_PULL_REPO,
@@ -353,3 +354,15 @@ def test_authorship(commits: int, listed: list[Commit], why: str | None) -> None
 def test_authorship_of_no_user_of_base() -> None:
     decided = authorship(pull_with(1), [Commit("a" * 40, ALICE, ALICE, True, "valid")], None)
     assert not decided.counts and decided.why == "@achen speaks for no user of members.yaml at BASE"
+
+
+def test_accounts_of_base_users() -> None:
+    users = {"alice": User(github="achen", github_id=7001), "bob": User(github="bobm"),
+             "carol": User(github_id=7003), "dave": User(), "erin": User(github="BOBM")}
+    accounts = Accounts(users)
+    assert accounts.speaks_for(Account("alice-renamed", 7001)) == "alice"  # by id
+    assert accounts.speaks_for(Account("achen", 7999)) is None  # the login, registered again
+    assert accounts.speaks_for(Account("bobm", 1)) is None  # bob and erin share it (CONNC214)
+    assert accounts.speaks_for(Account("anyone", 7003)) == "carol"
+    assert accounts.shown(["alice", "carol", "dave"]) == ("achen", "id 7003")
+    assert _who(Consent("user:carol", ("carol",), ("id 7003",), (), None)) == "carol [id 7003]"

@@ -159,6 +159,7 @@ class Accounts:
         return names[0] if len(names) == 1 else None
 
     def shown(self, people: Iterable[str]) -> tuple[str, ...]:
+        """The accounts of these users, for messages: a login, else `id N`."""
         return tuple(self._users[p].github or f"id {self._users[p].github_id}" for p in people
                      if self._users[p].github or self._users[p].github_id)
 
@@ -292,7 +293,8 @@ def _who(consent: Consent) -> str:
         name = f"an admin ({', '.join(consent.people) or 'no user of BASE is one'})"
     elif consent.principal != NOBODY and not consent.people:
         name += " (no user at BASE: an admin's approval stands in)"
-    accounts = ", ".join(f"@{printable(login)}" for login in consent.accounts)
+    accounts = ", ".join(printable(account if account.startswith("id ") else f"@{account}")
+                         for account in consent.accounts)
     return f"{name} [{accounts}]" if accounts else name
 
 
