@@ -1,5 +1,5 @@
 """Borrowed consent: an attacker with write access to a branch, and an account of their own,
-tries to have `connc approvals` count someone else's consent (spec 5.2).
+tries to have `connc approvals` count someone else's consent (docs/approvals.md).
 
 The estate (conftest.py): alice (GitHub account achen) owns the App `gh` and the npm index,
 bob (bobm) the cluster and the registry, carol (carold) is the admin, dave (dave-o) is in the
