@@ -260,21 +260,26 @@ def team_members(data: Mapping[str, Any], document: Document) -> list[Finding]:
 
 
 def shared_logins(data: Mapping[str, Any], document: Document) -> list[Finding]:
-    """CONNC214: a review by a login counts as the consent of its user (`connc approvals`),
-    so a login shared by two users would let one person consent for both."""
-    first: dict[str, str] = {}
+    """CONNC214: a review by a login (or, where recorded, an account id) counts as the consent
+    of its user (`connc approvals`), so an account shared by two users would let one person
+    consent for both."""
+    first: dict[tuple[str, str], str] = {}
     found = []
     for name, user in data["users"].items():
-        if user.get("github") is None:
-            continue
-        login = user["github"].lower()  # GitHub logins are case-insensitive
-        if login in first:
-            line, column = document.position(("users", name, "github"))
-            found.append(finding(MEMBERS_FILE, line, column, "CONNC214",
-                                 f"user `{name}` has the GitHub account `{user['github']}` of "
-                                 f"user `{first[login]}` (logins are case-insensitive); its "
-                                 f"reviews would count as the consent of both"))
-        else:
-            first[login] = name
+        login, account_id = user.get("github"), user.get("githubId")
+        # GitHub logins are case-insensitive; ids are numbers.
+        for field, key, shown in (
+                ("github", login and login.lower(), f"account `{login}`"),
+                ("githubId", account_id and str(account_id), f"account id {account_id}")):
+            if not key:
+                continue
+            if (field, key) in first:
+                line, column = document.position(("users", name, field))
+                found.append(finding(MEMBERS_FILE, line, column, "CONNC214",
+                                     f"user `{name}` has the GitHub {shown} of user "
+                                     f"`{first[field, key]}`"
+                                     f"{' (logins are case-insensitive)' if field == 'github' else ''}"
+                                     f"; its reviews would count as the consent of both"))
+            else:
+                first[field, key] = name
     return found
-

@@ -208,8 +208,11 @@ def diff(base: str, head: str | None, repo: str, output_format: str) -> None:
 @click.argument("head", required=False)
 @repo_option
 @click.option("--github-pr", "github_pr", type=int, metavar="N",
-              help="Count APPROVED reviews on pull request N's head commit (and its author). "
-                   "Reads GITHUB_REPOSITORY, GITHUB_TOKEN, GITHUB_API_URL.")
+              help="Count APPROVED reviews on pull request N's head commit, and its author's "
+                   "signed commits. Reads GITHUB_REPOSITORY, GITHUB_TOKEN, GITHUB_API_URL.")
+@click.option("--github-merge-group", "merge_group", metavar="REF",
+              help="As --github-pr, for a merge queue: REF is the group's branch "
+                   "(github.event.merge_group.head_ref), BASE and HEAD its base and head.")
 @click.option("--approved-by", "approved_by", metavar="USER[,USER...]",
               help="These users of members.yaml consent (other forges, manual gates).")
 @click.option("--format", "output_format", default="text", show_default=True,
@@ -217,16 +220,19 @@ def diff(base: str, head: str | None, repo: str, output_format: str) -> None:
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 300),
               help="Seconds for each request to the GitHub API.")
 def approvals(base: str, head: str | None, repo: str, github_pr: int | None,
-              approved_by: str | None, output_format: str, timeout: float) -> None:
+              merge_group: str | None, approved_by: str | None, output_format: str,
+              timeout: float) -> None:
     """Has every change of `connc diff BASE HEAD` that widens access the consent it needs?
 
     Each widening change needs its connection's owner, its pipeline's owner, or an admin
-    (connc.yaml `admins`), resolved at BASE. Exit 0 when every consent is given, 1 when some
-    is missing (listed), 2 for usage, revision or API errors. Run it as a required check.
+    (connc.yaml `admins`), resolved at BASE; an admin's approval stands in for anyone's.
+    Exit 0 when every consent is given, 1 when some is missing (listed), 2 for usage,
+    revision or API errors. Run it as a required check.
 
     \b
     Examples:
       connc approvals "$BASE_SHA" "$HEAD_SHA" --github-pr "$PR_NUMBER"
+      connc approvals "$BASE_SHA" "$HEAD_SHA" --github-merge-group "$MERGE_GROUP_REF"
       connc approvals origin/main HEAD --approved-by alice,bob --format json
     """
     from pathlib import Path
@@ -234,14 +240,14 @@ def approvals(base: str, head: str | None, repo: str, github_pr: int | None,
     from connc.diff import approvals as consent
     from connc.diff.run import diff as run_diff
 
-    if (github_pr is None) == (approved_by is None):
-        raise click.UsageError("give one of --github-pr N or --approved-by USER[,USER...]")
+    if sum(option is not None for option in (github_pr, merge_group, approved_by)) != 1:
+        raise click.UsageError("give one of --github-pr N, --github-merge-group REF or "
+                               "--approved-by USER[,USER...]")
     result = run_diff(Path(repo), base, head)
     if approved_by is not None:
         verdict = consent.approved_by(result, approved_by)
     else:
-        assert github_pr is not None
-        verdict = consent.from_github(result, github_pr, timeout)
+        verdict = consent.from_github(result, github_pr, timeout, merge_group=merge_group)
     consent.FORMATS[output_format](verdict, sys.stdout)
     sys.exit(ExitCode.OK if verdict.approved else ExitCode.FINDINGS)
 

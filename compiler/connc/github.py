@@ -20,7 +20,7 @@ import re
 import time
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 from urllib.parse import urlsplit
 
 from connc import __version__, http
@@ -249,32 +249,59 @@ def revoke_installation_token(
     raise client.unexpected(response, "revoke an installation token", said)
 
 
-# --- pull requests and reviews (connc approvals) --------------------------------------------
+# --- pull requests, reviews and commits (connc approvals) -----------------------------------
 
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 _NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
-_MAX_PAGES = 100  # 10,000 reviews: far more than any pull request has; a bound all the same
+_SHA = re.compile(r"[0-9a-f]{40}")
+_MAX_PAGES = 100  # 10,000 items: more than any pull request has; a bound all the same
+# "List commits on a pull request" lists at most 250 commits; the pull request's `commits`
+# says how many it has.
+COMMITS_LISTED = 250
+
+
+@dataclasses.dataclass(frozen=True)
+class Account:
+    """A GitHub account: the id is its identity; the login can be renamed, and a login given
+    up can be registered again by someone else."""
+
+    login: str
+    id: int
 
 
 @dataclasses.dataclass(frozen=True)
 class PullRequest:
     number: int
-    author: str  # login
+    author: Account
     head_sha: str
+    base_ref: str  # the branch it would merge into
+    commits: int  # how many it has (GitHub lists at most COMMITS_LISTED)
 
 
 @dataclasses.dataclass(frozen=True)
 class Review:
-    login: str
+    account: Account
     state: str  # APPROVED, CHANGES_REQUESTED, COMMENTED, DISMISSED
     commit_id: str
 
 
-class PullRequests:
-    """Pull requests and their reviews in one repository, read with a token (GITHUB_TOKEN).
+@dataclasses.dataclass(frozen=True)
+class Commit:
+    """A commit of a pull request, as GitHub attributes it: `author` and `committer` are the
+    accounts of the commit's emails (None: no account, or an answer connc cannot read), and
+    `verified` says whether GitHub verified its signature (against the committer)."""
 
-    The token is sent to `api_url` only: pagination follows a `Link` only to the same API.
-    """
+    sha: str
+    author: Account | None
+    committer: Account | None
+    verified: bool
+    reason: str  # GitHub's word for the verification: valid, unsigned, unknown_key, ...
+
+
+class PullRequests:
+    """Pull requests, their reviews and commits in one repository, read with a token
+    (GITHUB_TOKEN). The token is sent to `api_url` only: pagination follows a `Link` only to
+    the same API."""
 
     def __init__(self, api_url: str, repository: str, token: Secret, *, timeout: float = 10.0,
                  max_attempts: int = 3, max_wait: float = 30.0,
@@ -289,33 +316,45 @@ class PullRequests:
     def pull_request(self, number: int) -> PullRequest:
         client = self._client(number)
         data = self._get(client, f"/repos/{self.repository}/pulls/{number}", "read it")
-        author = data.get("user", {}).get("login") if isinstance(data, dict) else None
-        head = data.get("head", {}).get("sha") if isinstance(data, dict) else None
-        if not isinstance(author, str) or not isinstance(head, str) \
-                or not re.fullmatch(r"[0-9a-f]{40}", head):
-            raise GitHubError(f"{client.subject}: GitHub's answer has no author or head "
-                              f"commit (not a GitHub API?)")
-        return PullRequest(number, author, head)
+        data = data if isinstance(data, dict) else {}
+        author = _account(data.get("user"))
+        head = _field(data, "head", "sha")
+        base = _field(data, "base", "ref")
+        commits = data.get("commits")
+        if author is None or not isinstance(head, str) or not _SHA.fullmatch(head) \
+                or not isinstance(base, str) or not _is_count(commits):
+            raise GitHubError(f"{client.subject}: GitHub's answer has no author, head commit, "
+                              f"base branch or commit count (not a GitHub API?)")
+        return PullRequest(number, author, head, base, commits)
 
     def reviews(self, number: int) -> list[Review]:
-        """Every review, oldest first, following GitHub's pagination."""
+        """Every review, oldest first; a review by a deleted account (user: null) is left out:
+        it speaks for nobody."""
+        found = self._list(number, "reviews", "list its reviews")
+        return [review for review in map(_review, found) if review is not None]
+
+    def commits(self, number: int) -> list[Commit]:
+        """The commits GitHub lists (at most COMMITS_LISTED), oldest first. An entry connc
+        cannot read is kept, attributed to nobody and unverified: it must count against
+        whoever relies on the list."""
+        return [_commit(item) for item in self._list(number, "commits", "list its commits")]
+
+    def _list(self, number: int, what: str, action: str) -> list[Any]:
+        """The items of a paginated list, following GitHub's `Link` headers."""
         client = self._client(number)
-        path: str | None = f"/repos/{self.repository}/pulls/{number}/reviews?per_page=100"
-        found: list[Review] = []
+        path: str | None = f"/repos/{self.repository}/pulls/{number}/{what}?per_page=100"
+        found: list[Any] = []
         pages = 0
         while path is not None:
             pages += 1
             if pages > _MAX_PAGES:
-                raise GitHubError(f"{client.subject}: more than {_MAX_PAGES} pages of reviews")
-            response = self._send(client, path, "list its reviews")
+                raise GitHubError(f"{client.subject}: more than {_MAX_PAGES} pages of {what}")
+            response = self._send(client, path, action)
             data = response.json()
             if not isinstance(data, list):
-                raise GitHubError(f"{client.subject}: GitHub's list of reviews is not a list "
+                raise GitHubError(f"{client.subject}: GitHub's list of {what} is not a list "
                                   f"(not a GitHub API?)")
-            for item in data:
-                review = _review(item)
-                if review is not None:
-                    found.append(review)
+            found.extend(data)
             path = self._next(client, response)
         return found
 
@@ -360,14 +399,46 @@ class PullRequests:
         return url[len(client.api_url):]
 
 
+def _is_count(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _field(data: dict[str, Any], *keys: str) -> object:
+    value: object = data
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
+
+
+def _account(user: object) -> Account | None:
+    """GitHub's `simple-user`: an account has a login and a positive integer id."""
+    if not isinstance(user, dict):
+        return None
+    login, uid = user.get("login"), user.get("id")
+    if not isinstance(login, str) or not login or not _is_count(uid) or uid == 0:
+        return None
+    return Account(login, uid)
+
+
 def _review(item: object) -> Review | None:
     if not isinstance(item, dict):
         return None
-    login = item.get("user", {}).get("login") if isinstance(item.get("user"), dict) else None
+    account = _account(item.get("user"))
     state, commit = item.get("state"), item.get("commit_id")
-    if not isinstance(login, str) or not isinstance(state, str) or not isinstance(commit, str):
+    if account is None or not isinstance(state, str) or not isinstance(commit, str):
         return None  # a review by a deleted account (user: null) speaks for nobody
-    return Review(login, state, commit)
+    return Review(account, state, commit)
+
+
+def _commit(item: object) -> Commit:
+    data = item if isinstance(item, dict) else {}
+    sha = data.get("sha")
+    verification = _field(data, "commit", "verification")
+    verification = verification if isinstance(verification, dict) else {}
+    reason = verification.get("reason")
+    return Commit(sha if isinstance(sha, str) else "", _account(data.get("author")),
+                  _account(data.get("committer")), verification.get("verified") is True,
+                  reason if isinstance(reason, str) else "")
 
 
 # --- internals -------------------------------------------------------------------------------

@@ -1,5 +1,7 @@
 """The fake GitHub's pull-request endpoints (tests/servers/github_fake.py), driven with plain
-`requests`: `connc approvals` is only as well tested as this fake is faithful."""
+`requests`: `connc approvals` is only as well tested as this fake is faithful. Shapes follow
+GitHub's REST reference: "Get a pull request", "List reviews for a pull request", "List
+commits on a pull request" (with its "Signature verification object"), and pagination."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import requests
 from urllib3.util import SKIP_HEADER
 
 from servers.github_fake import (  # noqa: F401
+    COMMITS_LISTED,
     DEFAULT_PULL_REPO,
     FakeGitHub,
     github_api,
@@ -39,6 +42,10 @@ def get(url: str, token: str | None, **kwargs: Any) -> requests.Response:
 
 def reviews_url(fake: FakeGitHub, number: int = 7, repo: str = REPO) -> str:
     return f"{fake.url}/repos/{repo}/pulls/{number}/reviews"
+
+
+def commits_url(fake: FakeGitHub, number: int = 7, repo: str = REPO) -> str:
+    return f"{fake.url}/repos/{repo}/pulls/{number}/commits"
 
 
 # --- get a pull request ------------------------------------------------------------------------
@@ -71,9 +78,10 @@ def test_set_head_and_state_show_in_the_pull(github_api: FakeGitHub) -> None:
 
 
 @pytest.mark.parametrize("path", [
-    f"/repos/{REPO}/pulls/8", f"/repos/{REPO}/pulls/8/reviews",
+    f"/repos/{REPO}/pulls/8", f"/repos/{REPO}/pulls/8/reviews", f"/repos/{REPO}/pulls/8/commits",
     "/repos/octo-org/elsewhere/pulls/7", "/repos/octo-org/elsewhere/pulls/7/reviews",
-    f"/repos/{REPO}/pulls/seven", f"/repos/{REPO}/pulls/7/reviews/", "/repositories/1/pulls/7",
+    f"/repos/{REPO}/pulls/seven", f"/repos/{REPO}/pulls/7/reviews/",
+    f"/repos/{REPO}/pulls/7/commits/", "/repositories/1/pulls/7", "/repositories/1/pulls/7/commits",
 ])
 def test_unknown_pull_or_repository_is_404(github_api: FakeGitHub, path: str) -> None:
     github_api.add_pull(REPO, 7, "alice", HEAD)
@@ -138,6 +146,126 @@ def test_no_reviews_is_an_empty_list(github_api: FakeGitHub) -> None:
     github_api.add_pull(REPO, 7, "alice", HEAD)
     answer = get(reviews_url(github_api), github_api.repo_token)
     assert (answer.status_code, answer.json(), answer.headers.get("Link")) == (200, [], None)
+
+
+def test_reviews_carry_the_accounts_id(github_api: FakeGitHub) -> None:
+    bob = github_api.add_user("bobm", 583231)
+    github_api.add_pull(REPO, 7, "alice", HEAD)
+    github_api.add_review(REPO, 7, "BobM", "APPROVED", HEAD)  # logins: any letter case
+    [review] = get(reviews_url(github_api), github_api.repo_token).json()
+    assert review["user"] == {**review["user"], "login": "bobm", "id": bob, "type": "User"}
+
+
+def test_a_renamed_login_keeps_its_id_and_can_be_registered_again(
+        github_api: FakeGitHub) -> None:
+    bob = github_api.add_user("bobm")
+    github_api.add_pull(REPO, 7, "alice", HEAD)
+    github_api.add_review(REPO, 7, "bobm", "APPROVED", HEAD)
+    github_api.rename_user("bobm", "bob-moved")
+    github_api.add_review(REPO, 7, "bobm", "APPROVED", HEAD)  # someone else took the login
+    reviews = get(reviews_url(github_api), github_api.repo_token).json()
+    assert [(r["user"]["login"], r["user"]["id"]) for r in reviews] == [
+        ("bob-moved", bob), ("bobm", github_api.user_id("bobm"))]
+    assert github_api.user_id("bobm") != bob
+    with pytest.raises(ValueError, match="is taken"):
+        github_api.add_user("BOB-MOVED")
+    with pytest.raises(ValueError, match="is taken"):
+        github_api.add_user("newcomer", bob)
+    with pytest.raises(ValueError, match="is taken"):
+        github_api.rename_user("bob-moved", "BOBM")
+    assert github_api.user_id("bob-moved") == bob  # a refused rename changes nothing
+
+
+# --- list commits --------------------------------------------------------------------------------
+
+
+def test_commits_have_githubs_shape(github_api: FakeGitHub) -> None:
+    alice = github_api.add_user("achen")
+    github_api.add_pull(REPO, 7, "achen", HEAD, base_sha="c" * 40, reason="valid")
+    pull = get(f"{github_api.url}/repos/{REPO}/pulls/7", github_api.repo_token).json()
+    assert (pull["commits"], pull["commits_url"]) == (1, commits_url(github_api))
+
+    answer = get(commits_url(github_api), github_api.repo_token)
+    assert answer.status_code == 200 and "Link" not in answer.headers
+    [commit] = answer.json()
+    assert commit["sha"] == HEAD
+    assert commit["parents"][0]["sha"] == "c" * 40  # the first commit sits on the base
+    assert (commit["author"]["login"], commit["author"]["id"]) == ("achen", alice)
+    assert (commit["committer"]["login"], commit["committer"]["id"]) == ("achen", alice)
+    assert commit["commit"]["author"]["email"] == f"{alice}+achen@users.noreply.github.com"
+    dt.datetime.strptime(commit["commit"]["author"]["date"], "%Y-%m-%dT%H:%M:%SZ")
+    verification = commit["commit"]["verification"]
+    assert set(verification) == {"verified", "reason", "signature", "payload", "verified_at"}
+    assert (verification["verified"], verification["reason"]) == (True, "valid")
+    assert verification["signature"].startswith("-----BEGIN PGP SIGNATURE-----")
+    assert verification["payload"].startswith("tree ")
+    assert f"\nauthor achen <{alice}+achen" in verification["payload"]
+    assert {"url", "html_url", "comments_url", "node_id"} <= set(commit)
+    assert {"message", "tree", "url", "comment_count"} <= set(commit["commit"])
+
+
+def test_a_push_moves_the_head_and_lists_oldest_first(github_api: FakeGitHub) -> None:
+    github_api.add_pull(REPO, 7, "achen", HEAD, reason="valid")
+    # An unsigned commit by someone else, then one claiming alice's email but signed by
+    # mallory: GitHub checks a signature against the committer, not the author.
+    pushed = github_api.add_commit(REPO, 7, author="mallory")
+    borrowed = github_api.add_commit(REPO, 7, NEW_HEAD, author="achen", committer="mallory",
+                                     reason="valid")
+    stray = github_api.add_commit(REPO, 7, author=None, email="ci@example.com",
+                                  reason="no_user")
+    assert (borrowed, github_api.pull(REPO, 7).head_sha) == (NEW_HEAD, stray)
+
+    commits = get(commits_url(github_api), github_api.repo_token).json()
+    assert [c["sha"] for c in commits] == [HEAD, pushed, NEW_HEAD, stray]
+    assert [c["parents"][0]["sha"] for c in commits[1:]] == [HEAD, pushed, NEW_HEAD]
+    assert [(c["commit"]["verification"]["reason"], c["commit"]["verification"]["signature"]
+             is None) for c in commits] == [
+        ("valid", False), ("unsigned", True), ("valid", False), ("no_user", False)]
+    assert [c["commit"]["verification"]["verified"] for c in commits] == [
+        True, False, True, False]
+    assert [(c["author"] or {}).get("login") for c in commits] == [
+        "achen", "mallory", "achen", None]
+    assert [(c["committer"] or {}).get("login") for c in commits] == [
+        "achen", "mallory", "mallory", None]
+    assert commits[3]["commit"]["author"]["email"] == "ci@example.com"
+    assert commits[1]["commit"]["verification"]["payload"] is None
+    pull = get(f"{github_api.url}/repos/{REPO}/pulls/7", github_api.repo_token).json()
+    assert (pull["head"]["sha"], pull["commits"]) == (stray, 4)
+
+
+def test_set_head_is_an_unsigned_push_by_the_author(github_api: FakeGitHub) -> None:
+    github_api.add_pull(REPO, 7, "achen", HEAD, reason="valid")
+    github_api.set_head(REPO, 7, NEW_HEAD)
+    last = get(commits_url(github_api), github_api.repo_token).json()[-1]
+    assert (last["sha"], last["author"]["login"]) == (NEW_HEAD, "achen")
+    assert last["commit"]["verification"]["reason"] == "unsigned"
+
+
+def test_at_most_250_commits_are_listed(github_api: FakeGitHub) -> None:
+    github_api.add_pull(REPO, 7, "achen", HEAD)
+    for _ in range(COMMITS_LISTED + 49):
+        github_api.add_commit(REPO, 7)
+    pages: list[requests.Response] = []
+    url: str | None = commits_url(github_api) + "?per_page=100"
+    while url is not None:
+        pages.append(get(url, github_api.repo_token))
+        url = pages[-1].links.get("next", {}).get("url")
+    assert [len(p.json()) for p in pages] == [100, 100, 50]
+    repo_id = github_api.pull(REPO, 7).repo_id
+    assert pages[0].links["next"]["url"] == (
+        f"{github_api.url}/repositories/{repo_id}/pulls/7/commits?per_page=100&page=2")
+    listed = [c["sha"] for p in pages for c in p.json()]
+    assert listed == [c.sha for c in github_api.pull(REPO, 7).commits[:COMMITS_LISTED]]
+    pull = get(f"{github_api.url}/repos/{REPO}/pulls/7", github_api.repo_token).json()
+    assert pull["commits"] == 300 and pull["head"]["sha"] not in listed
+
+
+def test_commit_knobs_refuse_what_github_cannot_hold(github_api: FakeGitHub) -> None:
+    github_api.add_pull(REPO, 7, "achen", HEAD)
+    with pytest.raises(ValueError, match="reason must be one of"):
+        github_api.add_commit(REPO, 7, reason="signed")
+    with pytest.raises(KeyError, match="add_pull it first"):
+        github_api.add_commit(REPO, 8)
 
 
 # --- pagination --------------------------------------------------------------------------------
@@ -240,7 +368,7 @@ def test_both_token_schemes_are_accepted(github_api: FakeGitHub, scheme: str) ->
     None, "Bearer ", "Bearer ghs_wrong", "Basic dXNlcjpwYXNz", "token ghs_wrong",
     "Bearer ghs_\u00e9t\u00e9",
 ])
-@pytest.mark.parametrize("tail", ["", "/reviews"])
+@pytest.mark.parametrize("tail", ["", "/reviews", "/commits"])
 def test_missing_or_wrong_token_is_401(github_api: FakeGitHub, authorization: str | None,
                                        tail: str) -> None:
     github_api.add_pull(REPO, 7, "alice", HEAD)

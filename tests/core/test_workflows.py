@@ -307,31 +307,99 @@ def test_render_accepts_pipeline_ids(tmp_path: Path, good_id: str) -> None:
 # --- the access-review workflow's contract ---------------------------------------------------
 
 
-def test_access_review_workflow_shape() -> None:
-    # What branch protection relies on: the events that re-run the gate when reviews change,
-    # read-only permissions, event values through env, and diff's exit 1 not failing its step.
-    doc = _load(REPO_ROOT / ".github" / "workflows" / "access-review.yml")
+# This repository's own, and the one `connc init` writes (its one placeholder filled in).
+ACCESS_REVIEWS = [REPO_ROOT / ".github" / "workflows" / "access-review.yml",
+                  REPO_ROOT / "compiler" / "connc" / "author" / "templates" / "access-review.yml"]
+
+
+def _access_review(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text().replace("@{connc}", '"connc"'))
+    assert isinstance(data, dict), path
+    return data
+
+
+@pytest.mark.parametrize("path", ACCESS_REVIEWS, ids=_rel)
+def test_access_review_workflow_shape(path: Path) -> None:
+    # What branch protection relies on: the events that re-run the gate when reviews change
+    # and when a merge queue builds a group, read-only permissions, event values through env,
+    # and diff's exit 1 not failing its step.
+    doc = _access_review(path)
     on = doc.get("on", doc.get(True))  # PyYAML 1.1 reads the bare key `on` as True
     assert set(on["pull_request"]["types"]) == {"opened", "synchronize", "reopened", "edited"}
     assert set(on["pull_request_review"]["types"]) == {"submitted", "dismissed", "edited"}
+    assert on["merge_group"]["types"] == ["checks_requested"]
+    assert set(on) == {"pull_request", "pull_request_review", "merge_group"}
     assert doc["permissions"] == {"contents": "read", "pull-requests": "read"}
+    # One group per pull request and per merge group: queued groups must not cancel each other.
+    assert doc["concurrency"]["group"] == ("access-review-${{ github.event.pull_request.number"
+                                           " || github.event.merge_group.head_ref }}")
     (job,) = doc["jobs"].values()
     assert "permissions" not in job or job["permissions"] == doc["permissions"]
     env = {**doc.get("env", {}), **job.get("env", {})}
-    assert env["BASE_SHA"] == "${{ github.event.pull_request.base.sha }}"
-    assert env["HEAD_SHA"] == "${{ github.event.pull_request.head.sha }}"
-    assert env["PR_NUMBER"] == "${{ github.event.pull_request.number }}"
+    assert env == {
+        "BASE_SHA": "${{ github.event.pull_request.base.sha || github.event.merge_group.base_sha }}",
+        "HEAD_SHA": "${{ github.event.pull_request.head.sha || github.event.merge_group.head_sha }}",
+        "PR_NUMBER": "${{ github.event.pull_request.number }}",
+        "MERGE_GROUP_REF": "${{ github.event.merge_group.head_ref }}"}
     checkout = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/checkout@"))
     assert checkout["with"]["fetch-depth"] == 0
     assert checkout["with"]["persist-credentials"] is False
     runs = [s for s in job["steps"] if "run" in s]
-    # The gate runs connc as of the base commit: the pull request's own code does not judge it.
-    assert any('git worktree add "$RUNNER_TEMP/connc-base" "$BASE_SHA"' in s["run"]
-               and 'pip install "$RUNNER_TEMP/connc-base"' in s["run"] for s in runs)
+    if path.parts[-2] == "workflows":
+        # The gate runs connc as of the base commit: the pull request's own code does not
+        # judge it.
+        assert any('git worktree add "$RUNNER_TEMP/connc-base" "$BASE_SHA"' in s["run"]
+                   and 'pip install "$RUNNER_TEMP/connc-base"' in s["run"] for s in runs)
     diff = next(s for s in runs if "connc diff" in s["run"])
     assert '"$BASE_SHA" "$HEAD_SHA"' in diff["run"] and "$GITHUB_STEP_SUMMARY" in diff["run"]
     assert "|| test $? -eq 1" in diff["run"]
     gate = next(s for s in runs if "connc approvals" in s["run"])
-    assert gate["run"].strip() == 'connc approvals "$BASE_SHA" "$HEAD_SHA" --github-pr "$PR_NUMBER"'
     assert gate["env"]["GITHUB_TOKEN"] == "${{ github.token }}"
+    assert "if" not in gate  # a skipped step is a green check
     assert runs.index(diff) < runs.index(gate)
+
+
+def _run_gate(tmp: Path, path: Path, event: str, env: dict[str, str]) -> tuple[
+        subprocess.CompletedProcess[str], list[str] | None]:
+    """The gate step's script under bash as the runner starts it, with a fake `connc` that
+    records its argv; (the run, connc's argv or None when it did not run)."""
+    (job,) = _access_review(path)["jobs"].values()
+    gate = next(s for s in job["steps"] if "connc approvals" in s.get("run", ""))
+    bin_dir = tmp / "bin"
+    bin_dir.mkdir()
+    record = tmp / "argv"
+    fake = bin_dir / "connc"
+    fake.write_text(f"#!/usr/bin/env bash\nprintf '%s\\0' \"$@\" > {str(record)!r}\n")
+    fake.chmod(0o755)
+    script = tmp / "step.sh"
+    script.write_text(gate["run"])
+    proc = subprocess.run(
+        [shutil.which("bash") or "bash", "--noprofile", "--norc", "-eo", "pipefail", str(script)],
+        cwd=tmp, capture_output=True, text=True, timeout=30,
+        env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "GITHUB_EVENT_NAME": event,
+             "BASE_SHA": "b" * 40, "HEAD_SHA": "h" * 40, "GITHUB_TOKEN": "ghs_x", **env})
+    argv = record.read_text().split("\0")[:-1] if record.exists() else None
+    return proc, argv
+
+
+GROUP_REF = "refs/heads/gh-readonly-queue/main/pr-7-" + "b" * 40
+
+
+@pytest.mark.parametrize("path", ACCESS_REVIEWS, ids=_rel)
+@pytest.mark.parametrize(("event", "env", "argv"), [
+    ("pull_request", {"PR_NUMBER": "7", "MERGE_GROUP_REF": ""}, ["--github-pr", "7"]),
+    ("pull_request_review", {"PR_NUMBER": "7", "MERGE_GROUP_REF": ""}, ["--github-pr", "7"]),
+    ("merge_group", {"PR_NUMBER": "", "MERGE_GROUP_REF": GROUP_REF},
+     ["--github-merge-group", GROUP_REF]),
+    ("push", {"PR_NUMBER": "", "MERGE_GROUP_REF": ""}, None),
+    ("pull_request_target", {"PR_NUMBER": "7", "MERGE_GROUP_REF": ""}, None),
+])
+def test_access_review_gate_per_event(tmp_path: Path, path: Path, event: str,
+                                      env: dict[str, str], argv: list[str] | None) -> None:
+    proc, ran = _run_gate(tmp_path, path, event, env)
+    if argv is None:  # an event the gate does not know fails: never a green check
+        assert proc.returncode != 0 and ran is None, proc.stderr
+        assert f"no gate for the event {event}" in proc.stderr
+    else:
+        assert proc.returncode == 0, proc.stderr
+        assert ran == ["approvals", "b" * 40, "h" * 40, *argv]

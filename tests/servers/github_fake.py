@@ -5,8 +5,11 @@ pipeline: the JWT is verified (RS256 signature, integer `iat`/`exp`, `iss`, the 
 window), the installation id and the requested scope are checked against the installation's
 grant, and the standard headers are required.
 
-It also serves the two pull-request reads `connc approvals` makes ("Get a pull request" and
-"List reviews for a pull request"), paginated the way GitHub paginates: see `add_pull`.
+It also serves the pull-request reads `connc approvals` makes ("Get a pull request", "List
+reviews for a pull request" and "List commits on a pull request"), paginated the way GitHub
+paginates: see `add_pull`, `add_review` and `add_commit`. Accounts have a login and a numeric
+id, as on GitHub: a login can be renamed and then registered again by someone else
+(`rename_user`), while the id stays with the account.
 
 Use it with `from servers.github_fake import github_api  # noqa: F401`.
 """
@@ -19,6 +22,7 @@ import copy
 import dataclasses
 import datetime as dt
 import functools
+import hashlib
 import json
 import re
 import secrets
@@ -38,19 +42,32 @@ _LEVELS = {"read": 1, "write": 2, "admin": 3}
 _MINT_PATH = re.compile(r"^/app/installations/(\d+)/access_tokens$")
 # The pull-request endpoints follow, for paths, fields, states and the Link header:
 # https://docs.github.com/rest/pulls/pulls#get-a-pull-request,
-# https://docs.github.com/rest/pulls/reviews#list-reviews-for-a-pull-request and
+# https://docs.github.com/rest/pulls/reviews#list-reviews-for-a-pull-request,
+# https://docs.github.com/rest/pulls/pulls#list-commits-on-a-pull-request and
 # https://docs.github.com/rest/using-the-rest-api/using-pagination-in-the-rest-api.
 # A pull number that is not all digits matches no route, so it is a 404 as on GitHub.
-_PULL_PATH = re.compile(r"^/repos/([^/]+)/([^/]+)/pulls/(\d+)(/reviews)?$")
+_PULL_PATH = re.compile(r"^/repos/([^/]+)/([^/]+)/pulls/(\d+)(/reviews|/commits)?$")
 # The form GitHub's own `Link` URLs take ("Using pagination in the REST API" shows
 # /repositories/1300192/issues?page=2): served so that a client following `Link` works and
 # one that rebuilds /repos/{owner}/{repo} URLs by hand is not the only thing tested.
-_PULL_BY_ID_PATH = re.compile(r"^/repositories/(\d+)/pulls/(\d+)(/reviews)?$")
+_PULL_BY_ID_PATH = re.compile(r"^/repositories/(\d+)/pulls/(\d+)(/reviews|/commits)?$")
 
 DEFAULT_PULL_REPO = "octo-org/connections"
 # GitHub's review states ("List reviews for a pull request"). PENDING is a draft only its
 # author sees: the fake stores it but never lists it, as GitHub does for everyone else.
 REVIEW_STATES = frozenset({"APPROVED", "CHANGES_REQUESTED", "COMMENTED", "DISMISSED"})
+# "Lists a maximum of 250 commits for a pull request": the rest are not listed at all, while
+# the pull request's `commits` count says how many there are.
+COMMITS_LISTED = 250
+# The `reason` of a commit's `verification` ("Signature verification object"); only `valid`
+# comes with `verified: true`.
+VERIFICATION_REASONS = frozenset({
+    "expired_key", "not_signing_key", "gpgverify_error", "gpgverify_unavailable", "unsigned",
+    "unknown_signature_type", "no_user", "unverified_email", "bad_email", "unknown_key",
+    "malformed_signature", "invalid", "valid"})
+# add_commit's defaults: the pull request's author, and a committer who is the commit's author.
+# "@" cannot start a GitHub login, so neither can be mistaken for one.
+PULL_AUTHOR, SAME_AS_AUTHOR = "@pull-author", "@same-as-author"
 _PER_PAGE_DEFAULT = 30  # the documented default of per_page
 _PER_PAGE_MAX = 100  # the documented maximum; a larger value gets 100 a page, not an error
 _UNICORN_HTML = ("<!DOCTYPE html>\n<html><head><title>Unicorn! &middot; GitHub</title></head>"
@@ -92,11 +109,28 @@ class RecordedRequest:
 @dataclasses.dataclass
 class Review:
     id: int
-    login: str
+    login: str  # as it was when the review was submitted; GitHub shows the account's login now
+    user_id: int
     state: str  # one of REVIEW_STATES, or PENDING (stored, never listed)
     commit_id: str  # the head the review was submitted against
     submitted_at: dt.datetime
     body: str
+
+
+@dataclasses.dataclass
+class Commit:
+    sha: str
+    author_id: int | None  # the account the author's email belongs to; None: no account
+    committer_id: int | None
+    author_email: str
+    committer_email: str
+    reason: str  # GitHub's verification reason; `valid` is the one verified signature
+    date: dt.datetime
+    parent: str | None  # None only for a commit with no parent
+
+    @property
+    def verified(self) -> bool:
+        return self.reason == "valid"
 
 
 @dataclasses.dataclass
@@ -105,12 +139,14 @@ class PullRequest:
     repo_id: int
     number: int
     author: str
+    author_id: int
     head_sha: str
     head_ref: str
     base_sha: str
     base_ref: str
     state: str = "open"  # "open" or "closed", as GitHub spells them
     reviews: list[Review] = dataclasses.field(default_factory=list)
+    commits: list[Commit] = dataclasses.field(default_factory=list)  # oldest first
 
 
 @dataclasses.dataclass
@@ -160,11 +196,12 @@ class FakeGitHub:
         self._tokens: dict[str, MintRecord] = {}
         self._pulls: dict[tuple[str, int], PullRequest] = {}  # key: ("owner/name".lower(), number)
         self._repo_ids: dict[str, int] = {}  # "owner/name".lower() -> repository id
-        self._user_ids: dict[str, int] = {}
+        self._account_ids: dict[str, int] = {}  # login (lower case) -> account id
+        self._logins: dict[int, str] = {}  # account id -> its login now
         self._review_ids = 80_000_000
-        # Reviews are stamped one second apart from a day ago: strictly increasing and in the
-        # past, so ordering by submitted_at and "not in the future" checks both hold.
-        self._review_clock = self.now_dt().replace(microsecond=0) - dt.timedelta(days=1)
+        # Reviews and commits are stamped one second apart from a day ago: strictly increasing
+        # and in the past, so ordering by time and "not in the future" checks both hold.
+        self._event_clock = self.now_dt().replace(microsecond=0) - dt.timedelta(days=1)
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -199,10 +236,35 @@ class FakeGitHub:
         the API behind it is down (a 200 whose body is not JSON is the case a client forgets)."""
         self.fail_next(status, {"Content-Type": "text/html; charset=utf-8"}, body, times)
 
+    def add_user(self, login: str, user_id: int | None = None) -> int:
+        """Register an account (GitHub logins are unique, compared case-insensitively) and
+        return its id; any login used elsewhere is registered on first use."""
+        with self._lock:
+            if login.lower() in self._account_ids:
+                raise ValueError(f"the login {login!r} is taken")
+            return self._register_locked(login, user_id)
+
+    def user_id(self, login: str) -> int:
+        """The id of the account that has `login` now (registered on first use)."""
+        with self._lock:
+            return self._account_locked(login)
+
+    def rename_user(self, login: str, new_login: str) -> None:
+        """The account keeps its id, reviews and commits; `login` is free to register again."""
+        with self._lock:
+            if new_login.lower() in self._account_ids:
+                raise ValueError(f"the login {new_login!r} is taken")
+            user_id = self._account_ids.pop(login.lower())
+            self._account_ids[new_login.lower()] = user_id
+            self._logins[user_id] = new_login
+
     def add_pull(self, repo: str = DEFAULT_PULL_REPO, number: int = 1, author: str = "octo-author",
                  head_sha: str | None = None, *, head_ref: str = "change", base_ref: str = "main",
-                 base_sha: str | None = None, state: str = "open") -> None:
-        """Open pull request `number` in `repo` ("owner/name"); shas default to random ones."""
+                 base_sha: str | None = None, state: str = "open",
+                 reason: str = "unsigned") -> None:
+        """Open pull request `number` in `repo` ("owner/name") with one commit, `head_sha`,
+        authored and committed by `author` and signed as `reason` says (`valid`: a signature
+        GitHub verified); shas default to random ones."""
         owner, _, name = repo.partition("/")
         if not owner or not name or "/" in name:
             raise ValueError(f"repo must be owner/name, not {repo!r}")
@@ -213,9 +275,22 @@ class FakeGitHub:
             if key in self._pulls:
                 raise ValueError(f"{repo}#{number} exists already")
             repo_id = self._repo_ids.setdefault(repo.lower(), 2000 + len(self._repo_ids))
-            self._pulls[key] = PullRequest(repo, repo_id, number, author,
-                                           head_sha or secrets.token_hex(20), head_ref,
-                                           base_sha or secrets.token_hex(20), base_ref, state)
+            base = base_sha or secrets.token_hex(20)
+            pull = PullRequest(repo, repo_id, number, author, self._account_locked(author), "",
+                               head_ref, base, base_ref, state)
+            self._pulls[key] = pull
+            self._push_locked(pull, head_sha, PULL_AUTHOR, SAME_AS_AUTHOR, reason, None)
+
+    def add_commit(self, repo: str, number: int, sha: str | None = None, *,
+                   author: str | None = PULL_AUTHOR, committer: str | None = SAME_AS_AUTHOR,
+                   reason: str = "unsigned", email: str | None = None) -> str:
+        """Push one commit to the pull's branch (it becomes the head) and return its sha.
+        `author`/`committer`: the accounts GitHub maps the commit's emails to, None when an
+        email belongs to no account (then `email` is the one in the commit); `reason`: the
+        signature's verification, one of GitHub's reasons (`valid` is verified)."""
+        with self._lock:
+            pull = self._pull_locked(repo, number)
+            return self._push_locked(pull, sha, author, committer, reason, email)
 
     def add_review(self, repo: str, number: int, login: str, state: str,
                    commit_id: str | None = None, *, body: str = "") -> None:
@@ -226,9 +301,10 @@ class FakeGitHub:
         with self._lock:
             pull = self._pull_locked(repo, number)
             self._review_ids += 1
-            self._review_clock += dt.timedelta(seconds=1)
-            pull.reviews.append(Review(self._review_ids, login, state, commit_id or pull.head_sha,
-                                       self._review_clock, body))
+            self._event_clock += dt.timedelta(seconds=1)
+            pull.reviews.append(Review(self._review_ids, login, self._account_locked(login),
+                                       state, commit_id or pull.head_sha, self._event_clock,
+                                       body))
 
     def dismiss_review(self, repo: str, number: int, review_id: int) -> None:
         """Dismiss a review: GitHub changes that review's state, it adds no new one."""
@@ -240,9 +316,9 @@ class FakeGitHub:
         raise KeyError(f"no review {review_id} on {repo}#{number}")
 
     def set_head(self, repo: str, number: int, sha: str) -> None:
-        """A new push to the pull's branch; earlier reviews keep the commit_id they had."""
-        with self._lock:
-            self._pull_locked(repo, number).head_sha = sha
+        """A new push to the pull's branch: an unsigned commit by the pull's author. Earlier
+        reviews keep the commit_id they had."""
+        self.add_commit(repo, number, sha)
 
     def set_pull_state(self, repo: str, number: int, state: str) -> None:
         if state not in ("open", "closed"):
@@ -260,6 +336,46 @@ class FakeGitHub:
             return self._pulls[(repo.lower(), number)]
         except KeyError:
             raise KeyError(f"no pull request {repo}#{number}: add_pull it first") from None
+
+    def _register_locked(self, login: str, user_id: int | None) -> int:
+        if user_id is None:
+            user_id = 7000 + len(self._logins)
+            while user_id in self._logins:
+                user_id += 1
+        elif user_id <= 0 or user_id in self._logins:
+            raise ValueError(f"the account id {user_id} is taken or not positive")
+        self._account_ids[login.lower()] = user_id
+        self._logins[user_id] = login
+        return user_id
+
+    def _account_locked(self, login: str) -> int:
+        found = self._account_ids.get(login.lower())
+        return found if found is not None else self._register_locked(login, None)
+
+    def _push_locked(self, pull: PullRequest, sha: str | None, author: str | None,
+                     committer: str | None, reason: str, email: str | None) -> str:
+        if reason not in VERIFICATION_REASONS:
+            raise ValueError(f"reason must be one of {sorted(VERIFICATION_REASONS)}, "
+                             f"not {reason!r}")
+        if author == PULL_AUTHOR:
+            author = self._logins[pull.author_id]
+        if committer == SAME_AS_AUTHOR:
+            committer = author
+        author_id = None if author is None else self._account_locked(author)
+        committer_id = None if committer is None else self._account_locked(committer)
+        self._event_clock += dt.timedelta(seconds=1)
+        commit = Commit(sha or secrets.token_hex(20), author_id, committer_id,
+                        self._email(author_id, email), self._email(committer_id, email), reason,
+                        self._event_clock, pull.head_sha or pull.base_sha)
+        pull.commits.append(commit)
+        pull.head_sha = commit.sha
+        return commit.sha
+
+    def _email(self, user_id: int | None, email: str | None) -> str:
+        if user_id is None:
+            return email or "someone@example.invalid"
+        # GitHub's no-reply address of an account: it maps back to the account by its id.
+        return f"{user_id}+{self._logins[user_id]}@users.noreply.github.com"
 
     def queue_token(self, token: str) -> None:
         """Make the next mint issue exactly this token (e.g. a canary) instead of a random one."""
@@ -364,7 +480,8 @@ class FakeGitHub:
 
     def _pull_endpoint(self, api: str, path: str, query: str, authorization: str
                        ) -> tuple[int, dict[str, str], bytes]:
-        """GET a pull request or its reviews, by /repos/{owner}/{repo} or /repositories/{id}."""
+        """GET a pull request, its reviews or its commits, by /repos/{owner}/{repo} or
+        /repositories/{id}."""
         # GitHub takes both schemes for installation tokens ("Authenticating to the REST API").
         scheme, _, token = authorization.partition(" ")
         token = token.strip() if scheme.lower() in ("bearer", "token") else ""
@@ -372,24 +489,29 @@ class FakeGitHub:
         with self._lock:
             if by_name:
                 repo_key = f"{by_name.group(1)}/{by_name.group(2)}".lower()
-                number, reviews = int(by_name.group(3)), bool(by_name.group(4))
+                number, listing = int(by_name.group(3)), by_name.group(4)
             else:
                 by_id = _PULL_BY_ID_PATH.match(path)
                 assert by_id is not None
                 repo_id = int(by_id.group(1))
                 repo_key = next((k for k, v in self._repo_ids.items() if v == repo_id), "")
-                number, reviews = int(by_id.group(2)), bool(by_id.group(3))
+                number, listing = int(by_id.group(2)), by_id.group(3)
             refused = self._refuse_repo_read_locked(token, repo_key)
             if refused is not None:
                 return refused
             pull = self._pulls.get((repo_key, number))
             if pull is None:
                 return _error(404, "Not Found")
-            if not reviews:
+            if not listing:
                 return _json(200, self._pull_json(api, pull))
-            # GitHub lists reviews oldest first ("returns in chronological order").
-            listed = [self._review_json(api, pull, r) for r in pull.reviews if r.state != "PENDING"]
-            link_base = f"{api}/repositories/{pull.repo_id}/pulls/{pull.number}/reviews"
+            if listing == "/reviews":
+                # GitHub lists reviews oldest first ("returns in chronological order").
+                listed = [self._review_json(api, pull, r) for r in pull.reviews
+                          if r.state != "PENDING"]
+            else:
+                listed = [self._commit_json(api, pull, c)
+                          for c in pull.commits[:COMMITS_LISTED]]
+            link_base = f"{api}/repositories/{pull.repo_id}/pulls/{pull.number}{listing}"
         page, link = _paginate(listed, query, link_base)
         status, headers, payload = _json(200, page)
         if link:
@@ -417,8 +539,13 @@ class FakeGitHub:
             return _error(403, "Resource not accessible by integration")
         return None
 
-    def _user_json(self, api: str, login: str) -> dict[str, Any]:
-        uid = self._user_ids.setdefault(login, 7000 + len(self._user_ids))
+    def _user_json(self, api: str, login: str | None = None, *, uid: int | None = None
+                   ) -> dict[str, Any]:
+        """GitHub's `simple-user`, of the account with this login or id."""
+        if uid is None:
+            assert login is not None
+            uid = self._account_locked(login)
+        login = self._logins[uid]
         return {"login": login, "id": uid, "node_id": f"U_fake{uid}",
                 "type": "Bot" if login.endswith("[bot]") else "User", "site_admin": False,
                 "url": f"{api}/users/{urllib.parse.quote(login)}"}
@@ -434,14 +561,15 @@ class FakeGitHub:
             "node_id": f"PR_fake{pull.repo_id}_{pull.number}", "number": pull.number,
             "html_url": f"https://github.com/{pull.repo}/pull/{pull.number}",
             "state": pull.state, "locked": False, "draft": False, "title": f"Change {pull.number}",
-            "body": None, "user": self._user_json(api, pull.author),
+            "body": None, "user": self._user_json(api, uid=pull.author_id),
             "author_association": "MEMBER", "merged": False, "merged_at": None,
             "closed_at": None, "merge_commit_sha": None,
             "head": {"label": f"{owner}:{pull.head_ref}", "ref": pull.head_ref,
                      "sha": pull.head_sha, "user": self._user_json(api, owner), "repo": repo},
             "base": {"label": f"{owner}:{pull.base_ref}", "ref": pull.base_ref,
                      "sha": pull.base_sha, "user": self._user_json(api, owner), "repo": repo},
-            "review_comments_url": f"{url}/comments",
+            "review_comments_url": f"{url}/comments", "commits_url": f"{url}/commits",
+            "commits": len(pull.commits),
         }
 
     def _review_json(self, api: str, pull: PullRequest, review: Review) -> dict[str, Any]:
@@ -449,7 +577,7 @@ class FakeGitHub:
         html = f"https://github.com/{pull.repo}/pull/{pull.number}"
         return {
             "id": review.id, "node_id": f"PRR_fake{review.id}",
-            "user": self._user_json(api, review.login), "body": review.body,
+            "user": self._user_json(api, uid=review.user_id), "body": review.body,
             "state": review.state, "commit_id": review.commit_id,
             "submitted_at": review.submitted_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
             "author_association": "MEMBER",
@@ -457,6 +585,54 @@ class FakeGitHub:
             "pull_request_url": f"{api}/repos/{pull.repo}/pulls/{pull.number}",
             "_links": {"html": {"href": f"{html}#pullrequestreview-{review.id}"},
                        "pull_request": {"href": f"{api}/repos/{pull.repo}/pulls/{pull.number}"}},
+        }
+
+    def _commit_json(self, api: str, pull: PullRequest, commit: Commit) -> dict[str, Any]:
+        """An item of "List commits on a pull request" (GitHub's `commit` schema). `author` and
+        `committer` are the accounts of the commit's emails, null for an email no account has;
+        `verification` says whether GitHub verified the signature, which it checks against the
+        committer."""
+        repo_url = f"{api}/repos/{pull.repo}"
+        stamp = commit.date.strftime("%Y-%m-%dT%H:%M:%SZ")
+        people = {role: {"name": self._logins[uid] if uid is not None else "Someone",
+                         "email": email, "date": stamp}
+                  for role, uid, email in (("author", commit.author_id, commit.author_email),
+                                           ("committer", commit.committer_id,
+                                            commit.committer_email))}
+        tree = hashlib.sha1(commit.sha.encode()).hexdigest()  # noqa: S324 - a made-up id
+        message = f"Change {commit.sha[:7]}"
+        signed = commit.reason != "unsigned"
+        payload = (f"tree {tree}\n" + (f"parent {commit.parent}\n" if commit.parent else "")
+                   + "".join(f"{role} {who['name']} <{who['email']}> "
+                             f"{int(commit.date.timestamp())} +0000\n"
+                             for role, who in people.items())
+                   + f"\n{message}\n")
+        signature = ("-----BEGIN PGP SIGNATURE-----\n\n"
+                     + base64.b64encode(hashlib.sha256(payload.encode()).digest()).decode()
+                     + "\n-----END PGP SIGNATURE-----\n")
+        return {
+            "url": f"{repo_url}/commits/{commit.sha}", "sha": commit.sha,
+            "node_id": f"C_fake{commit.sha[:12]}",
+            "html_url": f"https://github.com/{pull.repo}/commit/{commit.sha}",
+            "comments_url": f"{repo_url}/commits/{commit.sha}/comments",
+            "commit": {
+                "url": f"{repo_url}/git/commits/{commit.sha}",
+                "author": people["author"], "committer": people["committer"],
+                "message": message,
+                "tree": {"url": f"{repo_url}/git/trees/{tree}", "sha": tree},
+                "comment_count": 0,
+                "verification": {"verified": commit.verified, "reason": commit.reason,
+                                 "signature": signature if signed else None,
+                                 "payload": payload if signed else None,
+                                 "verified_at": stamp if commit.verified else None},
+            },
+            "author": None if commit.author_id is None
+            else self._user_json(api, uid=commit.author_id),
+            "committer": None if commit.committer_id is None
+            else self._user_json(api, uid=commit.committer_id),
+            "parents": [] if commit.parent is None else [{
+                "url": f"{repo_url}/commits/{commit.parent}", "sha": commit.parent,
+                "html_url": f"https://github.com/{pull.repo}/commit/{commit.parent}"}],
         }
 
     def _live_locked(self, token: str) -> bool:

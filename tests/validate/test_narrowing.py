@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from connc.findings import Finding
-from connc.validate.files import CheckContext, check_pipeline
 from connc.schema.policy import github_permission_levels as permission_levels
 from connc.schema.policy import github_permission_problem as permission_problem
+from connc.validate.files import CheckContext, check_pipeline
 from connc.validate.run import validate
 from repokit import connection, make_repo, pipeline, write
 

@@ -49,3 +49,15 @@ def test_decrypt_without_any_key_is_an_environment_error(tmp_path: Path) -> None
     ran = run_connc("validate", "--repo", str(repo), "--decrypt")
     assert ran.returncode == 2 and "no connection can be decrypted here" in ran.stderr
     assert "CONNC601" not in ran.stdout
+
+
+def test_a_github_account_id_two_users_share(tmp_path: Path) -> None:
+    # CONNC214: reviews by that account would count as the consent of both users.
+    members = {"apiVersion": "connc/v1", "kind": "Members", "users": {
+        "alice": {"github": "achen", "githubId": 583231},
+        "bob": {"github": "bobm", "githubId": 583231},
+        "carol": {"githubId": 583232}}}
+    found = [f for f in validate(make_repo(tmp_path, members=members)).findings
+             if f.code == "CONNC214"]
+    assert [(f.path, f.line) for f in found] == [("members.yaml", 9)]
+    assert "account id 583231 of user `alice`" in found[0].message

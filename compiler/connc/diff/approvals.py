@@ -1,15 +1,19 @@
 """`connc approvals BASE HEAD`: has every widening change of `connc diff` the consent it needs?
 
 Each widening row names its approvers (`compare`): `user:NAME`, `admins`, or `nobody`. They
-are resolved against BASE, the revision the pull request wants to change, so that a pull
-request cannot make its own author an owner, an admin, or the holder of someone's forge
-account: `admins` are BASE's `connc.yaml` admins, and a user's forge account is BASE's
-`members.yaml` `github:` (a user the change adds is resolved at HEAD; adding one is itself a
-change an admin consents to). `nobody` is never satisfied.
+are resolved against BASE only, the revision the pull request wants to change, so that a pull
+request cannot name its own approvers: `admins` are BASE's `connc.yaml` admins who are users
+of BASE's `members.yaml`, and a user's forge account is BASE's `github:` (or, where recorded,
+`githubId:`). A user, an account or an admin that the change adds consents to nothing in it.
+`nobody` is never satisfied; for everything else, an admin's approval stands in.
 
 Consent comes from `--approved-by` (connc user names, for other forges and manual gates) or
 from a GitHub pull request: an APPROVED review on its current head commit (a later
-CHANGES_REQUESTED or DISMISSED review by the same account withdraws it), or being its author.
+CHANGES_REQUESTED or DISMISSED review by the same account withdraws it), or authorship, which
+counts only when every commit of the pull request is the author's own: authored and committed
+by the author's account, with a signature GitHub verified. Commit metadata is self-asserted,
+and anyone who can push to a branch can add to someone's pull request; a verified signature
+is what ties a commit to an account, and GitHub verifies it against the committer.
 """
 
 from __future__ import annotations
@@ -17,18 +21,30 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Iterable
-from typing import TextIO
+import re
+from collections.abc import Collection, Iterable, Mapping
+from typing import Any, TextIO
 
 from connc.diff.compare import ADMINS, NOBODY, Change, Diff
 from connc.diff.report import approver
-from connc.diff.snapshot import Snapshot
 from connc.errors import GitHubError, UsageError
 from connc.findings import printable
-from connc.github import PullRequests, Review
+from connc.github import COMMITS_LISTED, Account, Commit, PullRequest, PullRequests, Review
+from connc.schema import models
 from connc.secrets import Secret
 
 APPROVED, WITHDRAWN = "APPROVED", frozenset({"CHANGES_REQUESTED", "DISMISSED"})
+# The branch GitHub's merge queue builds for a pull request (`merge_group.head_ref`).
+_MERGE_GROUP_REF = re.compile(
+    r"refs/heads/gh-readonly-queue/(?P<base>.+)/pr-(?P<number>[1-9][0-9]{0,9})-[0-9a-f]{40}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Consenting:
+    """The users (of BASE) who consent: by approving, and by authoring the change."""
+
+    approved: frozenset[str]
+    authored: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,10 +52,11 @@ class Consent:
     """One approver's consent: who may give it, whether someone did, for which changes."""
 
     principal: str  # user:NAME | admins | nobody
-    people: tuple[str, ...]  # the connc users who can give it
+    people: tuple[str, ...]  # the users of BASE who can give it
     accounts: tuple[str, ...]  # their forge accounts, for the message
     changes: tuple[Change, ...]
     given_by: str | None  # the user whose consent counts, or None
+    via: str | None = None  # approval | authorship | an admin's approval
 
     @property
     def given(self) -> bool:
@@ -47,22 +64,34 @@ class Consent:
 
 
 @dataclasses.dataclass(frozen=True)
+class Authorship:
+    """Whether the pull request's author consents by authoring it, and why (or why not)."""
+
+    login: str
+    user: str | None  # the user of BASE the author's account speaks for
+    counts: bool
+    why: str
+
+
+@dataclasses.dataclass(frozen=True)
 class Verdict:
     consents: list[Consent]
     source: str  # where consent came from, for the report
+    authorship: Authorship | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def approved(self) -> bool:
         return all(consent.given for consent in self.consents)
 
 
-def consents(result: Diff, consenting: set[str]) -> list[Consent]:
+def consents(result: Diff, consenting: Consenting) -> list[Consent]:
     """Each approver that a widening change needs, and whether a consenting user gives it."""
-    if result.widened and result.base_side.members is None:
-        where = "the working tree" if result.base.commit is None else result.base.name
-        raise UsageError(f"BASE ({printable(where or '')}) has no readable members.yaml, so "
-                         f"nobody's consent can be resolved; `connc validate` at BASE says why "
-                         f"(a repository's first members.yaml is merged by an admin by hand)")
+    users = _base_users(result)
+    admins = tuple(sorted(a for a in (result.base_side.config.admins
+                                      if result.base_side.config is not None else ())
+                          if a in users))
+    accounts = Accounts(users)
     needed: dict[str, list[Change]] = {}
     for change in result.changes:
         for principal in change.approvers:
@@ -70,53 +99,104 @@ def consents(result: Diff, consenting: set[str]) -> list[Consent]:
     found = []
     for principal, changes in sorted(needed.items(), key=lambda item: (
             item[0] in (ADMINS, NOBODY), item[0])):
-        people = _people(principal, result.base_side)
-        given = next((person for person in people if person in consenting), None)
-        found.append(Consent(principal, people, _accounts(people, result), tuple(changes),
-                             given))
+        if principal == NOBODY:
+            people: tuple[str, ...] = ()
+        elif principal == ADMINS:
+            people = admins
+        else:
+            name = principal.partition(":")[2]
+            people = (name,) if name in users else ()
+        given_by, via = _given(principal, people, admins, consenting)
+        found.append(Consent(principal, people, accounts.shown(people), tuple(changes),
+                             given_by, via))
     return found
 
 
-def _people(principal: str, base: Snapshot) -> tuple[str, ...]:
+def _given(principal: str, people: tuple[str, ...], admins: tuple[str, ...],
+           consenting: Consenting) -> tuple[str | None, str | None]:
     if principal == NOBODY:
-        return ()
-    if principal == ADMINS:
-        return tuple(sorted(base.config.admins)) if base.config is not None else ()
-    return (principal.partition(":")[2],)
+        return None, None
+    for person in people:
+        if person in consenting.approved:
+            return person, "approval"
+    if consenting.authored in people:
+        return consenting.authored, "authorship"
+    # An admin's approval stands in for anyone's; an admin's authorship does not, or one
+    # admin alone could redirect every owner's credential.
+    for admin in admins:
+        if admin in consenting.approved:
+            return admin, "an admin's approval"
+    return None, None
 
 
-def _accounts(people: Iterable[str], result: Diff) -> tuple[str, ...]:
-    accounts = _github_accounts(result)
-    return tuple(login for person in people for login, users in accounts.items()
-                 if person in users)
+def _base_users(result: Diff) -> Mapping[str, models.User]:
+    members = result.base_side.members
+    if result.widened and members is None:
+        where = "the working tree" if result.base.commit is None else result.base.name
+        raise UsageError(f"BASE ({printable(where or '')}) has no readable members.yaml, so "
+                         f"nobody's consent can be resolved; `connc validate` at BASE says why "
+                         f"(a repository's first members.yaml is merged by an admin by hand)")
+    return members.users if members is not None else {}
 
 
-def _github_accounts(result: Diff) -> dict[str, set[str]]:
-    """GitHub login (lower case, as GitHub compares them) -> the connc users it speaks for:
-    BASE's mapping, and HEAD's for users that only HEAD has."""
-    accounts: dict[str, set[str]] = {}
-    base = result.base_side.members.users if result.base_side.members else {}
-    head = result.head_side.members.users if result.head_side.members else {}
-    for name, user in [*base.items(), *((n, u) for n, u in head.items() if n not in base)]:
-        if user.github:
-            accounts.setdefault(user.github.lower(), set()).add(name)
-    return accounts
+class Accounts:
+    """Which user of BASE a GitHub account speaks for: the user who records its id
+    (`githubId`), or else whose `github` is its login (case-insensitive, as GitHub compares
+    logins). An account that matches two users (CONNC214) speaks for neither."""
+
+    def __init__(self, users: Mapping[str, models.User]) -> None:
+        self._users = users
+        self._by_id: dict[int, list[str]] = {}
+        self._by_login: dict[str, list[str]] = {}
+        for name, user in users.items():
+            if user.github_id is not None:
+                self._by_id.setdefault(user.github_id, []).append(name)
+            elif user.github:
+                self._by_login.setdefault(user.github.lower(), []).append(name)
+
+    def speaks_for(self, account: Account) -> str | None:
+        names = [*self._by_id.get(account.id, ()), *self._by_login.get(account.login.lower(), ())]
+        return names[0] if len(names) == 1 else None
+
+    def shown(self, people: Iterable[str]) -> tuple[str, ...]:
+        """The accounts of these users, for messages: a login, else `id N`."""
+        return tuple(self._users[p].github or f"id {self._users[p].github_id}" for p in people
+                     if self._users[p].github or self._users[p].github_id)
 
 
 # ---------------------------------------------------------------------------- sources
 
 
 def approved_by(result: Diff, users: str) -> Verdict:
-    """`--approved-by alice,bob`: these connc users consent."""
+    """`--approved-by alice,bob`: these users of BASE consent (as by approving)."""
     names = {name.strip() for name in users.split(",") if name.strip()}
     if not names:
         raise UsageError("--approved-by needs at least one user name")
-    return Verdict(consents(result, names), f"--approved-by {', '.join(sorted(names))}")
+    known = _base_users(result)
+    unknown = sorted(names - known.keys())
+    notes = (f"no user at BASE: {', '.join(printable(n) for n in unknown)} (consents to "
+             f"nothing)",) if unknown else ()
+    return Verdict(consents(result, Consenting(frozenset(names & known.keys()))),
+                   f"--approved-by {', '.join(printable(n) for n in sorted(names))}",
+                   notes=notes)
 
 
-def from_github(result: Diff, number: int, timeout: float) -> Verdict:
-    """Consent from a GitHub pull request's reviews, as GitHub Actions provides it."""
-    if number <= 0:
+def from_github(result: Diff, number: int | None, timeout: float, *,
+                merge_group: str | None = None) -> Verdict:
+    """Consent from a GitHub pull request's reviews and authorship, as GitHub Actions
+    provides them. `merge_group`: `merge_group.head_ref` of a merge queue event; HEAD is the
+    group's commit, which holds the pull request that the ref names, and consent is that pull
+    request's, given on its head commit."""
+    match = None
+    if merge_group is not None:
+        match = _MERGE_GROUP_REF.fullmatch(merge_group)
+        if match is None:
+            raise UsageError(f"--github-merge-group takes the merge queue's branch "
+                             f"(refs/heads/gh-readonly-queue/BRANCH/pr-N-SHA, "
+                             f"github.event.merge_group.head_ref), not "
+                             f"{printable(merge_group)!r}")
+        number = int(match["number"])
+    if number is None or number <= 0:
         raise UsageError("--github-pr takes a pull request number (1, 2, ...)")
     if result.head.commit is None:
         raise UsageError("with --github-pr, give HEAD: the commit the pull request's reviews "
@@ -130,33 +210,78 @@ def from_github(result: Diff, number: int, timeout: float) -> Verdict:
     try:
         pulls = PullRequests(api_url, repository, Secret(token), timeout=timeout)
         pull = pulls.pull_request(number)
-        if pull.head_sha != result.head.commit:
+        if match is not None and pull.base_ref != match["base"]:
+            raise UsageError(f"pull request {number} would merge into "
+                             f"{printable(pull.base_ref)!r}, not into the merge group's "
+                             f"{printable(match['base'])!r}")
+        if match is None and pull.head_sha != result.head.commit:
             raise UsageError(f"pull request {number}'s head is {pull.head_sha[:12]}, not HEAD "
                              f"({result.head.commit[:12]}): reviews count on the head commit; "
                              f"diff against it")
         reviews = pulls.reviews(number)
+        commits = pulls.commits(number)
     except GitHubError as error:
         raise UsageError(error.message) from None  # the API could not answer: exit 2
-    logins = _approving_logins(reviews, pull.head_sha) | {pull.author.lower()}
-    accounts = _github_accounts(result)
-    # A login two users share (CONNC214) speaks for neither.
-    users = {next(iter(names)) for login, names in accounts.items()
-             if login in logins and len(names) == 1}
-    return Verdict(consents(result, users),
-                   f"pull request #{number} (head {pull.head_sha[:12]}, author "
-                   f"@{printable(pull.author)})")
+    accounts = Accounts(_base_users(result))
+    approving = {accounts.speaks_for(a) for a in _approving(reviews, pull.head_sha)}
+    author = authorship(pull, commits, accounts.speaks_for(pull.author))
+    consenting = Consenting(frozenset(name for name in approving if name is not None),
+                            author.user if author.counts else None)
+    where = (f"merge group {printable(merge_group)} of pull request #{number}"
+             if merge_group is not None else f"pull request #{number}")
+    return Verdict(consents(result, consenting),
+                   f"{where} (head {pull.head_sha[:12]}, author @{printable(pull.author.login)})",
+                   author)
 
 
-def _approving_logins(reviews: list[Review], head_sha: str) -> set[str]:
-    """Logins (lower case) whose latest word on the pull request approves its head commit."""
-    approving: dict[str, bool] = {}
+def _approving(reviews: list[Review], head_sha: str) -> list[Account]:
+    """Accounts whose latest word on the pull request approves its head commit. An account
+    is its id: a login renamed since still speaks for the same account."""
+    latest: dict[int, tuple[Account, bool]] = {}
     for review in reviews:  # oldest first
-        login = review.login.lower()
         if review.state == APPROVED:
-            approving[login] = review.commit_id == head_sha
+            latest[review.account.id] = review.account, review.commit_id == head_sha
         elif review.state in WITHDRAWN:
-            approving[login] = False
-    return {login for login, approves in approving.items() if approves}
+            latest[review.account.id] = review.account, False
+    return [account for account, approves in latest.values() if approves]
+
+
+def authorship(pull: PullRequest, commits: Collection[Commit], user: str | None) -> Authorship:
+    """Authorship counts as `user`'s consent only when every commit of the pull request is
+    the author's own: authored and committed by the author's account (by id), with a
+    signature GitHub verified. GitHub verifies a signature against the committer, so a
+    commit authored in someone's name but committed by another is the other's."""
+    login = pull.author.login
+
+    def no(why: str) -> Authorship:
+        return Authorship(login, user, False, why)
+
+    if user is None:
+        return no(f"@{printable(login)} speaks for no user of members.yaml at BASE")
+    if pull.commits > COMMITS_LISTED:
+        return no(f"the pull request has {pull.commits} commits and GitHub lists "
+                  f"{COMMITS_LISTED}: the others cannot be checked")
+    if len(commits) != pull.commits or pull.head_sha not in {c.sha for c in commits}:
+        return no(f"GitHub listed {len(commits)} commits of {pull.commits}, up to another "
+                  f"head than {pull.head_sha[:12]}: the pull request changed while connc "
+                  f"read it; run again")
+    for commit in commits:
+        sha = printable(commit.sha[:12]) or "(no sha)"
+        if commit.author is None or commit.author.id != pull.author.id:
+            by = f"@{printable(commit.author.login)}" if commit.author else \
+                "an email of no GitHub account"
+            return no(f"commit {sha} is authored by {by}")
+        if commit.committer is None or commit.committer.id != pull.author.id:
+            by = f"@{printable(commit.committer.login)}" if commit.committer else \
+                "an email of no GitHub account"
+            return no(f"commit {sha} is committed by {by}, whom its signature would be "
+                      f"checked against")
+        if not commit.verified:
+            return no(f"commit {sha} is not signed" if commit.reason == "unsigned" else
+                      f"commit {sha}'s signature is not verified by GitHub "
+                      f"({printable(commit.reason) or 'no reason given'})")
+    return Authorship(login, user, True, f"every commit ({len(commits)}) is "
+                                         f"@{printable(login)}'s, signed and verified by GitHub")
 
 
 # ---------------------------------------------------------------------------- report
@@ -165,8 +290,11 @@ def _approving_logins(reviews: list[Review], head_sha: str) -> set[str]:
 def _who(consent: Consent) -> str:
     name = approver(consent.principal)
     if consent.principal == ADMINS:
-        name = f"an admin ({', '.join(consent.people) or 'connc.yaml names none at BASE'})"
-    accounts = ", ".join(f"@{printable(login)}" for login in consent.accounts)
+        name = f"an admin ({', '.join(consent.people) or 'no user of BASE is one'})"
+    elif consent.principal != NOBODY and not consent.people:
+        name += " (no user at BASE: an admin's approval stands in)"
+    accounts = ", ".join(printable(account if account.startswith("id ") else f"@{account}")
+                         for account in consent.accounts)
     return f"{name} [{accounts}]" if accounts else name
 
 
@@ -176,6 +304,13 @@ def _what(change: Change) -> str:
     return f"{change.section}: {change.change} ({values})"
 
 
+def _authorship_line(authorship: Authorship) -> str:
+    if authorship.counts:
+        return (f"authorship of @{printable(authorship.login)} counts as "
+                f"{authorship.user}'s consent: {authorship.why}")
+    return f"authorship of @{printable(authorship.login)} does not count: {authorship.why}"
+
+
 def as_text(verdict: Verdict, out: TextIO) -> None:
     if not verdict.consents:
         out.write("connc approvals: no change widens access; no consent is needed\n")
@@ -183,13 +318,17 @@ def as_text(verdict: Verdict, out: TextIO) -> None:
     missing = [c for c in verdict.consents if not c.given]
     out.write(f"connc approvals: {len(verdict.consents) - len(missing)} of "
               f"{len(verdict.consents)} consents given, from {verdict.source}\n")
+    if verdict.authorship is not None:
+        out.write(f"{_authorship_line(verdict.authorship)}\n")
+    for note in verdict.notes:
+        out.write(f"{note}\n")
     for title, group in (("missing", missing),
                          ("given", [c for c in verdict.consents if c.given])):
         if not group:
             continue
         out.write(f"\n{title}:\n")
         for consent in group:
-            by = f", by {consent.given_by}" if consent.given_by else ""
+            by = f", by {consent.given_by} ({consent.via})" if consent.given_by else ""
             count = len(consent.changes)
             out.write(f"  {_who(consent)}{by}: {count} change{'s' if count != 1 else ''}\n")
             for change in consent.changes[:20]:
@@ -199,9 +338,13 @@ def as_text(verdict: Verdict, out: TextIO) -> None:
 
 
 def as_json(verdict: Verdict, out: TextIO) -> None:
-    json.dump({"approved": verdict.approved, "source": verdict.source, "consents": [
+    authorship: dict[str, Any] | None = None
+    if verdict.authorship is not None:
+        authorship = dataclasses.asdict(verdict.authorship)
+    json.dump({"approved": verdict.approved, "source": verdict.source,
+               "authorship": authorship, "notes": list(verdict.notes), "consents": [
         {"approver": c.principal, "people": list(c.people), "accounts": list(c.accounts),
-         "given": c.given, "by": c.given_by,
+         "given": c.given, "by": c.given_by, "via": c.via,
          "changes": [{"section": ch.section, "change": ch.change, **ch.values}
                      for ch in c.changes]}
         for c in verdict.consents]}, out, indent=2, ensure_ascii=False)

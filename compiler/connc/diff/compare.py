@@ -27,6 +27,7 @@ from connc import repository
 from connc.diff.revisions import Revision
 from connc.diff.snapshot import Rule, Snapshot
 from connc.repository import UseSummary
+from connc.schema import models
 from connc.scope import connection_scope, narrower_or_equal
 from connc.sopsmeta import recipient_of_member_key, shown_recipient
 
@@ -310,20 +311,54 @@ def _teams(base: Snapshot, head: Snapshot) -> Iterable[Change]:
 
 def _users(base: Snapshot, head: Snapshot) -> Iterable[Change]:
     """Users are principals and consent identities: adding one, or changing whose forge
-    account speaks for one, needs an admin."""
+    account speaks for one, needs an admin. So does removing one whose name HEAD still uses:
+    a later pull request could add a user of that name, whom the name's admin rights,
+    ownerships and memberships would go to under a row that says only "user added"."""
     before = base.members.users if base.members is not None else {}
     after = head.members.users if head.members is not None else {}
     for name in sorted(after.keys() - before.keys()):
         yield _row("users", "added", {"user": name, "before": "",
-                                      "after": after[name].github or ""}, True, [ADMINS])
+                                      "after": _account(after[name])}, True, [ADMINS])
     for name in sorted(before.keys() - after.keys()):
-        yield _row("users", "removed", {"user": name, "before": before[name].github or "",
-                                        "after": ""}, False, ())
+        still = _named(name, head)
+        yield _row("users", "removed, still named" if still else "removed",
+                   {"user": name, "before": _account(before[name]), "after": ", ".join(still)},
+                   bool(still), [ADMINS])
     for name, old, new in _common(before, after):
-        if (old.github or "").lower() != (new.github or "").lower():
+        if _account(old) != _account(new):
+            # Where an id is recorded, reviews are matched by it and the login is a label.
+            speaks = _identity(new)
             yield _row("users", "account changed",
-                       {"user": name, "before": old.github or "", "after": new.github or ""},
-                       bool(new.github), [ADMINS])
+                       {"user": name, "before": _account(old), "after": _account(new)},
+                       speaks is not None and speaks != _identity(old), [ADMINS])
+
+
+def _identity(user: models.User) -> tuple[str, str] | None:
+    """What a forge account is matched by (`connc approvals`): its id, else its login."""
+    if user.github_id is not None:
+        return "id", str(user.github_id)
+    return ("login", user.github.lower()) if user.github else None
+
+
+def _account(user: models.User) -> str:
+    login = user.github or ""
+    if user.github_id is None:
+        return login
+    return f"{login} (id {user.github_id})" if login else f"id {user.github_id}"
+
+
+def _named(user: str, side: Snapshot) -> list[str]:
+    """Where `side` still uses a user's name: as an admin, an owner, a member."""
+    named = ["admin in connc.yaml"] if side.config and user in side.config.admins else []
+    named += [f"owner of connection {cid}" for cid, c in sorted(side.connections.items())
+              if c.owner == user]
+    named += [f"owner of pipeline {pid}" for pid, p in sorted(side.pipelines.items())
+              if p.owner == user]
+    named += [f"member of team {team}" for team, members in sorted(side.teams.items())
+              if user in members]
+    named += [f"member of connection {cid}" for cid, c in sorted(side.connections.items())
+              if any(member == f"user:{user}" for member, _pos in c.members)]
+    return named
 
 
 def _claims(base: Snapshot, head: Snapshot) -> Iterable[Change]:

@@ -19,7 +19,6 @@ from connc import acceptance, encryption, repository
 from connc.errors import RenderError
 from connc.findings import Finding, Severity
 
-
 # What writing a credential fixes or leaves for review, so `secret set` and `seal` accept it
 # where render refuses: an expired credential is rotated with `secret set`, a plaintext value
 # is replaced by it (CONNC402), and a scaffold of `connc new` gets its secrets before its

@@ -411,6 +411,8 @@ class User(Model):
     """A display name."""
     github: Annotated[str, Field(pattern=GITHUB_LOGIN_PATTERN)] | None = None
     """The GitHub account whose reviews count as this user's consent (`connc approvals`)."""
+    github_id: Annotated[int, Field(gt=0, strict=True)] | None = None
+    """That account's numeric id (`gh api users/LOGIN --jq .id`): when set, reviews and commits count by the id, not the login, which can be renamed and registered again by someone else."""
     recipients: list[Recipient] = []
     """The user's public keys (age1..., KMS ARNs, PGP fingerprints), for scope backed by cryptography."""
 
