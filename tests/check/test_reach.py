@@ -30,7 +30,7 @@ from servers.bitbucket_api import FakeBitbucket, bitbucket_api  # noqa: F401
 from servers.git_http import GitHttpServer, git_env, git_server, run_git  # noqa: F401
 from servers.github_fake import FakeGitHub, github_api  # noqa: F401
 from servers.gitlab_api import DEVELOPER, MAINTAINER, OWNER, REPORTER, FakeGitLab, gitlab_api  # noqa: F401
-from servers.hostile import Reply, recording_server, trickling_server
+from servers.hostile import Reply, Seen, recording_server, trickling_server
 from servers.kube_api import TOKEN_USER, KubeApiServer, kube_server  # noqa: F401
 from servers.registry import RegistryServer, registry_server  # noqa: F401
 from servers.sshd import SshServer, ssh_server  # noqa: F401
@@ -141,6 +141,34 @@ def test_github_app_reaching_beyond_every_narrowing_names_the_selection(
     assert run_check(root, tmp_path, "--reach").reach("gh-app")["warnings"][1:] == []
 
 
+def test_text_output(github_api: FakeGitHub, tmp_path: Path) -> None:
+    """The check's line, then what the credential reaches, what each pipeline gets, and the
+    warnings; the summary on stderr."""
+    root = build_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)}, pipelines={
+        "deploy": uses("deploy", {"connection": "gh-app", "repositories": ["app"],
+                                  "permissions": {"contents": "read"}})})
+    proc = connc("check", "--reach", "--repo", root, env=key_env())
+    installation = github_api.installation_id
+    assert proc.stdout.splitlines() == [
+        f"ok           gh-app  github-app  {github_api.url}/app/installations/{installation}: "
+        f"installation {installation} of octo-org (all repositories) reaches 3 repositories; "
+        f"the token minted to list them (metadata: read) was revoked",
+        "    reaches    octo-org/app    default branch main",
+        "               octo-org/docs   default branch main",
+        "               octo-org/infra  default branch main",
+        "    used by    deploy  repositories app; contents: read",
+        f"    warning    installation {installation} reaches 3 repositories, its pipelines name "
+        f"1 (app): on GitHub, set its repository access to \"Only select repositories\" and "
+        f"choose those (https://github.com/organizations/octo-org/settings/installations/"
+        f"{installation})",
+        f"    warning    installation {installation} holds permissions no pipeline asks for "
+        f"(contents: write, packages: read, pull_requests: write): remove them from the App's "
+        f"permissions on GitHub, or lower them to what the pipelines ask",
+    ]
+    assert proc.stderr == "connc: 1 asked, 0 failed, 0 not checked; 2 warnings\n"
+    assert proc.returncode == 0  # warnings inform; only a failed connection fails the run
+
+
 def test_github_app_branches_bounded_and_the_token_asks_contents(github_api: FakeGitHub,
                                                                  tmp_path: Path) -> None:
     github_api.repositories = ["app", "infra"]
@@ -235,6 +263,30 @@ def test_one_deadline_bounds_the_whole_run(github_api: FakeGitHub, tmp_path: Pat
     assert ran.proc.returncode == 1
     assert "no answer within 1.5 s" in ran.message("slow-app")
     assert ran.message("slow-gitlab") == "timeout: no answer from 127.0.0.1 within 1.5 s"
+
+
+def test_the_deadline_is_the_runs_not_each_requests(tmp_path: Path) -> None:
+    """A catalog that answers every page in 0.4 s and never ends: each request is well within
+    `--timeout 2`, and the run still ends at 2 s, not after hundreds of pages."""
+    password = canary()
+
+    def slow_page(seen: Seen) -> Reply:
+        time.sleep(0.4)
+        n = len(seen.path)
+        return Reply(200, {"Content-Type": "application/json",
+                           "Link": f'</v2/_catalog?last=r{n}&n=100>; rel="next"'},
+                     json.dumps({"repositories": [f"r{n}-{len(str(time.time()))}"]}).encode())
+
+    with recording_server({"/v2/_catalog": slow_page}) as server:
+        root = build_repo(tmp_path / "repo", connections={"reg": connection(
+            "reg", type_="container-registry", spec={"registry": f"127.0.0.1:{server.port}"},
+            credential={"username": "reader", "password": password})})
+        started = time.monotonic()
+        ran = run_check(root, tmp_path, "--reach", "--timeout", "2", hidden=[password])
+        elapsed = time.monotonic() - started
+    assert elapsed < 8, elapsed
+    assert ran.message("reg") == "timeout: no answer from 127.0.0.1 within 2 s"
+    assert 2 <= len(server.seen) <= 8
 
 
 # --- GitLab --------------------------------------------------------------------------------
@@ -572,6 +624,32 @@ def test_registry_next_page_elsewhere_is_not_followed(tmp_path: Path) -> None:
     assert ran.message("reg") == ("refused: the next page is at localhost, not at 127.0.0.1; "
                                   "connc does not send the credential there")
     assert other.seen == []
+
+
+@pytest.mark.parametrize(("second", "message"), [
+    (Reply(500), "server error (HTTP 500) on a later page of the list"),
+    (Reply(200, {"Content-Type": "text/html"}, b"<html>maintenance</html>"),
+     "the answer is not the list the API documents (not this service, or an answer cut off "
+     "at its size limit)"),
+])
+def test_a_broken_later_page_is_one_line(second: Reply, message: str, tmp_path: Path) -> None:
+    password = canary()
+
+    def catalog(seen: Seen) -> Reply:
+        if "last=" in seen.path:
+            return second
+        return Reply(200, {"Content-Type": "application/json",
+                           "Link": '</v2/_catalog?last=a&n=100>; rel="next"'},
+                     json.dumps({"repositories": ["a"]}).encode())
+
+    with recording_server({"/v2/_catalog": catalog}) as server:
+        root = build_repo(tmp_path / "repo", connections={"reg": connection(
+            "reg", type_="container-registry", spec={"registry": f"127.0.0.1:{server.port}"},
+            credential={"username": "reader", "password": password})})
+        ran = run_check(root, tmp_path, "--reach", hidden=[password])
+    assert (ran.status("reg"), ran.message("reg")) == ("failed", message)
+    assert ran.outcomes["reg"]["target"] == f"http://127.0.0.1:{server.port}/v2/_catalog"
+    assert "Traceback" not in ran.proc.stderr
 
 
 # --- Kubernetes ----------------------------------------------------------------------------

@@ -290,6 +290,8 @@ def redacted(reach: Reach, secrets: Iterable[str]) -> Reach:
 
 
 def _forms(secret: str) -> list[str]:
+    # Under four characters a value is no credential worth the name, and replacing it would
+    # garble every name that contains it (render's masks draw the same line).
     lines = [line.strip() for line in secret.splitlines() if len(line.strip()) >= 8]
     return ([secret] if len(secret) >= 4 else []) + lines
 
