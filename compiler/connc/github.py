@@ -352,6 +352,8 @@ class InstallationReader:
         def items(data: Any) -> list[Any] | None:
             return data if isinstance(data, list) else None
 
+        if not _REPOSITORY.fullmatch(full_name):
+            return None  # a name GitHub sent that is no owner/repo: not put in a path
         try:
             listing, sent = self._pages(f"/repos/{full_name}/branches", items, limit,
                                         f"list the branches of {full_name}", refusable=True)
@@ -369,7 +371,9 @@ class InstallationReader:
         found: list[Any] = []
         total: int | None = None
         while next_path is not None and len(found) < limit:
-            response = client.send("GET", next_path, auth, None, what=what)
+            # A page of 100 full repository objects is most of a megabyte.
+            response = client.send("GET", next_path, auth, None, what=what,
+                                   max_bytes=_LISTING_BYTES)
             if response.status in (403, 404) and refusable:
                 raise _Refused
             said = _said(response, auth.secrets_sent())
@@ -390,6 +394,9 @@ class InstallationReader:
             next_path = _next_page(client, response)
         complete = next_path is None and len(found) <= limit
         return Listing(found[:limit], total, complete), auth.secrets_sent()
+
+
+_LISTING_BYTES = 4 * 1024 * 1024
 
 
 class _Refused(Exception):
@@ -581,7 +588,7 @@ class _Client:
         self.attempts = 0
 
     def send(self, method: str, path: str, auth: _BearerAuth, body: dict[str, Any] | None,
-             *, what: str) -> http.Answer:
+             *, what: str, max_bytes: int = http.DEFAULT_MAX_BYTES) -> http.Answer:
         """The first answer not worth retrying, or the last one. Raises when GitHub cannot
         be reached, or when a rate limit outlasts `max_wait`."""
         headers = {
@@ -599,7 +606,8 @@ class _Client:
                 # `timeout` bounds each attempt as a whole (http's watchdog), and an enclosing
                 # `http.limits` (connc check) ends it sooner.
                 response = http.request(method, self.api_url + path, headers=headers,
-                                        json_body=body, auth=auth, timeout=self.timeout)
+                                        json_body=body, auth=auth, timeout=self.timeout,
+                                        max_bytes=max_bytes)
             except http.Failure as error:
                 failure = error
             if failure is not None and failure.kind == "cancelled":

@@ -13,6 +13,9 @@ from __future__ import annotations
 import base64
 import io
 import json
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -287,6 +290,36 @@ def test_the_deadline_is_the_runs_not_each_requests(tmp_path: Path) -> None:
     assert elapsed < 8, elapsed
     assert ran.message("reg") == "timeout: no answer from 127.0.0.1 within 2 s"
     assert 2 <= len(server.seen) <= 8
+
+
+def test_sigterm_ends_a_reach_at_once(tmp_path: Path) -> None:
+    with trickling_server() as slow:
+        root = build_repo(tmp_path / "repo", connections={
+            f"slow-{n}": connection(f"slow-{n}", type_="gitlab-self-hosted",
+                                    spec={"url": slow.url + "/acme"},
+                                    credential={"token": canary()}) for n in range(2)})
+        temp = tmp_path / "check-tmp"
+        temp.mkdir()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "connc", "check", "--reach", "--repo", str(root)],
+            env=key_env(TMPDIR=str(temp)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            text=True)
+        try:
+            deadline = time.monotonic() + 15
+            while slow.server.accepted < 2:
+                assert time.monotonic() < deadline, "the requests never reached the server"
+                time.sleep(0.02)
+            sent = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            _stdout, stderr = process.communicate(timeout=15)
+            ended = time.monotonic() - sent
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.communicate()
+    assert process.returncode == 130, stderr
+    assert ended < 3, ended
+    assert list(temp.iterdir()) == []
 
 
 # --- GitLab --------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ another host (Bitbucket Data Center) has another API, which connc does not ask (
 
 from __future__ import annotations
 
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +34,7 @@ from connc.render.context import Resolved
 TYPES = frozenset({"bitbucket"})
 # The git host of Bitbucket Cloud, and where its API is.
 CLOUD_APIS = {"bitbucket.org": "https://api.bitbucket.org/2.0"}
+_FULL_NAME = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
 
 
 def api_for(url: str) -> str | None:
@@ -95,6 +97,8 @@ def _size(answer: Answer) -> int | None:
 
 
 def _branches(api: str, full_name: str, sender: Sender, context: Context) -> Listed | None:
+    if not _FULL_NAME.fullmatch(full_name):
+        return None  # a name the service sent that is no workspace/slug: not put in a path
     listed = pages(f"{api}/repositories/{full_name}/refs/branches", context, sender,
                    params={"pagelen": str(PAGE_SIZE)}, limit=MAX_BRANCHES,
                    items_of=_values, next_of=_next, total_of=_size)

@@ -76,16 +76,8 @@ def _branches_of_url(resolved: Resolved, context: Context, ask: Ask, no_api: str
     if shutil.which("git") is None:
         raise ProbeFailure("git is not installed here; git connections are asked with it")
     bundle = context.bundle(resolved)
-    if not url.startswith("ssh://"):
-        basic = _helper_credential(url, bundle, context)
-        answer = http_get(url.rstrip("/") + "/info/refs", context, basic=basic,
-                          params={"service": "git-upload-pack"},
-                          headers={"User-Agent": "git/2 (connc check)"})
-        if answer.status not in (200, 404):
-            raise ProbeFailure(status_failure(answer.status), url)
-        if answer.status == 404 or not answer.headers.get("Content-Type", "").startswith(
-                _UPLOAD_PACK):
-            return _prefix_only(url, ask, no_api)
+    if not url.startswith("ssh://") and not _is_repository(url, bundle, context):
+        return _prefix_only(url, ask, no_api)
     listed = context.run(bundle, ["git", "ls-remote", "--symref", url, "HEAD", "refs/heads/*"])
     if listed.returncode != 0:
         failure = _ssh_failure(listed.stderr) if url.startswith("ssh://") else \
@@ -125,16 +117,9 @@ def _heads(stdout: str) -> tuple[str | None, list[str]]:
 
 
 def _git_https(url: str, bundle: Path, context: Context) -> Result:
-    """Smart-HTTP discovery with the credential the bundle's helper gives for `url`, sent up
-    front (git itself waits for a 401, so a public repository would prove nothing); then, for
-    a repository, `git ls-remote` through the bundle."""
-    basic = _helper_credential(url, bundle, context)
-    answer = http_get(url.rstrip("/") + "/info/refs", context, basic=basic,
-                      params={"service": "git-upload-pack"},
-                      headers={"User-Agent": "git/2 (connc check)"})  # hosts serve git/ agents
-    if answer.status not in (200, 404):
-        return Result(False, status_failure(answer.status), url)
-    if answer.status == 404 or not answer.headers.get("Content-Type", "").startswith(_UPLOAD_PACK):
+    """The credential sent up front (`_is_repository`); then, for a repository,
+    `git ls-remote` through the bundle."""
+    if not _is_repository(url, bundle, context):
         return Result(True, "credential accepted; the url is a path prefix, not a repository, "
                             "so access to a repository is not proven", url)
     listed = context.run(bundle, ["git", "ls-remote", url, "HEAD"])
@@ -142,6 +127,21 @@ def _git_https(url: str, bundle: Path, context: Context) -> Result:
         return Result(False, "the service accepted the credential, but git ls-remote through the "
                              f"bundle failed: {_git_failure(listed.stderr)}", url)
     return Result(True, "git ls-remote through the bundle succeeded", url)
+
+
+def _is_repository(url: str, bundle: Path, context: Context) -> bool:
+    """Smart-HTTP discovery with the credential the bundle's helper gives for `url`, sent up
+    front (git itself waits for a 401, so a public repository would prove nothing): whether
+    the url is a repository (else a path prefix, or a whole host). ProbeFailure when the
+    host refuses the credential."""
+    basic = _helper_credential(url, bundle, context)
+    answer = http_get(url.rstrip("/") + "/info/refs", context, basic=basic,
+                      params={"service": "git-upload-pack"},
+                      headers={"User-Agent": "git/2 (connc check)"})  # hosts serve git/ agents
+    if answer.status not in (200, 404):
+        raise ProbeFailure(status_failure(answer.status), url)
+    return answer.status == 200 and answer.headers.get("Content-Type", "").startswith(
+        _UPLOAD_PACK)
 
 
 def _helper_credential(url: str, bundle: Path, context: Context) -> tuple[str, str]:

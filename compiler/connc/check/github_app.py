@@ -27,6 +27,8 @@ from connc.secrets import Secret
 TYPES = frozenset({"github-app"})
 _LEVELS = {"read": 1, "write": 2, "admin": 3}
 _EVERY_APP_HAS = {"metadata": "read"}  # GitHub grants it to every App
+# --reach's budget is the whole run's (60 s by default): a revocation after it waits less.
+_REVOKE_SECONDS = 10.0
 
 
 def probe(resolved: Resolved, context: Context) -> Result:
@@ -35,7 +37,7 @@ def probe(resolved: Resolved, context: Context) -> Result:
     installation = int(spec["installationId"])
     token = _app(resolved, context).mint_installation_token(installation, None, _EVERY_APP_HAS)
     target = f"{str(spec['apiUrl']).rstrip('/')}/app/installations/{installation}"
-    revoked = "revoked it" if _revoke(resolved, token.token, context) else \
+    revoked = "revoked it" if _revoke(resolved, token.token, context.timeout) else \
         "could not revoke it (it expires within the hour)"  # the check itself succeeded
     return Result(True, f"minted an installation token (metadata: read) and {revoked}", target)
 
@@ -62,7 +64,8 @@ def reach(resolved: Resolved, context: Context, ask: Ask) -> Reach:
     except ConncError as error:
         failure = error
     finally:
-        revoked = "was revoked" if _revoke(resolved, token.token, context) else \
+        revoked = "was revoked" if _revoke(resolved, token.token,
+                                           min(context.timeout, _REVOKE_SECONDS)) else \
             "could not be revoked (it expires within the hour)"
     if failure is not None:
         raise ConncError(f"{failure.message}; the token minted to ask {revoked}")
@@ -94,11 +97,12 @@ def _app(resolved: Resolved, context: Context) -> github.GitHubApp:
                           max_attempts=2, max_wait=context.timeout)
 
 
-def _revoke(resolved: Resolved, token: Secret, context: Context) -> bool:
-    """Revoke a token this probe minted (even after the deadline: `http.detached`)."""
+def _revoke(resolved: Resolved, token: Secret, timeout: float) -> bool:
+    """Revoke a token this probe minted: two attempts of `timeout` each, made even after the
+    deadline (`http.detached`)."""
     try:
         github.revoke_installation_token(resolved.spec["apiUrl"], token, connection=resolved.id,
-                                         timeout=context.timeout, max_attempts=2)
+                                         timeout=timeout, max_attempts=2)
     except ConncError:
         return False
     return True

@@ -13,6 +13,9 @@ SIGTERM; a GitHub token minted by a probe is revoked by that probe.
 `--timeout` is each probe's whole budget: its requests (connc.http) and tool runs share one
 deadline. An interrupt cancels every probe at once (requests shut down, tool process groups
 killed), waits a short grace for them to clean up, and returns.
+
+`each_connection` (select, read, decrypt, a private work dir, the worker threads, the
+clean-up) is also how `--reach` visits connections (`reach_run`).
 """
 
 from __future__ import annotations
