@@ -685,6 +685,22 @@ def test_a_broken_later_page_is_one_line(second: Reply, message: str, tmp_path: 
     assert "Traceback" not in ran.proc.stderr
 
 
+def test_no_catalog_and_no_gitlab_api_are_said(tmp_path: Path) -> None:
+    password, token = canary(), canary()
+    with recording_server({"/v2/": Reply(200)}) as server:
+        root = build_repo(tmp_path / "repo", connections={
+            "reg": connection("reg", type_="container-registry",
+                              spec={"registry": f"127.0.0.1:{server.port}"},
+                              credential={"username": "reader", "password": password}),
+            "gl": connection("gl", type_="gitlab-self-hosted",
+                             spec={"url": server.url() + "/acme"}, credential={"token": token})})
+        ran = run_check(root, tmp_path, "--reach", hidden=[password, token])
+    assert (ran.status("reg"), ran.reach("reg")["asked"]) == ("ok", False)
+    assert ran.message("reg").startswith("catalog not permitted (HTTP 404)")
+    assert (ran.status("gl"), ran.message("gl")) == (
+        "failed", f"not found (HTTP 404); is there a GitLab API v4 at 127.0.0.1:{server.port}?")
+
+
 # --- Kubernetes ----------------------------------------------------------------------------
 
 
@@ -731,6 +747,13 @@ def test_kubernetes_rules_with_wildcards(kube_server: KubeApiServer, tmp_path: P
     assert reach["notes"] == ["the server says the list is incomplete (an authorizer that "
                               "cannot list rules): what is listed is granted, what is not may "
                               "be granted too"]
+
+    kube_server.forbid_reviews = True
+    ran = run_check(root, tmp_path, "--reach", "k8s", hidden=[kube_server.token])
+    assert (ran.status("k8s"), ran.reach("k8s")["asked"]) == ("ok", False)
+    assert ran.message("k8s") == ("cannot be asked: the server refused the rules review (HTTP "
+                                  "403), so what the credential may do in namespace prod is "
+                                  "unknown")
 
 
 # --- packages ------------------------------------------------------------------------------

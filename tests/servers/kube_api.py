@@ -165,6 +165,7 @@ class KubeApiServer:
         # user -> namespace -> resourceRules granted there (see `grant`)
         self.rules: dict[str, dict[str, list[dict[str, list[str]]]]] = {}
         self.incomplete = False  # answer as an authorizer that cannot list rules would
+        self.forbid_reviews = False  # 403 to every review, as a server that disallows them
         self.reviews: list[dict[str, Any]] = []  # the review objects received
         self._lock = threading.Lock()
         self.httpd = _KubeHTTPServer((LOOPBACK, 0), self, self._tls_context())
@@ -356,6 +357,9 @@ class _KubeHandler(BaseHTTPRequestHandler):
         elif path != _REVIEW_PATH:
             status, answer = 405, _status(405, "MethodNotAllowed",
                                           "the server does not allow this method")
+        elif app.forbid_reviews:
+            status, answer = 403, _status(403, "Forbidden", "selfsubjectrulesreviews is "
+                                                            "forbidden")
         else:
             status, answer = app.review(user or "", body)
         app.record(KubeRequest(self.command, path, auth, user, status))
