@@ -401,9 +401,17 @@ def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str) -> None:
 @repo_option
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(["text", "json"]))
-@click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 300),
-              help="Seconds for each network request (a git or kubectl run gets twice this).")
-def check(ids: tuple[str, ...], repo: str, output_format: str, timeout: float) -> None:
+@click.option("--timeout", default=None, type=click.FloatRange(0.1, 3600),
+              help="Seconds: each connection's budget (default 10); with --reach, the whole "
+                   "run's (default 60).")
+@click.option("--reach", is_flag=True,
+              help="Also ask what each credential opens (repositories, projects, the "
+                   "registry catalog, Kubernetes rules) and compare it with what its "
+                   "pipelines use.")
+@click.option("--branches", is_flag=True,
+              help="With --reach: list the branch names of each repository too.")
+def check(ids: tuple[str, ...], repo: str, output_format: str, timeout: float | None,
+          reach: bool, branches: bool) -> None:
     """Verify connections against their services, from this machine's network.
 
     Each ID given, or every connection: git ls-remote, the registry's /v2/, the cluster's
@@ -411,16 +419,30 @@ def check(ids: tuple[str, ...], repo: str, output_format: str, timeout: float) -
     a connection it cannot decrypt is "not checked". One line per connection, never a secret.
     Exit 0 when none failed, 1 when one did, 2 for an unknown ID or when none could be decrypted.
 
+    With --reach, each credential's reach is asked, read-only, and shown under its line next
+    to what each pipeline that uses it gets; reach beyond every pipeline's use is a warning.
+
     \b
     Examples:
       SOPS_AGE_KEY_FILE=admin-key.txt connc check
       connc check registry-prod k8s-prod --timeout 5
       connc check --format json > check.json
+      connc check --reach github-acme --branches
+      connc check --reach --format json > reach.json
     """
-    from connc.check.run import run as run_check
     from connc.repository import find_root
 
-    sys.exit(run_check(find_root(repo), ids, output_format, timeout))
+    if branches and not reach:
+        raise click.UsageError("--branches lists branches with --reach; add --reach")
+    root = find_root(repo)
+    if reach:
+        from connc.check.reach_run import run as run_reach
+
+        sys.exit(run_reach(root, ids, output_format, 60.0 if timeout is None else timeout,
+                           branches))
+    from connc.check.run import run as run_check
+
+    sys.exit(run_check(root, ids, output_format, 10.0 if timeout is None else timeout))
 
 
 def run(argv: list[str]) -> int:

@@ -49,11 +49,11 @@ _MESSAGE_CAP = 200
 
 # Credentials that could show up in text GitHub echoes back: tokens (ghs_, ghp_, github_pat_),
 # JWTs, and long base64 runs such as PEM lines.
-_CREDENTIAL_RE = re.compile(
+_TOKEN_RE = re.compile(
     r"gh[pousr]_[A-Za-z0-9_]+|github_pat_[A-Za-z0-9_]+"
     r"|eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.?[A-Za-z0-9_-]*"
-    r"|[A-Za-z0-9+/=_-]{32,}"
 )
+_CREDENTIAL_RE = re.compile(_TOKEN_RE.pattern + r"|[A-Za-z0-9+/=_-]{32,}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,19 +158,8 @@ class GitHubApp:
 
         said = _said(response, auth.secrets_sent())
         app = f"App '{self.app_id}'"
-        if status == 401:
-            raise GitHubError(
-                f"connection '{conn}': GitHub rejected the JWT of {app} (HTTP 401){said}. Check "
-                "that appId/clientId belongs to this private key, and that this machine's clock "
-                "is within a minute of GitHub's (the JWT's iat is backdated 60 s, exp is +9 min)"
-            )
-        if status == 404:
-            raise GitHubError(
-                f"connection '{conn}': installation {installation_id} not found for {app} "
-                f"(HTTP 404) at {client.display_url}{said}. Check installationId, and that "
-                "the App is installed on the account that owns the repositories"
-                + client.enterprise_hint()
-            )
+        if status in (401, 404):
+            raise self._refused(status, installation_id, client, said)
         if status == 422:
             asked = []
             if repositories is not None:
@@ -182,6 +171,54 @@ class GitHubApp:
                 f"installation {installation_id} of {app} was granted (HTTP 422){said}"
             )
         raise client.unexpected(response, "mint an installation token", said)
+
+    def _refused(self, status: int, installation_id: int, client: _Client,
+                 said: str) -> GitHubError:
+        """The message for a 401 (the JWT) or a 404 (the installation) from an App request."""
+        conn, app = self.connection, f"App '{self.app_id}'"
+        if status == 401:
+            return GitHubError(
+                f"connection '{conn}': GitHub rejected the JWT of {app} (HTTP 401){said}. Check "
+                "that appId/clientId belongs to this private key, and that this machine's clock "
+                "is within a minute of GitHub's (the JWT's iat is backdated 60 s, exp is +9 min)"
+            )
+        return GitHubError(
+            f"connection '{conn}': installation {installation_id} not found for {app} "
+            f"(HTTP 404) at {client.display_url}{said}. Check installationId, and that "
+            "the App is installed on the account that owns the repositories"
+            + client.enterprise_hint()
+        )
+
+    def installation(self, installation_id: int) -> Installation:
+        """GET /app/installations/{id} with the App's JWT: who installed it, on which
+        repositories ("all" or "selected"), with which permissions. Reads only."""
+        if self._key is None:
+            self._key = _load_rsa_key(self._private_key, self.connection)
+        key = self._key
+        auth = _BearerAuth(lambda: _encode_jwt(self.app_id, key, self._clock()))
+        client = self._new_client()
+        what = f"read installation {installation_id}"
+        response = client.send("GET", f"/app/installations/{installation_id}", auth, None,
+                               what=what)
+        said = _said(response, auth.secrets_sent())
+        if response.status in (401, 404):
+            raise self._refused(response.status, installation_id, client, said)
+        if response.status != 200:
+            raise client.unexpected(response, what, said)
+        data = response.json()
+        if not isinstance(data, dict):
+            raise GitHubError(f"{client.subject}: cannot {what}: the answer is not an "
+                              f"installation (not a GitHub API?)")
+        sent = auth.secrets_sent()
+        account = data.get("account")
+        permissions = data.get("permissions")
+        return Installation(
+            account=_safe_name(account.get("login"), sent) if isinstance(account, dict) else None,
+            repository_selection=_safe_name(data.get("repository_selection"), sent),
+            permissions={str(k): str(v) for k, v in permissions.items() if isinstance(v, str)}
+            if isinstance(permissions, dict) else {},
+            settings_url=_safe_name(data.get("html_url"), sent),
+        )
 
     def _parse_token(self, response: http.Answer, client: _Client) -> InstallationToken:
         data = response.json()
@@ -247,6 +284,148 @@ def revoke_installation_token(
         return False
     said = _said(response, auth.secrets_sent())
     raise client.unexpected(response, "revoke an installation token", said)
+
+
+# --- what an installation reaches (connc check --reach) ---------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Installation:
+    """What GitHub says of an App installation. Values GitHub sent are printable, with any
+    credential it echoed redacted; None where it said nothing."""
+
+    account: str | None  # the user or organisation that installed the App
+    repository_selection: str | None  # "all" or "selected"
+    permissions: dict[str, str]
+    settings_url: str | None  # where the account changes the installation (html_url)
+
+
+@dataclasses.dataclass(frozen=True)
+class Repository:
+    full_name: str
+    name: str
+    default_branch: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Listing:
+    """The first items of a list; `total` when GitHub counts them, `complete` when none is
+    left off."""
+
+    items: list[Any]
+    total: int | None
+    complete: bool
+
+
+class InstallationReader:
+    """What an installation token sees: its repositories and their branches. GET requests
+    only, paginated as GitHub paginates (`Link`, followed only within `api_url`)."""
+
+    def __init__(self, api_url: str, token: Secret, *, connection: str, timeout: float = 10.0,
+                 max_attempts: int = 2, max_wait: float = 10.0,
+                 sleep: Callable[[float], None] = http.pause,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._token = token
+        self._client_args = (api_url, f"connection '{connection}'", timeout, max_attempts,
+                             max_wait, sleep, clock)
+
+    def repositories(self, limit: int) -> Listing:
+        """GET /installation/repositories: the repositories the installation can access."""
+        def items(data: Any) -> list[Any] | None:
+            repos = data.get("repositories") if isinstance(data, dict) else None
+            return repos if isinstance(repos, list) else None
+
+        listing, sent = self._pages("/installation/repositories", items, limit,
+                                    "list the installation's repositories")
+        found = []
+        for repo in listing.items:
+            full_name = _safe_name(repo.get("full_name"), sent) if isinstance(repo, dict) else None
+            if full_name is None:
+                continue
+            found.append(Repository(full_name, _safe_name(repo.get("name"), sent) or full_name,
+                                    _safe_name(repo.get("default_branch"), sent)))
+        return Listing(found, listing.total, listing.complete)
+
+    def branches(self, full_name: str, limit: int) -> Listing | None:
+        """GET /repos/{owner}/{repo}/branches; None when GitHub refuses them to this token
+        (403: no `contents` permission; 404)."""
+        def items(data: Any) -> list[Any] | None:
+            return data if isinstance(data, list) else None
+
+        if not _REPOSITORY.fullmatch(full_name):
+            return None  # a name GitHub sent that is no owner/repo: not put in a path
+        try:
+            listing, sent = self._pages(f"/repos/{full_name}/branches", items, limit,
+                                        f"list the branches of {full_name}", refusable=True)
+        except _Refused:
+            return None
+        names = [_safe_name(b.get("name"), sent) for b in listing.items if isinstance(b, dict)]
+        return Listing([n for n in names if n], listing.total, listing.complete)
+
+    def _pages(self, path: str, items_of: Callable[[Any], list[Any] | None], limit: int,
+               what: str, *, refusable: bool = False) -> tuple[Listing, list[str]]:
+        client = _Client(*self._client_args)
+        auth = _BearerAuth(self._token.reveal)
+        separator = "&" if "?" in path else "?"
+        next_path: str | None = f"{path}{separator}per_page=100"
+        found: list[Any] = []
+        total: int | None = None
+        while next_path is not None and len(found) < limit:
+            # A page of 100 full repository objects is most of a megabyte.
+            response = client.send("GET", next_path, auth, None, what=what,
+                                   max_bytes=_LISTING_BYTES)
+            if response.status in (403, 404) and refusable:
+                raise _Refused
+            said = _said(response, auth.secrets_sent())
+            if response.status == 401:
+                raise GitHubError(f"{client.subject}: GitHub refused the installation token "
+                                  f"it had just minted (HTTP 401){said}")
+            if response.status != 200:
+                raise client.unexpected(response, what, said)
+            data = response.json()
+            items = items_of(data)
+            if items is None:
+                raise GitHubError(f"{client.subject}: cannot {what}: the answer is not the "
+                                  f"list GitHub documents (not a GitHub API?)")
+            if total is None and isinstance(data, dict) \
+                    and isinstance(data.get("total_count"), int):
+                total = data["total_count"]
+            found.extend(items)
+            next_path = _next_page(client, response)
+        complete = next_path is None and len(found) <= limit
+        return Listing(found[:limit], total, complete), auth.secrets_sent()
+
+
+_LISTING_BYTES = 4 * 1024 * 1024
+
+
+class _Refused(Exception):
+    """GitHub would not list something for this token (403, 404)."""
+
+
+def _next_page(client: _Client, response: http.Answer) -> str | None:
+    """The path of the `rel="next"` page, which must be at the same API: the token is sent
+    there and nowhere else."""
+    match = _NEXT_LINK.search(response.headers.get("Link", ""))
+    if match is None:
+        return None
+    url = match.group(1)
+    if not url.startswith(client.api_url + "/"):
+        raise GitHubError(f"{client.subject}: GitHub's next page is not at "
+                          f"{client.display_url}; not following it with the token")
+    return url[len(client.api_url):]
+
+
+def _safe_name(value: object, secrets: list[str]) -> str | None:
+    """A name GitHub sent, as it may be printed: printable, bounded, and never a credential
+    (one we sent, or anything shaped like a GitHub token or a JWT)."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = "".join(c if c.isprintable() else "\N{REPLACEMENT CHARACTER}" for c in value)
+    for secret in secrets:
+        if secret and secret in text:
+            text = text.replace(secret, "[redacted]")
+    return _TOKEN_RE.sub("[redacted]", text)[:_MESSAGE_CAP]
 
 
 # --- pull requests, reviews and commits (connc approvals) -----------------------------------
@@ -389,14 +568,7 @@ class PullRequests:
         raise client.unexpected(response, what, said)
 
     def _next(self, client: _Client, response: http.Answer) -> str | None:
-        match = _NEXT_LINK.search(response.headers.get("Link", ""))
-        if match is None:
-            return None
-        url = match.group(1)
-        if not url.startswith(client.api_url + "/"):
-            raise GitHubError(f"{client.subject}: GitHub's next page is not at "
-                              f"{client.display_url}; not following it with the token")
-        return url[len(client.api_url):]
+        return _next_page(client, response)
 
 
 def _is_count(value: object) -> TypeGuard[int]:
@@ -487,7 +659,7 @@ class _Client:
         self.attempts = 0
 
     def send(self, method: str, path: str, auth: _BearerAuth, body: dict[str, Any] | None,
-             *, what: str) -> http.Answer:
+             *, what: str, max_bytes: int = http.DEFAULT_MAX_BYTES) -> http.Answer:
         """The first answer not worth retrying, or the last one. Raises when GitHub cannot
         be reached, or when a rate limit outlasts `max_wait`."""
         headers = {
@@ -505,7 +677,8 @@ class _Client:
                 # `timeout` bounds each attempt as a whole (http's watchdog), and an enclosing
                 # `http.limits` (connc check) ends it sooner.
                 response = http.request(method, self.api_url + path, headers=headers,
-                                        json_body=body, auth=auth, timeout=self.timeout)
+                                        json_body=body, auth=auth, timeout=self.timeout,
+                                        max_bytes=max_bytes)
             except http.Failure as error:
                 failure = error
             if failure is not None and failure.kind == "cancelled":

@@ -18,13 +18,14 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from checkkit import canary, run_check
 
 from repo_builder import build_repo, connc, connection, key_env, new_recipient, ssh_key_pair
 from servers._net import serving
@@ -36,42 +37,6 @@ from servers.registry import RegistryServer, registry_server  # noqa: F401
 from servers.sshd import SshServer, ssh_server  # noqa: F401
 
 pytestmark = pytest.mark.servers
-
-
-def canary() -> str:
-    return "CANARY-" + secrets.token_urlsafe(15)
-
-
-@dataclasses.dataclass
-class Ran:
-    proc: subprocess.CompletedProcess[str]
-    outcomes: dict[str, dict[str, Any]]
-
-    def status(self, connection_id: str) -> str:
-        return str(self.outcomes[connection_id]["status"])
-
-    def message(self, connection_id: str) -> str:
-        return str(self.outcomes[connection_id]["message"])
-
-
-def run_check(root: Path, tmp_path: Path, *args: str, hidden: Iterable[str] = (),
-              env: dict[str, str] | None = None, timeout: float = 60) -> Ran:
-    """`connc check --format json ARGS`; asserts that nothing in `hidden` is printed and that
-    the run left nothing in its temp dir."""
-    temp = tmp_path / "check-tmp"
-    temp.mkdir(exist_ok=True)
-    environment = key_env(TMPDIR=str(temp), NO_PROXY="127.0.0.1,localhost",
-                          no_proxy="127.0.0.1,localhost")
-    environment.update(env or {})
-    proc = connc("check", "--repo", root, "--format", "json", *args, env=environment,
-                 timeout=timeout)
-    for secret in hidden:
-        for line in secret.strip().splitlines():  # a PEM key, line by line
-            if len(line.strip()) > 8:
-                assert line.strip() not in proc.stdout + proc.stderr
-    assert list(temp.iterdir()) == []
-    data = json.loads(proc.stdout) if proc.stdout else {"connections": []}
-    return Ran(proc, {c["id"]: c for c in data["connections"]})
 
 
 # --- git over http(s) ----------------------------------------------------------------------

@@ -11,6 +11,10 @@ paginates: see `add_pull`, `add_review` and `add_commit`. Accounts have a login 
 id, as on GitHub: a login can be renamed and then registered again by someone else
 (`rename_user`), while the id stays with the account.
 
+And what `connc check --reach` reads of an installation ("Get an installation for the
+authenticated app", "List repositories accessible to the app installation", "List branches"),
+paginated the same way: see `reach_endpoint`, `default_branches` and `branches`.
+
 Use it with `from servers.github_fake import github_api  # noqa: F401`.
 """
 
@@ -184,6 +188,11 @@ class FakeGitHub:
         self.permissions: dict[str, str] = {
             "contents": "write", "metadata": "read", "pull_requests": "write", "packages": "read",
         }
+        # The installation as `connc check --reach` reads it (see `reach_endpoint`).
+        self.repository_selection = "all"
+        self.default_branches: dict[str, str] = {}  # repository name -> branch; else "main"
+        self.branches: dict[str, list[str]] = {}  # repository name -> branch names; else [main]
+        self.listing_failure: int | None = None  # answer /installation/repositories with it
         self.clock_offset = 0.0  # seconds GitHub's clock is ahead of this machine's
         # A token that may read every pull request of the fake (think: the workflow's
         # GITHUB_TOKEN); live installation tokens minted here work too, within their grant.
@@ -468,15 +477,16 @@ class FakeGitHub:
                     return _error(401, "Bad credentials")
                 self.revoked.append(bearer)
             return 204, {}, b""
-        if method == "GET" and path == "/installation/repositories":
-            with self._lock:
-                if not self._live_locked(bearer):
-                    return _error(401, "Bad credentials")
-                selected = self._tokens[bearer].repositories
-            repos = [self._repo(name) for name in (selected or self.repositories)]
-            return _json(200, {"total_count": len(repos), "repositories": repos,
-                               "repository_selection": "selected" if selected else "all"})
+        if method == "GET":
+            answer = self.reach_endpoint(self.url + prefix, path, query, bearer)
+            if answer is not None:
+                return answer
         return _error(404, "Not Found")
+
+    def reach_endpoint(self, api: str, path: str, query: str, bearer: str
+                       ) -> tuple[int, dict[str, str], bytes] | None:
+        """The reads of `connc check --reach` (see `_reach_endpoint`), or None."""
+        return _reach_endpoint(self, api, path, query, bearer)
 
     def _pull_endpoint(self, api: str, path: str, query: str, authorization: str
                        ) -> tuple[int, dict[str, str], bytes]:
@@ -726,6 +736,84 @@ class FakeGitHub:
         index = self.repositories.index(name) if name in self.repositories else 0
         return {"id": 1000 + index, "name": name, "full_name": f"{self.owner}/{name}",
                 "private": True}
+
+
+# --- what `connc check --reach` reads: the installation, its repositories, their branches ------
+# Shapes from https://docs.github.com/rest/apps/apps#get-an-installation-for-the-authenticated-app,
+# https://docs.github.com/rest/apps/installations#list-repositories-accessible-to-the-app-installation
+# and https://docs.github.com/rest/branches/branches#list-branches ("Contents" read needed).
+
+_INSTALLATION_PATH = re.compile(r"^/app/installations/(\d+)$")
+_BRANCHES_PATH = re.compile(r"^/repos/([^/]+)/([^/]+)/branches$")
+
+
+def _reach_endpoint(fake: FakeGitHub, api: str, path: str, query: str, bearer: str
+                    ) -> tuple[int, dict[str, str], bytes] | None:
+    """A GET of the installation (JWT), its repositories or a repository's branches (an
+    installation token); None for any other path."""
+    installation = _INSTALLATION_PATH.match(path)
+    if installation:
+        verified = fake._verify_jwt(bearer)
+        if isinstance(verified, tuple):
+            return verified
+        if int(installation.group(1)) != fake.installation_id:
+            return _error(404, "Not Found")
+        return _json(200, _installation_json(fake, api))
+    branches = _BRANCHES_PATH.match(path)
+    if path != "/installation/repositories" and not branches:
+        return None
+    with fake._lock:
+        if not fake._live_locked(bearer):
+            return _error(401, "Bad credentials")
+        record = fake._tokens[bearer]
+        selected = record.repositories or fake.repositories
+        granted = record.permissions if record.permissions is not None else fake.permissions
+    if branches is None and fake.listing_failure is not None:
+        return _error(fake.listing_failure, HTTPStatus(fake.listing_failure).phrase)
+    if branches is None:
+        repos = [_repository_json(fake, api, name) for name in selected]
+        page, link = _paginate(repos, query, f"{api}/installation/repositories")
+        body: Any = {"total_count": len(repos), "repositories": page,
+                     "repository_selection": "selected" if record.repositories
+                     else fake.repository_selection}
+    else:
+        owner, name = branches.group(1), branches.group(2)
+        if owner.lower() != fake.owner.lower() or name not in selected:
+            return _error(404, "Not Found")
+        if _LEVELS.get(granted.get("contents", ""), 0) < _LEVELS["read"]:
+            return _error(403, "Resource not accessible by integration")
+        names = fake.branches.get(name, [fake.default_branches.get(name, "main")])
+        listed = [{"name": branch, "commit": {"sha": "0" * 40,
+                                              "url": f"{api}/repos/{owner}/{name}/commits/"
+                                                     f"{'0' * 40}"},
+                   "protected": False} for branch in names]
+        page, link = _paginate(listed, query, f"{api}/repos/{owner}/{name}/branches")
+        body = page
+    status, headers, payload = _json(200, body)
+    if link:
+        headers["Link"] = link
+    return status, headers, payload
+
+
+def _installation_json(fake: FakeGitHub, api: str) -> dict[str, Any]:
+    return {"id": fake.installation_id, "app_id": int(fake.app_id), "app_slug": "connc-fake",
+            "account": {"login": fake.owner, "id": 6000, "type": "Organization"},
+            "repository_selection": fake.repository_selection,
+            "access_tokens_url": f"{api}/app/installations/{fake.installation_id}/access_tokens",
+            "repositories_url": f"{api}/installation/repositories",
+            "html_url": f"https://github.com/organizations/{fake.owner}/settings/installations/"
+                        f"{fake.installation_id}",
+            "target_type": "Organization", "permissions": dict(fake.permissions),
+            "events": [], "suspended_at": None}
+
+
+def _repository_json(fake: FakeGitHub, api: str, name: str) -> dict[str, Any]:
+    return {**fake._repo(name), "node_id": f"R_fake{name}",
+            "owner": {"login": fake.owner, "type": "Organization"},
+            "html_url": f"https://github.com/{fake.owner}/{name}",
+            "url": f"{api}/repos/{fake.owner}/{name}",
+            "default_branch": fake.default_branches.get(name, "main"), "archived": False,
+            "visibility": "private"}
 
 
 class _Handler(BaseHTTPRequestHandler):

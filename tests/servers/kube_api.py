@@ -6,6 +6,13 @@ It checks the two credential kinds a rendered kubeconfig can carry:
 Clients verify the server against `ca_pem` (`certificate-authority-data`), a CA that exists only
 for this server, so a kubeconfig without it, or with another CA, fails.
 
+It also answers a SelfSubjectRulesReview (`POST /apis/authorization.k8s.io/v1/
+selfsubjectrulesreviews`, what `kubectl auth can-i --list` sends): the rules set with
+`grant(user, namespace, ...)` for that user and namespace, plus what RBAC's default
+`system:basic-user` and `system:discovery` roles give every authenticated user, in the
+`SubjectRulesReviewStatus` shape of the API reference (`resourceRules`, `nonResourceRules`,
+`incomplete`, `evaluationError`). The review is answered, never stored, as on a real server.
+
 As in kube-apiserver, a missing or wrong credential gets 401 with a Status object. One
 difference: a client certificate NOT signed by the client CA is refused during the TLS handshake
 (Python's ssl verifies any certificate offered under CERT_OPTIONAL), so kubectl reports a TLS
@@ -155,6 +162,11 @@ class KubeApiServer:
         self.token = secrets.token_urlsafe(32)
         self._tokens = {self.token: TOKEN_USER}
         self.log: list[KubeRequest] = []
+        # user -> namespace -> resourceRules granted there (see `grant`)
+        self.rules: dict[str, dict[str, list[dict[str, list[str]]]]] = {}
+        self.incomplete = False  # answer as an authorizer that cannot list rules would
+        self.forbid_reviews = False  # 403 to every review, as a server that disallows them
+        self.reviews: list[dict[str, Any]] = []  # the review objects received
         self._lock = threading.Lock()
         self.httpd = _KubeHTTPServer((LOOPBACK, 0), self, self._tls_context())
         self.server = f"https://{LOOPBACK}:{self.httpd.server_address[1]}"
@@ -181,6 +193,13 @@ class KubeApiServer:
         cert = _certificate(_name(cn), key, None, is_ca=False,
                             usage=ExtendedKeyUsageOID.CLIENT_AUTH)
         return _leaf_pems(cert, key)
+
+    def grant(self, user: str, namespace: str, verbs: list[str], resources: list[str],
+              api_groups: tuple[str, ...] = ("",)) -> None:
+        """A Role bound to `user` in `namespace`: these verbs on these resources."""
+        with self._lock:
+            self.rules.setdefault(user, {}).setdefault(namespace, []).append(
+                {"verbs": verbs, "apiGroups": list(api_groups), "resources": resources})
 
     def requests_by(self, auth: AuthMethod) -> list[KubeRequest]:
         return [r for r in self.log if r.auth == auth]
@@ -236,9 +255,49 @@ class KubeApiServer:
             return 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": []}
         return 404, _status(404, "NotFound", "the server could not find the requested resource")
 
+    def review(self, user: str, body: bytes) -> tuple[int, dict[str, Any]]:
+        """A SelfSubjectRulesReview for `user`: 201 and the review with its status filled."""
+        try:
+            review = json.loads(body)
+        except ValueError:
+            return 400, _status(400, "BadRequest", "the object provided is unrecognized")
+        if not isinstance(review, dict) or review.get("kind") != "SelfSubjectRulesReview" \
+                or review.get("apiVersion") != "authorization.k8s.io/v1":
+            return 400, _status(400, "BadRequest", "the object provided is unrecognized")
+        spec = review.get("spec")
+        namespace = spec.get("namespace") if isinstance(spec, dict) else None
+        if not isinstance(namespace, str):
+            return 400, _status(400, "BadRequest", "no namespace on request")
+        with self._lock:
+            self.reviews.append(review)
+            granted = list(self.rules.get(user, {}).get(namespace, []))
+            incomplete = self.incomplete
+        status = {
+            "resourceRules": [*granted, *_BASIC_USER_RULES],
+            "nonResourceRules": _DISCOVERY_RULES,
+            "incomplete": incomplete,
+        }
+        if incomplete:
+            status["evaluationError"] = "webhook authorizer does not support user rule resolution"
+        return 201, {**review, "metadata": {"creationTimestamp": None}, "status": status}
+
     def record(self, request: KubeRequest) -> None:
         with self._lock:
             self.log.append(request)
+
+
+# What RBAC's default ClusterRoles give every authenticated user (system:basic-user,
+# system:discovery), as a real server lists them in every namespace.
+_BASIC_USER_RULES = [
+    {"verbs": ["create"], "apiGroups": ["authorization.k8s.io"],
+     "resources": ["selfsubjectaccessreviews", "selfsubjectrulesreviews"]},
+]
+_DISCOVERY_RULES = [
+    {"verbs": ["get"], "nonResourceURLs": ["/api", "/api/*", "/apis", "/apis/*", "/healthz",
+                                           "/livez", "/openapi", "/openapi/*", "/readyz",
+                                           "/version", "/version/"]},
+]
+_REVIEW_PATH = "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
 
 
 class _KubeHTTPServer(ThreadingHTTPServer):
@@ -280,6 +339,31 @@ class _KubeHandler(BaseHTTPRequestHandler):
             status, body = app.route(self.path)
         app.record(KubeRequest(self.command, self.path.partition("?")[0], auth, user, status))
         payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def do_POST(self) -> None:
+        app = self.server.app
+        assert isinstance(self.connection, ssl.SSLSocket)
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        auth, user = app.authenticate(self.connection.getpeercert(),
+                                      self.headers.get("Authorization"))
+        path = self.path.partition("?")[0]
+        if auth is None:
+            status, answer = 401, _status(401, "Unauthorized", "Unauthorized")
+        elif path != _REVIEW_PATH:
+            status, answer = 405, _status(405, "MethodNotAllowed",
+                                          "the server does not allow this method")
+        elif app.forbid_reviews:
+            status, answer = 403, _status(403, "Forbidden", "selfsubjectrulesreviews is "
+                                                            "forbidden")
+        else:
+            status, answer = app.review(user or "", body)
+        app.record(KubeRequest(self.command, path, auth, user, status))
+        payload = json.dumps(answer).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))

@@ -39,7 +39,12 @@ class Result:
 
 
 class ProbeFailure(Exception):
-    """No usable answer (TLS, unreachable, timeout, a tool that failed); the text is safe."""
+    """No usable answer (TLS, unreachable, timeout, a tool that failed); the text is safe.
+    `target`: the URL asked, when the failure is about one."""
+
+    def __init__(self, message: str, target: str | None = None) -> None:
+        super().__init__(message)
+        self.target = target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +60,9 @@ class Context:
     timeout: float  # --timeout: the probe's whole budget, in seconds
     deadline: float | None = None  # time.monotonic() by which the probe ends; None: `timeout`
     cancel: http.Cancel | None = None  # set on an interrupt: requests end, tool runs are killed
+    # Every credential a request sent (and a token the probe was given): what a reply that
+    # echoes one must never get printed with (`connc check --reach` redacts these).
+    sent: set[str] = dataclasses.field(default_factory=set)
 
     def remaining(self) -> float:
         return self.timeout if self.deadline is None else self.deadline - time.monotonic()
@@ -174,24 +182,39 @@ _FAILURE_PREFIX = {"tls": "TLS error: ", "timeout": "timeout: ", "connect": "unr
 def http_get(url: str, context: Context, *, basic: tuple[str, str] | None = None,
              bearer: str | None = None, params: dict[str, str] | None = None,
              headers: dict[str, str] | None = None, verify: str | bool | None = None,
-             cert: tuple[str, str] | None = None, read_json: bool = False) -> Answer:
+             cert: tuple[str, str] | None = None, read_json: bool = False,
+             max_bytes: int = _BODY_LIMIT) -> Answer:
     """One GET, over by the probe's deadline. Redirects are followed within the URL's origin
     only (connc.http): a redirect elsewhere fails the probe, since another host's answer
     would prove nothing about the credential. Raises ProbeFailure when no HTTP answer came
-    back."""
+    back. With `read_json`, `body` is the answer parsed (whatever its status), else None."""
+    return http_send("GET", url, context, basic=basic, bearer=bearer, params=params,
+                     headers=headers, verify=verify, cert=cert, read_json=read_json,
+                     max_bytes=max_bytes)
+
+
+def http_send(method: str, url: str, context: Context, *,
+              basic: tuple[str, str] | None = None, bearer: str | None = None,
+              params: dict[str, str] | None = None, headers: dict[str, str] | None = None,
+              verify: str | bool | None = None, cert: tuple[str, str] | None = None,
+              json_body: Any = None, read_json: bool = False,
+              max_bytes: int = _BODY_LIMIT) -> Answer:
+    """`http_get` for any method (a POST with a JSON body: kube's rules review)."""
     host = http.host_of(url)
     if url.startswith("http://") and not is_loopback(host):
         raise ProbeFailure(f"refused: plain http to {host} would send the credential in clear")
+    context.sent.update(value for value in (basic[1] if basic else None, bearer) if value)
     try:
         with http.limits(deadline=context.deadline, cancel=context.cancel):
             answer = http.request(
-                "GET", url, params=params,
+                method, url, params=params,
                 headers={"User-Agent": USER_AGENT, **(headers or {})},
                 auth=_Credential(basic, bearer), timeout=context.timeout, verify=verify,
-                cert=cert, follow_redirects=True, max_bytes=_BODY_LIMIT if read_json else 0)
+                cert=cert, json_body=json_body, follow_redirects=True,
+                max_bytes=max_bytes if read_json else 0)
     except http.Failure as failure:
         raise ProbeFailure(_FAILURE_PREFIX.get(failure.kind, "") + failure.message) from None
-    body = answer.json() if read_json and answer.status == 200 else None
+    body = answer.json() if read_json else None
     return Answer(answer.status, answer.headers, body)
 
 

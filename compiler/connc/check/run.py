@@ -13,6 +13,9 @@ SIGTERM; a GitHub token minted by a probe is revoked by that probe.
 `--timeout` is each probe's whole budget: its requests (connc.http) and tool runs share one
 deadline. An interrupt cancels every probe at once (requests shut down, tool process groups
 killed), waits a short grace for them to clean up, and returns.
+
+`each_connection` (select, read, decrypt, a private work dir, the worker threads, the
+clean-up) is also how `--reach` visits connections (`reach_run`).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 from connc import credentials, http, repository, seal
 from connc.check import git, github_app, kube, packages, registry
@@ -46,6 +49,7 @@ _WORKERS = 8
 _STOP_GRACE = 2.0
 PROBES: tuple[Probe, ...] = (git, github_app, registry, kube, packages)
 _BY_TYPE: dict[str, Probe] = {t: probe for probe in PROBES for t in probe.TYPES}
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,16 +85,35 @@ def run(root: Path, ids: Sequence[str], output_format: str, timeout: float,
 
 def check(root: Path, ids: Sequence[str], *, timeout: float) -> list[Outcome]:
     """One outcome per connection: the given ids, or every connection when none is given."""
-    selected = _select(root, ids)
+    def act(resolved: Resolved, _data: dict[str, Any], workdir: Path,
+            cancel: http.Cancel) -> Outcome:
+        return _probe(resolved, workdir, timeout, cancel)
+
+    return each_connection(root, select(root, ids), act, lambda outcome: outcome)
+
+
+def each_connection(root: Path, selected: Sequence[str],
+                    act: Callable[[Resolved, dict[str, Any], Path, http.Cancel], T],
+                    refused: Callable[[Outcome], T]) -> list[T]:
+    """`act` on each selected connection, read as render reads it and decrypted, in parallel.
+
+    `act` gets the connection decrypted (its seal verified), its checked document, a private
+    work directory (removed when it returns) and the run's `Cancel`. A connection that cannot
+    be read or decrypted, or whose `act` raises, becomes `refused(outcome)`.
+    """
     if not selected:
         return []
     settings = inputs.policy(root)
     workdir = Path(tempfile.mkdtemp(prefix="connc-check-"))  # 0700
     cancel = http.Cancel()
-    futures: list[concurrent.futures.Future[Outcome]] = [concurrent.futures.Future()
-                                                          for _ in selected]
+    futures: list[concurrent.futures.Future[T]] = [concurrent.futures.Future()
+                                                    for _ in selected]
     jobs = iter(list(zip(selected, futures, strict=True)))
     lock = threading.Lock()
+
+    def one(connection_id: str) -> T:
+        return _check_one(root, connection_id, workdir / connection_id, settings, cancel, act,
+                          refused)
 
     def worker() -> None:
         while not cancel.is_set():
@@ -101,8 +124,7 @@ def check(root: Path, ids: Sequence[str], *, timeout: float) -> list[Outcome]:
             if not future.set_running_or_notify_cancel():
                 continue
             try:
-                future.set_result(_check_one(root, connection_id, workdir / connection_id,
-                                             timeout, settings, cancel))
+                future.set_result(one(connection_id))
             except BaseException as error:  # noqa: BLE001 - re-raised by result() below
                 future.set_exception(error)
 
@@ -131,7 +153,8 @@ def check(root: Path, ids: Sequence[str], *, timeout: float) -> list[Outcome]:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _select(root: Path, ids: Sequence[str]) -> list[str]:
+def select(root: Path, ids: Sequence[str]) -> list[str]:
+    """The given ids (each an existing connection, else a usage error), or every one."""
     if not ids:
         listing = repository.list_files(root)
         return sorted(stem(relpath, repository.CONNECTION_SUFFIX)
@@ -148,28 +171,42 @@ def _select(root: Path, ids: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float,
-               settings: inputs.Policy, cancel: http.Cancel) -> Outcome:
+def _check_one(root: Path, connection_id: str, workdir: Path, settings: inputs.Policy,
+               cancel: http.Cancel,
+               act: Callable[[Resolved, dict[str, Any], Path, http.Cancel], T],
+               refused: Callable[[Outcome], T]) -> T:
     relpath = repository.connection_path(connection_id)
     try:
         data = inputs.read_connection(root, connection_id, settings)  # as render reads it
     except ConncError as error:
-        return Outcome(connection_id, None, FAILED, error.message)
-    spec: dict[str, Any] = data["spec"]
+        return refused(Outcome(connection_id, None, FAILED, error.message))
+    connection_type = str(data["spec"]["type"])
 
-    def outcome(status: str, message: str, target: str | None) -> Outcome:
-        return Outcome(connection_id, str(spec["type"]), status, message, target)
+    def outcome(status: str, message: str, target: str | None = None) -> T:
+        return refused(Outcome(connection_id, connection_type, status, message, target))
 
     try:
         resolved = _decrypt(root, relpath, data, settings.require_seals)
     except SopsError as error:
         if error.no_key:
-            return outcome(NOT_CHECKED, "no key: none of the file's recipients has a key here",
-                           None)
-        return outcome(FAILED, f"cannot decrypt: {error.message}", None)
+            return outcome(NOT_CHECKED, "no key: none of the file's recipients has a key here")
+        return outcome(FAILED, f"cannot decrypt: {error.message}")
     except ConncError as error:
-        return outcome(FAILED, error.message, None)
-    return _probe(resolved, workdir, timeout, cancel, outcome)
+        return outcome(FAILED, error.message)
+    if cancel.is_set():  # decrypted after an interrupt: write nothing, send nothing
+        return outcome(FAILED, "interrupted")
+    workdir.mkdir(mode=0o700)  # no parents: after the run's clean-up this fails, writes nothing
+    try:
+        return act(resolved, data, workdir, cancel)
+    except ProbeFailure as error:
+        return outcome(FAILED, str(error), error.target)
+    except ConncError as error:
+        return outcome(FAILED, error.message)
+    except Exception as error:  # noqa: BLE001 - one connection's bug must not hide the others
+        # Its text could quote a value: name the kind only, as the CLI does for a crash.
+        return outcome(FAILED, f"internal error ({type(error).__name__}); please report it")
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _decrypt(root: Path, relpath: str, data: dict[str, Any], require_seal: bool) -> Resolved:
@@ -186,27 +223,14 @@ def _decrypt(root: Path, relpath: str, data: dict[str, Any], require_seal: bool)
     return Resolved(connection_id, data["spec"], {"connection": connection_id}, opened.values)
 
 
-def _probe(resolved: Resolved, workdir: Path, timeout: float, cancel: http.Cancel,
-           outcome: Callable[[str, str, str | None], Outcome]) -> Outcome:
-    if cancel.is_set():  # decrypted after an interrupt: write nothing, send nothing
-        return outcome(FAILED, "interrupted", None)
-    workdir.mkdir(mode=0o700)  # no parents: after the run's clean-up this fails, writes nothing
-    deadline = time.monotonic() + timeout
-    try:
-        # The limits reach the probes' own requests and the GitHub client's alike.
-        with http.limits(deadline=deadline, cancel=cancel):
-            result = _BY_TYPE[resolved.type].probe(
-                resolved, Context(workdir, timeout, deadline, cancel))
-    except (ConncError, ProbeFailure) as error:
-        return outcome(FAILED, error.message if isinstance(error, ConncError) else str(error),
-                       None)
-    except Exception as error:  # noqa: BLE001 - one connection's bug must not hide the others
-        # Its text could quote a value: name the kind only, as the CLI does for a crash.
-        return outcome(FAILED, f"internal error ({type(error).__name__}); please report it",
-                       None)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    return outcome(OK if result.ok else FAILED, result.message, result.target)
+def _probe(resolved: Resolved, workdir: Path, timeout: float, cancel: http.Cancel) -> Outcome:
+    deadline = time.monotonic() + timeout  # each probe's own budget (decryption not counted)
+    # The limits reach the probes' own requests and the GitHub client's alike.
+    with http.limits(deadline=deadline, cancel=cancel):
+        result = _BY_TYPE[resolved.type].probe(resolved,
+                                               Context(workdir, timeout, deadline, cancel))
+    return Outcome(resolved.id, resolved.type, OK if result.ok else FAILED, result.message,
+                   result.target)
 
 
 def _counts(outcomes: list[Outcome]) -> dict[str, int]:
