@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from connc import credentials, http, repository, seal
+from connc import credentials, http, repository, seal, sopskeys
 from connc.check import git, github_app, kube, packages, registry
 from connc.check.probe import Context, Probe, ProbeFailure
 from connc.errors import ConncError, ExitCode, SopsError, UsageError
@@ -164,9 +164,10 @@ def _check_one(root: Path, connection_id: str, workdir: Path, timeout: float,
         resolved = _decrypt(root, relpath, data, settings.require_seals)
     except SopsError as error:
         if error.no_key:
-            return outcome(NOT_CHECKED, "no key: none of the file's recipients has a key here",
-                           None)
+            return outcome(NOT_CHECKED, error.message, None)
         return outcome(FAILED, f"cannot decrypt: {error.message}", None)
+    except sopskeys.KeyUnusable:
+        raise  # the same for every connection: said once, by the command
     except ConncError as error:
         return outcome(FAILED, error.message, None)
     return _probe(resolved, workdir, timeout, cancel, outcome)
