@@ -4,7 +4,6 @@ with its key outside the repository, and workflows and a pre-commit hook that re
 from __future__ import annotations
 
 import os
-import shutil
 import stat
 import subprocess
 import sys
@@ -17,9 +16,10 @@ from connc.author.init import init
 from connc.errors import UsageError
 from connc.validate.run import validate
 from repokit import (
-    REPO_ROOT,
+    TEST_RECIPIENT,
     assert_github_schema,
     assert_zizmor_finds_nothing,
+    clone_of_working_tree,
     git,
     new_age_key,
     run_connc,
@@ -94,7 +94,7 @@ def test_gitignore_keeps_keys_and_bundles_out(fresh: tuple[Path, Path]) -> None:
         (repo / name).unlink()
     (repo / "connections.d").rmdir()
     (repo / "pipelines.d").rmdir()
-    init(repo, owner="alice", recipients=["age1" + "q" * 58], new_key=None)
+    init(repo, owner="alice", recipients=[TEST_RECIPIENT], new_key=None)
     assert (repo / ".gitignore").read_text() == init_again  # ...and adds its entries once
 
 
@@ -138,11 +138,14 @@ def test_init_refuses_a_key_inside_the_repository(fresh: tuple[Path, Path]) -> N
 
 
 @pytest.mark.parametrize(("owner", "recipients", "new_key", "message"), [
-    ("alice bob", ["age1" + "q" * 58], False, "is not a user name"),
+    ("alice bob", [TEST_RECIPIENT], False, "is not a user name"),
     ("alice", [], False, "one of the two"),
-    ("alice", ["age1" + "q" * 58], True, "one of the two"),
+    ("alice", [TEST_RECIPIENT], True, "one of the two"),
     ("alice", ["hunter2-not-a-key"], False, "is not a public key"),
     ("alice", ["AGE-SECRET-KEY-1HUNTER2-NOT-A-KEY"], False, "this is a secret one"),
+    # sops would refuse it at the first `connc new`, with a message about the sops block.
+    ("alice", ["age1" + "q" * 58], False, "is not a valid age public key"),
+    ("alice", [TEST_RECIPIENT[:-1]], False, "is not a valid age public key"),
 ])
 def test_init_refuses_bad_arguments(tmp_path: Path, owner: str, recipients: list[str],
                                     new_key: bool, message: str) -> None:
@@ -152,6 +155,18 @@ def test_init_refuses_bad_arguments(tmp_path: Path, owner: str, recipients: list
              new_key=tmp_path / "age.txt" if new_key else None)
     assert "NOT-A-KEY" not in str(refused.value).upper()  # a pasted value is not echoed whole
     assert not repo.exists()
+
+
+def test_init_says_how_connc_finds_the_new_key(tmp_path: Path) -> None:
+    # At connc's default key file, connc finds it with nothing set: the quick start's way.
+    default = Path.home() / ".config" / "connc" / "age.txt"
+    said = "\n".join(init(tmp_path / "a", owner="alice", recipients=[],
+                          new_key=default).messages())
+    assert "connc finds it there, its default key file" in said and "export" not in said
+    elsewhere = tmp_path / "keys" / "age.txt"
+    said = "\n".join(init(tmp_path / "b", owner="alice", recipients=[],
+                          new_key=elsewhere).messages())
+    assert f"export SOPS_AGE_KEY_FILE={elsewhere}" in said
 
 
 def test_init_with_existing_recipients(tmp_path: Path) -> None:
@@ -164,7 +179,7 @@ def test_init_with_existing_recipients(tmp_path: Path) -> None:
 
 def test_requirement_cannot_inject_into_the_workflows(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a pip requirement"):
-        init(tmp_path / "repo", owner="alice", recipients=["age1" + "q" * 58], new_key=None,
+        init(tmp_path / "repo", owner="alice", recipients=[TEST_RECIPIENT], new_key=None,
              connc_requirement="connc\n  run: curl evil")
 
 
@@ -174,7 +189,7 @@ def test_requirement_cannot_inject_into_the_workflows(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def initialised(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("init") / "repo"
-    init(repo, owner="alice", recipients=["age1" + "q" * 58], new_key=None, github="alice",
+    init(repo, owner="alice", recipients=[TEST_RECIPIENT], new_key=None, github="alice",
          connc_requirement="connc @ git+https://example.invalid/connc@v1")
     return repo
 
@@ -195,27 +210,10 @@ def test_written_workflows_match_githubs_schema(initialised: Path, workflow: str
 # --- the pre-commit hook, installed by pre-commit itself from a local clone ------------------
 
 
-def _clone_of_working_tree(target: Path) -> Path:
-    """A git repository holding this working tree as it is (committed or not), as pre-commit
-    clones a hook repository: the hook under test is the one being changed, not HEAD's."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], cwd=REPO_ROOT, capture_output=True,
-                            check=True, timeout=60).stdout.decode().split("\0")
-    for relpath in filter(None, listed):
-        source = REPO_ROOT / relpath
-        if source.is_file():
-            (target / relpath).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / relpath)
-    git(target, "init", "-q")
-    git(target, "add", "-A")
-    git(target, "commit", "-q", "-m", "connc under test")
-    return target
-
-
 def test_pre_commit_hook_runs_connc_validate(tmp_path: Path) -> None:
-    hook_repo = _clone_of_working_tree(tmp_path / "connc")
+    hook_repo = clone_of_working_tree(tmp_path / "connc")
     repo = tmp_path / "repo"
-    init(repo, owner="alice", recipients=["age1" + "q" * 58], new_key=None)
+    init(repo, owner="alice", recipients=[TEST_RECIPIENT], new_key=None)
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     env = {key: value for key, value in os.environ.items() if not key.startswith("SOPS_")}
