@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -21,10 +22,25 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def repo_option(function: F) -> F:
     return click.option(
-        "--repo", "repo", default=".", show_default=True,
+        "--repo", "repo", default=None, metavar="DIR",
         type=click.Path(file_okay=False, path_type=str),
-        help="The connection repository (its root, where .sops.yaml is).",
+        help="The connection repository (its root, where .sops.yaml is). Default: the first "
+             "directory with connc's layout from here up, as git finds its repository.",
     )(function)
+
+
+def _diff_root(repo: str | None) -> Path:
+    """diff's repository: the layout may exist at a revision only, so without --repo the
+    current directory is taken when no directory above it has the layout."""
+    from connc.errors import UsageError
+    from connc.repository import find_root
+
+    if repo is not None:
+        return Path(repo)
+    try:
+        return find_root()
+    except UsageError:
+        return Path(".")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -41,7 +57,7 @@ def cli() -> None:
               type=click.Choice(["auto", "text", "json", "github"]),
               help="auto is github under GitHub Actions, else text.")
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
-def validate(repo: str, decrypt: bool, output_format: str, strict: bool) -> None:
+def validate(repo: str | None, decrypt: bool, output_format: str, strict: bool) -> None:
     """Check every file, reference and scope of use. Keyless unless --decrypt.
 
     Exit 0 when there is no error, 1 when findings fail, 2 for usage or environment errors.
@@ -71,7 +87,7 @@ def validate(repo: str, decrypt: bool, output_format: str, strict: bool) -> None
 @click.option("--pipeline", "pipeline_id", metavar="ID", help="Only this pipeline.")
 @click.option("--connection", "connection_id", metavar="ID",
               help="Only the pipelines that use or may use this connection.")
-def access(repo: str, output_format: str, pipeline_id: str | None,
+def access(repo: str | None, output_format: str, pipeline_id: str | None,
            connection_id: str | None) -> None:
     """Which pipeline uses, may use, or is denied which connection (keyless).
 
@@ -136,7 +152,7 @@ def schema(out: str) -> None:
               type=click.Choice(["shell", "json", "github"]),
               help="shell: print the env file; json: the manifest; github: write $GITHUB_ENV "
                    "and mask every secret.")
-def render(pipeline_argument: str | None, pipeline_option: str | None, repo: str,
+def render(pipeline_argument: str | None, pipeline_option: str | None, repo: str | None,
            out: str | None, output_format: str) -> None:
     """Decrypt what pipeline ID (pipelines.d/ID.yaml) may use and write its credential bundle.
 
@@ -166,8 +182,6 @@ def clean(out: str) -> None:
       connc clean /tmp/creds
       connc clean "$RUNNER_TEMP/connc/api-release"
     """
-    from pathlib import Path
-
     from connc.render.clean import clean as run_clean
 
     for message in run_clean(Path(out)):
@@ -181,7 +195,7 @@ def clean(out: str) -> None:
 @click.option("--format", "output_format", default="markdown", show_default=True,
               type=click.Choice(["markdown", "json"]),
               help="markdown: a pull-request comment; json: the same changes, for tools.")
-def diff(base: str, head: str | None, repo: str, output_format: str) -> None:
+def diff(base: str, head: str | None, repo: str | None, output_format: str) -> None:
     """What a change does to access: grants, scopes, owners, recipients, team members.
 
     Compares revision BASE with HEAD, or with the working tree when HEAD is omitted (keyless).
@@ -193,12 +207,10 @@ def diff(base: str, head: str | None, repo: str, output_format: str) -> None:
       connc diff "$BASE_SHA" "$HEAD_SHA" > comment.md
       connc diff HEAD~1 HEAD --format json
     """
-    from pathlib import Path
-
     from connc.diff.report import FORMATS
     from connc.diff.run import diff as run_diff
 
-    result = run_diff(Path(repo), base, head)
+    result = run_diff(_diff_root(repo), base, head)
     FORMATS[output_format](result, sys.stdout)
     sys.exit(ExitCode.FINDINGS if result.widened else ExitCode.OK)
 
@@ -216,7 +228,7 @@ def diff(base: str, head: str | None, repo: str, output_format: str) -> None:
               type=click.Choice(["text", "json"]))
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 300),
               help="Seconds for each request to the GitHub API.")
-def approvals(base: str, head: str | None, repo: str, github_pr: int | None,
+def approvals(base: str, head: str | None, repo: str | None, github_pr: int | None,
               approved_by: str | None, output_format: str, timeout: float) -> None:
     """Has every change of `connc diff BASE HEAD` that widens access the consent it needs?
 
@@ -229,14 +241,12 @@ def approvals(base: str, head: str | None, repo: str, github_pr: int | None,
       connc approvals "$BASE_SHA" "$HEAD_SHA" --github-pr "$PR_NUMBER"
       connc approvals origin/main HEAD --approved-by alice,bob --format json
     """
-    from pathlib import Path
-
     from connc.diff import approvals as consent
     from connc.diff.run import diff as run_diff
 
     if (github_pr is None) == (approved_by is None):
         raise click.UsageError("give one of --github-pr N or --approved-by USER[,USER...]")
-    result = run_diff(Path(repo), base, head)
+    result = run_diff(_diff_root(repo), base, head)
     if approved_by is not None:
         verdict = consent.approved_by(result, approved_by)
     else:
@@ -272,8 +282,6 @@ def init(directory: str, owner: str, new_key: str | None, recipients: tuple[str,
       connc init --owner alice --new-key ~/.config/connc/age.txt
       connc init infra/connections --owner alice --recipient age1...
     """
-    from pathlib import Path
-
     from connc.author.init import init as run_init
 
     done = run_init(Path(directory), owner=owner, recipients=recipients,
@@ -295,7 +303,7 @@ def init(directory: str, owner: str, new_key: str | None, recipients: tuple[str,
               help="With --visibility custom: user:NAME, team:NAME or pipeline:ID (repeatable).")
 @repo_option
 def new(connection_type: str, connection_id: str, owner: str | None, visibility: str,
-        members: tuple[str, ...], repo: str) -> None:
+        members: tuple[str, ...], repo: str | None) -> None:
     """Scaffold connections.d/ID.sops.yaml from TYPE's template, encrypted with sops.
 
     TYPE: github-app, gitlab, gitlab-self-hosted, codeup, bitbucket, git, container-registry,
@@ -340,7 +348,7 @@ def secret() -> None:
 @click.argument("connection_id", metavar="ID")
 @click.argument("field", metavar="FIELD")
 @repo_option
-def secret_set(connection_id: str, field: str, repo: str) -> None:
+def secret_set(connection_id: str, field: str, repo: str | None) -> None:
     """Set credential FIELD of connection ID to the value read from stdin.
 
     Never from the command line or the environment, where other processes see it. One
@@ -367,7 +375,7 @@ def secret_set(connection_id: str, field: str, repo: str) -> None:
 @click.option("--all", "every", is_flag=True, help="Every connection of the repository.")
 @click.option("--dry-run", is_flag=True, help="Print what would be sealed; write nothing.")
 @repo_option
-def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str) -> None:
+def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str | None) -> None:
     """Approve each connection's plaintext as it is now, with a key: write its seal.
 
     A seal binds the credential to its id, owner, scope and spec (spec section 4.2): render
@@ -397,7 +405,7 @@ def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str) -> None:
               type=click.Choice(["text", "json"]))
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 300),
               help="Seconds for each network request (a git or kubectl run gets twice this).")
-def check(ids: tuple[str, ...], repo: str, output_format: str, timeout: float) -> None:
+def check(ids: tuple[str, ...], repo: str | None, output_format: str, timeout: float) -> None:
     """Verify connections against their services, from this machine's network.
 
     Each ID given, or every connection: git ls-remote, the registry's /v2/, the cluster's

@@ -23,7 +23,7 @@ from connc.schema.policy import control_character
 from connc.scope import ConnectionScope, PipelineScope, decide
 
 
-def command(pipeline_id: str, repo: str, out: str | None, output_format: str) -> None:
+def command(pipeline_id: str, repo: str | None, out: str | None, output_format: str) -> None:
     """`connc render`: check the options, render, print in the chosen format."""
     from connc.render.output import check_format, emit
 
