@@ -317,16 +317,12 @@ def new(connection_type: str, connection_id: str, owner: str | None, visibility:
       connc new kubernetes k8s-prod --owner alice --visibility custom \\
           --member team:platform --member pipeline:deploy
     """
-    from connc.author.new import NotCreated, new_connection
+    from connc.author.new import new_connection
     from connc.repository import find_root
     from connc.validate import report as reporters
 
-    try:
-        created = new_connection(find_root(repo), connection_type, connection_id, owner=owner,
-                                 visibility=visibility, members=members)
-    except NotCreated as exc:
-        reporters.text(exc.findings, 1, sys.stdout)
-        raise
+    created = new_connection(find_root(repo), connection_type, connection_id, owner=owner,
+                             visibility=visibility, members=members)
     if created.findings:
         reporters.text(created.findings, 1, sys.stdout)
     click.echo(created.relpath)
