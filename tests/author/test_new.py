@@ -119,7 +119,7 @@ def test_kubernetes_defaults_to_a_token_and_lists_optional_fields(repo: Path) ->
                                 "server": "https://kubernetes.replace-me.invalid:6443"}
     for optional in ("certificateAuthorityData", "namespace", "insecureSkipTlsVerify"):
         assert f"# Optional `{optional}`" in text
-    assert "sops unset connections.d/k8s.sops.yaml" in text
+    assert "connc secret unset k8s token" in text
 
 
 def test_github_app_writes_defaults_and_placeholders(repo: Path) -> None:

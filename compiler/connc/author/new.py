@@ -133,7 +133,7 @@ TEMPLATES: dict[str, Template] = {
         credential="token: a service account token (`kubectl create token SA --duration=...`\n"
                    "or a token Secret). Or a client certificate: `clientCertificateData` +\n"
                    "`clientKeyData`, base64 PEM as in a kubeconfig; set both, then remove\n"
-                   "`token`: sops unset {file} '[\"credential\"][\"token\"]'",
+                   "`token`: connc secret unset {id} token",
     ),
     "packages": Template(
         spec={
@@ -195,7 +195,7 @@ def document(connection_type: str, connection_id: str, owner: str, visibility: s
         "The only encrypted part. Each value is a placeholder until you set it:",
         *(f"  connc secret set {connection_id} {field} < FILE"
           for field in credential_fields(connection_type)),
-        template.credential.format(file=repository.connection_path(connection_id))]))
+        template.credential.format(id=connection_id)]))
     return doc
 
 
