@@ -29,6 +29,31 @@ def repo_option(function: F) -> F:
     )(function)
 
 
+def _complete_ids(kind: str) -> Callable[[click.Context, click.Parameter, str], list[str]]:
+    """Shell completion of the ids of the repository's connections or pipelines."""
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        from connc import repository
+        from connc.errors import ConncError
+
+        try:
+            listing = repository.list_files(repository.find_root(ctx.params.get("repo")))
+        except (ConncError, OSError):
+            return []
+        files, suffix = ((listing.connections, repository.CONNECTION_SUFFIX)
+                         if kind == "Connection" else
+                         (listing.pipelines, repository.PIPELINE_SUFFIX))
+        return [i for i in (repository.stem(f, suffix) for f in files) if i.startswith(incomplete)]
+
+    return complete
+
+
+def _complete_types(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from connc.schema.models import CONNECTION_TYPES
+
+    return [t for t in CONNECTION_TYPES if t.startswith(incomplete)]
+
+
 def _diff_root(repo: str | None) -> Path:
     """diff's repository: the layout may exist at a revision only, so without --repo the
     current directory is taken when no directory above it has the layout."""
@@ -142,7 +167,8 @@ def schema(out: str) -> None:
 
 
 @cli.command()
-@click.argument("pipeline_argument", metavar="ID", required=False)
+@click.argument("pipeline_argument", metavar="ID", required=False,
+                shell_complete=_complete_ids("Pipeline"))
 @click.option("--pipeline", "pipeline_option", metavar="ID",
               help="The pipeline id, as the ID argument (kept for older scripts).")
 @repo_option
@@ -292,7 +318,7 @@ def init(directory: str, owner: str, new_key: str | None, recipients: tuple[str,
 
 
 @cli.command("new")
-@click.argument("connection_type", metavar="TYPE")
+@click.argument("connection_type", metavar="TYPE", shell_complete=_complete_types)
 @click.argument("connection_id", metavar="ID")
 @click.option("--owner", default=None, metavar="USER",
               help="The owning user (in members.yaml). Default: its only user, if it has one.")
@@ -342,7 +368,7 @@ def secret() -> None:
 
 
 @secret.command("set")
-@click.argument("connection_id", metavar="ID")
+@click.argument("connection_id", metavar="ID", shell_complete=_complete_ids("Connection"))
 @click.argument("field", metavar="FIELD")
 @repo_option
 def secret_set(connection_id: str, field: str, repo: str | None) -> None:
@@ -368,7 +394,7 @@ def secret_set(connection_id: str, field: str, repo: str | None) -> None:
 
 
 @secret.command("unset")
-@click.argument("connection_id", metavar="ID")
+@click.argument("connection_id", metavar="ID", shell_complete=_complete_ids("Connection"))
 @click.argument("field", metavar="FIELD")
 @repo_option
 def secret_unset(connection_id: str, field: str, repo: str | None) -> None:
@@ -410,7 +436,7 @@ def sops(args: tuple[str, ...]) -> None:
 
 
 @cli.command()
-@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.argument("ids", nargs=-1, metavar="[ID]...", shell_complete=_complete_ids("Connection"))
 @click.option("--all", "every", is_flag=True, help="Every connection of the repository.")
 @click.option("--dry-run", is_flag=True, help="Print what would be sealed; write nothing.")
 @repo_option
@@ -438,7 +464,7 @@ def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str | None) -> 
 
 
 @cli.command()
-@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.argument("ids", nargs=-1, metavar="[ID]...", shell_complete=_complete_ids("Connection"))
 @repo_option
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(["text", "json"]))

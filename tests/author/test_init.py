@@ -4,6 +4,7 @@ with its key outside the repository, and workflows and a pre-commit hook that re
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from connc.author.init import init
 from connc.errors import UsageError
 from connc.validate.run import validate
 from repokit import (
+    REPO_ROOT,
     TEST_RECIPIENT,
     assert_github_schema,
     assert_zizmor_finds_nothing,
@@ -210,22 +212,37 @@ def test_written_workflows_match_githubs_schema(initialised: Path, workflow: str
 # --- the pre-commit hook, installed by pre-commit itself from a local clone ------------------
 
 
-def test_pre_commit_hook_runs_connc_validate(tmp_path: Path) -> None:
+def documented_pre_commit_config() -> str:
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("### Shell completion and pre-commit"):]
+    block = re.search(r"^```yaml\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    assert block is not None
+    return block.group(1)
+
+
+def test_the_documented_pre_commit_config_runs_connc_validate(tmp_path: Path) -> None:
+    """README's `.pre-commit-config.yaml`, pointed at a clone of this working tree at its
+    commit, run by pre-commit itself: the hook installs and fails a broken repository."""
     hook_repo = clone_of_working_tree(tmp_path / "connc")
+    commit = git(hook_repo, "rev-parse", "HEAD").strip()
+    config = documented_pre_commit_config()
+    assert "https://github.com/OWNER/connc" in config and "rev: COMMIT" in config
     repo = tmp_path / "repo"
     init(repo, owner="alice", recipients=[TEST_RECIPIENT], new_key=None)
+    (repo / ".pre-commit-config.yaml").write_text(
+        config.replace("https://github.com/OWNER/connc", str(hook_repo))
+        .replace("COMMIT", commit))
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     env = {key: value for key, value in os.environ.items() if not key.startswith("SOPS_")}
     env.update(PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"), PRE_COMMIT_COLOR="never",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
 
-    def try_repo() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [venv_tool("pre-commit"), "try-repo", str(hook_repo), "connc-validate", "--all-files"],
-            cwd=repo, env=env, capture_output=True, text=True, timeout=240, check=False)
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([venv_tool("pre-commit"), "run", "--all-files"], cwd=repo,
+                              env=env, capture_output=True, text=True, timeout=240, check=False)
 
-    clean = try_repo()
+    clean = run()
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "connc validate" in clean.stdout and "Passed" in clean.stdout
     # A pipeline using a connection that does not exist: the hook fails the commit.
@@ -233,6 +250,6 @@ def test_pre_commit_hook_runs_connc_validate(tmp_path: Path) -> None:
         "apiVersion: connc/v1\nkind: Pipeline\nmetadata: {id: deploy, owner: alice}\n"
         "uses: [{connection: nowhere}]\n")
     git(repo, "add", "-A")
-    broken = try_repo()
+    broken = run()
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "Failed" in broken.stdout and "nowhere" in broken.stdout
