@@ -142,6 +142,8 @@ TEMPLATES: dict[str, Template] = {
                    "PyPI index ending in /simple/)",
             "repositoryId": f"{REPLACE}: maven only (remove it for npm and pypi): the <server>\n"
                             "id, as the <repository> id in your pom.xml",
+            "npmScopes": "npm only: the scopes this registry serves, [@acme]; without it,\n"
+                         "it is the default registry for every package",
         },
         placeholders=SPEC_PLACEHOLDERS["packages"],
         credential="username + password: the repository account and its password or token.\n"
