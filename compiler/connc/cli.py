@@ -293,7 +293,9 @@ def approvals(base: str, head: str | None, repo: str | None, github_pr: int | No
               help="Encrypt to this public key instead (age1..., a KMS ARN...; repeatable).")
 @click.option("--github", metavar="LOGIN", help="The owner's GitHub account (connc approvals).")
 @click.option("--connc-requirement", metavar="REQ",
-              help="What the workflows pip-install. Default: connc==THIS-VERSION.")
+              help="What the workflows pip-install. Default: where this connc came from "
+                   "(connc==VERSION from an index, or a git URL at its commit); init says "
+                   "when CI cannot install that.")
 def init(directory: str, owner: str, new_key: str | None, recipients: tuple[str, ...],
          github: str | None, connc_requirement: str | None) -> None:
     """Turn an empty directory or git repository into a connection repository.

@@ -201,11 +201,9 @@ def no_key_error(env: Mapping[str, str], root: Path, relpath: str) -> KeyUnusabl
 
 def yours(usable: list[Source]) -> str:
     """"your key age1... (SOPS_AGE_KEY_FILE=...)", or each of several."""
-    described = []
-    for source in usable:
-        keys = ", ".join(source.recipients) or "keys"
-        described.append(f"{keys}{' and others' if source.opaque and source.recipients else ''}"
-                         f" ({source.where})")
+    described = [f"{', '.join(source.recipients)}{' and others' if source.opaque else ''} "
+                 f"({source.where})" if source.recipients else source.where
+                 for source in usable]
     several = len(usable) > 1 or len(usable[0].recipients) != 1 or usable[0].opaque
     return f"your key{'s' if several else ''} {'; '.join(described)}"
 
