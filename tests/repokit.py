@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Mapping
@@ -150,6 +151,23 @@ def git(repo: Path, *args: str) -> str:
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, f"git {args} failed: {proc.stderr}"
     return proc.stdout
+
+
+def clone_of_working_tree(target: Path) -> Path:
+    """A git repository holding this working tree as it is (committed or not), as pre-commit
+    clones a hook repository: the hook under test is the one being changed, not HEAD's."""
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], cwd=REPO_ROOT, capture_output=True,
+                            check=True, timeout=60).stdout.decode().split("\0")
+    for relpath in filter(None, listed):
+        source = REPO_ROOT / relpath
+        if source.is_file():
+            (target / relpath).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / relpath)
+    git(target, "init", "-q")
+    git(target, "add", "-A")
+    git(target, "commit", "-q", "-m", "connc under test")
+    return target
 
 
 def commit(repo: Path, message: str = "change") -> str:

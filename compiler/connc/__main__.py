@@ -19,7 +19,7 @@ from connc.errors import ConncError, ExitCode
 RENDER_OPTIONS = {"--pipeline": "pipeline_id", "--repo": "repo", "--out": "out",
                   "--format": "output_format"}
 RENDER_FORMATS = ("shell", "json", "github")
-_RENDER_DEFAULTS = {"repo": ".", "out": None, "output_format": "shell"}
+_RENDER_DEFAULTS = {"repo": None, "out": None, "output_format": "shell"}
 
 
 def fast_render_options(argv: list[str]) -> dict[str, str | None] | None:

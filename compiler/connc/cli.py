@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -21,10 +22,50 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 def repo_option(function: F) -> F:
     return click.option(
-        "--repo", "repo", default=".", show_default=True,
+        "--repo", "repo", default=None, metavar="DIR",
         type=click.Path(file_okay=False, path_type=str),
-        help="The connection repository (its root, where .sops.yaml is).",
+        help="The connection repository (its root, where .sops.yaml is). Default: the first "
+             "directory with connc's layout from here up, as git finds its repository.",
     )(function)
+
+
+def _complete_ids(kind: str) -> Callable[[click.Context, click.Parameter, str], list[str]]:
+    """Shell completion of the ids of the repository's connections or pipelines."""
+
+    def complete(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+        from connc import repository
+        from connc.errors import ConncError
+
+        try:
+            listing = repository.list_files(repository.find_root(ctx.params.get("repo")))
+        except (ConncError, OSError):
+            return []
+        files, suffix = ((listing.connections, repository.CONNECTION_SUFFIX)
+                         if kind == "Connection" else
+                         (listing.pipelines, repository.PIPELINE_SUFFIX))
+        return [i for i in (repository.stem(f, suffix) for f in files) if i.startswith(incomplete)]
+
+    return complete
+
+
+def _complete_types(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
+    from connc.schema.models import CONNECTION_TYPES
+
+    return [t for t in CONNECTION_TYPES if t.startswith(incomplete)]
+
+
+def _diff_root(repo: str | None) -> Path:
+    """diff's repository: the layout may exist at a revision only, so without --repo the
+    current directory is taken when no directory above it has the layout."""
+    from connc.errors import UsageError
+    from connc.repository import find_root
+
+    if repo is not None:
+        return Path(repo)
+    try:
+        return find_root()
+    except UsageError:
+        return Path(".")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -41,7 +82,7 @@ def cli() -> None:
               type=click.Choice(["auto", "text", "json", "github"]),
               help="auto is github under GitHub Actions, else text.")
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
-def validate(repo: str, decrypt: bool, output_format: str, strict: bool) -> None:
+def validate(repo: str | None, decrypt: bool, output_format: str, strict: bool) -> None:
     """Check every file, reference and scope of use. Keyless unless --decrypt.
 
     Exit 0 when there is no error, 1 when findings fail, 2 for usage or environment errors.
@@ -71,7 +112,7 @@ def validate(repo: str, decrypt: bool, output_format: str, strict: bool) -> None
 @click.option("--pipeline", "pipeline_id", metavar="ID", help="Only this pipeline.")
 @click.option("--connection", "connection_id", metavar="ID",
               help="Only the pipelines that use or may use this connection.")
-def access(repo: str, output_format: str, pipeline_id: str | None,
+def access(repo: str | None, output_format: str, pipeline_id: str | None,
            connection_id: str | None) -> None:
     """Which pipeline uses, may use, or is denied which connection (keyless).
 
@@ -126,7 +167,8 @@ def schema(out: str) -> None:
 
 
 @cli.command()
-@click.argument("pipeline_argument", metavar="ID", required=False)
+@click.argument("pipeline_argument", metavar="ID", required=False,
+                shell_complete=_complete_ids("Pipeline"))
 @click.option("--pipeline", "pipeline_option", metavar="ID",
               help="The pipeline id, as the ID argument (kept for older scripts).")
 @repo_option
@@ -136,7 +178,7 @@ def schema(out: str) -> None:
               type=click.Choice(["shell", "json", "github"]),
               help="shell: print the env file; json: the manifest; github: write $GITHUB_ENV "
                    "and mask every secret.")
-def render(pipeline_argument: str | None, pipeline_option: str | None, repo: str,
+def render(pipeline_argument: str | None, pipeline_option: str | None, repo: str | None,
            out: str | None, output_format: str) -> None:
     """Decrypt what pipeline ID (pipelines.d/ID.yaml) may use and write its credential bundle.
 
@@ -166,8 +208,6 @@ def clean(out: str) -> None:
       connc clean /tmp/creds
       connc clean "$RUNNER_TEMP/connc/api-release"
     """
-    from pathlib import Path
-
     from connc.render.clean import clean as run_clean
 
     for message in run_clean(Path(out)):
@@ -181,7 +221,7 @@ def clean(out: str) -> None:
 @click.option("--format", "output_format", default="markdown", show_default=True,
               type=click.Choice(["markdown", "json"]),
               help="markdown: a pull-request comment; json: the same changes, for tools.")
-def diff(base: str, head: str | None, repo: str, output_format: str) -> None:
+def diff(base: str, head: str | None, repo: str | None, output_format: str) -> None:
     """What a change does to access: grants, scopes, owners, recipients, team members.
 
     Compares revision BASE with HEAD, or with the working tree when HEAD is omitted (keyless).
@@ -193,12 +233,10 @@ def diff(base: str, head: str | None, repo: str, output_format: str) -> None:
       connc diff "$BASE_SHA" "$HEAD_SHA" > comment.md
       connc diff HEAD~1 HEAD --format json
     """
-    from pathlib import Path
-
     from connc.diff.report import FORMATS
     from connc.diff.run import diff as run_diff
 
-    result = run_diff(Path(repo), base, head)
+    result = run_diff(_diff_root(repo), base, head)
     FORMATS[output_format](result, sys.stdout)
     sys.exit(ExitCode.FINDINGS if result.widened else ExitCode.OK)
 
@@ -219,7 +257,7 @@ def diff(base: str, head: str | None, repo: str, output_format: str) -> None:
               type=click.Choice(["text", "json"]))
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 300),
               help="Seconds for each request to the GitHub API.")
-def approvals(base: str, head: str | None, repo: str, github_pr: int | None,
+def approvals(base: str, head: str | None, repo: str | None, github_pr: int | None,
               merge_group: str | None, approved_by: str | None, output_format: str,
               timeout: float) -> None:
     """Has every change of `connc diff BASE HEAD` that widens access the consent it needs?
@@ -235,15 +273,13 @@ def approvals(base: str, head: str | None, repo: str, github_pr: int | None,
       connc approvals "$BASE_SHA" "$HEAD_SHA" --github-merge-group "$MERGE_GROUP_REF"
       connc approvals origin/main HEAD --approved-by alice,bob --format json
     """
-    from pathlib import Path
-
     from connc.diff import approvals as consent
     from connc.diff.run import diff as run_diff
 
     if sum(option is not None for option in (github_pr, merge_group, approved_by)) != 1:
         raise click.UsageError("give one of --github-pr N, --github-merge-group REF or "
                                "--approved-by USER[,USER...]")
-    result = run_diff(Path(repo), base, head)
+    result = run_diff(_diff_root(repo), base, head)
     if approved_by is not None:
         verdict = consent.approved_by(result, approved_by)
     else:
@@ -263,7 +299,9 @@ def approvals(base: str, head: str | None, repo: str, github_pr: int | None,
               help="Encrypt to this public key instead (age1..., a KMS ARN...; repeatable).")
 @click.option("--github", metavar="LOGIN", help="The owner's GitHub account (connc approvals).")
 @click.option("--connc-requirement", metavar="REQ",
-              help="What the workflows pip-install. Default: connc==THIS-VERSION.")
+              help="What the workflows pip-install. Default: where this connc came from "
+                   "(connc==VERSION from an index, or a git URL at its commit); init says "
+                   "when CI cannot install that.")
 def init(directory: str, owner: str, new_key: str | None, recipients: tuple[str, ...],
          github: str | None, connc_requirement: str | None) -> None:
     """Turn an empty directory or git repository into a connection repository.
@@ -278,8 +316,6 @@ def init(directory: str, owner: str, new_key: str | None, recipients: tuple[str,
       connc init --owner alice --new-key ~/.config/connc/age.txt
       connc init infra/connections --owner alice --recipient age1...
     """
-    from pathlib import Path
-
     from connc.author.init import init as run_init
 
     done = run_init(Path(directory), owner=owner, recipients=recipients,
@@ -290,7 +326,7 @@ def init(directory: str, owner: str, new_key: str | None, recipients: tuple[str,
 
 
 @cli.command("new")
-@click.argument("connection_type", metavar="TYPE")
+@click.argument("connection_type", metavar="TYPE", shell_complete=_complete_types)
 @click.argument("connection_id", metavar="ID")
 @click.option("--owner", default=None, metavar="USER",
               help="The owning user (in members.yaml). Default: its only user, if it has one.")
@@ -301,7 +337,7 @@ def init(directory: str, owner: str, new_key: str | None, recipients: tuple[str,
               help="With --visibility custom: user:NAME, team:NAME or pipeline:ID (repeatable).")
 @repo_option
 def new(connection_type: str, connection_id: str, owner: str | None, visibility: str,
-        members: tuple[str, ...], repo: str) -> None:
+        members: tuple[str, ...], repo: str | None) -> None:
     """Scaffold connections.d/ID.sops.yaml from TYPE's template, encrypted with sops.
 
     TYPE: github-app, gitlab, gitlab-self-hosted, codeup, bitbucket, git, container-registry,
@@ -315,16 +351,12 @@ def new(connection_type: str, connection_id: str, owner: str | None, visibility:
       connc new kubernetes k8s-prod --owner alice --visibility custom \\
           --member team:platform --member pipeline:deploy
     """
-    from connc.author.new import NotCreated, new_connection
+    from connc.author.new import new_connection
     from connc.repository import find_root
     from connc.validate import report as reporters
 
-    try:
-        created = new_connection(find_root(repo), connection_type, connection_id, owner=owner,
-                                 visibility=visibility, members=members)
-    except NotCreated as exc:
-        reporters.text(exc.findings, 1, sys.stdout)
-        raise
+    created = new_connection(find_root(repo), connection_type, connection_id, owner=owner,
+                             visibility=visibility, members=members)
     if created.findings:
         reporters.text(created.findings, 1, sys.stdout)
     click.echo(created.relpath)
@@ -339,14 +371,15 @@ def secret() -> None:
     \b
     Examples:
       connc secret set gitlab-acme token < token.txt
+      connc secret unset k8s-prod token
     """
 
 
 @secret.command("set")
-@click.argument("connection_id", metavar="ID")
+@click.argument("connection_id", metavar="ID", shell_complete=_complete_ids("Connection"))
 @click.argument("field", metavar="FIELD")
 @repo_option
-def secret_set(connection_id: str, field: str, repo: str) -> None:
+def secret_set(connection_id: str, field: str, repo: str | None) -> None:
     """Set credential FIELD of connection ID to the value read from stdin.
 
     Never from the command line or the environment, where other processes see it. One
@@ -368,12 +401,54 @@ def secret_set(connection_id: str, field: str, repo: str) -> None:
         click.echo(line, err=True)
 
 
+@secret.command("unset")
+@click.argument("connection_id", metavar="ID", shell_complete=_complete_ids("Connection"))
+@click.argument("field", metavar="FIELD")
+@repo_option
+def secret_unset(connection_id: str, field: str, repo: str | None) -> None:
+    """Remove credential FIELD of connection ID (an alternative it does not use), and reseal.
+
+    Refused, with nothing changed, when what stays holds no complete credential. sops rewrites
+    the credential and keeps the comments and everything else; needs a sops key.
+
+    \b
+    Examples:
+      connc secret unset k8s-prod token        # after setting clientCertificateData + clientKeyData
+      connc secret unset npm-internal password
+    """
+    from connc.author.secret_unset import unset_secret
+    from connc.repository import find_root
+
+    removed = unset_secret(find_root(repo), connection_id, field)
+    for line in removed.messages():
+        click.echo(line, err=True)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False,
+                               "help_option_names": []})
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def sops(args: tuple[str, ...]) -> None:
+    """Run the sops that comes with connc: `connc sops ARGS...` is `sops ARGS...`.
+
+    No sops on PATH is needed (a pipx install has none). sops runs here, as sops, with connc's
+    default key file when no SOPS_AGE_KEY_FILE is set. `connc sops --help` is sops' help.
+
+    \b
+    Examples:
+      connc sops updatekeys connections.d/k8s-prod.sops.yaml
+      connc sops edit connections.d/k8s-prod.sops.yaml
+    """
+    from connc.sops import become
+
+    become(list(args))
+
+
 @cli.command()
-@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.argument("ids", nargs=-1, metavar="[ID]...", shell_complete=_complete_ids("Connection"))
 @click.option("--all", "every", is_flag=True, help="Every connection of the repository.")
 @click.option("--dry-run", is_flag=True, help="Print what would be sealed; write nothing.")
 @repo_option
-def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str) -> None:
+def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str | None) -> None:
     """Approve each connection's plaintext as it is now, with a key: write its seal.
 
     A seal binds the credential to its id, owner, scope and spec (spec section 4.2): render
@@ -397,7 +472,7 @@ def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str) -> None:
 
 
 @cli.command()
-@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.argument("ids", nargs=-1, metavar="[ID]...", shell_complete=_complete_ids("Connection"))
 @repo_option
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(["text", "json"]))
@@ -410,7 +485,7 @@ def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str) -> None:
                    "pipelines use.")
 @click.option("--branches", is_flag=True,
               help="With --reach: list the branch names of each repository too.")
-def check(ids: tuple[str, ...], repo: str, output_format: str, timeout: float | None,
+def check(ids: tuple[str, ...], repo: str | None, output_format: str, timeout: float | None,
           reach: bool, branches: bool) -> None:
     """Verify connections against their services, from this machine's network.
 

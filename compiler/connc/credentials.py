@@ -164,8 +164,8 @@ def _placeholder_message(connection_id: str, spec: Mapping[str, Any], field: str
                f"`connc secret set {connection_id} {field}`")
     if spec["type"] == "packages" and field in ("username", "password"):
         # The npm template starts with username + password; a token replaces both.
-        message += (f", or, if the connection uses `token`, remove it: sops unset "
-                    f"connections.d/{connection_id}.sops.yaml '[\"credential\"][\"{field}\"]'")
+        message += (f", or, if the connection uses `token`, remove it: `connc secret unset "
+                    f"{connection_id} {field}`")
     return message
 
 

@@ -36,7 +36,7 @@ def check(document: Document, relpath: str, rules: tuple[CreationRule, ...] | No
     found = _encrypted_outside_credential(document, relpath)
     if "sops" not in data:
         return found + [finding(relpath, 1, 1, "CONNC401",
-                                f"the file is not encrypted; run `sops encrypt -i {relpath}` "
+                                f"the file is not encrypted; run `connc sops encrypt -i {relpath}` "
                                 f"from the repository root")]
     found += _credential_values(document, relpath)
     if metadata is None:
@@ -97,10 +97,10 @@ def _key_drift(metadata: SopsMetadata, rule: CreationRule, relpath: str) -> str 
     # keeps the file's own threshold; a fresh encryption takes both from the rule.
     rewrites_groups = [set(g) for g in ours.groups] != [set(g) for g in theirs.groups]
     if rewrites_groups and threshold_after_updatekeys(ours, theirs) == theirs.threshold:
-        fix = f"run `sops updatekeys {relpath}`"
+        fix = f"run `connc sops updatekeys {relpath}`"
     else:
         fix = (f"`sops updatekeys` keeps a file's threshold, so decrypt and re-encrypt it: "
-               f"`sops decrypt -i {relpath} && sops encrypt -i {relpath}`")
+               f"`connc sops decrypt -i {relpath} && connc sops encrypt -i {relpath}`")
     return f"{'; '.join(parts)}; {fix}"
 
 

@@ -66,14 +66,38 @@ def read_by_render(relpath: str) -> bool:
     return suffix is not None and "/" not in name and name.endswith(suffix)
 
 
-def find_root(repo: str | os.PathLike[str]) -> Path:
-    root = Path(repo).resolve()
-    if not root.is_dir():
-        raise UsageError(f"{repo} is not a directory")
-    if not any((root / name).exists() for name in (CONNECTIONS_DIR, PIPELINES_DIR, MEMBERS_FILE)):
-        raise UsageError(f"{repo} is not a connection repository: it has none of "
-                         f"{CONNECTIONS_DIR}/, {PIPELINES_DIR}/, {MEMBERS_FILE}")
-    return root
+def find_root(repo: str | os.PathLike[str] | None = None) -> Path:
+    """The connection repository: `repo` itself when given (`--repo`), else the first directory
+    with connc's layout from the current directory up, as git finds its own — never above the
+    top of the git repository the search started in (a parent repository is another one)."""
+    if repo is not None:
+        root = Path(repo).resolve()
+        if not root.is_dir():
+            raise UsageError(f"{repo} is not a directory")
+        if not has_layout(root):
+            raise UsageError(f"{repo} is not a connection repository: it has none of "
+                             f"{CONNECTIONS_DIR}/, {PIPELINES_DIR}/, {MEMBERS_FILE}")
+        return root
+    try:
+        start = Path.cwd()
+    except OSError:  # the current directory was removed
+        raise UsageError("the current directory does not exist; pass --repo DIR") from None
+    for candidate in (start, *start.parents):
+        if has_layout(candidate):
+            return candidate
+        if (candidate / ".git").exists():
+            raise UsageError(f"not in a connection repository: neither {start} nor a directory "
+                             f"above it up to {candidate} (the top of its git repository) has "
+                             f"{CONNECTIONS_DIR}/, {PIPELINES_DIR}/ or {MEMBERS_FILE}; start one "
+                             f"with `connc init`, or pass --repo DIR")
+    raise UsageError(f"not in a connection repository: neither {start} nor a directory above "
+                     f"it has {CONNECTIONS_DIR}/, {PIPELINES_DIR}/ or {MEMBERS_FILE}; start one "
+                     f"with `connc init`, or pass --repo DIR")
+
+
+def has_layout(directory: Path) -> bool:
+    return any((directory / name).exists()
+               for name in (CONNECTIONS_DIR, PIPELINES_DIR, MEMBERS_FILE))
 
 
 @dataclasses.dataclass

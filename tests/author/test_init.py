@@ -4,7 +4,7 @@ with its key outside the repository, and workflows and a pre-commit hook that re
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import stat
 import subprocess
 import sys
@@ -18,8 +18,10 @@ from connc.errors import UsageError
 from connc.validate.run import validate
 from repokit import (
     REPO_ROOT,
+    TEST_RECIPIENT,
     assert_github_schema,
     assert_zizmor_finds_nothing,
+    clone_of_working_tree,
     git,
     new_age_key,
     run_connc,
@@ -94,7 +96,7 @@ def test_gitignore_keeps_keys_and_bundles_out(fresh: tuple[Path, Path]) -> None:
         (repo / name).unlink()
     (repo / "connections.d").rmdir()
     (repo / "pipelines.d").rmdir()
-    init(repo, owner="alice", recipients=["age1" + "q" * 58], new_key=None)
+    init(repo, owner="alice", recipients=[TEST_RECIPIENT], new_key=None)
     assert (repo / ".gitignore").read_text() == init_again  # ...and adds its entries once
 
 
@@ -138,11 +140,14 @@ def test_init_refuses_a_key_inside_the_repository(fresh: tuple[Path, Path]) -> N
 
 
 @pytest.mark.parametrize(("owner", "recipients", "new_key", "message"), [
-    ("alice bob", ["age1" + "q" * 58], False, "is not a user name"),
+    ("alice bob", [TEST_RECIPIENT], False, "is not a user name"),
     ("alice", [], False, "one of the two"),
-    ("alice", ["age1" + "q" * 58], True, "one of the two"),
+    ("alice", [TEST_RECIPIENT], True, "one of the two"),
     ("alice", ["hunter2-not-a-key"], False, "is not a public key"),
     ("alice", ["AGE-SECRET-KEY-1HUNTER2-NOT-A-KEY"], False, "this is a secret one"),
+    # sops would refuse it at the first `connc new`, with a message about the sops block.
+    ("alice", ["age1" + "q" * 58], False, "is not a valid age public key"),
+    ("alice", [TEST_RECIPIENT[:-1]], False, "is not a valid age public key"),
 ])
 def test_init_refuses_bad_arguments(tmp_path: Path, owner: str, recipients: list[str],
                                     new_key: bool, message: str) -> None:
@@ -152,6 +157,18 @@ def test_init_refuses_bad_arguments(tmp_path: Path, owner: str, recipients: list
              new_key=tmp_path / "age.txt" if new_key else None)
     assert "NOT-A-KEY" not in str(refused.value).upper()  # a pasted value is not echoed whole
     assert not repo.exists()
+
+
+def test_init_says_how_connc_finds_the_new_key(tmp_path: Path) -> None:
+    # At connc's default key file, connc finds it with nothing set: the quick start's way.
+    default = Path.home() / ".config" / "connc" / "age.txt"
+    said = "\n".join(init(tmp_path / "a", owner="alice", recipients=[],
+                          new_key=default).messages())
+    assert "connc finds it there, its default key file" in said and "export" not in said
+    elsewhere = tmp_path / "keys" / "age.txt"
+    said = "\n".join(init(tmp_path / "b", owner="alice", recipients=[],
+                          new_key=elsewhere).messages())
+    assert f"export SOPS_AGE_KEY_FILE={elsewhere}" in said
 
 
 def test_init_with_existing_recipients(tmp_path: Path) -> None:
@@ -164,7 +181,7 @@ def test_init_with_existing_recipients(tmp_path: Path) -> None:
 
 def test_requirement_cannot_inject_into_the_workflows(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="not a pip requirement"):
-        init(tmp_path / "repo", owner="alice", recipients=["age1" + "q" * 58], new_key=None,
+        init(tmp_path / "repo", owner="alice", recipients=[TEST_RECIPIENT], new_key=None,
              connc_requirement="connc\n  run: curl evil")
 
 
@@ -174,7 +191,7 @@ def test_requirement_cannot_inject_into_the_workflows(tmp_path: Path) -> None:
 @pytest.fixture(scope="module")
 def initialised(tmp_path_factory: pytest.TempPathFactory) -> Path:
     repo = tmp_path_factory.mktemp("init") / "repo"
-    init(repo, owner="alice", recipients=["age1" + "q" * 58], new_key=None, github="alice",
+    init(repo, owner="alice", recipients=[TEST_RECIPIENT], new_key=None, github="alice",
          connc_requirement="connc @ git+https://example.invalid/connc@v1")
     return repo
 
@@ -195,39 +212,37 @@ def test_written_workflows_match_githubs_schema(initialised: Path, workflow: str
 # --- the pre-commit hook, installed by pre-commit itself from a local clone ------------------
 
 
-def _clone_of_working_tree(target: Path) -> Path:
-    """A git repository holding this working tree as it is (committed or not), as pre-commit
-    clones a hook repository: the hook under test is the one being changed, not HEAD's."""
-    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others",
-                             "--exclude-standard"], cwd=REPO_ROOT, capture_output=True,
-                            check=True, timeout=60).stdout.decode().split("\0")
-    for relpath in filter(None, listed):
-        source = REPO_ROOT / relpath
-        if source.is_file():
-            (target / relpath).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target / relpath)
-    git(target, "init", "-q")
-    git(target, "add", "-A")
-    git(target, "commit", "-q", "-m", "connc under test")
-    return target
+def documented_pre_commit_config() -> str:
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("### Shell completion and pre-commit"):]
+    block = re.search(r"^```yaml\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    assert block is not None
+    return block.group(1)
 
 
-def test_pre_commit_hook_runs_connc_validate(tmp_path: Path) -> None:
-    hook_repo = _clone_of_working_tree(tmp_path / "connc")
+def test_the_documented_pre_commit_config_runs_connc_validate(tmp_path: Path) -> None:
+    """README's `.pre-commit-config.yaml`, pointed at a clone of this working tree at its
+    commit, run by pre-commit itself: the hook installs and fails a broken repository."""
+    hook_repo = clone_of_working_tree(tmp_path / "connc")
+    commit = git(hook_repo, "rev-parse", "HEAD").strip()
+    config = documented_pre_commit_config()
+    assert "https://github.com/OWNER/connc" in config and "rev: COMMIT" in config
     repo = tmp_path / "repo"
-    init(repo, owner="alice", recipients=["age1" + "q" * 58], new_key=None)
+    init(repo, owner="alice", recipients=[TEST_RECIPIENT], new_key=None)
+    (repo / ".pre-commit-config.yaml").write_text(
+        config.replace("https://github.com/OWNER/connc", str(hook_repo))
+        .replace("COMMIT", commit))
     git(repo, "init", "-q")
     git(repo, "add", "-A")
     env = {key: value for key, value in os.environ.items() if not key.startswith("SOPS_")}
     env.update(PRE_COMMIT_HOME=str(tmp_path / "pre-commit-home"), PRE_COMMIT_COLOR="never",
                PATH=f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}")
 
-    def try_repo() -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [venv_tool("pre-commit"), "try-repo", str(hook_repo), "connc-validate", "--all-files"],
-            cwd=repo, env=env, capture_output=True, text=True, timeout=240, check=False)
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run([venv_tool("pre-commit"), "run", "--all-files"], cwd=repo,
+                              env=env, capture_output=True, text=True, timeout=240, check=False)
 
-    clean = try_repo()
+    clean = run()
     assert clean.returncode == 0, clean.stdout + clean.stderr
     assert "connc validate" in clean.stdout and "Passed" in clean.stdout
     # A pipeline using a connection that does not exist: the hook fails the commit.
@@ -235,6 +250,6 @@ def test_pre_commit_hook_runs_connc_validate(tmp_path: Path) -> None:
         "apiVersion: connc/v1\nkind: Pipeline\nmetadata: {id: deploy, owner: alice}\n"
         "uses: [{connection: nowhere}]\n")
     git(repo, "add", "-A")
-    broken = try_repo()
+    broken = run()
     assert broken.returncode == 1, broken.stdout + broken.stderr
     assert "Failed" in broken.stdout and "nowhere" in broken.stdout

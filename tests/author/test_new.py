@@ -3,6 +3,7 @@ plaintext behind; refusals happen before anything is written."""
 
 from __future__ import annotations
 
+import re
 import stat
 from pathlib import Path
 from typing import Any
@@ -118,7 +119,7 @@ def test_kubernetes_defaults_to_a_token_and_lists_optional_fields(repo: Path) ->
                                 "server": "https://kubernetes.replace-me.invalid:6443"}
     for optional in ("certificateAuthorityData", "namespace", "insecureSkipTlsVerify"):
         assert f"# Optional `{optional}`" in text
-    assert "sops unset connections.d/k8s.sops.yaml" in text
+    assert "connc secret unset k8s token" in text
 
 
 def test_github_app_writes_defaults_and_placeholders(repo: Path) -> None:
@@ -299,10 +300,17 @@ def test_cli_prints_the_path_then_next_steps_and_validates(repo: Path) -> None:
     result = run_connc("new", "github-app", "gh-acme", "--owner", "alice", "--repo", str(repo))
     assert result.returncode == 0, result.stderr
     assert result.stdout == "connections.d/gh-acme.sops.yaml\n"
-    assert "connc secret set gh-acme privateKey < FILE" in result.stderr
-    assert "spec.clientId, spec.installationId" in result.stderr
+    assert "       connc secret set gh-acme privateKey\n" in result.stderr
+    assert "1. replace spec.clientId in" in result.stderr
+    assert "  spec.installationId: 1 is valid as it is, so nothing reports it" in result.stderr
+    # Exactly the placeholders it names, where it names them: nothing else is reported.
     checked = run_connc("validate", "--strict", "--repo", str(repo))
-    assert checked.returncode == 1 and "CONNC111 `spec.clientId`" in checked.stdout
+    assert checked.returncode == 1
+    named = re.findall(r"^  (\S+:\d+): (spec\.\w+) \(CONNC111\)$", result.stderr, re.MULTILINE)
+    reported = re.findall(r"^(\S+:\d+):\d+: error CONNC111 `(spec\.\w+)`", checked.stdout,
+                          re.MULTILINE)
+    assert named == reported and len(named) == 1
+    assert checked.stdout.count("\n") == 2  # the one, and the summary
     text = (repo / relpath("gh-acme")).read_text()
     (repo / relpath("gh-acme")).write_text(text.replace("clientId: REPLACE-ME",
                                                         "clientId: Iv23liReal"))
@@ -327,11 +335,26 @@ def test_cli_refusals_exit_2_with_one_line(repo: Path) -> None:
     assert result.stderr.count("\n") == 1
 
 
-def test_cli_findings_go_to_stdout_and_exit_1(repo: Path) -> None:
+def test_cli_refused_new_names_no_line_of_the_removed_file(repo: Path) -> None:
     result = run_connc("new", "gitlab", "gl", "--owner", "alicia", "--repo", str(repo))
-    assert result.returncode == 1
-    assert "CONNC201" in result.stdout and "did you mean `alice`" in result.stdout
-    assert "nothing was written" in result.stderr
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr == ("connc: error: connections.d/gl.sops.yaml would not validate, so "
+                             "nothing was written:\n  error CONNC201 owner `alicia` is not a "
+                             "user in members.yaml; did you mean `alice`?\n")
+    assert connection_files(repo) == []
+
+
+@pytest.mark.parametrize(("given", "meant"), [
+    ("npm", "`packages` with `format: npm` in its spec"),
+    ("PyPI", "`packages` with `format: pypi` in its spec"),
+    ("k8s", "`kubernetes`"),
+    ("docker", "`container-registry`"),
+    ("github", "`github-app`"),
+    ("gitlb", "`gitlab`"),
+])
+def test_unknown_types_get_the_type_meant(repo: Path, given: str, meant: str) -> None:
+    with pytest.raises(UsageError, match=re.escape(f"did you mean {meant}?")):
+        new_connection(repo, given, "conn", owner="alice")
     assert connection_files(repo) == []
 
 

@@ -17,9 +17,10 @@ from connc import sops
 from connc.author import secret_set as secretset
 from connc.author.new import SECRET_PLACEHOLDER, new_connection
 from connc.author.secret_set import set_secret, value_from_bytes
-from connc.errors import Refused, SopsError, UsageError
+from connc.errors import Refused, UsageError
 from connc.findings import Finding, has_errors
 from connc.seal import SEAL_FIELD
+from connc.sopskeys import KeyUnusable
 from connc.validate.run import validate
 from repokit import (
     REPO_ROOT,
@@ -192,7 +193,7 @@ def test_a_plaintext_file_is_refused(repo: Path) -> None:
 
 
 def test_without_a_key_sops_fails_with_our_message(repo: Path) -> None:
-    with pytest.raises(SopsError) as caught:
+    with pytest.raises(KeyUnusable) as caught:
         set_secret(repo, "registry", "password", stdin(CANARY))
     assert "SOPS_AGE_KEY_FILE" in caught.value.message and CANARY not in str(caught.value)
 

@@ -347,7 +347,7 @@ def test_not_checked_without_a_key_and_exit_codes(services: Services, tmp_path: 
     assert ran.proc.returncode == 0, ran.proc.stderr
     assert ran.status("index") == "ok"
     assert ran.status("locked") == "not checked"
-    assert ran.message("locked").startswith("no key")
+    assert ran.message("locked").startswith("no usable key: your key ")
 
     only_locked = run_check(root, tmp_path, "locked")
     assert only_locked.proc.returncode == 2

@@ -814,4 +814,4 @@ def test_usage_and_keys(tmp_path: Path) -> None:
     no_key = connc("check", "--reach", "--repo", root, env={**key_env(),
                                                              "SOPS_AGE_KEY_FILE": "/nonexistent"})
     assert no_key.returncode == 2
-    assert "no connection could be decrypted here" in no_key.stderr
+    assert "no usable key: SOPS_AGE_KEY_FILE=/nonexistent: no such file" in no_key.stderr

@@ -40,7 +40,7 @@ def test_the_fast_path_agrees_with_click(words: list[str]) -> None:
 
 def test_the_documented_forms_take_the_fast_path() -> None:
     assert fast_render_options(["render", "api", "--out", "/o"]) == {
-        "pipeline_id": "api", "repo": ".", "out": "/o", "output_format": "shell"}
+        "pipeline_id": "api", "repo": None, "out": "/o", "output_format": "shell"}
     assert fast_render_options(["render", "--pipeline=api", "--format", "github",
                                 "--repo", "r"]) == {
         "pipeline_id": "api", "repo": "r", "out": None, "output_format": "github"}

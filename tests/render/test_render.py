@@ -173,8 +173,8 @@ def test_a_connection_that_fails_to_decrypt_leaves_nothing(tmp_path: Path) -> No
     proc = render(root, "ci", out)
     # No key for it here: an environment error (spec 8), exit 2, not a refusal of the file.
     assert proc.returncode == 2 and proc.stderr.startswith("connc: error: ")
-    assert "connection `locked` (connections.d/locked.sops.yaml): cannot decrypt" in proc.stderr
-    assert "no usable key" in proc.stderr
+    assert "connections.d/locked.sops.yaml: cannot decrypt: no usable key: your key" in proc.stderr
+    assert "is not among this file's recipients" in proc.stderr
     assert "gitlab-main" not in proc.stderr
     assert_nothing_written(out)
 

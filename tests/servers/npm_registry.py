@@ -6,7 +6,7 @@ username and password (Basic, what npm sends for `username` + `_password`). Unde
 answers what `npm whoami` and `npm view` ask:
 
   GET {scope}-/whoami  -> {"username": ...}
-  GET {scope}{package} -> the package's metadata (one version)
+  GET {scope}{package} -> the package's metadata (one version), also as @SCOPE/{package}
 
 and 401 when the credential is missing or not the scope's own. Each request is logged as
 (path, scope or None, accepted); the log never holds a credential, so a failing assertion
@@ -18,8 +18,10 @@ from __future__ import annotations
 import base64
 import dataclasses
 import json
+import re
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
 
 import pytest
 
@@ -72,11 +74,11 @@ class NpmRegistry:
         return [r.path for r in self.log if r.scope == prefix and r.accepted]
 
 
-def _packument(base: str) -> dict[str, object]:
-    version = {"name": PACKAGE, "version": "1.0.0",
-               "dist": {"tarball": f"{base}{PACKAGE}/-/{PACKAGE}-1.0.0.tgz",
+def _packument(base: str, name: str = PACKAGE) -> dict[str, object]:
+    version = {"name": name, "version": "1.0.0",
+               "dist": {"tarball": f"{base}{name}/-/{PACKAGE}-1.0.0.tgz",
                         "shasum": "0" * 40}}
-    return {"name": PACKAGE, "dist-tags": {"latest": "1.0.0"}, "versions": {"1.0.0": version}}
+    return {"name": name, "dist-tags": {"latest": "1.0.0"}, "versions": {"1.0.0": version}}
 
 
 @pytest.fixture
@@ -95,8 +97,11 @@ def npm_registry() -> Iterator[NpmRegistry]:
             rest = path[len(scope.prefix):]
             if rest == "-/whoami":
                 self._send(200, {"username": scope.username})
-            elif rest == PACKAGE:
-                self._send(200, _packument(f"http://{self.headers.get('Host')}{scope.prefix}"))
+            elif rest == PACKAGE or re.fullmatch(rf"@[a-z0-9-]+%2[fF]{PACKAGE}", rest):
+                # The package, or the same in an npm scope (`@acme/connc-probe`, sent as
+                # `@acme%2fconnc-probe`).
+                self._send(200, _packument(f"http://{self.headers.get('Host')}{scope.prefix}",
+                                           unquote(rest)))
             else:
                 self._send(404, {"error": "not found"})
 

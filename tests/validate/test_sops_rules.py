@@ -70,9 +70,9 @@ def keys(tmp_path: Path) -> tuple[str, str, str, Path]:
 
 # ---------------------------------------------------------------------------- key groups
 
-UPDATEKEYS = "run `sops updatekeys connections.d/gl.sops.yaml`"
+UPDATEKEYS = "run `connc sops updatekeys connections.d/gl.sops.yaml`"
 REENCRYPT = ("`sops updatekeys` keeps a file's threshold, so decrypt and re-encrypt it: "
-             "`sops decrypt -i connections.d/gl.sops.yaml && sops encrypt -i "
+             "`connc sops decrypt -i connections.d/gl.sops.yaml && connc sops encrypt -i "
              "connections.d/gl.sops.yaml`")
 
 

@@ -47,7 +47,7 @@ def test_decrypt_without_any_key_is_an_environment_error(tmp_path: Path) -> None
     # No file decrypts: the key is missing, which is no finding of the files (spec 8: exit 2).
     repo = make_repo(tmp_path / "repo", connections={"gl": connection("gl")})
     ran = run_connc("validate", "--repo", str(repo), "--decrypt")
-    assert ran.returncode == 2 and "no connection can be decrypted here" in ran.stderr
+    assert ran.returncode == 2 and "no usable key: SOPS_AGE_KEY_FILE is not set" in ran.stderr
     assert "CONNC601" not in ran.stdout
 
 

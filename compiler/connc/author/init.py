@@ -22,7 +22,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from connc import __version__, repository
+from connc import repository, sopskeys
+from connc.author import installed
 from connc.errors import UsageError
 from connc.findings import printable
 from connc.schema.models import GITHUB_LOGIN_PATTERN, NAME_PATTERN
@@ -30,10 +31,7 @@ from connc.sopsmeta import recipient_of_member_key
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _WORKFLOWS = (".github/workflows/validate.yml", ".github/workflows/access-review.yml")
-# A pip requirement as a workflow may carry it: a name with a version, or `name @ URL`. It
-# reaches `pip install` through an environment variable, never the script, and no character
-# here can end the YAML string it is written into.
-_REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-=<>!~,:/@#\[\] ]*(?<! )")
+_GIVEN = "--connc-requirement"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,26 +40,52 @@ class Initialised:
     written: list[str]  # relative paths, in the order written
     recipient: str
     key_file: Path | None
+    source: installed.Source  # what the workflows install
 
     def messages(self) -> list[str]:
         lines = [f"connc: a connection repository in {self.root}: {', '.join(self.written)}"]
         if self.key_file is not None:
             lines.append(f"connc: wrote a new age key to {self.key_file} (0600; keep it out of "
                          f"git): its public key {self.recipient} is the one .sops.yaml encrypts to")
+            if self.key_file == sopskeys.default_key_file():
+                lines.append("connc: connc finds it there, its default key file, when "
+                             f"{sopskeys.KEY_FILE_VARIABLE} is not set")
+            else:
+                lines.append(f"connc: so that connc and sops find it, in every shell: export "
+                             f"{sopskeys.KEY_FILE_VARIABLE}={self.key_file}")
+        lines += self._requirement_lines()
         lines += ["next:",
                   "  - connc new TYPE ID            # a connection, encrypted and sealed",
-                  "  - connc secret set ID FIELD < FILE",
+                  "  - connc secret set ID FIELD    # each secret, from stdin or a hidden prompt",
                   "  - write pipelines.d/ID.yaml, then connc validate",
-                  f"  - SOPS_AGE_KEY_FILE={self.key_file or 'KEY'} connc render ID"]
+                  "  - connc render ID              # on a runner: with its key in "
+                  f"{sopskeys.KEY_FILE_VARIABLE}"]
         return lines
+
+    def _requirement_lines(self) -> list[str]:
+        shown = printable(self.source.requirement)
+        if self.source.origin == _GIVEN:
+            return [f"connc: the workflows install {shown} (--connc-requirement)"]
+        if self.source.problem is None:
+            return [f"connc: the workflows install {shown} (from {printable(self.source.origin)}"
+                    f", where this connc came from)"]
+        workflows = " and ".join(_WORKFLOWS)
+        return [f"connc: warning: the workflows install {shown}, a guess: "
+                f"{printable(self.source.problem)}.",
+                f"  Give what CI should install with --connc-requirement (e.g. 'connc @ "
+                f"git+https://HOST/OWNER/connc@COMMIT'), or change CONNC in {workflows}."]
 
 
 def init(directory: Path, *, owner: str, recipients: Sequence[str], new_key: Path | None,
          github: str | None = None, connc_requirement: str | None = None) -> Initialised:
     root = directory.absolute()
     _check_arguments(owner, recipients, new_key, github)
-    requirement = connc_requirement or f"connc=={__version__}"
-    if not _REQUIREMENT.fullmatch(requirement):
+    if connc_requirement is not None:
+        source = installed.Source(connc_requirement, _GIVEN)
+    else:
+        source = installed.source()
+    requirement = source.requirement
+    if not installed.REQUIREMENT.fullmatch(requirement):
         raise UsageError(f"--connc-requirement {printable(requirement)!r} is not a pip "
                          f"requirement a workflow can carry")
     if root.exists() and not root.is_dir():
@@ -100,7 +124,7 @@ def init(directory: Path, *, owner: str, recipients: Sequence[str], new_key: Pat
             out.write(text)
         written.append(relpath)
     written.append(_gitignore(root))
-    return Initialised(root, written, recipient, key_file)
+    return Initialised(root, written, recipient, key_file, source)
 
 
 def _check_arguments(owner: str, recipients: Sequence[str], new_key: Path | None,
@@ -121,11 +145,29 @@ def _check_arguments(owner: str, recipients: Sequence[str], new_key: Path | None
             # Only the start of the value: a pasted secret is not echoed into a CI log.
             raise UsageError(f"--recipient {printable(key[:10])!r}... is not a public key sops "
                              f"knows (age1..., a KMS ARN, a PGP fingerprint, ...)")
+        if not _is_age_recipient(key):
+            raise UsageError(f"--recipient {printable(key, 100)!r} is not a valid age public "
+                             f"key (its checksum does not match: cut short or mistyped?)")
+
+
+def _is_age_recipient(key: str) -> bool:
+    """False for an `age1...` X25519 key that does not decode: sops would refuse to encrypt
+    to it, at the first `connc new`. An X25519 key has one `1` (bech32's separator); more name
+    a plugin or post-quantum recipient, which is sops' to check."""
+    if not key.startswith("age1") or key.count("1") > 1:
+        return True
+    import pyrage  # type: ignore[import-untyped]
+
+    try:
+        pyrage.x25519.Recipient.from_str(key)
+    except Exception:  # noqa: BLE001 - pyrage's errors say only that it does not decode
+        return False
+    return True
 
 
 def _write_key(path: Path) -> str:
     """A fresh age identity in `path` (0600, O_EXCL); returns its public key."""
-    import pyrage  # type: ignore[import-untyped]
+    import pyrage
 
     identity = pyrage.x25519.Identity.generate()
     public = str(identity.to_public())

@@ -30,7 +30,7 @@ from connc import repository, seal, sops
 from connc.credentials import SECRET_PLACEHOLDER
 from connc.documents import API_VERSION
 from connc.errors import ConncError, ExitCode, UsageError
-from connc.findings import Finding, Severity, suggest
+from connc.findings import Finding, Severity, printable, suggest
 from connc.schema import models
 from connc.schema.policy import PLACEHOLDER, SPEC_PLACEHOLDERS
 from connc.validate.files import read_model
@@ -38,6 +38,20 @@ from connc.validate.files import read_model
 # A valid string that no service accepts, and that says what to do with it.
 REPLACE = PLACEHOLDER
 VISIBILITIES = ("private", "public", "custom")
+# Names people reach for that are not connc's types: the type to use, and what to set in it.
+ALIASES: dict[str, tuple[str, str]] = {
+    "npm": ("packages", " with `format: npm` in its spec"),
+    "maven": ("packages", " with `format: maven` in its spec"),
+    "pypi": ("packages", " with `format: pypi` in its spec"),
+    "pip": ("packages", " with `format: pypi` in its spec"),
+    "k8s": ("kubernetes", ""),
+    "kube": ("kubernetes", ""),
+    "docker": ("container-registry", ""),
+    "registry": ("container-registry", ""),
+    "oci": ("container-registry", ""),
+    "github": ("github-app", ""),
+    "ssh": ("git", " with an ssh:// url"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -119,7 +133,7 @@ TEMPLATES: dict[str, Template] = {
         credential="token: a service account token (`kubectl create token SA --duration=...`\n"
                    "or a token Secret). Or a client certificate: `clientCertificateData` +\n"
                    "`clientKeyData`, base64 PEM as in a kubeconfig; set both, then remove\n"
-                   "`token`: sops unset {file} '[\"credential\"][\"token\"]'",
+                   "`token`: connc secret unset {id} token",
     ),
     "packages": Template(
         spec={
@@ -128,6 +142,8 @@ TEMPLATES: dict[str, Template] = {
                    "PyPI index ending in /simple/)",
             "repositoryId": f"{REPLACE}: maven only (remove it for npm and pypi): the <server>\n"
                             "id, as the <repository> id in your pom.xml",
+            "npmScopes": "npm only: the scopes this registry serves, [@acme]; without it,\n"
+                         "it is the default registry for every package",
         },
         placeholders=SPEC_PLACEHOLDERS["packages"],
         credential="username + password: the repository account and its password or token.\n"
@@ -181,7 +197,7 @@ def document(connection_type: str, connection_id: str, owner: str, visibility: s
         "The only encrypted part. Each value is a placeholder until you set it:",
         *(f"  connc secret set {connection_id} {field} < FILE"
           for field in credential_fields(connection_type)),
-        template.credential.format(file=repository.connection_path(connection_id))]))
+        template.credential.format(id=connection_id)]))
     return doc
 
 
@@ -270,31 +286,50 @@ class Created:
     owner: str
     visibility: str
     credential_fields: list[str]
-    placeholders: list[str]  # spec fields marked REPLACE-ME
+    placeholders: list[Finding]  # CONNC111: what validate reports until the user changes it
     findings: list[Finding]  # warnings about the new file (errors remove it)
+    # Marked REPLACE-ME too, but valid as they are, so validate cannot tell: (field, value).
+    unreported: list[tuple[str, Any]] = dataclasses.field(default_factory=list)
 
     def next_steps(self) -> list[str]:
+        """What is left to do, in order: the spec placeholders validate reports (where they
+        are), then the secrets (setting one reseals the plaintext as it is then)."""
         lines = [f"created {self.relpath}: a {self.visibility} {self.type} connection owned by "
-                 f"{self.owner}, credential encrypted with sops", "next:"]
-        if self.placeholders:
-            lines.append(f"  - replace the values marked {REPLACE} in the file: "
-                         f"spec.{', spec.'.join(self.placeholders)}")
-        lines.append("  - set each secret from a file or stdin (needs a key that decrypts the "
-                     "file, e.g. SOPS_AGE_KEY_FILE):")
-        lines += [f"      connc secret set {self.id} {field} < FILE"
+                 f"{self.owner}, encrypted with sops and sealed",
+                 "placeholders left:"]
+        lines += [f"  {f.path}:{f.line}: {_field_of(f)} (CONNC111)" for f in self.placeholders]
+        lines += [f"  {field}: {value!r} is valid as it is, so nothing reports it: check it"
+                  for field, value in self.unreported]
+        lines += [f"  credential.{field} (with --decrypt: CONNC607)"
                   for field in self.credential_fields]
-        lines.append("  - `connc validate`, then open a pull request")
+        lines.append("next:")
+        step = 1
+        if self.placeholders:
+            lines.append(f"  {step}. replace {', '.join(_field_of(f) for f in self.placeholders)}"
+                         f" in {self.relpath} (plaintext: any editor, no key)")
+            step += 1
+        lines.append(f"  {step}. set each secret, from stdin or a hidden prompt (needs a key "
+                     f"that decrypts the file):")
+        lines += [f"       connc secret set {self.id} {field}" for field in self.credential_fields]
+        lines.append(f"  {step + 1}. connc validate, then open a pull request")
         return lines
 
 
+def _field_of(placeholder: Finding) -> str:
+    """`spec.url` from CONNC111's message (`spec.url` still holds the placeholder ...)."""
+    return placeholder.message.split("`")[1]
+
+
 class NotCreated(ConncError):
-    """The new file would not validate; it was removed. Its findings say why."""
+    """The new file would not validate; it was removed (so its findings name no line of it)."""
 
     exit_code = ExitCode.FINDINGS
 
     def __init__(self, relpath: str, findings: list[Finding]) -> None:
-        super().__init__("the new connection would not validate (findings above); "
-                         "nothing was written", path=relpath)
+        errors = [f"  {f.severity.value} {f.code} {f.message}" for f in findings
+                  if f.severity is Severity.ERROR and f.code != "CONNC111"]
+        super().__init__("\n".join([f"{relpath} would not validate, so nothing was written:",
+                                    *errors]))
         self.findings = findings
 
 
@@ -312,17 +347,24 @@ def new_connection(root: Path, connection_type: str, connection_id: str, *,
                                 list(members))))
     _write_encrypted(root, relpath, text)
     found = _validate_new(root, relpath)
+    placeholders = [f for f in found if f.code == "CONNC111"]
+    reported = {_field_of(f) for f in placeholders}
     return Created(relpath, connection_id, connection_type, owner, visibility,
-                   credential_fields(connection_type),
-                   list(TEMPLATES[connection_type].placeholders), found)
+                   credential_fields(connection_type), placeholders,
+                   [f for f in found if f.code != "CONNC111"],
+                   [(f"spec.{key}", value) for key, value
+                    in TEMPLATES[connection_type].placeholders.items()
+                    if f"spec.{key}" not in reported])
 
 
 def _check_arguments(connection_type: str, connection_id: str, visibility: str,
                      members: tuple[str, ...]) -> None:
     if connection_type not in TEMPLATES:
-        raise UsageError(f"unknown connection type `{connection_type}`"
-                         f"{suggest(connection_type, TEMPLATES)}; the types are "
-                         f"{', '.join(TEMPLATES)}")
+        alias = ALIASES.get(connection_type.lower())
+        hint = (f"; did you mean `{alias[0]}`{alias[1]}?" if alias
+                else suggest(connection_type, TEMPLATES))
+        raise UsageError(f"unknown connection type `{printable(connection_type, 40)}`{hint} "
+                         f"The types are {', '.join(TEMPLATES)}")
     repository.check_id(connection_id, "connection")
     if visibility not in VISIBILITIES:
         raise UsageError(f"--visibility is one of {', '.join(VISIBILITIES)}")
@@ -380,4 +422,4 @@ def _validate_new(root: Path, relpath: str) -> list[Finding]:
     if any(f.severity is Severity.ERROR and f.code != "CONNC111" for f in found):
         (root / relpath).unlink(missing_ok=True)
         raise NotCreated(relpath, found)
-    return [f for f in found if f.code != "CONNC111"]
+    return found

@@ -32,7 +32,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from connc import credentials, http, repository, seal
+from connc import credentials, http, repository, seal, sopskeys
 from connc.check import git, github_app, kube, packages, registry
 from connc.check.probe import Context, Probe, ProbeFailure
 from connc.errors import ConncError, ExitCode, SopsError, UsageError
@@ -189,8 +189,10 @@ def _check_one(root: Path, connection_id: str, workdir: Path, settings: inputs.P
         resolved = _decrypt(root, relpath, data, settings.require_seals)
     except SopsError as error:
         if error.no_key:
-            return outcome(NOT_CHECKED, "no key: none of the file's recipients has a key here")
+            return outcome(NOT_CHECKED, error.message)
         return outcome(FAILED, f"cannot decrypt: {error.message}")
+    except sopskeys.KeyUnusable:
+        raise  # the same for every connection: said once, by the command
     except ConncError as error:
         return outcome(FAILED, error.message)
     if cancel.is_set():  # decrypted after an interrupt: write nothing, send nothing

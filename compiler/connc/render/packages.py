@@ -168,7 +168,7 @@ def npm_registry(url: str) -> tuple[str, str]:
 
 
 def _npm(items: list[Resolved], output: Output) -> None:
-    lines: list[tuple[str, str]] = []
+    lines = _npm_registries(items)
     seen: dict[str, str] = {}
     for resolved in items:
         nerf = npm_registry(resolved.spec["url"])[1]
@@ -188,13 +188,32 @@ def _npm(items: list[Resolved], output: Output) -> None:
         for key in dict.fromkeys([nerf, nerf.translate(_LEGACY_ESCAPES)]):
             lines.extend((key + name, value) for name, value in fields)
         output.record(resolved, "npm/npmrc")
-    registry = npm_registry(items[0].spec["url"])[0]
     output.files.add("npm/npmrc", text.fill(
-        "npmrc", "file", pipeline=text.comment(output.pipeline),
-        registry=text.npmrc_value(registry), lines=text.join(
+        "npmrc", "file", pipeline=text.comment(output.pipeline), lines=text.join(
             text.fill("npmrc", "line", key=text.npmrc_key(key), value=text.npmrc_value(value))
             for key, value in lines)))
     output.env["NPM_CONFIG_USERCONFIG"] = output.path("npm/npmrc")
+
+
+def _npm_registries(items: list[Resolved]) -> list[tuple[str, str]]:
+    """Which registry npm asks for what: `@scope:registry=URL` for each scope a connection
+    serves (`npmScopes`), and `registry=URL` for the first connection that names none, the
+    default for every other package (npm's own default when all are scoped)."""
+    default: list[tuple[str, str]] = []
+    scoped: list[tuple[str, str]] = []
+    serving: dict[str, str] = {}
+    for resolved in items:
+        registry = npm_registry(resolved.spec["url"])[0]
+        scopes = resolved.spec.get("npmScopes") or []
+        for scope in scopes:
+            if scope in serving:
+                raise RenderError(f"connections `{serving[scope]}` and `{resolved.id}` both "
+                                  f"serve the npm scope {scope}; npm reads one registry a scope")
+            serving[scope] = resolved.id
+            scoped.append((f"{scope}:registry", registry))
+        if not scopes and not default:
+            default.append(("registry", registry))
+    return default + scoped
 
 
 def _pip(items: list[Resolved], output: Output) -> None:

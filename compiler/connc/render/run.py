@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from connc import credentials, repository, seal, sops
+from connc import credentials, repository, seal, sops, sopskeys
 from connc.errors import RenderError, SopsError, UsageError
 from connc.findings import suggest
 from connc.render import inputs
@@ -23,7 +23,7 @@ from connc.schema.policy import control_character
 from connc.scope import ConnectionScope, PipelineScope, decide
 
 
-def command(pipeline_id: str, repo: str, out: str | None, output_format: str) -> None:
+def command(pipeline_id: str, repo: str | None, out: str | None, output_format: str) -> None:
     """`connc render`: check the options, render, print in the chosen format."""
     from connc.render.output import check_format, emit
 
@@ -142,18 +142,19 @@ def _collect(pipeline: dict[str, Any], connections: list[tuple[str, dict[str, An
         what = f"connection `{connection_id}` ({opening.relpath})"
         try:
             opened = opening.result()
+        except sopskeys.NotARecipient as error:
+            no_key.append(error)
+            continue
         except SopsError as error:
             errors.append(f"{what}: cannot decrypt: {error.message}")
-            if error.no_key:
-                no_key.append(connection_id)
             continue
         if opened.problems:
             errors.append(f"{what}: " + "; ".join(m for _f, _c, m in opened.problems))
             continue
         resolved.append(Resolved(connection_id, data["spec"], uses[connection_id],
                                  opened.values))
-    if no_key:  # this runner holds no key for them: an environment error (exit 2)
-        raise UsageError("; ".join(errors))
+    if no_key:  # this runner holds no key for them: an environment error (exit 2), said once
+        raise UsageError("\n".join([sopskeys.summary(no_key), *errors]))
     if errors:
         raise RenderError("; ".join(errors))
     return resolved

@@ -29,6 +29,7 @@ from pydantic_core import PydanticCustomError
 
 from connc.repository import ID_PATTERN
 from connc.schema import policy
+from connc.schema.policy import NPM_SCOPE_PATTERN
 
 NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$"
 # GitHub logins: letters, digits and single inner hyphens, at most 39 characters (GitHub's
@@ -195,8 +196,11 @@ class PackagesSpec(Model):
     """The repository URL (a PyPI index ends in `/simple/`)."""
     repository_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]+$")
     """maven only, required there: the `<server>` id, as the `<repository>` id in your pom.xml."""
-    model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["maven-needs-repository-id"]})
-    _rules = _object_rules("maven-needs-repository-id")
+    npm_scopes: list[Annotated[str, Field(pattern=NPM_SCOPE_PATTERN)]] | None = None
+    """npm only: the package scopes this registry serves (`[@acme]`), written `@acme:registry=URL`; other packages still come from the default registry. Without it, this registry is the default (`registry=URL`)."""
+    model_config = ConfigDict(json_schema_extra={"x-connc-rules": [
+        "maven-needs-repository-id", "npm-scopes-only-for-npm"]})
+    _rules = _object_rules("maven-needs-repository-id", "npm-scopes-only-for-npm")
 
 
 ConnectionSpec = Annotated[

@@ -233,6 +233,16 @@ def maven_needs_repository_id(spec: dict[str, Any]) -> None:
         raise Violation("missing", "maven needs repositoryId (the <server> id)")
 
 
+# An npm scope as npm names packages (`@scope/name`): lowercase and URL-safe, so that in an
+# .npmrc key (`@scope:registry`) it needs no escaping and cannot end or split the key.
+NPM_SCOPE_PATTERN = r"^@[a-z0-9~-][a-z0-9._~-]{0,213}$"
+
+
+def npm_scopes_only_for_npm(spec: dict[str, Any]) -> None:
+    if spec.get("npmScopes") is not None and spec.get("format") != "npm":
+        raise Violation("conflict", "npmScopes is for format npm only")
+
+
 def verify_or_skip_tls(spec: dict[str, Any]) -> None:
     if spec.get("insecureSkipTlsVerify") and spec.get("certificateAuthorityData"):
         raise Violation("conflict", "insecureSkipTlsVerify cannot be combined with "
@@ -244,6 +254,7 @@ OBJECT_RULES: dict[str, Callable[[dict[str, Any]], None]] = {
     "ssh-needs-known-hosts": ssh_needs_known_hosts,
     "known-hosts-pin-own-host": known_hosts_pin_own_host,
     "maven-needs-repository-id": maven_needs_repository_id,
+    "npm-scopes-only-for-npm": npm_scopes_only_for_npm,
     "verify-or-skip-tls": verify_or_skip_tls,
 }
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connc import documents, seal, sops
+from connc import documents, seal, sops, sopskeys
 from connc.credentials import Opened, Opening
 from connc.errors import SopsError, UsageError
 from connc.findings import Finding, finding
@@ -21,7 +21,7 @@ def check_contents(root: Path, connections: list[ConnectionSummary],
                    require_seals: bool) -> list[Finding]:
     sops.binary()  # a missing binary is an environment error (exit 2), raised before any work
     found: list[Finding] = []
-    keyless = 0  # files no key here decrypts
+    keyless: list[sopskeys.NotARecipient] = []  # files no key here decrypts
     for start in range(0, len(connections), _CONCURRENT):
         batch = connections[start:start + _CONCURRENT]
         openings = [Opening(root, summary.relpath, seal.view_of_summary(summary),
@@ -31,16 +31,16 @@ def check_contents(root: Path, connections: list[ConnectionSummary],
                 try:
                     found += _check_one(root, summary, opening.result())
                 except SopsError as error:
-                    keyless += error.no_key
+                    if isinstance(error, sopskeys.NotARecipient):
+                        keyless.append(error)
                     found.append(finding(summary.relpath, *summary.sops_pos, "CONNC601",
                                          f"cannot decrypt: {error.message}"))
         finally:
             for opening in openings:
                 opening.cancel()
-    if connections and keyless == len(connections):
+    if connections and len(keyless) == len(connections):
         # Not one file decrypts: the environment has no key, which is no finding of the files.
-        raise UsageError("--decrypt: no connection can be decrypted here; set a sops key "
-                         "(SOPS_AGE_KEY_FILE, ...) that is one of their recipients")
+        raise UsageError(f"--decrypt: {sopskeys.summary(keyless)}")
     return found
 
 

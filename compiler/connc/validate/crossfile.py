@@ -231,7 +231,7 @@ def _recipients_in_scope(connection: ConnectionSummary, principals: Principals,
         found.append(finding(connection.relpath, *connection.sops_pos, "CONNC408",
                              f"recipient(s) {shown} are outside the scope of `{connection.id}` "
                              f"(and not adminRecipients) and can decrypt it: remove them from "
-                             f"the .sops.yaml rule, run `sops updatekeys {connection.relpath}`, "
+                             f"the .sops.yaml rule, run `connc sops updatekeys {connection.relpath}`, "
                              f"and rotate the credential, which they could read"))
     if connection.visibility != "public":
         for member, recipients in named.items():
@@ -244,7 +244,7 @@ def _recipients_in_scope(connection: ConnectionSummary, principals: Principals,
                                      f"`{member}` is in the scope of `{connection.id}` but none "
                                      f"of its keys is among the file's recipients: add one to the "
                                      f".sops.yaml rule and run "
-                                     f"`sops updatekeys {connection.relpath}`"))
+                                     f"`connc sops updatekeys {connection.relpath}`"))
     return found
 
 
