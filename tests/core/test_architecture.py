@@ -90,7 +90,7 @@ def test_imports_go_down_only() -> None:
 
 def test_the_top_level_is_a_small_core() -> None:
     top = sorted(p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("__"))
-    assert len(top) <= 16, top
+    assert len(top) <= 18, top
     packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
     assert packages == sorted([*FAMILIES, "schema"])
 

@@ -84,6 +84,7 @@ def check(root: Path, ids: Sequence[str], *, timeout: float) -> list[Outcome]:
     selected = _select(root, ids)
     if not selected:
         return []
+    inputs.refuse_checkout(root)
     settings = inputs.policy(root)
     workdir = Path(tempfile.mkdtemp(prefix="connc-check-"))  # 0700
     cancel = http.Cancel()

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from connc import documents, encryption, repository
+from connc import documents, encryption, gitattributes, repository
 from connc.errors import RenderError
 from connc.findings import Finding, Severity, dotted
 from connc.schema import check as schema_check
@@ -47,6 +47,14 @@ def read(root: Path, relpath: str, kind: str,
         raise RenderError(f"{relpath}:{line}:{column}: `{dotted(problem.path)}` "
                           f"{problem.message} (run `connc validate`)") from None
     return checked
+
+
+def refuse_checkout(root: Path) -> None:
+    """Refuse a checkout that may not hold the bytes review read, before any file is read:
+    a name that is another connc file's on a case-insensitive file system (CONNC016), or a
+    `.gitattributes` line that makes git rewrite a connc file on checkout or export (CONNC017).
+    A tarball has no `.git`, but what its `.gitattributes` say has happened to it."""
+    _refuse(repository.names_in_doubt(root) + gitattributes.findings(root), "the checkout")
 
 
 def _refuse(found: list[Finding], what: str) -> None:

@@ -53,6 +53,7 @@ def default_out(pipeline_id: str) -> Path:
 
 
 def render(root: Path, pipeline_id: str, out: Path | None) -> tuple[Output, dict[str, object]]:
+    inputs.refuse_checkout(root)
     pipeline_file = repository.pipeline_path(pipeline_id)
     if not repository.present(root / pipeline_file):
         known = [repository.stem(p, repository.PIPELINE_SUFFIX)

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable
 from functools import partial
 from pathlib import Path
 
-from connc import repository
+from connc import gitattributes, repository
 from connc.documents import Document
 from connc.encryption import load_rules
 from connc.findings import Finding, finding
@@ -68,6 +68,7 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
         found += check_admins(config, config_document, members.users)
     listing = repository.list_files(root)
     found += listing.findings
+    found += gitattributes.findings(root)
     context = CheckContext(
         root=str(root),
         rules=tuple(rules) if rules is not None else None,
