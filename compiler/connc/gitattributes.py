@@ -516,12 +516,12 @@ def _message(source: str, group: list[Rewrite], prefix: str) -> str:
     patterns = sorted({_fix_pattern(posixpath.relpath(prefix + p, directory or "."),
                                     directory in {prefix + d for d in _CONNC_DIRECTORIES})
                        for p in paths})
-    fix = "; ".join(f"`{printable(pattern)} {UNSET_ALL}`" for pattern in patterns[:3])
     return (f"sets {', '.join(f'`{printable(n)}`' for n in names)}"
             f"{' (through macro ' + ', '.join(via) + ')' if via else ''} on {shown}: git "
             f"rewrites {'it' if len(paths) == 1 else 'them'} on checkout or export, so render "
-            f"would read other bytes than review read; remove the line, or add after it, in "
-            f"this file: {fix}")
+            f"would read other bytes than review read; remove the line, or unset them after "
+            f"it in this file: `PATTERN {UNSET_ALL}` for "
+            f"{', '.join(f'`{printable(p)}`' for p in patterns)}")
 
 
 _CONNC_DIRECTORIES = (repository.CONNECTIONS_DIR, repository.PIPELINES_DIR)
