@@ -8,6 +8,7 @@ paths with what git says, case-sensitive and under core.ignorecase.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from connc.gitattributes import Attributes, Source
+from connc.gitattributes import UNSET_ALL, Attributes, Source, findings, rewrites
 
 # ---------------------------------------------------------------------------- git's answer
 
@@ -174,3 +175,102 @@ def test_precedence_and_macros_agree(scratch: Git, files: dict[str, bytes],
                                      paths: list[str]) -> None:
     """Patterns that match often, so that lines, files and macros compete."""
     agrees(scratch, files, paths)
+
+
+# ---------------------------------------------------------------------------- the findings
+
+
+def checkout(root: Path, files: dict[str, str | bytes]) -> Path:
+    """A connection repository (a pipeline, members.yaml, .sops.yaml) with `files` added."""
+    for relpath, content in {"members.yaml": "x", ".sops.yaml": "x",
+                             "pipelines.d/web.yaml": "x", "connections.d/reg.sops.yaml": "x",
+                             **files}.items():
+        path = root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    return root
+
+
+def found(root: Path) -> list[tuple[str, int, str]]:
+    return [(f.path, f.line, f.message) for f in findings(root)]
+
+
+@pytest.mark.parametrize("line", [
+    "* working-tree-encoding=windows-1252", "* filter=lfs", "* ident", "* text",
+    "* text=auto", "* eol=crlf", "* crlf", "* export-subst", "* export-ignore",
+    "*.yaml text=input", "[attr]mine eol=lf\n* mine",
+])
+def test_each_rewriting_attribute_is_found_and_the_advised_fix_works(tmp_path: Path,
+                                                                     line: str) -> None:
+    root = checkout(tmp_path, {".gitattributes": line + "\n"})
+    [(path, number, message)] = found(root)
+    assert (path, number) == (".gitattributes", line.count("\n") + 1)
+    patterns = re.findall(r"`([^`]+)`", message.rsplit(" for ", 1)[1])
+    fix = "".join(f"{pattern} {UNSET_ALL}\n" for pattern in patterns)
+    (root / ".gitattributes").write_text(line + "\n" + fix)
+    assert found(root) == []
+
+
+@pytest.mark.parametrize("line", [
+    "* -text -eol -filter", "* !text !working-tree-encoding", "* binary", "* diff merge=ours",
+    "*.png filter=lfs", "docs/** text", "connections.d/ text", "connections.d text",
+])
+def test_attributes_that_rewrite_no_connc_file(tmp_path: Path, line: str) -> None:
+    assert found(checkout(tmp_path, {".gitattributes": line + "\n"})) == []
+
+
+def test_every_place_that_applies(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    root = checkout(tmp_path / "infra" / "conn", {
+        "connections.d/.gitattributes": "*.sops.yaml ident\n",
+        "pipelines.d/.gitattributes": "# nothing\n",
+        "docs/.gitattributes": "* text\n",  # applies to no connc file
+    })
+    (tmp_path / "infra" / ".gitattributes").write_text("conn/members.yaml eol=crlf\n")
+    (tmp_path / ".gitattributes").write_text("[attr]conv text\n**/.sops.yaml conv\n")
+    assert sorted((path, number) for path, number, _m in found(root)) == [
+        ("../../.gitattributes", 2), ("../.gitattributes", 1),
+        ("connections.d/.gitattributes", 1)]
+    [message] = [m for p, _n, m in found(root) if p == "../../.gitattributes"]
+    assert "(through macro conv)" in message and "`.sops.yaml`" in message
+
+
+def test_a_tarball_has_no_git_and_its_own_gitattributes_still_count(tmp_path: Path) -> None:
+    root = checkout(tmp_path, {".gitattributes": "pipelines.d/* export-subst\n"})
+    assert [(p, n) for p, n, _m in found(root)] == [(".gitattributes", 1)]
+
+
+def test_case_insensitive_matching_counts(tmp_path: Path) -> None:
+    # core.ignorecase, the default on macOS and Windows, makes this line match.
+    root = checkout(tmp_path, {".gitattributes": "PIPELINES.D/*.YAML ident\n"})
+    assert [(p, n) for p, n, _m in found(root)] == [(".gitattributes", 1)]
+
+
+@pytest.mark.parametrize(("content", "line", "phrase"), [
+    (b"* -text\n\0* text\n", 2, "NUL byte"),
+    (b"* -text\n" + b"#" * 2100 + b"\n", 2, "2100 bytes"),
+])
+def test_what_git_reads_otherwise_fails_closed(tmp_path: Path, content: bytes, line: int,
+                                               phrase: str) -> None:
+    [(path, number, message)] = found(checkout(tmp_path, {".gitattributes": content}))
+    assert (path, number) == (".gitattributes", line) and phrase in message
+
+
+def test_a_symlinked_gitattributes_fails_closed(tmp_path: Path) -> None:
+    root = checkout(tmp_path, {"elsewhere": "* text\n"})
+    (root / ".gitattributes").symlink_to("elsewhere")
+    [(path, _number, message)] = found(root)
+    assert path == ".gitattributes" and "symlink" in message
+
+
+def test_no_gitattributes_lists_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The common case costs a few stat calls: no directory is listed, no path matched.
+    root = checkout(tmp_path, {})
+    monkeypatch.setattr(os, "listdir", lambda *_a: pytest.fail("listed a directory"))
+    assert findings(root) == []
+
+
+def test_unset_and_unspecified_rewrite_nothing() -> None:
+    attributes = Attributes([Source(".gitattributes", b"* text eol=lf\nx -text !eol\n")])
+    assert sorted(r.attribute for r in rewrites(attributes, ["y"])) == ["eol=lf", "text"]
+    assert rewrites(attributes, ["x"]) == []
