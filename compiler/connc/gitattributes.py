@@ -23,12 +23,12 @@ file is a finding.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import posixpath
 import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from connc import repository
 from connc.findings import Finding, finding, printable
@@ -200,8 +200,7 @@ def _byte_class(members: set[int]) -> bytes:
     return b"[" + b"".join(re.escape(bytes([byte])) for byte in sorted(members)) + b"]"
 
 
-@dataclasses.dataclass(frozen=True)
-class _Pattern:
+class _Pattern(NamedTuple):
     """A line's pattern, compiled for case-sensitive and case-insensitive matching."""
 
     basename_only: bool  # no slash: matches the base name, at any depth
@@ -224,20 +223,24 @@ class _Pattern:
 
         return cls(basename_only, compile_(False), compile_(True))
 
-    def matches(self, relative: bytes, ignore_case: bool) -> bool:
-        """`relative`: the path below the directory of the pattern's .gitattributes."""
+    def matches(self, relative: bytes, basename: bytes, ignore_case: bool) -> bool:
+        """`relative`: the path below the directory of the pattern's .gitattributes, and its
+        last part; both lower-cased under `ignore_case`."""
         regex = self.folded if ignore_case else self.exact
-        if regex is None:
-            return False
-        text = relative.rsplit(b"/", 1)[-1] if self.basename_only else relative
-        return regex.fullmatch(text.lower() if ignore_case else text) is not None
+        return regex is not None and \
+            regex.fullmatch(basename if self.basename_only else relative) is not None
+
+    @property
+    def case_blind(self) -> bool:
+        """Whether it matches lower-case text the same way under core.ignorecase."""
+        return (self.exact.pattern if self.exact else None) == \
+            (self.folded.pattern if self.folded else None)
 
 
 # ---------------------------------------------------------------------------- files
 
 
-@dataclasses.dataclass(frozen=True)
-class Source:
+class Source(NamedTuple):
     """A `.gitattributes` file: its path from the work tree's top, and its bytes (or why they
     cannot be had)."""
 
@@ -250,8 +253,7 @@ class Source:
         return posixpath.dirname(self.path)
 
 
-@dataclasses.dataclass(frozen=True)
-class _Line:
+class _Line(NamedTuple):
     source: str
     number: int
     pattern: _Pattern | None  # None: a macro definition
@@ -259,8 +261,7 @@ class _Line:
     states: tuple[tuple[str, State], ...]
 
 
-@dataclasses.dataclass(frozen=True)
-class Problem:
+class Problem(NamedTuple):
     """A `.gitattributes` whose effect connc cannot establish: it fails closed."""
 
     source: str
@@ -385,8 +386,7 @@ def _unquote(text: bytes) -> tuple[bytes, bytes] | None:
 # ---------------------------------------------------------------------------- evaluation
 
 
-@dataclasses.dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     """An attribute's state for a path, and the line that decided it."""
 
     state: State
@@ -404,6 +404,9 @@ class Attributes:
         # Deeper files first: they override shallower ones (and a file is read once).
         parsed.sort(key=lambda item: (-item[0].count("/") - (item[0] != ""), item[0]))
         self._files = parsed
+        # Then core.ignorecase changes nothing for a path written in lower case.
+        self.case_blind = all(line.pattern is None or line.pattern.case_blind
+                              for _directory, lines in parsed for line in lines)
         self._macros: dict[str, tuple[tuple[str, State], ...]] = dict(_BUILTIN_MACROS)
         for directory, lines in parsed:
             if directory == "":
@@ -420,13 +423,17 @@ class Attributes:
         unspecified by all lines; with `wanted`, it stops once those are decided."""
         decided: dict[str, Decision] = {}
         encoded = path.encode("utf-8", "surrogateescape")
+        if ignore_case:
+            encoded = encoded.lower()  # ASCII only, as git's
+        basename = encoded.rsplit(b"/", 1)[-1]
         for directory, lines in self._files:
             if directory and not path.startswith(directory + "/"):
                 continue
             relative = encoded[len(directory.encode("utf-8", "surrogateescape")) + 1:] \
                 if directory else encoded
             for line in reversed(lines):
-                if line.pattern is None or not line.pattern.matches(relative, ignore_case):
+                if line.pattern is None or \
+                        not line.pattern.matches(relative, basename, ignore_case):
                     continue
                 self._fill(decided, line)
                 if wanted is not None and decided.keys() >= wanted:
@@ -452,8 +459,7 @@ class Attributes:
                 pending.append((reversed(self._macros[name]), name))
 
 
-@dataclasses.dataclass(frozen=True)
-class Rewrite:
+class Rewrite(NamedTuple):
     """A connc path that an attribute makes git rewrite on checkout or export."""
 
     path: str  # from the work tree's top
@@ -467,7 +473,8 @@ def rewrites(attributes: Attributes, paths: Iterable[str]) -> list[Rewrite]:
     """Every (path, rewriting attribute), under case-sensitive and case-insensitive matching."""
     found: dict[tuple[str, str, str, int], Rewrite] = {}
     for path in paths:
-        for ignore_case in (False, True):
+        lower = path.isascii() and path == path.lower()
+        for ignore_case in (False,) if lower and attributes.case_blind else (False, True):
             for name, decision in attributes.of(path, ignore_case=ignore_case,
                                                 wanted=REWRITING).items():
                 if name not in REWRITING or decision.state is None or decision.state is False:
@@ -484,14 +491,15 @@ def rewrites(attributes: Attributes, paths: Iterable[str]) -> list[Rewrite]:
 
 def findings(root: Path, relpaths: Iterable[str] | None = None) -> list[Finding]:
     """CONNC017 for each `.gitattributes` line of the checkout at `root` that rewrites one of
-    `relpaths` (default: every file connc could read), and for each such file connc cannot
-    check. Nothing is listed or matched when no `.gitattributes` applies (the common case)."""
+    `relpaths` that exists (default: every file connc could read), and for each such file
+    connc cannot check. Nothing is listed or matched when no `.gitattributes` applies (the
+    common case)."""
     top, prefix = _work_tree(root)
     attributes = Attributes(_checkout_sources(top, prefix))
     if not attributes:
         return []
-    if relpaths is None:
-        relpaths = _layout(root)
+    relpaths = _layout(root) if relpaths is None else \
+        [relpath for relpath in relpaths if repository.present(root / relpath)]
     found = [finding(_from_root(problem.source, prefix), problem.line, 1, "CONNC017",
                      f"{problem.message}: connc cannot tell which connc files git rewrites on "
                      f"checkout; fix or remove it")

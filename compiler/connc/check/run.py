@@ -84,7 +84,8 @@ def check(root: Path, ids: Sequence[str], *, timeout: float) -> list[Outcome]:
     selected = _select(root, ids)
     if not selected:
         return []
-    inputs.refuse_checkout(root)
+    inputs.refuse_checkout(root, [*repository.TOP_FILES,
+                                  *(repository.connection_path(cid) for cid in selected)])
     settings = inputs.policy(root)
     workdir = Path(tempfile.mkdtemp(prefix="connc-check-"))  # 0700
     cancel = http.Cancel()

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -49,12 +49,14 @@ def read(root: Path, relpath: str, kind: str,
     return checked
 
 
-def refuse_checkout(root: Path) -> None:
-    """Refuse a checkout that may not hold the bytes review read, before any file is read:
-    a name that is another connc file's on a case-insensitive file system (CONNC016), or a
-    `.gitattributes` line that makes git rewrite a connc file on checkout or export (CONNC017).
-    A tarball has no `.git`, but what its `.gitattributes` say has happened to it."""
-    _refuse(repository.names_in_doubt(root) + gitattributes.findings(root), "the checkout")
+def refuse_checkout(root: Path, relpaths: Iterable[str]) -> None:
+    """Refuse a checkout that may not hold the bytes review read, before anything is
+    decrypted: a name that is another connc file's on a case-insensitive file system
+    (CONNC016, anywhere: one listing), or a `.gitattributes` line that makes git rewrite one of
+    `relpaths`, the files this command reads, on checkout or export (CONNC017). A tarball has
+    no `.git`, but what its `.gitattributes` say has happened to it."""
+    _refuse(repository.names_in_doubt(root) + gitattributes.findings(root, relpaths),
+            "the checkout")
 
 
 def _refuse(found: list[Finding], what: str) -> None:
