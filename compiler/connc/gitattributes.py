@@ -26,7 +26,7 @@ from __future__ import annotations
 import os
 import posixpath
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -43,6 +43,7 @@ UNSET_ALL = "-text -eol -crlf -filter -ident -working-tree-encoding -export-subs
 State = bool | str | None
 
 _BLANK = b" \t\r\n"
+_A_BLANK = re.compile(rb"[ \t\r\n]")
 _MACRO_PREFIX = b"[attr]"
 _ATTRIBUTE_NAME = re.compile(rb"[-._0-9A-Za-z]+")
 _BUILTIN_MACROS = {"binary": (("diff", False), ("merge", False), ("text", False))}
@@ -53,8 +54,7 @@ _MAX_BYTES = 1024 * 1024  # as for any file connc reads
 # ---------------------------------------------------------------------------- patterns
 
 
-def _ascii_class(test: object) -> frozenset[int]:
-    assert callable(test)
+def _ascii_class(test: Callable[[int], bool]) -> frozenset[int]:
     return frozenset(byte for byte in range(1, 128) if test(byte))
 
 
@@ -81,7 +81,7 @@ def _lower(byte: int) -> int:
     return byte + 32 if ord("A") <= byte <= ord("Z") else byte
 
 
-def translate(pattern: bytes, *, pathname: bool, casefold: bool) -> bytes | None:
+def _translate(pattern: bytes, *, pathname: bool, casefold: bool) -> bytes | None:
     """A wildmatch pattern as a regular expression over bytes, for `fullmatch`; None when it
     can match nothing (an unfinished `[`, an unknown class, a trailing backslash).
 
@@ -106,9 +106,9 @@ def translate(pattern: bytes, *, pathname: bool, casefold: bool) -> bytes | None
             stars = i
             while i < end and pattern[i] == _STAR:
                 i += 1
-            out.append(_stars(pattern, stars, i, pathname))
-            if out[-1].endswith(b"/)?"):
-                i += 1  # `**/` took its slash: it also matches no directory at all
+            expression, took_slash = _stars(pattern, stars, i, pathname)
+            out.append(expression)
+            i += took_slash
         elif byte == ord("["):
             bracket = _bracket(pattern, i + 1, casefold)
             if bracket is None:
@@ -123,15 +123,18 @@ def translate(pattern: bytes, *, pathname: bool, casefold: bool) -> bytes | None
     return b"".join(out)
 
 
-def _stars(pattern: bytes, start: int, stop: int, pathname: bool) -> bytes:
+def _stars(pattern: bytes, start: int, stop: int, pathname: bool) -> tuple[bytes, bool]:
+    """The stars of pattern[start:stop], and whether they took the slash after them."""
     if not pathname:
-        return b"(?s:.*)"
+        return b"(?s:.*)", False
     after = pattern[stop:stop + 2]
     spans = (stop - start >= 2 and (start == 0 or pattern[start - 1] == _SLASH)
              and (not after or after[:1] == b"/" or after == b"\\/"))
     if not spans:
-        return b"[^/]*"
-    return b"(?s:.*/)?" if after[:1] == b"/" else b"(?s:.*)"
+        return b"[^/]*", False
+    if after[:1] == b"/":
+        return b"(?s:.*/)?", True  # `**/` also matches no directory at all
+    return b"(?s:.*)", False
 
 
 def _bracket(pattern: bytes, i: int, casefold: bool) -> tuple[set[int], int] | None:
@@ -218,7 +221,7 @@ class _Pattern(NamedTuple):
             text = text[1:]  # anchored to the directory of its .gitattributes
 
         def compile_(casefold: bool) -> re.Pattern[bytes] | None:
-            expression = translate(text, pathname=not basename_only, casefold=casefold)
+            expression = _translate(text, pathname=not basename_only, casefold=casefold)
             return None if expression is None else re.compile(expression)
 
         return cls(basename_only, compile_(False), compile_(True))
@@ -325,10 +328,8 @@ def _parse_line(raw: bytes, source: str, number: int, macros_allowed: bool) -> _
 
 
 def _token_end(text: bytes) -> int:
-    for index, byte in enumerate(text):
-        if byte in _BLANK:
-            return index
-    return len(text)
+    blank = _A_BLANK.search(text)
+    return blank.start() if blank else len(text)
 
 
 def _valid_name(name: bytes) -> bool:

@@ -12,7 +12,7 @@ import dataclasses
 import os
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Collection
 from pathlib import Path
 
 from connc.errors import UsageError
@@ -170,6 +170,9 @@ def _list(root: Path, directory: str, suffix: str, top: list[str],
 # not exactly one connc reads, or two names of one file, make render read bytes that review
 # (`connc diff`, git on Linux) read under another name. Such names are refused everywhere.
 
+# How `connc diff` names the doubt, in a row.
+NAME_IN_DOUBT = "its name is another file's on a case-insensitive file system"
+
 # Format characters HFS+ leaves out when it compares names (the ones git ignores for the same
 # reason when it guards `.git`).
 _IGNORED_IN_NAMES = dict.fromkeys([0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F),
@@ -196,7 +199,7 @@ def reads(directory: str, name: str) -> bool:
     return name.endswith(suffix) and is_id(name[: -len(suffix)])
 
 
-def in_doubt(directory: str, names: Iterable[str]) -> dict[str, str]:
+def in_doubt(directory: str, names: Collection[str]) -> dict[str, str]:
     """The names of `directory` ("": the top level) that are in doubt, as relpath -> why."""
     folded: dict[str, list[str]] = {}
     for name in names:
@@ -216,17 +219,13 @@ def in_doubt(directory: str, names: Iterable[str]) -> dict[str, str]:
             others = [other for other in group if other != name]
             why = (f"`{_shown(name)}` and {', '.join(f'`{_shown(o)}`' for o in others)} are one "
                    f"file on a case-insensitive or Unicode-normalising file system (macOS, "
-                   f"Windows): which one connc reads there is not the one review read; keep "
+                   f"Windows), where connc may read either and not the one review read; keep "
                    f"only `{key}`") if others else (
                    f"`{_shown(name)}` is `{key}` on a case-insensitive or Unicode-normalising "
                    f"file system (macOS, Windows), so connc would read it there, while review "
                    f"(git, `connc diff`) reads another name; rename it `{key}`")
             doubtful[prefix + name] = why
     return doubtful
-
-
-# How `connc diff` names the doubt, in one word of a row.
-NAME_IN_DOUBT = "its name is another file's on a case-insensitive file system"
 
 
 def _shown(name: str) -> str:
