@@ -50,7 +50,8 @@ class Git:
         result: dict[str, dict[str, str]] = {path: {} for path in paths}
         for index in range(0, len(fields), 3):
             path, name, info = (os.fsdecode(f) for f in fields[index:index + 3])
-            result[path][name] = info
+            if not name.startswith("builtin_"):  # git 2.42's file mode, of indexed paths
+                result[path][name] = info
         return result
 
 
