@@ -7,16 +7,17 @@ constructor, detects duplicate keys (which PyYAML silently drops), bounds alias 
 or value without a second parse.
 
 `read` is the one reader of repository files: validate, render, check, diff and the authoring
-commands all go through it (layout and symlinks, size, UTF-8, YAML, duplicate keys, kind,
-id against file name). What each then checks the data against differs on purpose: validate
-uses the pydantic models for findings at every key, render the JSON Schemas generated from
-them (no pydantic on its start-up path). No pydantic here.
+commands all go through it (layout and symlinks, size, UTF-8 and line breaks, YAML, duplicate
+keys, kind, id against file name). What each then checks the data against differs on purpose:
+validate uses the pydantic models for findings at every key, render the JSON Schemas
+generated from them (no pydantic on its start-up path). No pydantic here.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +110,16 @@ def _child(node: Node, step: str | int) -> tuple[Node | None, Node] | None:
     return None
 
 
+# YAML 1.1 (libyaml) also breaks lines at NEL, LS and PS, which editors, `git diff` and review
+# tools do not show as breaks: a comment ending in one hides the rest of its line from review
+# and feeds it to the parser. (windows-1252's "…" is 0x85, so "Â…" re-encoded is C2 85: NEL.)
+_HIDDEN_BREAKS = {"\x85": "NEL", "\u2028": "LS", "\u2029": "PS"}
+_BREAK = re.compile("\r\n|\r|\n")  # the breaks an editor shows, CRLF being one
+
+
 def decode(raw: bytes) -> tuple[str, bool]:
-    """Bytes to text. Returns (text, had_bom); raises YamlProblem for non-UTF-8 input."""
+    """Bytes to text. Returns (text, had_bom); raises YamlProblem for non-UTF-8 input and for
+    a line break editors do not show (NEL, LS, PS)."""
     had_bom = raw.startswith(b"\xef\xbb\xbf")
     if had_bom:
         raw = raw[3:]
@@ -120,7 +129,24 @@ def decode(raw: bytes) -> tuple[str, bool]:
         line = raw[: exc.start].count(b"\n") + 1
         raise YamlProblem("CONNC010", f"byte {exc.start} is not valid UTF-8; save the file as UTF-8",
                           line) from None
+    # Looked for only in text that is not ASCII (connc's files nearly never are), with
+    # str.find: a regular expression or a bytes search of two bytes costs as much as decoding.
+    if not raw.isascii():
+        found = [index for index in map(text.find, _HIDDEN_BREAKS) if index >= 0]
+        if found:
+            _refuse_hidden_break(text, min(found))
     return text, had_bom
+
+
+def _refuse_hidden_break(text: str, index: int) -> None:
+    # Lines and columns as an editor shows them (and as connc's other findings count them,
+    # up to this character): LF, CR and CRLF end lines, the hidden break does not.
+    line = sum(1 for _ in _BREAK.finditer(text, 0, index)) + 1
+    start = max(text.rfind("\n", 0, index), text.rfind("\r", 0, index)) + 1
+    char = text[index]
+    raise YamlProblem("CONNC015", f"U+{ord(char):04X} ({_HIDDEN_BREAKS[char]}) is a line break "
+                      f"to YAML but not to editors or review tools, so the file does not say "
+                      f"what it shows; remove it", line, index - start + 1)
 
 
 def parse(text: str) -> Document:

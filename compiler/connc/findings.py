@@ -55,6 +55,9 @@ CODES: dict[str, tuple[Severity, str]] = {
     "CONNC012": (E, "misnamed file"),
     "CONNC013": (W, "byte-order mark"),
     "CONNC014": (E, ".sops.yaml missing or invalid"),
+    "CONNC015": (E, "line break that editors do not show"),
+    "CONNC016": (E, "name another file has on a case-insensitive file system"),
+    "CONNC017": (E, ".gitattributes rewrites a connc file"),
     # 1xx: the document against its model
     "CONNC101": (E, "unknown field"),
     "CONNC102": (E, "invalid value"),

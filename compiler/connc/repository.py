@@ -11,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import unicodedata
+from collections.abc import Collection
 from pathlib import Path
 
 from connc.errors import UsageError
@@ -21,8 +23,12 @@ PIPELINES_DIR = "pipelines.d"
 MEMBERS_FILE = "members.yaml"
 CONFIG_FILE = "connc.yaml"
 SOPS_CONFIG = ".sops.yaml"
+GITATTRIBUTES = ".gitattributes"
 CONNECTION_SUFFIX = ".sops.yaml"
 PIPELINE_SUFFIX = ".yaml"
+# The top-level files connc reads, and with its two directories, everything it reads.
+TOP_FILES = (MEMBERS_FILE, CONFIG_FILE, SOPS_CONFIG)
+LAYOUT = (CONNECTIONS_DIR, PIPELINES_DIR, *TOP_FILES)
 # The file name suffix of each kind that lives one file per id.
 SUFFIXES = {"Connection": CONNECTION_SUFFIX, "Pipeline": PIPELINE_SUFFIX}
 
@@ -108,9 +114,14 @@ class Listing:
 
 
 def list_files(root: Path) -> Listing:
-    connections, found = _list(root, CONNECTIONS_DIR, CONNECTION_SUFFIX)
-    pipelines, found_p = _list(root, PIPELINES_DIR, PIPELINE_SUFFIX)
-    return Listing(connections, pipelines, found + found_p)
+    """The connection and pipeline files to read, and findings about the layout: misnamed
+    files, symlinks, non-files, and names in doubt (`names_in_doubt`), which are not read."""
+    top = _entries(root)
+    doubtful = in_doubt("", top)
+    found = [_name_finding(relpath, why) for relpath, why in doubtful.items()]
+    connections, found_c = _list(root, CONNECTIONS_DIR, CONNECTION_SUFFIX, top, doubtful)
+    pipelines, found_p = _list(root, PIPELINES_DIR, PIPELINE_SUFFIX, top, doubtful)
+    return Listing(connections, pipelines, found + found_c + found_p)
 
 
 def present(path: Path) -> bool:
@@ -148,25 +159,30 @@ def _expected(relpath: str) -> str:
     return f"the file {relpath}"
 
 
-def _list(root: Path, directory: str, suffix: str) -> tuple[list[str], list[Finding]]:
+def _list(root: Path, directory: str, suffix: str, top: list[str],
+          doubtful: dict[str, str]) -> tuple[list[str], list[Finding]]:
+    # Only by its exact name: on a case-insensitive file system `root / directory` would also
+    # open `Connections.d/`, which is in doubt (reported once, by the caller) or absent.
+    if directory not in top or directory in doubtful:
+        return [], []
     base = root / directory
     if base.is_symlink():
         return [], [finding(directory, 1, 1, "CONNC007",
                             f"{directory}/ {_SYMLINK}; connc reads no file in it")]
-    if not base.is_dir():
-        if present(base):  # a file (or a dangling link) where the directory belongs
-            return [], [finding(directory, 1, 1, "CONNC008",
-                                f"{directory} must be a directory; connc reads no file in it")]
-        return [], []
+    if not base.is_dir():  # a file (or a dangling link) where the directory belongs
+        return [], [finding(directory, 1, 1, "CONNC008",
+                            f"{directory} must be a directory; connc reads no file in it")]
     files, found = [], []
     with os.scandir(base) as scan:
         entries = sorted(scan, key=lambda entry: entry.name)
+    doubtful_here = in_doubt(directory, [entry.name for entry in entries])
+    found += [_name_finding(relpath, why) for relpath, why in doubtful_here.items()]
     # The directory is no symlink (above), so an entry that is a regular file and no symlink
     # (one system call, cached by scandir) needs no further check: only the rare others do.
     for entry in entries:
         name = entry.name
         relpath = f"{directory}/{name}"
-        if name.startswith("."):
+        if name.startswith(".") or relpath in doubtful_here:
             continue
         if not name.endswith(suffix):
             found.append(finding(relpath, 1, 1, "CONNC012",
@@ -179,6 +195,99 @@ def _list(root: Path, directory: str, suffix: str) -> tuple[list[str], list[Find
             continue
         files.append(relpath)
     return files, found
+
+
+# ---------------------------------------------------------------------------- names
+# A case-insensitive or Unicode-normalising file system (APFS and HFS+ on macOS, NTFS on
+# Windows, ext4 with casefolding) opens `members.yaml` for `Members.yaml`, `\u212a8s.yaml`
+# (KELVIN SIGN) for `k8s.yaml`, and keeps one file of two such names. There, a name that is
+# not exactly one connc reads, or two names of one file, make render read bytes that review
+# (`connc diff`, git on Linux) read under another name. Such names are refused everywhere.
+
+# How `connc diff` names the doubt, in a row.
+NAME_IN_DOUBT = "its name is another file's on a case-insensitive file system"
+
+# Format characters HFS+ leaves out when it compares names (the ones git ignores for the same
+# reason when it guards `.git`).
+_IGNORED_IN_NAMES = dict.fromkeys([0x200C, 0x200D, 0x200E, 0x200F, *range(0x202A, 0x202F),
+                                   *range(0x206A, 0x2070), 0xFEFF])
+
+
+def fold(name: str) -> str:
+    """`name` as such a file system compares it: one Unicode form (NFD), case folded both
+    ways (NTFS upper-cases, APFS folds), HFS+'s ignored characters dropped, and the trailing
+    dots and spaces Windows drops. Folding more than one system does only refuses more."""
+    if not name.isascii():
+        name = unicodedata.normalize("NFD", name.translate(_IGNORED_IN_NAMES))
+        name = unicodedata.normalize("NFD", name.upper().casefold())
+    return name.lower().rstrip(". ")
+
+
+def reads(directory: str, name: str) -> bool:
+    """Whether connc (or git, for `.gitattributes`) reads a file so named in `directory`."""
+    if name == GITATTRIBUTES:
+        return True
+    if not directory:
+        return name in LAYOUT
+    suffix = CONNECTION_SUFFIX if directory == CONNECTIONS_DIR else PIPELINE_SUFFIX
+    return name.endswith(suffix) and is_id(name[: -len(suffix)])
+
+
+def in_doubt(directory: str, names: Collection[str]) -> dict[str, str]:
+    """The names of `directory` ("": the top level) that are in doubt, as relpath -> why."""
+    folded: dict[str, list[str]] = {}
+    for name in names:
+        if name.isascii() and name.islower() and name[-1] not in ". ":
+            continue  # its own fold: only another name can fold to it (the common case)
+        key = fold(name)
+        if key != name and reads(directory, key):
+            folded.setdefault(key, []).append(name)
+    if not folded:
+        return {}
+    present_names = set(names)
+    prefix = f"{directory}/" if directory else ""
+    doubtful = {}
+    for key, variants in folded.items():
+        group = sorted(variants) + ([key] if key in present_names else [])
+        for name in group:
+            others = [other for other in group if other != name]
+            why = (f"`{_shown(name)}` and {', '.join(f'`{_shown(o)}`' for o in others)} are one "
+                   f"file on a case-insensitive or Unicode-normalising file system (macOS, "
+                   f"Windows), where connc may read either and not the one review read; keep "
+                   f"only `{key}`") if others else (
+                   f"`{_shown(name)}` is `{key}` on a case-insensitive or Unicode-normalising "
+                   f"file system (macOS, Windows), so connc would read it there, while review "
+                   f"(git, `connc diff`) reads another name; rename it `{key}`")
+            doubtful[prefix + name] = why
+    return doubtful
+
+
+def _shown(name: str) -> str:
+    # Non-ASCII as escapes: a KELVIN SIGN must not look like the K it stands in for.
+    return printable(name.encode("ascii", "backslashreplace").decode("ascii"))
+
+
+def _name_finding(relpath: str, why: str) -> Finding:
+    return finding(relpath, 1, 1, "CONNC016", why)
+
+
+def _entries(root: Path) -> list[str]:
+    try:
+        return os.listdir(root)
+    except OSError:
+        return []
+
+
+def names_in_doubt(root: Path) -> list[Finding]:
+    """Findings for the names in doubt, from the names alone (render's check: no file is
+    opened or stat'ed; validate gets the same findings from `list_files`)."""
+    top = _entries(root)
+    doubtful = in_doubt("", top)
+    for directory in (CONNECTIONS_DIR, PIPELINES_DIR):
+        if directory in top and directory not in doubtful \
+                and not (root / directory).is_symlink():  # refused when read; never listed
+            doubtful.update(in_doubt(directory, _entries(root / directory)))
+    return [_name_finding(relpath, why) for relpath, why in doubtful.items()]
 
 
 # ---------------------------------------------------------------------------- the model

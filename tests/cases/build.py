@@ -447,6 +447,23 @@ def file_cases() -> list[Case]:
              base_files(**{release: "\ufeffapiVersion: connc/v1\nkind: Pipeline\nmetadata:\n"
                                     "  id: release\n  owner: alice\n"}),
              [Expect("CONNC013", release)], exit=0),
+        Case("invalid", "hidden-line-break", "a NEL in a comment, a line break to YAML that "
+             "editors do not show, is refused at its own line and column",
+             base_files(**{release: (
+                 "apiVersion: connc/v1\nkind: Pipeline\nmetadata:\n  id: release\n"
+                 "  owner: alice  # moved\u0085  owner: bob\n")}),
+             [Expect("CONNC015", release, "owner: alice")]),
+        Case("invalid", "name-case-folded", "a pipeline file whose name is release.yaml on a "
+             "case-insensitive file system is not read",
+             base_files(**{"pipelines.d/Release.yaml": pipeline("release")}),
+             [Expect("CONNC016", "pipelines.d/Release.yaml")]),
+        Case("invalid", "gitattributes-rewrite", "a .gitattributes line that makes git convert "
+             "the line ends of connc files on checkout",
+             base_files(**{".gitattributes": "* text=auto eol=lf\n",
+                           release: pipeline("release")}),
+             [Expect("CONNC017", ".gitattributes", "text=auto")],
+             message_contains={"CONNC017": "`eol=lf`, `text=auto` on `.sops.yaml`, "
+                                           "`members.yaml`, `pipelines.d/release.yaml`"}),
         Case("invalid", "sops-config-missing", "no .sops.yaml: recipients cannot be checked",
              base_files(**with_connection),
              [Expect("CONNC014", ".sops.yaml")],

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from connc.documents import MAX_DEPTH, MAX_NODES, Document, YamlProblem, decode, parse
 
@@ -191,3 +193,45 @@ def test_utf16_is_not_utf8() -> None:
     with pytest.raises(YamlProblem) as caught:
         decode("kind: Members\n".encode("utf-16"))
     assert caught.value.code == "CONNC010"
+
+
+# ---------------------------------------------------------------------------- hidden breaks
+
+
+def hidden(raw: bytes) -> YamlProblem:
+    with pytest.raises(YamlProblem) as caught:
+        decode(raw)
+    return caught.value
+
+
+@pytest.mark.parametrize("char", ["\u0085", "\u2028", "\u2029"])
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"])
+def test_a_hidden_line_break_is_refused_at_its_own_position(char: str, newline: str) -> None:
+    # Python's splitlines() also breaks at these (and at \x1c, \x0c): an editor does not.
+    text = newline.join(["kind: Pipeline", "metadata:  # \x1c\x0c",
+                         f"  id: x  # moved…{char}  owner: bob", ""])
+    found = hidden(text.encode())
+    assert (found.code, found.line, found.column) == ("CONNC015", 3, 18)
+    assert f"U+{ord(char):04X}" in found.message
+
+
+def test_the_position_after_a_byte_order_mark_counts_as_other_findings_do() -> None:
+    found = hidden("\ufeffa: 1  # x\u2029\n".encode())
+    assert (found.line, found.column) == (1, 10)
+
+
+def test_the_first_hidden_break_is_named() -> None:
+    found = hidden("a: 1\nb: 2 \u2028 \x85\n".encode())
+    assert (found.line, found.column, "LS" in found.message) == (2, 6, True)
+
+
+@pytest.mark.parametrize("text", ["a: …\n", "a: — ’ “x”\n", "a: Â\n", "a: \u2027\u202a\n"])
+def test_neighbours_of_the_hidden_breaks_are_text(text: str) -> None:
+    # Their UTF-8 shares the lead bytes (E2 80, C2) that make the reader look closer.
+    assert decode(text.encode()) == (text, False)
+
+
+@given(st.text(st.characters(blacklist_characters="\x85\u2028\u2029",
+                             blacklist_categories=("Cs",))))
+def test_text_without_them_decodes_unchanged(text: str) -> None:
+    assert decode(text.encode()) == (text.removeprefix("\ufeff"), text.startswith("\ufeff"))

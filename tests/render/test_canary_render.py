@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import re
+import shutil
 import subprocess
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -308,6 +309,31 @@ def test_a_refused_render_prints_no_secret(canary_repo: CanaryRepo, tmp_path: Pa
         assert not run.out.exists()
     minted = [m.token for m in canary_repo.github.minted[minted_before:]]
     assert set(minted) <= set(canary_repo.github.revoked)  # maven-bad minted, then revoked
+
+
+@pytest.mark.parametrize(("name", "change", "phrase"), [
+    # A file in doubt is refused with validate's words, before anything is decrypted.
+    ("gitattributes", lambda root: (root / ".gitattributes").write_text(
+        "connections.d/* working-tree-encoding=windows-1252\n"), "CONNC017"),
+    ("name", lambda root: shutil.copy(root / "pipelines.d/all.yaml", root / "pipelines.d/ALL.yaml"),
+     "CONNC016"),
+    ("nel", lambda root: (root / "pipelines.d/all.yaml").write_text(
+        (root / "pipelines.d/all.yaml").read_text().replace("\n", f"  # {SENTINEL}\u0085\n", 1)),
+     "CONNC015"),
+])
+def test_a_checkout_in_doubt_prints_no_secret(canary_repo: CanaryRepo, tmp_path: Path,
+                                              name: str, change: Callable[[Path], object],
+                                              phrase: str) -> None:
+    root = Path(shutil.copytree(canary_repo.root, tmp_path / name))
+    change(root)
+    repo = dataclasses.replace(canary_repo, root=root)
+    for run in _render_all_formats(repo, "all", tmp_path):
+        assert run.proc.returncode == 1, run.proc.stderr
+        assert phrase in run.proc.stderr
+        assert_clean(run.proc.stdout + run.proc.stderr, f"{run.format}: output",
+                     [*canary_repo.forbidden, SENTINEL])
+        assert run.proc.stdout == "" and run.github_env.read_text() == ""
+        assert not run.out.exists()
 
 
 def test_a_refused_out_prints_no_secret(canary_repo: CanaryRepo, tmp_path: Path) -> None:

@@ -204,6 +204,8 @@ BROKEN_TEXT = {
     "wrong-kind": f"apiVersion: {SENTINEL}\nkind: {SENTINEL}\npassword: {SENTINEL}\n",
     "a-list": f"- password: {SENTINEL}\n- {SENTINEL}\n",
     "a-scalar": f"{SENTINEL}\n",
+    # A line break YAML reads and an editor does not, in a comment and before a secret.
+    "hidden-break": f"apiVersion: connc/v1\n# {SENTINEL}\u0085password: {SENTINEL}\n",
 }
 
 
@@ -237,6 +239,10 @@ def build(root: Path, tmp: Path) -> Path:
         write(root, f"connections.d/{name}.sops.yaml", text.encode("utf-8", "surrogateescape")
               if name != "non-utf8" else text.encode("latin-1"))
     write(root, "pipelines.d/broken.yaml", BROKEN_TEXT["duplicate-keys"])
+    # A name that is another file's on macOS (its canary content is never read), and an
+    # attribute that would rewrite a file on checkout.
+    write(root, "pipelines.d/Broken.yaml", BROKEN_TEXT["duplicate-keys"])
+    write(root, ".gitattributes", "pipelines.d/typed.yaml ident\n")
     write(root, "pipelines.d/typed.yaml", {
         "apiVersion": "connc/v1", "kind": "Pipeline",
         "metadata": {"id": "typed", "owner": "alice", "description": SENTINEL,
@@ -334,7 +340,8 @@ def test_validate_never_prints_the_canary(
 
 
 # Codes each run must produce, proving the canary went through those paths.
-KEYLESS_CODES = {"CONNC001", "CONNC002", "CONNC005", "CONNC010", "CONNC101", "CONNC102",
+KEYLESS_CODES = {"CONNC001", "CONNC002", "CONNC005", "CONNC010", "CONNC015", "CONNC016",
+                 "CONNC017", "CONNC101", "CONNC102",
                  "CONNC103", "CONNC104", "CONNC105", "CONNC107", "CONNC109", "CONNC208", "CONNC402", "CONNC403", "CONNC405", "CONNC410", "CONNC411",
                  "CONNC412", "CONNC501"}
 DECRYPT_CODES = {"CONNC601", "CONNC602", "CONNC603", "CONNC604", "CONNC605", "CONNC606"}

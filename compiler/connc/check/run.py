@@ -103,6 +103,8 @@ def each_connection(root: Path, selected: Sequence[str],
     """
     if not selected:
         return []
+    inputs.refuse_checkout(root, [*repository.TOP_FILES,
+                                  *(repository.connection_path(cid) for cid in selected)])
     settings = inputs.policy(root)
     workdir = Path(tempfile.mkdtemp(prefix="connc-check-"))  # 0700
     cancel = http.Cancel()

@@ -15,8 +15,11 @@ _NOTES = {
               "allowed (render refuses it). Pipeline `*`: every pipeline (a public connection).",
     "recipients": "Who can decrypt each connection, from its sops metadata.",
     "specs": "Where the credential goes, and what it trusts.",
-    "integrity": "connc reads none of these; at the head they fail the check whatever the "
-                 "consent: replace a symlink with a file, make each id match its file name.",
+    "integrity": "connc reads none of these as they are; at the head they fail the check "
+                 "whatever the consent: replace a symlink with a file, make each id match its "
+                 "file name, keep one name per file however its case is written, and remove "
+                 "or unset a .gitattributes line that rewrites connc files (`connc validate` "
+                 "names the fix).",
     "unread": "`connc validate` refuses these files (it says why), and so does render. What "
               "could still be read of one is compared above; what could not counts as absent "
               "on that side. At the head, a file render would read needs an admin: review "

@@ -1,14 +1,19 @@
 """Git plumbing for `connc diff`: a revision's connc files, read from git's objects.
 
 A revision is written from `ls-tree` + `cat-file --batch` into a temp dir, so the user's
-working tree and index are never touched. Symlinks and submodules are not written: a
-revision is read as data only, and what was not written is reported by the caller.
+working tree and index are never touched. It is laid out as its work tree would be (`.git`
+marks the top), with the `.gitattributes` that apply to connc files, from the top down: the
+temp dir is then read exactly as a checkout is. Symlinks and submodules are not written: a
+revision is read as data only. Names in doubt (`repository.in_doubt`: one file on a
+case-insensitive file system) are listed whatever their case, and not written, since the
+temp dir's file system may be such a one. What was not written is reported by the caller.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -16,8 +21,6 @@ from connc import process, repository
 from connc.errors import UsageError
 from connc.findings import printable
 
-_FILES = (repository.CONNECTIONS_DIR, repository.PIPELINES_DIR, repository.MEMBERS_FILE,
-          repository.CONFIG_FILE, repository.SOPS_CONFIG)
 _GIT_TIMEOUT_SECONDS = 120
 
 
@@ -76,24 +79,38 @@ def resolve(top: Path, revision: str) -> Revision:
     return Revision(revision, out.decode().strip())
 
 
-def write_revision(top: Path, prefix: str, revision: Revision, dest: Path) -> dict[str, str]:
-    """Write the revision's connc files into `dest`; returns the paths not written, and why."""
+def write_revision(top: Path, prefix: str, revision: Revision,
+                   dest: Path) -> tuple[Path, dict[str, str]]:
+    """Write the revision's connc files under `dest`; returns where the repository's root is
+    in it, and the paths not written (from that root), and why."""
     assert revision.commit is not None
     error = f"git could not read revision {printable(revision.name or '')!r}"
-    listing = _git(["ls-tree", "-r", "-z", revision.commit, "--",
-                    *(prefix + name for name in _FILES)], top, error)
-    blobs, skipped = [], {}
-    for record in filter(None, listing.split(b"\0")):
-        meta, _, raw_path = record.partition(b"\t")
-        mode, kind, oid = meta.split(b" ")
-        relpath = os.fsdecode(raw_path)[len(prefix):]
-        parts = relpath.split("/")
-        if kind != b"blob" or mode == b"120000" or {"", ".", ".."} & set(parts):
+    records = list(_ls_tree(top, revision.commit, [prefix] if prefix else [], error,
+                            recursive=False))
+    # Every top-level entry that is, or folds to, a name connc reads: `Connections.d/` too.
+    top_names = [relpath.rsplit("/", 1)[-1] for _meta, relpath in records]
+    wanted = [prefix + name for name in top_names
+              if repository.reads("", repository.fold(name))]
+    wanted += [posixpath.join(directory, repository.GITATTRIBUTES)
+               for directory in _parents(prefix)]
+    listed = list(_ls_tree(top, revision.commit, wanted, error, recursive=True)) if wanted else []
+    # Paths from the repository's root, as validate names them: `../.gitattributes` above it.
+    entries = [(meta, posixpath.relpath(relpath, prefix.rstrip("/") or "."), relpath)
+               for meta, relpath in listed]
+    doubtful = _in_doubt(top_names, [shown for _meta, shown, _relpath in entries])
+    skipped = dict.fromkeys(doubtful, repository.NAME_IN_DOUBT)
+    blobs = []
+    for (mode, kind, oid), shown, relpath in entries:
+        if any(shown == doubt or shown.startswith(f"{doubt}/") for doubt in doubtful):
+            continue
+        if kind != b"blob" or mode == b"120000" or {"", ".", ".."} & set(relpath.split("/")):
             # Symlinks and submodules are not followed: a revision is read as data only.
-            skipped[relpath] = "a symlink" if mode == b"120000" else "not a regular file"
+            skipped[shown] = "a symlink" if mode == b"120000" else "not a regular file"
         else:
             blobs.append((relpath, oid))
     dest.mkdir(parents=True)
+    (dest / ".git").mkdir()  # the work tree's top, as the checkout's `.git` marks it
+    root = dest / prefix if prefix else dest
     if blobs:
         contents = _git(["cat-file", "--batch"], top, error,
                         stdin=b"".join(oid + b"\n" for _, oid in blobs))
@@ -101,7 +118,35 @@ def write_revision(top: Path, prefix: str, revision: Revision, dest: Path) -> di
             target = dest / relpath
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(data)
-    return skipped
+    root.mkdir(parents=True, exist_ok=True)
+    return root, skipped
+
+
+def _ls_tree(top: Path, commit: str, paths: list[str], error: str, *,
+             recursive: bool) -> Iterable[tuple[tuple[bytes, bytes, bytes], str]]:
+    """(mode, type, object id) and path from the work tree's top, of each entry listed."""
+    listing = _git(["ls-tree", *(["-r"] if recursive else []), "-z", commit, "--", *paths],
+                   top, error)
+    for record in filter(None, listing.split(b"\0")):
+        meta, _, raw_path = record.partition(b"\t")
+        mode, kind, oid = meta.split(b" ")
+        yield (mode, kind, oid), os.fsdecode(raw_path)
+
+
+def _parents(prefix: str) -> list[str]:
+    """The directories above the repository's root, up to the work tree's top ("")."""
+    parts = prefix.rstrip("/").split("/") if prefix else []
+    return ["/".join(parts[:depth]) for depth in range(len(parts))]
+
+
+def _in_doubt(top_names: list[str], relpaths: list[str]) -> list[str]:
+    """Names in doubt at the top and in the connc directories, as `validate` finds them."""
+    doubtful = list(repository.in_doubt("", top_names))
+    for directory in (repository.CONNECTIONS_DIR, repository.PIPELINES_DIR):
+        names = {relpath.split("/")[1] for relpath in relpaths
+                 if relpath.startswith(f"{directory}/")}
+        doubtful += repository.in_doubt(directory, names)
+    return doubtful
 
 
 def _batch_contents(out: bytes, error: str) -> Iterable[bytes]:

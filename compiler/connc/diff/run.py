@@ -30,5 +30,5 @@ def diff(repo: Path, base: str, head: str | None = None) -> Diff:
 
 
 def _read(top: Path, prefix: str, revision: Revision, dest: Path) -> Snapshot:
-    skipped = write_revision(top, prefix, revision, dest)
-    return snapshot(dest, skipped)
+    root, skipped = write_revision(top, prefix, revision, dest)
+    return snapshot(root, skipped)

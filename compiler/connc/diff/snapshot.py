@@ -28,7 +28,9 @@ from connc.validate.run import validate
 # reviewer thinks is which may not be what render reads. (Two files with one id are always
 # one file whose id does not match its name: render reads `pipelines.d/ID.yaml`, the other
 # is the doubtful one.)
-_IDENTITY = {"CONNC007": "a symlink", "CONNC105": "its id does not match its file name"}
+_IDENTITY = {"CONNC007": "a symlink", "CONNC105": "its id does not match its file name",
+             "CONNC016": repository.NAME_IN_DOUBT,
+             "CONNC017": "makes git rewrite connc files on checkout or export"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,7 +71,9 @@ def snapshot(root: Path, skipped: dict[str, str]) -> Snapshot:
     doubtful = {relpath: why for relpath, why in skipped.items()}
     for found in report.findings:
         if found.code in _IDENTITY:
-            doubtful.setdefault(found.path, _IDENTITY[found.code])
+            # A .gitattributes is in doubt by the line that rewrites (the files are read).
+            where = f"{found.path}:{found.line}" if found.code == "CONNC017" else found.path
+            doubtful.setdefault(where, _IDENTITY[found.code])
     connections = [c for c in report.connections if c.relpath not in doubtful]
     pipelines = [p for p in report.pipelines if p.relpath not in doubtful]
     refused = {relpath: f"{first.code} at line {first.line}"

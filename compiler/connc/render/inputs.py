@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from connc import acceptance, encryption, repository
+from connc import acceptance, encryption, gitattributes, repository
 from connc.errors import RenderError
 from connc.findings import Finding, Severity
 
@@ -35,6 +36,16 @@ def read(root: Path, relpath: str, kind: str, context: acceptance.Context | None
     if judged.data is None:  # pragma: no cover - the predicate refuses with an error
         raise RenderError(f"{relpath} cannot be read")
     return judged.data
+
+
+def refuse_checkout(root: Path, relpaths: Iterable[str]) -> None:
+    """Refuse a checkout that may not hold the bytes review read, before anything is
+    decrypted: a name that is another connc file's on a case-insensitive file system
+    (CONNC016, anywhere: one listing), or a `.gitattributes` line that makes git rewrite one of
+    `relpaths`, the files this command reads, on checkout or export (CONNC017). A tarball has
+    no `.git`, but what its `.gitattributes` say has happened to it."""
+    refuse(repository.names_in_doubt(root) + gitattributes.findings(root, relpaths),
+            "the checkout")
 
 
 def refuse(found: list[Finding], what: str) -> None:

@@ -64,6 +64,8 @@ def render(root: Path, pipeline_id: str, out: Path | None) -> tuple[Output, dict
     _check_team_claims(root, pipeline)
     settings = inputs.policy(root)
     connections = _connections(root, pipeline, settings)
+    inputs.refuse_checkout(root, [pipeline_file, *repository.TOP_FILES,
+                                  *(repository.connection_path(cid) for cid, _ in connections)])
     sops.binary()  # a missing binary is an environment error, before any process starts
     # One sops process per connection, all at once; while they decrypt, this process
     # imports the writers.

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import TypeVar
 
-from connc import repository
+from connc import gitattributes, repository
 from connc.acceptance import Judged
 from connc.encryption import load_rules
 from connc.findings import Finding, Severity, finding
@@ -92,6 +92,7 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
     listing = repository.list_files(root)
     for listed in listing.findings:
         judged(listed.path, [listed])
+    found += gitattributes.findings(root)
     context = CheckContext(
         root=str(root),
         rules=tuple(rules) if rules is not None else None,
