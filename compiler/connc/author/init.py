@@ -42,6 +42,7 @@ class Initialised:
     written: list[str]  # relative paths, in the order written
     recipient: str
     key_file: Path | None
+    pipeline: str | None = None  # the first pipeline, written with its runner key
 
     def messages(self) -> list[str]:
         lines = [f"connc: a connection repository in {self.root}: {', '.join(self.written)}"]
@@ -50,16 +51,25 @@ class Initialised:
                          f"git): its public key {self.recipient} is the one .sops.yaml encrypts to")
         lines += ["next:",
                   "  - connc new TYPE ID            # a connection, encrypted and sealed",
-                  "  - connc secret set ID FIELD < FILE",
-                  "  - write pipelines.d/ID.yaml, then connc validate",
-                  f"  - SOPS_AGE_KEY_FILE={self.key_file or 'KEY'} connc render ID"]
+                  "  - connc secret set ID FIELD < FILE"]
+        if self.pipeline is None:
+            lines += ["  - write pipelines.d/ID.yaml, then connc validate",
+                      f"  - SOPS_AGE_KEY_FILE={self.key_file or 'KEY'} connc render ID"]
+        else:
+            lines += [f"  - list the connections it uses in pipelines.d/{self.pipeline}.yaml",
+                      "  - connc keys sync --all       # encrypts them to its runner key too",
+                      f"  - on the runner, with its key: connc render {self.pipeline}"]
         return lines
 
 
 def init(directory: Path, *, owner: str, recipients: Sequence[str], new_key: Path | None,
-         github: str | None = None, connc_requirement: str | None = None) -> Initialised:
+         github: str | None = None, connc_requirement: str | None = None,
+         pipeline: str | None = None, runner_keys: Sequence[str] = ()) -> Initialised:
+    """`pipeline` and `runner_keys` (given together): the first pipeline, owned by `owner`,
+    whose runner renders with those keys (its `metadata.recipients`)."""
     root = directory.absolute()
     _check_arguments(owner, recipients, new_key, github)
+    _check_runner(pipeline, runner_keys)
     requirement = connc_requirement or f"connc=={__version__}"
     if not _REQUIREMENT.fullmatch(requirement):
         raise UsageError(f"--connc-requirement {printable(requirement)!r} is not a pip "
@@ -81,7 +91,7 @@ def init(directory: Path, *, owner: str, recipients: Sequence[str], new_key: Pat
         if repository.present(key_file):
             raise UsageError(f"--new-key {key_file} exists; connc never overwrites a key")
     root.mkdir(parents=True, exist_ok=True)
-    recipient = _write_key(key_file) if key_file is not None else recipients[0]
+    recipient = write_key(key_file) if key_file is not None else recipients[0]
     keys = [recipient] if key_file is not None else list(recipients)
     files = {
         repository.SOPS_CONFIG: _sops_config(keys),
@@ -89,6 +99,8 @@ def init(directory: Path, *, owner: str, recipients: Sequence[str], new_key: Pat
         repository.CONFIG_FILE: _config(owner, keys),
         f"{repository.CONNECTIONS_DIR}/.gitkeep": "",
         f"{repository.PIPELINES_DIR}/.gitkeep": "",
+        **({repository.pipeline_path(pipeline): _pipeline(pipeline, owner, runner_keys)}
+           if pipeline is not None else {}),
         **{workflow: _template(Path(workflow).name).replace(
             "@{connc}", json.dumps(requirement)) for workflow in _WORKFLOWS},
     }
@@ -100,7 +112,7 @@ def init(directory: Path, *, owner: str, recipients: Sequence[str], new_key: Pat
             out.write(text)
         written.append(relpath)
     written.append(_gitignore(root))
-    return Initialised(root, written, recipient, key_file)
+    return Initialised(root, written, recipient, key_file, pipeline)
 
 
 def _check_arguments(owner: str, recipients: Sequence[str], new_key: Path | None,
@@ -114,26 +126,57 @@ def _check_arguments(owner: str, recipients: Sequence[str], new_key: Path | None
         raise UsageError("give --new-key FILE (a fresh age key) or --recipient KEY (keys you "
                          "have), one of the two")
     for key in recipients:
-        if key.upper().startswith("AGE-SECRET-KEY-"):
-            raise UsageError("--recipient takes a public key, and this is a secret one: give "
-                             "its public half (the '# public key:' line of the key file)")
-        if recipient_of_member_key(key).startswith("unknown:"):
-            # Only the start of the value: a pasted secret is not echoed into a CI log.
-            raise UsageError(f"--recipient {printable(key[:10])!r}... is not a public key sops "
-                             f"knows (age1..., a KMS ARN, a PGP fingerprint, ...)")
+        _check_key("--recipient", key)
 
 
-def _write_key(path: Path) -> str:
-    """A fresh age identity in `path` (0600, O_EXCL); returns its public key."""
+def _check_key(option: str, key: str) -> None:
+    if key.upper().startswith("AGE-SECRET-KEY-"):
+        raise UsageError(f"{option} takes a public key, and this is a secret one: give its "
+                         f"public half (the '# public key:' line of the key file)")
+    if recipient_of_member_key(key).startswith("unknown:"):
+        # Only the start of the value: a pasted secret is not echoed into a CI log.
+        raise UsageError(f"{option} {printable(key[:10])!r}... is not a public key sops knows "
+                         f"(age1..., a KMS ARN, a PGP fingerprint, ...)")
+
+
+def _check_runner(pipeline: str | None, runner_keys: Sequence[str]) -> None:
+    if (pipeline is None) != (not runner_keys):
+        raise UsageError("--runner-key and --pipeline go together: the pipeline whose runner "
+                         "renders with that key")
+    if pipeline is not None:
+        repository.check_id(pipeline, "--pipeline")
+    for key in runner_keys:
+        _check_key("--runner-key", key)
+
+
+def _pipeline(pipeline: str, owner: str, runner_keys: Sequence[str]) -> str:
+    return (
+        "# Written by connc init: the first pipeline. Its runner renders with the key whose\n"
+        "# public half is in metadata.recipients. List the connections it uses under `uses`,\n"
+        "# then run `connc keys sync --all`, which encrypts their files to that key too.\n"
+        "apiVersion: connc/v1\nkind: Pipeline\n"
+        f"metadata:\n  id: {pipeline}\n  owner: {owner}\n"
+        f"  recipients: {json.dumps(list(runner_keys))}\n"
+        "uses: []\n")
+
+
+def write_key(path: Path) -> str:
+    """A fresh age identity in `path` (0600, O_EXCL); returns its public key. Also `connc keys
+    new`, for the keys of people who join and of runners."""
     import pyrage  # type: ignore[import-untyped]
 
     identity = pyrage.x25519.Identity.generate()
     public = str(identity.to_public())
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{path} exists; connc never overwrites a key") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
     with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-        out.write(f"# created: {created} by connc init\n# public key: {public}\n{identity}\n")
+        out.write(f"# created: {created} by connc\n# public key: {public}\n{identity}\n")
     os.chmod(path, 0o600)  # whatever the umask
     return public
 

@@ -22,13 +22,7 @@ from connc.repository import ConnectionSummary, PipelineSummary, stem
 from connc.schema import models
 from connc.sopsmeta import recipient_of_member_key
 from connc.validate import pool
-from connc.validate.crossfile import (
-    Principals,
-    check_admins,
-    check_members,
-    check_repository,
-    unsealed,
-)
+from connc.validate.crossfile import check_admins, check_members, check_repository, unsealed
 from connc.validate.files import (
     CheckContext,
     FileResult,
@@ -36,6 +30,7 @@ from connc.validate.files import (
     check_pipeline,
     check_single,
 )
+from connc.validate.keyring import Principals
 
 Checker = Callable[[str, CheckContext], FileResult]
 
@@ -53,6 +48,9 @@ class Report:
     files: int
     connections: list[ConnectionSummary]
     pipelines: list[PipelineSummary]
+    # What the keys checks read besides the summaries (`connc keys` builds its Keyring on them).
+    members: models.Members | None = None
+    admin_recipients: frozenset[str] = frozenset()
 
 
 def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
@@ -85,7 +83,8 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
             connections.append(result.summary)
         elif isinstance(result.summary, PipelineSummary):
             pipelines.append(result.summary)
-    admin = {recipient_of_member_key(r) for r in config.admin_recipients} if config else set()
+    admin = frozenset(recipient_of_member_key(r) for r in config.admin_recipients) if config \
+        else frozenset()
     summarised = {c.relpath for c in connections}
     invalid = frozenset(stem(p, repository.CONNECTION_SUFFIX) for p in listing.connections
                         if p not in summarised)
@@ -102,7 +101,7 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
     files = len(tasks) + sum((root / name).is_file() for name in
                              (repository.MEMBERS_FILE, repository.CONFIG_FILE,
                               repository.SOPS_CONFIG))
-    return Report(sorted(set(found)), files, connections, pipelines)
+    return Report(sorted(set(found)), files, connections, pipelines, members, admin)
 
 
 def _run(tasks: list[tuple[Checker, str]],
