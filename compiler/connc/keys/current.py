@@ -27,7 +27,7 @@ def read(root: Path) -> Current:
     keyring = Keyring(report.connections, report.pipelines, Principals(report.members),
                       report.admin_recipients)
     listing = repository.list_files(root)
-    summarised = {s.relpath for s in [*report.connections, *report.pipelines]}
+    summarised = {c.relpath for c in report.connections} | {p.relpath for p in report.pipelines}
     unread = [p for p in [*listing.connections, *listing.pipelines] if p not in summarised]
     return Current(root, report, keyring, {c.id: c for c in report.connections}, unread)
 
