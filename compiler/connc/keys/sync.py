@@ -14,10 +14,11 @@ plan says what changed since the last seal.
 Whole files or nothing: all of it happens in a staging directory inside the repository (so
 on the same file system), on copies at the same relative paths beside the new `.sops.yaml`,
 from which sops runs. Only when every file is updated, checked and resealed are they moved
-into place, each with one `os.replace`. An interrupt before that leaves the repository as it
-was; one among the renames leaves each file either as it was or as it should be, and running
-the sync again finishes it. A staging directory left by a SIGKILL is removed by the next
-sync, which holds a lock on the repository while it runs.
+into place, each with one `os.replace`, with SIGINT and SIGTERM held back for those few
+milliseconds: Ctrl-C or a cancelled job leaves the repository as it was, or finished. Only a
+SIGKILL among the renames can leave some files done and others not — each whole, and the
+next sync finishes the rest. It also removes a staging directory a SIGKILL left; it holds a
+lock on the repository while it runs.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import fcntl
 import os
 import re
 import shutil
+import signal
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -203,17 +205,33 @@ def preview_seals(root: Path, plan: Plan) -> dict[str, tuple[sealing.Sealing, di
 def apply(current: Current, plan: Plan) -> None:
     """Carry the plan out (under `locked`, which the plan was made under too)."""
     root = current.root
-    _sweep(root)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
     try:
         _stage(current, plan, staging)
-        # Every file is ready: from here on, only renames, each whole.
+    except BaseException:
+        with _interrupts_deferred():
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    # Every file is ready. The renames (each whole) and the clean-up take milliseconds: an
+    # interrupt now waits for them, so a sync stopped by Ctrl-C or SIGTERM changed either
+    # nothing or everything (only a SIGKILL can leave some files renamed, each whole).
+    with _interrupts_deferred():
         if plan.rules is not None:
             os.replace(staging / repository.SOPS_CONFIG, root / repository.SOPS_CONFIG)
         for change in plan.rewritten:
             os.replace(staging / change.relpath, root / change.relpath)
-    finally:
         shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """SIGINT and SIGTERM held back until the block is done; then delivered as usual."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _stage(current: Current, plan: Plan, staging: Path) -> None:
@@ -280,6 +298,7 @@ def run(root: Path, ids: tuple[str, ...], every: bool, dry_run: bool,
     from connc.keys.current import read
 
     with locked(root):
+        _sweep(root)
         current = read(root)
         chosen, skipped = select(current, ids, every)
         planned = plan(current, chosen, skipped)

@@ -1,0 +1,302 @@
+"""`connc keys sync` with the real sops and real age keys: derived recipients, a plan first,
+sops agreeing afterwards, a dry run that changes nothing, nothing wider than scope, and whole
+files when interrupted."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connc import documents, sops
+from connc.keys import sync
+from connc.keys.current import read
+from connc.sopsmeta import read_metadata
+from connc.validate.keyring import Keyring
+from repokit import (
+    REPO_ROOT,
+    TEST_KEY_FILE,
+    TEST_RECIPIENT,
+    connection,
+    make_repo,
+    new_age_key,
+    pipeline,
+    run_connc,
+    sops_env,
+    write,
+)
+
+SENTINEL = "keys-sync-canary-7b1d"  # a secret value that must never be printed
+
+
+def recipients_of(repo: Path, relpath: str) -> set[str]:
+    document, _found = documents.read(repo, relpath, "Connection")
+    assert document is not None
+    return set(read_metadata(document.data["sops"]).recipients)
+
+
+def files(repo: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(repo)): p.read_bytes() for p in sorted(repo.rglob("*"))
+            if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def estate(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A repository as `connc new` leaves it (every file encrypted to the catch-all rule: the
+    admin key, which is alice's), with two pipelines that have runner keys and a stray key."""
+    base = tmp_path_factory.mktemp("estate")
+    deploy_key, deploy = new_age_key(base, "runner-deploy.txt")
+    ops_key, ops = new_age_key(base, "runner-ops.txt")
+    _carol_key, carol = new_age_key(base, "carol.txt")
+    members = {"apiVersion": "connc/v1", "kind": "Members",
+               "users": {"alice": {"recipients": [TEST_RECIPIENT]}, "bob": {},
+                         "carol": {"recipients": [carol]}},
+               "teams": {"ops": {"members": ["carol"], "recipients": [ops]}}}
+    secret = {"token": SENTINEL}
+    connections = {
+        cid: connection(cid, credential=secret, spec={"url": f"https://gitlab.com/{cid}"},
+                        **scope)
+        for cid, scope in (("db", {}), ("registry", {"visibility": "public"}),
+                           ("shared", {"visibility": "custom", "members": ["team:ops"]}),
+                           ("spare", {}))}
+    deploy_pipeline = pipeline("deploy", "db", "registry")
+    deploy_pipeline["metadata"]["recipients"] = [deploy]
+    repo = make_repo(base / "repo", connections=connections, members=members, pipelines={
+        "deploy": deploy_pipeline,
+        "build": pipeline("build", "registry", "shared", owner="carol", teams=["ops"]),
+    })
+    write(repo, "connc.yaml", {"apiVersion": "connc/v1", "kind": "Config",
+                               "adminRecipients": [TEST_RECIPIENT], "requireSeals": True})
+    # carol's key on alice's private `spare`: outside its scope (CONNC408), to be removed.
+    _add_recipient(repo, "connections.d/spare.sops.yaml", carol)
+    return {"repo": repo, "deploy": (deploy_key, deploy), "ops": (ops_key, ops), "carol": carol}
+
+
+def _add_recipient(repo: Path, relpath: str, recipient: str) -> None:
+    """Encrypt a file to one more key, as someone with the admin key would by hand."""
+    done = subprocess.run([sops.binary(), "rotate", "--in-place", "--add-age", recipient,
+                           relpath], cwd=repo, env=sops_env(TEST_KEY_FILE), capture_output=True,
+                          check=False)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture
+def repo(estate: dict[str, Any], tmp_path: Path) -> Path:
+    copy = tmp_path / "repo"
+    shutil.copytree(estate["repo"], copy)
+    return copy
+
+
+def keys_sync(repo: Path, *args: str, key: Path | None = TEST_KEY_FILE
+              ) -> subprocess.CompletedProcess[str]:
+    return run_connc("keys", "sync", "--repo", str(repo), *args, key_file=key)
+
+
+def test_before_the_sync_validate_names_the_pipelines_that_cannot_decrypt(repo: Path) -> None:
+    ran = run_connc("validate", "--repo", str(repo))
+    assert ran.returncode == 1
+    assert "pipelines.d/deploy.yaml" in ran.stdout and "CONNC414" in ran.stdout
+    assert "connc keys sync db" in ran.stdout
+    assert "CONNC408" in ran.stdout  # carol's key on spare
+
+
+def test_the_sync_derives_the_keys_and_sops_agrees(repo: Path, estate: dict[str, Any]) -> None:
+    deploy_key, deploy = estate["deploy"]
+    ops_key, ops = estate["ops"]
+    ran = keys_sync(repo, "--all")
+    assert ran.returncode == 0, ran.stderr
+    # The plan first: each key added or removed, with whose it is; the credential to rotate.
+    assert f"+ age:{deploy} (pipeline:deploy)" in ran.stdout
+    assert f"+ age:{ops} (team:ops)" in ran.stdout
+    assert f"- age:{estate['carol']} (user:carol)" in ran.stdout
+    assert "rotate the credentials of `spare`" in ran.stdout or \
+        "rotate the credential" in ran.stdout
+    assert SENTINEL not in ran.stdout + ran.stderr
+    assert recipients_of(repo, "connections.d/db.sops.yaml") == {f"age:{TEST_RECIPIENT}",
+                                                                 f"age:{deploy}"}
+    assert recipients_of(repo, "connections.d/registry.sops.yaml") == {
+        f"age:{TEST_RECIPIENT}", f"age:{deploy}", f"age:{ops}"}
+    assert recipients_of(repo, "connections.d/shared.sops.yaml") == {f"age:{TEST_RECIPIENT}",
+                                                                     f"age:{ops}"}
+    assert recipients_of(repo, "connections.d/spare.sops.yaml") == {f"age:{TEST_RECIPIENT}"}
+    strict = run_connc("validate", "--strict", "--repo", str(repo))
+    assert strict.returncode == 0, strict.stdout
+    # A later `sops updatekeys` by hand agrees: nothing to change, the file stays as it is.
+    before = files(repo)
+    for relpath in [p for p in before if p.startswith("connections.d/")]:
+        done = subprocess.run([sops.binary(), "updatekeys", "--yes", relpath], cwd=repo,
+                              env=sops_env(TEST_KEY_FILE), capture_output=True, text=True,
+                              check=False)
+        assert done.returncode == 0 and "already up to date" in done.stderr
+    assert files(repo) == before
+    # Each runner renders with its own key.
+    for pipeline_id, key in (("deploy", deploy_key), ("build", ops_key)):
+        rendered = run_connc("render", pipeline_id, "--repo", str(repo), "--out",
+                             str(repo.parent / f"bundle-{pipeline_id}"), key_file=key)
+        assert rendered.returncode == 0, rendered.stderr
+    # And a second sync has nothing to do.
+    again = keys_sync(repo, "--all")
+    assert again.returncode == 0 and "nothing to change" in again.stdout
+    assert files(repo) == before
+
+
+def test_a_dry_run_changes_nothing(repo: Path) -> None:
+    before = files(repo)
+    ran = keys_sync(repo, "--all", "--dry-run")
+    assert ran.returncode == 0, ran.stderr
+    assert "dry run: nothing was changed" in ran.stdout and "+ age:" in ran.stdout
+    assert files(repo) == before
+    assert not list(repo.glob(".connc-keys-sync-*"))
+
+
+def test_one_connection_is_synced_and_the_others_keep_their_keys(repo: Path) -> None:
+    before = files(repo)
+    ran = keys_sync(repo, "db")
+    assert ran.returncode == 0, ran.stderr
+    after = files(repo)
+    changed = {p for p in after if after[p] != before.get(p)}
+    assert changed == {"connections.d/db.sops.yaml", ".sops.yaml"}
+    findings = json.loads(run_connc("validate", "--repo", str(repo), "--format",
+                                    "json").stdout)["findings"]
+    assert not [f for f in findings if f["path"] == "connections.d/db.sops.yaml"
+                or "`db`" in f["message"]]
+    assert [f for f in findings if f["path"] == "connections.d/spare.sops.yaml"]  # not synced
+
+
+def test_sync_never_adds_a_key_the_scope_does_not_allow(repo: Path,
+                                                         monkeypatch: pytest.MonkeyPatch,
+                                                         estate: dict[str, Any]) -> None:
+    # A derivation bug that would hand carol's key to alice's private connection.
+    needed = Keyring.needed
+    carol = f"age:{estate['carol']}"
+    monkeypatch.setattr(Keyring, "needed", lambda self, c: needed(self, c) | {carol})
+    before = files(repo)
+    with pytest.raises(AssertionError, match="would add"):
+        sync.run(repo, ("db",), False, False, lambda _line: None)
+    assert files(repo) == before
+
+
+def test_without_a_key_nothing_changes_and_it_says_so(repo: Path, tmp_path: Path) -> None:
+    other, _public = new_age_key(tmp_path)
+    before = files(repo)
+    for key in (None, other):
+        ran = keys_sync(repo, "--all", key=key)
+        assert ran.returncode == 2, ran.stdout + ran.stderr
+        assert "Traceback" not in ran.stderr and SENTINEL not in ran.stdout + ran.stderr
+        assert files(repo) == before
+
+
+def test_a_pipeline_file_that_cannot_be_read_stops_the_sync(repo: Path) -> None:
+    # Its runner key would otherwise be dropped from every file it uses.
+    (repo / "pipelines.d" / "deploy.yaml").write_text("metadata: [\n")
+    before = files(repo)
+    ran = keys_sync(repo, "--all")
+    assert ran.returncode == 1 and "pipelines.d/deploy.yaml" in ran.stderr
+    assert "nothing was changed" in ran.stderr
+    assert files(repo) == before
+
+
+def test_one_sync_at_a_time(repo: Path) -> None:
+    fd = os.open(repo, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        ran = keys_sync(repo, "--all")
+    finally:
+        os.close(fd)
+    assert ran.returncode == 2 and "another `connc keys sync` is running" in ran.stderr
+
+
+# ---------------------------------------------------------------------------- interrupts
+
+EXPECTED = {"db": {"admin", "deploy"}, "registry": {"admin", "deploy", "ops"},
+            "shared": {"admin", "ops"}, "spare": {"admin"}}
+
+
+def _expected(estate: dict[str, Any]) -> dict[str, set[str]]:
+    names = {"admin": f"age:{TEST_RECIPIENT}", "deploy": f"age:{estate['deploy'][1]}",
+             "ops": f"age:{estate['ops'][1]}"}
+    return {cid: {names[n] for n in holders} for cid, holders in EXPECTED.items()}
+
+
+def _before_or_after(repo: Path, before: dict[str, bytes], estate: dict[str, Any]) -> int:
+    """Each file is as it was, or as the sync makes it (and opens): never half. Returns how
+    many connection files were already done."""
+    done = 0
+    for cid, keys in _expected(estate).items():
+        relpath = f"connections.d/{cid}.sops.yaml"
+        if (repo / relpath).read_bytes() == before[relpath]:
+            continue
+        assert recipients_of(repo, relpath) == keys, relpath
+        opened = subprocess.run([sops.binary(), "decrypt", relpath], cwd=repo,
+                                env=sops_env(TEST_KEY_FILE), capture_output=True, check=False)
+        assert opened.returncode == 0, relpath
+        done += 1
+    assert (repo / ".sops.yaml").read_bytes() in (before[".sops.yaml"],
+                                                  _synced_rules(repo, estate))
+    return done
+
+
+_RULES: dict[str, bytes] = {}
+
+
+def _synced_rules(repo: Path, estate: dict[str, Any]) -> bytes:
+    """The .sops.yaml a completed sync writes (computed once, on a copy)."""
+    if "rules" not in _RULES:
+        copy = repo.parent / "reference"
+        shutil.copytree(estate["repo"], copy)
+        assert keys_sync(copy, "--all").returncode == 0
+        _RULES["rules"] = (copy / ".sops.yaml").read_bytes()
+    return _RULES["rules"]
+
+
+def _interrupted(repo: Path, signum: int, when: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen([sys.executable, "-m", "connc", "keys", "sync", "--all", "--repo",
+                             str(repo)], cwd=REPO_ROOT, env=sops_env(TEST_KEY_FILE),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    rules = (repo / ".sops.yaml").read_bytes()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        staged = [p for s in repo.glob(".connc-keys-sync-*") for p in s.glob("connections.d/*")]
+        if when == "staging" and len(staged) >= 2:
+            break
+        if when == "renaming" and (repo / ".sops.yaml").read_bytes() != rules:
+            break
+        time.sleep(0.002)
+    if signum == signal.SIGINT:
+        os.killpg(proc.pid, signum)  # Ctrl-C: the whole foreground group
+    else:
+        os.kill(proc.pid, signum)
+    proc.wait(timeout=60)
+    return proc
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT, signal.SIGKILL],
+                         ids=lambda s: signal.Signals(s).name)
+@pytest.mark.parametrize("when", ["staging", "renaming"])
+def test_an_interrupted_sync_leaves_each_file_before_or_after(
+        repo: Path, estate: dict[str, Any], signum: int, when: str) -> None:
+    before = files(repo)
+    proc = _interrupted(repo, signum, when)
+    if signum != signal.SIGKILL and proc.returncode != 0:
+        assert proc.returncode == 130, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert not list(repo.glob(".connc-keys-sync-*"))  # its own staging removed
+    done = _before_or_after(repo, before, estate)
+    if when == "staging" and proc.returncode != 0:
+        assert done == 0  # nothing is moved into place before every file is staged
+    # Running it again finishes the job, and removes what a SIGKILL left behind.
+    again = keys_sync(repo, "--all")
+    assert again.returncode == 0, again.stderr
+    assert not list(repo.glob(".connc-keys-sync-*"))
+    assert run_connc("validate", "--strict", "--repo", str(repo)).returncode == 0
+    _before_or_after(repo, before, estate)
