@@ -4,6 +4,7 @@ files when interrupted."""
 
 from __future__ import annotations
 
+import base64
 import fcntl
 import json
 import os
@@ -16,84 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from keykit import SENTINEL, files, recipients_of
 
-from connc import documents, sops
+from connc import sops
 from connc.keys import sync
-from connc.keys.current import read
-from connc.sopsmeta import read_metadata
 from connc.validate.keyring import Keyring
-from repokit import (
-    REPO_ROOT,
-    TEST_KEY_FILE,
-    TEST_RECIPIENT,
-    connection,
-    make_repo,
-    new_age_key,
-    pipeline,
-    run_connc,
-    sops_env,
-    write,
-)
-
-SENTINEL = "keys-sync-canary-7b1d"  # a secret value that must never be printed
-
-
-def recipients_of(repo: Path, relpath: str) -> set[str]:
-    document, _found = documents.read(repo, relpath, "Connection")
-    assert document is not None
-    return set(read_metadata(document.data["sops"]).recipients)
-
-
-def files(repo: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(repo)): p.read_bytes() for p in sorted(repo.rglob("*"))
-            if p.is_file()}
-
-
-@pytest.fixture(scope="module")
-def estate(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A repository as `connc new` leaves it (every file encrypted to the catch-all rule: the
-    admin key, which is alice's), with two pipelines that have runner keys and a stray key."""
-    base = tmp_path_factory.mktemp("estate")
-    deploy_key, deploy = new_age_key(base, "runner-deploy.txt")
-    ops_key, ops = new_age_key(base, "runner-ops.txt")
-    _carol_key, carol = new_age_key(base, "carol.txt")
-    members = {"apiVersion": "connc/v1", "kind": "Members",
-               "users": {"alice": {"recipients": [TEST_RECIPIENT]}, "bob": {},
-                         "carol": {"recipients": [carol]}},
-               "teams": {"ops": {"members": ["carol"], "recipients": [ops]}}}
-    secret = {"token": SENTINEL}
-    connections = {
-        cid: connection(cid, credential=secret, spec={"url": f"https://gitlab.com/{cid}"},
-                        **scope)
-        for cid, scope in (("db", {}), ("registry", {"visibility": "public"}),
-                           ("shared", {"visibility": "custom", "members": ["team:ops"]}),
-                           ("spare", {}))}
-    deploy_pipeline = pipeline("deploy", "db", "registry")
-    deploy_pipeline["metadata"]["recipients"] = [deploy]
-    repo = make_repo(base / "repo", connections=connections, members=members, pipelines={
-        "deploy": deploy_pipeline,
-        "build": pipeline("build", "registry", "shared", owner="carol", teams=["ops"]),
-    })
-    write(repo, "connc.yaml", {"apiVersion": "connc/v1", "kind": "Config",
-                               "adminRecipients": [TEST_RECIPIENT], "requireSeals": True})
-    # carol's key on alice's private `spare`: outside its scope (CONNC408), to be removed.
-    _add_recipient(repo, "connections.d/spare.sops.yaml", carol)
-    return {"repo": repo, "deploy": (deploy_key, deploy), "ops": (ops_key, ops), "carol": carol}
-
-
-def _add_recipient(repo: Path, relpath: str, recipient: str) -> None:
-    """Encrypt a file to one more key, as someone with the admin key would by hand."""
-    done = subprocess.run([sops.binary(), "rotate", "--in-place", "--add-age", recipient,
-                           relpath], cwd=repo, env=sops_env(TEST_KEY_FILE), capture_output=True,
-                          check=False)
-    assert done.returncode == 0, done.stderr
-
-
-@pytest.fixture
-def repo(estate: dict[str, Any], tmp_path: Path) -> Path:
-    copy = tmp_path / "repo"
-    shutil.copytree(estate["repo"], copy)
-    return copy
+from repokit import REPO_ROOT, TEST_KEY_FILE, TEST_RECIPIENT, new_age_key, run_connc, sops_env
 
 
 def keys_sync(repo: Path, *args: str, key: Path | None = TEST_KEY_FILE
@@ -300,3 +229,21 @@ def test_an_interrupted_sync_leaves_each_file_before_or_after(
     assert not list(repo.glob(".connc-keys-sync-*"))
     assert run_connc("validate", "--strict", "--repo", str(repo)).returncode == 0
     _before_or_after(repo, before, estate)
+
+
+def test_no_secret_on_any_path_and_nothing_changed_on_a_failure(repo: Path) -> None:
+    forms = [SENTINEL, base64.b64encode(SENTINEL.encode()).decode()[:16]]
+    outputs = [keys_sync(repo, "--all", "--dry-run")]
+    # A credential value edited outside sops: the sync stops at that file, before writing.
+    path = repo / "connections.d" / "db.sops.yaml"
+    text = path.read_text()
+    start = text.index("token: ENC[AES256_GCM,data:") + len("token: ENC[AES256_GCM,data:")
+    path.write_text(text[:start] + ("A" if text[start] != "A" else "B") + text[start + 1:])
+    before = files(repo)
+    failed = keys_sync(repo, "--all")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "connections.d/db.sops.yaml" in failed.stderr and "Traceback" not in failed.stderr
+    assert files(repo) == before
+    outputs.append(failed)
+    for ran in outputs:
+        assert not any(form in ran.stdout + ran.stderr for form in forms)
