@@ -184,10 +184,12 @@ def plan_lines(current: Current, plan: Plan,
     for relpath in plan.skipped:
         lines.append(f"{relpath}: not synced, it has errors (`connc validate`)")
     rotate = sorted({c.id for c in plan.rewritten if c.removed})
-    if rotate:
+    if len(rotate) == 1:
+        lines.append(f"rotate the credential of `{rotate[0]}`: a key removed from it could "
+                     f"read it")
+    elif rotate:
         lines.append(f"rotate the credentials of {', '.join(f'`{i}`' for i in rotate)}: a key "
-                     f"removed from {'them' if len(rotate) > 1 else 'it'} could read "
-                     f"{'them' if len(rotate) > 1 else 'it'}")
+                     f"removed from them could read them")
     if not plan.rewritten and plan.rules is None:
         lines.append("nothing to change")
     return lines
