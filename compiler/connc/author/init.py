@@ -189,7 +189,8 @@ def _sops_config(keys: list[str]) -> str:
     return (
         "# Written by connc init. Connections encrypt only `credential`, and the MAC covers\n"
         "# only what is encrypted, so reviewers can read and change scope, owner and endpoint.\n"
-        "# One rule per scope keeps each credential to the keys of those who may use it.\n"
+        "# `connc keys sync` adds, ahead of this rule, one rule per set of keys: each\n"
+        "# credential is then encrypted to exactly the keys that need it.\n"
         "creation_rules:\n"
         "  - path_regex: ^connections\\.d/.*\\.sops\\.yaml$\n"
         "    encrypted_regex: ^credential$\n"
