@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from keykit import SENTINEL
+
 from repokit import TEST_RECIPIENT, run_connc
 
 
