@@ -2,14 +2,14 @@
 
     .venv/bin/python bench/generate.py -n 10000            # -> bench/out/repo-10000
 
-N connections of all nine types in realistic proportions, N/5 pipelines that respect scope,
-a members.yaml of 300 users and 40 teams, each with an age recipient, so validate also runs the
-recipients-in-scope checks (CONNC408, CONNC409), connc.yaml and .sops.yaml. As connc advises,
-each file is encrypted to the keys of the principals in its scope and the admin key, with one
-creation rule per set of keys: connections are owned by 40 leads, each with three custom
-scopes of their own, so the repository has about 160 rules, as an estate of this size would.
-It validates with zero findings (`--strict`): the benchmarks measure the path a healthy
-repository takes.
+N connections of all nine types in realistic proportions, N/5 pipelines that respect scope
+(a fifth of them with a runner key of their own, the others rendering with their team's), a
+members.yaml of 300 users and 40 teams, each with an age recipient, so validate also runs the
+keys checks (CONNC408, CONNC409, CONNC414), connc.yaml and .sops.yaml. Each file is encrypted
+as `connc keys sync` leaves it: to the admin key, its owner's key, and the runner keys of the
+pipelines that use it, with one creation rule per set of keys (about 2,500 rules at
+N = 10,000, a 1.3 MB .sops.yaml). It validates with zero findings (`--strict`): the
+benchmarks measure the path a healthy repository takes.
 
 Connection files have the exact shape sops writes (4-space indent, `sops:` block with an age
 stanza, lastmodified, mac, encrypted_regex, mac_only_encrypted, version), but their ciphertexts
