@@ -4,10 +4,12 @@ wrote kept, the derived block ahead of the catch-all, read back by sops' rules r
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import pytest
 
 from connc import documents
+from connc.encryption import load_rules
 from connc.errors import Refused
 from connc.keys import rules
 from connc.sopsmeta import first_matching_rule, read_rules
@@ -118,3 +120,17 @@ def test_without_a_catch_all_the_block_is_appended_and_crlf_files_stay_crlf() ->
     assert done.text.startswith(text)
     assert "\n" not in done.text.replace("\r\n", "")
     assert done.ahead_of is None
+
+
+def test_the_rules_of_a_large_estate_are_read(tmp_path: Path) -> None:
+    # One rule per set of keys: 4,500 connections, each with a key of its own, make a
+    # .sops.yaml over the 1 MiB that connc reads of any other file.
+    keys = {f"conn-{n:05d}": frozenset({A, f"age:age1{n:058d}"}) for n in range(4500)}
+    paths = [f"connections.d/{cid}.sops.yaml" for cid in keys]
+    document = documents.parse(USER_RULES)
+    text = rules.rewrite(USER_RULES, document, read_rules(document.data), keys, {},
+                         paths).text
+    assert len(text.encode()) > documents.MAX_FILE_BYTES
+    (tmp_path / ".sops.yaml").write_text(text)
+    parsed, found = load_rules(tmp_path)
+    assert found == [] and parsed is not None and len(parsed) == 4502
