@@ -38,12 +38,19 @@ from typing import Any
 
 from connc import documents, repository, sops
 from connc.author import seal as sealing
-from connc.encryption import load_rules
 from connc.errors import Refused, UsageError
+from connc.findings import printable
 from connc.keys import rules as derived
 from connc.keys.current import Current, check_complete
 from connc.repository import ConnectionSummary
-from connc.sopsmeta import first_matching_rule, read_metadata, shown_recipient
+from connc.sopsmeta import (
+    RulesError,
+    first_matching_rule,
+    read_metadata,
+    read_rules,
+    shown_recipient,
+)
+from connc.validate.keyring import Keyring
 
 STAGING_PREFIX = ".connc-keys-sync-"
 _STAGING = re.compile(rf"{re.escape(STAGING_PREFIX)}[a-z0-9_]{{8}}")  # mkdtemp's names
@@ -109,13 +116,20 @@ def plan(current: Current, ids: list[str], skipped: list[str]) -> Plan:
                           f"`{connection.owner}` declares none in members.yaml, connc.yaml has "
                           f"no adminRecipients, and no pipeline that uses it has a runner key",
                           path=connection.relpath)
-        # The safety invariant, for every key the sync writes: it never widens.
-        widening = [r for r in after if not keyring.allows(connection, r)]
-        assert not widening, f"keys sync would add {widening} to {connection.relpath}"
+        _never_widen(keyring, connection, after)
         regroup = after == connection.recipients and _groups(current.root, connection) > 1
         changes.append(Change(connection_id, connection.relpath, connection.recipients, after,
                               regroup))
     return Plan(changes, _rules(current, changes), skipped)
+
+
+def _never_widen(keyring: Keyring, connection: ConnectionSummary, keys: frozenset[str]) -> None:
+    """The safety invariant, for every key the sync writes. A failure is a bug in connc (exit
+    3), never the user's doing; raised explicitly, so that `python -O` keeps the check."""
+    widening = sorted(r for r in keys if not keyring.allows(connection, r))
+    if widening:
+        raise AssertionError(f"keys sync would add {widening} to {connection.relpath}, "
+                             f"outside its scope")
 
 
 def _groups(root: Path, connection: ConnectionSummary) -> int:
@@ -130,11 +144,15 @@ def _rules(current: Current, changes: list[Change]) -> derived.Rewrite | None:
     """The new .sops.yaml: derived rules for the synced files, and for every other file that
     a derived rule decides now, the same keys as before (it is not synced, so not changed)."""
     root = current.root
-    rules, found = load_rules(root, report=False)
-    document, _doc_found = documents.read(root, repository.SOPS_CONFIG, None)
-    if rules is None or document is None:
-        detail = "; ".join(f.message for f in found) or "it cannot be read"
-        raise Refused(f".sops.yaml: {detail}", path=repository.SOPS_CONFIG)
+    # One reading of the file for the rules, their nodes and the text edited; a .sops.yaml
+    # that does not parse or holds invalid rules was refused already (`check_complete`).
+    text = (root / repository.SOPS_CONFIG).read_text(encoding="utf-8")
+    try:
+        document = documents.parse(text)
+        rules = read_rules(document.data, lambda path: document.position(path)[0])
+    except (documents.YamlProblem, RulesError) as error:
+        raise Refused(f".sops.yaml: {printable(error.message)}",
+                      path=repository.SOPS_CONFIG) from None
     paths = repository.list_files(root).connections
     keys = {c.id: c.after for c in changes}
     raw = document.data["creation_rules"]
@@ -145,7 +163,6 @@ def _rules(current: Current, changes: list[Change]) -> derived.Rewrite | None:
                 and derived.derived_ids(raw[rule.index]) is not None:
             keys[connection_id] = rule.recipients
     holders = {r: current.keyring.holder_text(r) for r in frozenset().union(*keys.values())}
-    text = (root / repository.SOPS_CONFIG).read_text(encoding="utf-8")
     rewrite = derived.rewrite(text, document, rules, keys, holders, paths)
     derived.check(rules, rewrite.rules, {c.id: c.after for c in changes}, paths)
     return None if rewrite.text == text else rewrite
@@ -262,7 +279,7 @@ def _verify(current: Current, staging: Path, change: Change) -> None:
     if metadata.recipients != change.after or len(metadata.key_groups.groups) != 1:
         raise Refused("after `sops updatekeys` the file's recipients are not the derived ones; "
                       "nothing was changed", path=change.relpath)
-    assert all(current.keyring.allows(connection, r) for r in metadata.recipients)
+    _never_widen(current.keyring, connection, metadata.recipients)
 
 
 @contextlib.contextmanager
