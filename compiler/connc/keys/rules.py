@@ -29,7 +29,8 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 from connc import documents, repository
 from connc.encryption import EXPECTED_REGEX
 from connc.errors import Refused
-from connc.sopsmeta import CreationRule, first_matching_rule, read_rules
+from connc.findings import printable
+from connc.sopsmeta import CreationRule, first_matching_rule, read_rules, shown_recipient
 
 MARK = "# connc keys sync"
 _HEADER = (f"{MARK}: one rule per set of keys, derived from members.yaml, pipelines.d/ and",
@@ -65,11 +66,13 @@ def rule_value(recipient: str) -> tuple[str, str]:
     elif kind == "hc_vault":  # address / engine path / key name
         match = re.fullmatch(r"(https?://[^/]+)/(.+)/([^/]+)", value)
         if match is None:
-            raise Refused(f"cannot write the Vault key {recipient} into a creation rule")
+            raise Refused(f"cannot write the Vault key {printable(recipient)} into a creation "
+                          f"rule")
         value = f"{match.group(1)}/v1/{match.group(2)}/keys/{match.group(3)}"
     elif kind not in _FIELDS:
-        raise Refused(f"{value!r} is not a key sops knows (age1..., a KMS ARN, a PGP "
-                      f"fingerprint, ...); fix it in members.yaml, pipelines.d/ or connc.yaml")
+        raise Refused(f"{printable(shown_recipient(value))!r} is not a key sops knows (age1..., "
+                      f"a KMS ARN, a PGP fingerprint, ...); fix it in members.yaml, pipelines.d/ "
+                      f"or connc.yaml")
     return _FIELDS[kind], value
 
 
