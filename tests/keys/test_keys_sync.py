@@ -246,3 +246,14 @@ def test_no_secret_on_any_path_and_nothing_changed_on_a_failure(repo: Path) -> N
     outputs.append(failed)
     for ran in outputs:
         assert not any(form in ran.stdout + ran.stderr for form in forms)
+
+
+def test_decrypting_never_reads_the_creation_rules(repo: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    # With one rule per set of keys, .sops.yaml grows with the estate (1.3 MB at 10,000
+    # connections); decrypting needs none of it, so the sops processes of render, check and
+    # seal do not read it: here, one sops could not even parse.
+    (repo / ".sops.yaml").write_text("creation_rules: [\n")
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
+    document = sops.decrypt(repo, "connections.d/db.sops.yaml")
+    assert document["credential"]["token"].reveal() == SENTINEL
