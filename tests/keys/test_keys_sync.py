@@ -215,12 +215,15 @@ def test_an_interrupted_sync_leaves_each_file_before_or_after(
         repo: Path, estate: dict[str, Any], signum: int, when: str) -> None:
     before = files(repo)
     proc = _interrupted(repo, signum, when)
-    if signum != signal.SIGKILL and proc.returncode != 0:
-        assert proc.returncode == 130, proc.stderr
-        assert "Traceback" not in proc.stderr
+    stderr = proc.stderr.read() if proc.stderr else ""
+    if signum != signal.SIGKILL:
+        # 130; or 0, or death by the signal, when the sync had finished before it came (at
+        # the interpreter's exit, Python no longer turns it into an exception).
+        assert proc.returncode in (130, 0, -signum), stderr
+        assert "Traceback" not in stderr
         assert not list(repo.glob(".connc-keys-sync-*"))  # its own staging removed
     done = _before_or_after(repo, before, estate)
-    if when == "staging" and proc.returncode != 0:
+    if when == "staging" and proc.returncode in (130, -signal.SIGKILL):
         assert done == 0  # nothing is moved into place before every file is staged
     # Running it again finishes the job, and removes what a SIGKILL left behind.
     again = keys_sync(repo, "--all")
