@@ -49,6 +49,7 @@ def test_the_sync_derives_the_keys_and_sops_agrees(repo: Path, estate: dict[str,
     assert f"- age:{estate['carol']} (user:carol)" in ran.stdout
     assert "rotate the credential of `spare`: a key removed from it could read it" in ran.stdout
     assert SENTINEL not in ran.stdout + ran.stderr
+    assert not (repo / ".connc").exists()  # its staging directory, gone with the work
     assert recipients_of(repo, "connections.d/db.sops.yaml") == {f"age:{TEST_RECIPIENT}",
                                                                  f"age:{deploy}"}
     assert recipients_of(repo, "connections.d/registry.sops.yaml") == {
@@ -83,7 +84,7 @@ def test_a_dry_run_changes_nothing(repo: Path) -> None:
     assert ran.returncode == 0, ran.stderr
     assert "dry run: nothing was changed" in ran.stdout and "+ age:" in ran.stdout
     assert files(repo) == before
-    assert not list(repo.glob(".connc-keys-sync-*"))
+    assert not list(repo.glob(".connc/keys-sync-*"))
 
 
 def test_one_connection_is_synced_and_the_others_keep_their_keys(repo: Path) -> None:
@@ -131,6 +132,16 @@ def test_a_pipeline_file_that_cannot_be_read_stops_the_sync(repo: Path) -> None:
     assert ran.returncode == 1 and "pipelines.d/deploy.yaml" in ran.stderr
     assert "nothing was changed" in ran.stderr
     assert files(repo) == before
+
+
+def test_staging_never_goes_through_a_symlink(repo: Path, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (repo / ".connc").symlink_to(elsewhere)
+    before = files(repo)
+    ran = keys_sync(repo, "--all")
+    assert ran.returncode == 2 and ".connc" in ran.stderr
+    assert files(repo) == before and list(elsewhere.iterdir()) == []
 
 
 def test_one_sync_at_a_time(repo: Path) -> None:
@@ -194,7 +205,7 @@ def _interrupted(repo: Path, signum: int, when: str) -> subprocess.Popen[str]:
     rules = (repo / ".sops.yaml").read_bytes()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
-        staged = [p for s in repo.glob(".connc-keys-sync-*") for p in s.glob("connections.d/*")]
+        staged = [p for s in repo.glob(".connc/keys-sync-*") for p in s.glob("connections.d/*")]
         if when == "staging" and len(staged) >= 2:
             break
         if when == "renaming" and (repo / ".sops.yaml").read_bytes() != rules:
@@ -221,14 +232,14 @@ def test_an_interrupted_sync_leaves_each_file_before_or_after(
         # the interpreter's exit, Python no longer turns it into an exception).
         assert proc.returncode in (130, 0, -signum), stderr
         assert "Traceback" not in stderr
-        assert not list(repo.glob(".connc-keys-sync-*"))  # its own staging removed
+        assert not list(repo.glob(".connc/keys-sync-*"))  # its own staging removed
     done = _before_or_after(repo, before, estate)
     if when == "staging" and proc.returncode in (130, -signal.SIGKILL):
         assert done == 0  # nothing is moved into place before every file is staged
     # Running it again finishes the job, and removes what a SIGKILL left behind.
     again = keys_sync(repo, "--all")
     assert again.returncode == 0, again.stderr
-    assert not list(repo.glob(".connc-keys-sync-*"))
+    assert not list(repo.glob(".connc/keys-sync-*"))
     assert run_connc("validate", "--strict", "--repo", str(repo)).returncode == 0
     _before_or_after(repo, before, estate)
 

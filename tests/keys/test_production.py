@@ -84,7 +84,7 @@ def test_the_keys_end_where_the_guide_says(
         keys["alice"], keys["bob"], keys["runner-api-release"]}
     # The separate application repository's checkout is the committed state.
     assert (where / "web-app" / "connections" / "pipelines.d" / "web-deploy.yaml").exists()
-    assert not list(repo.glob(".connc-keys-sync-*"))
+    assert not list(repo.glob(".connc/keys-sync-*"))
 
 
 def test_the_guides_workflow_is_valid_and_safe(tmp_path: Path) -> None:

@@ -11,14 +11,15 @@ How, so that sops and connc agree: the derived creation rules are written into `
 reseals it — a key holder's sync approves the plaintext it derived the keys from, and the
 plan says what changed since the last seal.
 
-Whole files or nothing: all of it happens in a staging directory inside the repository (so
-on the same file system), on copies at the same relative paths beside the new `.sops.yaml`,
-from which sops runs. Only when every file is updated, checked and resealed are they moved
-into place, each with one `os.replace`, with SIGINT and SIGTERM held back for those few
-milliseconds: Ctrl-C or a cancelled job leaves the repository as it was, or finished. Only a
-SIGKILL among the renames can leave some files done and others not — each whole, and the
-next sync finishes the rest. It also removes a staging directory a SIGKILL left; it holds a
-lock on the repository while it runs.
+Whole files or nothing: all of it happens in a staging directory inside the repository
+(`.connc/keys-sync-*`: on the same file system, and ignored by the .gitignore of `connc init`),
+on copies at the same relative paths beside the new `.sops.yaml`, from which sops runs. Only
+when every file is updated, checked and resealed are they moved into place, each with one
+`os.replace`, with SIGINT and SIGTERM held back for those few milliseconds: Ctrl-C or a
+cancelled job leaves the repository as it was, or finished. Only a SIGKILL among the renames
+can leave some files done and others not — each whole, and the next sync finishes the rest.
+It also removes a staging directory a SIGKILL left; it holds a lock on the repository while
+it runs.
 """
 
 from __future__ import annotations
@@ -52,7 +53,9 @@ from connc.sopsmeta import (
 )
 from connc.validate.keyring import Keyring
 
-STAGING_PREFIX = ".connc-keys-sync-"
+# connc's working directory in a repository: the .gitignore of `connc init` keeps it out of git.
+WORK_DIR = ".connc"
+STAGING_PREFIX = "keys-sync-"
 _STAGING = re.compile(rf"{re.escape(STAGING_PREFIX)}[a-z0-9_]{{8}}")  # mkdtemp's names
 
 
@@ -224,12 +227,13 @@ def preview_seals(root: Path, plan: Plan) -> dict[str, tuple[sealing.Sealing, di
 def apply(current: Current, plan: Plan) -> None:
     """Carry the plan out (under `locked`, which the plan was made under too)."""
     root = current.root
-    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+    work, made = _work_dir(root)
+    staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=work))
     try:
         _stage(current, plan, staging)
     except BaseException:
         with _interrupts_deferred():
-            shutil.rmtree(staging, ignore_errors=True)
+            _remove(staging, work if made else None)
         raise
     # Every file is ready. The renames (each whole) and the clean-up take milliseconds: an
     # interrupt now waits for them, so a sync stopped by Ctrl-C or SIGTERM changed either
@@ -239,7 +243,15 @@ def apply(current: Current, plan: Plan) -> None:
             os.replace(staging / repository.SOPS_CONFIG, root / repository.SOPS_CONFIG)
         for change in plan.rewritten:
             os.replace(staging / change.relpath, root / change.relpath)
-        shutil.rmtree(staging, ignore_errors=True)
+        _remove(staging, work if made else None)
+
+
+def _remove(staging: Path, work: Path | None) -> None:
+    """The staging directory, and `.connc/` when this sync made it and it is empty now."""
+    shutil.rmtree(staging, ignore_errors=True)
+    if work is not None:
+        with contextlib.suppress(OSError):
+            work.rmdir()
 
 
 @contextlib.contextmanager
@@ -299,11 +311,28 @@ def locked(root: Path) -> Iterator[None]:
         os.close(fd)
 
 
+def _work_dir(root: Path) -> tuple[Path, bool]:
+    """`.connc/` in the repository (same file system, so renames are atomic), made 0700 if
+    missing (then True); never through a symlink, which could put the copies anywhere."""
+    work = root / WORK_DIR
+    try:
+        work.mkdir(mode=0o700)
+    except FileExistsError:
+        if work.is_symlink() or not work.is_dir():
+            raise UsageError(f"{WORK_DIR} in the repository is not a directory (or is a "
+                             f"symlink); connc keeps its staging copies there") from None
+        return work, False
+    return work, True
+
+
 def _sweep(root: Path) -> None:
     """Remove staging directories an earlier sync left when it was killed (it held the lock,
     which we hold now, so none is in use). Only directories, never through a symlink."""
-    with os.scandir(root) as entries:
-        stale = [root / e.name for e in entries
+    work = root / WORK_DIR
+    if work.is_symlink() or not work.is_dir():
+        return
+    with os.scandir(work) as entries:
+        stale = [work / e.name for e in entries
                  if _STAGING.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
     for directory in stale:
         shutil.rmtree(directory, ignore_errors=True)
