@@ -2,14 +2,14 @@
 
     .venv/bin/python bench/generate.py -n 10000            # -> bench/out/repo-10000
 
-N connections of all nine types in realistic proportions, N/5 pipelines that respect scope,
-a members.yaml of 300 users and 40 teams, each with an age recipient, so validate also runs the
-recipients-in-scope checks (CONNC408, CONNC409), connc.yaml and .sops.yaml. As connc advises,
-each file is encrypted to the keys of the principals in its scope and the admin key, with one
-creation rule per set of keys: connections are owned by 40 leads, each with three custom
-scopes of their own, so the repository has about 160 rules, as an estate of this size would.
-It validates with zero findings (`--strict`): the benchmarks measure the path a healthy
-repository takes.
+N connections of all nine types in realistic proportions, N/5 pipelines that respect scope
+(a fifth of them with a runner key of their own, the others rendering with their team's), a
+members.yaml of 300 users and 40 teams, each with an age recipient, so validate also runs the
+keys checks (CONNC408, CONNC409, CONNC414), connc.yaml and .sops.yaml. Each file is encrypted
+as `connc keys sync` leaves it: to the admin key, its owner's key, and the runner keys of the
+pipelines that use it, with one creation rule per set of keys (about 2,500 rules at
+N = 10,000, a 1.3 MB .sops.yaml). It validates with zero findings (`--strict`): the
+benchmarks measure the path a healthy repository takes.
 
 Connection files have the exact shape sops writes (4-space indent, `sops:` block with an age
 stanza, lastmodified, mac, encrypted_regex, mac_only_encrypted, version), but their ciphertexts
@@ -277,22 +277,22 @@ def pick_scope(rnd: Random, scopes: dict[str, list[list[str]]]) -> tuple[str, di
 
 
 class Keys:
-    """Who holds which key, and which keys a file in a given scope is encrypted to: the
-    admin key and one of each principal in scope (CONNC408 and CONNC409 then find nothing)."""
+    """Who holds which key, and which keys a file is encrypted to: what `connc keys sync`
+    derives — the admin key, the owner's keys, and the runner keys of the pipelines that use
+    it (a pipeline's own recipients, else its teams' own), so that the safety and liveness
+    checks (CONNC408, CONNC409, CONNC414) find nothing."""
 
     def __init__(self, members: dict[str, Any], pipelines: list[dict[str, Any]]) -> None:
-        self.of: dict[str, list[str]] = {
-            **{f"user:{u}": v["recipients"] for u, v in members["users"].items()},
-            **{f"team:{t}": v["recipients"] for t, v in members["teams"].items()}}
-        for stub in pipelines:  # a pipeline's own keys, else its teams' (as validate reads it)
-            self.of[f"pipeline:{stub['id']}"] = stub["recipients"] or [
-                key for team in stub["teams"] for key in self.of[f"team:{team}"]]
+        self.users = {u: v["recipients"] for u, v in members["users"].items()}
+        teams = {t: v["recipients"] for t, v in members["teams"].items()}
+        self.runner = {stub["id"]: stub["recipients"] or [k for team in stub["teams"]
+                                                          for k in teams[team]]
+                       for stub in pipelines}
 
-    def for_scope(self, owner: str, scope: dict[str, Any]) -> tuple[str, ...]:
-        if scope["visibility"] == "public":
-            return (TEST_RECIPIENT,)
-        named = [f"user:{owner}", *scope.get("members", [])]
-        return tuple(sorted({TEST_RECIPIENT, *(k for p in named for k in self.of[p])}))
+    def for_connection(self, owner: str, users: list[str]) -> tuple[str, ...]:
+        keys = {TEST_RECIPIENT, *self.users[owner]}
+        keys.update(k for pipeline in users for k in self.runner[pipeline])
+        return tuple(sorted(keys))
 
 
 def connection_document(connection_id: str, owner: str, scope: dict[str, Any],
@@ -403,42 +403,58 @@ def generate(count: int, out: Path, seed: int = 1) -> Path:
     stubs = make_pipeline_stubs(rnd, max(1, count // 5) - 1, teams_of)
     stubs.append({"id": RENDER_PIPELINE, "owner": render_owner,
                   "teams": teams_of[render_owner][:1], "recipients": []})
+    # Its team's own key is the test key too: bench-render's runner key.
     leads = sorted(rnd.sample(users[1:], 40))
     scopes = custom_scopes(rnd, leads, users, teams, stubs[:-1])
     cas = ca_pool(16)
     real = render_connections(render_owner, teams_of[render_owner][0], cas)
-    usable_by, encrypted_to = write_connections(out, rnd, count - len(real), scopes,
-                                                Keys(members, stubs), cas)
+    planned = plan_connections(rnd, count - len(real), scopes, cas)
+    usable_by: dict[str, list[str]] = {"public": []}
+    for connection_id, owner, scope, _spec, _credential in planned:
+        public = ["public"] if scope["visibility"] == "public" else []
+        for principal in [*public, f"user:{owner}", *scope.get("members", [])]:
+            usable_by.setdefault(principal, []).append(connection_id)
+    users_of: dict[str, list[str]] = {}
+    for stub in stubs[:-1]:
+        stub["uses"] = pick_uses(rnd, stub, usable_by)
+        for use in stub["uses"]:
+            users_of.setdefault(use["connection"], []).append(stub["id"])
+    stubs[-1]["uses"] = [{"connection": d["metadata"]["id"]} for d in real]
+    encrypted_to = write_connections(out, rnd, planned, Keys(members, stubs), users_of)
     (out / ".sops.yaml").write_text(sops_config(encrypted_to))
     write_real(out, real)
-    for stub in stubs[:-1]:
-        write_pipeline(out, stub, pick_uses(rnd, stub, usable_by))
-    write_pipeline(out, stubs[-1], [{"connection": d["metadata"]["id"]} for d in real])
+    for stub in stubs:
+        write_pipeline(out, stub, stub["uses"])
     return out
 
 
-def write_connections(out: Path, rnd: Random, count: int, scopes: dict[str, list[list[str]]],
-                      keys: Keys, cas: list[str]
-                      ) -> tuple[dict[str, list[str]], dict[tuple[str, ...], list[str]]]:
-    """Synthetic connections. Returns who may use which ("public", "user:u", "team:t",
-    "pipeline:p" -> connection ids), so that pipelines use only what their scope allows, and
-    the ids encrypted to each set of keys, for .sops.yaml."""
-    usable_by: dict[str, list[str]] = {"public": []}
-    encrypted_to: dict[tuple[str, ...], list[str]] = {}
+Planned = tuple[str, str, dict[str, Any], dict[str, Any], dict[str, int]]
+
+
+def plan_connections(rnd: Random, count: int, scopes: dict[str, list[list[str]]],
+                     cas: list[str]) -> list[Planned]:
+    """The synthetic connections: (id, owner, scope, spec, credential field sizes)."""
+    planned = []
     kinds = rnd.choices(list(TYPE_WEIGHTS), weights=list(TYPE_WEIGHTS.values()), k=count)
     for index, kind in enumerate(kinds):
         area = rnd.choice(AREAS)
         connection_id = f"{kind.split('-')[0]}-{area}-{index:05d}"
         owner, scope = pick_scope(rnd, scopes)
         spec, credential = spec_and_credential(rnd, kind, area, index, cas)
+        planned.append((connection_id, owner, scope, spec, credential))
+    return planned
+
+
+def write_connections(out: Path, rnd: Random, planned: list[Planned], keys: Keys,
+                      users_of: dict[str, list[str]]) -> dict[tuple[str, ...], list[str]]:
+    """Write the synthetic connections; returns the ids encrypted to each set of keys."""
+    encrypted_to: dict[tuple[str, ...], list[str]] = {}
+    for connection_id, owner, scope, spec, credential in planned:
         document = connection_document(connection_id, owner, scope, spec, rnd)
-        recipients = keys.for_scope(owner, scope)
+        recipients = keys.for_connection(owner, users_of.get(connection_id, []))
         write_synthetic(out, document, credential, rnd, recipients)
         encrypted_to.setdefault(recipients, []).append(connection_id)
-        public = ["public"] if scope["visibility"] == "public" else []
-        for principal in [*public, f"user:{owner}", *scope.get("members", [])]:
-            usable_by.setdefault(principal, []).append(connection_id)
-    return usable_by, encrypted_to
+    return encrypted_to
 
 
 def sops_config(encrypted_to: dict[tuple[str, ...], list[str]]) -> str:

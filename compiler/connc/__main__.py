@@ -88,6 +88,9 @@ def main() -> None:
         print(f"connc: internal error ({type(exc).__name__} at {where}); please report it",
               file=sys.stderr)
         code = ExitCode.INTERNAL
+    # The work is done: a SIGTERM from here on ends the process as by default, rather than
+    # raising KeyboardInterrupt into the interpreter's shutdown (a traceback on stderr).
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     sys.exit(code)
 
 

@@ -302,8 +302,13 @@ def approvals(base: str, head: str | None, repo: str | None, github_pr: int | No
               help="What the workflows pip-install. Default: where this connc came from "
                    "(connc==VERSION from an index, or a git URL at its commit); init says "
                    "when CI cannot install that.")
+@click.option("--pipeline", "pipeline", metavar="ID",
+              help="Also write the first pipeline, pipelines.d/ID.yaml (with --runner-key).")
+@click.option("--runner-key", "runner_keys", multiple=True, metavar="KEY",
+              help="The public key its runner renders with (age1...; repeatable).")
 def init(directory: str, owner: str, new_key: str | None, recipients: tuple[str, ...],
-         github: str | None, connc_requirement: str | None) -> None:
+         github: str | None, connc_requirement: str | None, pipeline: str | None,
+         runner_keys: tuple[str, ...]) -> None:
     """Turn an empty directory or git repository into a connection repository.
 
     Writes .sops.yaml, members.yaml (the owner), connc.yaml (requireSeals, the owner as
@@ -315,12 +320,15 @@ def init(directory: str, owner: str, new_key: str | None, recipients: tuple[str,
     Examples:
       connc init --owner alice --new-key ~/.config/connc/age.txt
       connc init infra/connections --owner alice --recipient age1...
+      connc init --owner alice --new-key ~/.config/connc/age.txt \\
+          --pipeline deploy --runner-key "$(connc keys new runner-deploy.txt)"
     """
     from connc.author.init import init as run_init
 
     done = run_init(Path(directory), owner=owner, recipients=recipients,
                     new_key=Path(new_key) if new_key else None, github=github,
-                    connc_requirement=connc_requirement)
+                    connc_requirement=connc_requirement, pipeline=pipeline,
+                    runner_keys=runner_keys)
     for line in done.messages():
         click.echo(line, err=True)
 
@@ -469,6 +477,101 @@ def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str | None) -> 
     for done, current in sealing.seal_all(root, sealing.select(root, ids, every),
                                           dry_run=dry_run):
         click.echo(done.message(current, dry_run))
+
+
+@cli.group(invoke_without_command=True)
+@repo_option
+@click.option("--connection", "connection_id", metavar="ID", help="Only this connection.")
+@click.option("--pipeline", "pipeline_id", metavar="ID",
+              help="Only the connections this pipeline uses.")
+@click.option("--format", "output_format", default="table", show_default=True,
+              type=click.Choice(["table", "json"]))
+@click.pass_context
+def keys(ctx: click.Context, repo: str, connection_id: str | None, pipeline_id: str | None,
+         output_format: str) -> None:
+    """Who holds a key to each connection, and who needs one (keyless).
+
+    Each recipient of a connection's file and whose key it is, flagged when it is outside the
+    connection's scope; the pipelines that use it but cannot decrypt it, or declare no runner
+    key; the principals in its scope without a key; and what `connc keys sync` would change.
+
+    \b
+    Examples:
+      connc keys
+      connc keys --pipeline deploy
+      connc keys sync --all --dry-run
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from connc.findings import suggest
+    from connc.keys import view
+    from connc.keys.current import read
+    from connc.repository import check_id, find_root
+
+    if connection_id is not None and pipeline_id is not None:
+        raise click.UsageError("give --connection or --pipeline, not both")
+    for given, what in ((pipeline_id, "pipeline"), (connection_id, "connection")):
+        if given is not None:
+            check_id(given, what)
+    current = read(find_root(repo))
+    known = current.keyring.pipelines if pipeline_id is not None else current.connections
+    name = pipeline_id or connection_id
+    if name is not None and name not in known:
+        raise click.UsageError(f"no {'pipeline' if pipeline_id else 'connection'} `{name}`"
+                               f"{suggest(name, known)} (or its file has errors: "
+                               f"`connc validate`)")
+    view.FORMATS[output_format](view.rows(current, connection_id, pipeline_id), sys.stdout)
+    if current.unread:
+        click.echo(f"connc: {len(current.unread)} file(s) could not be read and are left out "
+                   f"(run `connc validate`): {', '.join(current.unread[:5])}", err=True)
+
+
+@keys.command("sync")
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "every", is_flag=True, help="Every connection of the repository.")
+@click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
+@repo_option
+def keys_sync(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str) -> None:
+    """Make each file's recipients exactly what its scope and its users need, and reseal.
+
+    The keys: connc.yaml's adminRecipients, the owner's, and the runner keys of the pipelines
+    that use the connection. They are written as creation rules in .sops.yaml (one per set
+    of keys, ahead of your other rules), applied with `sops updatekeys`, and the credential is
+    resealed (`connc seal`). Prints the plan first: recipients added and removed, whose they
+    are, and the credentials to rotate. Whole files or nothing, even when interrupted. Needs
+    a sops key that decrypts the files it changes (exit 2 without one).
+
+    \b
+    Examples:
+      connc keys sync --all --dry-run
+      connc keys sync k8s-prod registry-prod
+      SOPS_AGE_KEY_FILE=admin-key.txt connc keys sync --all
+    """
+    from connc.keys.sync import run as run_sync
+    from connc.repository import find_root
+
+    run_sync(find_root(repo), ids, every, dry_run, click.echo)
+
+
+@keys.command("new")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=str))
+def keys_new(file: str) -> None:
+    """Write a fresh age key to FILE (0600, never overwritten) and print its public key.
+
+    For a person who joins, or a runner: the public key goes into members.yaml (a user's or a
+    team's `recipients`) or a pipeline's `metadata.recipients`; the key file stays with its
+    holder (a runner's, in the CI system's secret store). The key itself is never printed.
+
+    \b
+    Examples:
+      connc keys new ~/.config/connc/age.txt
+      connc keys new runner-deploy.txt
+    """
+    from pathlib import Path
+
+    from connc.author.init import write_key
+
+    click.echo(write_key(Path(file)))
 
 
 @cli.command()

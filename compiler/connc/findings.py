@@ -103,6 +103,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "CONNC411": (E, "encrypted value of the wrong type"),
     "CONNC412": (E, "malformed sops metadata"),
     "CONNC413": (W, "credential not sealed"),
+    "CONNC414": (E, "pipeline cannot decrypt a connection it uses"),
     # 5xx: expiry
     "CONNC501": (E, "credential expired"),
     "CONNC502": (W, "credential expires soon"),

@@ -190,7 +190,11 @@ class Decryption:
     """A `sops decrypt` under way; `result()` gives the document (as `decrypt` does)."""
 
     def __init__(self, repo: Path, relpath: str) -> None:
-        self._running = Running(["decrypt", "--output-type", "json", "--", relpath], repo=repo,
+        # Decrypting reads the file's own metadata and the keys of the environment, never the
+        # creation rules; without `--config`, sops would parse `.sops.yaml` (one rule per set
+        # of keys: 1.3 MB and 70 ms a process at 10,000 connections) every time.
+        self._running = Running(["--config", os.devnull, "decrypt", "--output-type", "json",
+                                 "--", relpath], repo=repo,
                                 relpath=relpath)
 
     def result(self) -> dict[str, Any]:

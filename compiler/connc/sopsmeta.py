@@ -475,9 +475,9 @@ def first_matching_rule(rules: Sequence[CreationRule], relpath: str) -> Creation
     return next((rule for rule in rules if rule.matches(relpath)), None)
 
 
-# From this many rules on, every path_regex is matched in one pass: one rule per scope is the
-# layout connc recommends, and a file matched against each of a thousand rules in turn would
-# make validate quadratic in the size of the repository.
+# From this many rules on, every path_regex is matched in one pass: one rule per set of keys is
+# the layout `connc keys sync` writes, and a file matched against each of a thousand rules in
+# turn would make validate quadratic in the size of the repository.
 _SET_FROM = 16
 
 

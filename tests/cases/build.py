@@ -46,6 +46,7 @@ from repokit import TEST_RECIPIENT, connection, encrypt, pipeline, write  # noqa
 OTHER_RECIPIENT = "age1f6hsk73maksgw5ux02dnqhxxzxwlxn3vpeh09zafeefvyhdwkpcqrzvm9d"
 TEAM_RECIPIENT = "age12la0mhspwf2g88v5w9vewh9svf6yj0fdlej8d92x74k8rh2jaymqc90e5g"
 ADMIN_RECIPIENT = "age1cem8kh6cfettj3qndhpugumhj5qvysznhflmyumkjkavwmygt5rq0y78ju"
+RUNNER_RECIPIENT = "age1l7ffnu2v5tq5kh99k0m4vwrkpl5v6c2h246ypu99zh8awt7z7vnqrzxzkf"
 
 FOLDERS = ("valid", "invalid", "invalid-decrypt")
 
@@ -96,6 +97,21 @@ def uses(pipeline_id: str, *entries: Mapping[str, Any], owner: str = "alice",
     document = pipeline(pipeline_id, owner=owner, teams=teams)
     document["uses"] = [dict(entry) for entry in entries]
     return document
+
+
+def with_recipients(document: dict[str, Any], *recipients: str) -> dict[str, Any]:
+    """A pipeline document with its runner keys (`metadata.recipients`)."""
+    document["metadata"]["recipients"] = list(recipients)
+    return document
+
+
+def sops_rules(*rules: tuple[str, tuple[str, ...]]) -> str:
+    """.sops.yaml with one rule per (connection id, recipients), then the catch-all rule to
+    the test key: the layout `connc keys sync` writes, as text a user would."""
+    return "creation_rules:\n" + "".join(
+        sops_config(*recipients, path_regex=rf"^connections\.d/{cid}\.sops\.yaml$")
+        .removeprefix("creation_rules:\n") for cid, recipients in rules
+    ) + sops_config().removeprefix("creation_rules:\n")
 
 
 def config(**settings: Any) -> dict[str, Any]:
@@ -363,6 +379,36 @@ def valid_cases(pem: Material) -> list[Case]:
                  "connc.yaml": config(adminRecipients=[ADMIN_RECIPIENT]),
                  conn("gitlab-acme"): gitlab(visibility="custom", members=["team:ops"]),
                  pipe("ops-build"): pipeline("ops-build", "gitlab-acme", owner="carol",
+                                             teams=["ops"]),
+             }),
+             [], exit=0),
+        Case("valid", "runner-keys-in-scope", "pipelines that may use a connection are in "
+             "its scope with their runner keys: its owner's pipeline's own key on a private "
+             "connection, a team's runner key on a public one; a member whose key is not on "
+             "the file, because no pipeline of theirs uses it, is no finding",
+             base_files(**{
+                 ".sops.yaml": sops_rules(
+                     ("gitlab-acme", (TEST_RECIPIENT, ADMIN_RECIPIENT, RUNNER_RECIPIENT)),
+                     ("registry-public", (TEST_RECIPIENT, ADMIN_RECIPIENT, TEAM_RECIPIENT)),
+                     ("gitlab-shared", (TEST_RECIPIENT, ADMIN_RECIPIENT))),
+                 "members.yaml": MEMBERS.replace(
+                     "alice: {name: Alice Chen}",
+                     f"alice: {{name: Alice Chen, recipients: [{TEST_RECIPIENT}]}}").replace(
+                     "carol: {name: Carol Diaz}",
+                     f"carol: {{name: Carol Diaz, recipients: [{OTHER_RECIPIENT}]}}").replace(
+                     "ops: {members: [carol]}",
+                     f"ops: {{members: [carol], recipients: [{TEAM_RECIPIENT}]}}"),
+                 "connc.yaml": config(adminRecipients=[ADMIN_RECIPIENT]),
+                 conn("gitlab-acme"): GITLAB,
+                 conn("registry-public"): connection(
+                     "registry-public", type_="container-registry", visibility="public",
+                     spec={"registry": "ghcr.io"},
+                     credential={"username": "acme", "password": "fake-password"}),
+                 conn("gitlab-shared"): gitlab("gitlab-shared", visibility="custom",
+                                               members=["user:carol"]),
+                 pipe("release"): with_recipients(pipeline("release", "gitlab-acme"),
+                                                  RUNNER_RECIPIENT),
+                 pipe("ops-build"): pipeline("ops-build", "registry-public", owner="carol",
                                              teams=["ops"]),
              }),
              [], exit=0),
@@ -743,6 +789,23 @@ def encryption_cases() -> list[Case]:
                            "members.yaml": recipient_members}),
              [Expect("CONNC409", path, "^sops:")], exit=0,
              message_contains={"CONNC409": "user:bob"}),
+        Case("invalid", "owner-holds-no-key", "alice owns the connection and declares a key, "
+             "but the file is encrypted only to the admin key: she cannot rotate or seal it "
+             "(a warning)",
+             base_files(**{path: GITLAB,
+                           "connc.yaml": config(adminRecipients=[TEST_RECIPIENT]),
+                           "members.yaml": MEMBERS.replace(
+                               "alice: {name: Alice Chen}",
+                               f"alice: {{name: Alice Chen, recipients: [{OTHER_RECIPIENT}]}}")}),
+             [Expect("CONNC409", path, "^sops:")], exit=0,
+             message_contains={"CONNC409": "connc keys sync gitlab-acme"}),
+        Case("invalid", "pipeline-cannot-decrypt", "pipeline release declares its runner key, "
+             "which is not a recipient of the connection it uses: its render will fail",
+             base_files(**{path: GITLAB, "members.yaml": recipient_members,
+                           pipe("release"): with_recipients(pipeline("release", "gitlab-acme"),
+                                                            RUNNER_RECIPIENT)}),
+             [Expect("CONNC414", pipe("release"), "connection: gitlab-acme")],
+             message_contains={"CONNC414": RUNNER_RECIPIENT}),
         Case("invalid", "copied-credential", "gitlab-copy is gitlab-acme's file with its ids "
              "changed: the same data key and ciphertexts",
              base_files(**{path: GITLAB}),

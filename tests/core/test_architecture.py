@@ -11,7 +11,7 @@ from pathlib import Path
 from repokit import REPO_ROOT, sops_env
 
 PACKAGE = REPO_ROOT / "compiler" / "connc"
-FAMILIES = ("validate", "render", "check", "diff", "author")
+FAMILIES = ("validate", "render", "check", "diff", "author", "keys")
 # What each part may import besides the core (and itself). The core imports no family; the
 # CLI imports every family, each inside its command. `schema` is part of the core.
 MAY_IMPORT = {
@@ -20,6 +20,7 @@ MAY_IMPORT = {
     "check": {"render"},  # a probe renders the one-connection bundle a pipeline would get
     "diff": {"validate"},  # each side is read as validate reads it
     "author": {"validate", "render"},  # validated as validate would, sealed as render reads it
+    "keys": {"validate", "author"},  # the keyring validate checks; resealed as `connc seal` does
 }
 
 

@@ -41,6 +41,7 @@ class Initialised:
     recipient: str
     key_file: Path | None
     source: installed.Source  # what the workflows install
+    pipeline: str | None = None  # the first pipeline, written with its runner key
 
     def messages(self) -> list[str]:
         lines = [f"connc: a connection repository in {self.root}: {', '.join(self.written)}"]
@@ -56,10 +57,15 @@ class Initialised:
         lines += self._requirement_lines()
         lines += ["next:",
                   "  - connc new TYPE ID            # a connection, encrypted and sealed",
-                  "  - connc secret set ID FIELD    # each secret, from stdin or a hidden prompt",
-                  "  - write pipelines.d/ID.yaml, then connc validate",
-                  "  - connc render ID              # on a runner: with its key in "
-                  f"{sopskeys.KEY_FILE_VARIABLE}"]
+                  "  - connc secret set ID FIELD    # each secret, from stdin or a hidden prompt"]
+        if self.pipeline is None:
+            lines += ["  - write pipelines.d/ID.yaml, then connc validate",
+                      "  - connc render ID              # on a runner: with its key in "
+                      f"{sopskeys.KEY_FILE_VARIABLE}"]
+        else:
+            lines += [f"  - list the connections it uses in pipelines.d/{self.pipeline}.yaml",
+                      "  - connc keys sync --all       # encrypts them to its runner key too",
+                      f"  - on the runner, with its key: connc render {self.pipeline}"]
         return lines
 
     def _requirement_lines(self) -> list[str]:
@@ -77,9 +83,13 @@ class Initialised:
 
 
 def init(directory: Path, *, owner: str, recipients: Sequence[str], new_key: Path | None,
-         github: str | None = None, connc_requirement: str | None = None) -> Initialised:
+         github: str | None = None, connc_requirement: str | None = None,
+         pipeline: str | None = None, runner_keys: Sequence[str] = ()) -> Initialised:
+    """`pipeline` and `runner_keys` (given together): the first pipeline, owned by `owner`,
+    whose runner renders with those keys (its `metadata.recipients`)."""
     root = directory.absolute()
     _check_arguments(owner, recipients, new_key, github)
+    _check_runner(pipeline, runner_keys)
     if connc_requirement is not None:
         source = installed.Source(connc_requirement, _GIVEN)
     else:
@@ -105,7 +115,7 @@ def init(directory: Path, *, owner: str, recipients: Sequence[str], new_key: Pat
         if repository.present(key_file):
             raise UsageError(f"--new-key {key_file} exists; connc never overwrites a key")
     root.mkdir(parents=True, exist_ok=True)
-    recipient = _write_key(key_file) if key_file is not None else recipients[0]
+    recipient = write_key(key_file) if key_file is not None else recipients[0]
     keys = [recipient] if key_file is not None else list(recipients)
     files = {
         repository.SOPS_CONFIG: _sops_config(keys),
@@ -113,6 +123,8 @@ def init(directory: Path, *, owner: str, recipients: Sequence[str], new_key: Pat
         repository.CONFIG_FILE: _config(owner, keys),
         f"{repository.CONNECTIONS_DIR}/.gitkeep": "",
         f"{repository.PIPELINES_DIR}/.gitkeep": "",
+        **({repository.pipeline_path(pipeline): _pipeline(pipeline, owner, runner_keys)}
+           if pipeline is not None else {}),
         **{workflow: _template(Path(workflow).name).replace(
             "@{connc}", json.dumps(requirement)) for workflow in _WORKFLOWS},
     }
@@ -124,7 +136,7 @@ def init(directory: Path, *, owner: str, recipients: Sequence[str], new_key: Pat
             out.write(text)
         written.append(relpath)
     written.append(_gitignore(root))
-    return Initialised(root, written, recipient, key_file, source)
+    return Initialised(root, written, recipient, key_file, source, pipeline)
 
 
 def _check_arguments(owner: str, recipients: Sequence[str], new_key: Path | None,
@@ -138,16 +150,20 @@ def _check_arguments(owner: str, recipients: Sequence[str], new_key: Path | None
         raise UsageError("give --new-key FILE (a fresh age key) or --recipient KEY (keys you "
                          "have), one of the two")
     for key in recipients:
-        if key.upper().startswith("AGE-SECRET-KEY-"):
-            raise UsageError("--recipient takes a public key, and this is a secret one: give "
-                             "its public half (the '# public key:' line of the key file)")
-        if recipient_of_member_key(key).startswith("unknown:"):
-            # Only the start of the value: a pasted secret is not echoed into a CI log.
-            raise UsageError(f"--recipient {printable(key[:10])!r}... is not a public key sops "
-                             f"knows (age1..., a KMS ARN, a PGP fingerprint, ...)")
-        if not _is_age_recipient(key):
-            raise UsageError(f"--recipient {printable(key, 100)!r} is not a valid age public "
-                             f"key (its checksum does not match: cut short or mistyped?)")
+        _check_key("--recipient", key)
+
+
+def _check_key(option: str, key: str) -> None:
+    if key.upper().startswith("AGE-SECRET-KEY-"):
+        raise UsageError(f"{option} takes a public key, and this is a secret one: give its "
+                         f"public half (the '# public key:' line of the key file)")
+    if recipient_of_member_key(key).startswith("unknown:"):
+        # Only the start of the value: a pasted secret is not echoed into a CI log.
+        raise UsageError(f"{option} {printable(key[:10])!r}... is not a public key sops knows "
+                         f"(age1..., a KMS ARN, a PGP fingerprint, ...)")
+    if not _is_age_recipient(key):
+        raise UsageError(f"{option} {printable(key, 100)!r} is not a valid age public key (its "
+                         f"checksum does not match: cut short or mistyped?)")
 
 
 def _is_age_recipient(key: str) -> bool:
@@ -165,17 +181,44 @@ def _is_age_recipient(key: str) -> bool:
     return True
 
 
-def _write_key(path: Path) -> str:
-    """A fresh age identity in `path` (0600, O_EXCL); returns its public key."""
+def _check_runner(pipeline: str | None, runner_keys: Sequence[str]) -> None:
+    if (pipeline is None) != (not runner_keys):
+        raise UsageError("--runner-key and --pipeline go together: the pipeline whose runner "
+                         "renders with that key")
+    if pipeline is not None:
+        repository.check_id(pipeline, "--pipeline")
+    for key in runner_keys:
+        _check_key("--runner-key", key)
+
+
+def _pipeline(pipeline: str, owner: str, runner_keys: Sequence[str]) -> str:
+    return (
+        "# Written by connc init: the first pipeline. Its runner renders with the key whose\n"
+        "# public half is in metadata.recipients. List the connections it uses under `uses`,\n"
+        "# then run `connc keys sync --all`, which encrypts their files to that key too.\n"
+        "apiVersion: connc/v1\nkind: Pipeline\n"
+        f"metadata:\n  id: {pipeline}\n  owner: {owner}\n"
+        f"  recipients: {json.dumps(list(runner_keys))}\n"
+        "uses: []\n")
+
+
+def write_key(path: Path) -> str:
+    """A fresh age identity in `path` (0600, O_EXCL); returns its public key. Also `connc keys
+    new`, for the keys of people who join and of runners."""
     import pyrage
 
     identity = pyrage.x25519.Identity.generate()
     public = str(identity.to_public())
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:
+        raise UsageError(f"{path} exists; connc never overwrites a key") from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}") from None
     with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-        out.write(f"# created: {created} by connc init\n# public key: {public}\n{identity}\n")
+        out.write(f"# created: {created} by connc\n# public key: {public}\n{identity}\n")
     os.chmod(path, 0o600)  # whatever the umask
     return public
 
@@ -188,7 +231,8 @@ def _sops_config(keys: list[str]) -> str:
     return (
         "# Written by connc init. Connections encrypt only `credential`, and the MAC covers\n"
         "# only what is encrypted, so reviewers can read and change scope, owner and endpoint.\n"
-        "# One rule per scope keeps each credential to the keys of those who may use it.\n"
+        "# `connc keys sync` adds, ahead of this rule, one rule per set of keys: each\n"
+        "# credential is then encrypted to exactly the keys that need it.\n"
         "creation_rules:\n"
         "  - path_regex: ^connections\\.d/.*\\.sops\\.yaml$\n"
         "    encrypted_regex: ^credential$\n"

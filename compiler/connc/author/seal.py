@@ -70,13 +70,20 @@ def select(root: Path, ids: Sequence[str], every: bool) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-def seal_all(root: Path, ids: list[str], *, dry_run: bool) -> list[tuple[Sealing, dict[str, Any]]]:
+# What sealing leaves alone: it approves plaintext, and a file with a plaintext credential
+# value cannot be resealed (sops would refuse it) until `secret set` replaces that value.
+SEALING_FIXES = inputs.WRITING_FIXES - {"CONNC402"}
+
+
+def seal_all(root: Path, ids: list[str], *, dry_run: bool,
+             allow: frozenset[str] = SEALING_FIXES) -> list[tuple[Sealing, dict[str, Any]]]:
+    """`allow`: the codes the caller fixes itself (`keys sync` fixes recipients, CONNC405)."""
     sops.binary()  # a missing binary is an environment error, before anything is read
     # Every file checked first (render's reader refuses what validate would): nothing written
     # when one of them is wrong.
     settings = inputs.policy(root)
     views = [(connection_id, seal.view_of(inputs.read_connection(
-        root, connection_id, settings, allow=inputs.WRITING_FIXES - {"CONNC402"})))
+        root, connection_id, settings, allow=allow)))
              for connection_id in ids]
     done = []
     for connection_id, current in views:

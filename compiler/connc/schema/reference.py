@@ -42,11 +42,12 @@ matches it (`path_regex`, matched with RE2 as sops matches it):
 | `creation_rules[].path_regex` | an RE2 pattern (CONNC014 when RE2 rejects it); the first rule matching a file's path, relative to the repository root, is its rule (CONNC406 when none) |
 | `creation_rules[].encrypted_regex` | `^credential$`: only `credential` is encrypted, so reviewers read the rest (CONNC407) |
 | `creation_rules[].mac_only_encrypted` | `true`: the MAC covers only what is encrypted, so plaintext can be changed without a key (CONNC407) |
-| `creation_rules[].age`, `pgp`, `kms`, `gcp_kms`, `azure_keyvault`, `hc_vault_transit_uri` | the recipients; a file must be encrypted to exactly its rule's (CONNC405, fixed by `connc sops updatekeys`); with members' recipients, only to keys of principals in the connection's scope or `adminRecipients` (CONNC408) |
+| `creation_rules[].age`, `pgp`, `kms`, `gcp_kms`, `azure_keyvault`, `hc_vault_transit_uri` | the recipients; a file must be encrypted to exactly its rule's (CONNC405, fixed by `connc sops updatekeys`); with members' recipients, only to keys of those who may use the connection or `adminRecipients` (CONNC408), and to a key of every pipeline that uses it (CONNC414) |
 | `creation_rules[].key_groups`, `shamir_threshold` | groups of recipients and how many must cooperate; compared with the file's too (CONNC405) |
 
-`connc init` writes one rule for `connections.d/`; one rule per scope keeps each credential to
-the keys of those who may use it.
+`connc init` writes one rule for `connections.d/`; `connc keys sync` writes, ahead of it, one
+rule per set of keys, which keeps each credential to the keys that need it
+([production.md](production.md)).
 """
 
 _DOCUMENTS: list[tuple[str, str, type[BaseModel]]] = [

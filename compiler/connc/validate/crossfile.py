@@ -9,44 +9,8 @@ from connc.findings import Finding, Severity, finding, suggest
 from connc.repository import CONFIG_FILE, MEMBERS_FILE, ConnectionSummary, PipelineSummary
 from connc.schema import models
 from connc.scope import connection_scope, decide, pipeline_scope
-from connc.sopsmeta import recipient_of_member_key, shown_recipient
-
-
-class Principals:
-    """users and teams of members.yaml, with their recipients in sops' form.
-
-    The recipients are converted once, here: the scope checks ask for them per connection,
-    and converting them on each call made a repository of 10,000 connections spend seconds
-    re-parsing the same few hundred keys.
-    """
-
-    def __init__(self, members: models.Members | None) -> None:
-        self.users = dict(members.users) if members else {}
-        self.teams = dict(members.teams) if members else {}
-        self._users = {name: frozenset(recipient_of_member_key(r) for r in user.recipients)
-                       for name, user in self.users.items()}
-        self._teams = {name: frozenset(recipient_of_member_key(r) for r in team.recipients)
-                       .union(*(self.user_recipients(u) for u in team.members))
-                       for name, team in self.teams.items()}
-        self._all = frozenset().union(*self._users.values(), *self._teams.values())
-
-    def user_recipients(self, user: str) -> frozenset[str]:
-        return self._users.get(user, frozenset())
-
-    def team_recipients(self, team: str) -> frozenset[str]:
-        return self._teams.get(team, frozenset())
-
-    def all_recipients(self) -> frozenset[str]:
-        return self._all
-
-    def holder(self, recipient: str, pipelines: dict[str, PipelineSummary]) -> str:
-        """Who declares a key, for a message: `user:carol`, `pipeline:deploy`, or nobody."""
-        owners = [f"user:{name}" for name, keys in self._users.items() if recipient in keys]
-        owners += [f"pipeline:{pid}" for pid, pipeline in pipelines.items()
-                   if recipient in pipeline.recipients]
-        owners += [f"team:{name}" for name, team in self.teams.items()
-                   if recipient in {recipient_of_member_key(r) for r in team.recipients}]
-        return ", ".join(owners) or "declared by no principal"
+from connc.sopsmeta import shown_recipient
+from connc.validate.keyring import Keyring, Principals
 
 
 def check_admins(config: models.Config, document: Document,
@@ -64,7 +28,7 @@ def check_admins(config: models.Config, document: Document,
 
 
 def check_repository(connections: list[ConnectionSummary], pipelines: list[PipelineSummary],
-                     principals: Principals, admin_recipients: set[str],
+                     principals: Principals, admin_recipients: Collection[str],
                      members_known: bool, invalid: frozenset[str] = frozenset(), *,
                      require_permissions: bool = False) -> list[Finding]:
     """`invalid`: ids of connection files that exist but failed their own checks;
@@ -86,12 +50,10 @@ def check_repository(connections: list[ConnectionSummary], pipelines: list[Pipel
     # (break-glass) keys alone do not turn it on: they may decrypt everything anyway.
     enforcing = bool(principals.all_recipients() or any(p.recipients for p in pipelines))
     if enforcing and members_known:
-        pipelines_by_id = {p.id: p for p in pipelines}
-        # Who may decrypt a public connection: the same for all of them, so computed once.
-        everyone = principals.all_recipients().union(*(p.recipients for p in pipelines))
+        keyring = Keyring(connections, pipelines, principals, admin_recipients)
         for connection in connections:
-            found += _recipients_in_scope(connection, principals, pipelines_by_id, everyone,
-                                          admin_recipients)
+            found += _recipients_in_scope(connection, keyring)
+            found += _pipelines_can_decrypt(connection, keyring)
     return found
 
 
@@ -207,57 +169,48 @@ def _copied_credentials(connections: list[ConnectionSummary]) -> list[Finding]:
     return found
 
 
-def _recipients_in_scope(connection: ConnectionSummary, principals: Principals,
-                         pipelines: dict[str, PipelineSummary], everyone: frozenset[str],
-                         admin_recipients: set[str]) -> list[Finding]:
-    """Everyone who can decrypt must be allowed to use (spec section 2, by cryptography).
-
-    `everyone`: the recipients of all principals and pipelines, who may use a public connection.
-    """
-    named: dict[str, frozenset[str]] = {f"user:{connection.owner}":
-                                        principals.user_recipients(connection.owner)}
-    if connection.visibility == "public":
-        allowed = everyone
-    else:
-        if connection.visibility == "custom":
-            for member, _pos in connection.members:
-                named[member] = _member_recipients(member, principals, pipelines)
-        allowed = frozenset().union(*named.values())
-    outside = sorted(connection.recipients - allowed - admin_recipients)
+def _recipients_in_scope(connection: ConnectionSummary, keyring: Keyring) -> list[Finding]:
+    """Safety (CONNC408): everyone who can decrypt may use the connection; and CONNC409: a
+    principal the scope names has no key at all, or the owner holds none to this file."""
+    outside = keyring.outside(connection)
     found = []
     if outside:
-        shown = ", ".join(f"{shown_recipient(r)} ({principals.holder(r, pipelines)})"
-                          for r in outside)
+        shown = ", ".join(f"{shown_recipient(r)} ({keyring.holder_text(r)})" for r in outside)
         found.append(finding(connection.relpath, *connection.sops_pos, "CONNC408",
                              f"recipient(s) {shown} are outside the scope of `{connection.id}` "
-                             f"(and not adminRecipients) and can decrypt it: remove them from "
-                             f"the .sops.yaml rule, run `connc sops updatekeys {connection.relpath}`, "
-                             f"and rotate the credential, which they could read"))
-    if connection.visibility != "public":
-        for member, recipients in named.items():
-            if not recipients:
-                found.append(finding(connection.relpath, *connection.sops_pos, "CONNC409",
-                                     f"`{member}` is in the scope of `{connection.id}` but has no "
-                                     f"recipient, so cryptography does not back its access"))
-            elif not recipients & connection.recipients:
-                found.append(finding(connection.relpath, *connection.sops_pos, "CONNC409",
-                                     f"`{member}` is in the scope of `{connection.id}` but none "
-                                     f"of its keys is among the file's recipients: add one to the "
-                                     f".sops.yaml rule and run "
-                                     f"`connc sops updatekeys {connection.relpath}`"))
+                             f"(no admin recipient, not its owner's, no member's, no key of a "
+                             f"pipeline that may use it) and can decrypt it: a key holder runs "
+                             f"`connc keys sync {connection.id}`, which removes them; then rotate "
+                             f"the credential, which they could read"))
+    if connection.visibility == "public":
+        return found
+    for member, recipients in keyring.named(connection):
+        if not recipients:
+            found.append(finding(connection.relpath, *connection.sops_pos, "CONNC409",
+                                 f"`{member}` is in the scope of `{connection.id}` but has no "
+                                 f"recipient, so cryptography does not back its access"))
+        elif member == f"user:{connection.owner}" and not recipients & connection.recipients:
+            found.append(finding(connection.relpath, *connection.sops_pos, "CONNC409",
+                                 f"the owner `{connection.owner}` holds no key to "
+                                 f"`{connection.id}` (none of their keys is among the file's "
+                                 f"recipients), so they cannot rotate or seal it: a key holder "
+                                 f"runs `connc keys sync {connection.id}`"))
     return found
 
 
-def _member_recipients(member: str, principals: Principals,
-                       pipelines: dict[str, PipelineSummary]) -> frozenset[str]:
-    kind, _, name = member.partition(":")
-    if kind == "user":
-        return principals.user_recipients(name)
-    if kind == "team":
-        return principals.team_recipients(name)
-    pipeline = pipelines.get(name)
-    if pipeline is None:
-        return frozenset()
-    if pipeline.recipients:
-        return pipeline.recipients
-    return frozenset().union(*(principals.team_recipients(team) for team, _pos in pipeline.teams))
+def _pipelines_can_decrypt(connection: ConnectionSummary, keyring: Keyring) -> list[Finding]:
+    """Liveness (CONNC414): a pipeline that uses the connection, and may, and declares runner
+    keys of which none is a recipient, cannot render it. Reported on its `uses` entry."""
+    found = []
+    for pipeline_id, runner in keyring.undecryptable(connection):
+        pipeline = keyring.pipelines[pipeline_id]
+        # The first use of that id; a duplicate pipeline id (CONNC106) may hold another file's.
+        pos = next((use.pos for use in pipeline.uses if use.connection == connection.id),
+                   pipeline.id_pos)
+        keys = ", ".join(shown_recipient(k) for k in sorted(runner.keys))
+        found.append(finding(pipeline.relpath, *pos, "CONNC414",
+                             f"`connc render {pipeline_id}` will fail: it uses `{connection.id}` "
+                             f"but none of its runner keys ({keys}, from {runner.source}) is a "
+                             f"recipient of {connection.relpath}; a key holder runs "
+                             f"`connc keys sync {connection.id}`, which adds them"))
+    return found

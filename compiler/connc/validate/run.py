@@ -23,12 +23,7 @@ from connc.repository import ConnectionSummary, PipelineSummary, stem
 from connc.schema import models
 from connc.sopsmeta import CreationRule, recipient_of_member_key
 from connc.validate import pool
-from connc.validate.crossfile import (
-    Principals,
-    check_admins,
-    check_repository,
-    unsealed,
-)
+from connc.validate.crossfile import check_admins, check_repository, unsealed
 from connc.validate.files import (
     CheckContext,
     FileResult,
@@ -36,6 +31,7 @@ from connc.validate.files import (
     check_pipeline,
     read_model,
 )
+from connc.validate.keyring import Principals
 
 Checker = Callable[[str, CheckContext], FileResult]
 M = TypeVar("M", bound=models.Model)
@@ -60,6 +56,7 @@ class Report:
     members: models.Members | None  # whenever its model accepts it
     config: models.Config | None
     rules: list[CreationRule] | None
+    admin_recipients: frozenset[str]  # connc.yaml's, as sops records them
 
 
 def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
@@ -110,7 +107,8 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
             connections.append(result.summary)
         elif isinstance(result.summary, PipelineSummary):
             pipelines.append(result.summary)
-    admin = {recipient_of_member_key(r) for r in config.admin_recipients} if config else set()
+    admin = frozenset(recipient_of_member_key(r) for r in config.admin_recipients) if config \
+        else frozenset()
     summarised = {c.relpath for c in connections}
     invalid = frozenset(stem(p, repository.CONNECTION_SUFFIX) for p in listing.connections
                         if p not in summarised)
@@ -128,7 +126,7 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
                              (repository.MEMBERS_FILE, repository.CONFIG_FILE,
                               repository.SOPS_CONFIG))
     return Report(sorted(set(found)), files, connections, pipelines, refused, members, config,
-                  rules)
+                  rules, admin)
 
 
 def _run(tasks: list[tuple[Checker, str]],
