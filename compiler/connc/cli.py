@@ -459,7 +459,7 @@ def sops(args: tuple[str, ...]) -> None:
 def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str | None) -> None:
     """Approve each connection's plaintext as it is now, with a key: write its seal.
 
-    A seal binds the credential to its id, owner, scope and spec (spec section 4.2): render
+    A seal binds the credential to its id, owner, scope and spec: render
     and check refuse a credential whose plaintext changed since. For each connection this
     prints what changed since its last seal (fields and their values now), then reseals it,
     without prompting. Needs a sops key that decrypts the file (exit 2 without one).

@@ -43,6 +43,9 @@ SECRET_PLACEHOLDER = "REPLACE-WITH-connc-secret-set"
 class Opened:
     values: dict[str, Secret]
     problems: list[tuple[str, str, str]]  # (field, code, message); empty when usable
+    # Scope fields where the file is narrower than its seal: usable, but until resealed the
+    # file can be widened back without a key (`validate --decrypt` names them, CONNC610).
+    wider_seal: tuple[str, ...] = ()
 
 
 class Opening:
@@ -66,12 +69,15 @@ class Opening:
         if not isinstance(credential, dict):
             return Opened({}, [("", "CONNC601", "the decrypted file has no credential")])
         sealed = credential.pop(seal.SEAL_FIELD, None)
-        problems = self._seal_problems(sealed)
+        recorded = seal.decode(sealed.reveal()) if isinstance(sealed, Secret) else None
+        problems = self._seal_problems(sealed, recorded)
         values = {k: v for k, v in credential.items() if isinstance(v, Secret)}
+        wider = tuple(seal.narrowed(recorded, self._current)) if recorded is not None else ()
         return Opened(values, problems + credential_problems(
-            self._current["id"], self._current["spec"], credential))
+            self._current["id"], self._current["spec"], credential), wider)
 
-    def _seal_problems(self, sealed: object) -> list[tuple[str, str, str]]:
+    def _seal_problems(self, sealed: object,
+                       recorded: dict[str, Any] | None) -> list[tuple[str, str, str]]:
         connection_id = self._current["id"]
         if sealed is None:
             if not self._require_seal:
@@ -79,7 +85,6 @@ class Opening:
             return [(seal.SEAL_FIELD, "CONNC413",
                      f"`credential` has no seal and connc.yaml sets requireSeals: true; a "
                      f"key holder seals it with `connc seal {connection_id}`")]
-        recorded = seal.decode(sealed.reveal()) if isinstance(sealed, Secret) else None
         if recorded is None:
             return [(seal.SEAL_FIELD, "CONNC608", f"`credential.{seal.SEAL_FIELD}` is not a "
                                                   f"seal connc wrote; reseal with "
@@ -90,8 +95,9 @@ class Opening:
         if "id" in changed:
             return [(seal.SEAL_FIELD, "CONNC608",
                      "the credential was sealed for another connection (a credential block "
-                     "copied from another file never renders under a new name); write new "
-                     f"values with `connc secret set {connection_id} FIELD`")]
+                     "moved or copied from another file never renders under a new name, and "
+                     "no connc command reseals it so); create this connection with `connc "
+                     "new` and set its values with `connc secret set`")]
         return [(seal.SEAL_FIELD, "CONNC608",
                  f"the plaintext changed since the credential was sealed: "
                  f"{', '.join(changed)}; if the change is meant, a key holder approves it "

@@ -117,6 +117,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "CONNC607": (E, "credential still a placeholder"),
     "CONNC608": (E, "seal does not match the file"),
     "CONNC609": (E, "credential value a tool cannot carry"),
+    "CONNC610": (W, "seal wider than the file"),
 }
 
 

@@ -314,6 +314,8 @@ class ConnectionSummary:
     wrapped_keys: frozenset[bytes]  # fingerprints of decoded bytes (`sopsmeta.fingerprint`)
     ciphertexts: frozenset[bytes]
     credential_pos: Pos
+    lastmodified: str | None = None  # sops' timestamp of the credential block (UTC, RFC 3339)
+    expires: str | None = None  # metadata.expiresAt, the day (YYYY-MM-DD)
 
 
 @dataclasses.dataclass(frozen=True)

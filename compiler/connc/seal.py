@@ -107,6 +107,16 @@ def changes(sealed: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
     return changed
 
 
+def narrowed(sealed: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The scope fields (dotted) where the file is narrower than its seal allows: a seal is an
+    upper bound, so until it is renewed the file can be widened back to it without a key."""
+    if changes(sealed, current):
+        return []  # not a narrowing: render refuses it, `changes` names what
+    before, after = sealed["scope"], current["scope"]
+    return [f"scope.{key}" for key in ("visibility", "members")
+            if before.get(key) != after.get(key)]
+
+
 def _scope(connection_id: str, owner: object, scope: Mapping[str, Any]) -> ConnectionScope:
     members = scope.get("members")
     return ConnectionScope(connection_id, str(owner), str(scope.get("visibility")),

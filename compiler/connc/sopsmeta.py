@@ -128,6 +128,10 @@ class SopsMetadata:
     mac_only_encrypted: bool
     problems: tuple[str, ...]
     key_groups: KeyGroups = NO_KEY_GROUPS
+    # When sops last wrote the credential (RFC 3339, UTC, as sops writes it; the MAC is
+    # encrypted with it as associated data, so it cannot be changed without the key): an
+    # older one than a revision before had is an older credential block put back.
+    lastmodified: str | None = None
 
 
 def read_metadata(block: object) -> SopsMetadata:
@@ -160,6 +164,7 @@ def read_metadata(block: object) -> SopsMetadata:
         if required not in block:
             problems.append(f"missing `{required}`")
     regex = block.get("encrypted_regex")
+    modified = block.get("lastmodified")
     return SopsMetadata(
         frozenset(recipients),
         frozenset(wrapped),
@@ -167,7 +172,11 @@ def read_metadata(block: object) -> SopsMetadata:
         block.get("mac_only_encrypted") is True,
         tuple(problems),
         KeyGroups(groups, threshold),
+        modified if isinstance(modified, str) and _TIMESTAMP.fullmatch(modified) else None,
     )
+
+
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z")
 
 
 def _is_count(value: object) -> bool:

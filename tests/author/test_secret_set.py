@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -130,7 +131,7 @@ def test_a_field_of_another_alternative_is_added_with_a_reminder(repo: Path) -> 
     changed = set_secret(repo, "k8s", "clientKeyData", stdin(key_data))
     assert changed.added and changed.other_alternative == ["token"]
     [reminder] = [m for m in changed.messages() if "still set" in m]
-    assert "sops unset connections.d/k8s.sops.yaml '[\"credential\"][\"token\"]'" in reminder
+    assert "connc secret unset k8s token" in reminder
 
 
 @pytest.mark.usefixtures("with_key")
@@ -163,6 +164,7 @@ def test_unknown_field_with_suggestion_before_reading_stdin(repo: Path) -> None:
     ("line\nline", "contains a newline"),
     (b"\xff\xfe", "is not UTF-8"),
 ])
+@pytest.mark.usefixtures("with_key")  # the old seal is verified before the value is read
 def test_refused_values_change_nothing(repo: Path, value: str | bytes, message: str) -> None:
     before = (repo / path("registry")).read_bytes()
     with pytest.raises(Refused, match=message):
@@ -170,6 +172,7 @@ def test_refused_values_change_nothing(repo: Path, value: str | bytes, message: 
     assert (repo / path("registry")).read_bytes() == before
 
 
+@pytest.mark.usefixtures("with_key")
 def test_a_key_that_does_not_parse_is_refused(repo: Path) -> None:
     with pytest.raises(Refused, match="privateKey` is not"):
         set_secret(repo, "gh", "privateKey", stdin(f"-----BEGIN PRIVATE KEY-----\n{CANARY}\n"))
@@ -188,7 +191,7 @@ def test_bad_id(repo: Path, bad_id: str) -> None:
 
 def test_a_plaintext_file_is_refused(repo: Path) -> None:
     write(repo, path("plain"), connection("plain"))
-    with pytest.raises(UsageError, match="not encrypted: run `sops encrypt --in-place"):
+    with pytest.raises(UsageError, match="not encrypted: run `connc sops encrypt --in-place"):
         set_secret(repo, "plain", "token", stdin("x"))
 
 
@@ -221,6 +224,7 @@ def test_a_terminal_is_asked_twice_hidden(repo: Path, monkeypatch: pytest.Monkey
     assert credential(repo, "registry")["password"] == CANARY
 
 
+@pytest.mark.usefixtures("with_key")
 def test_a_terminal_typo_changes_nothing(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     answers = iter(["one", "two"])
     monkeypatch.setattr(secretset.getpass, "getpass", lambda prompt="": next(answers))
@@ -228,6 +232,7 @@ def test_a_terminal_typo_changes_nothing(repo: Path, monkeypatch: pytest.MonkeyP
         set_secret(repo, "registry", "password", Terminal())
 
 
+@pytest.mark.usefixtures("with_key")
 def test_a_multiline_field_is_not_typed(repo: Path) -> None:
     with pytest.raises(UsageError, match="spans several lines"):
         set_secret(repo, "gh", "privateKey", Terminal())
@@ -247,7 +252,11 @@ def test_value_from_bytes_strips_only_one_newline() -> None:
 def test_the_value_goes_through_stdin_only(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = spy_on_processes(monkeypatch)
     set_secret(repo, "registry", "password", stdin(CANARY))
-    value, sealing = calls  # the value, then the seal of the plaintext it now belongs to
+    # The old seal read first (it must allow the plaintext now), then the value, then the
+    # seal of the plaintext it now belongs to.
+    verify, value, sealing = calls
+    assert verify["args"][1:4] == ["--config", os.devnull, "decrypt"]
+    assert not verify["input"]
     for call in (value, sealing):
         assert call["args"][1:3] == ["set", "--value-stdin"]
         assert not any(CANARY in arg for arg in call["args"])

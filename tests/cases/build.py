@@ -915,6 +915,14 @@ def decrypt_cases(pem: Material) -> list[Case]:
              after=lambda root: edit(root / path, "type: gitlab",
                                      "type: gitlab\n    url: https://gitlab.evil.example"),
              message_contains={"CONNC608": "spec.url"}),
+        Case("invalid-decrypt", "seal-wider-than-file", "a member removed without a reseal: "
+             "render accepts it, but until it is resealed the scope can be widened back "
+             "without a key",
+             base_files(**{path: gitlab(visibility="custom",
+                                        members=["team:platform", "user:bob"])}),
+             [Expect("CONNC610", path, "^credential:")], exit=0,  # a warning
+             after=lambda root: regex_edit(root / path, r"\n *- user:bob", ""),
+             message_contains={"CONNC610": "scope.members"}),
         Case("invalid-decrypt", "username-with-colon", "a username with ':' (basic auth would "
              "split it): refused by secret set, validate --decrypt and render alike",
              base_files(**{conn("registry"): connection(

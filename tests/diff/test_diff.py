@@ -378,7 +378,8 @@ def test_json_has_every_section(repo: Path) -> None:
     data: dict[str, Any] = json.loads(run(repo, "main", "--format", "json")[1])
     assert list(data["changes"]) == ["grants", "scopes", "specs", "narrowing", "recipients",
                                      "keys", "teams", "users", "claims", "connections",
-                                     "pipelines", "policy", "integrity", "unread"]
+                                     "credentials", "pipelines", "policy", "integrity",
+                                     "unread"]
     assert data["base"]["revision"] == "main" and data["head"] == {"revision": None,
                                                                     "commit": None}
 

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from connc import repository, seal, sops
-from connc.errors import SopsError, UsageError
+from connc.credentials import SECRET_PLACEHOLDER
+from connc.errors import Refused, SopsError, UsageError
 from connc.findings import printable, suggest
 from connc.render import inputs
 from connc.secrets import Secret
@@ -31,6 +32,7 @@ class Sealing:
     first: bool  # the credential had no seal
     changed: list[str]  # fields whose value the old seal does not allow
     rewritten: bool  # the seal was (or, with --dry-run, would be) written
+    narrowed: list[str] = dataclasses.field(default_factory=list)  # the seal is wider here
 
     def message(self, current: Mapping[str, Any], dry_run: bool) -> str:
         verb = "would seal" if dry_run else "sealed"
@@ -38,10 +40,18 @@ class Sealing:
             return f"{self.id}: {verb} for the first time"
         if not self.rewritten:
             return f"{self.id}: the seal is up to date"
+        narrowed = ""
+        if self.narrowed:
+            # Until resealed, the old seal still admits the wider scope: anyone could widen
+            # the file back without a key (review still shows it; render would not refuse).
+            narrowed = (f"; narrowed since the last seal, which is wider than the file ("
+                        f"{', '.join(self.narrowed)}): "
+                        + ("sealing makes" if dry_run else "the seal now makes")
+                        + " the narrowing durable")
         if not self.changed:
-            return f"{self.id}: {verb} (narrowed since the last seal)"
+            return f"{self.id}: {verb}{narrowed}"
         return f"{self.id}: {verb}; changed since the last seal: " + ", ".join(
-            _now(field, current) for field in self.changed)
+            _now(field, current) for field in self.changed) + narrowed
 
 
 def _now(field: str, current: Mapping[str, Any]) -> str:
@@ -82,29 +92,87 @@ def seal_all(root: Path, ids: list[str], *, dry_run: bool,
     # Every file checked first (render's reader refuses what validate would): nothing written
     # when one of them is wrong.
     settings = inputs.policy(root)
+    inputs.refuse_checkout(root, [*repository.TOP_FILES,
+                                  *(repository.connection_path(i) for i in ids)])
     views = [(connection_id, seal.view_of(inputs.read_connection(
         root, connection_id, settings, allow=allow)))
              for connection_id in ids]
+    sealed = [(connection_id, repository.connection_path(connection_id), current,
+               recorded(root, repository.connection_path(connection_id)).view)
+              for connection_id, current in views]
+    for connection_id, relpath, _current, old in sealed:
+        # A seal never changes its id: that would approve a move no owner consented to.
+        if old is not None and old.get("id") != connection_id:
+            raise Refused(moved_message(connection_id, old.get("id")), path=relpath)
     done = []
-    for connection_id, current in views:
-        relpath = repository.connection_path(connection_id)
-        old = _recorded(root, relpath)
+    for connection_id, relpath, current, old in sealed:
         changed = seal.changes(old, current) if old is not None else []
         rewrite = old != current
         if rewrite and not dry_run:
             sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(current)))
-        done.append((Sealing(connection_id, relpath, old is None, changed, rewrite), current))
+        done.append((Sealing(connection_id, relpath, old is None, changed, rewrite,
+                             seal.narrowed(old, current) if old is not None else []), current))
     return done
 
 
-def _recorded(root: Path, relpath: str) -> dict[str, Any] | None:
-    """The view the credential's seal records, or None when it has none."""
+@dataclasses.dataclass(frozen=True)
+class Recorded:
+    """What a credential holds besides its secrets: the view its seal approved (None: no
+    seal), and whether it holds a real value yet (`connc new` writes placeholders)."""
+
+    view: dict[str, Any] | None
+    scaffold: bool  # every value is still the placeholder of `connc new`
+
+
+def recorded(root: Path, relpath: str, *, text: bytes | None = None,
+             ignore_mac: bool = False) -> Recorded:
+    """The credential's seal and whether it holds real values. `text` and `ignore_mac`: read
+    that content instead of the file (see `sops.Decryption`)."""
     try:
-        document = sops.decrypt(root, relpath)
+        document = sops.Decryption(root, relpath, text=text, ignore_mac=ignore_mac).result()
     except SopsError as error:
         if error.no_key:  # sealing is a key holder's act: no key is the environment's fault
             raise UsageError(f"{relpath}: {error.message}") from None
         raise
     credential = document.get("credential")
-    value = credential.get(seal.SEAL_FIELD) if isinstance(credential, dict) else None
-    return seal.decode(value.reveal()) if isinstance(value, Secret) else None
+    credential = credential if isinstance(credential, dict) else {}
+    value = credential.pop(seal.SEAL_FIELD, None)
+    view = seal.decode(value.reveal()) if isinstance(value, Secret) else None
+    scaffold = all(isinstance(v, Secret) and v.reveal().strip() == SECRET_PLACEHOLDER
+                   for v in credential.values())
+    return Recorded(view, scaffold)
+
+
+def moved_message(connection_id: str, sealed_for: object) -> str:
+    return (f"the credential was sealed for `{printable(str(sealed_for), 63)}`, not "
+            f"`{connection_id}`: a credential moved or copied from another connection stays "
+            f"that connection's, and no connc command reseals it under a new id (its owner "
+            f"would not have consented); create this connection with `connc new` and set its "
+            f"values with `connc secret set`, or move the file back")
+
+
+def check_writable(connection_id: str, sealed: Recorded, current: dict[str, Any]) -> list[str]:
+    """Refuse to write a credential whose plaintext no longer matches its seal; returns the
+    fields that changed since a seal that approved no real value yet (to be said).
+
+    Writing a credential reseals it, and a seal is a key holder's approval of the plaintext:
+    rotating a password must never approve, in passing, a redirected endpoint or a widened
+    scope that a pull request slipped in. A key holder approves those with `connc seal`,
+    which shows them; then the value can be written. Allowed: a narrowing (the seal is an
+    upper bound, and writing makes the narrower scope durable), and finishing the scaffold of
+    `connc new`: while every value is still its placeholder, no secret has gone anywhere, so
+    its spec and scope are filled in freely, and the first real value seals them.
+    """
+    if sealed.view is None:
+        return []  # its first seal: the command says what it approves
+    changed = seal.changes(sealed.view, current)
+    if "id" in changed:
+        raise Refused(moved_message(connection_id, sealed.view.get("id")))
+    if changed and not sealed.scaffold:
+        raise Refused(f"the plaintext changed since the credential was sealed: "
+                      f"{', '.join(changed)}; writing the credential would reseal, and so "
+                      f"approve, that change: a key holder reviews it with `connc seal "
+                      f"{connection_id} --dry-run` and approves it with `connc seal "
+                      f"{connection_id}` (or reverts it), then run this again; nothing was "
+                      f"changed")
+    return changed

@@ -13,10 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
+import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from connc import documents, repository, seal, sops
+from connc.author import seal as sealing
 from connc.credentials import MULTILINE_FIELDS, field_problem
 from connc.errors import Refused, SopsError, UsageError
 from connc.findings import suggest
@@ -35,11 +37,21 @@ class Changed:
     expires_at: str | None  # metadata.expiresAt as written, a reminder to update it
     other_alternative: list[str]  # fields of another alternative, still in the file
     was_plaintext: bool = False  # the field held a plaintext value (CONNC402)
+    first_seal: bool = False  # the credential had no seal: this one approves the file as it is
+    filled: list[str] = dataclasses.field(default_factory=list)  # scaffold fields now sealed
 
     def messages(self) -> list[str]:
         done = "added" if self.added else "changed"
         lines = [f"{done} credential.{self.field} in {self.relpath} (encrypted by sops; "
                  f"comments and other values kept)"]
+        if self.first_seal:
+            lines.append("the credential had no seal: it is now sealed for the id, owner, scope "
+                         "and spec in the file (review them: `connc seal --dry-run` shows a "
+                         "seal's changes)")
+        if self.filled:
+            lines.append(f"sealed {', '.join(self.filled)} as the file has it now (changed "
+                         f"since `connc new`, whose seal approved no real value yet): check "
+                         f"they are what you meant")
         if self.was_plaintext:
             lines.append(f"credential.{self.field} was in plaintext in the file, so it is in "
                          f"git's history: rotate it at its service")
@@ -50,7 +62,8 @@ class Changed:
             # Render takes the first complete alternative: a leftover placeholder could win.
             lines.append(f"credential.{other} is still set (another kind of credential); if "
                          f"it is unused, e.g. a placeholder of `connc new`, remove it: "
-                         f"sops unset {self.relpath} '[\"credential\"][\"{other}\"]'")
+                         f"connc secret unset {stem(self.relpath, repository.CONNECTION_SUFFIX)} "
+                         f"{other}")
         lines.append("next: `connc validate`, then open a pull request")
         return lines
 
@@ -74,13 +87,13 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> C
     """Check the connection and field, then read the value from `stdin` and set it."""
     repository.check_id(connection_id, "connection")
     relpath = repository.connection_path(connection_id)
-    connection_type, credential, expires_at, document = _read(root, relpath, connection_id)
+    connection_type, credential, expires_at, document = read_encrypted(root, relpath, connection_id)
     allowed = models.CREDENTIALS[connection_type].field_names()
     if field not in allowed:
         raise UsageError(f"a {connection_type} connection has no credential field `{field}` "
                          f"(its fields: {', '.join(sorted(allowed))}){suggest(field, allowed)}",
                          path=relpath)
-    exposed = _plaintext_fields(credential)
+    exposed = plaintext_fields(credential)
     if exposed - {field}:
         other = sorted(exposed - {field})[0]
         raise Refused(f"`credential.{other}` is plaintext in the file: set it first with `connc "
@@ -88,26 +101,53 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> C
                       f"is in git's history)", path=relpath)
     # The seal approves the plaintext as render reads it now: a file render would refuse is
     # refused here, before any typing.
-    view = seal.view_of(inputs.read_connection(root, connection_id, inputs.policy(root),
+    settings = inputs.policy(root)
+    view = seal.view_of(inputs.read_connection(root, connection_id, settings,
                                                allow=inputs.WRITING_FIXES))
+    inputs.refuse_checkout(root, [relpath, *repository.TOP_FILES])
+    # sops cannot decrypt a file with a plaintext value where encrypted ones belong; the value
+    # was added after encryption, outside the MAC, so without its lines the file is the one
+    # sops wrote — unless the plaintext replaced an encrypted value, which the MAC covers.
+    text = _without_value(root / relpath, document, field) if field in exposed else None
+    sealed, mac_broken = _old_seal(root, relpath, text)
+    if mac_broken and sealed.view is None:
+        raise Refused("the MAC does not match (the plaintext value replaced an encrypted one) "
+                      "and the credential has no seal that says what a key holder approved: "
+                      "restore the file from git's history (`git checkout <commit> -- "
+                      f"{relpath}`), then run this again; nothing was changed", path=relpath)
+    filled = sealing.check_writable(connection_id, sealed, view)  # before any typing, too
     value = read_value(field, stdin)  # only now: a typo above costs no typing
     problem = field_problem(connection_id, view["spec"], field, value.reveal())
     if problem:
         _code, message = problem  # messages name the field, never the value
         raise Refused(f"{message}; nothing was changed", path=relpath)
-    if field in exposed:
-        # sops cannot decrypt a file with a plaintext value where encrypted ones belong; the
-        # value was added after encryption, outside the MAC, so removing its lines gives back
-        # the file sops wrote, and `sops set` encrypts the new value into it.
-        _drop_value(root / relpath, document, field)
-    sops.set_credential(root, relpath, field, value)
+    if text is not None:
+        _replace(root / relpath, text)
+    sops.set_credential(root, relpath, field, value, ignore_mac=mac_broken)
     try:
         sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)))
     except SopsError as error:
         raise SopsError(f"credential.{field} was set, but sealing failed ({error.message}); "
                         f"run `connc seal {connection_id}`", path=relpath) from None
     return Changed(relpath, field, field not in credential, expires_at,
-                   _other_alternative(connection_type, field, set(credential)), field in exposed)
+                   _other_alternative(connection_type, field, set(credential)), field in exposed,
+                   first_seal=sealed.view is None, filled=filled)
+
+
+def _old_seal(root: Path, relpath: str, text: bytes | None) -> tuple[sealing.Recorded, bool]:
+    """(what the credential's seal records, whether the MAC had to be ignored to read it).
+
+    With a plaintext value dropped (`text`), a MAC mismatch means that value replaced an
+    encrypted one: the MAC still counts the encrypted value that is gone. Each remaining value
+    is still authenticated on its own (AES-GCM, its path as associated data), so it is read
+    with the MAC ignored — and then only a seal that matches the file lets the write go on.
+    """
+    try:
+        return sealing.recorded(root, relpath, text=text), False
+    except SopsError:
+        if text is None:
+            raise
+    return sealing.recorded(root, relpath, text=text, ignore_mac=True), True
 
 
 def _other_alternative(connection_type: str, field: str, present: set[str]) -> list[str]:
@@ -131,13 +171,13 @@ def read_value(field: str, stdin: BinaryIO) -> Secret:
     return value_from_bytes(field, first.encode())
 
 
-def _plaintext_fields(credential: dict[str, Any]) -> set[str]:
+def plaintext_fields(credential: dict[str, Any]) -> set[str]:
     return {key for key, value in credential.items()
             if isinstance(value, str) and value and not is_encrypted_value(value)}
 
 
-def _drop_value(path: Path, document: documents.Document, field: str) -> None:
-    """Remove `credential.FIELD` (key and value, block style) from the file, as text."""
+def _without_value(path: Path, document: documents.Document, field: str) -> bytes:
+    """The file without `credential.FIELD` (key and value, block style), as text."""
     node = document.root
     credential = next((v for k, v in node.value if k.value == "credential"), None)
     entry = next(((k, v) for k, v in credential.value if k.value == field), None) \
@@ -149,11 +189,25 @@ def _drop_value(path: Path, document: documents.Document, field: str) -> None:
     key, value = entry
     first = key.start_mark.line
     last = value.end_mark.line if value.end_mark.column == 0 else value.end_mark.line + 1
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    path.write_text("".join(lines[:first] + lines[last:]), encoding="utf-8")
+    lines = path.read_bytes().splitlines(keepends=True)
+    return b"".join(lines[:first] + lines[last:])
 
 
-def _read(root: Path, relpath: str, connection_id: str
+def _replace(path: Path, text: bytes) -> None:
+    """Write `text` over the file, whole or not at all (a temp file beside it, then rename)."""
+    temporary = path.with_name(f".{path.name}.connc-{os.getpid()}")
+    try:
+        with open(temporary, "xb") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.chmod(temporary, path.stat().st_mode & 0o7777)
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def read_encrypted(root: Path, relpath: str, connection_id: str
           ) -> tuple[str, dict[str, Any], str | None, documents.Document]:
     """(type, credential, expiresAt, the document) of an encrypted connection file, keyless."""
     if not repository.present(root / relpath):
@@ -171,7 +225,7 @@ def _read(root: Path, relpath: str, connection_id: str
         raise UsageError("`spec.type` is missing or unknown; `connc validate` shows why",
                          path=relpath)
     if not isinstance(data.get("sops"), dict):
-        raise UsageError("the file is not encrypted: run `sops encrypt --in-place "
+        raise UsageError("the file is not encrypted: run `connc sops encrypt --in-place "
                          f"{relpath}` from the repository root first", path=relpath)
     expires = metadata.get("expiresAt") if isinstance(metadata, dict) else None
     assert document is not None

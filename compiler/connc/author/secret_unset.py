@@ -16,7 +16,8 @@ import dataclasses
 from pathlib import Path
 
 from connc import repository, seal, sops
-from connc.author.secret_set import _plaintext_fields, _read
+from connc.author import seal as sealing
+from connc.author.secret_set import plaintext_fields, read_encrypted
 from connc.errors import Refused, SopsError, UsageError
 from connc.findings import suggest
 from connc.render import inputs
@@ -37,7 +38,7 @@ class Removed:
 def unset_secret(root: Path, connection_id: str, field: str) -> Removed:
     repository.check_id(connection_id, "connection")
     relpath = repository.connection_path(connection_id)
-    connection_type, credential, _expires, _document = _read(root, relpath, connection_id)
+    connection_type, credential, _expires, _document = read_encrypted(root, relpath, connection_id)
     model = models.CREDENTIALS[connection_type]
     allowed = model.field_names()
     if field == seal.SEAL_FIELD:
@@ -50,7 +51,7 @@ def unset_secret(root: Path, connection_id: str, field: str) -> Removed:
     if field not in credential:
         raise Refused(f"`credential.{field}` is not in the file; nothing was changed",
                       path=relpath)
-    exposed = sorted(_plaintext_fields(credential))
+    exposed = sorted(plaintext_fields(credential))
     if exposed:
         raise Refused(f"`credential.{exposed[0]}` is plaintext in the file: set it first with "
                       f"`connc secret set {connection_id} {exposed[0]}` (and rotate it at its "
@@ -62,9 +63,12 @@ def unset_secret(root: Path, connection_id: str, field: str) -> Removed:
                       f"({wanted}): set the one it should use first, with `connc secret set "
                       f"{connection_id} FIELD`; nothing was changed", path=relpath)
     # The seal approves the plaintext as render reads it now: a file render would refuse is
-    # refused before anything changes.
+    # refused before anything changes, and so is one whose plaintext changed since its seal
+    # (removing a value must not approve, in passing, what a key holder did not).
     view = seal.view_of(inputs.read_connection(root, connection_id, inputs.policy(root),
                                                allow=inputs.WRITING_FIXES))
+    inputs.refuse_checkout(root, [relpath, *repository.TOP_FILES])
+    sealing.check_writable(connection_id, sealing.recorded(root, relpath), view)  # raises
     sops.unset_credential(root, relpath, field)
     try:
         sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)))

@@ -19,6 +19,7 @@ request cannot name its own approvers.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from collections.abc import Iterable, Mapping
 from typing import TypeVar
@@ -52,6 +53,7 @@ SECTIONS = {
     "users": "Users and their accounts",
     "claims": "Pipeline owners and teams",
     "connections": "Connections",
+    "credentials": "Credential blocks moved, copied, restored or kept past expiry",
     "pipelines": "Pipelines",
     "policy": ".sops.yaml and connc.yaml",
     "integrity": "Files whose identity is in doubt",
@@ -86,7 +88,8 @@ def compare(base: Snapshot, head: Snapshot) -> list[Change]:
     changes = [*_grants(base, head), *_scopes(base, head), *_specs(base, head),
                *_narrowing(base, head), *_recipients(base, head), *_keys(base, head),
                *_teams(base, head), *_users(base, head), *_claims(base, head),
-               *_files(base, head), *_policy(base, head), *_integrity(base, head),
+               *_files(base, head), *_credentials(base, head), *_policy(base, head),
+               *_integrity(base, head),
                *_unread(base, head)]
     # Within a section, what widens access first.
     order = list(SECTIONS)
@@ -261,6 +264,60 @@ def _files(base: Snapshot, head: Snapshot) -> Iterable[Change]:
                        {"pipeline": pid, "owner": pipeline.owner,
                         "teams": ", ".join(t for t, _pos in pipeline.teams)},
                        change == "added", [f"user:{pipeline.owner}"])
+
+
+def _credentials(base: Snapshot, head: Snapshot) -> Iterable[Change]:
+    """What a key holder approved travels with a credential block, not with its file name.
+
+    A block is known by its data key and ciphertexts (sops metadata, plaintext): one seen at
+    BASE under another id was moved or copied here, and its owner at BASE consents (a new
+    file's own owner would, otherwise, be the only one asked, or a seal renewed with
+    `--all` would approve the move). A block older than the one BASE had (sops'
+    `lastmodified`, bound to the MAC) was put back: an older credential, maybe one rotated
+    away, and its owner consents whatever else changed. An expired credential whose
+    `expiresAt` moves later (or goes) is kept in use past what its owner set.
+    """
+    held: dict[bytes, set[str]] = {}
+    for cid, connection in base.connections.items():
+        for fingerprint in connection.wrapped_keys | connection.ciphertexts:
+            held.setdefault(fingerprint, set()).add(cid)
+    today = dt.datetime.now(dt.UTC).date().isoformat()
+    for cid, new in sorted(head.connections.items()):
+        old = base.connections.get(cid)
+        own = (old.wrapped_keys | old.ciphertexts) if old is not None else frozenset()
+        sources = sorted({source for fingerprint in (new.wrapped_keys | new.ciphertexts) - own
+                          for source in held.get(fingerprint, ())} - {cid})
+        for source in sources:
+            yield _row("credentials",
+                       "copied here" if source in head.connections else "moved here",
+                       {"connection": cid, "from": source, "before": "", "after": ""},
+                       True, [f"user:{base.connections[source].owner}"])
+        if old is None or sources:
+            continue
+        if _older(new.lastmodified, old.lastmodified):
+            yield _row("credentials", "restored an older block",
+                       {"connection": cid, "from": "", "before": old.lastmodified or "",
+                        "after": new.lastmodified or ""}, True, [f"user:{old.owner}"])
+        if old.expires is not None and old.expires <= today and (
+                new.expires is None or new.expires > old.expires):
+            yield _row("credentials", "expiry extended",
+                       {"connection": cid, "from": "", "before": old.expires,
+                        "after": new.expires or "(none)"}, True, [f"user:{old.owner}"])
+
+
+def _older(modified: str | None, than: str | None) -> bool:
+    """Whether sops' `lastmodified` is earlier than another (both RFC 3339 in UTC)."""
+    if modified is None or than is None:
+        return False
+    try:
+        return _instant(modified) < _instant(than)
+    except ValueError:
+        return False
+
+
+def _instant(text: str) -> dt.datetime:
+    whole, _, _fraction = text.removesuffix("Z").partition(".")
+    return dt.datetime.fromisoformat(whole)
 
 
 # ---------------------------------------------------------------------------- principals

@@ -15,6 +15,10 @@ _NOTES = {
               "allowed (render refuses it). Pipeline `*`: every pipeline (a public connection).",
     "recipients": "Who can decrypt each connection, from its sops metadata.",
     "specs": "Where the credential goes, and what it trusts.",
+    "credentials": "A credential block is known by its data key and ciphertexts: one seen at "
+                   "the base under another connection was moved or copied here, and that "
+                   "connection's owner consents; one older than the base's (sops' "
+                   "`lastmodified`) was put back; an expired one kept in use needs its owner.",
     "integrity": "connc reads none of these as they are; at the head they fail the check "
                  "whatever the consent: replace a symlink with a file, make each id match its "
                  "file name, keep one name per file however its case is written, and remove "
@@ -25,8 +29,11 @@ _NOTES = {
               "on that side. At the head, a file render would read needs an admin: review "
               "could not judge it.",
 }
-_RESEAL = ("*reseal needed*: the credential is sealed and will not render until a key holder "
-           "approves the change with `connc seal`.")
+_RESEAL = ("*reseal needed*: the credential is sealed, and render refuses a change its seal "
+           "does not allow until a key holder approves it with `connc seal` — unless the seal "
+           "already allows it: a narrowing never resealed leaves the seal wider than the file "
+           "(diff reads no seal; `connc validate --decrypt` names such seals, CONNC610).")
+
 _COLLAPSE_ROWS = 30  # a longer table goes in a <details> block, to keep the comment short
 
 

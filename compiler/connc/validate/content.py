@@ -49,11 +49,18 @@ def _check_one(root: Path, summary: ConnectionSummary, opened: Opened) -> list[F
     # A missing seal is reported keyless too (CONNC413).
     problems = [problem for problem in opened.problems
                 if problem[0] and problem[1] != "CONNC413"]
+    found = []
+    if opened.wider_seal:
+        found.append(finding(summary.relpath, *summary.credential_pos, "CONNC610",
+                             f"the seal of `{summary.id}` is wider than the file "
+                             f"({', '.join(opened.wider_seal)} narrowed since it was sealed): "
+                             f"until it is renewed, anyone can widen the file back and render "
+                             f"accepts it; a key holder makes the narrowing durable with "
+                             f"`connc seal {summary.id}`"))
     if not problems:
-        return []
+        return found
     # Positions come from the encrypted file: the keys are the same, and it is plaintext.
     encrypted, _ = documents.read(root, summary.relpath, "Connection", listed=True)
-    found = []
     for field, code, message in problems:
         line, column = encrypted.position(("credential", field)) if encrypted else (1, 1)
         found.append(finding(summary.relpath, line, column, code, message))

@@ -18,7 +18,7 @@ from connc.acceptance import Context, Judged
 from connc.documents import Document
 from connc.findings import Finding
 from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
-from connc.schema import models
+from connc.schema import models, policy
 from connc.sopsmeta import SopsMetadata, recipient_of_member_key, value_fingerprint
 from connc.validate.modelerrors import findings_from
 
@@ -91,7 +91,13 @@ def _connection_summary(data: dict[str, Any], document: Document, relpath: str,
         wrapped_keys=metadata.wrapped_keys if metadata else frozenset(),
         ciphertexts=ciphertexts,
         credential_pos=document.position(("credential",), key=True),
+        lastmodified=metadata.lastmodified if metadata else None,
+        expires=_day(data["metadata"].get("expiresAt")),
     )
+
+
+def _day(expires: object) -> str | None:
+    return policy.parse_date(expires).isoformat() if isinstance(expires, str) else None
 
 
 # ---------------------------------------------------------------------------- pipelines
