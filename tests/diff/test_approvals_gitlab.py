@@ -344,6 +344,20 @@ def test_api_failures_exit_2_without_the_token(gitlab_api: FakeGitLab,
     assert "glpat-" not in ran.stderr  # nothing GitLab sent back is shown
 
 
+def test_a_token_gitlab_echoes_in_a_name_is_not_shown(gitlab_api: FakeGitLab,
+                                                     change: tuple[Path, str, str]) -> None:
+    repo, base, head = change
+    env = pipeline_env(gitlab_api)
+    token = env["GITLAB_TOKEN"]
+    mr = merge_request(gitlab_api, base, author=f"x{token}")
+    gitlab_api.approve(mr, f"y{token}")
+    gitlab_api.push(mr, head)
+    gitlab_api.sign(head, "SSH", f"bad{token}", 1)
+    ran = approvals(gitlab_api, repo, base, head, "--format", "text", GITLAB_TOKEN=token)
+    assert ran.returncode == 1  # and `approvals` asserts that the token is not printed
+    assert "@y[redacted]" in ran.stdout and "author @x[redacted]" in ran.stdout
+
+
 def test_an_api_that_never_answers_exits_2(gitlab_api: FakeGitLab,
                                            change: tuple[Path, str, str]) -> None:
     repo, base, head = change
