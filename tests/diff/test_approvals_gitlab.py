@@ -339,7 +339,8 @@ def test_api_failures_exit_2_without_the_token(gitlab_api: FakeGitLab,
                 "no-scope": "has no API scope (HTTP 403); it needs read_api",
                 "not-a-member": "not found (HTTP 404)", "500": "GitLab failed (HTTP 500)",
                 "not-json": "GitLab's answer is not JSON",
-                "echo": "refused it to the token in GITLAB_TOKEN (HTTP 403)", "redirect": "which connc does not follow"}
+                "echo": "refused it to the token in GITLAB_TOKEN (HTTP 403)",
+                "redirect": "which connc does not follow"}
     assert expected[failure] in ran.stderr
     assert "glpat-" not in ran.stderr  # nothing GitLab sent back is shown
 

@@ -309,7 +309,8 @@ class FakeGitLab:
         if rest[2:] == ["versions"]:
             versions = [{"id": 900 + index, "head_commit_sha": head,
                          "base_commit_sha": "b" * 40, "start_commit_sha": "b" * 40,
-                         "created_at": _stamp(created), "merge_request_id": 10000 + merge_request.iid,
+                         "created_at": _stamp(created),
+                         "merge_request_id": 10000 + merge_request.iid,
                          "state": "collected", "real_size": "1", "patch_id_sha": "d" * 40}
                         for index, (head, created) in enumerate(merge_request.versions)]
             return self._page(versions[::-1], path, params)

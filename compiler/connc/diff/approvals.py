@@ -93,14 +93,26 @@ class Verdict:
         return all(consent.given for consent in self.consents)
 
 
-def consents(result: Diff, consenting: Consenting, forge: Forge | None = None) -> list[Consent]:
+@dataclasses.dataclass(frozen=True)
+class Forge:
+    """Where a forge's account of a user is recorded in members.yaml."""
+
+    login: Callable[[models.User], str | None]  # `github`, `gitlab`
+    id: Callable[[models.User], int | None]  # `githubId`, `gitlabId`
+
+
+GITHUB = Forge(lambda user: user.github, lambda user: user.github_id)
+GITLAB = Forge(lambda user: user.gitlab, lambda user: user.gitlab_id)
+
+
+def consents(result: Diff, consenting: Consenting, forge: Forge = GITHUB) -> list[Consent]:
     """Each approver that a widening change needs, and whether a consenting user gives it;
-    the people's accounts on `forge` (default GitHub) name them in the report."""
+    the people's accounts on `forge` name them in the report."""
     users = _base_users(result)
     admins = tuple(sorted(a for a in (result.base_side.config.admins
                                       if result.base_side.config is not None else ())
                           if a in users))
-    accounts = Accounts(users, forge or GITHUB)
+    accounts = Accounts(users, forge)
     needed: dict[str, list[Change]] = {}
     for change in result.changes:
         for principal in change.approvers:
@@ -146,19 +158,6 @@ def _base_users(result: Diff) -> Mapping[str, models.User]:
                          f"nobody's consent can be resolved; `connc validate` at BASE says why "
                          f"(a repository's first members.yaml is merged by an admin by hand)")
     return members.users if members is not None else {}
-
-
-@dataclasses.dataclass(frozen=True)
-class Forge:
-    """Where a forge's account of a user is recorded in members.yaml."""
-
-    name: str
-    login: Callable[[models.User], str | None]  # `github`, `gitlab`
-    id: Callable[[models.User], int | None]  # `githubId`, `gitlabId`
-
-
-GITHUB = Forge("GitHub", lambda user: user.github, lambda user: user.github_id)
-GITLAB = Forge("GitLab", lambda user: user.gitlab, lambda user: user.gitlab_id)
 
 
 class Accounts:
@@ -368,7 +367,8 @@ def from_gitlab(result: Diff, repo: Path, number: int, timeout: float) -> Verdic
 
 def _gitlab_client(timeout: float) -> gitlab.MergeRequests:
     api_url = os.environ.get("CI_API_V4_URL", "")
-    project = os.environ.get("CI_MERGE_REQUEST_PROJECT_ID") or os.environ.get("CI_PROJECT_ID", "")
+    project = os.environ.get("CI_MERGE_REQUEST_PROJECT_ID") or \
+        os.environ.get("CI_PROJECT_ID", "")
     variable = "GITLAB_TOKEN" if os.environ.get("GITLAB_TOKEN") else "CI_JOB_TOKEN"
     token = os.environ.get(variable, "")
     missing = [name for name, value in (("CI_API_V4_URL", api_url), ("CI_PROJECT_ID", project),

@@ -35,7 +35,8 @@ _MAX_PAGES = 100  # 10,000 items: more than any merge request has; a bound all t
 _NAME_LIMIT = 200
 _SHA = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")  # SHA-1 or SHA-256 repositories
 # CI_PROJECT_ID is a number; a project's path (group/sub/name) is taken too, URL-encoded.
-_PROJECT = re.compile(r"[1-9][0-9]{0,18}|[A-Za-z0-9_][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_][A-Za-z0-9_.-]*)+")
+_SEGMENT = r"[A-Za-z0-9_][A-Za-z0-9_.-]*"
+_PROJECT = re.compile(rf"[1-9][0-9]{{0,18}}|{_SEGMENT}(?:/{_SEGMENT})+")
 # Where each kind of signature names its key, and where GitLab lists an account's keys.
 KEY_LISTS = {"PGP": "gpg_keys", "SSH": "keys"}
 
@@ -227,9 +228,8 @@ class MergeRequests:
 
     def _refusal(self, answer: http.Answer) -> str:
         status, token = answer.status, self._token.variable
-        job = (" GitLab's job token can read only some of its API (not merge requests, on "
-               "most GitLab versions): set GITLAB_TOKEN to a project access token (role "
-               "Reporter, scope read_api) in a masked CI/CD variable"
+        job = (" GitLab's job token cannot read merge requests: set GITLAB_TOKEN to a project "
+               "access token (role Reporter, scope read_api) in a masked CI/CD variable"
                if token == "CI_JOB_TOKEN" else "")
         if status == 401:
             return f"GitLab refused the token in {token} (HTTP 401).{job}"
