@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -67,7 +66,3 @@ def verdict(ran: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     """approver -> the user who gave that consent, or None."""
     data: dict[str, Any] = json.loads(ran.stdout)
     return {c["approver"]: c["by"] for c in data["consents"]}
-
-
-def without_ci_variables() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith(("CI_", "GITLAB_"))}

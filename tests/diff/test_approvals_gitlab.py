@@ -116,12 +116,12 @@ def test_the_target_branch_moving_keeps_approvals(gitlab_api: FakeGitLab,
     assert pages == ["1", "2"]
 
 
-def test_a_push_gitlab_has_not_recorded_exits_2(gitlab_api: FakeGitLab,
+def test_a_push_between_connc_s_reads_exits_2(gitlab_api: FakeGitLab,
                                                 change: tuple[Path, str, str]) -> None:
     repo, base, head = change
     mr = merge_request(gitlab_api, base)
     gitlab_api.approve(mr, "bob.m")
-    gitlab_api.push(mr, head, recorded=False)  # its sha says HEAD; no version says since when
+    gitlab_api.push(mr, head, recorded=False)  # its sha says HEAD, its versions do not
     ran = approvals(gitlab_api, repo, base, head)
     assert ran.returncode == 2 and ran.stdout == ""
     assert "GitLab's newest diff version is not of its head" in ran.stderr

@@ -153,8 +153,9 @@ class FakeGitLab:
         return merge_request
 
     def push(self, merge_request: MergeRequest, head: str, *, recorded: bool = True) -> None:
-        """A push to the source branch; `recorded=False`: GitLab has not yet written its diff
-        version (the merge request's `sha` already says the new head)."""
+        """A push to the source branch. `recorded=False`: the merge request's `sha` says the
+        new head and its diff versions do not, as connc sees it when a push lands between its
+        two reads (GitLab's `sha` is its newest version's head)."""
         merge_request.sha = head
         if recorded:
             merge_request.versions.append((head, self.tick()))

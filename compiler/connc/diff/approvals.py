@@ -350,9 +350,8 @@ def from_gitlab(result: Diff, repo: Path, number: int, timeout: float) -> Verdic
     since = head_recorded(client.versions(number), head)
     if since is None:
         raise UsageError(f"merge request !{number}: GitLab's newest diff version is not of its "
-                         f"head {head[:12]} (a push GitLab is still recording, or a change "
-                         f"while connc read it): when the head was recorded is unknown; run "
-                         f"the job again")
+                         f"head {head[:12]} (the merge request changed while connc read it): "
+                         f"when the head was recorded is unknown; run the job again")
     counted, notes = approvals_since(client.approvals(number), since)
     accounts = Accounts(_base_users(result), GITLAB)
     author = gitlab_authorship(merge_request, _commits(repo, result),
