@@ -260,26 +260,27 @@ def team_members(data: Mapping[str, Any], document: Document) -> list[Finding]:
 
 
 def shared_logins(data: Mapping[str, Any], document: Document) -> list[Finding]:
-    """CONNC214: a review by a login (or, where recorded, an account id) counts as the consent
-    of its user (`connc approvals`), so an account shared by two users would let one person
-    consent for both."""
+    """CONNC214: a review or approval by an account (its login, or where recorded its id)
+    counts as the consent of its user (`connc approvals`), so an account shared by two users
+    would let one person consent for both."""
     first: dict[tuple[str, str], str] = {}
     found = []
     for name, user in data["users"].items():
-        login, account_id = user.get("github"), user.get("githubId")
-        # GitHub logins are case-insensitive; ids are numbers.
-        for field, key, shown in (
-                ("github", login and login.lower(), f"account `{login}`"),
-                ("githubId", account_id and str(account_id), f"account id {account_id}")):
-            if not key:
+        # GitHub logins and GitLab usernames are case-insensitive; ids are numbers.
+        for field, forge in (("github", "GitHub"), ("githubId", "GitHub"),
+                             ("gitlab", "GitLab"), ("gitlabId", "GitLab")):
+            value = user.get(field)
+            if not value:
                 continue
-            if (field, key) in first:
-                line, column = document.position(("users", name, field))
-                found.append(finding(MEMBERS_FILE, line, column, "CONNC214",
-                                     f"user `{name}` has the GitHub {shown} of user "
-                                     f"`{first[field, key]}`"
-                                     f"{' (logins are case-insensitive)' if field == 'github' else ''}"
-                                     f"; its reviews would count as the consent of both"))
-            else:
+            key = str(value).lower()
+            if (field, key) not in first:
                 first[field, key] = name
+                continue
+            shown = f"account id {value}" if field.endswith("Id") else \
+                f"account `{value}` (names are case-insensitive)"
+            line, column = document.position(("users", name, field))
+            found.append(finding(MEMBERS_FILE, line, column, "CONNC214",
+                                 f"user `{name}` has the {forge} {shown} of user "
+                                 f"`{first[field, key]}`; its approvals would count as the "
+                                 f"consent of both"))
     return found

@@ -251,15 +251,19 @@ def diff(base: str, head: str | None, repo: str | None, output_format: str) -> N
 @click.option("--github-merge-group", "merge_group", metavar="REF",
               help="As --github-pr, for a merge queue: REF is the group's branch "
                    "(github.event.merge_group.head_ref), BASE and HEAD its base and head.")
+@click.option("--gitlab-mr", "gitlab_mr", type=int, metavar="N",
+              help="Count approvals given since GitLab recorded merge request N's head, and its "
+                   "author's signed commits. Reads CI_API_V4_URL, CI_PROJECT_ID, GITLAB_TOKEN "
+                   "(or CI_JOB_TOKEN).")
 @click.option("--approved-by", "approved_by", metavar="USER[,USER...]",
               help="These users of members.yaml consent (other forges, manual gates).")
 @click.option("--format", "output_format", default="text", show_default=True,
               type=click.Choice(["text", "json"]))
 @click.option("--timeout", default=10.0, show_default=True, type=click.FloatRange(0.1, 300),
-              help="Seconds for each request to the GitHub API.")
+              help="Seconds for each request to the GitHub or GitLab API.")
 def approvals(base: str, head: str | None, repo: str | None, github_pr: int | None,
-              merge_group: str | None, approved_by: str | None, output_format: str,
-              timeout: float) -> None:
+              merge_group: str | None, gitlab_mr: int | None, approved_by: str | None,
+              output_format: str, timeout: float) -> None:
     """Has every change of `connc diff BASE HEAD` that widens access the consent it needs?
 
     Each widening change needs its connection's owner, its pipeline's owner, or an admin
@@ -271,17 +275,23 @@ def approvals(base: str, head: str | None, repo: str | None, github_pr: int | No
     Examples:
       connc approvals "$BASE_SHA" "$HEAD_SHA" --github-pr "$PR_NUMBER"
       connc approvals "$BASE_SHA" "$HEAD_SHA" --github-merge-group "$MERGE_GROUP_REF"
+      connc approvals "$CI_MERGE_REQUEST_DIFF_BASE_SHA" "$CI_COMMIT_SHA" \\
+          --gitlab-mr "$CI_MERGE_REQUEST_IID"
       connc approvals origin/main HEAD --approved-by alice,bob --format json
     """
     from connc.diff import approvals as consent
     from connc.diff.run import diff as run_diff
 
-    if sum(option is not None for option in (github_pr, merge_group, approved_by)) != 1:
-        raise click.UsageError("give one of --github-pr N, --github-merge-group REF or "
-                               "--approved-by USER[,USER...]")
-    result = run_diff(_diff_root(repo), base, head)
+    if sum(option is not None
+           for option in (github_pr, merge_group, gitlab_mr, approved_by)) != 1:
+        raise click.UsageError("give one of --github-pr N, --github-merge-group REF, "
+                               "--gitlab-mr N or --approved-by USER[,USER...]")
+    root = _diff_root(repo)
+    result = run_diff(root, base, head)
     if approved_by is not None:
         verdict = consent.approved_by(result, approved_by)
+    elif gitlab_mr is not None:
+        verdict = consent.from_gitlab(result, root, gitlab_mr, timeout)
     else:
         verdict = consent.from_github(result, github_pr, timeout, merge_group=merge_group)
     consent.FORMATS[output_format](verdict, sys.stdout)

@@ -84,7 +84,7 @@ CODES: dict[str, tuple[Severity, str]] = {
     "CONNC211": (E, "permission level GitHub does not offer"),
     "CONNC212": (E, "github-app use without permissions"),
     "CONNC213": (E, "repository given as owner/name"),
-    "CONNC214": (E, "GitHub account of two users"),
+    "CONNC214": (E, "forge account of two users"),
     "CONNC215": (E, "unknown admin"),
     # 3xx: scope of use
     "CONNC301": (E, "private connection used by another owner's pipeline"),

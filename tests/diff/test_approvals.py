@@ -286,7 +286,7 @@ def test_an_api_that_never_answers_exits_2(change: tuple[Path, str, str]) -> Non
     (["no-such-revision", "HEAD", "--approved-by", "bob"], "unknown revision"),
     (["HEAD~1", "HEAD", "--github-pr", "seven"], "is not a valid integer"),
     (["HEAD~1", "HEAD", "--github-pr", "0"], "takes a pull request number"),
-    (["HEAD~1", "HEAD"], "give one of --github-pr N, --github-merge-group REF or"),
+    (["HEAD~1", "HEAD"], "give one of --github-pr N, --github-merge-group REF, --gitlab-mr N or"),
     (["HEAD~1", "HEAD", "--github-pr", "7", "--approved-by", "bob"], "give one of"),
     (["HEAD~1", "HEAD", "--github-merge-group", "refs/heads/main"],
      "takes the merge queue's branch"),

@@ -1,4 +1,5 @@
-"""A loopback fake of the GitLab REST API v4 parts `connc check --reach` reads.
+"""A loopback fake of the GitLab REST API v4 parts `connc check --reach` and `connc approvals
+--gitlab-mr` read.
 
 Shapes follow GitLab's documentation: "List all projects" (`GET /api/v4/projects` with
 `membership=true` and `min_access_level`; each project with `permissions.project_access` and
@@ -8,14 +9,27 @@ project members", and offset pagination: `page`/`per_page` (default 20, at most 
 `Link` header, where GitLab leaves `x-total`, `x-total-pages` and `rel="last"` out above
 10,000 results (`hide_totals` plays that).
 
-Tokens are sent as `PRIVATE-TOKEN` or `Authorization: Bearer`, as GitLab takes both. A token
-without the `api` or `read_api` scope gets GitLab's 403 `insufficient_scope`; an unknown one
-401. The request log never holds a token.
+Merge requests as "Merge requests API" ("Get single MR": `sha`, `author`), "Merge request
+diffs" ("List merge request diff versions", newest first: `head_commit_sha`, `created_at`;
+GitLab records one when a push changes the head, and when the target branch moves) and
+"Merge request approvals" (`approved_by[]`: `user`, `approved_at`) describe them; commit
+signatures as "Get signature of a commit" (`signature_type` PGP with `gpg_key_id`, SSH with
+`key.id`, X509; `verification_status`; 404 "Signature Not Found" for an unsigned commit), and
+an account's keys as "List SSH keys for user" and "List all GPG keys for given user", which
+answer without authentication. Timestamps come from the fake's clock, one second a step.
+
+Tokens are sent as `PRIVATE-TOKEN` or `Authorization: Bearer`, as GitLab takes both, or as
+`JOB-TOKEN` for a CI job token, which GitLab takes on a few endpoints only (not merge requests:
+`job_tokens_read_merge_requests` plays a GitLab that would). A token without the `api` or
+`read_api` scope gets GitLab's 403 `insufficient_scope`; an unknown one 401; a project the
+token's account is no member of is 404, as GitLab hides it. The request log never holds a
+token.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import secrets
 import threading
@@ -52,7 +66,25 @@ class Token:
 class Seen:
     path: str
     params: dict[str, str]
-    auth: str  # "private-token", "bearer" or "none"
+    auth: str  # "private-token", "job-token", "bearer" or "none"
+
+
+@dataclasses.dataclass
+class User:
+    id: int
+    username: str
+    ssh_keys: list[int] = dataclasses.field(default_factory=list)  # key ids
+    gpg_keys: list[int] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass
+class MergeRequest:
+    project: Project
+    iid: int
+    author: User
+    sha: str  # the head GitLab has recorded
+    versions: list[tuple[str, dt.datetime]]  # (head, created_at), oldest first
+    approvals: list[tuple[User, dt.datetime]]
 
 
 class FakeGitLab:
@@ -61,8 +93,121 @@ class FakeGitLab:
         self.tokens: dict[str, Token] = {}
         self.hide_totals = False  # as GitLab does above 10,000 results
         self.seen: list[Seen] = []
+        self.users: dict[str, User] = {}  # by username, lower case
+        self.merge_requests: dict[tuple[int, int], MergeRequest] = {}  # (project id, iid)
+        self.signatures: dict[str, dict[str, Any] | None] = {}  # commit sha -> signature
+        self.job_tokens: dict[str, str] = {}  # token -> project path
+        self.job_tokens_read_merge_requests = False  # GitLab's job token cannot, today
+        self.dated_approvals = True  # False: a GitLab whose approvals say no `approved_at`
+        self._keys = 700
+        self._clock = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
+        self._injected: list[tuple[int, Any]] = []
         self._lock = threading.Lock()
         self.url = ""
+
+    @property
+    def api_url(self) -> str:
+        return f"{self.url}/api/v4"
+
+    def tick(self) -> dt.datetime:
+        """The fake's clock, one second on: every recorded event has its own moment."""
+        self._clock += dt.timedelta(seconds=1)
+        return self._clock
+
+    def fail_next(self, status: int, body: Any = None, times: int = 1) -> None:
+        """Answer the next `times` requests, whatever they are, with this (JSON) body;
+        None: GitLab's `{"message": "<status> <reason>"}`; bytes are sent as they are."""
+        if body is None:
+            body = {"message": f"{status} {'Unauthorized' if status == 401 else 'Error'}"}
+        self._injected.extend((status, body) for _ in range(times))
+
+    # --- accounts, merge requests, signatures -------------------------------------------------
+
+    def add_user(self, username: str, user_id: int | None = None) -> User:
+        user = User(user_id if user_id is not None else 5000 + len(self.users), username)
+        self.users[username.lower()] = user
+        return user
+
+    def user(self, username: str) -> User:
+        return self.users.get(username.lower()) or self.add_user(username)
+
+    def add_key(self, username: str, kind: str = "SSH") -> int:
+        """A signing key of the account (SSH or PGP); its GitLab id."""
+        self._keys += 1
+        user = self.user(username)
+        (user.ssh_keys if kind == "SSH" else user.gpg_keys).append(self._keys)
+        return self._keys
+
+    def add_job_token(self, project: str) -> str:
+        token = "glcbt-" + secrets.token_urlsafe(15)
+        self.job_tokens[token] = project
+        return token
+
+    def add_merge_request(self, project: str, iid: int, author: str, head: str
+                          ) -> MergeRequest:
+        if project not in self.projects:
+            self.add_project(project)
+        merge_request = MergeRequest(self.projects[project], iid, self.user(author), head,
+                                     [(head, self.tick())], [])
+        self.merge_requests[self.projects[project].id, iid] = merge_request
+        return merge_request
+
+    def push(self, merge_request: MergeRequest, head: str, *, recorded: bool = True) -> None:
+        """A push to the source branch. `recorded=False`: the merge request's `sha` says the
+        new head and its diff versions do not, as connc sees it when a push lands between its
+        two reads (GitLab's `sha` is its newest version's head)."""
+        merge_request.sha = head
+        if recorded:
+            merge_request.versions.append((head, self.tick()))
+
+    def target_moved(self, merge_request: MergeRequest) -> None:
+        """A push to the target branch: a new diff version with the same head."""
+        merge_request.versions.append((merge_request.sha, self.tick()))
+
+    def approve(self, merge_request: MergeRequest, username: str) -> None:
+        """An account approves (once: approving again first takes the approval back)."""
+        user = self.user(username)
+        self.unapprove(merge_request, username)
+        merge_request.approvals.append((user, self.tick()))
+
+    def unapprove(self, merge_request: MergeRequest, username: str) -> None:
+        user = self.user(username)
+        merge_request.approvals = [(u, at) for u, at in merge_request.approvals if u is not user]
+
+    def rename_user(self, username: str, new: str) -> None:
+        user = self.users.pop(username.lower())
+        user.username = new
+        self.users[new.lower()] = user
+
+    def sign(self, sha: str, kind: str = "SSH", status: str = "verified",
+             key_id: int | None = None) -> None:
+        """Record commit `sha` with a signature GitLab verified as `status` (kind "" for an
+        unsigned commit)."""
+        if not kind:
+            self.signatures[sha] = None
+        elif kind == "SSH":
+            self.signatures[sha] = {
+                "signature_type": "SSH", "verification_status": status,
+                "key": {"id": key_id, "title": "laptop", "created_at": "2024-01-01T00:00:00.000Z",
+                        "expires_at": None, "key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFake",
+                        "usage_type": "auth_and_signing"},
+                "commit_source": "gitaly"}
+        elif kind == "PGP":
+            self.signatures[sha] = {
+                "signature_type": "PGP", "verification_status": status, "gpg_key_id": key_id,
+                "gpg_key_primary_keyid": "8254AAB3FBD54AC9", "gpg_key_user_name": "Someone",
+                "gpg_key_user_email": "someone@example.com", "gpg_key_subkey_id": None,
+                "commit_source": "gitaly"}
+        else:
+            self.signatures[sha] = {
+                "signature_type": "X509", "verification_status": status,
+                "x509_certificate": {"id": 1, "subject": "CN=someone", "subject_key_identifier":
+                                     "BC:BC", "email": "someone@example.com",
+                                     "serial_number": 278969561018901340000000000000000000,
+                                     "certificate_status": "good", "x509_issuer": {
+                                         "id": 1, "subject": "CN=CA", "subject_key_identifier":
+                                         "AB:AB", "crl_url": "http://example.com/pki.crl"}},
+                "commit_source": "gitaly"}
 
     def add_project(self, path: str, default_branch: str | None = "main",
                     branches: list[str] | None = None) -> Project:
@@ -83,10 +228,20 @@ class FakeGitLab:
     def handle(self, path: str, query: str, headers: Any) -> tuple[int, dict[str, str], Any]:
         params = dict(urllib.parse.parse_qsl(query, keep_blank_values=True))
         private, bearer = headers.get("PRIVATE-TOKEN"), headers.get("Authorization", "")
+        job = headers.get("JOB-TOKEN")
         presented = private or (bearer[len("Bearer "):] if bearer.startswith("Bearer ") else None)
         with self._lock:
             self.seen.append(Seen(path, params, "private-token" if private else
-                                  "bearer" if presented else "none"))
+                                  "bearer" if presented else "job-token" if job else "none"))
+            injected = self._injected.pop(0) if self._injected else None
+        if injected is not None:
+            return injected[0], {}, injected[1]
+        parts = path.split("/")
+        if len(parts) == 6 and parts[:4] == ["", "api", "v4", "users"] \
+                and parts[5] in ("keys", "gpg_keys"):
+            return self._keys_of(parts[4], parts[5], path, params)  # public, as on GitLab
+        if job is not None and not private and not presented:
+            return self._as_job(job, path, params)
         token = self.tokens.get(presented or "")
         if token is None:
             return 401, {}, {"message": "401 Unauthorized"}
@@ -97,7 +252,12 @@ class FakeGitLab:
                              "scope": "api read_api"}
         if path == "/api/v4/projects":
             return self._projects(token, path, params)
-        parts = path.split("/")
+        if len(parts) >= 6 and parts[:4] == ["", "api", "v4", "projects"] \
+                and parts[5] in ("merge_requests", "repository") and parts[6:7] != ["branches"]:
+            project = self._project(parts[4])
+            if project is None or project.path not in token.memberships:
+                return 404, {}, {"message": "404 Project Not Found"}
+            return self._merge_request_api(project, parts[5:], path, params)
         if len(parts) == 7 and parts[:4] == ["", "api", "v4", "projects"] \
                 and parts[5:] == ["repository", "branches"]:
             project = next((p for p in self.projects.values() if str(p.id) == parts[4]), None)
@@ -110,6 +270,108 @@ class FakeGitLab:
                         for name in project.branches]
             return self._page(branches, path, params)
         return 404, {}, {"message": "404 Not Found"}
+
+    def _project(self, key: str) -> Project | None:
+        """A project by id, or by its URL-encoded path."""
+        wanted = urllib.parse.unquote(key)
+        return next((p for p in self.projects.values() if str(p.id) == wanted or p.path == wanted),
+                    None)
+
+    def _as_job(self, job: str, path: str, params: dict[str, str]
+                ) -> tuple[int, dict[str, str], Any]:
+        """A CI job token: GitLab takes it on the endpoints it allows, and answers the others
+        as it answers an anonymous request: 401."""
+        project_path = self.job_tokens.get(job)
+        parts = path.split("/")
+        if project_path is None or not self.job_tokens_read_merge_requests \
+                or parts[:4] != ["", "api", "v4", "projects"] or len(parts) < 6:
+            return 401, {}, {"message": "401 Unauthorized"}
+        project = self._project(parts[4])
+        if project is None or project.path != project_path:
+            return 404, {}, {"message": "404 Project Not Found"}
+        return self._merge_request_api(project, parts[5:], path, params)
+
+    def _merge_request_api(self, project: Project, rest: list[str], path: str,
+                           params: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+        if rest[:2] == ["repository", "commits"] and len(rest) == 4 and rest[3] == "signature":
+            if rest[2] not in self.signatures:
+                return 404, {}, {"message": "404 Commit Not Found"}
+            signature = self.signatures[rest[2]]
+            if signature is None:
+                return 404, {}, {"message": "404 Signature Not Found"}
+            return 200, {}, signature
+        if rest[0] != "merge_requests" or len(rest) < 2 or not rest[1].isdigit():
+            return 404, {}, {"message": "404 Not Found"}
+        merge_request = self.merge_requests.get((project.id, int(rest[1])))
+        if merge_request is None:
+            return 404, {}, {"message": "404 Not found"}
+        if len(rest) == 2:
+            return 200, {}, self._merge_request_json(merge_request)
+        if rest[2:] == ["versions"]:
+            versions = [{"id": 900 + index, "head_commit_sha": head,
+                         "base_commit_sha": "b" * 40, "start_commit_sha": "b" * 40,
+                         "created_at": _stamp(created),
+                         "merge_request_id": 10000 + merge_request.iid,
+                         "state": "collected", "real_size": "1", "patch_id_sha": "d" * 40}
+                        for index, (head, created) in enumerate(merge_request.versions)]
+            return self._page(versions[::-1], path, params)
+        if rest[2:] == ["approvals"]:
+            return 200, {}, self._approvals_json(merge_request)
+        return 404, {}, {"message": "404 Not Found"}
+
+    def _user_json(self, user: User) -> dict[str, Any]:
+        return {"id": user.id, "username": user.username, "name": user.username.title(),
+                "state": "active", "locked": False,
+                "avatar_url": f"https://secure.gravatar.com/avatar/{user.id}",
+                "web_url": f"{self.url}/{user.username}"}
+
+    def _merge_request_json(self, merge_request: MergeRequest) -> dict[str, Any]:
+        project, created = merge_request.project, merge_request.versions[0][1]
+        return {
+            "id": 10000 + merge_request.iid, "iid": merge_request.iid, "project_id": project.id,
+            "title": "Change access", "description": "", "state": "opened",
+            "created_at": _stamp(created), "updated_at": _stamp(merge_request.versions[-1][1]),
+            "merged_by": None, "merged_at": None, "closed_by": None, "closed_at": None,
+            "target_branch": project.default_branch or "main", "source_branch": "change",
+            "author": self._user_json(merge_request.author), "assignees": [], "reviewers": [],
+            "source_project_id": project.id, "target_project_id": project.id, "labels": [],
+            "draft": False, "work_in_progress": False, "merge_when_pipeline_succeeds": False,
+            "merge_status": "can_be_merged", "detailed_merge_status": "mergeable",
+            "sha": merge_request.sha, "merge_commit_sha": None, "squash_commit_sha": None,
+            "diff_refs": {"base_sha": "b" * 40, "head_sha": merge_request.sha,
+                          "start_sha": "b" * 40},
+            "references": {"short": f"!{merge_request.iid}",
+                           "full": f"{project.path}!{merge_request.iid}"},
+            "web_url": f"{self.url}/{project.path}/-/merge_requests/{merge_request.iid}"}
+
+    def _approvals_json(self, merge_request: MergeRequest) -> dict[str, Any]:
+        project = merge_request.project
+        return {
+            "id": 10000 + merge_request.iid, "iid": merge_request.iid, "project_id": project.id,
+            "title": "Change access", "description": "", "state": "opened",
+            "created_at": _stamp(merge_request.versions[0][1]),
+            "updated_at": _stamp(merge_request.versions[-1][1]),
+            "merge_status": "can_be_merged", "approved": bool(merge_request.approvals),
+            "approvals_required": 0, "approvals_left": 0,
+            "user_has_approved": False, "user_can_approve": True,
+            "approved_by": [{"user": self._user_json(user),
+                             **({"approved_at": _stamp(at)} if self.dated_approvals else {})}
+                            for user, at in merge_request.approvals]}
+
+    def _keys_of(self, user_id: str, kind: str, path: str, params: dict[str, str]
+                 ) -> tuple[int, dict[str, str], Any]:
+        user = next((u for u in self.users.values() if str(u.id) == user_id), None)
+        if user is None:
+            return 404, {}, {"message": "404 User Not Found"}
+        if kind == "keys":
+            keys = [{"id": key, "title": f"key {key}", "created_at": "2024-01-01T00:00:00.000Z",
+                     "expires_at": None, "key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFake",
+                     "usage_type": "auth_and_signing"} for key in user.ssh_keys]
+        else:
+            keys = [{"id": key, "key": "-----BEGIN PGP PUBLIC KEY BLOCK-----\nfake\n"
+                     "-----END PGP PUBLIC KEY BLOCK-----", "created_at": "2024-01-01T00:00:00.000Z"}
+                    for key in user.gpg_keys]
+        return self._page(keys, path, params)
 
     def _projects(self, token: Token, path: str, params: dict[str, str]
                   ) -> tuple[int, dict[str, str], Any]:
@@ -167,6 +429,11 @@ class FakeGitLab:
         return 200, headers, items[(page - 1) * per_page:page * per_page]
 
 
+def _stamp(moment: dt.datetime) -> str:
+    """GitLab's timestamps: ISO 8601 in UTC, milliseconds, `Z`."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
 def _positive(value: str | None) -> int | None:
     return int(value) or None if value and value.isascii() and value.isdigit() else None
 
@@ -179,7 +446,7 @@ def gitlab_api() -> Iterator[FakeGitLab]:
         def do_GET(self) -> None:
             path, _, query = self.path.partition("?")
             status, headers, body = fake.handle(path, query, self.headers)
-            payload = json.dumps(body).encode()
+            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(status)
             for name, value in {"Content-Type": "application/json", **headers}.items():
                 self.send_header(name, value)

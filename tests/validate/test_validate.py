@@ -61,3 +61,19 @@ def test_a_github_account_id_two_users_share(tmp_path: Path) -> None:
              if f.code == "CONNC214"]
     assert [(f.path, f.line) for f in found] == [("members.yaml", 9)]
     assert "account id 583231 of user `alice`" in found[0].message
+
+
+def test_a_gitlab_account_two_users_share(tmp_path: Path) -> None:
+    # CONNC214: approvals by that account would count as the consent of both users.
+    members = {"apiVersion": "connc/v1", "kind": "Members", "users": {
+        "alice": {"github": "achen", "gitlab": "achen"},  # one person, two forges: fine
+        "bob": {"gitlab": "AChen"},
+        "carol": {"gitlab": "carol", "gitlabId": 7},
+        "dave": {"gitlabId": 7}}}
+    found = [f for f in validate(make_repo(tmp_path, members=members)).findings
+             if f.code == "CONNC214"]
+    assert [(f.line, f.message) for f in found] == [
+        (8, "user `bob` has the GitLab account `AChen` (names are case-insensitive) of user "
+             "`alice`; its approvals would count as the consent of both"),
+        (13, "user `dave` has the GitLab account id 7 of user `carol`; its approvals would "
+             "count as the consent of both")]

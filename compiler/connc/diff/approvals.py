@@ -14,17 +14,25 @@ counts only when every commit of the pull request is the author's own: authored 
 by the author's account, with a signature GitHub verified. Commit metadata is self-asserted,
 and anyone who can push to a branch can add to someone's pull request; a verified signature
 is what ties a commit to an account, and GitHub verifies it against the committer.
+
+Or from a GitLab merge request: an approval given after GitLab recorded its current head (its
+newest diff version), since GitLab's approvals name no commit and, unless a project setting
+says otherwise, outlive a push; or authorship, on the same terms as on GitHub, each commit's
+signature verified by GitLab with a key of the author's account.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import os
 import re
-from collections.abc import Collection, Iterable, Mapping
-from typing import Any, TextIO
+from collections.abc import Callable, Collection, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Protocol, TextIO
 
+from connc.diff import gitlab, revisions
 from connc.diff.compare import ADMINS, NOBODY, Change, Diff
 from connc.diff.report import approver
 from connc.errors import GitHubError, UsageError
@@ -85,13 +93,26 @@ class Verdict:
         return all(consent.given for consent in self.consents)
 
 
-def consents(result: Diff, consenting: Consenting) -> list[Consent]:
-    """Each approver that a widening change needs, and whether a consenting user gives it."""
+@dataclasses.dataclass(frozen=True)
+class Forge:
+    """Where a forge's account of a user is recorded in members.yaml."""
+
+    login: Callable[[models.User], str | None]  # `github`, `gitlab`
+    id: Callable[[models.User], int | None]  # `githubId`, `gitlabId`
+
+
+GITHUB = Forge(lambda user: user.github, lambda user: user.github_id)
+GITLAB = Forge(lambda user: user.gitlab, lambda user: user.gitlab_id)
+
+
+def consents(result: Diff, consenting: Consenting, forge: Forge = GITHUB) -> list[Consent]:
+    """Each approver that a widening change needs, and whether a consenting user gives it;
+    the people's accounts on `forge` name them in the report."""
     users = _base_users(result)
     admins = tuple(sorted(a for a in (result.base_side.config.admins
                                       if result.base_side.config is not None else ())
                           if a in users))
-    accounts = Accounts(users)
+    accounts = Accounts(users, forge)
     needed: dict[str, list[Change]] = {}
     for change in result.changes:
         for principal in change.approvers:
@@ -140,19 +161,22 @@ def _base_users(result: Diff) -> Mapping[str, models.User]:
 
 
 class Accounts:
-    """Which user of BASE a GitHub account speaks for: the user who records its id
-    (`githubId`), or else whose `github` is its login (case-insensitive, as GitHub compares
-    logins). An account that matches two users (CONNC214) speaks for neither."""
+    """Which user of BASE a forge account speaks for: the user who records its id (`githubId`,
+    `gitlabId`), or else whose login is its login (`github`, `gitlab`; case-insensitive, as
+    both forges compare them). An account that matches two users (CONNC214) speaks for
+    neither."""
 
-    def __init__(self, users: Mapping[str, models.User]) -> None:
+    def __init__(self, users: Mapping[str, models.User], forge: Forge = GITHUB) -> None:
         self._users = users
+        self._forge = forge
         self._by_id: dict[int, list[str]] = {}
         self._by_login: dict[str, list[str]] = {}
         for name, user in users.items():
-            if user.github_id is not None:
-                self._by_id.setdefault(user.github_id, []).append(name)
-            elif user.github:
-                self._by_login.setdefault(user.github.lower(), []).append(name)
+            login, account_id = forge.login(user), forge.id(user)
+            if account_id is not None:
+                self._by_id.setdefault(account_id, []).append(name)
+            elif login:
+                self._by_login.setdefault(login.lower(), []).append(name)
 
     def speaks_for(self, account: Account) -> str | None:
         names = [*self._by_id.get(account.id, ()), *self._by_login.get(account.login.lower(), ())]
@@ -160,8 +184,13 @@ class Accounts:
 
     def shown(self, people: Iterable[str]) -> tuple[str, ...]:
         """The accounts of these users, for messages: a login, else `id N`."""
-        return tuple(self._users[p].github or f"id {self._users[p].github_id}" for p in people
-                     if self._users[p].github or self._users[p].github_id)
+        found = []
+        for person in people:
+            login, account_id = self._forge.login(self._users[person]), \
+                self._forge.id(self._users[person])
+            if login or account_id:
+                found.append(login or f"id {account_id}")
+        return tuple(found)
 
 
 # ---------------------------------------------------------------------------- sources
@@ -282,6 +311,171 @@ def authorship(pull: PullRequest, commits: Collection[Commit], user: str | None)
                       f"({printable(commit.reason) or 'no reason given'})")
     return Authorship(login, user, True, f"every commit ({len(commits)}) is "
                                          f"@{printable(login)}'s, signed and verified by GitHub")
+
+
+# ---------------------------------------------------------------------------- GitLab
+
+# Authorship is checked commit by commit, a signature request each: a merge request with more
+# commits is authored by nobody, and needs an approval.
+GITLAB_COMMITS_CHECKED = 100
+
+
+class Signatures(Protocol):
+    """What authorship asks GitLab (`gitlab.MergeRequests`)."""
+
+    def signature(self, sha: str) -> gitlab.Signature: ...
+
+    def keys(self, user_id: int, kind: str) -> frozenset[int]: ...
+
+
+def from_gitlab(result: Diff, repo: Path, number: int, timeout: float) -> Verdict:
+    """Consent from a GitLab merge request's approvals and authorship, read as a merge request
+    pipeline lets it: CI_API_V4_URL, the project (CI_MERGE_REQUEST_PROJECT_ID, which is the
+    merge request's also when the pipeline runs in a fork, else CI_PROJECT_ID), and a token
+    (GITLAB_TOKEN, else CI_JOB_TOKEN)."""
+    if number <= 0:
+        raise UsageError("--gitlab-mr takes a merge request IID (1, 2, ...; "
+                         "CI_MERGE_REQUEST_IID in a merge request pipeline)")
+    if result.head.commit is None:
+        raise UsageError("with --gitlab-mr, give HEAD: the merge request's head commit, which "
+                         "its approvals are judged on (in a merge request pipeline, "
+                         "CI_COMMIT_SHA)")
+    client = _gitlab_client(timeout)
+    merge_request = client.merge_request(number)
+    head = merge_request.head_sha
+    if head != result.head.commit:
+        raise UsageError(f"merge request !{number}'s head is {head[:12]}, not HEAD "
+                         f"({result.head.commit[:12]}): approvals count on the head; diff "
+                         f"against it")
+    since = head_recorded(client.versions(number), head)
+    if since is None:
+        raise UsageError(f"merge request !{number}: GitLab's newest diff version is not of its "
+                         f"head {head[:12]} (the merge request changed while connc read it): "
+                         f"when the head was recorded is unknown; run the job again")
+    counted, notes = approvals_since(client.approvals(number), since)
+    accounts = Accounts(_base_users(result), GITLAB)
+    author = gitlab_authorship(merge_request, _commits(repo, result),
+                               accounts.speaks_for(merge_request.author), client)
+    consenting = Consenting(frozenset(name for name in map(accounts.speaks_for, counted)
+                                      if name is not None),
+                            author.user if author.counts else None)
+    return Verdict(consents(result, consenting, GITLAB),
+                   f"merge request !{number} (head {head[:12]}, author "
+                   f"@{printable(merge_request.author.login)})", author, tuple(notes))
+
+
+def _gitlab_client(timeout: float) -> gitlab.MergeRequests:
+    api_url = os.environ.get("CI_API_V4_URL", "")
+    project = os.environ.get("CI_MERGE_REQUEST_PROJECT_ID") or \
+        os.environ.get("CI_PROJECT_ID", "")
+    variable = "GITLAB_TOKEN" if os.environ.get("GITLAB_TOKEN") else "CI_JOB_TOKEN"
+    token = os.environ.get(variable, "")
+    missing = [name for name, value in (("CI_API_V4_URL", api_url), ("CI_PROJECT_ID", project),
+                                        ("GITLAB_TOKEN (or CI_JOB_TOKEN)", token)) if not value]
+    if missing:
+        raise UsageError(f"--gitlab-mr needs {', '.join(missing)} in the environment, as a "
+                         f"GitLab merge request pipeline sets them (GITLAB_TOKEN: a masked "
+                         f"CI/CD variable)")
+    return gitlab.MergeRequests(api_url, project, gitlab.Token(Secret(token), variable),
+                                timeout=timeout)
+
+
+def head_recorded(versions: Iterable[gitlab.Version], head: str) -> dt.datetime | None:
+    """When GitLab recorded `head` as the merge request's head: the oldest of the newest diff
+    versions that all have it (a push to the target branch can add a version with the same
+    head). None when the newest version has another head, or there is none."""
+    since = None
+    for version in versions:  # newest first
+        if version.head_sha != head:
+            break
+        since = version.created_at
+    return since
+
+
+def approvals_since(approvals: Iterable[gitlab.Approval], since: dt.datetime
+                    ) -> tuple[list[Account], list[str]]:
+    """The accounts that approved after `since`, when GitLab recorded the head, and notes on
+    those whose approval does not count. GitLab's approvals name no commit and outlive a push
+    (unless the project removes them, and then only some seconds after the push): an approval
+    older than the head was given to something else. One GitLab does not date counts for
+    nobody."""
+    counted, older, undated = [], [], []
+    for approval in approvals:
+        if approval.approved_at is None:
+            undated.append(approval.account)
+        elif approval.approved_at > since:
+            counted.append(approval.account)
+        else:
+            older.append(approval.account)
+    notes = []
+    if older:
+        notes.append(f"approved before GitLab recorded the head "
+                     f"({since:%Y-%m-%d %H:%M:%S} UTC), which does not count: {_logins(older)}")
+    if undated:
+        notes.append(f"GitLab does not say when {_logins(undated)} approved, so it cannot be "
+                     f"told whether the head was approved: it does not count")
+    return counted, notes
+
+
+def _logins(accounts: Iterable[Account]) -> str:
+    return ", ".join(f"@{printable(account.login)}" for account in accounts)
+
+
+def _commits(repo: Path, result: Diff) -> list[revisions.CommitEmails] | str:
+    """The merge request's commits as git lists them between BASE and HEAD, or why not.
+    GitLab's own list has no count to check it against; git's is of the very commits judged."""
+    assert result.base.commit is not None and result.head.commit is not None
+    top, _prefix = revisions.open_repository(repo)
+    if revisions.shallow(top):
+        return ("the clone is shallow, so git may not list every commit between BASE and "
+                "HEAD (GIT_DEPTH: 0 fetches them all)")
+    commits = revisions.commits_between(top, result.base.commit, result.head.commit,
+                                        GITLAB_COMMITS_CHECKED)
+    if commits is None:
+        return (f"it has more than {GITLAB_COMMITS_CHECKED} commits between BASE and HEAD, "
+                f"more than connc checks")
+    return commits
+
+
+def gitlab_authorship(merge_request: gitlab.MergeRequest,
+                      commits: Collection[revisions.CommitEmails] | str, user: str | None,
+                      signatures: Signatures) -> Authorship:
+    """Authorship counts as `user`'s consent only when every commit is the author's own: its
+    author's email is its committer's, and GitLab verified its signature (which ties the
+    committer's email to the key's account) made with a key of the author's account. A
+    commit GitLab made (web editor: `verified_system`) or signed with an X.509 certificate
+    (which GitLab ties to no account's key) is nobody's."""
+    login = printable(merge_request.author.login)
+
+    def no(why: str) -> Authorship:
+        return Authorship(login, user, False, why)
+
+    if user is None:
+        return no(f"@{login} speaks for no user of members.yaml at BASE")
+    if isinstance(commits, str):
+        return no(commits)
+    if not commits:
+        return no("git lists no commit between BASE and HEAD")
+    keys: dict[str, frozenset[int]] = {}
+    for commit in commits:
+        sha = printable(commit.sha[:12])
+        if commit.author.lower() != commit.committer.lower():
+            return no(f"commit {sha} has another author than its committer, whom its "
+                      f"signature would be checked against")
+        signature = signatures.signature(commit.sha)
+        if signature.status == "unsigned":
+            return no(f"commit {sha} is not signed")
+        if signature.status != "verified":
+            return no(f"commit {sha}'s signature is not verified by GitLab ({signature.status})")
+        if signature.kind not in gitlab.KEY_LISTS or signature.key_id is None:
+            return no(f"commit {sha}'s signature ({signature.kind}) names no key of an "
+                      f"account")
+        if signature.kind not in keys:
+            keys[signature.kind] = signatures.keys(merge_request.author.id, signature.kind)
+        if signature.key_id not in keys[signature.kind]:
+            return no(f"commit {sha} is signed with a key that is not @{login}'s")
+    return Authorship(login, user, True, f"every commit ({len(commits)}) is @{login}'s, signed "
+                                         f"and verified by GitLab")
 
 
 # ---------------------------------------------------------------------------- report

@@ -383,25 +383,33 @@ def _users(base: Snapshot, head: Snapshot) -> Iterable[Change]:
                    bool(still), [ADMINS])
     for name, old, new in _common(before, after):
         if _account(old) != _account(new):
-            # Where an id is recorded, reviews are matched by it and the login is a label.
-            speaks = _identity(new)
+            # Where an id is recorded, approvals are matched by it and the login is a label.
+            widens = any(speaks is not None and speaks != was
+                         for speaks, was in zip(_identities(new), _identities(old), strict=True))
             yield _row("users", "account changed",
                        {"user": name, "before": _account(old), "after": _account(new)},
-                       speaks is not None and speaks != _identity(old), [ADMINS])
+                       widens, [ADMINS])
 
 
-def _identity(user: models.User) -> tuple[str, str] | None:
-    """What a forge account is matched by (`connc approvals`): its id, else its login."""
-    if user.github_id is not None:
-        return "id", str(user.github_id)
-    return ("login", user.github.lower()) if user.github else None
+def _identities(user: models.User) -> tuple[tuple[str, str] | None, ...]:
+    """What each forge account is matched by (`connc approvals`): its id, else its login."""
+    return tuple(("id", str(account_id)) if account_id is not None
+                 else ("login", login.lower()) if login else None
+                 for login, account_id in ((user.github, user.github_id),
+                                           (user.gitlab, user.gitlab_id)))
 
 
 def _account(user: models.User) -> str:
-    login = user.github or ""
-    if user.github_id is None:
-        return login
-    return f"{login} (id {user.github_id})" if login else f"id {user.github_id}"
+    """`achen (id 583231)`; a GitLab account after it, as `gitlab achen2 (id 7)`."""
+    shown = []
+    for prefix, login, account_id in (("", user.github, user.github_id),
+                                      ("gitlab ", user.gitlab, user.gitlab_id)):
+        if account_id is not None:
+            shown.append(f"{prefix}{login} (id {account_id})" if login
+                         else f"{prefix}id {account_id}")
+        elif login:
+            shown.append(f"{prefix}{login}")
+    return ", ".join(shown)
 
 
 def _named(user: str, side: Snapshot) -> list[str]:

@@ -160,3 +160,39 @@ def _batch_contents(out: bytes, error: str) -> Iterable[bytes]:
         size = int(header[2])
         yield out[header_end + 1:header_end + 1 + size]
         position = header_end + 1 + size + 1
+
+
+@dataclasses.dataclass(frozen=True)
+class CommitEmails:
+    """A commit and the emails it records for its author and its committer (as written, no
+    .mailmap applied)."""
+
+    sha: str
+    author: str
+    committer: str
+
+
+def shallow(top: Path) -> bool:
+    """Whether the clone is shallow: its history may stop short of a commit it names."""
+    out = _git(["rev-parse", "--is-shallow-repository"], top, "git could not read the clone")
+    return out.strip() == b"true"
+
+
+def commits_between(top: Path, base: str, head: str, limit: int) -> list[CommitEmails] | None:
+    """The commits HEAD has and BASE has not (`git rev-list BASE..HEAD`), oldest first; None
+    when there are more than `limit`. In a shallow clone (`shallow`) the list can leave out
+    commits below its cut."""
+    error = "git could not list the commits between BASE and HEAD"
+    out = _git(["-c", "log.showSignature=false", "log", "--reverse", "-z",
+                f"--max-count={limit + 1}", "--format=%H%x00%ae%x00%ce", f"{base}..{head}",
+                "--"], top, error)
+    fields = out.split(b"\0")
+    if fields[-1] == b"":
+        fields.pop()
+    if len(fields) % 3:
+        raise UsageError(f"{error}: git's answer is not the list asked for")
+    # --max-count applies before --reverse: limit + 1 commits means there are more.
+    if len(fields) > 3 * limit:
+        return None
+    return [CommitEmails(*(os.fsdecode(field) for field in fields[i:i + 3]))
+            for i in range(0, len(fields), 3)]

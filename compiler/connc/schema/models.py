@@ -36,6 +36,9 @@ NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$"
 # own rule; the hyphen rule needs lookaround, which JSON Schema regexes lack, so it is checked
 # here in shape only and GitHub answers for the rest).
 GITHUB_LOGIN_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9-]{0,38}$"
+# GitLab usernames: letters, digits, `_`, `-` and `.`, not starting with `-` nor ending with
+# `.` (GitLab's own rule also refuses a `.git` or `.atom` ending: such a name matches nobody).
+GITLAB_USERNAME_PATTERN = r"^(?:[A-Za-z0-9_.][A-Za-z0-9_.-]{0,253}[A-Za-z0-9_-]|[A-Za-z0-9_])$"
 MEMBER_PATTERN = r"^(user|team|pipeline):[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 
 
@@ -417,6 +420,10 @@ class User(Model):
     """The GitHub account whose reviews count as this user's consent (`connc approvals`)."""
     github_id: Annotated[int, Field(gt=0, strict=True)] | None = None
     """That account's numeric id (`gh api users/LOGIN --jq .id`): when set, reviews and commits count by the id, not the login, which can be renamed and registered again by someone else."""
+    gitlab: Annotated[str, Field(pattern=GITLAB_USERNAME_PATTERN)] | None = None
+    """The GitLab account whose merge request approvals count as this user's consent (`connc approvals --gitlab-mr`)."""
+    gitlab_id: Annotated[int, Field(gt=0, strict=True)] | None = None
+    """That account's numeric id (`GET /users?username=NAME`, its `id`): when set, approvals and commits count by the id, not the username, which can be changed and registered again by someone else."""
     recipients: list[Recipient] = []
     """The user's public keys (age1..., KMS ARNs, PGP fingerprints), for scope backed by cryptography."""
 
