@@ -588,8 +588,13 @@ def keys_new(file: str) -> None:
                    "pipelines use.")
 @click.option("--branches", is_flag=True,
               help="With --reach: list the branch names of each repository too.")
+@click.option("--id-token-file", "id_token_file", default=None, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="An OIDC ID token (a JWT) for the secretless connections' exchanges, "
+                   "outside CI; in CI the job's own identity is used, elsewhere they are "
+                   "skipped.")
 def check(ids: tuple[str, ...], repo: str | None, output_format: str, timeout: float | None,
-          reach: bool, branches: bool) -> None:
+          reach: bool, branches: bool, id_token_file: Path | None) -> None:
     """Verify connections against their services, from this machine's network.
 
     Each ID given, or every connection: git ls-remote, the registry's /v2/, the cluster's
@@ -612,6 +617,9 @@ def check(ids: tuple[str, ...], repo: str | None, output_format: str, timeout: f
 
     if branches and not reach:
         raise click.UsageError("--branches lists branches with --reach; add --reach")
+    if id_token_file is not None and reach:
+        raise click.UsageError("--id-token-file is for checking exchanges; --reach asks with "
+                               "the CI job's identity only")
     root = find_root(repo)
     if reach:
         from connc.check.reach_run import run as run_reach
@@ -620,7 +628,52 @@ def check(ids: tuple[str, ...], repo: str | None, output_format: str, timeout: f
                            branches))
     from connc.check.run import run as run_check
 
-    sys.exit(run_check(root, ids, output_format, 10.0 if timeout is None else timeout))
+    sys.exit(run_check(root, ids, output_format, 10.0 if timeout is None else timeout,
+                       id_token_file=id_token_file))
+
+
+@cli.command("id-token")
+@click.option("--audience", required=True, metavar="AUD",
+              help="The token's audience (the connection's `identity.audience`).")
+@click.option("--provider", default="auto", show_default=True,
+              type=click.Choice(["auto", "github-actions"]),
+              help="Where the token comes from; auto: the CI job this runs in.")
+@click.option("--issuer", default=None, metavar="URL",
+              help="Refuse a token from another issuer (`identity.issuer`).")
+@click.option("--connection", "connection_id", default="kubeconfig", metavar="ID",
+              help="The connection the kubeconfig was rendered for (named in errors).")
+@click.option("--exec-credential", "exec_credential", is_flag=True, required=True,
+              help="Print kubectl's ExecCredential (the only output: the token goes to "
+                   "kubectl, never to a log).")
+def id_token(audience: str, provider: str, issuer: str | None, connection_id: str,
+             exec_credential: bool) -> None:
+    """A fresh OIDC ID token of this CI job, for kubectl (a kubeconfig's exec plugin).
+
+    The kubeconfig that `connc render` writes for a kubernetes connection with `auth: oidc`
+    and `refresh: exec` runs this whenever kubectl needs a token; it is refused outside
+    kubectl (no KUBERNETES_EXEC_INFO) and in pull_request_target jobs.
+
+    \b
+    Examples (in a kubeconfig's users[].user.exec):
+      connc id-token --audience kubernetes --exec-credential
+    """
+    import os
+
+    from connc.errors import UsageError
+    from connc.identity.exchange import exec_credential as credential
+    from connc.repository import check_id
+    from connc.schema import check, policy
+
+    check_id(connection_id, "connection")
+
+    if not check.matches(policy.AUDIENCE_PATTERN, audience):
+        raise UsageError("--audience is printable ASCII without spaces, 1 to 255 characters")
+    if issuer is not None:
+        try:
+            policy.check_url(issuer, ("https",))
+        except policy.Violation as violation:
+            raise UsageError(f"--issuer {violation.message}") from None
+    sys.stdout.write(credential(connection_id, audience, provider, issuer, os.environ) + "\n")
 
 
 def run(argv: list[str]) -> int:
