@@ -343,28 +343,33 @@ def init(directory: str, owner: str, new_key: str | None, recipients: tuple[str,
               help="Who may use it: the owner's pipelines, every pipeline, or --member ones.")
 @click.option("--member", "members", multiple=True, metavar="M",
               help="With --visibility custom: user:NAME, team:NAME or pipeline:ID (repeatable).")
+@click.option("--auth", type=click.Choice(["oidc"]), default=None,
+              help="kubernetes only: secretless, the CI job's OIDC ID token as the bearer.")
 @repo_option
 def new(connection_type: str, connection_id: str, owner: str | None, visibility: str,
-        members: tuple[str, ...], repo: str | None) -> None:
+        members: tuple[str, ...], auth: str | None, repo: str | None) -> None:
     """Scaffold connections.d/ID.sops.yaml from TYPE's template, encrypted with sops.
 
     TYPE: github-app, gitlab, gitlab-self-hosted, codeup, bitbucket, git, container-registry,
-    kubernetes or packages. The file validates at once; its credential values and the spec
-    values marked REPLACE-ME are placeholders until you change them. Needs no sops key.
-    Prints the new file's path, then the next steps (on stderr).
+    kubernetes, packages, or the secretless aws-ecr and pypi-publish (no stored secret: render
+    exchanges the CI job's identity). The file validates at once; its credential values and
+    the spec values marked REPLACE-ME are placeholders until you change them. Needs no sops
+    key. Prints the new file's path, then the next steps (on stderr).
 
     \b
     Examples:
       connc new gitlab gitlab-acme --owner alice
       connc new kubernetes k8s-prod --owner alice --visibility custom \\
           --member team:platform --member pipeline:deploy
+      connc new aws-ecr ecr-prod --owner alice
+      connc new kubernetes k8s-ci --auth oidc
     """
     from connc.author.new import new_connection
     from connc.repository import find_root
     from connc.validate import report as reporters
 
     created = new_connection(find_root(repo), connection_type, connection_id, owner=owner,
-                             visibility=visibility, members=members)
+                             visibility=visibility, members=members, auth=auth)
     if created.findings:
         reporters.text(created.findings, 1, sys.stdout)
     click.echo(created.relpath)
