@@ -97,6 +97,7 @@ class GitHubTokenService:
         self.issuer = issuer or github_issuer()
         self.request_token = secrets.token_urlsafe(24)
         self.issued: list[Issued] = []
+        self.tokens: list[str] = []  # every token issued: what a canary looks for
         self.refused = 0
         self.status: int | None = None  # answer every request with this status instead
         self._lock = threading.Lock()
@@ -119,6 +120,7 @@ class GitHubTokenService:
                 with service._lock:
                     service.issued.append(Issued(audience, jwt.decode(
                         token, options={"verify_signature": False})["jti"]))
+                    service.tokens.append(token)
                 self._send(200, {"count": 1, "value": token})
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
