@@ -32,9 +32,9 @@ from servers.kube_api import KubeApiServer, kube_server  # noqa: F401
 from servers.oidc import (  # noqa: F401
     GitHubTokenService,
     OidcIssuer,
+    github_tokens,
     gitlab_env,
     gitlab_issuer,
-    github_tokens,
 )
 from servers.pypi_index import TrustedIndex, trusted_index, wheel  # noqa: F401
 from servers.registry import start_registry

@@ -19,8 +19,8 @@ import hashlib
 import io
 import zipfile
 from collections.abc import Iterator
-from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
