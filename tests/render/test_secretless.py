@@ -375,3 +375,44 @@ def test_id_token_prints_for_kubectl_only(tmp_path: Path,
     refused = connc(*args, env=key_env(**github_tokens.github_env(
         KUBERNETES_EXEC_INFO="{}", GITHUB_EVENT_NAME="pull_request_target")))
     assert refused.returncode == 1 and len(github_tokens.issued) == 1
+
+
+# --- every request: the URL policy, no redirect elsewhere ----------------------------------
+
+
+def test_an_exchange_never_follows_a_redirect_to_another_host() -> None:
+    from connc.errors import RenderError
+    from connc.identity import pypi
+    from connc.identity.token import parse
+    from servers.hostile import Reply, recording_server
+    from servers.oidc import github_issuer
+
+    token = parse(github_issuer().issue("pypi"), "t")
+    with recording_server() as server:
+        server.routes["/_/oidc/mint-token"] = Reply(307, {
+            "Location": f"{server.url('localhost')}/_/oidc/mint-token"})
+        # Exchanges follow no redirect at all: the answer is refused as it is.
+        with pytest.raises(RenderError, match=r"refused to mint an upload token \(HTTP 307\)"
+                           ) as refused:
+            pypi.mint(f"{server.url()}/legacy/", token, "pub")
+    assert len(server.seen) == 1  # the other origin never saw the token
+    assert token.value.reveal() not in str(refused.value)
+
+
+def test_the_runner_refusing_a_token_says_what_to_check(
+        tmp_path: Path, aws: Aws, github_tokens: GitHubTokenService) -> None:
+    github_tokens.status = 403
+    out, proc = render_in_ci(tmp_path, {"ecr": secretless("ecr", "aws-ecr", **spec(aws))},
+                             github_tokens.github_env())
+    assert proc.returncode == 1
+    assert "answered HTTP 403 to the ID token request (is `id-token: write` granted?)" \
+        in proc.stderr
+    assert _leaks(proc, out, [github_tokens.request_token]) == []
+    # A service that is not there: named, nothing else.
+    unreachable = spec(aws, stsEndpoint="http://127.0.0.1:9")
+    github_tokens.status = None
+    out, proc = render_in_ci(tmp_path / "again", {"ecr": secretless("ecr", "aws-ecr",
+                                                                   **unreachable)},
+                             github_tokens.github_env())
+    assert proc.returncode == 1 and "STS: cannot connect to 127.0.0.1" in proc.stderr
+    assert _leaks(proc, out, github_tokens.tokens + [github_tokens.request_token]) == []
