@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from checkkit import run_check
+
 from repo_builder import build_repo, connection
 from servers._net import remove_tree, stop_process
 from servers.aws import Aws, aws, aws_server, registry_password, spec  # noqa: F401
