@@ -34,9 +34,9 @@ class Exchanged:
         return f"Exchanged(expires_at={self.expires_at!r}, refresh={self.refresh!r})"
 
 
-def environment() -> Environment:
+def environment(environ: Mapping[str, str] | None = None) -> Environment:
     """The CI job's identity; refuses at once in a pull_request_target job."""
-    source = Environment()
+    source = Environment(environ)
     refuse_untrusted_event(source.environ)
     return source
 
@@ -77,12 +77,11 @@ def exchange(connection: str, spec: Mapping[str, Any], source: Source, *,
         _unexpired(minted.expires_at, "the upload token", connection, now)
         return Exchanged({"token": minted.token}, minted.expires_at, (id_token.value,))
     if spec["type"] == "kubernetes":
-        return _kubernetes(connection, spec, source, now)
+        return _kubernetes(connection, spec, source)
     raise AssertionError(f"no exchange for type {spec['type']}")  # policy.secretless says which
 
 
-def _kubernetes(connection: str, spec: Mapping[str, Any], source: Source,
-                now: dt.datetime | None) -> Exchanged:
+def _kubernetes(connection: str, spec: Mapping[str, Any], source: Source) -> Exchanged:
     """The ID token is the bearer. `exec`: the kubeconfig asks `connc id-token` for a fresh
     one whenever kubectl needs it; render still asks for one now, so that a job without an
     identity fails here, not at its first kubectl."""
@@ -125,7 +124,7 @@ def exec_credential(connection: str, audience: str, provider: str, issuer: str |
         raise RenderError("connc id-token prints an ID token for kubectl only, which runs it "
                           "from a kubeconfig (KUBERNETES_EXEC_INFO is not set); it never "
                           "prints one into a log")
-    source = environment()
+    source = environment(environ)
     identity = {"provider": provider, "audience": audience, "issuer": issuer}
     found = source.token(identity, audience, connection=connection)
     status: dict[str, str] = {"token": found.value.reveal()}
