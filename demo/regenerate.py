@@ -242,6 +242,12 @@ TYPE_NOTES = {
                   "or a client certificate + key (base64 PEM, exactly as in a kubeconfig).",
     "packages": "A package registry (maven, npm or pypi), rendered into settings.xml, .npmrc "
                 "or pip.conf.",
+    "aws-ecr": "Amazon ECR, secretless: render trades the CI job's OIDC ID token for an STS "
+               "session (the role's trust policy names the repository), then a 12-hour "
+               "registry token in docker/config.json. Nothing is stored but the seal.",
+    "pypi-publish": "PyPI trusted publishing, secretless: render trades the CI job's OIDC ID "
+                    "token for a 15-minute upload token in pypi/pypirc. Nothing is stored but "
+                    "the seal.",
 }
 
 VISIBILITY_NOTES = {
@@ -365,6 +371,23 @@ def describe(fake: Fakes) -> Demo:
             {"type": "packages", "format": "pypi", "url": "https://pypi.example.com/simple/"},
             {"username": "pip-reader", "password": fake.password()},
             "pip reads it as index-url in pip.conf."),
+        DemoConnection(
+            "ecr-release", "ECR (release images)", "alice", "custom", ("pipeline:release",),
+            {"type": "aws-ecr", "roleArn": "arn:aws:iam::123456789012:role/connc-release",
+             "region": "eu-central-1",
+             "identity": {"provider": "github-actions", "audience": "sts.amazonaws.com",
+                          "issuer": "https://token.actions.githubusercontent.com"}},
+            {},
+            "Secretless: the role's trust policy allows repo:acme/api:ref:refs/heads/main "
+            "(docs/secretless/aws-ecr.md); it renders only in that GitHub Actions job."),
+        DemoConnection(
+            "pypi-release", "PyPI (trusted publishing)", "alice", "custom",
+            ("pipeline:release",),
+            {"type": "pypi-publish", "url": "https://upload.pypi.org/legacy/",
+             "identity": {"provider": "github-actions", "audience": "auto"}},
+            {},
+            "Secretless: PyPI's trusted publisher names the repository and workflow "
+            "(docs/secretless/pypi-publish.md)."),
     )
     pipelines = (
         DemoPipeline(
@@ -411,6 +434,12 @@ def describe(fake: Fakes) -> Demo:
             "Reaches a custom connection through pipeline:infra-deploy; its runner has its "
             "own age key (metadata.recipients).",
             recipients=(fake.age_recipient(),)),
+        DemoPipeline(
+            "release", "alice", ("platform",),
+            (DemoUse("ecr-release"), DemoUse("pypi-release")),
+            "Secretless connections only: rendered in a GitHub Actions job with "
+            "`permissions: id-token: write`, where the job's identity is exchanged; nothing "
+            "it uses is stored."),
     )
     return Demo(users, teams, connections, pipelines)
 
@@ -602,8 +631,8 @@ def _cell(values: Any) -> str:
 def _endpoint(spec: dict[str, Any]) -> str:
     """The spec's URL, registry or server, with the model's default filled in."""
     model = TypeAdapter(models.ConnectionSpec).validate_python(spec)
-    for field in ("url", "registry", "server"):
-        if hasattr(model, field):
+    for field in ("url", "registry", "server", "role_arn"):
+        if getattr(model, field, None) is not None:
             return str(getattr(model, field))
     raise ValueError(f"no endpoint field in {spec['type']}")
 

@@ -194,6 +194,10 @@ def seal_plaintext(path: Path) -> None:
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     for index, line in enumerate(lines):
+        if line.rstrip() == "credential: {}":  # a secretless connection: the seal alone
+            lines[index] = f"credential:\n  {seal.SEAL_FIELD}: {json.dumps(value)}\n"
+            path.write_text("".join(lines), encoding="utf-8")
+            return
         if line.rstrip() == "credential:" and index + 1 < len(lines):
             following = lines[index + 1]
             indent = following[: len(following) - len(following.lstrip())] or "  "

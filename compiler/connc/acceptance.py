@@ -139,7 +139,7 @@ def connection_semantics(data: Mapping[str, Any], document: Document, relpath: s
     if expired:
         found.append(expired)
     for field in policy.placeholders_left(spec):
-        line, column = document.position(("spec", field))
+        line, column = document.position(("spec", *field.split(".")))
         found.append(finding(relpath, line, column, "CONNC111",
                              f"`spec.{field}` still holds the placeholder of `connc new`; "
                              f"replace it with the real value"))
@@ -179,15 +179,21 @@ def credential_names(data: Mapping[str, Any], document: Document,
     """Credential field names are plaintext, so a missing or misspelt one is found keyless."""
     connection_type = data["spec"]["type"]
     allowed, _alternatives = credential_fields(connection_type)
+    secretless = policy.secretless(data["spec"])
+    if secretless:
+        allowed = frozenset()  # a kubernetes connection with `auth: oidc` stores nothing either
     credential = data["credential"]
     present = set(credential) - {SEAL_FIELD}
     found = []
     for key in credential:
         if key not in allowed and key != SEAL_FIELD:
             line, column = document.position(("credential", key), key=True)
-            found.append(finding(relpath, line, column, "CONNC101",
-                                 f"unknown field `credential.{key}` for type "
-                                 f"{connection_type}{suggest(key, allowed)}"))
+            found.append(finding(relpath, line, column, "CONNC101", (
+                f"`credential.{key}`: a secretless {connection_type} connection stores no "
+                f"secret (render exchanges the CI job's identity); `credential` holds only "
+                f"its seal, so remove it with `connc secret unset`") if secretless else (
+                f"unknown field `credential.{key}` for type "
+                f"{connection_type}{suggest(key, allowed)}")))
     applicable = applicable_alternatives(data["spec"])
     if not any(required <= present for required in applicable):
         needs = " or ".join(" + ".join(f"`{f}`" for f in sorted(s)) for s in applicable)
@@ -201,6 +207,8 @@ def applicable_alternatives(spec: Mapping[str, Any]) -> tuple[frozenset[str], ..
     """The credential alternatives a spec can use: a git connection's url decides between
     username + password (https) and an ssh key (ssh)."""
     _fields, alternatives = credential_fields(spec["type"])
+    if policy.secretless(spec):
+        return (frozenset(),)  # nothing stored: the seal alone
     if spec["type"] == "git":
         ssh = str(spec["url"]).startswith("ssh://")
         return tuple(a for a in alternatives if ("sshPrivateKey" in a) == ssh)

@@ -353,28 +353,33 @@ def init(directory: str, owner: str, new_key: str | None, recipients: tuple[str,
               help="Who may use it: the owner's pipelines, every pipeline, or --member ones.")
 @click.option("--member", "members", multiple=True, metavar="M",
               help="With --visibility custom: user:NAME, team:NAME or pipeline:ID (repeatable).")
+@click.option("--auth", type=click.Choice(["oidc"]), default=None,
+              help="kubernetes only: secretless, the CI job's OIDC ID token as the bearer.")
 @repo_option
 def new(connection_type: str, connection_id: str, owner: str | None, visibility: str,
-        members: tuple[str, ...], repo: str | None) -> None:
+        members: tuple[str, ...], auth: str | None, repo: str | None) -> None:
     """Scaffold connections.d/ID.sops.yaml from TYPE's template, encrypted with sops.
 
     TYPE: github-app, gitlab, gitlab-self-hosted, codeup, bitbucket, git, container-registry,
-    kubernetes or packages. The file validates at once; its credential values and the spec
-    values marked REPLACE-ME are placeholders until you change them. Needs no sops key.
-    Prints the new file's path, then the next steps (on stderr).
+    kubernetes, packages, or the secretless aws-ecr and pypi-publish (no stored secret: render
+    exchanges the CI job's identity). The file validates at once; its credential values and
+    the spec values marked REPLACE-ME are placeholders until you change them. Needs no sops
+    key. Prints the new file's path, then the next steps (on stderr).
 
     \b
     Examples:
       connc new gitlab gitlab-acme --owner alice
       connc new kubernetes k8s-prod --owner alice --visibility custom \\
           --member team:platform --member pipeline:deploy
+      connc new aws-ecr ecr-prod --owner alice
+      connc new kubernetes k8s-ci --auth oidc
     """
     from connc.author.new import new_connection
     from connc.repository import find_root
     from connc.validate import report as reporters
 
     created = new_connection(find_root(repo), connection_type, connection_id, owner=owner,
-                             visibility=visibility, members=members)
+                             visibility=visibility, members=members, auth=auth)
     if created.findings:
         reporters.text(created.findings, 1, sys.stdout)
     click.echo(created.relpath)
@@ -598,8 +603,13 @@ def keys_new(file: str) -> None:
                    "pipelines use.")
 @click.option("--branches", is_flag=True,
               help="With --reach: list the branch names of each repository too.")
+@click.option("--id-token-file", "id_token_file", default=None, metavar="FILE",
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="An OIDC ID token (a JWT) for the secretless connections' exchanges, "
+                   "outside CI; in CI the job's own identity is used, elsewhere they are "
+                   "skipped.")
 def check(ids: tuple[str, ...], repo: str | None, output_format: str, timeout: float | None,
-          reach: bool, branches: bool) -> None:
+          reach: bool, branches: bool, id_token_file: Path | None) -> None:
     """Verify connections against their services, from this machine's network.
 
     Each ID given, or every connection: git ls-remote, the registry's /v2/, the cluster's
@@ -622,6 +632,9 @@ def check(ids: tuple[str, ...], repo: str | None, output_format: str, timeout: f
 
     if branches and not reach:
         raise click.UsageError("--branches lists branches with --reach; add --reach")
+    if id_token_file is not None and reach:
+        raise click.UsageError("--id-token-file is for checking exchanges; --reach asks with "
+                               "the CI job's identity only")
     root = find_root(repo)
     if reach:
         from connc.check.reach_run import run as run_reach
@@ -630,7 +643,52 @@ def check(ids: tuple[str, ...], repo: str | None, output_format: str, timeout: f
                            branches))
     from connc.check.run import run as run_check
 
-    sys.exit(run_check(root, ids, output_format, 10.0 if timeout is None else timeout))
+    sys.exit(run_check(root, ids, output_format, 10.0 if timeout is None else timeout,
+                       id_token_file=id_token_file))
+
+
+@cli.command("id-token")
+@click.option("--audience", required=True, metavar="AUD",
+              help="The token's audience (the connection's `identity.audience`).")
+@click.option("--provider", default="auto", show_default=True,
+              type=click.Choice(["auto", "github-actions"]),
+              help="Where the token comes from; auto: the CI job this runs in.")
+@click.option("--issuer", default=None, metavar="URL",
+              help="Refuse a token from another issuer (`identity.issuer`).")
+@click.option("--connection", "connection_id", default="kubeconfig", metavar="ID",
+              help="The connection the kubeconfig was rendered for (named in errors).")
+@click.option("--exec-credential", "exec_credential", is_flag=True, required=True,
+              help="Print kubectl's ExecCredential (the only output: the token goes to "
+                   "kubectl, never to a log).")
+def id_token(audience: str, provider: str, issuer: str | None, connection_id: str,
+             exec_credential: bool) -> None:
+    """A fresh OIDC ID token of this CI job, for kubectl (a kubeconfig's exec plugin).
+
+    The kubeconfig that `connc render` writes for a kubernetes connection with `auth: oidc`
+    and `refresh: exec` runs this whenever kubectl needs a token; it is refused outside
+    kubectl (no KUBERNETES_EXEC_INFO) and in pull_request_target jobs.
+
+    \b
+    Examples (in a kubeconfig's users[].user.exec):
+      connc id-token --audience kubernetes --exec-credential
+    """
+    import os
+
+    from connc.errors import UsageError
+    from connc.identity.exchange import exec_credential as credential
+    from connc.repository import check_id
+    from connc.schema import check, policy
+
+    check_id(connection_id, "connection")
+
+    if not check.matches(policy.AUDIENCE_PATTERN, audience):
+        raise UsageError("--audience is printable ASCII without spaces, 1 to 255 characters")
+    if issuer is not None:
+        try:
+            policy.check_url(issuer, ("https",))
+        except policy.Violation as violation:
+            raise UsageError(f"--issuer {violation.message}") from None
+    sys.stdout.write(credential(connection_id, audience, provider, issuer, os.environ) + "\n")
 
 
 def run(argv: list[str]) -> int:

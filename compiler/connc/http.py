@@ -319,11 +319,12 @@ def _adapter_class() -> type[requests.adapters.HTTPAdapter]:
 
 def request(method: str, url: str, *, timeout: float, auth: Auth | None = None,
             headers: Mapping[str, str] | None = None, params: Mapping[str, str] | None = None,
-            json_body: Any = None, verify: str | bool | None = None,
+            json_body: Any = None, data: bytes | None = None, verify: str | bool | None = None,
             cert: tuple[str, str] | None = None, follow_redirects: bool = False,
             max_bytes: int = DEFAULT_MAX_BYTES) -> Answer:
     """One request, over within `timeout` seconds (see the module's rules); raises Failure
-    when no HTTP answer came back."""
+    when no HTTP answer came back. `data`: a body sent as these bytes (a form, or JSON that a
+    signature covers), instead of `json_body`."""
     import requests
     import urllib3
 
@@ -334,7 +335,7 @@ def request(method: str, url: str, *, timeout: float, auth: Auth | None = None,
         deadline = min(deadline, scope.deadline)
     watch = _Watch(deadline, scope.cancel)
     exchange = _Exchange(method, url, deadline, watch, auth or _NoAuth(),
-                         dict(headers or {}), params, json_body,
+                         dict(headers or {}), params, json_body, data,
                          ca_bundle() if verify is None else verify, cert)
     failure: Failure | None = None
     try:
@@ -381,6 +382,7 @@ class _Exchange:
     headers: dict[str, str]
     params: Mapping[str, str] | None
     json_body: Any
+    data: bytes | None
     verify: str | bool
     cert: tuple[str, str] | None
 
@@ -388,13 +390,15 @@ class _Exchange:
         host = host_of(self.url)
         origin = _origin(self.url, host)
         url, method, body, params = self.url, self.method, self.json_body, self.params
+        data = self.data
         for _hop in range(MAX_REDIRECTS + 1):
             _check_url(url, host)
             left = self.deadline - time.monotonic()
             if self.watch.fired is not None or left <= 0:
                 raise Failure(self.watch.fired or "timeout", host, "")  # request() words it
             response = session.request(
-                method, url, params=params, headers=self.headers, json=body, auth=self.auth,
+                method, url, params=params, headers=self.headers, json=body, data=data,
+                auth=self.auth,
                 timeout=(left, left), verify=self.verify, cert=self.cert,
                 allow_redirects=False, stream=True, proxies=proxies_for(url))
             with response:
@@ -411,7 +415,7 @@ class _Exchange:
                                                 f"credential elsewhere")
             params = None  # the Location carries its own query
             if status == 303 or (status in (301, 302) and method == "POST"):
-                method, body = "GET", None  # what browsers and requests do
+                method, body, data = "GET", None, None  # what browsers and requests do
         raise Failure("redirects", host, f"too many redirects from {host}")
 
 

@@ -37,6 +37,8 @@ def canonical_spec(spec: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if key in _DATA_FIELDS and isinstance(value, str):
             value = "".join(value.split())
+        elif isinstance(value, Mapping):  # `identity`: unset fields dropped there too
+            value = {k: v for k, v in value.items() if v is not None}
         canonical[key] = value
     return canonical
 

@@ -72,6 +72,8 @@ _TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("an age secret key", re.compile("AGE-SECRET-" + r"KEY-1[0-9A-Z]{50,}")),
 )
 _B64_PEM = "LS0tLS1CRUdJTi"  # base64 of "-----BEGIN"
+# Words a secret-named key takes as a mode, not a secret: a kubernetes connection's `auth: oidc`.
+_MODES = frozenset({"oidc"})
 
 
 def _normalise(key: str) -> str:
@@ -82,6 +84,7 @@ def what_secret(key: str | int | None, value: Any) -> str | None:
     """A description of the secret `value` looks like, or None."""
     named_secret = isinstance(key, str) and _normalise(key) in SECRET_KEYS
     if named_secret and value not in (None, "", [], {}) and not (
+            isinstance(value, str) and value in _MODES) and not (
             isinstance(value, str) and value.startswith("ENC[")):
         return f"a `{key}` value"
     if not isinstance(value, str) or len(value) < 16:

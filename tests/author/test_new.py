@@ -62,7 +62,8 @@ def test_every_type_validates_encrypted_with_placeholders(
     # Only the placeholders only the user can fill in stand out (CONNC111), so an unfinished
     # scaffold cannot pass CI; everything else validates.
     placeholders = [f for f, v in scaffold.TEMPLATES[connection_type].placeholders.items()
-                    if v == scaffold.REPLACE or ".invalid" in str(v)]
+                    if v == scaffold.REPLACE or ".invalid" in str(v)
+                    or str(v).endswith(f"/{scaffold.REPLACE}")]
     assert sorted(f.message.split("`")[1] for f in report.findings) == sorted(
         f"spec.{field}" for field in placeholders), report.findings
     assert {f.code for f in report.findings} <= {"CONNC111"}
@@ -76,10 +77,11 @@ def test_every_type_validates_encrypted_with_placeholders(
     assert all(value.startswith("ENC[AES256_GCM,") for value in document["credential"].values())
     assert scaffold.SECRET_PLACEHOLDER not in text
     credential = decrypted(repo, "new-conn", monkeypatch)["credential"]
+    secretless = not models.CREDENTIALS[connection_type].model_fields
     assert {value.reveal() for key, value in credential.items()
-            if key != SEAL_FIELD} == {scaffold.SECRET_PLACEHOLDER}
+            if key != SEAL_FIELD} == (set() if secretless else {scaffold.SECRET_PLACEHOLDER})
     # The help survives encryption as plaintext comments, and marks every placeholder.
-    assert "connc secret set new-conn" in text
+    assert ("connc secret set new-conn" in text) != secretless
     assert text.count(f"# {scaffold.REPLACE}:") == len(
         scaffold.TEMPLATES[connection_type].placeholders)
 
@@ -120,6 +122,37 @@ def test_kubernetes_defaults_to_a_token_and_lists_optional_fields(repo: Path) ->
     for optional in ("certificateAuthorityData", "namespace", "insecureSkipTlsVerify"):
         assert f"# Optional `{optional}`" in text
     assert "connc secret unset k8s token" in text
+
+
+def test_kubernetes_oidc_holds_only_its_seal(repo: Path, monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    created = new_connection(repo, "kubernetes", "k8s-ci", owner="alice", auth="oidc")
+    text = (repo / relpath("k8s-ci")).read_text()
+    document = yaml.safe_load(text)
+    assert set(document["credential"]) == {SEAL_FIELD}
+    assert document["spec"] == {
+        "type": "kubernetes", "server": "https://kubernetes.replace-me.invalid:6443",
+        "auth": "oidc", "identity": {"provider": "auto", "audience": scaffold.REPLACE}}
+    # validate names the audience only the user knows, at its line.
+    found = [f for f in validate(repo).findings if f.path == relpath("k8s-ci")]
+    assert sorted(f.message.split("`")[1] for f in found) == ["spec.identity.audience",
+                                                             "spec.server"]
+    assert all(f.code == "CONNC111" for f in found)
+    assert "# Optional `refresh`" in text and "connc secret set" not in text
+    assert created.credential_fields == []
+    assert not any("secret set" in line for line in created.next_steps())
+    with pytest.raises(UsageError, match="kubernetes"):
+        new_connection(repo, "gitlab", "gl", owner="alice", auth="oidc")
+
+
+def test_aws_ecr_scaffold(repo: Path) -> None:
+    new_connection(repo, "aws-ecr", "ecr", owner="alice")
+    text = (repo / relpath("ecr")).read_text()
+    spec = yaml.safe_load(text)["spec"]
+    assert spec == {"type": "aws-ecr", "roleArn": "arn:aws:iam::000000000000:role/REPLACE-ME",
+                    "region": "us-east-1", "sessionDurationSeconds": 900,
+                    "identity": {"provider": "auto", "audience": "sts.amazonaws.com"}}
+    assert "secretless" in text.splitlines()[0]
 
 
 def test_github_app_writes_defaults_and_placeholders(repo: Path) -> None:

@@ -93,7 +93,9 @@ def test_the_top_level_is_a_small_core() -> None:
     top = sorted(p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("__"))
     assert len(top) <= 18, top
     packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
-    assert packages == sorted([*FAMILIES, "schema"])
+    # Core subpackages: the schemas, and the CI identity that render, check and `connc
+    # id-token` share (secretless connections).
+    assert packages == sorted([*FAMILIES, "schema", "identity"])
 
 
 def test_render_loads_no_heavy_library(tmp_path: Path) -> None:
@@ -103,7 +105,8 @@ def test_render_loads_no_heavy_library(tmp_path: Path) -> None:
     code = ("import sys\nfrom connc.__main__ import main\n"
             "try:\n    main()\nexcept SystemExit as exit:\n    assert not exit.code, exit.code\n"
             "print(sorted(m.split('.')[0] for m in sys.modules "
-            "if m.split('.')[0] in ('pydantic', 'ruamel', 'click', 'jinja2')))")
+            "if m.split('.')[0] in ('pydantic', 'ruamel', 'click', 'jinja2')"
+            " or m.startswith('connc.identity')))")
     argv = ["render", "--pipeline", "demo", "--out", str(tmp_path / "bundle")]
     ran = subprocess.run([sys.executable, "-c", code, *argv], cwd=REPO_ROOT,
                          env=sops_env(REPO_ROOT / "demo" / "demo-age-key.txt"),

@@ -41,7 +41,65 @@ SPEC_EXAMPLES: list[dict[str, Any]] = [
      "repositoryId": "acme-releases"},
     {"type": "packages", "format": "npm", "url": "https://npm.example.com/"},
     {"type": "packages", "format": "pypi", "url": "https://pypi.example.com/simple"},
+    # Secretless (1.5).
+    {"type": "aws-ecr", "roleArn": "arn:aws:iam::123456789012:role/ci-push",
+     "region": "eu-central-1", "identity": {"audience": "sts.amazonaws.com"}},
+    {"type": "aws-ecr", "roleArn": "arn:aws-cn:iam::123456789012:role/path/ci",
+     "region": "cn-north-1", "registryIds": ["123456789012", "210987654321"],
+     "sessionDurationSeconds": 3600, "roleSessionName": "release",
+     "registry": "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+     "stsEndpoint": "https://sts.cn-north-1.amazonaws.com.cn",
+     "ecrEndpoint": "https://api.ecr.cn-north-1.amazonaws.com.cn",
+     "identity": {"provider": "gitlab-ci", "audience": "sts.amazonaws.com",
+                  "tokenVariable": "AWS_ID_TOKEN", "issuer": "https://gitlab.com"}},
+    {"type": "pypi-publish", "identity": {"audience": "auto"}},
+    {"type": "pypi-publish", "url": "https://test.pypi.org/legacy/", "repositoryName": "pypi",
+     "identity": {"provider": "github-actions", "audience": "testpypi",
+                  "issuer": "https://token.actions.githubusercontent.com"}},
+    {"type": "kubernetes", "server": "https://kube.example.com:6443", "auth": "oidc",
+     "identity": {"audience": "kubernetes"}, "refresh": "exec"},
 ]
+
+# Secretless specs that validate refuses keyless, and why.
+SECRETLESS_REFUSED: list[tuple[dict[str, Any], str]] = [
+    ({"type": "aws-ecr", "roleArn": "arn:aws:iam::12345:role/ci", "region": "us-east-1",
+      "identity": {"audience": "sts.amazonaws.com"}}, "roleArn"),
+    ({"type": "aws-ecr", "roleArn": "arn:aws:iam::123456789012:user/ci", "region": "us-east-1",
+      "identity": {"audience": "sts.amazonaws.com"}}, "roleArn"),
+    ({"type": "aws-ecr", "roleArn": "arn:aws:iam::123456789012:role/ci", "region": "US-EAST-1",
+      "identity": {"audience": "sts.amazonaws.com"}}, "region"),
+    ({"type": "aws-ecr", "roleArn": "arn:aws:iam::123456789012:role/ci", "region": "cn-north-1",
+      "identity": {"audience": "sts.amazonaws.com"}}, "partition"),
+    ({"type": "aws-ecr", "roleArn": "arn:aws:iam::123456789012:role/ci", "region": "us-east-1",
+      "sessionDurationSeconds": 60, "identity": {"audience": "sts.amazonaws.com"}}, "900"),
+    ({"type": "aws-ecr", "roleArn": "arn:aws:iam::123456789012:role/ci", "region": "us-east-1",
+      "stsEndpoint": "http://sts.example.com", "identity": {"audience": "sts.amazonaws.com"}},
+     "http"),
+    ({"type": "aws-ecr", "roleArn": "arn:aws:iam::123456789012:role/ci", "region": "us-east-1",
+      "identity": {"audience": "auto"}}, "auto"),
+    ({"type": "aws-ecr", "roleArn": "arn:aws:iam::123456789012:role/ci", "region": "us-east-1",
+      "identity": {"audience": "sts amazonaws"}}, "audience"),
+    ({"type": "aws-ecr", "roleArn": "arn:aws:iam::123456789012:role/ci", "region": "us-east-1",
+      "identity": {"provider": "gitlab-ci", "audience": "sts.amazonaws.com"}}, "tokenVariable"),
+    ({"type": "aws-ecr", "roleArn": "arn:aws:iam::123456789012:role/ci", "region": "us-east-1"},
+     "identity"),
+    ({"type": "pypi-publish", "url": "https://upload.pypi.org/legacy/",
+      "identity": {"audience": "pypi", "issuer": "http://token.example.com"}}, "issuer"),
+    ({"type": "kubernetes", "server": "https://k.example.com", "auth": "oidc"}, "identity"),
+    ({"type": "kubernetes", "server": "https://k.example.com", "refresh": "exec"}, "oidc"),
+    ({"type": "kubernetes", "server": "https://k.example.com", "auth": "oidc",
+      "insecureSkipTlsVerify": True, "identity": {"audience": "k"}}, "verified"),
+    ({"type": "kubernetes", "server": "https://k.example.com", "auth": "oidc", "refresh": "exec",
+      "identity": {"provider": "gitlab-ci", "audience": "k", "tokenVariable": "K"}}, "static"),
+    ({"type": "kubernetes", "server": "https://k.example.com", "auth": "token"}, "auth"),
+]
+
+
+@pytest.mark.parametrize(("spec", "why"), SECRETLESS_REFUSED, ids=lambda v: str(v)[:40])
+def test_secretless_shapes_are_checked_keyless(spec: dict[str, Any], why: str) -> None:
+    with pytest.raises(ValidationError) as refused:
+        SPEC.validate_python(spec)
+    assert why.lower() in str(refused.value).lower()
 
 DEFAULTS = {
     "github-app": {"url": "https://github.com", "api_url": "https://api.github.com"},

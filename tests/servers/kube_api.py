@@ -53,7 +53,7 @@ VERSION_INFO = {
 }
 TOKEN_USER = "ci-deployer"
 
-AuthMethod = Literal["token", "client-cert", "tls-rejected"]
+AuthMethod = Literal["token", "client-cert", "tls-rejected", "oidc"]
 
 
 # --- certificates ----------------------------------------------------------------------------
@@ -167,6 +167,10 @@ class KubeApiServer:
         self.incomplete = False  # answer as an authorizer that cannot list rules would
         self.forbid_reviews = False  # 403 to every review, as a server that disallows them
         self.reviews: list[dict[str, Any]] = []  # the review objects received
+        # OIDC issuers trusted, each with the audience (--oidc-client-id) it must name; the
+        # `jti` of each ID token accepted (see `trust_oidc`).
+        self._oidc: list[tuple[Any, str]] = []
+        self.oidc_tokens: list[str] = []
         self._lock = threading.Lock()
         self.httpd = _KubeHTTPServer((LOOPBACK, 0), self, self._tls_context())
         self.server = f"https://{LOOPBACK}:{self.httpd.server_address[1]}"
@@ -179,6 +183,13 @@ class KubeApiServer:
         with self._lock:
             self._tokens[token] = user
         return token
+
+    def trust_oidc(self, issuer: Any, audience: str) -> None:
+        """Accept bearer ID tokens of `issuer` (a servers.oidc.OidcIssuer) for `audience`, as
+        kube-apiserver's --oidc-issuer-url / --oidc-client-id do: signature, issuer, audience
+        and expiry verified; the user is `oidc:` + the token's `sub`."""
+        with self._lock:
+            self._oidc.append((issuer, audience))
 
     def make_client_cert(self, cn: str, groups: tuple[str, ...] = ()) -> tuple[bytes, bytes]:
         """(cert_pem, key_pem) for user `cn` (groups become O=, as Kubernetes reads them)."""
@@ -240,6 +251,16 @@ class KubeApiServer:
             for token, user in tokens:
                 if hmac.compare_digest(presented.strip().encode(), token.encode()):
                     return "token", user
+            with self._lock:
+                trusted = list(self._oidc)
+            for issuer, audience in trusted:
+                try:
+                    claims = issuer.verify(presented.strip(), audience)
+                except Exception:  # noqa: BLE001 - jwt.InvalidTokenError and malformed input
+                    continue
+                with self._lock:
+                    self.oidc_tokens.append(str(claims.get("jti")))
+                return "oidc", f"oidc:{claims['sub']}"
         return None, None
 
     @staticmethod

@@ -20,6 +20,7 @@ import io
 import zipfile
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -98,4 +99,125 @@ def pypi_index() -> Iterator[PypiIndex]:
     httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
     state.port = int(httpd.server_address[1])
     with serving(httpd, "pypi-index"):
+        yield state
+
+
+# --- trusted publishing ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class TrustedIndex:
+    """An upload endpoint with PyPI's trusted publishing, on loopback.
+
+      GET  /_/oidc/audience    -> {"audience": "pypi"}
+      POST /_/oidc/mint-token  -> {"success": true, "token": "pypi-...", "expires": EPOCH}: the
+                                  JWT verified against the issuer (signature, issuer, this
+                                  audience, expiry), its `repository` claim a trusted
+                                  publisher's, its `jti` never seen before (PyPI refuses a
+                                  token used twice: `invalid-reuse-token`)
+      POST /legacy/            -> twine's upload, with `__token__` and a live minted token
+
+    Errors are warehouse's: 422 with `{"message", "errors": [{"code", "description"}]}`.
+    """
+
+    port: int
+    issuer: Any
+    audience: str = "pypi"
+    publishers: set[str] = dataclasses.field(default_factory=lambda: {"acme/app"})
+    minted: dict[str, float] = dataclasses.field(default_factory=dict, repr=False)
+    seen_jti: set[str] = dataclasses.field(default_factory=set)
+    refusals: list[str] = dataclasses.field(default_factory=list)  # error codes
+    uploads: list[str] = dataclasses.field(default_factory=list)  # file names
+    lifetime: int = 900
+
+    @property
+    def url(self) -> str:
+        return f"http://{LOOPBACK}:{self.port}/legacy/"
+
+
+@pytest.fixture
+def trusted_index() -> Iterator[TrustedIndex]:
+    import json
+    import secrets
+    import time
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    import jwt
+
+    from .oidc import github_issuer
+
+    state = TrustedIndex(port=0, issuer=github_issuer())
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            if self.path == "/_/oidc/audience":
+                self._json(200, {"audience": state.audience})
+            else:
+                self._json(404, {})
+
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.path == "/_/oidc/mint-token":
+                self._mint(body)
+            elif self.path == "/legacy/":
+                self._upload(body)
+            else:
+                self._json(404, {})
+
+        def _refuse(self, code: str) -> None:
+            state.refusals.append(code)
+            self._json(422, {"message": "Token request failed",
+                             "errors": [{"code": code, "description": f"{code} (details)"}]})
+
+        def _mint(self, body: bytes) -> None:
+            try:
+                token = json.loads(body)["token"]
+                claims = state.issuer.verify(token, state.audience)
+            except (ValueError, KeyError, TypeError, jwt.InvalidTokenError):
+                self._refuse("invalid-token")
+                return
+            if claims.get("jti") in state.seen_jti:
+                self._refuse("invalid-reuse-token")
+                return
+            state.seen_jti.add(claims["jti"])
+            if claims.get("repository", claims.get("project_path")) not in state.publishers:
+                self._refuse("invalid-publisher")
+                return
+            minted = "pypi-" + secrets.token_urlsafe(48)
+            expires = int(time.time()) + state.lifetime
+            state.minted[minted] = expires
+            self._json(200, {"success": True, "token": minted, "expires": expires})
+
+        def _upload(self, body: bytes) -> None:
+            scheme, _, encoded = (self.headers.get("Authorization") or "").partition(" ")
+            try:
+                user, _, password = base64.b64decode(encoded).decode().partition(":")
+            except ValueError:
+                user, password = "", ""
+            if scheme != "Basic" or user != "__token__" or \
+                    state.minted.get(password, 0) < time.time():
+                self._json(403, {"message": "Invalid or non-existent authentication"})
+                return
+            message = BytesParser(policy=HTTP).parsebytes(
+                f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + body)
+            for part in message.iter_parts():
+                if part.get_param("name", header="content-disposition") == "content":
+                    state.uploads.append(str(part.get_filename()))
+            self._json(200, {})
+
+        def _json(self, status: int, payload: dict[str, Any]) -> None:
+            data = json.dumps(payload).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+            pass
+
+    httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
+    state.port = int(httpd.server_address[1])
+    with serving(httpd, "trusted-index"):
         yield state

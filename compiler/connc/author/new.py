@@ -32,7 +32,12 @@ from connc.documents import API_VERSION
 from connc.errors import ConncError, ExitCode, UsageError
 from connc.findings import Finding, Severity, printable, suggest
 from connc.schema import models
-from connc.schema.policy import PLACEHOLDER, SPEC_PLACEHOLDERS
+from connc.schema.policy import (
+    KUBERNETES_OIDC_PLACEHOLDERS,
+    PLACEHOLDER,
+    SPEC_PLACEHOLDERS,
+    secretless,
+)
 from connc.validate.files import read_model
 
 # A valid string that no service accepts, and that says what to do with it.
@@ -62,6 +67,12 @@ class Template:
 
 
 _GIT_URL_PREFIX = "A path (https://HOST/GROUP) limits it to the repositories under that path."
+_IDENTITY = ("where render gets the CI job's OIDC ID token: provider auto (the CI it runs\n"
+             "in), github-actions or gitlab-ci (+ tokenVariable, the job's id_tokens: variable);\n"
+             "audience {audience}; optional issuer (refuse another). See docs/secretless/.")
+_SECRETLESS = ("Nothing to set: a secretless connection stores no secret. Render exchanges the\n"
+               "CI job's OIDC identity for {what}; `credential` holds only\n"
+               "the seal, which binds the plaintext above (a change needs `connc seal {{id}}`).")
 
 TEMPLATES: dict[str, Template] = {
     "github-app": Template(
@@ -128,6 +139,12 @@ TEMPLATES: dict[str, Template] = {
             "namespace": "the context's default namespace",
             "insecureSkipTlsVerify": "true skips verifying the server (a warning; never in "
                                      "production)",
+            "auth": "oidc: no stored credential; the CI job's ID token is the bearer\n"
+                    "(`connc new kubernetes ID --auth oidc` writes it with identity and refresh)",
+            "identity": "with auth: oidc: " + _IDENTITY.format(
+                audience="the API server's OIDC client id (--oidc-client-id)"),
+            "refresh": "with auth: oidc: exec (kubectl runs `connc id-token`, GitHub) or\n"
+                       "static (the token render got; GitLab)",
         },
         placeholders=SPEC_PLACEHOLDERS["kubernetes"],
         credential="token: a service account token (`kubectl create token SA --duration=...`\n"
@@ -151,6 +168,34 @@ TEMPLATES: dict[str, Template] = {
     ),
 }
 
+TEMPLATES["aws-ecr"] = Template(
+    spec={
+        "roleArn": f"{REPLACE}: the IAM role to assume, arn:aws:iam::ACCOUNT:role/NAME; its trust\n"
+                   "policy allows this repository's OIDC subject (docs/secretless/aws-ecr.md)",
+        "region": f"{REPLACE}: the registry's region",
+        "registryIds": "the accounts whose registries the token is for (default: the role's)",
+        "sessionDurationSeconds": "the STS session's life, used once (900 to 43200)",
+        "roleSessionName": "the session name CloudTrail shows (default connc-ID)",
+        "registry": "the docker auths key (default ACCOUNT.dkr.ecr.REGION.amazonaws.com)",
+        "stsEndpoint": "STS's URL (default https://sts.REGION.amazonaws.com)",
+        "ecrEndpoint": "ECR's API URL (default https://api.ecr.REGION.amazonaws.com)",
+        "identity": f"{REPLACE}: " + _IDENTITY.format(audience="sts.amazonaws.com (AWS's)"),
+    },
+    placeholders=SPEC_PLACEHOLDERS["aws-ecr"],
+    credential=_SECRETLESS.format(what="a 12-hour ECR registry token"),
+)
+TEMPLATES["pypi-publish"] = Template(
+    spec={
+        "url": "The upload URL: PyPI's, or https://test.pypi.org/legacy/ for TestPyPI.",
+        "repositoryName": "a second pypirc section name: pypi makes `twine upload` need no -r",
+        "identity": f"{REPLACE}: " + _IDENTITY.format(
+            audience="auto (the index says: PyPI's is pypi)"),
+    },
+    placeholders=SPEC_PLACEHOLDERS["pypi-publish"],
+    credential=_SECRETLESS.format(what="a 15-minute PyPI upload token"),
+)
+_KUBERNETES_OIDC_CREDENTIAL = _SECRETLESS.format(what="its ID token, sent as the bearer")
+
 _METADATA_HELP = {
     "name": "A display name.",
     "owner": "The user (in members.yaml) who owns the connection and answers for it.",
@@ -162,8 +207,11 @@ _METADATA_HELP = {
 # ---------------------------------------------------------------------------- the document
 
 
-def credential_fields(connection_type: str) -> list[str]:
-    """The template's credential: the type's first alternative (token over client certs...)."""
+def credential_fields(connection_type: str, auth: str | None = None) -> list[str]:
+    """The template's credential: the type's first alternative (token over client certs...);
+    nothing for a secretless connection."""
+    if auth == "oidc":
+        return []
     model = models.CREDENTIALS[connection_type]
     first = model.alternatives[0]
     return [key for name, field in model.model_fields.items()
@@ -171,10 +219,13 @@ def credential_fields(connection_type: str) -> list[str]:
 
 
 def document(connection_type: str, connection_id: str, owner: str, visibility: str,
-             members: list[str]) -> CommentedMap:
+             members: list[str], auth: str | None = None) -> CommentedMap:
     template = TEMPLATES[connection_type]
+    if auth == "oidc":  # kubernetes with the job's identity: its own placeholders, no secret
+        template = dataclasses.replace(template, placeholders=KUBERNETES_OIDC_PLACEHOLDERS,
+                                       credential=_KUBERNETES_OIDC_CREDENTIAL)
     doc = CommentedMap(apiVersion=API_VERSION, kind="Connection")
-    doc.yaml_set_start_comment(_header(connection_type, connection_id))
+    doc.yaml_set_start_comment(_header(connection_type, connection_id, auth))
     doc["metadata"] = _section(
         {"id": connection_id, "name": connection_id, "owner": owner}, _METADATA_HELP)
     _comment(doc, "metadata", "\n".join(_optional_lines(["description", "expiresAt"],
@@ -186,24 +237,34 @@ def document(connection_type: str, connection_id: str, owner: str, visibility: s
     _comment(doc, "scope", "Who may use it: private, the owner's pipelines; public, every "
                            "pipeline;\ncustom, the owner's and those of `members` "
                            "(user:NAME, team:NAME, pipeline:ID).")
-    written, optional = _spec_fields(connection_type)
-    doc["spec"] = _section({"type": connection_type, **written}, template.spec)
+    written, optional = _spec_fields(connection_type, template.placeholders)
+    doc["spec"] = _section({"type": connection_type, **written}, _marked(template))
     _comment(doc, "spec", "\n".join(
         [f"Plaintext settings of a {connection_type} connection."]
         + _optional_lines(optional, template.spec)))
-    doc["credential"] = CommentedMap((field, SECRET_PLACEHOLDER)
-                                     for field in credential_fields(connection_type))
+    fields = credential_fields(connection_type, auth)
+    doc["credential"] = CommentedMap((field, SECRET_PLACEHOLDER) for field in fields)
     _comment(doc, "credential", "\n".join([
         "The only encrypted part. Each value is a placeholder until you set it:",
-        *(f"  connc secret set {connection_id} {field} < FILE"
-          for field in credential_fields(connection_type)),
-        template.credential.format(id=connection_id)]))
+        *(f"  connc secret set {connection_id} {field} < FILE" for field in fields),
+        template.credential.format(id=connection_id)] if fields else [
+        "The only encrypted part.", template.credential.format(id=connection_id)]))
     return doc
 
 
-def _spec_fields(connection_type: str) -> tuple[dict[str, Any], list[str]]:
+def _marked(template: Template) -> dict[str, str]:
+    """The spec's help, with the help of a placeholder holding REPLACE-ME marked so
+    (kubernetes --auth oidc: its identity's audience)."""
+    return {key: f"{REPLACE}: {help_text}" if REPLACE in str(template.placeholders.get(key))
+            and not help_text.startswith(f"{REPLACE}:") else help_text
+            for key, help_text in template.spec.items()}
+
+
+def _spec_fields(connection_type: str, placeholders: dict[str, Any] | None = None
+                 ) -> tuple[dict[str, Any], list[str]]:
     """(fields written with their default or placeholder, optional fields left out)."""
-    placeholders = TEMPLATES[connection_type].placeholders
+    if placeholders is None:
+        placeholders = TEMPLATES[connection_type].placeholders
     written: dict[str, Any] = {}
     optional = []
     for name, field in models.spec_models()[connection_type].model_fields.items():
@@ -243,7 +304,15 @@ def _optional_lines(keys: list[str], help_by_key: dict[str, str]) -> list[str]:
     return lines
 
 
-def _header(connection_type: str, connection_id: str) -> str:
+def _header(connection_type: str, connection_id: str, auth: str | None = None) -> str:
+    if secretless({"type": connection_type, "auth": auth}):
+        return "\n".join([
+            f"{connection_id}: a secretless {connection_type} connection, made by `connc new`.",
+            "Only `credential` is encrypted (sops), and it holds only the seal: render "
+            "exchanges",
+            "the CI job's OIDC identity. The rest is plaintext, reviewed in pull requests.",
+            f"Replace each value marked {REPLACE}, run `connc validate`, open a pull request.",
+        ])
     return "\n".join([
         f"{connection_id}: a {connection_type} connection, made by `connc new`.",
         "Only `credential` is encrypted (sops); the rest is plaintext, reviewed in pull requests.",
@@ -308,10 +377,17 @@ class Created:
             lines.append(f"  {step}. replace {', '.join(_field_of(f) for f in self.placeholders)}"
                          f" in {self.relpath} (plaintext: any editor, no key)")
             step += 1
-        lines.append(f"  {step}. set each secret, from stdin or a hidden prompt (needs a key "
-                     f"that decrypts the file):")
-        lines += [f"       connc secret set {self.id} {field}" for field in self.credential_fields]
-        lines.append(f"  {step + 1}. connc validate, then open a pull request")
+        if self.credential_fields:
+            lines.append(f"  {step}. set each secret, from stdin or a hidden prompt (needs a "
+                         f"key that decrypts the file):")
+            lines += [f"       connc secret set {self.id} {field}"
+                      for field in self.credential_fields]
+            step += 1
+        else:
+            lines.append(f"  {step}. trust this connection's identity on the service's side "
+                         f"(docs/secretless/): nothing secret to set")
+            step += 1
+        lines.append(f"  {step}. connc validate, then open a pull request")
         return lines
 
 
@@ -335,8 +411,11 @@ class NotCreated(ConncError):
 
 def new_connection(root: Path, connection_type: str, connection_id: str, *,
                    owner: str | None = None, visibility: str = "private",
-                   members: tuple[str, ...] = ()) -> Created:
+                   members: tuple[str, ...] = (), auth: str | None = None) -> Created:
     _check_arguments(connection_type, connection_id, visibility, members)
+    if auth is not None and (connection_type, auth) != ("kubernetes", "oidc"):
+        raise UsageError("--auth oidc is for kubernetes (aws-ecr and pypi-publish are "
+                         "secretless anyway)")
     relpath = repository.connection_path(connection_id)
     if repository.present(root / relpath):
         raise UsageError(f"connection `{connection_id}` exists already; change it in place, "
@@ -344,17 +423,19 @@ def new_connection(root: Path, connection_type: str, connection_id: str, *,
                          path=relpath)
     owner = owner if owner is not None else _default_owner(root)
     text = dump(sealed(document(connection_type, connection_id, owner, visibility,
-                                list(members))))
+                                list(members), auth)))
     _write_encrypted(root, relpath, text)
     found = _validate_new(root, relpath)
     placeholders = [f for f in found if f.code == "CONNC111"]
     reported = {_field_of(f) for f in placeholders}
+    written = KUBERNETES_OIDC_PLACEHOLDERS if auth == "oidc" else \
+        TEMPLATES[connection_type].placeholders
     return Created(relpath, connection_id, connection_type, owner, visibility,
-                   credential_fields(connection_type), placeholders,
+                   credential_fields(connection_type, auth), placeholders,
                    [f for f in found if f.code != "CONNC111"],
-                   [(f"spec.{key}", value) for key, value
-                    in TEMPLATES[connection_type].placeholders.items()
-                    if f"spec.{key}" not in reported])
+                   [(f"spec.{key}", value) for key, value in written.items()
+                    if f"spec.{key}" not in reported
+                    and not any(r.startswith(f"spec.{key}.") for r in reported)])
 
 
 def _check_arguments(connection_type: str, connection_id: str, visibility: str,

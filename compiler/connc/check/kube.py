@@ -96,6 +96,14 @@ def _client(resolved: Resolved, context: Context) -> tuple[str | bool | None, di
         verify = False
     elif spec.get("certificateAuthorityData"):
         verify = _write(context, "ca.crt", b64_pem(str(spec["certificateAuthorityData"])))
+    if spec.get("auth") == "oidc":  # the job's ID token is the bearer (in CI, or a file)
+        if context.identity is None:
+            raise ProbeFailure("no ID token here: run in CI or pass --id-token-file")
+        identity = spec["identity"]
+        bearer = context.identity.token(identity, str(identity["audience"]),
+                                        connection=resolved.id).value.reveal()
+        context.sent.add(bearer)
+        return verify, {"bearer": bearer}
     token = resolved.secret("token")
     if token:
         return verify, {"bearer": token}

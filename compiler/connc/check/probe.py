@@ -21,11 +21,14 @@ import re
 import signal
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from connc import __version__, http, process
 from connc.render.context import Resolved
 from connc.schema.policy import is_loopback
+
+if TYPE_CHECKING:
+    from connc.identity.ci import Source
 
 USER_AGENT = f"connc-check/{__version__}"
 _BODY_LIMIT = 64 * 1024  # the JSON answers read here are tiny; never buffer a whole index
@@ -63,6 +66,9 @@ class Context:
     # Every credential a request sent (and a token the probe was given): what a reply that
     # echoes one must never get printed with (`connc check --reach` redacts these).
     sent: set[str] = dataclasses.field(default_factory=set)
+    # Where secretless connections get an ID token: the CI job this runs in, or
+    # `--id-token-file`; None (not in CI) skips them.
+    identity: Source | None = dataclasses.field(default_factory=lambda: ci_identity())
 
     def remaining(self) -> float:
         return self.timeout if self.deadline is None else self.deadline - time.monotonic()
@@ -72,7 +78,7 @@ class Context:
         from connc.render.compose import write_bundle
 
         out = self.workdir / "bundle"
-        write_bundle(out, "connc-check", [resolved])
+        write_bundle(out, "connc-check", [resolved], identity=self.identity)
         return out
 
     def run(self, bundle: Path, args: list[str], *, stdin: str | None = None) -> Ran:
@@ -128,6 +134,15 @@ class Context:
             if current.strip() != "*":
                 env[name] = ",".join(filter(None, (current, _LOOPBACK_NO_PROXY)))
         return env
+
+
+def ci_identity() -> Source | None:
+    """The CI job's identity when this runs in GitHub Actions or GitLab CI, else None."""
+    if "true" not in (os.environ.get("GITHUB_ACTIONS"), os.environ.get("GITLAB_CI")):
+        return None
+    from connc.identity.ci import Environment
+
+    return Environment()
 
 
 _LOOPBACK_NO_PROXY = "localhost,.localhost,127.0.0.1,127.0.0.0/8,::1"

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from connc import http, repository
-from connc.check import git, github_app, kube, packages, registry
+from connc.check import git, github_app, kube, packages, registry, secretless
 from connc.check.probe import Context
 from connc.check.reach import Ask, Reacher, Use, redacted
 from connc.check.reach_report import Row, as_json, as_text, counts
@@ -31,7 +31,8 @@ from connc.render import inputs
 from connc.render.context import Resolved
 from connc.scope import ConnectionScope, PipelineScope, decide
 
-REACHERS: tuple[Reacher, ...] = (git, github_app, registry, kube, packages)
+REACHERS: tuple[Reacher, ...] = (git, github_app, registry, kube, packages,
+                                 secretless)
 _BY_TYPE: dict[str, Reacher] = {t: each for each in REACHERS for t in each.TYPES}
 
 

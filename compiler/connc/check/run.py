@@ -33,21 +33,22 @@ from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
 from connc import credentials, http, repository, seal, sopskeys
-from connc.check import git, github_app, kube, packages, registry
+from connc.check import git, github_app, kube, packages, registry, secretless
 from connc.check.probe import Context, Probe, ProbeFailure
 from connc.errors import ConncError, ExitCode, SopsError, UsageError
 from connc.findings import printable, suggest
 from connc.render import inputs
 from connc.render.context import Resolved
 from connc.repository import stem
+from connc.schema.policy import secretless as secretless_spec
 
-OK, FAILED, NOT_CHECKED = "ok", "failed", "not checked"
+OK, FAILED, NOT_CHECKED, SKIPPED = "ok", "failed", "not checked", "skipped"
 _WORKERS = 8
 # After an interrupt, how long probes get to finish their clean-up (remove their files,
 # revoke a minted token) before the command ends without them. Cancelled requests and killed
 # tools end in milliseconds; this bounds a revocation under way, or a probe still in sops.
 _STOP_GRACE = 2.0
-PROBES: tuple[Probe, ...] = (git, github_app, registry, kube, packages)
+PROBES: tuple[Probe, ...] = (git, github_app, registry, kube, packages, secretless)
 _BY_TYPE: dict[str, Probe] = {t: probe for probe in PROBES for t in probe.TYPES}
 T = TypeVar("T")
 
@@ -62,9 +63,10 @@ class Outcome:
 
 
 def run(root: Path, ids: Sequence[str], output_format: str, timeout: float,
-        out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> ExitCode:
+        out: TextIO = sys.stdout, err: TextIO = sys.stderr, *,
+        id_token_file: Path | None = None) -> ExitCode:
     """The command: check, report, and the exit code."""
-    outcomes = check(root, ids, timeout=timeout)
+    outcomes = check(root, ids, timeout=timeout, id_token_file=id_token_file)
     if output_format == "json":
         json.dump({"connections": [dataclasses.asdict(o) for o in outcomes],
                    "summary": _counts(outcomes)}, out, indent=2)
@@ -73,7 +75,8 @@ def run(root: Path, ids: Sequence[str], output_format: str, timeout: float,
         _text(outcomes, out)
         counts = _counts(outcomes)
         print(f"connc: {counts[OK]} ok, {counts[FAILED]} failed, "
-              f"{counts[NOT_CHECKED]} not checked", file=err)
+              f"{counts[NOT_CHECKED]} not checked"
+              + (f", {counts[SKIPPED]} skipped" if counts[SKIPPED] else ""), file=err)
     if not outcomes:
         print("connc: no connections to check", file=err)
     elif all(o.status == NOT_CHECKED for o in outcomes):
@@ -83,11 +86,14 @@ def run(root: Path, ids: Sequence[str], output_format: str, timeout: float,
     return ExitCode.FINDINGS if any(o.status == FAILED for o in outcomes) else ExitCode.OK
 
 
-def check(root: Path, ids: Sequence[str], *, timeout: float) -> list[Outcome]:
-    """One outcome per connection: the given ids, or every connection when none is given."""
+def check(root: Path, ids: Sequence[str], *, timeout: float,
+          id_token_file: Path | None = None) -> list[Outcome]:
+    """One outcome per connection: the given ids, or every connection when none is given.
+    Secretless connections get their ID token from `id_token_file`, else from the CI job this
+    runs in; elsewhere they are skipped."""
     def act(resolved: Resolved, _data: dict[str, Any], workdir: Path,
             cancel: http.Cancel) -> Outcome:
-        return _probe(resolved, workdir, timeout, cancel)
+        return _probe(resolved, workdir, timeout, cancel, id_token_file)
 
     return each_connection(root, select(root, ids), act, lambda outcome: outcome)
 
@@ -227,19 +233,26 @@ def _decrypt(root: Path, relpath: str, data: dict[str, Any], require_seal: bool)
     return Resolved(connection_id, data["spec"], {"connection": connection_id}, opened.values)
 
 
-def _probe(resolved: Resolved, workdir: Path, timeout: float, cancel: http.Cancel) -> Outcome:
+def _probe(resolved: Resolved, workdir: Path, timeout: float, cancel: http.Cancel,
+           id_token_file: Path | None = None) -> Outcome:
     deadline = time.monotonic() + timeout  # each probe's own budget (decryption not counted)
+    context = Context(workdir, timeout, deadline, cancel)
+    if id_token_file is not None:
+        from connc.identity.ci import TokenFile
+
+        context = dataclasses.replace(context, identity=TokenFile(id_token_file))
+    if secretless_spec(resolved.spec) and context.identity is None:
+        return Outcome(resolved.id, resolved.type, SKIPPED, secretless.SKIPPED)
     # The limits reach the probes' own requests and the GitHub client's alike.
     with http.limits(deadline=deadline, cancel=cancel):
-        result = _BY_TYPE[resolved.type].probe(resolved,
-                                               Context(workdir, timeout, deadline, cancel))
+        result = _BY_TYPE[resolved.type].probe(resolved, context)
     return Outcome(resolved.id, resolved.type, OK if result.ok else FAILED, result.message,
                    result.target)
 
 
 def _counts(outcomes: list[Outcome]) -> dict[str, int]:
     return {status: sum(o.status == status for o in outcomes)
-            for status in (OK, FAILED, NOT_CHECKED)}
+            for status in (OK, FAILED, NOT_CHECKED, SKIPPED)}
 
 
 def _text(outcomes: list[Outcome], out: TextIO) -> None:

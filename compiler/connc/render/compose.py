@@ -5,24 +5,35 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from connc.render import docker, git, kube, packages
+from connc.render import docker, git, kube, packages, pypirc
 from connc.render.bundle import MARKER, commit
 from connc.render.clean import discard, sweep, tell
 from connc.render.context import Output, Resolved, Writer
 from connc.render.envfile import env_file
+from connc.schema.policy import secretless
 
-WRITERS: tuple[Writer, ...] = (git, docker, kube, packages)
+if TYPE_CHECKING:
+    from connc.identity.ci import Source
+
+WRITERS: tuple[Writer, ...] = (git, docker, kube, packages, pypirc)
 
 
-def write_bundle(out: Path, pipeline_id: str,
-                 resolved: list[Resolved]) -> tuple[Output, dict[str, object]]:
+def write_bundle(out: Path, pipeline_id: str, resolved: list[Resolved], *,
+                 identity: Source | None = None) -> tuple[Output, dict[str, object]]:
+    """`identity`: where secretless connections get the job's ID token (`connc check` may
+    pass a token file); by default, the CI job this process runs in."""
     # Before minting: a staging directory a killed render of OUT left holds live tokens
     # (spec 8); this render removes it, whatever becomes of its own bundle.
     tell(sweep(out, quick=True))
+    _exchange(resolved, identity)  # before minting: a refusal here leaves nothing to revoke
     _mint_tokens(resolved)
     try:
         output = Output(out=out, pipeline=pipeline_id)
+        for item in resolved:  # the ID tokens sent: not in the bundle, masked all the same
+            for spent in item.exchanged.spent if item.exchanged else ():
+                output.mask(spent.reveal(), where=item.id)
         for writer in WRITERS:
             items = [r for r in resolved if r.type in writer.TYPES]
             if items:
@@ -39,6 +50,20 @@ def write_bundle(out: Path, pipeline_id: str,
         # live for their hour. An interrupt here leaves it for the next render or clean.
         tell(discard(replaced, quick=True))
     return output, manifest
+
+
+def _exchange(resolved: list[Resolved], identity: Source | None) -> None:
+    """Secretless connections: the job's identity for their short-lived credentials, one
+    exchange after another, each with an ID token of its own."""
+    items = [r for r in resolved if secretless(r.spec)]
+    if not items:
+        return
+    from connc.identity import exchange  # here: most renders exchange nothing
+
+    source = identity if identity is not None else exchange.environment()
+    exchange.check_shared([(item.id, item.spec) for item in items], source)
+    for item in items:
+        item.exchanged = exchange.exchange(item.id, item.spec, source)
 
 
 def _mint_tokens(resolved: list[Resolved]) -> None:

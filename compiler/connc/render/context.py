@@ -8,13 +8,16 @@ import dataclasses
 import datetime as dt
 import re
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote
 
 from connc.credentials import control_character_problem
 from connc.errors import RenderError
 from connc.render.bundle import BundleFiles
 from connc.secrets import Secret
+
+if TYPE_CHECKING:  # imported only when a pipeline uses a secretless connection
+    from connc.identity.exchange import Exchanged
 
 
 @dataclasses.dataclass
@@ -31,6 +34,18 @@ class Resolved:
     credential: dict[str, Secret]
     token: Secret | None = None
     token_expires_at: dt.datetime | None = None
+    exchanged: Exchanged | None = None  # a secretless connection: what its exchange gave
+
+    def exchanged_value(self, field: str) -> str:
+        """A value the exchange gave, refused if it could inject anywhere."""
+        value = self.exchanged.values.get(field) if self.exchanged else None
+        if value is None:
+            raise RenderError(f"connection `{self.id}`: its exchange gave no {field}")
+        text = value.reveal()
+        if not text or control_character_problem(field, text):
+            raise RenderError(f"connection `{self.id}`: the {field} its exchange gave is "
+                              f"empty or holds a control character; refused")
+        return text
 
     @property
     def type(self) -> str:

@@ -24,7 +24,7 @@ from urllib.parse import urlsplit
 from connc.errors import RenderError
 from connc.render.context import Output, Resolved
 
-TYPES = frozenset({"container-registry"})
+TYPES = frozenset({"container-registry", "aws-ecr"})
 
 DOCKER_HUB = "https://index.docker.io/v1/"
 _HUB_NAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
@@ -62,20 +62,40 @@ def write(items: list[Resolved], output: Output) -> None:
     auths: dict[str, dict[str, str]] = {}
     owners: dict[str, str] = {}
     for resolved in items:
-        registry = str(resolved.spec["registry"])
-        username, password = resolved.user_password()
+        username, password, registries = _credential(resolved)
         # A username with ':' never gets here: the credential contract refuses it
         # (credentials.field_problem), for every command alike.
         auth = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
-        keys = registry_keys(registry)
-        for key in keys:
-            if key in owners:
-                raise RenderError(f"connections `{owners[key]}` and `{resolved.id}` are both "
-                                  f"for registry {keys[0]}; docker keeps one credential per "
-                                  f"registry")
-            owners[key] = resolved.id
-            auths[key] = auth
+        for registry in registries:
+            keys = registry_keys(registry)
+            for key in keys:
+                if key in owners:
+                    raise RenderError(f"connections `{owners[key]}` and `{resolved.id}` are "
+                                      f"both for registry {keys[0]}; docker keeps one "
+                                      f"credential per registry")
+                owners[key] = resolved.id
+                auths[key] = auth
         output.mask(password, username=username, where=resolved.id)
-        output.record(resolved, "docker/config.json")
+        if resolved.exchanged is not None:
+            from connc.identity.token import stamp
+
+            expires = resolved.exchanged.expires_at
+            output.record(resolved, "docker/config.json", registries=list(registries),
+                          expiresAt=stamp(expires) if expires else None)
+        else:
+            output.record(resolved, "docker/config.json")
     output.files.add("docker/config.json", json.dumps({"auths": auths}, indent=2) + "\n")
     output.env["DOCKER_CONFIG"] = output.path("docker")
+
+
+def _credential(resolved: Resolved) -> tuple[str, str, list[str]]:
+    """(username, password, registries): stored, or what an aws-ecr exchange gave (its
+    registries come from the sealed spec, never from ECR's answer)."""
+    if resolved.exchanged is None:
+        username, password = resolved.user_password()
+        return username, password, [str(resolved.spec["registry"])]
+    username, password = (resolved.exchanged_value(field) for field in ("username", "password"))
+    if ":" in username:
+        raise RenderError(f"connection `{resolved.id}`: the registry username ECR gave "
+                          f"contains ':'; refused")
+    return username, password, list(resolved.exchanged.registries)

@@ -108,6 +108,25 @@ def _object_rules(*names: str) -> Any:
     return model_validator(mode="after")(validate)
 
 
+# ---------------------------------------------------------------------------- CI identity
+# Secretless connections (aws-ecr, pypi-publish, kubernetes with `auth: oidc`) store no secret:
+# render exchanges the CI job's OIDC ID token for a short-lived credential. Where that token
+# comes from, and for which audience, is plaintext: sealed, and a row in `connc diff`.
+
+
+class Identity(Model):
+    provider: Literal["auto", "github-actions", "gitlab-ci"] = "auto"
+    """Where render gets the job's ID token: `github-actions` (requested from the runner, fresh for each exchange; the job needs `permissions: id-token: write`), `gitlab-ci` (the `id_tokens:` variable named by `tokenVariable`), or `auto`, the CI system render runs in (GITHUB_ACTIONS / GITLAB_CI)."""
+    audience: Annotated[str, Field(pattern=policy.AUDIENCE_PATTERN)]
+    """The token's `aud`: requested from GitHub, checked in GitLab's token. The service's own value (`sts.amazonaws.com` for AWS, the API server's OIDC client id); `auto` for pypi-publish asks the index."""
+    token_variable: Annotated[str, Field(pattern=policy.VARIABLE_PATTERN)] | None = None
+    """GitLab CI, required there: the variable of the job's `id_tokens:` that holds the token."""
+    issuer: HttpsUrl | None = None
+    """Refuse a token whose `iss` is not this (`https://token.actions.githubusercontent.com`, `https://gitlab.com`)."""
+    model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["gitlab-needs-token-variable"]})
+    _rules = _object_rules("gitlab-needs-token-variable")
+
+
 # ---------------------------------------------------------------------------- connection specs
 
 
@@ -186,8 +205,17 @@ class KubernetesSpec(Model):
     """The context's default namespace."""
     insecure_skip_tls_verify: bool = False
     """`true` skips verifying the server (a warning, CONNC108; never with CA data)."""
-    model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["verify-or-skip-tls"]})
-    _rules = _object_rules("verify-or-skip-tls")
+    auth: Literal["oidc"] | None = None
+    """`oidc`: secretless; the CI job's OIDC ID token is the bearer (`identity`, `refresh`), and `credential` holds only its seal. Without it, the credential holds a token or a client certificate."""
+    identity: Identity | None = None
+    """With `auth: oidc`, required there: where render gets the job's ID token, and for which audience (the API server's OIDC client id)."""
+    refresh: Literal["exec", "static"] | None = None
+    """With `auth: oidc`: `exec`, the kubeconfig runs `connc id-token` for a fresh token whenever kubectl needs one (GitHub Actions); `static`, the token render got (it lives as long as the CI system made it; GitLab's cannot be re-minted). Default: exec under GitHub Actions, static under GitLab CI."""
+    model_config = ConfigDict(json_schema_extra={"x-connc-rules": [
+        "verify-or-skip-tls", "oidc-settings-only-with-oidc", "literal-audience",
+        "gitlab-tokens-are-static"]})
+    _rules = _object_rules("verify-or-skip-tls", "oidc-settings-only-with-oidc",
+                           "literal-audience", "gitlab-tokens-are-static")
 
 
 class PackagesSpec(Model):
@@ -206,6 +234,43 @@ class PackagesSpec(Model):
     _rules = _object_rules("maven-needs-repository-id", "npm-scopes-only-for-npm")
 
 
+class AwsEcrSpec(Model):
+    type: Literal["aws-ecr"]
+    """`aws-ecr`: Amazon ECR, secretless: render assumes `roleArn` with the job's ID token (STS AssumeRoleWithWebIdentity), asks ECR for a 12-hour registry token, and writes only that."""
+    role_arn: Annotated[str, Field(pattern=policy.ROLE_ARN_PATTERN)]
+    """The IAM role to assume, `arn:aws:iam::ACCOUNT:role/NAME`; its trust policy names the CI's OIDC provider, the audience and the subjects (repositories, branches) allowed."""
+    region: Annotated[str, Field(pattern=policy.REGION_PATTERN)]
+    """The registry's region (`eu-central-1`)."""
+    registry_ids: list[Annotated[str, Field(pattern=r"^[0-9]{12}$")]] | None = None
+    """The accounts whose registries the token is for; default: the role's account."""
+    session_duration_seconds: int = Field(default=900, ge=900, le=43200)
+    """How long the STS session lives (900 to 43200 s); render uses it once, for one ECR call, so the shortest is the default. The registry token itself lasts 12 hours."""
+    role_session_name: Annotated[str, Field(pattern=r"^[A-Za-z0-9+=,.@_-]{2,64}$")] | None = None
+    """The session name CloudTrail shows; default `connc-ID` (the connection id)."""
+    registry: Registry | None = None
+    """The `auths` key docker finds the token under; default `ACCOUNT.dkr.ecr.REGION.amazonaws.com` for each of `registryIds` (or the role's account)."""
+    sts_endpoint: HttpsUrl | None = None
+    """STS's URL; default `https://sts.REGION.amazonaws.com` (`.amazonaws.com.cn` in China)."""
+    ecr_endpoint: HttpsUrl | None = None
+    """ECR's API URL; default `https://api.ecr.REGION.amazonaws.com`."""
+    identity: Identity
+    """Where render gets the job's ID token; AWS's audience is `sts.amazonaws.com`."""
+    model_config = ConfigDict(json_schema_extra={"x-connc-rules": [
+        "aws-partition-matches-region", "literal-audience"]})
+    _rules = _object_rules("aws-partition-matches-region", "literal-audience")
+
+
+class PypiPublishSpec(Model):
+    type: Literal["pypi-publish"]
+    """`pypi-publish`: PyPI trusted publishing, secretless: render trades the job's ID token for a 15-minute upload token (`twine upload --config-file "$CONNC_BUNDLE/pypi/pypirc" -r ID`)."""
+    url: HttpsUrl = "https://upload.pypi.org/legacy/"
+    """The upload URL (TestPyPI: `https://test.pypi.org/legacy/`); the token is minted at `/_/oidc/mint-token` on its host."""
+    repository_name: Annotated[str, Field(pattern=NAME_PATTERN)] | None = None
+    """A second name for the pypirc section (the first is the connection id): `pypi` makes it twine's default, so `twine upload` needs no `-r`."""
+    identity: Identity
+    """Where render gets the job's ID token; `audience: auto` asks the index (PyPI's is `pypi`)."""
+
+
 ConnectionSpec = Annotated[
     Annotated[GitHubAppSpec, Tag("github-app")]
     | Annotated[GitLabSpec, Tag("gitlab")]
@@ -215,7 +280,9 @@ ConnectionSpec = Annotated[
     | Annotated[GitSpec, Tag("git")]
     | Annotated[ContainerRegistrySpec, Tag("container-registry")]
     | Annotated[KubernetesSpec, Tag("kubernetes")]
-    | Annotated[PackagesSpec, Tag("packages")],
+    | Annotated[PackagesSpec, Tag("packages")]
+    | Annotated[AwsEcrSpec, Tag("aws-ecr")]
+    | Annotated[PypiPublishSpec, Tag("pypi-publish")],
     Discriminator("type"),
 ]
 
@@ -301,6 +368,12 @@ class PackagesCredential(Credential):
     """npm: an auth token, instead of username + password."""
 
 
+class SecretlessCredential(Credential):  # aws-ecr, pypi-publish
+    """Nothing stored: `credential` holds only its seal, which binds the plaintext above."""
+
+    alternatives = (frozenset(),)
+
+
 CREDENTIALS: dict[str, type[Credential]] = {
     "github-app": GitHubAppCredential,
     "gitlab": TokenCredential,
@@ -311,6 +384,8 @@ CREDENTIALS: dict[str, type[Credential]] = {
     "container-registry": UserPasswordCredential,
     "kubernetes": KubernetesCredential,
     "packages": PackagesCredential,
+    "aws-ecr": SecretlessCredential,
+    "pypi-publish": SecretlessCredential,
 }
 CONNECTION_TYPES = tuple(CREDENTIALS)
 

@@ -45,15 +45,29 @@ SPEC_PLACEHOLDERS: dict[str, dict[str, Any]] = {
     "kubernetes": {"server": "https://kubernetes.replace-me.invalid:6443"},
     "packages": {"format": "maven", "url": "https://packages.replace-me.invalid/repository/",
                  "repositoryId": PLACEHOLDER},
+    "aws-ecr": {"roleArn": f"arn:aws:iam::000000000000:role/{PLACEHOLDER}",
+                "region": "us-east-1",
+                "identity": {"provider": "auto", "audience": "sts.amazonaws.com"}},
+    "pypi-publish": {"identity": {"provider": "auto", "audience": "auto"}},
 }
+# `connc new kubernetes ID --auth oidc`: the stored-secret placeholders, and where the ID token
+# comes from; the audience is the API server's OIDC client id, which only the user knows.
+KUBERNETES_OIDC_PLACEHOLDERS: dict[str, Any] = {
+    **SPEC_PLACEHOLDERS["kubernetes"], "auth": "oidc",
+    "identity": {"provider": "auto", "audience": PLACEHOLDER}}
 
 
 def placeholders_left(spec: Mapping[str, Any]) -> list[str]:
     """The spec fields that still hold the text placeholder `connc new` wrote."""
     written = SPEC_PLACEHOLDERS.get(str(spec.get("type")), {})
-    return [field for field, value in written.items() if spec.get(field) == value
+    left = [field for field, value in written.items() if spec.get(field) == value
             and isinstance(value, str) and (value == PLACEHOLDER or value.endswith(".invalid")
-                                            or ".invalid/" in value or ".invalid:" in value)]
+                                            or ".invalid/" in value or ".invalid:" in value
+                                            or value.endswith(f"/{PLACEHOLDER}"))]
+    identity = spec.get("identity")
+    if isinstance(identity, Mapping) and identity.get("audience") == PLACEHOLDER:
+        left.append("identity.audience")  # dotted: a field of `spec.identity`
+    return left
 
 
 class Violation(ValueError):
@@ -257,6 +271,84 @@ OBJECT_RULES: dict[str, Callable[[dict[str, Any]], None]] = {
     "npm-scopes-only-for-npm": npm_scopes_only_for_npm,
     "verify-or-skip-tls": verify_or_skip_tls,
 }
+
+
+# ---------------------------------------------------------------------------- secretless connections
+# Connections that store no secret: render exchanges the CI job's OIDC ID token (spec
+# `identity`) for a short-lived credential. Their `credential` holds only the seal.
+
+SECRETLESS_TYPES = frozenset({"aws-ecr", "pypi-publish"})
+# An OIDC audience as the services spell theirs: printable ASCII without spaces (it travels in
+# a query string and a kubeconfig's argument list, both quoted by construction).
+AUDIENCE_PATTERN = r"^[!-~]{1,255}$"
+VARIABLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,127}$"  # a CI variable's name
+ROLE_ARN_PATTERN = r"^arn:aws(-cn|-us-gov)?:iam::[0-9]{12}:role/[A-Za-z0-9+=,.@_/-]{1,512}$"
+REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"
+
+
+def secretless(spec: Mapping[str, Any]) -> bool:
+    """Whether a connection stores no secret and render exchanges the job's identity for one."""
+    return spec.get("type") in SECRETLESS_TYPES or (
+        spec.get("type") == "kubernetes" and spec.get("auth") == "oidc")
+
+
+def gitlab_needs_token_variable(identity: dict[str, Any]) -> None:
+    if identity.get("provider") == "gitlab-ci" and not identity.get("tokenVariable"):
+        raise Violation("missing", "provider gitlab-ci needs tokenVariable (the job's "
+                                   "`id_tokens:` variable that holds the token)")
+
+
+def oidc_settings_only_with_oidc(spec: dict[str, Any]) -> None:
+    if spec.get("auth") != "oidc":
+        if spec.get("identity") is not None or spec.get("refresh") is not None:
+            raise Violation("conflict", "identity and refresh are for `auth: oidc` only")
+        return
+    if spec.get("identity") is None:
+        raise Violation("missing", "`auth: oidc` needs identity (where render gets the job's "
+                                   "ID token, and its audience)")
+    if spec.get("insecureSkipTlsVerify"):
+        # The ID token is a bearer any service of the same audience accepts: never to a server
+        # nobody verified.
+        raise Violation("conflict", "`auth: oidc` cannot be combined with "
+                                    "insecureSkipTlsVerify: the job's identity goes only to a "
+                                    "verified server")
+
+
+def literal_audience(spec: dict[str, Any]) -> None:
+    identity = spec.get("identity")
+    if isinstance(identity, dict) and identity.get("audience") == "auto":
+        raise Violation("audience_auto", "`identity.audience: auto` is for pypi-publish "
+                                         "(the index names its audience); give the "
+                                         "service's audience")
+
+
+def gitlab_tokens_are_static(spec: dict[str, Any]) -> None:
+    identity = spec.get("identity")
+    if isinstance(identity, dict) and identity.get("provider") == "gitlab-ci" \
+            and spec.get("refresh") == "exec":
+        raise Violation("conflict", "`refresh: exec` needs a token that can be minted again, "
+                                    "and GitLab CI gives one per job: use `refresh: static`")
+
+
+def aws_partition_matches_region(spec: dict[str, Any]) -> None:
+    arn, region = spec.get("roleArn"), spec.get("region")
+    if not (isinstance(arn, str) and isinstance(region, str)):
+        return
+    partition = arn.split(":")[1] if arn.count(":") > 1 else ""
+    expected = "aws-cn" if region.startswith("cn-") else \
+        "aws-us-gov" if region.startswith("us-gov-") else "aws"
+    if partition != expected:
+        raise Violation("conflict", f"roleArn is in partition {partition or '?'}, but region "
+                                    f"{region} is in {expected}")
+
+
+OBJECT_RULES.update({
+    "gitlab-needs-token-variable": gitlab_needs_token_variable,
+    "oidc-settings-only-with-oidc": oidc_settings_only_with_oidc,
+    "literal-audience": literal_audience,
+    "gitlab-tokens-are-static": gitlab_tokens_are_static,
+    "aws-partition-matches-region": aws_partition_matches_region,
+})
 
 
 # ---------------------------------------------------------------------------- GitHub App permissions

@@ -144,10 +144,19 @@ def _per_type() -> str:
     parts = ["### `spec` and `credential`, by connection type\n"]
     for connection_type, spec in models.spec_models().items():
         credential = models.CREDENTIALS[connection_type]
+        if not credential.model_fields:  # secretless: nothing stored
+            parts.append(f"#### `{connection_type}`\n\n`spec`:\n\n{_table(spec)}\n"
+                         f"`credential` (encrypted): only its seal. Nothing is stored: render "
+                         f"exchanges the CI job's OIDC identity ([Identity](#identity)).\n")
+            continue
         needs = " or ".join(" + ".join(f"`{f}`" for f in sorted(a))
                             for a in credential.alternatives)
         parts.append(f"#### `{connection_type}`\n\n`spec`:\n\n{_table(spec)}\n"
                      f"`credential` (encrypted; needs {needs}):\n\n{_table(credential)}")
+    parts.append(f"### Identity\n\nThe `identity` of a secretless connection (`aws-ecr`, "
+                 f"`pypi-publish`, `kubernetes` with `auth: oidc`): where render gets the CI "
+                 f"job's OIDC ID token ([secretless/](secretless/README.md)).\n\n"
+                 f"{_table(models.Identity)}")
     return "\n".join(parts)
 
 
