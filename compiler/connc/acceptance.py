@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from connc import documents, encryption, secrets
+from connc import documents, encryption
 from connc.documents import Document
 from connc.findings import Finding, Severity, dotted, finding, suggest
 from connc.repository import MEMBERS_FILE
@@ -96,7 +96,7 @@ def judge(root: Path, relpath: str, kind: str, context: Context | None, model: M
         return Judged(relpath, kind, None, None, found)
     # In a connection, `credential` is encrypted and `sops` is sops' own metadata.
     skip = frozenset({"credential", "sops"}) if kind == "Connection" else frozenset()
-    found += secrets.plaintext_findings(document, relpath, skip)
+    found += encryption.plaintext_findings(document, relpath, skip)
     data, model_findings = model(document, relpath, kind)
     found = _drop_shadowed(found + model_findings)
     judged = Judged(relpath, kind, document, data, found)
