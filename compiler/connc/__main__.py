@@ -66,9 +66,10 @@ def _run(argv: list[str]) -> int:
     return run(argv)
 
 
-# An OSError that reaches this point, with one of these numbers, is the system's refusal, not
-# a bug of connc: a full disk or standard output (/dev/full), a quota, a read-only file
-# system, an I/O error, a descriptor closed under it, no descriptors or memory left.
+# An OSError that reaches this point is the system's refusal, not a bug of connc, when it names
+# a path (a directory given that is a file, a name too long, a place nothing can be made) or
+# has one of these numbers: a full disk or standard output (/dev/full), a quota, a read-only
+# file system, an I/O error, a descriptor closed under it, no descriptors or memory left.
 ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EIO,
                                 errno.EBADF, errno.EMFILE, errno.ENFILE, errno.ENOMEM})
 
@@ -94,10 +95,10 @@ def main() -> None:
     except BrokenPipeError:
         code = ExitCode.OK
     except OSError as exc:
-        if exc.errno not in ENVIRONMENT_ERRNOS:
+        if exc.filename is None and exc.errno not in ENVIRONMENT_ERRNOS:
             code = _internal(exc)
-        else:  # not its file name: it can be any path, and the number says what is wrong
-            _say(f"connc: error: cannot write its output or a file: {exc.strerror}")
+        else:
+            _say(f"connc: error: {_refused(exc)}")
             code = ExitCode.USAGE
     except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into exit 3
         code = _internal(exc)
@@ -116,6 +117,14 @@ def _internal(exc: BaseException) -> int:
     where = f"{os.path.basename(frame.filename)}:{frame.lineno}"
     _say(f"connc: internal error ({type(exc).__name__} at {where}); please report it")
     return ExitCode.INTERNAL
+
+
+def _refused(exc: OSError) -> str:
+    if exc.filename is None:
+        return f"cannot write its output or a file: {exc.strerror}"
+    from connc.findings import printable  # redacted and without control characters
+
+    return f"{printable(os.fsdecode(exc.filename), 300)}: {exc.strerror}"
 
 
 def _say(line: str) -> None:

@@ -143,3 +143,17 @@ def test_closed_stdout_or_stderr(repo: Path, tmp_path: Path, redirect: str,
     if redirect == ">&-":
         assert_environment_error(proc, "standard output or standard error is closed")
     assert_no_bundle(tmp_path)
+
+
+# ---------------------------------------------------------------------------- other paths
+
+
+@pytest.mark.parametrize("args", [["schema", "--out", "{file}/schemas"],
+                                  ["keys", "new", "{file}/key.txt"],
+                                  ["init", "{file}/repo", "--owner", "alice", "--new-key",
+                                   "{tmp}/key.txt"]])
+def test_a_path_under_a_file_names_the_path(tmp_path: Path, args: list[str]) -> None:
+    # Whatever command meets it: the file system's answer about a path the user gave.
+    (tmp_path / "file").write_text("")
+    proc = run(*(word.format(file=tmp_path / "file", tmp=tmp_path) for word in args))
+    assert_environment_error(proc, str(tmp_path / "file"))
