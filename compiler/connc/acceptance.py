@@ -80,7 +80,8 @@ def schema_model(document: Document, relpath: str,
     except schema_check.Problem as problem:
         line, column = document.position(problem.path)
         code = "CONNC101" if problem.message == "is not a known field" else \
-            "CONNC103" if problem.message == "is required" else "CONNC102"
+            "CONNC103" if problem.message == "is required" else \
+            "CONNC107" if problem.kind in policy.URL_VIOLATIONS else "CONNC102"
         return None, [finding(relpath, line, column, code,
                               f"`{dotted(problem.path)}` {problem.message}")]
     return checked, []
