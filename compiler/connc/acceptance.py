@@ -149,6 +149,13 @@ def connection_semantics(data: Mapping[str, Any], document: Document, relpath: s
         found.append(finding(relpath, line, column, "CONNC209",
                              f"`scope.members` has no effect when visibility is "
                              f"{scope['visibility']}; use `visibility: custom` or remove it"))
+    scopes = spec.get("npmScopes") or []
+    for index, npm_scope in enumerate(scopes):
+        if npm_scope in scopes[:index]:  # the npm writer would refuse its own connection
+            line, column = document.position(("spec", "npmScopes", index))
+            found.append(finding(relpath, line, column, "CONNC102",
+                                 f"`spec.npmScopes[{index}]` repeats `{npm_scope}`; list each "
+                                 f"scope once"))
     if spec["type"] == "kubernetes":
         if spec.get("insecureSkipTlsVerify"):  # with certificateAuthorityData: a model error
             line, column = document.position(("spec", "insecureSkipTlsVerify"))
