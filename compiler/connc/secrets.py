@@ -61,7 +61,7 @@ SECRET_KEYS = frozenset({
     "accesstoken", "authtoken", "secretaccesskey",
 })
 
-BASE64_PRIVATE_KEY = "a base64-encoded private key"
+_BASE64_PRIVATE_KEY = "a base64-encoded private key"
 # What goes on inside a PEM block or its base64, as connc may show it: base64, line breaks
 # (as they are, as JSON escapes them, as `findings.printable` and GitHub's workflow commands
 # show them). A match never takes a `"` or a lone backslash, so that redacting JSON or CSV text
@@ -85,7 +85,7 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
     ("an age secret key", "AGE-SECRET-" + r"KEY-1[0-9A-Z]{50,}"),
     # base64 of "-----BEGIN": a PEM block inside base64 (kubeconfig `*Data` fields); a
     # private key only when its header says so (`_base64_private`), a certificate is public.
-    (BASE64_PRIVATE_KEY, rf"LS0tLS1CRUdJTi{_BLOCK_TEXT}*"),
+    (_BASE64_PRIVATE_KEY, rf"LS0tLS1CRUdJTi{_BLOCK_TEXT}*"),
 )
 _SECRET_LOOKING = re.compile("|".join(f"(?P<k{index}>{pattern})"
                                       for index, (_label, pattern) in enumerate(_PATTERNS)))
@@ -106,7 +106,7 @@ def _secrets_in(text: str) -> Iterator[tuple[re.Match[str], str]]:
     """Each secret-looking part of `text`, with what it looks like."""
     for match in _SECRET_LOOKING.finditer(text):
         label = _LABELS[match.lastgroup or ""]
-        if label != BASE64_PRIVATE_KEY or _base64_private(match.group()):
+        if label != _BASE64_PRIVATE_KEY or _base64_private(match.group()):
             yield match, label
 
 

@@ -6,9 +6,12 @@ clear. Every message that quotes a field would then print it: into a CI log, an 
 annotation, a pull-request comment that outlives a force-push. `secrets.redact` replaces each
 one by its kind wherever connc makes text (findings, errors, diff rows, `printable`).
 
-The walk: a repository with every file kind and every connection type, each text field (value
-or key) replaced in turn by a sentinel of each kind, and every command that reads the
-repository run on it in each of its formats. No output may hold any part of the sentinel.
+The walk: a repository with every file kind and every connection type; each field (value or
+key, the sops block's too) replaced in turn by a GitHub token, each value also by a PEM or a
+base64 PEM private key, each mapping given a `password` that matches no pattern; and every
+command that reads the repository run on it: validate in each format, render, diff or
+approvals, access, keys, check (the formats of the others taking turns across the fields).
+No output may hold any ten characters of a secret.
 """
 
 from __future__ import annotations
@@ -113,7 +116,7 @@ def test_redact_data_reaches_every_string() -> None:
 
 
 @pytest.mark.parametrize("cut", [40, 90, len(PEM) - 3])
-def test_redacting_json_text_keeps_it_json(cut: str) -> None:
+def test_redacting_json_text_keeps_it_json(cut: int) -> None:
     # A match never takes a quote or a lone backslash: `\"` right after a key stays whole.
     data = {"a": PEM[:cut] + '"\\', "b": [BASE64_PEM + '\\"', TOKEN + '"']}
     assert json.loads(redact(json.dumps(data))) == redact_data(data)

@@ -92,7 +92,7 @@ _ESCAPE = re.compile(r"%(?P<hex>[0-9A-Fa-f]{2})?")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
 
-def host_problem(host: str) -> str | None:
+def _host_problem(host: str) -> str | None:
     """Why `host`, as written in a URL (IPv6 in brackets), is not one host for every tool."""
     if host.startswith("["):
         address = host[1:-1] if host.endswith("]") else ""
@@ -180,7 +180,7 @@ def check_url(value: str, schemes: tuple[str, ...]) -> None:
         raise Violation("url_invalid", "must not have a query or fragment")
     host, _colon, port = hostport.rpartition(":") if not hostport.endswith("]") \
         and ":" in hostport else (hostport, "", None)
-    problem = host_problem(host) or _port_problem(port) or _path_problem(parts.path)
+    problem = _host_problem(host) or _port_problem(port) or _path_problem(parts.path)
     if problem:
         raise Violation("url_invalid", f"must name one host, port and path for every tool: "
                                        f"{problem}")
@@ -195,7 +195,7 @@ def check_registry(value: str) -> None:
                          r"(?P<path>/[A-Za-z0-9._/-]+)?", value)
     if shape is None:
         raise Violation("url_invalid", "must be host[:port] or an https:// URL")
-    problem = (host_problem(shape["host"]) or _port_problem(shape["port"])
+    problem = (_host_problem(shape["host"]) or _port_problem(shape["port"])
                or _path_problem(shape["path"] or ""))
     if problem:
         raise Violation("url_invalid", f"must be host[:port] for every tool: {problem}")
