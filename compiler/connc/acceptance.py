@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from connc import documents, encryption, secrets
+from connc import documents, encryption
 from connc.documents import Document
 from connc.findings import Finding, Severity, dotted, finding, suggest
 from connc.repository import MEMBERS_FILE
@@ -80,7 +80,8 @@ def schema_model(document: Document, relpath: str,
     except schema_check.Problem as problem:
         line, column = document.position(problem.path)
         code = "CONNC101" if problem.message == "is not a known field" else \
-            "CONNC103" if problem.message == "is required" else "CONNC102"
+            "CONNC103" if problem.message == "is required" else \
+            "CONNC107" if problem.kind in policy.URL_VIOLATIONS else "CONNC102"
         return None, [finding(relpath, line, column, code,
                               f"`{dotted(problem.path)}` {problem.message}")]
     return checked, []
@@ -96,7 +97,7 @@ def judge(root: Path, relpath: str, kind: str, context: Context | None, model: M
         return Judged(relpath, kind, None, None, found)
     # In a connection, `credential` is encrypted and `sops` is sops' own metadata.
     skip = frozenset({"credential", "sops"}) if kind == "Connection" else frozenset()
-    found += secrets.plaintext_findings(document, relpath, skip)
+    found += encryption.plaintext_findings(document, relpath, skip)
     data, model_findings = model(document, relpath, kind)
     found = _drop_shadowed(found + model_findings)
     judged = Judged(relpath, kind, document, data, found)
@@ -148,6 +149,13 @@ def connection_semantics(data: Mapping[str, Any], document: Document, relpath: s
         found.append(finding(relpath, line, column, "CONNC209",
                              f"`scope.members` has no effect when visibility is "
                              f"{scope['visibility']}; use `visibility: custom` or remove it"))
+    scopes = spec.get("npmScopes") or []
+    for index, npm_scope in enumerate(scopes):
+        if npm_scope in scopes[:index]:  # the npm writer would refuse its own connection
+            line, column = document.position(("spec", "npmScopes", index))
+            found.append(finding(relpath, line, column, "CONNC102",
+                                 f"`spec.npmScopes[{index}]` repeats `{npm_scope}`; list each "
+                                 f"scope once"))
     if spec["type"] == "kubernetes":
         if spec.get("insecureSkipTlsVerify"):  # with certificateAuthorityData: a model error
             line, column = document.position(("spec", "insecureSkipTlsVerify"))

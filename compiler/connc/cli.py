@@ -696,6 +696,8 @@ def run(argv: list[str]) -> int:
     (ConncError, interrupts, bugs) is the entry point's to map (`connc.__main__`)."""
     try:
         cli.main(args=argv, prog_name="connc", standalone_mode=False)
+    except SystemExit as exc:  # a command's `sys.exit(code)`: the entry point still flushes
+        return exc.code if isinstance(exc.code, int) else ExitCode.INTERNAL
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.ClickException as exc:

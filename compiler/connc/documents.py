@@ -88,29 +88,40 @@ class Document:
     data: Any
     root: Node
     duplicate_keys: list[tuple[str, int, int]]  # (key, line, column) of each repeated key
+    # Each mapping's keys, indexed the first time a position is looked up in it: only files
+    # with findings pay for it, and a lookup is O(1) however many findings a mapping has (a
+    # scan per lookup made 45,000 findings in one file quadratic). Keyed by the node's id, so
+    # not pickled: `__getstate__`.
+    _keys: dict[int, dict[str, tuple[Node, Node]]] = dataclasses.field(
+        default_factory=dict, repr=False, compare=False)
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_keys": {}}
 
     def position(self, path: DocPath, *, key: bool = False) -> tuple[int, int]:
         """Line and column of the value at `path` (or of its key), else of the nearest parent."""
         node: Node = self.root
         key_node: Node | None = None
         for step in path:
-            child = _child(node, step)
+            child = self._child(node, step)
             if child is None:
                 break
             key_node, node = child
         target = key_node if key and key_node is not None else node
         return target.start_mark.line + 1, target.start_mark.column + 1
 
-
-def _child(node: Node, step: str | int) -> tuple[Node | None, Node] | None:
-    if isinstance(node, MappingNode):
-        # The last of duplicate keys is the one whose value the converter kept.
-        for key_node, value_node in reversed(node.value):
-            if key_node.value == step or (isinstance(step, int) and key_node.value == str(step)):
-                return key_node, value_node
-    elif isinstance(node, SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
-        return None, node.value[step]
-    return None
+    def _child(self, node: Node, step: str | int) -> tuple[Node | None, Node] | None:
+        if isinstance(node, MappingNode):
+            keys = self._keys.get(id(node))
+            if keys is None:
+                # The last of duplicate keys is the one whose value the converter kept.
+                keys = self._keys[id(node)] = {
+                    key_node.value: (key_node, value_node) for key_node, value_node in node.value
+                    if isinstance(key_node, ScalarNode)}
+            return keys.get(step if isinstance(step, str) else str(step))
+        if isinstance(node, SequenceNode) and isinstance(step, int) and 0 <= step < len(node.value):
+            return None, node.value[step]
+        return None
 
 
 # YAML 1.1 (libyaml) also breaks lines at NEL, LS and PS, which editors, `git diff` and review
@@ -141,15 +152,31 @@ def decode(raw: bytes) -> tuple[str, bool]:
     return text, had_bom
 
 
-def _refuse_hidden_break(text: str, index: int) -> None:
-    # Lines and columns as an editor shows them (and as connc's other findings count them,
-    # up to this character): LF, CR and CRLF end lines, the hidden break does not.
+def _line_column(text: str, index: int) -> tuple[int, int]:
+    """The 1-based line and column of `text[index]` as an editor shows them (and as libyaml
+    counts them, up to a character it refuses): LF, CR and CRLF end lines, nothing else."""
     line = sum(1 for _ in _BREAK.finditer(text, 0, index)) + 1
     start = max(text.rfind("\n", 0, index), text.rfind("\r", 0, index)) + 1
+    return line, index - start + 1
+
+
+def _refuse_hidden_break(text: str, index: int) -> None:
     char = text[index]
     raise YamlProblem("CONNC015", f"U+{ord(char):04X} ({_HIDDEN_BREAKS[char]}) is a line break "
                       f"to YAML but not to editors or review tools, so the file does not say "
-                      f"what it shows; remove it", line, index - start + 1)
+                      f"what it shows; remove it", *_line_column(text, index))
+
+
+def _refuse_character(text: str, error: yaml.reader.ReaderError) -> YamlProblem:
+    """A character YAML does not allow (NUL, BEL, ...), at its own line and column."""
+    index = error.position
+    if _Base is not yaml.SafeLoader:
+        # libyaml reads the text as UTF-8 and counts bytes.
+        index = len(text.encode("utf-8")[:index].decode("utf-8", errors="ignore"))
+    char = text[index] if index < len(text) else ""
+    what = f"U+{ord(char):04X}" if char else "a character"
+    return YamlProblem("CONNC001", f"{what} is a character YAML does not allow in a file; "
+                       f"remove it", *_line_column(text, index))
 
 
 def parse(text: str) -> Document:
@@ -174,6 +201,8 @@ def parse(text: str) -> Document:
         reason = exc.problem or exc.context or "invalid YAML"
         raise YamlProblem("CONNC001", _syntax_message(reason, text, line, column), line,
                           column) from None
+    except yaml.reader.ReaderError as exc:
+        raise _refuse_character(text, exc) from None
     except yaml.YAMLError as exc:
         raise YamlProblem("CONNC001", f"invalid YAML: {type(exc).__name__}") from None
     finally:

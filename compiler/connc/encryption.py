@@ -28,6 +28,19 @@ from connc.sopsmeta import (
 EXPECTED_REGEX = "^credential$"
 
 
+def plaintext_findings(document: Document, relpath: str,
+                       skip: frozenset[str] = frozenset()) -> list[Finding]:
+    """CONNC403 at each secret-looking value of a parsed file; the message never quotes it.
+    `skip`: top-level keys not read (a connection's `credential` and `sops`)."""
+    found = []
+    for path, label in secrets.scan(document.data, skip):
+        line, column = document.position(path)
+        found.append(finding(relpath, line, column, "CONNC403",
+                             f"`{dotted(path)}` holds {label} in plaintext; secrets belong under "
+                             f"`credential` in a connection file, encrypted with sops"))
+    return found
+
+
 def check(document: Document, relpath: str, rules: tuple[CreationRule, ...] | None,
           metadata: SopsMetadata | None = None) -> list[Finding]:
     """The file's encryption against its creation rule. `metadata`: its `sops:` block as
@@ -216,7 +229,7 @@ def load_rules(root: Path, *, report: bool = True
         return None, found
     # A private key pasted where its public key belongs is a leak the moment it is pushed.
     if report:
-        found += secrets.plaintext_findings(document, relpath)
+        found += plaintext_findings(document, relpath)
     try:
         rules = read_rules(document.data, lambda path: document.position(path)[0])
     except RulesError as error:

@@ -2,12 +2,15 @@
 
 Findings (problems in the user's files) are values, not exceptions: see `findings`.
 Exceptions are for what stops a command. Their messages are shown to the user as they are,
-so they must never contain a secret value; the constructors take no secret.
+so they must never contain a secret value; the constructors take no secret, and redact what
+looks like one (`secrets.redact`: a refusal may quote what a file says).
 """
 
 from __future__ import annotations
 
 import enum
+
+from connc.secrets import redact
 
 
 class ExitCode(enum.IntEnum):
@@ -24,9 +27,10 @@ class ConncError(Exception):
     exit_code: ExitCode = ExitCode.USAGE
 
     def __init__(self, message: str, *, path: str | None = None) -> None:
+        message = redact(message)
         super().__init__(message)
         self.message = message
-        self.path = path
+        self.path = path if path is None else redact(path)
 
     def __str__(self) -> str:
         return f"{self.path}: {self.message}" if self.path else self.message

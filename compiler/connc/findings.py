@@ -2,13 +2,19 @@
 
 Every code connc can emit is listed in `CODES`, and `docs/checks.md` documents each one
 (a test keeps the two in step). Codes are stable: a code is never reused for another check.
+
+A finding's text is redacted when the finding is made (`secrets.redact`): a message may quote
+what the user wrote (an unknown owner, a drifting setting), and what looks like a secret is
+shown as its kind, in every format, whichever check wrote the message.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
+
+from connc.secrets import redact
 
 
 class Severity(str, enum.Enum):
@@ -24,6 +30,11 @@ class Finding:
     code: str
     severity: Severity
     message: str
+
+    def __post_init__(self) -> None:
+        # Here, not in each check or reporter: no message can forget it.
+        object.__setattr__(self, "path", redact(self.path))
+        object.__setattr__(self, "message", redact(self.message))
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -130,18 +141,73 @@ def dotted(path: tuple[str | int, ...]) -> str:
 
 
 def printable(text: str, limit: int | None = None) -> str:
-    """Text as a message may show it: control characters (a newline that would forge a
-    line of output, an escape sequence) become U+FFFD; at most `limit` characters."""
-    shown = "".join(ch if ch.isprintable() else "\N{REPLACEMENT CHARACTER}" for ch in text)
+    """Text as a message may show it: what looks like a secret named, not shown (before it is
+    cut, so that no part of one shows); control characters (a newline that would forge a line
+    of output, an escape sequence) as U+FFFD; at most `limit` characters."""
+    shown = "".join(ch if ch.isprintable() else "\N{REPLACEMENT CHARACTER}"
+                    for ch in redact(text))
     return shown if limit is None else shown[:limit]
 
 
 def suggest(word: str, candidates: Iterable[str]) -> str:
-    """"; did you mean `x`?" for a near miss, else nothing."""
+    """"; did you mean `x`?" for a near miss (difflib's ratio of at least 0.6), else nothing.
+
+    A few candidates are compared one by one. Many (a members.yaml of 45,000 users, against
+    which each of 45,000 unknown team members is checked) are indexed first, once per
+    collection, and only the few that differ from `word` by a typo are compared: otherwise
+    each finding would cost a comparison with every name, and a file of bad names would take
+    time quadratic in its size.
+    """
     import difflib
 
-    close = difflib.get_close_matches(word, list(candidates), n=1, cutoff=0.6)
+    pool = candidates if isinstance(candidates, Collection) else list(candidates)
+    shortlist = list(pool) if len(pool) <= _FEW else _NearMisses.of(pool).shortlist(word)
+    close = difflib.get_close_matches(word, shortlist, n=1, cutoff=0.6)
     return f"; did you mean `{close[0]}`?" if close else ""
+
+
+_FEW = 32  # candidates compared one by one; more are indexed first
+_SHORTLIST = 16  # at most this many of an index's near misses are compared
+_FOLDED = 16  # characters of a name the index reads: memory linear in the number of names
+
+
+class _NearMisses:
+    """Names by each form they take with case, `-`, `_` and at most one character left out:
+    two names that share a form differ by one typo each (a letter missing, added, changed or
+    two swapped). The last few indexes are kept, by the identity of their collection: the
+    checks of one repository ask about the same users, teams and ids again and again."""
+
+    _recent: list[_NearMisses] = []
+
+    def __init__(self, names: Collection[str]) -> None:
+        self.names, self.size = names, len(names)
+        self.by_form: dict[str, list[str]] = {}
+        for name in names:
+            for form in self._forms(name):
+                self.by_form.setdefault(form, []).append(name)
+
+    @classmethod
+    def of(cls, names: Collection[str]) -> _NearMisses:
+        for index in cls._recent:
+            if index.names is names and index.size == len(names):
+                return index
+        index = cls(names)
+        cls._recent = [index, *cls._recent[:3]]
+        return index
+
+    @staticmethod
+    def _forms(name: str) -> list[str]:
+        folded = name.lower().replace("-", "").replace("_", "")[:_FOLDED]
+        return [folded, *dict.fromkeys(folded[:i] + folded[i + 1:] for i in range(len(folded)))]
+
+    def shortlist(self, word: str) -> list[str]:
+        found: dict[str, None] = {}
+        for form in self._forms(word):  # its own form first: the closest names
+            for name in self.by_form.get(form, ()):
+                found[name] = None
+                if len(found) == _SHORTLIST:
+                    return list(found)
+        return list(found)
 
 
 def finding(path: str, line: int, column: int, code: str, message: str,

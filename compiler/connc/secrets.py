@@ -5,20 +5,20 @@ needs the value calls `reveal()`, which makes each use of plaintext visible in r
 
 `what_secret` and `scan` recognise a secret pasted where one must not be: a reviewer reads
 everything outside `credential` in the clear, and so does every fork that runs `connc
-validate`. They name the kind of secret, never the value.
+validate`. They name the kind of secret, never the value. `redact` applies the same
+recognition to any text connc shows (a finding's message, a diff row, an error): what looks
+like a secret is replaced by its kind, so no message can quote one, whatever it quotes.
+
+This module imports nothing of connc: `findings` and `errors` redact through it.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import re
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
-
-from connc.findings import Finding, dotted, finding
-
-if TYPE_CHECKING:
-    from connc.documents import Document
+from typing import Any
 
 
 class Secret:
@@ -61,19 +61,78 @@ SECRET_KEYS = frozenset({
     "accesstoken", "authtoken", "secretaccesskey",
 })
 
-_TOKEN_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("a GitHub token", re.compile(r"\b(gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})")),
-    ("a GitLab token", re.compile(r"\bglpat-[A-Za-z0-9_-]{20,}")),
-    ("a Slack token", re.compile(r"\bxox[abprs]-[A-Za-z0-9-]{10,}")),
-    ("an AWS access key", re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b")),
-    ("a Stripe key", re.compile(r"\bsk_live_[A-Za-z0-9]{16,}")),
-    ("a private key", re.compile(r"-----BEGIN ([A-Z0-9]+ )*PRIVATE KEY-----")),
+_BASE64_PRIVATE_KEY = "a base64-encoded private key"
+# What goes on inside a PEM block or its base64, as connc may show it: base64, line breaks
+# (as they are, as JSON escapes them, as `findings.printable` and GitHub's workflow commands
+# show them). A match never takes a `"` or a lone backslash, so that redacting JSON or CSV text
+# leaves it valid.
+_BLOCK_TEXT = r"(?:[A-Za-z0-9+/=\s\uFFFD]|\\[nr]|%0[AD])"
+_PEM_LABEL = r"[A-Z0-9 ]*?PRIVATE ?KEY(?: ?BLOCK)?"  # RSA PRIVATE KEY, PGP PRIVATE KEY BLOCK
+# What a secret looks like, wherever it stands: (label, pattern). Groups are non-capturing,
+# so that the patterns combine into one expression (`_SECRET_LOOKING`).
+_PATTERNS: tuple[tuple[str, str], ...] = (
+    ("a GitHub token", r"\b(?:gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,})"),
+    ("a GitLab token", r"\bglpat-[A-Za-z0-9_-]{20,}"),
+    ("a Slack token", r"\bxox[abprs]-[A-Za-z0-9-]{10,}"),
+    ("an AWS access key", r"\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"),
+    ("a Stripe key", r"\bsk_live_[A-Za-z0-9]{16,}"),
+    # The whole block, so that redacting hides the key and not only its first line: up to
+    # its END line (past the headers of an encrypted PEM: `Proc-Type: 4,ENCRYPTED`), else as
+    # far as its text goes on. Spaces may be gone (diff shows `*Data` fields without them).
+    ("a private key", rf"-----BEGIN{_PEM_LABEL}-----(?:(?:{_BLOCK_TEXT}|[:,-])*?"
+                      rf"-----END{_PEM_LABEL}-----|{_BLOCK_TEXT}*)"),
     # Spelt in two parts so that secret scanners run over connc's own source do not flag it.
-    ("an age secret key", re.compile("AGE-SECRET-" + r"KEY-1[0-9A-Z]{50,}")),
+    ("an age secret key", "AGE-SECRET-" + r"KEY-1[0-9A-Z]{50,}"),
+    # base64 of "-----BEGIN": a PEM block inside base64 (kubeconfig `*Data` fields); a
+    # private key only when its header says so (`_base64_private`), a certificate is public.
+    (_BASE64_PRIVATE_KEY, rf"LS0tLS1CRUdJTi{_BLOCK_TEXT}*"),
 )
-_B64_PEM = "LS0tLS1CRUdJTi"  # base64 of "-----BEGIN"
 # Words a secret-named key takes as a mode, not a secret: a kubernetes connection's `auth: oidc`.
 _MODES = frozenset({"oidc"})
+_SECRET_LOOKING = re.compile("|".join(f"(?P<k{index}>{pattern})"
+                                      for index, (_label, pattern) in enumerate(_PATTERNS)))
+_LABELS = {f"k{index}": label for index, (label, _pattern) in enumerate(_PATTERNS)}
+_NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=]")
+
+
+def _base64_private(text: str) -> bool:
+    """Whether base64 text that starts a PEM block is a private key's (its header says)."""
+    head = _NOT_BASE64.sub("", text)[:96]
+    try:
+        return b"PRIVATE KEY" in base64.b64decode(head[: len(head) // 4 * 4])
+    except (ValueError, binascii.Error):
+        return False
+
+
+def _secrets_in(text: str) -> Iterator[tuple[re.Match[str], str]]:
+    """Each secret-looking part of `text`, with what it looks like."""
+    for match in _SECRET_LOOKING.finditer(text):
+        label = _LABELS[match.lastgroup or ""]
+        if label != _BASE64_PRIVATE_KEY or _base64_private(match.group()):
+            yield match, label
+
+
+def redact(text: str) -> str:
+    """`text` with each part that looks like a secret replaced by its kind: `[a GitHub
+    token]`. The one redaction step for everything connc shows (`findings.Finding`,
+    `findings.printable`, `errors.ConncError`, diff rows)."""
+    parts, end = [], 0
+    for match, label in _secrets_in(text):
+        parts += [text[end:match.start()], f"[{label}]"]
+        end = match.end()
+    return "".join(parts) + text[end:] if parts else text
+
+
+def redact_data(data: Any) -> Any:
+    """JSON-like `data` with every string in it redacted, keys included: for reports
+    serialised from data."""
+    if isinstance(data, str):
+        return redact(data)
+    if isinstance(data, dict):
+        return {redact_data(key): redact_data(value) for key, value in data.items()}
+    if isinstance(data, (list, tuple)):
+        return [redact_data(value) for value in data]
+    return data
 
 
 def _normalise(key: str) -> str:
@@ -89,28 +148,19 @@ def what_secret(key: str | int | None, value: Any) -> str | None:
         return f"a `{key}` value"
     if not isinstance(value, str) or len(value) < 16:
         return None
-    for label, pattern in _TOKEN_PATTERNS:
-        if pattern.search(value):
-            return label
-    stripped = value.strip()
-    if stripped.startswith(_B64_PEM):
-        try:
-            head = base64.b64decode(stripped[:96] + "=" * (-len(stripped[:96]) % 4), validate=False)
-        except ValueError:
-            return None
-        if b"PRIVATE KEY" in head:
-            return "a base64-encoded private key"
-    return None
+    return next((label for _match, label in _secrets_in(value)), None)
 
 
 def scan(data: Any, skip: frozenset[str] = frozenset(),
          path: tuple[str | int, ...] = ()) -> Iterator[tuple[tuple[str | int, ...], str]]:
-    """(path, description) for each secret-looking value; top-level keys in `skip` are not read."""
+    """(path, description) for each secret-looking value, or key (a user or team named with a
+    token is as public as any value); top-level keys in `skip` are not read."""
     if isinstance(data, dict):
         for key, value in data.items():
             if not path and key in skip:
                 continue
-            label = what_secret(key, value) if not isinstance(value, (dict, list)) else None
+            label = what_secret(None, key) or (
+                what_secret(key, value) if not isinstance(value, (dict, list)) else None)
             if label:
                 yield path + (key,), label
             else:
@@ -122,15 +172,3 @@ def scan(data: Any, skip: frozenset[str] = frozenset(),
                 yield path + (index,), label
             else:
                 yield from scan(value, skip, path + (index,))
-
-
-def plaintext_findings(document: Document, relpath: str,
-                       skip: frozenset[str] = frozenset()) -> list[Finding]:
-    """CONNC403 at each secret-looking value of a parsed file; the message never quotes it."""
-    found = []
-    for path, label in scan(document.data, skip):
-        line, column = document.position(path)
-        found.append(finding(relpath, line, column, "CONNC403",
-                             f"`{dotted(path)}` holds {label} in plaintext; secrets belong under "
-                             f"`credential` in a connection file, encrypted with sops"))
-    return found

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from connc.check import reach_run, run
-from connc.check.reach import Item, Listed, Reach, redacted, url_prefix, within
+from connc.check.reach import Item, Listed, Reach, name, redacted, url_prefix, within
 from connc.schema import models
 
 
@@ -41,3 +41,13 @@ def test_redaction_reaches_every_string_and_each_line_of_a_key() -> None:
     assert shown.warnings == ("w [redacted]",)
     # A value under four characters is not replaced: every "ab" in the output would be.
     assert redacted(Reach("t", "cab", "k"), {"ab"}).summary == "cab"
+
+
+def test_a_secret_with_a_secret_looking_part_is_found_as_names_show_it() -> None:
+    # A service's names are made printable as they come in, which names a token-shaped part
+    # by its kind: the rest of the secret around it must not stay in clear.
+    secret = "pw-" + "AKIA" + "IOSFODNN7EXAMPLE" + "-tail"
+    echoed = Item(name(f"org/{secret}") or "")
+    assert echoed.name == "org/pw-[an AWS access key]-tail"
+    shown = redacted(Reach("t", "s", "k", items=(echoed,)), {secret})
+    assert shown.items[0].name == "org/[redacted]"

@@ -68,6 +68,48 @@ def test_position_of_a_key_written_as_a_number() -> None:
     assert document.position(("users", "42"), key=True) == (2, 3)
 
 
+class _CountedItems(list):  # type: ignore[type-arg]
+    """A mapping node's (key, value) list that counts how often it is read through."""
+
+    reads = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        type(self).reads += 1
+        return super().__iter__()
+
+    def __reversed__(self):  # type: ignore[no-untyped-def]
+        type(self).reads += 1
+        return super().__reversed__()
+
+
+def test_each_mapping_is_read_once_however_many_positions_are_asked() -> None:
+    # 45,000 findings in one mapping used to scan it 45,000 times (quadratic): now an index
+    # of its keys is built on the first lookup, and each lookup is O(1).
+    users = 2_000
+    document = parse("users:\n" + "".join(f"  u{i}: {{bad: {i}}}\n" for i in range(users)))
+    mapping = document.root.value[0][1]
+    mapping.value = _CountedItems(mapping.value)
+    _CountedItems.reads = 0
+    positions = [document.position(("users", f"u{i}", "bad")) for i in range(users)]
+    assert positions == [(i + 2, 12 + len(str(i))) for i in range(users)]
+    assert _CountedItems.reads == 1
+
+
+def test_the_last_of_duplicate_keys_has_the_position() -> None:
+    document = parse("a: 1\nb: 2\na: 3\n")
+    assert document.data == {"a": 3, "b": 2}
+    assert document.position(("a",)) == (3, 4)
+
+
+def test_a_document_pickles_without_its_index() -> None:
+    import pickle
+
+    document = parse(NESTED)
+    before = document.position(("uses", 1, "refresh"))
+    copy = pickle.loads(pickle.dumps(document))
+    assert copy.position(("uses", 1, "refresh")) == before
+
+
 # ---------------------------------------------------------------------------- values
 
 
@@ -132,6 +174,23 @@ def test_syntax_error_points_at_its_line_and_column() -> None:
     assert found.code == "CONNC001"
     assert found.line == 4
     assert "[unclosed" not in found.message
+
+
+@pytest.mark.parametrize(("text", "line", "column"), [
+    ("a: 1\nb: x\x07y\n", 2, 5),
+    ("a: 1\r\nb: 2\r\nc: \x00\n", 3, 4),  # CRLF: one break
+    ("a: 1\rb: \x01\n", 2, 4),  # CR alone: a break, as editors and libyaml count
+    ("a: é😀\nb: 'x\x08'\n", 2, 6),  # libyaml counts bytes; the column counts characters
+    ("a: 1  # \x1b[31m\n", 1, 9),
+    ("a: \x9f\n", 1, 4),
+    ("a: \ufffe\n", 1, 4),
+])
+def test_a_character_yaml_forbids_is_reported_at_its_own_position(text: str, line: int,
+                                                                   column: int) -> None:
+    found = problem(text)
+    assert (found.code, found.line, found.column) == ("CONNC001", line, column)
+    [char] = [c for c in text if not c.isprintable() and c not in "\r\n"]
+    assert found.message.startswith(f"U+{ord(char):04X} is a character YAML does not allow")
 
 
 def test_tab_indentation_gets_a_hint() -> None:

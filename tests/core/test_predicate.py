@@ -39,7 +39,8 @@ CHECKED_TEXT = {
 }
 BAD_TEXT = ["http://evil.example", "https://u:p@host", "https://host:99999", "https://host?q",
             "https://host\n", "not a url", "2027-W09-1", "20270301", "2027-02-30",
-            "2027-03-01\n", "2027-03-01 ", ""]
+            "2027-03-01\n", "2027-03-01 ", "", "https://h.example/a%0a/", "https://2130706433/",
+            "https://h.example:0/", "https://b\u00fccher.example/", "registry.example:00"]
 # The chance, per value, that it is drawn from the edges instead of the valid values. Low,
 # so that most documents are wrong in one place at most: a document wrong everywhere is
 # refused by both sides for the first reason, and compares nothing.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connc.errors import RenderError
+from connc.errors import ExitCode, RenderError, UsageError
 from connc.render import bundle
 from connc.render.bundle import MANIFEST, MARKER, BundleFiles, commit
 
@@ -41,8 +41,10 @@ def test_a_full_disk_leaves_no_bundle_and_no_staging(tmp_path: Path,
         real_fsync(fd)
 
     monkeypatch.setattr(bundle.os, "fsync", full_disk)
-    with pytest.raises(RenderError, match="No space left on device"):
+    with pytest.raises(UsageError, match="No space left on device") as refused:
         commit(out, _files("new"))
+    assert refused.value.exit_code == ExitCode.USAGE  # the environment's fault, not the files'
+
     assert not out.exists()
     assert _leftovers(out) == []
 
@@ -53,7 +55,7 @@ def test_a_full_disk_keeps_the_previous_bundle(tmp_path: Path,
     commit(out, _files("old"))
     monkeypatch.setattr(bundle.os, "fsync", lambda fd: (_ for _ in ()).throw(
         OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))))
-    with pytest.raises(RenderError):
+    with pytest.raises(UsageError):
         commit(out, _files("new"))
     assert json.loads((out / MANIFEST).read_text())["marker"] == "old"
     assert _leftovers(out) == []

@@ -80,6 +80,19 @@ def test_validate_and_render_refuse_what_npm_could_not_read_back(tmp_path: Path,
     assert proc.returncode == 1 and "npmScopes" in proc.stderr, proc.stderr
 
 
+def test_a_scope_listed_twice_is_refused_by_validate_and_render(tmp_path: Path) -> None:
+    # validate was clean, and render refused the connection as two serving one scope.
+    root = build_repo(tmp_path / "repo", connections={
+        "pkg": npm_connection("pkg", "https://npm.example.com/", npmScopes=["@acme", "@acme"])},
+        pipelines={"ci": pipeline("ci", "pkg")})
+    [found] = validate(root).findings
+    assert (found.code, found.message) == (
+        "CONNC102", "`spec.npmScopes[1]` repeats `@acme`; list each scope once")
+    proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out")
+    assert proc.returncode == 1
+    assert f"{found.path}:{found.line}:{found.column}: CONNC102 {found.message}" in proc.stderr
+
+
 def test_one_scope_served_by_two_connections_is_refused(tmp_path: Path) -> None:
     root = build_repo(tmp_path / "repo", connections={
         "one": npm_connection("one", "https://npm.example.com/one/", npmScopes=["@acme"]),

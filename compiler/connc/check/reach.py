@@ -21,6 +21,7 @@ from urllib.parse import urljoin, urlsplit
 from connc.check.probe import Answer, Context, ProbeFailure, http_get, status_failure
 from connc.findings import printable
 from connc.render.context import Resolved
+from connc.secrets import redact
 
 MAX_LISTED = 500  # repositories, projects or images per connection
 MAX_BRANCHES = 100  # branch names per repository
@@ -293,7 +294,10 @@ def _forms(secret: str) -> list[str]:
     # Under four characters a value is no credential worth the name, and replacing it would
     # garble every name that contains it (render's masks draw the same line).
     lines = [line.strip() for line in secret.splitlines() if len(line.strip()) >= 8]
-    return ([secret] if len(secret) >= 4 else []) + lines
+    forms = ([secret] if len(secret) >= 4 else []) + lines
+    # A name was made printable when it came in (`name`), which shows what looks like a secret
+    # as its kind: a secret with such a part is found in that form, not in its own.
+    return forms + [shown for shown in map(redact, forms) if shown not in forms]
 
 
 def _scrub(value: Any, clean: Callable[[str], str]) -> Any:

@@ -39,7 +39,7 @@ from connc.errors import GitHubError, UsageError
 from connc.findings import printable
 from connc.github import COMMITS_LISTED, Account, Commit, PullRequest, PullRequests, Review
 from connc.schema import models
-from connc.secrets import Secret
+from connc.secrets import Secret, redact, redact_data
 
 APPROVED, WITHDRAWN = "APPROVED", frozenset({"CHANGES_REQUESTED", "DISMISSED"})
 # The branch GitHub's merge queue builds for a pull request (`merge_group.head_ref`).
@@ -506,42 +506,48 @@ def _authorship_line(authorship: Authorship) -> str:
 
 
 def as_text(verdict: Verdict, out: TextIO) -> None:
+    # Names come from files and from the forge: redacted like every other text connc shows.
+    out.write(redact("".join(_text_lines(verdict))))
+
+
+def _text_lines(verdict: Verdict) -> Iterable[str]:
     if not verdict.consents:
-        out.write("connc approvals: no change widens access; no consent is needed\n")
+        yield "connc approvals: no change widens access; no consent is needed\n"
         return
     missing = [c for c in verdict.consents if not c.given]
-    out.write(f"connc approvals: {len(verdict.consents) - len(missing)} of "
-              f"{len(verdict.consents)} consents given, from {verdict.source}\n")
+    yield (f"connc approvals: {len(verdict.consents) - len(missing)} of "
+           f"{len(verdict.consents)} consents given, from {verdict.source}\n")
     if verdict.authorship is not None:
-        out.write(f"{_authorship_line(verdict.authorship)}\n")
+        yield f"{_authorship_line(verdict.authorship)}\n"
     for note in verdict.notes:
-        out.write(f"{note}\n")
+        yield f"{note}\n"
     for title, group in (("missing", missing),
                          ("given", [c for c in verdict.consents if c.given])):
         if not group:
             continue
-        out.write(f"\n{title}:\n")
+        yield f"\n{title}:\n"
         for consent in group:
             by = f", by {consent.given_by} ({consent.via})" if consent.given_by else ""
             count = len(consent.changes)
-            out.write(f"  {_who(consent)}{by}: {count} change{'s' if count != 1 else ''}\n")
+            yield f"  {_who(consent)}{by}: {count} change{'s' if count != 1 else ''}\n"
             for change in consent.changes[:20]:
-                out.write(f"    - {_what(change)}\n")
+                yield f"    - {_what(change)}\n"
             if count > 20:
-                out.write(f"    - ... and {count - 20} more (`connc diff` lists them)\n")
+                yield f"    - ... and {count - 20} more (`connc diff` lists them)\n"
 
 
 def as_json(verdict: Verdict, out: TextIO) -> None:
     authorship: dict[str, Any] | None = None
     if verdict.authorship is not None:
         authorship = dataclasses.asdict(verdict.authorship)
-    json.dump({"approved": verdict.approved, "source": verdict.source,
-               "authorship": authorship, "notes": list(verdict.notes), "consents": [
-        {"approver": c.principal, "people": list(c.people), "accounts": list(c.accounts),
-         "given": c.given, "by": c.given_by, "via": c.via,
-         "changes": [{"section": ch.section, "change": ch.change, **ch.values}
-                     for ch in c.changes]}
-        for c in verdict.consents]}, out, indent=2, ensure_ascii=False)
+    json.dump(redact_data({
+        "approved": verdict.approved, "source": verdict.source, "authorship": authorship,
+        "notes": list(verdict.notes), "consents": [
+            {"approver": c.principal, "people": list(c.people), "accounts": list(c.accounts),
+             "given": c.given, "by": c.given_by, "via": c.via,
+             "changes": [{"section": ch.section, "change": ch.change, **ch.values}
+                         for ch in c.changes]}
+            for c in verdict.consents]}), out, indent=2, ensure_ascii=False)
     out.write("\n")
 
 

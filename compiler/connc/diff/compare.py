@@ -30,6 +30,7 @@ from connc.diff.snapshot import Rule, Snapshot
 from connc.repository import UseSummary
 from connc.schema import models
 from connc.scope import connection_scope, narrower_or_equal
+from connc.secrets import redact
 from connc.sopsmeta import recipient_of_member_key, shown_recipient
 
 # A grant's state for one (pipeline, connection): "" none, "denied" listed in `uses` but not
@@ -69,6 +70,11 @@ class Change:
     widens: bool = False
     approvers: tuple[str, ...] = ()  # principals whose consent it needs, each of them
     reseal: bool = False  # a sealed field changed: the credential will not render until resealed
+
+    def __post_init__(self) -> None:
+        # Every row, every format: what looks like a secret is shown as its kind.
+        object.__setattr__(self, "change", redact(self.change))
+        object.__setattr__(self, "values", {k: redact(v) for k, v in self.values.items()})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,7 +196,7 @@ def _shown(encoded: str | None) -> str:
     if encoded is None:
         return ""
     value = json.loads(encoded)
-    text = value if isinstance(value, str) else json.dumps(value)
+    text = redact(value if isinstance(value, str) else json.dumps(value))  # before it is cut
     return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
 
 

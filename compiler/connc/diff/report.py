@@ -9,6 +9,7 @@ from typing import TextIO
 from connc.diff.compare import ADMINS, NOBODY, SECTIONS, Change, Diff
 from connc.diff.revisions import Revision
 from connc.findings import printable
+from connc.secrets import redact_data
 
 _NOTES = {
     "grants": "`uses`: allowed and used; `may`: allowed, not used; `denied`: used but not "
@@ -129,9 +130,9 @@ def as_json(result: Diff, out: TextIO) -> None:
                                         **{k: v or None for k, v in change.values.items()},
                                         "approvers": list(change.approvers),
                                         "reseal": change.reseal})
-    json.dump({"base": revision(result.base), "head": revision(result.head),
-               "widened": result.widened, "changes": changes}, out, indent=2,
-              ensure_ascii=False)
+    json.dump(redact_data({"base": revision(result.base), "head": revision(result.head),
+                           "widened": result.widened, "changes": changes}),
+              out, indent=2, ensure_ascii=False)
     out.write("\n")
 
 

@@ -9,11 +9,13 @@ what `connc keys sync` would add and remove.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 from typing import Any, TextIO
 
 from connc.keys.current import Current
 from connc.repository import ConnectionSummary
+from connc.secrets import redact, redact_data
 from connc.sopsmeta import shown_recipient
 
 
@@ -92,6 +94,13 @@ def rows(current: Current, connection_id: str | None = None,
 
 
 def table(found: list[Row], out: TextIO) -> None:
+    # Principals' names and recipients are whatever the files say: redacted, as all connc shows.
+    text = io.StringIO()
+    _table(found, text)
+    out.write(redact(text.getvalue()))
+
+
+def _table(found: list[Row], out: TextIO) -> None:
     for index, entry in enumerate(found):
         if index:
             out.write("\n")
@@ -113,7 +122,7 @@ def table(found: list[Row], out: TextIO) -> None:
 
 
 def as_json(found: list[Row], out: TextIO) -> None:
-    json.dump({"connections": [entry.as_dict() for entry in found]}, out, indent=2)
+    json.dump(redact_data({"connections": [entry.as_dict() for entry in found]}), out, indent=2)
     out.write("\n")
 
 

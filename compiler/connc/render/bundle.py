@@ -22,7 +22,7 @@ import re
 import stat
 from pathlib import Path, PurePosixPath
 
-from connc.errors import RenderError
+from connc.errors import RenderError, UsageError
 
 MARKER = "connc-bundle"
 MANIFEST = "manifest.json"
@@ -179,14 +179,23 @@ def is_previous_bundle(out: Path) -> bool:
 
 
 def check_target(out: Path) -> None:
-    """Refuse an OUT that is neither absent, empty, nor a previous bundle."""
+    """Refuse an OUT that is neither absent, empty, nor a previous bundle; and one that cannot
+    be made (under a file, a name too long, a file system that refuses it): an environment
+    error, exit 2, found before anything is decrypted or minted."""
     try:
         info = os.lstat(out)
     except FileNotFoundError:
+        _check_creatable(out)
         return
+    except OSError as error:
+        raise _cannot_make(out, error) from None
     if not stat.S_ISDIR(info.st_mode):  # a symlink too: the bundle must be where OUT says
         raise RenderError(f"{out} exists and is not a directory; choose another --out")
-    if not any(out.iterdir()):
+    try:
+        empty = not any(out.iterdir())
+    except OSError as error:
+        raise _cannot_make(out, error) from None
+    if empty:
         return
     try:
         inspect(out)
@@ -195,21 +204,42 @@ def check_target(out: Path) -> None:
                           f"({why.message}); refusing to replace it") from None
 
 
+def _check_creatable(out: Path) -> None:
+    """Make OUT's parent and a staging directory in it, as `commit` will (then remove the
+    staging directory): only the file system knows whether it allows them (/proc, a name
+    longer than it takes, a read-only mount; root passes every permission test)."""
+    import tempfile
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        os.rmdir(tempfile.mkdtemp(prefix=f".{out.name}.connc-", dir=out.parent))
+    except OSError as error:
+        raise _cannot_make(out, error) from None
+
+
+def _cannot_make(out: Path, error: OSError) -> UsageError:
+    return UsageError(f"the bundle cannot be made at {_shown(str(out))}: {error.strerror}; "
+                      f"choose another --out")
+
+
 def commit(out: Path, files: BundleFiles) -> Path | None:
     """Write every file into a temp dir beside `out`, then rename it into place.
 
     Returns the previous bundle when one was replaced: renamed to `.OUT.connc-old-*`, it still
-    holds its tokens, which the caller revokes before deleting it (`clean.discard`).
+    holds its tokens, which the caller revokes before deleting it (`clean.discard`). A file
+    system that refuses (full, read-only, ...) is an environment error: exit 2.
     """
     import tempfile
 
     check_target(out)
-    out.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.connc-", dir=out.parent))
-    # Held until the rename: the sweep of another render or clean of OUT skips a staging
-    # directory that is locked, so it never deletes one being written. A SIGKILL drops it.
-    lock = claim(staging)
+    staging: Path | None = None
+    lock = None
     try:
+        out.parent.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.connc-", dir=out.parent))
+        # Held until the rename: the sweep of another render or clean of OUT skips a staging
+        # directory that is locked, so it never deletes one being written. A SIGKILL drops it.
+        lock = claim(staging)
         os.chmod(staging, DIR_MODE)
         # The manifest first: whatever a SIGKILL leaves here, if it holds a secret it also
         # holds the list of files by which the next render or clean recognises it.
@@ -219,9 +249,10 @@ def commit(out: Path, files: BundleFiles) -> Path | None:
             _write(staging, relpath, content, mode)
         return _swap_into_place(staging, out)
     except OSError as exc:
-        raise RenderError(f"cannot write the bundle in {out.parent}: {exc.strerror}") from None
+        raise UsageError(f"cannot write the bundle in {_shown(str(out.parent))}: "
+                         f"{exc.strerror}") from None
     finally:
-        if staging.exists():
+        if staging is not None and staging.exists():
             import shutil
 
             shutil.rmtree(staging, ignore_errors=True)  # ours, made just now

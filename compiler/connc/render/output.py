@@ -6,7 +6,7 @@ import json
 import os
 import sys
 
-from connc.errors import UsageError
+from connc.errors import ConncError, UsageError
 from connc.findings import workflow_command
 from connc.render.context import Output
 from connc.render.envfile import env_file, github_env_lines
@@ -50,11 +50,33 @@ def _github(output: Output) -> None:
 
 
 def emit(output: Output, manifest: dict[str, object], output_format: str) -> None:
-    if output_format == "json":
-        sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
-    elif output_format == "github":
-        _github(output)
-    else:
-        sys.stdout.write(env_file(output))
-    sys.stderr.write(f"connc: wrote the bundle of pipeline {output.pipeline} to {output.out}; "
-                     f"load it with: . {output.out}/env\n")
+    """Hand the bundle over: print it as `output_format` says. When that fails (stdout full or
+    closed, $GITHUB_ENV unwritable), nothing tells the caller where the bundle is, or loads it:
+    it is revoked and removed, and render fails as the environment's fault (exit 2)."""
+    try:
+        if output_format == "json":
+            sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
+        elif output_format == "github":
+            _github(output)
+        else:
+            sys.stdout.write(env_file(output))
+        sys.stdout.flush()  # a full stdout fails here, while the bundle can still be taken back
+    except OSError as error:
+        _withdraw(output)
+        raise UsageError(f"the bundle could not be handed over ({error.strerror}: standard "
+                         f"output{', $GITHUB_ENV' if output_format == 'github' else ''}), so it "
+                         f"was removed; nothing would have loaded it") from None
+    try:
+        sys.stderr.write(f"connc: wrote the bundle of pipeline {output.pipeline} to "
+                         f"{output.out}; load it with: . {output.out}/env\n")
+    except OSError:
+        pass  # a note for people; the bundle is handed over
+
+
+def _withdraw(output: Output) -> None:
+    from connc.render.clean import clean, tell
+
+    try:
+        tell(clean(output.out))
+    except (ConncError, OSError):
+        pass  # what is left, the next render or clean of OUT removes

@@ -37,9 +37,11 @@ _TYPES: dict[str, Any] = {"string": str, "object": dict, "array": list, "boolean
 
 
 class Problem(Exception):
-    def __init__(self, path: DocPath, message: str) -> None:
+    """`kind`: a `policy.Violation`'s kind, when a policy rule found it."""
+
+    def __init__(self, path: DocPath, message: str, kind: str | None = None) -> None:
         super().__init__(message)
-        self.path, self.message = path, message
+        self.path, self.message, self.kind = path, message, kind
 
 
 @cache
@@ -132,7 +134,7 @@ class _Checker:
             try:
                 policy.VALUE_CHECKS[check_name](data)
             except policy.Violation as violation:
-                raise Problem(path, violation.message) from None
+                raise Problem(path, violation.message, violation.kind) from None
 
     def mapping(self, data: dict[str, Any], schema: dict[str, Any], path: DocPath) -> dict[str, Any]:
         properties = schema.get("properties", {})

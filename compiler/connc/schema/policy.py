@@ -87,11 +87,90 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+# The kinds of a URL's violations: one finding code (CONNC107) in validate and render alike.
+URL_VIOLATIONS = frozenset({"url_invalid", "url_insecure", "url_credentials"})
+
+# A URL connc writes into a bundle has one spelling: every tool that reads it (git, curl,
+# npm's WHATWG parser, Python's urllib, review) must take it for the same host, port and path.
+# So the host is an ASCII host name or a canonical IP address, the port plain digits, and the
+# path holds no dot segments, no backslash, and percent-escapes only for what cannot stand as
+# it is (`_escape_problem`). Messages name what is wrong, never the value (a URL may hold a
+# pasted secret).
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
+_IPV4 = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|"
+                   r"1[0-9][0-9]|[1-9]?[0-9])){3}")
+_PORT = re.compile(r"[1-9][0-9]{0,4}")
+_SSH_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
+_ESCAPE = re.compile(r"%(?P<hex>[0-9A-Fa-f]{2})?")
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _host_problem(host: str) -> str | None:
+    """Why `host`, as written in a URL (IPv6 in brackets), is not one host for every tool."""
+    if host.startswith("["):
+        address = host[1:-1] if host.endswith("]") else ""
+        if "%" in address:
+            return "an IPv6 address with a zone (`%...`) names no host off this machine"
+        try:
+            ipaddress.IPv6Address(address)
+        except ValueError:
+            return "is not an IPv6 address"
+        return None
+    labels = host.split(".")
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return ("a host name is ASCII letters, digits and inner `-`, in dot-separated labels "
+                "of 1 to 63 (an international name in its IDNA form, `xn--...`; no trailing dot)")
+    # WHATWG URL parsers (npm, browsers) take a host ending in a number for an IPv4 address,
+    # `127.1`, `0x7f000001` and `2130706433` all for 127.0.0.1; others take it for a name.
+    if _NUMERIC_LABEL.fullmatch(labels[-1]) and not _IPV4.fullmatch(host):
+        return "a numeric host must be an IPv4 address in dotted decimal (as 192.0.2.1)"
+    return None
+
+
+def _escape_problem(path: str) -> str | None:
+    """Percent-escapes are for characters that cannot stand in a URL as they are (a space,
+    a reserved character, the UTF-8 bytes of a non-ASCII one). Not for a control character
+    (a tool that decodes the path would write it into a config line), `/` or `\\` (a path
+    segment that tools split differently), `%` (a second decoding would read another URL), or
+    a character that stands as it is (one spelling per URL)."""
+    for match in _ESCAPE.finditer(path):
+        if match["hex"] is None:
+            return "a `%` that does not start a percent-escape (`%` and two hex digits)"
+        char = chr(int(match["hex"], 16))
+        if char < " " or char == "\x7f":
+            return "a percent-escape of a control character"
+        if char in "/\\%":
+            return f"a percent-escape of `{char}`"
+        if char in _UNRESERVED:
+            return f"a percent-escape of `{char}`, which a URL writes as it is"
+    return None
+
+
+def _path_problem(path: str) -> str | None:
+    segments = path.split("/")[1:]
+    if any(segment in (".", "..") for segment in segments):
+        return "a `.` or `..` path segment (tools resolve it, review reads it as written)"
+    if "" in segments[:-1]:
+        return "an empty path segment (`//`)"
+    return _escape_problem(path)
+
+
+def _port_problem(port: str | None) -> str | None:
+    if port is not None and (not _PORT.fullmatch(port) or int(port) > 65535):
+        return "a port is a number from 1 to 65535, without leading zeros"
+    return None
+
+
 def check_url(value: str, schemes: tuple[str, ...]) -> None:
     if " " in value or control_character(value):
         # urlsplit silently drops tabs and newlines, but the value is used as written: in a git
         # config or a kubeconfig a newline would inject a line of its own.
         raise Violation("url_invalid", "must not contain spaces or control characters")
+    if not value.isascii() or "\\" in value:
+        raise Violation("url_invalid", "must be ASCII without backslashes (an international "
+                                       "host in its IDNA form, `xn--...`; other characters "
+                                       "percent-encoded)")
     wanted = " or ".join(schemes)
     try:
         parts = urlsplit(value)
@@ -106,19 +185,34 @@ def check_url(value: str, schemes: tuple[str, ...]) -> None:
         raise Violation("url_insecure", "plain http:// is refused except on loopback hosts; "
                                         "use https://")
     # In ssh://git@host/... the user is the login name every git host expects, not a secret.
-    if parts.password or (parts.username and parts.scheme != "ssh"):
+    userinfo, at, hostport = parts.netloc.rpartition("@")
+    if parts.password is not None or (at and (parts.scheme != "ssh"
+                                              or not _SSH_USER.fullmatch(userinfo))):
         raise Violation("url_credentials", "must not carry credentials; they belong in "
                                            "`credential`")
-    if parts.query or parts.fragment:
+    if "?" in value or "#" in value:
         raise Violation("url_invalid", "must not have a query or fragment")
+    host, _colon, port = hostport.rpartition(":") if not hostport.endswith("]") \
+        and ":" in hostport else (hostport, "", None)
+    problem = _host_problem(host) or _port_problem(port) or _path_problem(parts.path)
+    if problem:
+        raise Violation("url_invalid", f"must name one host, port and path for every tool: "
+                                       f"{problem}")
 
 
 def check_registry(value: str) -> None:
     # docker config.json keys: "host[:port]" or Docker Hub's legacy "https://index.docker.io/v1/".
     if value.startswith(("https://", "http://")):
         check_url(value, ("https",))
-    elif not re.fullmatch(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._/-]+)?", value):
+        return
+    shape = re.fullmatch(r"(?P<host>[A-Za-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?"
+                         r"(?P<path>/[A-Za-z0-9._/-]+)?", value)
+    if shape is None:
         raise Violation("url_invalid", "must be host[:port] or an https:// URL")
+    problem = (_host_problem(shape["host"]) or _port_problem(shape["port"])
+               or _path_problem(shape["path"] or ""))
+    if problem:
+        raise Violation("url_invalid", f"must be host[:port] for every tool: {problem}")
 
 
 # `expiresAt` as people write it (2027-03-01) or as sops rewrites it (2027-03-01T00:00:00Z).

@@ -11,9 +11,7 @@ from pydantic import BaseModel, ValidationError
 from connc.documents import Document
 from connc.findings import Finding, dotted, finding, suggest
 from connc.schema.models import CONNECTION_TYPES
-from connc.schema.policy import malformed_permission_message
-
-_URL_ERRORS = {"url_invalid", "url_insecure", "url_credentials"}
+from connc.schema.policy import URL_VIOLATIONS, malformed_permission_message
 
 
 def findings_from(error: ValidationError, model: type[BaseModel], doc: Document,
@@ -86,7 +84,7 @@ def _one(kind: str, msg: str, loc: tuple[str | int, ...], model: type[BaseModel]
                        f" (one of {', '.join(CONNECTION_TYPES)})")
     if loc in (("apiVersion",), ("kind",)):
         return finding(relpath, line, column, "CONNC104", f"`{where}`: {msg}")
-    if kind in _URL_ERRORS:
+    if kind in URL_VIOLATIONS:
         return finding(relpath, line, column, "CONNC107", f"`{where}` {msg}")
     if kind == "string_pattern_mismatch" and _is_repository(loc) \
             and "/" in str(_value_at(doc.data, loc)):
