@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from connc import repository, seal, sops
+from connc import process, repository, seal, sops
 from connc.errors import SopsError, UsageError
 from connc.findings import printable, suggest
 from connc.render import inputs
@@ -75,9 +75,10 @@ def select(root: Path, ids: Sequence[str], every: bool) -> list[str]:
 SEALING_FIXES = inputs.WRITING_FIXES - {"CONNC402"}
 
 
-def seal_all(root: Path, ids: list[str], *, dry_run: bool,
+def seal_all(root: Path, ids: list[str], *, dry_run: bool, deadline: process.Deadline,
              allow: frozenset[str] = SEALING_FIXES) -> list[tuple[Sealing, dict[str, Any]]]:
-    """`allow`: the codes the caller fixes itself (`keys sync` fixes recipients, CONNC405)."""
+    """`allow`: the codes the caller fixes itself (`keys sync` fixes recipients, CONNC405);
+    `deadline`: the run's, for every sops process."""
     sops.binary()  # a missing binary is an environment error, before anything is read
     # Every file checked first (render's reader refuses what validate would): nothing written
     # when one of them is wrong.
@@ -88,19 +89,20 @@ def seal_all(root: Path, ids: list[str], *, dry_run: bool,
     done = []
     for connection_id, current in views:
         relpath = repository.connection_path(connection_id)
-        old = _recorded(root, relpath)
+        old = _recorded(root, relpath, deadline)
         changed = seal.changes(old, current) if old is not None else []
         rewrite = old != current
         if rewrite and not dry_run:
-            sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(current)))
+            sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(current)),
+                                deadline=deadline)
         done.append((Sealing(connection_id, relpath, old is None, changed, rewrite), current))
     return done
 
 
-def _recorded(root: Path, relpath: str) -> dict[str, Any] | None:
+def _recorded(root: Path, relpath: str, deadline: process.Deadline) -> dict[str, Any] | None:
     """The view the credential's seal records, or None when it has none."""
     try:
-        document = sops.decrypt(root, relpath)
+        document = sops.decrypt(root, relpath, deadline=deadline)
     except SopsError as error:
         if error.no_key:  # sealing is a key holder's act: no key is the environment's fault
             raise UsageError(f"{relpath}: {error.message}") from None

@@ -16,7 +16,7 @@ import getpass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from connc import documents, repository, seal, sops
+from connc import documents, process, repository, seal, sops
 from connc.credentials import MULTILINE_FIELDS, field_problem
 from connc.errors import Refused, SopsError, UsageError
 from connc.findings import suggest
@@ -70,7 +70,8 @@ def value_from_bytes(field: str, raw: bytes) -> Secret:
     return Secret(text)
 
 
-def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> Changed:
+def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO, *,
+               deadline: process.Deadline) -> Changed:
     """Check the connection and field, then read the value from `stdin` and set it."""
     repository.check_id(connection_id, "connection")
     relpath = repository.connection_path(connection_id)
@@ -100,9 +101,10 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> C
         # value was added after encryption, outside the MAC, so removing its lines gives back
         # the file sops wrote, and `sops set` encrypts the new value into it.
         _drop_value(root / relpath, document, field)
-    sops.set_credential(root, relpath, field, value)
+    sops.set_credential(root, relpath, field, value, deadline=deadline)
     try:
-        sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)))
+        sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
+                            deadline=deadline)
     except SopsError as error:
         raise SopsError(f"credential.{field} was set, but sealing failed ({error.message}); "
                         f"run `connc seal {connection_id}`", path=relpath) from None

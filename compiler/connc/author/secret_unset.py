@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from connc import repository, seal, sops
+from connc import process, repository, seal, sops
 from connc.author.secret_set import _plaintext_fields, _read
 from connc.errors import Refused, SopsError, UsageError
 from connc.findings import suggest
@@ -34,7 +34,8 @@ class Removed:
                 f"values kept) and resealed", "next: `connc validate`, then open a pull request"]
 
 
-def unset_secret(root: Path, connection_id: str, field: str) -> Removed:
+def unset_secret(root: Path, connection_id: str, field: str, *,
+                 deadline: process.Deadline) -> Removed:
     repository.check_id(connection_id, "connection")
     relpath = repository.connection_path(connection_id)
     connection_type, credential, _expires, _document = _read(root, relpath, connection_id)
@@ -65,9 +66,10 @@ def unset_secret(root: Path, connection_id: str, field: str) -> Removed:
     # refused before anything changes.
     view = seal.view_of(inputs.read_connection(root, connection_id, inputs.policy(root),
                                                allow=inputs.WRITING_FIXES))
-    sops.unset_credential(root, relpath, field)
+    sops.unset_credential(root, relpath, field, deadline=deadline)
     try:
-        sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)))
+        sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
+                            deadline=deadline)
     except SopsError as error:
         raise SopsError(f"credential.{field} was removed, but sealing failed ({error.message}); "
                         f"run `connc seal {connection_id}`", path=relpath) from None
