@@ -163,6 +163,25 @@ def test_encrypted_to_another_key(repo: Path, tmp_path: Path,
 
 
 @pytest.mark.usefixtures("with_key")
+@pytest.mark.parametrize("line", [1, 3], ids=["stanza header", "wrapped key"])
+def test_a_damaged_age_stanza_with_the_right_key_is_the_files_fault(repo: Path,
+                                                                    line: int) -> None:
+    # The key here is the file's recipient, and still nothing opens the data key: that is
+    # no missing key (exit 2, "set SOPS_AGE_KEY_FILE") but a damaged file (exit 1).
+    text = (repo / RELPATH).read_text()
+    armour = text.index("-----BEGIN AGE ENCRYPTED FILE-----")
+    lines = text[armour:].splitlines(keepends=True)
+    body = lines[line]
+    at = len(body) - len(body.lstrip()) + 12
+    lines[line] = body[:at] + ("A" if body[at] != "A" else "B") + body[at + 1:]
+    (repo / RELPATH).write_text(text[:armour] + "".join(lines))
+    error = failure(repo)
+    assert not error.no_key and error.exit_code == 1
+    assert "is one of this file's recipients" in error.message
+    assert "restore the file from git" in error.message
+
+
+@pytest.mark.usefixtures("with_key")
 def test_tampered_mac(repo: Path) -> None:
     text = (repo / RELPATH).read_text()
     data = re.search(r"mac: ENC\[AES256_GCM,data:(.)", text)
