@@ -9,10 +9,10 @@ Every child is owned and bounded:
   KILL` (which execs the program in place: same pid, no `preexec_fn`, which is unsafe in a
   process with threads), so a SIGKILL to connc (the OOM killer, `kill -9`) leaves no sops
   waiting on a KMS behind it;
-- its memory is bounded when the caller says so (`memory`): RLIMIT_DATA, set with
-  `prlimit` right after the spawn. Not RLIMIT_AS: Go reserves about 1.2 GB of address space
-  at start (sops: 1,245 MB of VmSize to decrypt a 3 KB file), while RLIMIT_DATA counts what
-  is really mapped writable (46 MB for the same run);
+- its memory is bounded (`memory`, `MEMORY_LIMIT` unless the caller says less): RLIMIT_DATA,
+  set with `prlimit` right after the spawn. Not RLIMIT_AS: Go reserves about 1.2 GB of
+  address space at start (sops: 1,245 MB of VmSize to decrypt a 3 KB file), while
+  RLIMIT_DATA counts what is really mapped writable (46 MB for the same run);
 - what it writes is bounded: stdout up to `OUTPUT_LIMIT` (more stops it), stderr kept up to
   `_STDERR_KEPT` (the rest is read and dropped, so a chatty program never blocks);
 - every wait has a bound, and `Deadline` is the one bound of a whole run that a command
@@ -43,6 +43,9 @@ from pathlib import Path
 from connc.errors import UsageError
 
 _REAP_SECONDS = 5.0
+# What any child may map (RLIMIT_DATA): the tools connc runs (sops, git, kubectl, ssh) need a
+# tenth of it; a child that reads a device or loops allocating stops here.
+MEMORY_LIMIT = 1024 * 1024 * 1024
 OUTPUT_LIMIT = 64 * 1024 * 1024  # stdout a caller collects whole; more is not a tool's answer
 _STDERR_KEPT = 64 * 1024  # callers read a few known lines of it, never more
 _CHUNK = 64 * 1024
@@ -136,12 +139,12 @@ def _limit_memory(pid: int, memory: int) -> None:
 class Process:
     """A program started now; `wait()` collects it.
 
-    `memory`: bytes of data the program (and what it starts) may map, or None for no limit.
+    `memory`: bytes of data the program (and what it starts) may map.
     """
 
     def __init__(self, args: Sequence[str], *, cwd: Path | str | None = None,
                  env: Mapping[str, str] | None = None, stdin: bytes | None = None,
-                 memory: int | None = None) -> None:
+                 memory: int = MEMORY_LIMIT) -> None:
         self.program = os.path.basename(args[0])
         self._stdin, self._done = stdin, False
         # Looked up here as Popen would (in `env`'s PATH): through setpriv, a missing program
@@ -158,8 +161,7 @@ class Process:
             raise UsageError(f"{self.program} is not installed (or not on PATH)") from None
         except OSError as exc:
             raise UsageError(f"cannot run {self.program}: {exc.strerror}") from None
-        if memory is not None:
-            _limit_memory(self._proc.pid, memory)
+        _limit_memory(self._proc.pid, memory)
 
     @property
     def pid(self) -> int:
@@ -254,5 +256,5 @@ class _Expired(Exception):
 
 def run(args: Sequence[str], *, timeout: float, cwd: Path | str | None = None,
         env: Mapping[str, str] | None = None, stdin: bytes | None = None,
-        memory: int | None = None) -> Completed:
+        memory: int = MEMORY_LIMIT) -> Completed:
     return Process(args, cwd=cwd, env=env, stdin=stdin, memory=memory).wait(timeout)

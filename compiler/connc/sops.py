@@ -216,7 +216,8 @@ def _rewrite(args: list[str], *, repo: Path, relpath: str, deadline: process.Dea
     try:
         run(args, repo=repo, relpath=relpath, deadline=deadline, stdin=stdin)
     except BaseException:
-        _restore(path, before, mode)
+        with contextlib.suppress(OSError):  # best effort: the failure itself is what to say
+            _restore(path, before, mode)
         raise
 
 

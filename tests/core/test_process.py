@@ -48,12 +48,15 @@ def test_a_timeout_kills_the_whole_group(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_DATA is Linux's")
-def test_memory_is_bounded_when_asked() -> None:
-    grab = "bytearray(300 * 1024 * 1024); print('held')"
-    free = process.run([PY, "-c", grab], timeout=30)
-    assert free.returncode == 0 and free.stdout.strip() == b"held"
-    bounded = process.run([PY, "-c", grab], timeout=30, memory=128 * 1024 * 1024)
-    assert bounded.returncode != 0 and b"MemoryError" in bounded.stderr
+def test_memory_is_bounded() -> None:
+    def grab(mib: int) -> list[str]:
+        return [PY, "-c", f"bytearray({mib} * 1024 * 1024); print('held')"]
+
+    within = process.run(grab(300), timeout=30)
+    assert within.returncode == 0 and within.stdout.strip() == b"held"
+    for bounded in (process.run(grab(300), timeout=30, memory=128 * 1024 * 1024),
+                    process.run(grab(1536), timeout=30)):  # the default: MEMORY_LIMIT
+        assert bounded.returncode != 0 and b"MemoryError" in bounded.stderr
 
 
 def test_output_beyond_the_limit_stops_the_program() -> None:

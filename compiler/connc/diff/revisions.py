@@ -31,8 +31,6 @@ from connc.findings import printable
 
 # Seconds for every git process of one diff together: a few listings and reads of small files.
 TIMEOUT = 300.0
-# RLIMIT_DATA of git: it lists trees and reads files of at most 8 MiB here.
-_GIT_MEMORY = 1024 * 1024 * 1024
 # What the files of one revision may hold together. 10,000 connection files are about 40 MB;
 # without a bound, a pull request of 10,000 names for one 1 MiB blob of zeros (a few KB in
 # git) would have 10 GB written here.
@@ -53,8 +51,8 @@ def _git(args: list[str], cwd: Path, error: str, deadline: process.Deadline, *,
     `sink`: stdout goes there as it arrives, instead of being returned."""
     command = ["git", "--no-pager", "--literal-pathspecs", "-c", "core.quotepath=off", *args]
     try:
-        done = process.Process(command, cwd=cwd, stdin=stdin, env=_git_env(),
-                               memory=_GIT_MEMORY).wait(deadline.remaining(), sink=sink)
+        done = process.Process(command, cwd=cwd, stdin=stdin, env=_git_env()).wait(
+            deadline.remaining(), sink=sink)
     except process.Timeout:
         raise deadline.exceeded(f"{error}: git") from None
     except process.TooMuchOutput as too_much:
