@@ -201,15 +201,13 @@ def render(pipeline_argument: str | None, pipeline_option: str | None, repo: str
       eval "$(connc render api-release)"
       connc render api-release --format github
     """
-    from connc.render.run import command
+    from connc.render.run import DEFAULT_TIMEOUT, command
 
     if (pipeline_argument is None) == (pipeline_option is None):
         raise click.UsageError("give the pipeline id once: `connc render ID`")
     pipeline = pipeline_argument if pipeline_argument is not None else pipeline_option
-    if timeout is None:
-        command(pipeline or "", repo, out, output_format)
-    else:
-        command(pipeline or "", repo, out, output_format, timeout)
+    command(pipeline or "", repo, out, output_format,
+            DEFAULT_TIMEOUT if timeout is None else timeout)
 
 
 @cli.command()
@@ -421,7 +419,7 @@ def secret_set(connection_id: str, field: str, repo: str | None, timeout: float)
     from connc.repository import find_root
 
     changed = set_secret(find_root(repo), connection_id, field, sys.stdin.buffer,
-                         deadline=Deadline(timeout))
+                         deadline=Deadline(timeout, "--timeout"))
     for line in changed.messages():
         click.echo(line, err=True)
 
@@ -446,7 +444,8 @@ def secret_unset(connection_id: str, field: str, repo: str | None, timeout: floa
     from connc.process import Deadline
     from connc.repository import find_root
 
-    removed = unset_secret(find_root(repo), connection_id, field, deadline=Deadline(timeout))
+    removed = unset_secret(find_root(repo), connection_id, field,
+                           deadline=Deadline(timeout, "--timeout"))
     for line in removed.messages():
         click.echo(line, err=True)
 
@@ -495,7 +494,7 @@ def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str | None,
     from connc.process import Deadline
     from connc.repository import find_root
 
-    deadline = Deadline(timeout)
+    deadline = Deadline(timeout, "--timeout")
     root = find_root(repo)
     for done, current in sealing.seal_all(root, sealing.select(root, ids, every),
                                           dry_run=dry_run, deadline=deadline):

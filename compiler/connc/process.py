@@ -84,14 +84,16 @@ class DeadlineExceeded(UsageError):
 class Deadline:
     """One bound for a whole run: every wait of the run takes what is left of it.
 
-    A command makes one when it starts (`--timeout`) and hands it down; a wait never starts a
-    fresh budget of its own, so ten hung processes cost one deadline, not ten.
+    A command makes one when it starts and hands it down; a wait never starts a fresh
+    budget of its own, so ten hung processes cost one deadline, not ten. `option`: the
+    command-line option that sets it, named when it passes.
     """
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, option: str | None = None) -> None:
         if not math.isfinite(seconds) or seconds <= 0:  # click's FloatRange lets NaN by
-            raise UsageError(f"--timeout takes a positive number of seconds, not {seconds}")
-        self.seconds = seconds
+            raise UsageError(f"{option or 'a deadline'} takes a positive number of seconds, "
+                             f"not {seconds}")
+        self.seconds, self.option = seconds, option
         self.at = time.monotonic() + seconds
 
     def remaining(self) -> float:
@@ -102,8 +104,9 @@ class Deadline:
         return time.monotonic() >= self.at
 
     def exceeded(self, what: str) -> DeadlineExceeded:
+        longer = f" ({self.option} SECONDS gives it longer)" if self.option else ""
         return DeadlineExceeded(f"{what} did not finish within the run's deadline of "
-                                f"{self.seconds:g} s (--timeout SECONDS gives it longer)")
+                                f"{self.seconds:g} s{longer}")
 
 
 @functools.cache

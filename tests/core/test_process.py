@@ -30,13 +30,15 @@ def test_a_deadline_is_shared_not_renewed() -> None:
         second.wait(deadline.remaining())
     assert time.monotonic() - started < 0.2
     assert deadline.expired
-    assert "--timeout" in deadline.exceeded("sops").message
+    assert "--timeout" not in deadline.exceeded("sops").message
+    assert "--timeout SECONDS gives it longer" in process.Deadline(1, "--timeout").exceeded(
+        "sops").message
 
 
 @pytest.mark.parametrize("seconds", [float("nan"), float("inf"), 0.0, -1.0])
 def test_a_deadline_takes_a_positive_number(seconds: float) -> None:
-    with pytest.raises(UsageError, match="--timeout"):
-        process.Deadline(seconds)
+    with pytest.raises(UsageError, match="--timeout takes a positive number"):
+        process.Deadline(seconds, "--timeout")
 
 
 def test_a_timeout_kills_the_whole_group(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def test_sync_never_adds_a_key_the_scope_does_not_allow(repo: Path,
     monkeypatch.setattr(Keyring, "needed", lambda self, c: needed(self, c) | {carol})
     before = files(repo)
     with pytest.raises(AssertionError, match="would add"):
-        sync.run(repo, ("db",), False, False, lambda _line: None)
+        sync.run(repo, ("db",), False, False, lambda _line: None, 600)
     assert files(repo) == before
 
 

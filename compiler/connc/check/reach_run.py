@@ -67,7 +67,7 @@ def run(root: Path, ids: Sequence[str], output_format: str, timeout: float, bran
 def reach_all(root: Path, selected: Sequence[str], uses: dict[str, list[PipelineUse]], *,
               timeout: float, branches: bool) -> list[Row]:
     """One row per selected connection, asked in parallel under one deadline."""
-    run_deadline = process.Deadline(timeout)  # decryptions included
+    run_deadline = process.Deadline(timeout, "--timeout")  # decryptions included
     deadline = run_deadline.at
 
     def act(resolved: Resolved, data: dict[str, Any], workdir: Path,

@@ -57,8 +57,6 @@ from connc.validate.keyring import Keyring
 WORK_DIR = ".connc"
 STAGING_PREFIX = "keys-sync-"
 _STAGING = re.compile(rf"{re.escape(STAGING_PREFIX)}[a-z0-9_]{{8}}")  # mkdtemp's names
-# Seconds for every sops process of a sync together (`--timeout`).
-DEFAULT_TIMEOUT = 600.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -349,13 +347,13 @@ def _sweep(root: Path) -> None:
 
 
 def run(root: Path, ids: tuple[str, ...], every: bool, dry_run: bool,
-        echo: Callable[[str], None], timeout: float = DEFAULT_TIMEOUT) -> None:
+        echo: Callable[[str], None], timeout: float) -> None:
     """The command: read, plan, print the plan, then (unless a dry run) carry it out. The
     plan is printed before anything is written; a dry run needs the key all the same, to say
     which seal changes the sync would approve."""
     from connc.keys.current import read
 
-    deadline = process.Deadline(timeout)  # every sops of the run, together
+    deadline = process.Deadline(timeout, "--timeout")  # every sops of the run, together
     with locked(root):
         _sweep(root)
         current = read(root)

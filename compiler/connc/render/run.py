@@ -35,7 +35,7 @@ def command(pipeline_id: str, repo: str | None, out: str | None, output_format: 
     """`connc render`: check the options, render, print in the chosen format."""
     from connc.render.output import check_format, emit
 
-    deadline = process.Deadline(timeout)
+    deadline = process.Deadline(timeout, "--timeout")
     repository.check_id(pipeline_id, "pipeline")
     check_format(output_format)  # before anything is decrypted, minted or written
     output, manifest = render(repository.find_root(repo), pipeline_id,

@@ -68,7 +68,8 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
         from connc import process
         from connc.validate.content import DEFAULT_TIMEOUT
 
-        deadline = process.Deadline(DEFAULT_TIMEOUT if timeout is None else timeout)
+        deadline = process.Deadline(DEFAULT_TIMEOUT if timeout is None else timeout,
+                                    "--timeout")
     found: list[Finding] = []
     refused: dict[str, Finding] = {}
 
