@@ -8,6 +8,7 @@ at once, leaves no process running and no file half written.
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import shutil
 import signal
@@ -59,7 +60,7 @@ def repo(estate: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def _render(repo: Path, pipeline_id: str, out: Path, seconds: float = 30) -> Any:
     from connc.render.run import render
 
-    return render(repo, pipeline_id, out, process.Deadline(seconds))
+    return render(repo, pipeline_id, out, process.Deadline(seconds, "--timeout"))
 
 
 def _needs_sync(repo: Path) -> None:
@@ -190,92 +191,134 @@ def test_secret_set_leaves_the_file_whole_when_sops_fails_midway(
 
 
 # ---------------------------------------------------------------------------- the commands
+# Each as a user runs it (a process, signals, exit codes). The runs of a test start at once,
+# each on its own copy of the repository: the matrix costs about one run's time.
 
 
-def _connc(fake: Path, tmp_path: Path, *args: str | Path,
-           stdin: bytes = b"") -> subprocess.CompletedProcess[str]:
-    env = sops_env(TEST_KEY_FILE) | {"FAKE_PIDS": str(tmp_path / "pids"),
-                                     "FAKE_LOG": str(tmp_path / "log")}
-    (tmp_path / "pids").mkdir(exist_ok=True)
-    proc = subprocess.run(fakesops.command(fake, *args), env=env, input=stdin.decode(),
-                          capture_output=True, text=True, timeout=60, check=False)
-    assert "Traceback" not in proc.stderr and SENTINEL not in proc.stdout + proc.stderr
-    assert fakesops.none_left(fakesops.started(tmp_path / "pids"))
-    return proc
+@dataclasses.dataclass
+class Run:
+    repo: Path
+    out: Path
+    pids: Path
+    before: dict[str, bytes]
+    proc: subprocess.Popen[str] | None = None
+    stdout: str = ""
+    stderr: str = ""
+    seconds: float = 0.0
 
 
-@pytest.mark.parametrize("args", [
-    ("render", "wide", "--timeout", "1"),
-    ("validate", "--decrypt", "--timeout", "1"),
-    ("seal", "--all", "--timeout", "1"),
-    ("secret", "set", "c0", "token", "--timeout", "1"),
-    ("secret", "unset", "c0", "username", "--timeout", "1"),
-    ("keys", "sync", "--all", "--timeout", "1"),
-], ids=lambda args: " ".join(args[:2]))
-def test_every_command_ends_at_its_deadline_with_exit_2(
-        repo: Path, tmp_path: Path, args: tuple[str, ...]) -> None:
+def _start(base: Path, where: Path, fake: Path, args: tuple[str, ...]) -> Run:
+    repo = Path(shutil.copytree(base, where / "repo"))
     if args[0] == "keys":
         _needs_sync(repo)
-    before = _files(repo)
-    started = time.monotonic()
-    extra = ["--out", str(tmp_path / "out")] if args[0] == "render" else []
-    proc = _connc(fakesops.write(tmp_path, "hang"), tmp_path, *args, *extra,
-                  "--repo", str(repo), stdin=b"new-value")
-    assert time.monotonic() - started < 15
-    assert proc.returncode == 2, proc.stderr
-    assert "did not finish within the run's deadline of 1 s" in proc.stderr
-    assert _files(repo) == before
-    assert not (tmp_path / "out").exists()
+    run = Run(repo, where / "out", where / "pids", _files(repo))
+    run.pids.mkdir()
+    extra = ["--out", str(run.out)] if args[0] == "render" else []
+    value = where / "value"
+    value.write_text("new-value")
+    env = sops_env(TEST_KEY_FILE) | {"FAKE_PIDS": str(run.pids)}
+    with value.open("rb") as stdin:
+        run.proc = subprocess.Popen(fakesops.command(fake, *args, *extra, "--repo", str(repo)),
+                                    env=env, stdin=stdin, stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True)
+    run.seconds = time.monotonic()
+    return run
+
+
+def _finish(run: Run) -> Run:
+    assert run.proc is not None
+    try:
+        run.stdout, run.stderr = run.proc.communicate(timeout=60)
+    finally:
+        if run.proc.poll() is None:
+            run.proc.kill()
+            run.proc.communicate()
+    run.seconds = time.monotonic() - run.seconds
+    return run
+
+
+DEADLINE_RUNS = {
+    "render": ("render", "wide", "--timeout", "1"),
+    "validate --decrypt": ("validate", "--decrypt", "--timeout", "1"),
+    "seal": ("seal", "--all", "--timeout", "1"),
+    "secret set": ("secret", "set", "c0", "token", "--timeout", "1"),
+    "secret unset": ("secret", "unset", "c0", "username", "--timeout", "1"),
+    "keys sync": ("keys", "sync", "--all", "--timeout", "1"),
+}
+
+
+@pytest.fixture(scope="module")
+def deadline_runs(estate: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    base = tmp_path_factory.mktemp("deadlines")
+    fake = fakesops.write(base, "hang")
+    runs = {name: _start(estate, base / name.replace(" ", "-"), fake, args)
+            for name, args in DEADLINE_RUNS.items()}
+    return {name: _finish(run) for name, run in runs.items()}
+
+
+@pytest.mark.parametrize("name", DEADLINE_RUNS)
+def test_every_command_ends_at_its_deadline_with_exit_2(deadline_runs: dict[str, Run],
+                                                        name: str) -> None:
+    run = deadline_runs[name]
+    assert run.seconds < 15
+    assert run.proc is not None and run.proc.returncode == 2, run.stderr
+    assert "did not finish within the run's deadline of 1 s" in run.stderr
+    assert "Traceback" not in run.stderr and SENTINEL not in run.stdout + run.stderr
+    assert fakesops.none_left(fakesops.started(run.pids))
+    assert _files(run.repo) == run.before
+    assert not run.out.exists()
 
 
 # SIGINT takes SIGTERM's path in connc (both unwind as KeyboardInterrupt): render shows it.
-@pytest.mark.parametrize(("args", "signum"), [
-    (("render", "wide"), signal.SIGTERM), (("render", "wide"), signal.SIGINT),
-    (("render", "wide"), signal.SIGKILL),
-    (("secret", "set", "c0", "token"), signal.SIGTERM),
-    (("secret", "set", "c0", "token"), signal.SIGKILL),
-    (("keys", "sync", "--all"), signal.SIGTERM), (("keys", "sync", "--all"), signal.SIGKILL),
-], ids=lambda value: signal.Signals(value).name if isinstance(value, int)
-    else " ".join(value[:2]))
+SIGNAL_RUNS = [(("render", "wide"), signal.SIGTERM), (("render", "wide"), signal.SIGINT),
+               (("render", "wide"), signal.SIGKILL),
+               (("secret", "set", "c0", "token"), signal.SIGTERM),
+               (("secret", "set", "c0", "token"), signal.SIGKILL),
+               (("keys", "sync", "--all"), signal.SIGTERM),
+               (("keys", "sync", "--all"), signal.SIGKILL)]
+SIGNAL_IDS = [f"{' '.join(args[:2])}-{signal.Signals(signum).name}"
+              for args, signum in SIGNAL_RUNS]
+
+
+@pytest.fixture(scope="module")
+def signal_runs(estate: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Run]:
+    base = tmp_path_factory.mktemp("signals")
+    runs = {}
+    for name, (args, signum) in zip(SIGNAL_IDS, SIGNAL_RUNS, strict=True):
+        # sops hangs in the command's own step: decrypting (render), writing (secret set),
+        # updating keys (keys sync: in its staging copies). Where sops writes, it hangs after
+        # half a file, which an interrupt must undo; no process can undo anything after a
+        # SIGKILL, so there it hangs before writing (sops writes its file at its very end).
+        only = {"render": "decrypt", "secret": "set", "keys": "updatekeys"}[args[0]]
+        behaviour = "hang" if only == "decrypt" or signum == signal.SIGKILL \
+            else "half-then-hang"
+        fake = fakesops.write(base / "fakes", behaviour, only=only)
+        runs[name] = _start(estate, base / name.replace(" ", "-"), fake, args)
+    for name, (_args, signum) in zip(SIGNAL_IDS, SIGNAL_RUNS, strict=True):
+        run = runs[name]
+        assert run.proc is not None
+        try:
+            fakesops.wait_for(run.pids, 1)
+        finally:
+            run.proc.send_signal(signum)
+    return {name: _finish(run) for name, run in runs.items()}
+
+
+@pytest.mark.parametrize("name", SIGNAL_IDS)
 def test_a_stopped_connc_leaves_nothing_running_and_nothing_half_written(
-        repo: Path, tmp_path: Path, signum: int, args: tuple[str, ...]) -> None:
-    if args[0] == "keys":
-        _needs_sync(repo)
-    before = _files(repo)
-    pids = tmp_path / "pids"
-    pids.mkdir()
-    # sops hangs in the command's own step: decrypting (render), writing (secret set),
-    # updating keys (keys sync: in its staging copies). Where sops writes, it hangs after
-    # half a file, which an interrupt must undo; no process can undo anything after a
-    # SIGKILL, so there it hangs before writing (sops writes its file at its very end).
-    only = {"render": "decrypt", "secret": "set", "keys": "updatekeys"}[args[0]]
-    behaviour = "hang" if only == "decrypt" or signum == signal.SIGKILL else "half-then-hang"
-    fake = fakesops.write(tmp_path, behaviour, only=only)
-    out = tmp_path / "out"
-    extra = ["--out", str(out)] if args[0] == "render" else []
-    env = sops_env(TEST_KEY_FILE) | {"FAKE_PIDS": str(pids)}
-    value = tmp_path / "value"
-    value.write_text("new-value")
-    with value.open("rb") as stdin:
-        proc = subprocess.Popen(fakesops.command(fake, *args, *extra, "--repo", str(repo)),
-                                env=env, stdin=stdin, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-    try:
-        running = fakesops.wait_for(pids, 1)
-        proc.send_signal(signum)
-        _out, err = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-    assert proc.returncode == (-signal.SIGKILL if signum == signal.SIGKILL else 130), err
-    assert "Traceback" not in err
-    assert fakesops.none_left(running + fakesops.started(pids))
-    assert not out.exists()
-    after = _files(repo)
-    if signum != signal.SIGKILL:
-        assert after == before
-        assert not list(repo.glob(".connc/keys-sync-*"))
+        signal_runs: dict[str, Run], name: str) -> None:
+    run = signal_runs[name]
+    killed = name.endswith("SIGKILL")
+    assert run.proc is not None
+    assert run.proc.returncode == (-signal.SIGKILL if killed else 130), run.stderr
+    assert "Traceback" not in run.stderr
+    assert fakesops.none_left(fakesops.started(run.pids))
+    assert not run.out.exists()
+    after = _files(run.repo)
+    if not killed:
+        assert after == run.before
+        assert not list(run.repo.glob(".connc/keys-sync-*"))
     else:
         # What a SIGKILL can leave: a keys sync staging directory (the next sync removes
         # it); never a repository file other than it was.
-        assert {k: v for k, v in after.items() if not k.startswith(".connc/")} == before
+        assert {k: v for k, v in after.items() if not k.startswith(".connc/")} == run.before
