@@ -444,6 +444,9 @@ def commands(repo: Path, out: Path) -> dict[str, list[str]]:
             "access": ["access", "--repo", str(repo), "--format", "json"],
             "keys": ["keys", "--repo", str(repo), "--format", "json"],
             "diff": ["diff", "base", "--repo", str(repo), "--format", "json"],
+            # The same change committed: read from git's objects, as in a pull request.
+            "diff base HEAD": ["diff", "base", "HEAD", "--repo", str(repo), "--format",
+                               "json"],
             "render": ["render", "ci", "--repo", str(repo), "--out", str(out),
                        "--timeout", "20"]}
 
@@ -458,6 +461,8 @@ def check(base: Path, ops: list[dict[str, Any]], workdir: Path,
     workdir.mkdir(parents=True)
     repo = Path(shutil.copytree(base, workdir / "repo", symlinks=True))
     apply(repo, ops)
+    _git(repo, "add", "-A")  # what git cannot hold (a FIFO) stays out: HEAD is then base
+    _git(repo, "commit", "-q", "--allow-empty", "-m", "the change")
     outs = workdir / "bundles"
     outs.mkdir()
     if in_process is None:

@@ -56,7 +56,7 @@ def test_the_base_repository_passes_every_command(base: Path, tmp_path: Path,
     # The harness itself: both ways of running connc see the valid repository as valid.
     codes: dict[str, int | None] = {}
     assert fuzzkit.check(base, [], tmp_path / "case", in_process=in_process, codes=codes) == []
-    assert len(codes) == 6 and set(codes.values()) == {0}, codes
+    assert len(codes) == 7 and set(codes.values()) == {0}, codes
     assert (tmp_path / "case" / "bundles" / "out" / "manifest.json").is_file()
 
 
