@@ -240,21 +240,21 @@ def certificate_pem(key: ec.EllipticCurvePrivateKey, common_name: str = "connc t
 
 
 def spy_on_processes(monkeypatch: Any) -> list[dict[str, Any]]:
-    """Record every process started (its argv, env, and what went to its stdin): the proof
-    that a secret travels through stdin only."""
+    """Record every process connc starts (its argv, env, and what goes to its stdin): the
+    proof that a secret travels through stdin only. Every child goes through
+    `connc.process.Process`; the argv recorded is the program's own (without the prefix that
+    makes it die with connc)."""
+    from connc import process
+
     calls: list[dict[str, Any]] = []
+    started = process.Process.__init__
 
-    class Spy(subprocess.Popen):  # type: ignore[type-arg]
-        def __init__(self, args: list[str], **kwargs: Any) -> None:
-            self.call: dict[str, Any] = {"args": args, "env": kwargs.get("env"), "input": None}
-            calls.append(self.call)
-            super().__init__(args, **kwargs)
+    def spy(self: process.Process, args: Any, **kwargs: Any) -> None:
+        calls.append({"args": list(args), "env": kwargs.get("env"),
+                      "input": kwargs.get("stdin")})
+        started(self, args, **kwargs)
 
-        def communicate(self, input: Any = None, timeout: float | None = None) -> Any:
-            self.call["input"] = input
-            return super().communicate(input, timeout)
-
-    monkeypatch.setattr(subprocess, "Popen", Spy)
+    monkeypatch.setattr(process.Process, "__init__", spy)
     return calls
 
 

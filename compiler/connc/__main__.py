@@ -18,16 +18,17 @@ from connc.errors import ConncError, ExitCode, UsageError
 
 # render's options (as `connc.cli.render` declares them) -> parameter name; and choices.
 RENDER_OPTIONS = {"--pipeline": "pipeline_id", "--repo": "repo", "--out": "out",
-                  "--format": "output_format"}
+                  "--format": "output_format", "--timeout": "timeout"}
 RENDER_FORMATS = ("shell", "json", "github")
-_RENDER_DEFAULTS = {"repo": None, "out": None, "output_format": "shell"}
+_RENDER_DEFAULTS: dict[str, str | float | None] = {"repo": None, "out": None,
+                                                    "output_format": "shell"}
 
 
-def fast_render_options(argv: list[str]) -> dict[str, str | None] | None:
+def fast_render_options(argv: list[str]) -> dict[str, str | float | None] | None:
     """render's parameters from a plain command line, or None to leave it to click."""
     if not argv or argv[0] != "render":
         return None
-    options: dict[str, str | None] = {}
+    options: dict[str, str | float | None] = {}
     rest = argv[1:]
     while rest:
         word, rest = rest[0], rest[1:]
@@ -47,7 +48,26 @@ def fast_render_options(argv: list[str]) -> dict[str, str | None] | None:
         options[RENDER_OPTIONS[name]] = value
     if "pipeline_id" not in options or options.get("output_format", "shell") not in RENDER_FORMATS:
         return None
+    if "timeout" in options:
+        seconds = _seconds(str(options["timeout"]))
+        if seconds is None:
+            return None
+        options["timeout"] = seconds
     return {**_RENDER_DEFAULTS, **options}
+
+
+def _seconds(value: str) -> float | None:
+    """--timeout as click's FloatRange takes it, or None (click then says what is wrong)."""
+    import math
+
+    from connc.render.run import TIMEOUT_RANGE
+
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    low, high = TIMEOUT_RANGE
+    return seconds if math.isfinite(seconds) and low <= seconds <= high else None
 
 
 def _interrupt(signum: int, frame: object) -> None:

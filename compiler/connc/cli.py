@@ -20,6 +20,13 @@ from connc.errors import ExitCode
 F = TypeVar("F", bound=Callable[..., Any])
 
 
+def timeout_option(seconds: float, what: str) -> Callable[[F], F]:
+    """--timeout: one deadline for the whole run's sops processes (connc.process.Deadline)."""
+    return click.option("--timeout", default=seconds, show_default=True, metavar="SECONDS",
+                        type=click.FloatRange(1, 86400),
+                        help=f"The deadline of {what} together.")
+
+
 def repo_option(function: F) -> F:
     return click.option(
         "--repo", "repo", default=None, metavar="DIR",
@@ -82,7 +89,9 @@ def cli() -> None:
               type=click.Choice(["auto", "text", "json", "github"]),
               help="auto is github under GitHub Actions, else text.")
 @click.option("--strict", is_flag=True, help="Fail on warnings too.")
-def validate(repo: str | None, decrypt: bool, output_format: str, strict: bool) -> None:
+@timeout_option(600, "every decryption of --decrypt")
+def validate(repo: str | None, decrypt: bool, output_format: str, strict: bool,
+             timeout: float) -> None:
     """Check every file, reference and scope of use. Keyless unless --decrypt.
 
     Exit 0 when there is no error, 1 when findings fail, 2 for usage or environment errors.
@@ -98,7 +107,7 @@ def validate(repo: str | None, decrypt: bool, output_format: str, strict: bool) 
     from connc.validate import report as reporters
     from connc.validate.run import validate as run_validate
 
-    report = run_validate(find_root(repo), decrypt=decrypt)
+    report = run_validate(find_root(repo), decrypt=decrypt, timeout=timeout)
     reporters.REPORTERS[reporters.resolve_format(output_format)](
         report.findings, report.files, sys.stdout)
     sys.exit(ExitCode.FINDINGS if has_errors(report.findings, strict=strict) else ExitCode.OK)
@@ -178,8 +187,10 @@ def schema(out: str) -> None:
               type=click.Choice(["shell", "json", "github"]),
               help="shell: print the env file; json: the manifest; github: write $GITHUB_ENV "
                    "and mask every secret.")
+@click.option("--timeout", default=None, type=click.FloatRange(1, 3600), metavar="SECONDS",
+              help="The whole run's deadline: every decryption together (default 120).")
 def render(pipeline_argument: str | None, pipeline_option: str | None, repo: str | None,
-           out: str | None, output_format: str) -> None:
+           out: str | None, output_format: str, timeout: float | None) -> None:
     """Decrypt what pipeline ID (pipelines.d/ID.yaml) may use and write its credential bundle.
 
     Needs a sops key in the environment (SOPS_AGE_KEY_FILE, ...). Then `. OUT/env`.
@@ -190,12 +201,13 @@ def render(pipeline_argument: str | None, pipeline_option: str | None, repo: str
       eval "$(connc render api-release)"
       connc render api-release --format github
     """
-    from connc.render.run import command
+    from connc.render.run import DEFAULT_TIMEOUT, command
 
     if (pipeline_argument is None) == (pipeline_option is None):
         raise click.UsageError("give the pipeline id once: `connc render ID`")
     pipeline = pipeline_argument if pipeline_argument is not None else pipeline_option
-    command(pipeline or "", repo, out, output_format)
+    command(pipeline or "", repo, out, output_format,
+            DEFAULT_TIMEOUT if timeout is None else timeout)
 
 
 @cli.command()
@@ -402,7 +414,8 @@ def secret() -> None:
 @click.argument("connection_id", metavar="ID", shell_complete=_complete_ids("Connection"))
 @click.argument("field", metavar="FIELD")
 @repo_option
-def secret_set(connection_id: str, field: str, repo: str | None) -> None:
+@timeout_option(120, "the sops runs (write, reseal)")
+def secret_set(connection_id: str, field: str, repo: str | None, timeout: float) -> None:
     """Set credential FIELD of connection ID to the value read from stdin.
 
     Never from the command line or the environment, where other processes see it. One
@@ -417,9 +430,11 @@ def secret_set(connection_id: str, field: str, repo: str | None) -> None:
       connc secret set registry-prod password        # asks, hidden
     """
     from connc.author.secret_set import set_secret
+    from connc.process import Deadline
     from connc.repository import find_root
 
-    changed = set_secret(find_root(repo), connection_id, field, sys.stdin.buffer)
+    changed = set_secret(find_root(repo), connection_id, field, sys.stdin.buffer,
+                         deadline=Deadline(timeout, "--timeout"))
     for line in changed.messages():
         click.echo(line, err=True)
 
@@ -428,7 +443,8 @@ def secret_set(connection_id: str, field: str, repo: str | None) -> None:
 @click.argument("connection_id", metavar="ID", shell_complete=_complete_ids("Connection"))
 @click.argument("field", metavar="FIELD")
 @repo_option
-def secret_unset(connection_id: str, field: str, repo: str | None) -> None:
+@timeout_option(120, "the sops runs (remove, reseal)")
+def secret_unset(connection_id: str, field: str, repo: str | None, timeout: float) -> None:
     """Remove credential FIELD of connection ID (an alternative it does not use), and reseal.
 
     Refused, with nothing changed, when what stays holds no complete credential. sops rewrites
@@ -440,9 +456,11 @@ def secret_unset(connection_id: str, field: str, repo: str | None) -> None:
       connc secret unset npm-internal password
     """
     from connc.author.secret_unset import unset_secret
+    from connc.process import Deadline
     from connc.repository import find_root
 
-    removed = unset_secret(find_root(repo), connection_id, field)
+    removed = unset_secret(find_root(repo), connection_id, field,
+                           deadline=Deadline(timeout, "--timeout"))
     for line in removed.messages():
         click.echo(line, err=True)
 
@@ -471,7 +489,9 @@ def sops(args: tuple[str, ...]) -> None:
 @click.option("--all", "every", is_flag=True, help="Every connection of the repository.")
 @click.option("--dry-run", is_flag=True, help="Print what would be sealed; write nothing.")
 @repo_option
-def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str | None) -> None:
+@timeout_option(600, "every sops run (decrypt, reseal)")
+def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str | None,
+         timeout: float) -> None:
     """Approve each connection's plaintext as it is now, with a key: write its seal.
 
     A seal binds the credential to its id, owner, scope and spec: render
@@ -486,11 +506,13 @@ def seal(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str | None) -> 
       SOPS_AGE_KEY_FILE=admin-key.txt connc seal --all
     """
     from connc.author import seal as sealing
+    from connc.process import Deadline
     from connc.repository import find_root
 
+    deadline = Deadline(timeout, "--timeout")
     root = find_root(repo)
     for done, current in sealing.seal_all(root, sealing.select(root, ids, every),
-                                          dry_run=dry_run):
+                                          dry_run=dry_run, deadline=deadline):
         click.echo(done.message(current, dry_run))
 
 
@@ -546,7 +568,9 @@ def keys(ctx: click.Context, repo: str, connection_id: str | None, pipeline_id: 
 @click.option("--all", "every", is_flag=True, help="Every connection of the repository.")
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @repo_option
-def keys_sync(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str) -> None:
+@timeout_option(600, "every sops run (updatekeys, decrypt, reseal)")
+def keys_sync(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str,
+              timeout: float) -> None:
     """Make each file's recipients exactly what its scope and its users need, and reseal.
 
     The keys: connc.yaml's adminRecipients, the owner's, and the runner keys of the pipelines
@@ -565,7 +589,7 @@ def keys_sync(ids: tuple[str, ...], every: bool, dry_run: bool, repo: str) -> No
     from connc.keys.sync import run as run_sync
     from connc.repository import find_root
 
-    run_sync(find_root(repo), ids, every, dry_run, click.echo)
+    run_sync(find_root(repo), ids, every, dry_run, click.echo, timeout)
 
 
 @keys.command("new")

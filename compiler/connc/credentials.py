@@ -1,10 +1,12 @@
 """A connection's credential: decrypting it, and what each field must hold.
 
 `Opening` is the one decrypt path: `render`, `check` and `validate --decrypt` each start one
-per connection (a sops process) and get the values back as `Secret`s together with every
-problem found: the seal against the plaintext (`seal`), then the field contract (no control
-characters, parsable keys and certificates, no placeholder left by `connc new`). `connc secret set` checks a new value with the same
-contract before writing it. Messages name fields, never values.
+per connection (a sops process, bounded by the run's deadline) and get the values back as
+`Secret`s together with every problem found: the seal against the plaintext (`seal`), then
+the field contract (no control characters, parsable keys and certificates, no placeholder
+left by `connc new`). `Openings` opens many in order with at most `CONCURRENT` sops processes
+at a time: a pipeline may use hundreds of connections. `connc secret set` checks a new value
+with the same contract before writing it. Messages name fields, never values.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
 from typing import Any
 
-from connc import seal, sops
+from connc import process, seal, sops
 from connc.schema.policy import control_character
 from connc.secrets import Secret
 
@@ -57,10 +60,10 @@ class Opening:
     """
 
     def __init__(self, root: Path, relpath: str, current: Mapping[str, Any], *,
-                 require_seal: bool = False) -> None:
+                 deadline: process.Deadline, require_seal: bool = False) -> None:
         self.relpath, self.type = relpath, str(current["spec"]["type"])
         self._current, self._require_seal = current, require_seal
-        self._decryption = sops.Decryption(root, relpath)
+        self._decryption = sops.Decryption(root, relpath, deadline=deadline)
 
     def result(self) -> Opened:
         """The values and their problems; raises SopsError when sops cannot decrypt."""
@@ -106,6 +109,54 @@ class Opening:
     def cancel(self) -> None:
         """Stop sops if it still runs (after another connection failed, or an interrupt)."""
         self._decryption.cancel()
+
+
+# sops processes at once: a KMS answers several in parallel, and each sops holds up to
+# sops.MEMORY_LIMIT, so this also bounds what a run can take (8 x 512 MiB at the worst).
+CONCURRENT = 8
+
+
+class Openings:
+    """Openings of many credentials, yielded in order, at most `CONCURRENT` sops processes
+    running at a time: each is started when one before it has been collected. Use it as a
+    context manager: leaving it (a failure, an interrupt) stops every sops still running.
+
+    `connections`: (relpath, the plaintext as its seal records it) of each.
+    """
+
+    def __init__(self, root: Path, connections: Sequence[tuple[str, Mapping[str, Any]]], *,
+                 deadline: process.Deadline, require_seal: bool = False) -> None:
+        self._root, self._connections = root, list(connections)
+        self._deadline, self._require_seal = deadline, require_seal
+        self._started: list[Opening] = []
+        try:
+            self._start(CONCURRENT)  # the first ones run while the caller does other work
+        except BaseException:
+            self.close()
+            raise
+
+    def _start(self, count: int) -> None:
+        while len(self._started) < min(count, len(self._connections)):
+            relpath, current = self._connections[len(self._started)]
+            self._started.append(Opening(self._root, relpath, current, deadline=self._deadline,
+                                         require_seal=self._require_seal))
+
+    def __iter__(self) -> Iterator[Opening]:
+        for index in range(len(self._connections)):
+            self._start(index + CONCURRENT)
+            yield self._started[index]
+            self._started[index].cancel()  # collected by now, or not wanted: stopped
+
+    def close(self) -> None:
+        for opening in self._started:
+            opening.cancel()  # reaps them; kills any still running
+
+    def __enter__(self) -> Openings:
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 traceback: TracebackType | None) -> None:
+        self.close()
 
 
 def credential_problems(connection_id: str, spec: Mapping[str, Any],

@@ -1,28 +1,57 @@
 """The one way connc runs another program: sops, git, and the clients `connc check` drives.
 
-Every child is owned: it runs in a session of its own (so stopping it also stops what it
-started — a SOPS_AGE_KEY_CMD, gpg, git's ssh or http helpers), every wait has a bound, and a
-timeout, an interrupt or any other exception while waiting kills the whole group and reaps it.
-Several can run at once without a thread each: each writes to its own pipes.
+Every child is owned and bounded:
 
-Output is captured, never passed through: a tool's stderr can quote a secret, so callers
-choose their own messages from exit codes and known patterns. The environment is the
-caller's to build (each tool has its own rules); this module adds nothing to it.
+- it runs in a session of its own, so stopping it also stops what it started (a
+  SOPS_AGE_KEY_CMD, gpg, git's ssh or http helpers); a timeout, an interrupt or any other
+  exception while waiting kills the whole group and reaps it;
+- on Linux it dies with connc: it is started through util-linux's `setpriv --pdeathsig
+  KILL` (which execs the program in place: same pid, no `preexec_fn`, which is unsafe in a
+  process with threads), so a SIGKILL to connc (the OOM killer, `kill -9`) leaves no sops
+  waiting on a KMS behind it;
+- its memory is bounded (`memory`, `MEMORY_LIMIT` unless the caller says less): RLIMIT_DATA,
+  set with `prlimit` right after the spawn. Not RLIMIT_AS: Go reserves about 1.2 GB of
+  address space at start (sops: 1,245 MB of VmSize to decrypt a 3 KB file), while
+  RLIMIT_DATA counts what is really mapped writable (46 MB for the same run);
+- what it writes is bounded: stdout up to `OUTPUT_LIMIT` (more stops it), stderr kept up to
+  `_STDERR_KEPT` (the rest is read and dropped, so a chatty program never blocks);
+- every wait has a bound, and `Deadline` is the one bound of a whole run that a command
+  hands down to each of its waits.
+
+Several can run at once without a thread each: each writes to its own pipes. Output is
+captured, never passed through: a tool's stderr can quote a secret, so callers choose their
+own messages from exit codes and known patterns. The environment is the caller's to build
+(each tool has its own rules); this module adds nothing to it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
+import math
 import os
+import selectors
+import shutil
 import signal
 import subprocess
-from collections.abc import Mapping, Sequence
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from connc.errors import UsageError
 
 _REAP_SECONDS = 5.0
+# What any child may map (RLIMIT_DATA): the tools connc runs (sops, git, kubectl, ssh) need a
+# tenth of it; a child that reads a device or loops allocating stops here.
+MEMORY_LIMIT = 1024 * 1024 * 1024
+OUTPUT_LIMIT = 64 * 1024 * 1024  # stdout a caller collects whole; more is not a tool's answer
+_STDERR_KEPT = 64 * 1024  # callers read a few known lines of it, never more
+_CHUNK = 64 * 1024
+_PIPE_BUF = 512  # POSIX: a write this small to a pipe that select() calls writable never blocks
+# Where util-linux keeps setpriv; never looked up on PATH, which is the caller's to change.
+_SETPRIV = ("/usr/bin/setpriv", "/bin/setpriv")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,39 +69,172 @@ class Timeout(Exception):
         self.program, self.seconds = program, seconds
 
 
+class TooMuchOutput(UsageError):
+    """The program wrote more than its caller reads; it was killed with its group."""
+
+    def __init__(self, program: str, limit: int) -> None:
+        super().__init__(f"{program} wrote more than {limit // (1024 * 1024)} MiB of output; "
+                         f"it was stopped")
+
+
+class DeadlineExceeded(UsageError):
+    """The run's deadline passed (exit 2: a hung KMS or a slow machine is the environment's)."""
+
+
+class Deadline:
+    """One bound for a whole run: every wait of the run takes what is left of it.
+
+    A command makes one when it starts and hands it down; a wait never starts a fresh
+    budget of its own, so ten hung processes cost one deadline, not ten. `option`: the
+    command-line option that sets it, named when it passes.
+    """
+
+    def __init__(self, seconds: float, option: str | None = None) -> None:
+        if not math.isfinite(seconds) or seconds <= 0:  # click's FloatRange lets NaN by
+            raise UsageError(f"{option or 'a deadline'} takes a positive number of seconds, "
+                             f"not {seconds}")
+        self.seconds, self.option = seconds, option
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return max(0.0, self.at - time.monotonic())
+
+    @property
+    def expired(self) -> bool:
+        return time.monotonic() >= self.at
+
+    def exceeded(self, what: str) -> DeadlineExceeded:
+        longer = f" ({self.option} SECONDS gives it longer)" if self.option else ""
+        return DeadlineExceeded(f"{what} did not finish within the run's deadline of "
+                                f"{self.seconds:g} s{longer}")
+
+
+@functools.cache
+def _orphan_guard() -> tuple[str, ...]:
+    """The prefix that makes a child die with connc, where this system has one that works."""
+    if not sys.platform.startswith("linux"):
+        return ()
+    for path in _SETPRIV:
+        if os.access(path, os.X_OK):
+            try:  # --pdeathsig is util-linux 2.33 (2018) and later: ask it once
+                done = subprocess.run([path, "--pdeathsig", "KILL", "--", "true"],
+                                      stdin=subprocess.DEVNULL, capture_output=True,
+                                      timeout=_REAP_SECONDS, check=False)
+            except (OSError, subprocess.TimeoutExpired):
+                return ()
+            return (path, "--pdeathsig", "KILL", "--") if done.returncode == 0 else ()
+    return ()
+
+
+def _limit_memory(pid: int, memory: int) -> None:
+    """RLIMIT_DATA for a child that is already running. The window between its exec and this
+    call is microseconds of a runtime starting up; the limit binds every later allocation,
+    and every process the child starts afterwards inherits it."""
+    import resource
+
+    prlimit = getattr(resource, "prlimit", None)
+    if prlimit is None:  # Linux only; elsewhere the deadline alone bounds the child
+        return
+    with contextlib.suppress(OSError):  # ProcessLookupError: it has already exited
+        prlimit(pid, resource.RLIMIT_DATA, (memory, memory))
+
+
 class Process:
-    """A program started now; `wait()` collects it."""
+    """A program started now; `wait()` collects it.
+
+    `memory`: bytes of data the program (and what it starts) may map.
+    """
 
     def __init__(self, args: Sequence[str], *, cwd: Path | str | None = None,
-                 env: Mapping[str, str] | None = None, stdin: bytes | None = None) -> None:
+                 env: Mapping[str, str] | None = None, stdin: bytes | None = None,
+                 memory: int = MEMORY_LIMIT) -> None:
         self.program = os.path.basename(args[0])
         self._stdin, self._done = stdin, False
+        # Looked up here as Popen would (in `env`'s PATH): through setpriv, a missing program
+        # would be setpriv's failure, not ours to name.
+        executable = shutil.which(args[0], path=os.pathsep.join(os.get_exec_path(env)))
+        if executable is None:
+            raise UsageError(f"{self.program} is not installed (or not on PATH)")
         try:
             self._proc = subprocess.Popen(
-                list(args), cwd=cwd, env=dict(env) if env is not None else None,
+                [*_orphan_guard(), executable, *args[1:]], cwd=cwd, env=dict(env) if env is not None else None,
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError:
             raise UsageError(f"{self.program} is not installed (or not on PATH)") from None
         except OSError as exc:
             raise UsageError(f"cannot run {self.program}: {exc.strerror}") from None
+        _limit_memory(self._proc.pid, memory)
 
     @property
     def pid(self) -> int:
         return self._proc.pid
 
-    def wait(self, timeout: float) -> Completed:
-        """Feed stdin, wait at most `timeout` seconds, return what the program wrote."""
+    def wait(self, timeout: float, *, sink: Callable[[bytes], None] | None = None,
+             limit: int = OUTPUT_LIMIT) -> Completed:
+        """Feed stdin, wait at most `timeout` seconds, return what the program wrote.
+
+        stdout is collected up to `limit` bytes (more: `TooMuchOutput`), or handed to `sink`
+        chunk by chunk as it arrives (then `Completed.stdout` is empty and the sink bounds it).
+        """
+        end = time.monotonic() + timeout
         try:
-            out, err = self._proc.communicate(self._stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
+            out, err = self._communicate(end, sink, limit)
+            returncode = self._proc.wait(timeout=max(0.0, end - time.monotonic()))
+        except (subprocess.TimeoutExpired, _Expired):
             self.stop()
             raise Timeout(self.program, timeout) from None
         except BaseException:  # an interrupt while waiting: the child must not outlive us
             self.stop()
             raise
         self._done = True
-        return Completed(self._proc.returncode, out, err)
+        return Completed(returncode, out, err)
+
+    def _communicate(self, end: float, sink: Callable[[bytes], None] | None,
+                     limit: int) -> tuple[bytes, bytes]:
+        """subprocess.communicate, with stdout bounded or streamed and stderr truncated."""
+        proc = self._proc
+        assert proc.stdout is not None and proc.stderr is not None
+        out, err = bytearray(), bytearray()
+        pending = memoryview(self._stdin or b"")
+        with selectors.DefaultSelector() as selector:
+            if proc.stdin is not None:
+                if pending:
+                    selector.register(proc.stdin, selectors.EVENT_WRITE)
+                else:
+                    proc.stdin.close()
+            selector.register(proc.stdout, selectors.EVENT_READ)
+            selector.register(proc.stderr, selectors.EVENT_READ)
+            while selector.get_map():
+                left = end - time.monotonic()
+                if left <= 0:
+                    raise _Expired
+                for key, _events in selector.select(left):
+                    if key.fileobj is proc.stdin:
+                        assert proc.stdin is not None
+                        try:
+                            written = os.write(key.fd, pending[:_PIPE_BUF])
+                        except BrokenPipeError:  # it stopped reading: its exit code says why
+                            written = len(pending)
+                        pending = pending[written:]
+                        if not pending:
+                            selector.unregister(proc.stdin)
+                            proc.stdin.close()
+                        continue
+                    chunk = os.read(key.fd, _CHUNK)
+                    if not chunk:
+                        selector.unregister(key.fileobj)
+                        continue
+                    if key.fileobj is proc.stderr:
+                        err += chunk[:max(0, _STDERR_KEPT - len(err))]
+                    elif sink is not None:
+                        sink(chunk)
+                    else:
+                        out += chunk
+                        if len(out) > limit:
+                            self.stop()
+                            raise TooMuchOutput(self.program, limit)
+        return bytes(out), bytes(err)
 
     def stop(self) -> None:
         """Kill the group and reap it; a no-op once the program was collected."""
@@ -81,17 +243,21 @@ class Process:
         self._done = True
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self._proc.pid, signal.SIGKILL)
-        try:
-            self._proc.communicate(timeout=_REAP_SECONDS)
-        except subprocess.TimeoutExpired:
-            # A grandchild that left the group still holds a pipe: stop reading, not waiting.
-            self._proc.kill()
-            for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
-                if pipe is not None:
+        for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
                     pipe.close()
+        # Closed pipes: a grandchild that left the group and still holds one cannot make
+        # the reap wait; the group's leader is dead, so this returns at once.
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self._proc.wait(timeout=_REAP_SECONDS)
 
 
+class _Expired(Exception):
+    pass
+
+
 def run(args: Sequence[str], *, timeout: float, cwd: Path | str | None = None,
-        env: Mapping[str, str] | None = None, stdin: bytes | None = None) -> Completed:
-    return Process(args, cwd=cwd, env=env, stdin=stdin).wait(timeout)
+        env: Mapping[str, str] | None = None, stdin: bytes | None = None,
+        memory: int = MEMORY_LIMIT) -> Completed:
+    return Process(args, cwd=cwd, env=env, stdin=stdin, memory=memory).wait(timeout)

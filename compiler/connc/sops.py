@@ -9,16 +9,27 @@ never passed through: each failure becomes one of our own messages, chosen by ex
 sops' reason is kept only when a line of its stderr is one of the known shapes of `_REASONS`,
 whose variable parts are restricted to what cannot hold a secret (a line number, an age
 public key, a YAML parser's words). "No key could decrypt" (exit 128) is explained by
-`sopskeys`: which key is missing, unusable, or not among the file's recipients.
+`sopskeys`: which key is missing, unusable, or not among the file's recipients, or whether
+the file itself is damaged.
+
+Every sops process is bounded (`connc.process`): by the run's one `Deadline` (a KMS that
+does not answer ends the run when the deadline passes, not after a timeout per file), by
+`MEMORY_LIMIT`, and by what it may print. When sops is stopped, crashes or runs out of
+memory, the message says so, never what it printed. A command that makes sops rewrite a
+file in place (`set`, `unset`, `updatekeys`, `encrypt --in-place`), which sops does not do
+atomically, gets the file's earlier bytes back when sops fails or is stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import signal
 import stat
 import sys
+import tempfile
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, NoReturn
@@ -47,7 +58,14 @@ _EXPLAINED = {
     203: "the file is already encrypted",
 }
 NO_KEY_EXIT = 128
-_TIMEOUT_SECONDS = 60
+# RLIMIT_DATA of each sops (and of what it starts: gpg, a SOPS_AGE_KEY_CMD). Measured with
+# sops 3.11: 46 MB to decrypt a connection file, 107 MB to decrypt a 2 MB one (twice the
+# largest file connc reads), 141 MB for `updatekeys` under a 5 MB `.sops.yaml`; reading a
+# `.sops.yaml` that is /dev/zero took 4.2 GB before sops failed. A limit this size stops
+# that within a second ("out of memory", below) and leaves real files 3x their need.
+MEMORY_LIMIT = 512 * 1024 * 1024
+# A decryption prints the file as JSON: a few KB; connc reads no file over 8 MiB.
+_OUTPUT_LIMIT = 32 * 1024 * 1024
 # What exit code 1 means when no line of stderr says more.
 _GENERIC_HINT = "is its `sops` block intact? `connc validate` checks it"
 
@@ -75,6 +93,10 @@ _REASONS: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"sops metadata not found", "the file has no `sops` block: it is not encrypted"),
     ))
 _MAX_REASON_LINES = 40
+# How the Go runtime ends sops: out of memory (under MEMORY_LIMIT), or a crash (a panic, a
+# fatal error). The first line of stderr says which; the lines after it quote sops' memory.
+_OUT_OF_MEMORY = re.compile(r"fatal error: (?:runtime: )?out of memory\b.*")
+_CRASHED = re.compile(r"(?:panic: |fatal error: ).*")
 
 
 def binary() -> str:
@@ -131,22 +153,29 @@ def environment() -> dict[str, str]:
 
 
 class Running:
-    """A sops process started in `repo`; `output()` waits for it. Several can run at once
-    (render starts one per connection), with no thread: each writes to its own pipes."""
+    """A sops process started in `repo`; `output()` waits for it, until `deadline` at most.
+    Several can run at once (render starts one per connection), with no thread: each writes
+    to its own pipes."""
 
     def __init__(self, args: list[str], *, repo: Path, relpath: str,
-                 stdin: bytes | None = None) -> None:
+                 deadline: process.Deadline, stdin: bytes | None = None) -> None:
         self.relpath, self._repo, self._env = relpath, repo, environment()
+        self._deadline = deadline
+        if deadline.expired:  # nothing is started once the run is out of time
+            raise _late(deadline, relpath)
         self._process = process.Process([binary(), *args], cwd=repo, env=self._env,
-                                        stdin=stdin)
+                                        stdin=stdin, memory=MEMORY_LIMIT)
 
     def output(self) -> bytes:
-        """stdout; or raise our own message: `SopsError`, or `sopskeys.KeyUnusable` when no
-        file can be decrypted with the keys here."""
+        """stdout; or raise our own message: `SopsError`, `sopskeys.KeyUnusable` when no
+        file can be decrypted with the keys here, `process.DeadlineExceeded` (exit 2) when
+        the run's deadline passes first."""
         try:
-            done = self._process.wait(_TIMEOUT_SECONDS)
+            done = self._process.wait(self._deadline.remaining(), limit=_OUTPUT_LIMIT)
         except process.Timeout:
-            raise SopsError(f"sops did not finish within {_TIMEOUT_SECONDS}s",
+            raise _late(self._deadline, self.relpath) from None
+        except process.TooMuchOutput:
+            raise SopsError("sops printed far more than the file holds; it was stopped",
                             path=self.relpath) from None
         if done.returncode != 0:
             raise self._failure(done.returncode, done.stderr)
@@ -162,13 +191,67 @@ class Running:
         self._process.stop()
 
 
-def run(args: list[str], *, repo: Path, relpath: str, stdin: bytes | None = None) -> bytes:
+def _late(deadline: process.Deadline, relpath: str) -> process.DeadlineExceeded:
+    error = deadline.exceeded(f"sops (on {relpath})")
+    error.message += ("; a KMS, key service or SOPS_AGE_KEY_CMD that does not answer makes "
+                      "sops wait")
+    return error
+
+
+def run(args: list[str], *, repo: Path, relpath: str, deadline: process.Deadline,
+        stdin: bytes | None = None) -> bytes:
     """Run sops in `repo` and return stdout; raise SopsError with our own message."""
-    return Running(args, repo=repo, relpath=relpath, stdin=stdin).output()
+    return Running(args, repo=repo, relpath=relpath, deadline=deadline, stdin=stdin).output()
+
+
+def _rewrite(args: list[str], *, repo: Path, relpath: str, deadline: process.Deadline,
+             stdin: bytes | None = None) -> None:
+    """A sops command that rewrites `relpath` in place. sops truncates the file, then writes
+    it: stopped or crashed in between, it would leave half a file. So when sops fails, is
+    stopped (deadline, interrupt) or connc fails while it runs, the bytes the file had
+    before are put back (whole: a temp file beside it, then a rename)."""
+    path = repo / relpath
+    before = path.read_bytes()  # a file connc judged first: a regular file of bounded size
+    mode = stat.S_IMODE(path.stat().st_mode)
+    try:
+        run(args, repo=repo, relpath=relpath, deadline=deadline, stdin=stdin)
+    except BaseException:
+        with contextlib.suppress(OSError):  # best effort: the failure itself is what to say
+            _restore(path, before, mode)
+        raise
+
+
+def _restore(path: Path, before: bytes, mode: int) -> None:
+    with contextlib.suppress(OSError):
+        if path.read_bytes() == before:
+            return
+    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(before)
+        os.chmod(temp, mode)
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temp)
+        raise
 
 
 def explain(returncode: int, stderr: bytes = b"") -> str:
     """Our message for a sops failure, with sops' reason when a line of stderr is a known one."""
+    if returncode < 0:  # a signal: stopped by the system (the OOM killer), or a crash
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"sops was killed by {name} (out of memory, or a crash)"
+    first = next(iter(stderr[:1000].decode("utf-8", "replace").splitlines()), "").strip()
+    if _OUT_OF_MEMORY.fullmatch(first):
+        return (f"sops ran out of memory (connc allows it {MEMORY_LIMIT // (1024 * 1024)} "
+                f"MiB): does it read something far too large, or a device (.sops.yaml, a key "
+                f"file)?")
+    if _CRASHED.fullmatch(first):
+        return "sops crashed (a bug in sops, or input it cannot handle)"
     message = _EXPLAINED.get(returncode, f"sops failed (exit code {returncode})")
     found = reason(stderr)
     if found:
@@ -189,8 +272,8 @@ def reason(stderr: bytes) -> str | None:
 class Decryption:
     """A `sops decrypt` under way; `result()` gives the document (as `decrypt` does)."""
 
-    def __init__(self, repo: Path, relpath: str, *, text: bytes | None = None,
-                 ignore_mac: bool = False) -> None:
+    def __init__(self, repo: Path, relpath: str, *, deadline: process.Deadline,
+                 text: bytes | None = None, ignore_mac: bool = False) -> None:
         """`text`: the file's content as it should be read instead of the file itself (stdin);
         `ignore_mac`: decrypt although the MAC does not match (`secret set` repairing a value
         replaced by plaintext: each value is still authenticated on its own)."""
@@ -200,7 +283,7 @@ class Decryption:
         source = ["--input-type", "yaml"] if text is not None else ["--", relpath]
         self._running = Running(["--config", os.devnull, "decrypt", "--output-type", "json",
                                  *(["--ignore-mac"] if ignore_mac else []), *source],
-                                repo=repo, relpath=relpath, stdin=text)
+                                repo=repo, relpath=relpath, stdin=text, deadline=deadline)
 
     def result(self) -> dict[str, Any]:
         return _document(self._running.output(), self._running.relpath)
@@ -209,9 +292,9 @@ class Decryption:
         self._running.stop()
 
 
-def decrypt(repo: Path, relpath: str) -> dict[str, Any]:
+def decrypt(repo: Path, relpath: str, *, deadline: process.Deadline) -> dict[str, Any]:
     """Decrypt a file; values under `credential` come back as `Secret`s."""
-    return Decryption(repo, relpath).result()
+    return Decryption(repo, relpath, deadline=deadline).result()
 
 
 def _document(out: bytes, relpath: str) -> dict[str, Any]:
@@ -232,24 +315,28 @@ def _document(out: bytes, relpath: str) -> dict[str, Any]:
     return document
 
 
-def encrypt_in_place(repo: Path, relpath: str) -> None:
-    run(["encrypt", "--in-place", "--", relpath], repo=repo, relpath=relpath)
+def encrypt_in_place(repo: Path, relpath: str, *, deadline: process.Deadline) -> None:
+    _rewrite(["encrypt", "--in-place", "--", relpath], repo=repo, relpath=relpath,
+             deadline=deadline)
 
 
 def set_credential(repo: Path, relpath: str, field: str, value: Secret, *,
-                   ignore_mac: bool = False) -> None:
+                   deadline: process.Deadline, ignore_mac: bool = False) -> None:
     """Change one credential value; the value goes through stdin, never argv. `ignore_mac`:
     the file's MAC is known not to match (see `Decryption`); sops writes a new one."""
     path_expr = f'["credential"][{json.dumps(field)}]'  # sops' index syntax
-    run(["set", "--value-stdin", *(["--ignore-mac"] if ignore_mac else []), "--", relpath,
-         path_expr], repo=repo, relpath=relpath, stdin=json.dumps(value.reveal()).encode())
+    _rewrite(["set", "--value-stdin", *(["--ignore-mac"] if ignore_mac else []), "--", relpath,
+              path_expr], repo=repo, relpath=relpath, deadline=deadline,
+             stdin=json.dumps(value.reveal()).encode())
 
 
-def unset_credential(repo: Path, relpath: str, field: str) -> None:
+def unset_credential(repo: Path, relpath: str, field: str, *,
+                     deadline: process.Deadline) -> None:
     """Remove one credential value (and its key); sops rewrites the MAC."""
-    run(["unset", "--", relpath, f'["credential"][{json.dumps(field)}]'], repo=repo,
-        relpath=relpath)
+    _rewrite(["unset", "--", relpath, f'["credential"][{json.dumps(field)}]'], repo=repo,
+             relpath=relpath, deadline=deadline)
 
 
-def update_keys(repo: Path, relpath: str) -> None:
-    run(["updatekeys", "--yes", "--", relpath], repo=repo, relpath=relpath)
+def update_keys(repo: Path, relpath: str, *, deadline: process.Deadline) -> None:
+    _rewrite(["updatekeys", "--yes", "--", relpath], repo=repo, relpath=relpath,
+             deadline=deadline)

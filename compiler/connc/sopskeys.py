@@ -21,8 +21,12 @@ import os
 import sys
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from connc.errors import SopsError, UsageError
+
+if TYPE_CHECKING:
+    from connc.sopsmeta import KeyGroups
 
 KEY_FILE_VARIABLE = "SOPS_AGE_KEY_FILE"
 # The variables through which a user chooses sops' age keys; when one is set, connc adds none.
@@ -175,15 +179,18 @@ def _ssh(path: Path) -> Source:
 # ---------------------------------------------------------------------------- the verdict
 
 
-def no_key_error(env: Mapping[str, str], root: Path, relpath: str) -> KeyUnusable | NotARecipient:
+def no_key_error(env: Mapping[str, str], root: Path,
+                 relpath: str) -> KeyUnusable | NotARecipient | SopsError:
     """Why sops found no key for `relpath` (exit 128): the environment's fault for every file
-    (`KeyUnusable`), or this file's recipients include none of the keys here (`NotARecipient`)."""
+    (`KeyUnusable`), this file's recipients include none of the keys here (`NotARecipient`),
+    or they do and it still does not open: the file's fault (`SopsError`, exit 1)."""
     found = sources(env)
     broken = [f"{source.where}: {source.problem}" for source in found if source.problem]
     if broken:
         return KeyUnusable("no usable key: " + "; ".join(broken))
     usable = [source for source in found if source.recipients or source.opaque]
-    recipients = file_recipients(root, relpath)
+    groups = _key_groups(root, relpath)
+    recipients = tuple(sorted(_shown(r) for r in frozenset().union(*groups.groups)))
     age_only = all(r.startswith("age1") for r in recipients)
     if not usable and age_only:
         return KeyUnusable(
@@ -191,12 +198,38 @@ def no_key_error(env: Mapping[str, str], root: Path, relpath: str) -> KeyUnusabl
             f"file ({default_key_file(env)}, where `connc init --new-key` suggests it) nor "
             f"sops' ({_sops_default_key_file(env)}) exists; set {KEY_FILE_VARIABLE} to your "
             f"age key file")
+    damaged = _damaged(usable, groups, relpath)
+    if damaged is not None:
+        return damaged
     keys = yours(usable) if usable else "no age key here"
     message = f"{keys} is not among this file's recipients {shown(recipients) or '(none)'}"
     if not age_only:
         message += " (a KMS, PGP or Vault recipient needs that service's credentials here)"
     return NotARecipient(f"no usable key: {message}", path=relpath, keys=keys,
                          recipients=recipients)
+
+
+def _damaged(usable: list[Source], groups: KeyGroups, relpath: str) -> SopsError | None:
+    """The file's fault when keys here are among its recipients, enough of them to open it
+    (one per group needed), and sops still found none that decrypts: the data key encrypted
+    to them (their stanza in the `sops` block) was changed or damaged."""
+    from connc.sopsmeta import recipient_id
+
+    mine = frozenset(recipient_id("age", r) for source in usable for r in source.recipients)
+    opened = [group for group in groups.groups if group & mine]
+    if not opened or len(opened) < groups.threshold:
+        return None
+    held = ", ".join(sorted(_shown(r) for r in frozenset().union(*opened) & mine))
+    return SopsError(f"your key {held} is one of this file's recipients, but the data key "
+                     f"encrypted to it does not decrypt with it: the file's `sops` block was "
+                     f"changed or damaged; restore the file from git, or have a key holder "
+                     f"write the credential again", path=relpath)
+
+
+def _shown(recipient: str) -> str:
+    from connc.sopsmeta import shown_recipient
+
+    return shown_recipient(recipient.partition(":")[2])
 
 
 def yours(usable: list[Source]) -> str:
@@ -208,17 +241,16 @@ def yours(usable: list[Source]) -> str:
     return f"your key{'s' if several else ''} {'; '.join(described)}"
 
 
-def file_recipients(root: Path, relpath: str) -> tuple[str, ...]:
-    """The recipients in a file's `sops` block, as people write them (age1..., arn:...)."""
+def _key_groups(root: Path, relpath: str) -> KeyGroups:
+    """Who opens a file, from its `sops` block (recipients in `recipient_id` form)."""
     from connc import documents
-    from connc.sopsmeta import read_metadata, shown_recipient
+    from connc.sopsmeta import NO_KEY_GROUPS, read_metadata
 
     document, _found = documents.read(root, relpath, None)
     data = document.data if document is not None else None
     if not isinstance(data, dict):
-        return ()
-    metadata = read_metadata(data.get("sops"))
-    return tuple(sorted(shown_recipient(r.partition(":")[2]) for r in metadata.recipients))
+        return NO_KEY_GROUPS
+    return read_metadata(data.get("sops")).key_groups
 
 
 def shown(recipients: tuple[str, ...]) -> str:

@@ -16,6 +16,7 @@ from connc.author import new as scaffold
 from connc.author.new import NotCreated, new_connection
 from connc.errors import SopsError, UsageError
 from connc.findings import has_errors
+from connc.process import Deadline
 from connc.schema import models
 from connc.seal import SEAL_FIELD
 from connc.validate.run import validate
@@ -47,7 +48,7 @@ def connection_files(root: Path) -> list[str]:
 
 def decrypted(root: Path, connection_id: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
-    return sops.decrypt(root, relpath(connection_id))
+    return sops.decrypt(root, relpath(connection_id), deadline=Deadline(60))
 
 
 # ---------------------------------------------------------------------------- templates
@@ -287,7 +288,7 @@ def test_plaintext_is_0600_and_removed_when_interrupted(repo: Path,
                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     seen: list[int] = []
 
-    def interrupted(root: Path, path: str) -> None:
+    def interrupted(root: Path, path: str, *, deadline: object) -> None:
         seen.append(stat.S_IMODE((root / path).stat().st_mode))
         raise KeyboardInterrupt
 

@@ -20,6 +20,7 @@ from connc.author.new import SECRET_PLACEHOLDER, new_connection
 from connc.author.secret_set import set_secret, value_from_bytes
 from connc.errors import Refused, UsageError
 from connc.findings import Finding, has_errors
+from connc.process import Deadline
 from connc.seal import SEAL_FIELD
 from connc.sopskeys import KeyUnusable
 from connc.validate.run import validate
@@ -63,7 +64,7 @@ def stdin(value: str | bytes) -> io.BytesIO:
 
 def credential(root: Path, connection_id: str) -> dict[str, str]:
     """The secrets of a connection (its seal, which every write renews, apart)."""
-    values = sops.decrypt(root, path(connection_id))["credential"]
+    values = sops.decrypt(root, path(connection_id), deadline=Deadline(60))["credential"]
     assert SEAL_FIELD in values
     return {k: v.reveal() for k, v in values.items() if k != SEAL_FIELD}
 
@@ -89,7 +90,7 @@ def rsa_pem() -> str:
 @pytest.mark.usefixtures("with_key")
 def test_changes_one_value_and_keeps_comments_and_the_rest(repo: Path) -> None:
     before = (repo / path("registry")).read_text()
-    changed = set_secret(repo, "registry", "password", stdin(f"{CANARY}\n"))
+    changed = set_secret(repo, "registry", "password", stdin(f"{CANARY}\n"), deadline=Deadline(60))
     after = (repo / path("registry")).read_text()
     assert changed.relpath == path("registry") and not changed.added
     assert credential(repo, "registry") == {"username": SECRET_PLACEHOLDER, "password": CANARY}
@@ -106,17 +107,17 @@ def test_changes_one_value_and_keeps_comments_and_the_rest(repo: Path) -> None:
 
 @pytest.mark.usefixtures("with_key")
 def test_one_trailing_newline_is_dropped(repo: Path) -> None:
-    set_secret(repo, "gl", "token", stdin("glpat-one\r\n"))
+    set_secret(repo, "gl", "token", stdin("glpat-one\r\n"), deadline=Deadline(60))
     assert credential(repo, "gl")["token"] == "glpat-one"
     with pytest.raises(Refused, match="contains a newline"):
-        set_secret(repo, "gl", "token", stdin("glpat-two\n\n"))
+        set_secret(repo, "gl", "token", stdin("glpat-two\n\n"), deadline=Deadline(60))
     assert credential(repo, "gl")["token"] == "glpat-one"
 
 
 @pytest.mark.usefixtures("with_key")
 def test_a_pem_key_spans_lines(repo: Path) -> None:
     pem = rsa_pem()
-    set_secret(repo, "gh", "privateKey", stdin(pem.replace("\n", "\r\n")))
+    set_secret(repo, "gh", "privateKey", stdin(pem.replace("\n", "\r\n")), deadline=Deadline(60))
     assert credential(repo, "gh")["privateKey"] == pem.removesuffix("\n")
     # Other connections of the fixture still hold `connc new` placeholders (CONNC607).
     found = [f for f in validate(repo, decrypt=True).findings if f.path == path("gh")]
@@ -125,10 +126,10 @@ def test_a_pem_key_spans_lines(repo: Path) -> None:
 
 @pytest.mark.usefixtures("with_key")
 def test_a_field_of_another_alternative_is_added_with_a_reminder(repo: Path) -> None:
-    changed = set_secret(repo, "gl", "username", stdin("deploy-bot"))
+    changed = set_secret(repo, "gl", "username", stdin("deploy-bot"), deadline=Deadline(60))
     assert changed.added and changed.other_alternative == []
     key_data = base64.b64encode(key_pem(ec_key()).encode()).decode()
-    changed = set_secret(repo, "k8s", "clientKeyData", stdin(key_data))
+    changed = set_secret(repo, "k8s", "clientKeyData", stdin(key_data), deadline=Deadline(60))
     assert changed.added and changed.other_alternative == ["token"]
     [reminder] = [m for m in changed.messages() if "still set" in m]
     assert "connc secret unset k8s token" in reminder
@@ -138,8 +139,8 @@ def test_a_field_of_another_alternative_is_added_with_a_reminder(repo: Path) -> 
 def test_expires_at_reminder(repo: Path) -> None:
     write(repo, path("dated"), connection("dated", expiresAt="2099-01-31",
                                           credential={"token": "old"}))
-    sops.encrypt_in_place(repo, path("dated"))
-    changed = set_secret(repo, "dated", "token", stdin("new"))
+    sops.encrypt_in_place(repo, path("dated"), deadline=Deadline(60))
+    changed = set_secret(repo, "dated", "token", stdin("new"), deadline=Deadline(60))
     assert any("metadata.expiresAt is 2099-01-31" in m for m in changed.messages())
 
 
@@ -152,7 +153,7 @@ def test_unknown_field_with_suggestion_before_reading_stdin(repo: Path) -> None:
             raise AssertionError("the value was read before the field was checked")
 
     with pytest.raises(UsageError, match=r"no credential field `pasword` .*did you mean `password`"):
-        set_secret(repo, "registry", "pasword", Unread())
+        set_secret(repo, "registry", "pasword", Unread(), deadline=Deadline(60))
 
 
 @pytest.mark.parametrize(("value", "message"), [
@@ -168,36 +169,37 @@ def test_unknown_field_with_suggestion_before_reading_stdin(repo: Path) -> None:
 def test_refused_values_change_nothing(repo: Path, value: str | bytes, message: str) -> None:
     before = (repo / path("registry")).read_bytes()
     with pytest.raises(Refused, match=message):
-        set_secret(repo, "registry", "password", stdin(value))
+        set_secret(repo, "registry", "password", stdin(value), deadline=Deadline(60))
     assert (repo / path("registry")).read_bytes() == before
 
 
 @pytest.mark.usefixtures("with_key")
 def test_a_key_that_does_not_parse_is_refused(repo: Path) -> None:
     with pytest.raises(Refused, match="privateKey` is not"):
-        set_secret(repo, "gh", "privateKey", stdin(f"-----BEGIN PRIVATE KEY-----\n{CANARY}\n"))
+        set_secret(repo, "gh", "privateKey", stdin(f"-----BEGIN PRIVATE KEY-----\n{CANARY}\n"),
+                   deadline=Deadline(60))
 
 
 def test_unknown_connection_with_suggestion(repo: Path) -> None:
     with pytest.raises(UsageError, match="no connection `registy`; did you mean `registry`"):
-        set_secret(repo, "registy", "password", stdin("x"))
+        set_secret(repo, "registy", "password", stdin("x"), deadline=Deadline(60))
 
 
 @pytest.mark.parametrize("bad_id", ["../registry", "Registry", ""])
 def test_bad_id(repo: Path, bad_id: str) -> None:
     with pytest.raises(UsageError, match="an id is"):
-        set_secret(repo, bad_id, "password", stdin("x"))
+        set_secret(repo, bad_id, "password", stdin("x"), deadline=Deadline(60))
 
 
 def test_a_plaintext_file_is_refused(repo: Path) -> None:
     write(repo, path("plain"), connection("plain"))
     with pytest.raises(UsageError, match="not encrypted: run `connc sops encrypt --in-place"):
-        set_secret(repo, "plain", "token", stdin("x"))
+        set_secret(repo, "plain", "token", stdin("x"), deadline=Deadline(60))
 
 
 def test_without_a_key_sops_fails_with_our_message(repo: Path) -> None:
     with pytest.raises(KeyUnusable) as caught:
-        set_secret(repo, "registry", "password", stdin(CANARY))
+        set_secret(repo, "registry", "password", stdin(CANARY), deadline=Deadline(60))
     assert "SOPS_AGE_KEY_FILE" in caught.value.message and CANARY not in str(caught.value)
 
 
@@ -219,7 +221,7 @@ def test_a_terminal_is_asked_twice_hidden(repo: Path, monkeypatch: pytest.Monkey
         return next(answers)
 
     monkeypatch.setattr(secretset.getpass, "getpass", fake_getpass)
-    set_secret(repo, "registry", "password", Terminal())
+    set_secret(repo, "registry", "password", Terminal(), deadline=Deadline(60))
     assert prompts == ["password: ", "password (again): "]
     assert credential(repo, "registry")["password"] == CANARY
 
@@ -229,13 +231,13 @@ def test_a_terminal_typo_changes_nothing(repo: Path, monkeypatch: pytest.MonkeyP
     answers = iter(["one", "two"])
     monkeypatch.setattr(secretset.getpass, "getpass", lambda prompt="": next(answers))
     with pytest.raises(UsageError, match="the two entries differ"):
-        set_secret(repo, "registry", "password", Terminal())
+        set_secret(repo, "registry", "password", Terminal(), deadline=Deadline(60))
 
 
 @pytest.mark.usefixtures("with_key")
 def test_a_multiline_field_is_not_typed(repo: Path) -> None:
     with pytest.raises(UsageError, match="spans several lines"):
-        set_secret(repo, "gh", "privateKey", Terminal())
+        set_secret(repo, "gh", "privateKey", Terminal(), deadline=Deadline(60))
 
 
 def test_value_from_bytes_strips_only_one_newline() -> None:
@@ -251,7 +253,7 @@ def test_value_from_bytes_strips_only_one_newline() -> None:
 @pytest.mark.usefixtures("with_key")
 def test_the_value_goes_through_stdin_only(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     calls = spy_on_processes(monkeypatch)
-    set_secret(repo, "registry", "password", stdin(CANARY))
+    set_secret(repo, "registry", "password", stdin(CANARY), deadline=Deadline(60))
     # The old seal read first (it must allow the plaintext now), then the value, then the
     # seal of the plaintext it now belongs to.
     verify, value, sealing = calls
@@ -301,7 +303,7 @@ def test_a_plaintext_value_is_replaced_as_validate_advises(repo: Path) -> None:
     (repo / path("gl")).write_text(text.replace("credential:\n", "credential:\n    username: "
                                                 "pasted-in-clear\n", 1))
     assert any(f.code == "CONNC402" for f in validate(repo).findings)
-    changed = set_secret(repo, "gl", "username", stdin("deploy-bot"))
+    changed = set_secret(repo, "gl", "username", stdin("deploy-bot"), deadline=Deadline(60))
     assert changed.was_plaintext and any("rotate it" in line for line in changed.messages())
     assert credential(repo, "gl")["username"] == "deploy-bot"
     assert "pasted-in-clear" not in (repo / path("gl")).read_text()
@@ -315,5 +317,5 @@ def test_another_plaintext_value_is_named_first(repo: Path) -> None:
                                                 "pasted-in-clear\n", 1))
     before = (repo / path("gl")).read_text()
     with pytest.raises(Refused, match="`credential.username` is plaintext.*secret set gl username"):
-        set_secret(repo, "gl", "token", stdin(CANARY))
+        set_secret(repo, "gl", "token", stdin(CANARY), deadline=Deadline(60))
     assert (repo / path("gl")).read_text() == before

@@ -18,6 +18,7 @@ from connc.author.secret_set import set_secret
 from connc.author.secret_unset import unset_secret
 from connc.errors import Refused, UsageError
 from connc.findings import has_errors
+from connc.process import Deadline
 from connc.seal import SEAL_FIELD
 from connc.sopskeys import KeyUnusable
 from connc.validate.run import validate
@@ -42,21 +43,22 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (root / K8S).write_text((root / K8S).read_text().replace(
         "https://kubernetes.replace-me.invalid:6443", "https://k8s.example.com:6443"))
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
-    set_secret(root, "k8s", "token", io.BytesIO(CANARY.encode()))
+    set_secret(root, "k8s", "token", io.BytesIO(CANARY.encode()), deadline=Deadline(60))
     return root
 
 
 def values(root: Path) -> dict[str, str]:
-    return {k: v.reveal() for k, v in sops.decrypt(root, K8S)["credential"].items()}
+    return {k: v.reveal() for k, v in sops.decrypt(root, K8S,
+                                                   deadline=Deadline(60))["credential"].items()}
 
 
 def test_the_unused_alternative_is_removed_and_the_file_resealed(repo: Path) -> None:
     key = ec_key()
     for field, pem in (("clientCertificateData", certificate_pem(key)),
                        ("clientKeyData", key_pem(key).encode())):
-        set_secret(repo, "k8s", field, io.BytesIO(base64.b64encode(pem)))
+        set_secret(repo, "k8s", field, io.BytesIO(base64.b64encode(pem)), deadline=Deadline(60))
     before = (repo / K8S).read_text()
-    removed = unset_secret(repo, "k8s", "token")
+    removed = unset_secret(repo, "k8s", "token", deadline=Deadline(60))
     assert removed.messages()[0] == ("removed credential.token from connections.d/k8s.sops.yaml "
                                      "(sops; comments and other values kept) and resealed")
     after = (repo / K8S).read_text()
@@ -82,7 +84,7 @@ def test_refusals_change_nothing(repo: Path, field: str, error: type[Exception],
                                  message: str) -> None:
     before = (repo / K8S).read_bytes()
     with pytest.raises(error, match=message) as caught:
-        unset_secret(repo, "k8s", field)
+        unset_secret(repo, "k8s", field, deadline=Deadline(60))
     assert CANARY not in str(caught.value)
     assert (repo / K8S).read_bytes() == before
 
@@ -99,11 +101,11 @@ def test_a_placeholder_left_by_new_is_what_validate_advises_to_unset(tmp_path: P
                                          "https://npm.example.com/")
                                 .replace("repositoryId: REPLACE-ME\n", ""))
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
-    set_secret(root, "npm", "token", io.BytesIO(CANARY.encode()))
+    set_secret(root, "npm", "token", io.BytesIO(CANARY.encode()), deadline=Deadline(60))
     advice = {f.message for f in validate(root, decrypt=True).findings if f.code == "CONNC607"}
     assert all("`connc secret unset npm " in message for message in advice), advice
-    unset_secret(root, "npm", "username")
-    unset_secret(root, "npm", "password")
+    unset_secret(root, "npm", "username", deadline=Deadline(60))
+    unset_secret(root, "npm", "password", deadline=Deadline(60))
     assert not has_errors(validate(root, decrypt=True).findings)
 
 
@@ -111,11 +113,11 @@ def test_without_a_key_nothing_changes(repo: Path, monkeypatch: pytest.MonkeyPat
     key = ec_key()
     for field, pem in (("clientCertificateData", certificate_pem(key)),
                        ("clientKeyData", key_pem(key).encode())):
-        set_secret(repo, "k8s", field, io.BytesIO(base64.b64encode(pem)))
+        set_secret(repo, "k8s", field, io.BytesIO(base64.b64encode(pem)), deadline=Deadline(60))
     monkeypatch.delenv("SOPS_AGE_KEY_FILE")
     before = (repo / K8S).read_bytes()
     with pytest.raises(KeyUnusable):
-        unset_secret(repo, "k8s", "token")
+        unset_secret(repo, "k8s", "token", deadline=Deadline(60))
     assert (repo / K8S).read_bytes() == before
 
 

@@ -8,13 +8,15 @@ from hypothesis import strategies as st
 
 from connc.__main__ import RENDER_FORMATS, RENDER_OPTIONS, fast_render_options
 from connc.cli import cli
+from connc.render.run import TIMEOUT_RANGE
 
 WORDS = st.sampled_from([*RENDER_OPTIONS, *(f"{o}=x" for o in RENDER_OPTIONS), "--help", "-h",
                          "--pipline", "--", "api", "api-release", "-x", "a b", "json",
-                         "github", "shell", "yaml", "/tmp/out", "", "render"])
+                         "github", "shell", "yaml", "/tmp/out", "", "render", "10", "1", "0.5",
+                         "3600", "3601", "1e3", "nan", "-5", "--timeout=30", "--timeout=inf"])
 
 
-def click_parse(argv: list[str]) -> dict[str, str | None] | None:
+def click_parse(argv: list[str]) -> dict[str, str | float | None] | None:
     """What click's `render` command would call `render.run.command` with, or None."""
     try:
         context = cli.commands["render"].make_context("render", list(argv[1:]))
@@ -24,9 +26,12 @@ def click_parse(argv: list[str]) -> dict[str, str | None] | None:
     if (params["pipeline_argument"] is None) == (params["pipeline_option"] is None):
         return None  # the command itself refuses this
     pipeline = params["pipeline_argument"]
-    return {"pipeline_id": pipeline if pipeline is not None else params["pipeline_option"],
-            "repo": params["repo"], "out": params["out"],
-            "output_format": params["output_format"]}
+    parsed = {"pipeline_id": pipeline if pipeline is not None else params["pipeline_option"],
+              "repo": params["repo"], "out": params["out"],
+              "output_format": params["output_format"]}
+    if params["timeout"] is not None:
+        parsed["timeout"] = params["timeout"]
+    return parsed
 
 
 @settings(max_examples=400, deadline=None)
@@ -45,6 +50,11 @@ def test_the_documented_forms_take_the_fast_path() -> None:
                                 "--repo", "r"]) == {
         "pipeline_id": "api", "repo": "r", "out": None, "output_format": "github"}
     assert set(RENDER_FORMATS) == set(cli.commands["render"].params[4].type.choices)
+    timeout = next(p for p in cli.commands["render"].params if p.name == "timeout")
+    assert (timeout.type.min, timeout.type.max) == TIMEOUT_RANGE  # type: ignore[attr-defined]
+    assert fast_render_options(["render", "api", "--timeout", "30"]) == {
+        "pipeline_id": "api", "repo": None, "out": None, "output_format": "shell",
+        "timeout": 30.0}
 
 
 def test_anything_else_goes_to_click() -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from connc import sops
 from connc.errors import SopsError, UsageError
+from connc.process import Deadline
 from connc.seal import SEAL_FIELD
 from connc.secrets import Secret
 from connc.sopskeys import KeyUnusable
@@ -69,7 +70,7 @@ def with_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def failure(root: Path, relpath: str = RELPATH) -> SopsError:
     with pytest.raises(SopsError) as caught:
-        sops.decrypt(root, relpath)
+        sops.decrypt(root, relpath, deadline=Deadline(60))
     error = caught.value
     assert error.path == relpath
     assert PLANTED not in str(error) and PLANTED not in repr(error)
@@ -124,7 +125,7 @@ def test_unknown_exit_codes_are_named() -> None:
 
 @pytest.mark.usefixtures("with_key")
 def test_decrypt_returns_secrets_for_the_credential(repo: Path) -> None:
-    document = sops.decrypt(repo, RELPATH)
+    document = sops.decrypt(repo, RELPATH, deadline=Deadline(60))
     credential = document["credential"]
     assert {k: v for k, v in credential.items() if k != SEAL_FIELD} == {
         "username": Secret("robot"), "password": Secret("first-password")}
@@ -141,7 +142,7 @@ def test_plaintext_outside_credential_can_change_and_still_decrypts(repo: Path) 
     edit(repo, "visibility: private", "visibility: public")
     edit(repo, "registry: registry.example.com", "registry: mirror.example.com")
     edit(repo, "owner: alice", "owner: bob")
-    document = sops.decrypt(repo, RELPATH)
+    document = sops.decrypt(repo, RELPATH, deadline=Deadline(60))
     assert document["scope"]["visibility"] == "public"
     assert document["credential"]["password"].reveal() == "first-password"
 
@@ -149,7 +150,7 @@ def test_plaintext_outside_credential_can_change_and_still_decrypts(repo: Path) 
 def test_no_key_names_sops_age_key_file(repo: Path) -> None:
     # No key at all is the environment's fault for every file alike: said once, exit 2.
     with pytest.raises(KeyUnusable) as caught:
-        sops.decrypt(repo, RELPATH)
+        sops.decrypt(repo, RELPATH, deadline=Deadline(60))
     assert "SOPS_AGE_KEY_FILE is not set" in caught.value.message
     assert "no usable key" in caught.value.message
 
@@ -159,6 +160,25 @@ def test_encrypted_to_another_key(repo: Path, tmp_path: Path,
     other_key, _public = new_age_key(tmp_path)
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(other_key))
     assert "no usable key" in failure(repo).message
+
+
+@pytest.mark.usefixtures("with_key")
+@pytest.mark.parametrize("line", [1, 3], ids=["stanza header", "wrapped key"])
+def test_a_damaged_age_stanza_with_the_right_key_is_the_files_fault(repo: Path,
+                                                                    line: int) -> None:
+    # The key here is the file's recipient, and still nothing opens the data key: that is
+    # no missing key (exit 2, "set SOPS_AGE_KEY_FILE") but a damaged file (exit 1).
+    text = (repo / RELPATH).read_text()
+    armour = text.index("-----BEGIN AGE ENCRYPTED FILE-----")
+    lines = text[armour:].splitlines(keepends=True)
+    body = lines[line]
+    at = len(body) - len(body.lstrip()) + 12
+    lines[line] = body[:at] + ("A" if body[at] != "A" else "B") + body[at + 1:]
+    (repo / RELPATH).write_text(text[:armour] + "".join(lines))
+    error = failure(repo)
+    assert not error.no_key and error.exit_code == 1
+    assert "is one of this file's recipients" in error.message
+    assert "restore the file from git" in error.message
 
 
 @pytest.mark.usefixtures("with_key")
@@ -244,7 +264,7 @@ def test_set_credential_changes_one_value_via_stdin_and_keeps_comments(
     calls = spy_on_processes(monkeypatch)
     new_value = 'new "quoted" pass\\word ünïcode'
     before = (repo / RELPATH).read_text()
-    sops.set_credential(repo, RELPATH, "password", Secret(new_value))
+    sops.set_credential(repo, RELPATH, "password", Secret(new_value), deadline=Deadline(60))
 
     [call] = calls
     assert all(new_value not in arg for arg in call["args"])  # never on the command line
@@ -258,7 +278,7 @@ def test_set_credential_changes_one_value_via_stdin_and_keeps_comments(
     assert _line(before, "#ENC[") == _line(after, "#ENC[")
     assert _line(before, "username:") == _line(after, "username:")  # untouched ciphertext
     assert _line(before, "password:") != _line(after, "password:")
-    credential = sops.decrypt(repo, RELPATH)["credential"]
+    credential = sops.decrypt(repo, RELPATH, deadline=Deadline(60))["credential"]
     assert credential["password"].reveal() == new_value
     assert credential["username"].reveal() == "robot"
 
@@ -269,13 +289,14 @@ def _line(text: str, prefix: str) -> str:
 
 @pytest.mark.usefixtures("with_key")
 def test_set_credential_adds_a_field(repo: Path) -> None:
-    sops.set_credential(repo, RELPATH, "token", Secret("added"))
-    assert sops.decrypt(repo, RELPATH)["credential"]["token"].reveal() == "added"
+    sops.set_credential(repo, RELPATH, "token", Secret("added"), deadline=Deadline(60))
+    assert sops.decrypt(repo, RELPATH,
+                        deadline=Deadline(60))["credential"]["token"].reveal() == "added"
 
 
 def test_set_credential_without_key_fails_with_our_message(repo: Path) -> None:
     with pytest.raises(KeyUnusable) as caught:
-        sops.set_credential(repo, RELPATH, "password", Secret(PLANTED))
+        sops.set_credential(repo, RELPATH, "password", Secret(PLANTED), deadline=Deadline(60))
     assert PLANTED not in str(caught.value)
     assert "SOPS_AGE_KEY_FILE" in caught.value.message
 
@@ -288,23 +309,25 @@ def test_update_keys_adds_a_recipient(repo: Path, tmp_path: Path,
         "age1ulne4xqhupvtrat0x2x000mqe98zezx4uax56ruvwmpq47d88phqehjy5j",
         f"age1ulne4xqhupvtrat0x2x000mqe98zezx4uax56ruvwmpq47d88phqehjy5j,{other}")
     (repo / ".sops.yaml").write_text(rules)
-    sops.update_keys(repo, RELPATH)
+    sops.update_keys(repo, RELPATH, deadline=Deadline(60))
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(other_key))
-    assert sops.decrypt(repo, RELPATH)["credential"]["username"].reveal() == "robot"
+    assert sops.decrypt(repo, RELPATH,
+                        deadline=Deadline(60))["credential"]["username"].reveal() == "robot"
 
 
 def test_encrypt_in_place_uses_the_repository_rules(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_repo(tmp_path / "repo")
     write(root, "connections.d/gl.sops.yaml", connection("gl", credential={"token": PLANTED}))
-    sops.encrypt_in_place(root, "connections.d/gl.sops.yaml")
+    sops.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=Deadline(60))
     text = (root / "connections.d/gl.sops.yaml").read_text()
     assert PLANTED not in text and "encrypted_regex: ^credential$" in text
     with pytest.raises(SopsError) as caught:
-        sops.encrypt_in_place(root, "connections.d/gl.sops.yaml")
+        sops.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=Deadline(60))
     assert caught.value.message == sops.explain(203)
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
-    assert sops.decrypt(root, "connections.d/gl.sops.yaml")["credential"]["token"].reveal() == (
+    assert sops.decrypt(root, "connections.d/gl.sops.yaml",
+                        deadline=Deadline(60))["credential"]["token"].reveal() == (
         PLANTED)
 
 
@@ -312,6 +335,6 @@ def test_encrypt_outside_any_rule(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo")
     write(root, "elsewhere.yaml", {"credential": {"token": PLANTED}})
     with pytest.raises(SopsError) as caught:
-        sops.encrypt_in_place(root, "elsewhere.yaml")
+        sops.encrypt_in_place(root, "elsewhere.yaml", deadline=Deadline(60))
     assert PLANTED not in str(caught.value)
     assert "no .sops.yaml creation rule matches this file" in caught.value.message

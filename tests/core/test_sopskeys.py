@@ -14,6 +14,7 @@ import pytest
 
 from connc import sops
 from connc.errors import SopsError
+from connc.process import Deadline
 from repokit import (
     REPO_ROOT,
     TEST_KEY_FILE,
@@ -110,7 +111,7 @@ def test_one_file_no_key_opens_names_its_recipients(repo: Path, tmp_path: Path) 
     other_key, other_public = new_age_key(tmp_path)
     with pytest.raises(SopsError) as caught, pytest.MonkeyPatch.context() as patch:
         patch.setenv("SOPS_AGE_KEY_FILE", str(other_key))
-        sops.decrypt(repo, "connections.d/one.sops.yaml")
+        sops.decrypt(repo, "connections.d/one.sops.yaml", deadline=Deadline(60))
     assert caught.value.no_key
     assert caught.value.message == (f"no usable key: your key {other_public} (SOPS_AGE_KEY_FILE="
                                     f"{other_key}) is not among this file's recipients "
@@ -158,7 +159,7 @@ def test_a_malformed_recipient_keeps_sops_reason(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", rules=sops_rules(bogus), encrypt_all=False)
     write(root, "connections.d/gl.sops.yaml", connection("gl", credential={"token": CANARY}))
     with pytest.raises(SopsError) as caught:
-        sops.encrypt_in_place(root, "connections.d/gl.sops.yaml")
+        sops.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=Deadline(60))
     assert caught.value.message == (f"sops could not process the file: the recipient {bogus} in "
                                     f".sops.yaml is not a valid age public key (invalid checksum)")
 
@@ -172,7 +173,7 @@ def test_a_secret_key_as_recipient_is_left_out_of_sops_reason(tmp_path: Path) ->
                             capture_output=True, text=True, timeout=60, check=False)
     assert pasted in direct.stderr  # what connc must not pass on
     with pytest.raises(SopsError) as caught:
-        sops.encrypt_in_place(root, "connections.d/gl.sops.yaml")
+        sops.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=Deadline(60))
     assert pasted not in str(caught.value) and CANARY.upper() not in str(caught.value)
     assert "a recipient in .sops.yaml is not a public key sops knows" in caught.value.message
 

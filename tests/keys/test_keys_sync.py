@@ -21,6 +21,7 @@ from keykit import SENTINEL, files, recipients_of
 
 from connc import sops
 from connc.keys import sync
+from connc.process import Deadline
 from connc.validate.keyring import Keyring
 from repokit import REPO_ROOT, TEST_KEY_FILE, TEST_RECIPIENT, new_age_key, run_connc, sops_env
 
@@ -110,7 +111,7 @@ def test_sync_never_adds_a_key_the_scope_does_not_allow(repo: Path,
     monkeypatch.setattr(Keyring, "needed", lambda self, c: needed(self, c) | {carol})
     before = files(repo)
     with pytest.raises(AssertionError, match="would add"):
-        sync.run(repo, ("db",), False, False, lambda _line: None)
+        sync.run(repo, ("db",), False, False, lambda _line: None, 600)
     assert files(repo) == before
 
 
@@ -269,5 +270,5 @@ def test_decrypting_never_reads_the_creation_rules(repo: Path,
     # seal do not read it: here, one sops could not even parse.
     (repo / ".sops.yaml").write_text("creation_rules: [\n")
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
-    document = sops.decrypt(repo, "connections.d/db.sops.yaml")
+    document = sops.decrypt(repo, "connections.d/db.sops.yaml", deadline=Deadline(60))
     assert document["credential"]["token"].reveal() == SENTINEL

@@ -28,6 +28,7 @@ from connc.credentials import credential_problems
 from connc.secrets import Secret
 from repokit import (
     TEST_KEY_FILE,
+    TEST_RECIPIENT,
     certificate_pem,
     connection,
     ec_key,
@@ -253,10 +254,14 @@ def build(root: Path, tmp: Path) -> Path:
     write(root, "connc.yaml", {"apiVersion": "connc/v1", "kind": "Config",
                                "adminRecipients": [SENTINEL], "expiryWarningDays": SENTINEL,
                                "token": SENTINEL})
-    # A recipient pasted as a private key by mistake: a drift finding must not print it.
+    # A recipient pasted as a private key by mistake: a drift finding must not print it. The
+    # drift is on one file only: --decrypt decrypts no file validate refuses, and the others
+    # must reach their content checks.
     rules = sops_rules()
     rules["creation_rules"].append({"path_regex": "^never$", "age": AGE_SECRET})
-    rules["creation_rules"][0]["age"] += f",{AGE_SECRET}"
+    rules["creation_rules"].insert(0, {**rules["creation_rules"][0],
+                                       "path_regex": r"^connections\.d/expired\.sops\.yaml$",
+                                       "age": f"{TEST_RECIPIENT},{AGE_SECRET}"})
     write(root, ".sops.yaml", rules)
     # The key of the other recipient stays outside the repository, unused.
     assert other_key.parent == tmp

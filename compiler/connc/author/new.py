@@ -26,7 +26,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from connc import repository, seal, sops
+from connc import process, repository, seal, sops
 from connc.credentials import SECRET_PLACEHOLDER
 from connc.documents import API_VERSION
 from connc.errors import ConncError, ExitCode, UsageError
@@ -43,6 +43,7 @@ from connc.validate.files import read_model
 # A valid string that no service accepts, and that says what to do with it.
 REPLACE = PLACEHOLDER
 VISIBILITIES = ("private", "public", "custom")
+ENCRYPT_TIMEOUT = 120.0  # seconds for sops to encrypt the new file (a KMS recipient answers)
 # Names people reach for that are not connc's types: the type to use, and what to set in it.
 ALIASES: dict[str, tuple[str, str]] = {
     "npm": ("packages", " with `format: npm` in its spec"),
@@ -484,7 +485,7 @@ def _write_encrypted(root: Path, relpath: str, text: str) -> None:
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as out:
             out.write(text)
-        sops.encrypt_in_place(root, relpath)
+        sops.encrypt_in_place(root, relpath, deadline=process.Deadline(ENCRYPT_TIMEOUT))
     except BaseException:
         path.unlink(missing_ok=True)
         raise

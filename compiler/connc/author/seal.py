@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from connc import repository, seal, sops
+from connc import process, repository, seal, sops
 from connc.credentials import SECRET_PLACEHOLDER
 from connc.errors import Refused, SopsError, UsageError
 from connc.findings import printable, suggest
@@ -85,9 +85,10 @@ def select(root: Path, ids: Sequence[str], every: bool) -> list[str]:
 SEALING_FIXES = inputs.WRITING_FIXES - {"CONNC402"}
 
 
-def seal_all(root: Path, ids: list[str], *, dry_run: bool,
+def seal_all(root: Path, ids: list[str], *, dry_run: bool, deadline: process.Deadline,
              allow: frozenset[str] = SEALING_FIXES) -> list[tuple[Sealing, dict[str, Any]]]:
-    """`allow`: the codes the caller fixes itself (`keys sync` fixes recipients, CONNC405)."""
+    """`allow`: the codes the caller fixes itself (`keys sync` fixes recipients, CONNC405);
+    `deadline`: the run's, for every sops process."""
     sops.binary()  # a missing binary is an environment error, before anything is read
     # Every file checked first (render's reader refuses what validate would): nothing written
     # when one of them is wrong.
@@ -98,7 +99,8 @@ def seal_all(root: Path, ids: list[str], *, dry_run: bool,
         root, connection_id, settings, allow=allow)))
              for connection_id in ids]
     sealed = [(connection_id, repository.connection_path(connection_id), current,
-               recorded(root, repository.connection_path(connection_id)).view)
+               recorded(root, repository.connection_path(connection_id),
+                        deadline=deadline).view)
               for connection_id, current in views]
     for connection_id, relpath, _current, old in sealed:
         # A seal never changes its id: that would approve a move no owner consented to.
@@ -109,7 +111,8 @@ def seal_all(root: Path, ids: list[str], *, dry_run: bool,
         changed = seal.changes(old, current) if old is not None else []
         rewrite = old != current
         if rewrite and not dry_run:
-            sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(current)))
+            sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(current)),
+                                deadline=deadline)
         done.append((Sealing(connection_id, relpath, old is None, changed, rewrite,
                              seal.narrowed(old, current) if old is not None else []), current))
     return done
@@ -124,12 +127,13 @@ class Recorded:
     scaffold: bool  # every value is still the placeholder of `connc new`
 
 
-def recorded(root: Path, relpath: str, *, text: bytes | None = None,
+def recorded(root: Path, relpath: str, *, deadline: process.Deadline, text: bytes | None = None,
              ignore_mac: bool = False) -> Recorded:
     """The credential's seal and whether it holds real values. `text` and `ignore_mac`: read
     that content instead of the file (see `sops.Decryption`)."""
     try:
-        document = sops.Decryption(root, relpath, text=text, ignore_mac=ignore_mac).result()
+        document = sops.Decryption(root, relpath, deadline=deadline, text=text,
+                                   ignore_mac=ignore_mac).result()
     except SopsError as error:
         if error.no_key:  # sealing is a key holder's act: no key is the environment's fault
             raise UsageError(f"{relpath}: {error.message}") from None

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from connc import documents, repository, seal, sops
+from connc import documents, process, repository, seal, sops
 from connc.author import seal as sealing
 from connc.credentials import MULTILINE_FIELDS, field_problem
 from connc.errors import Refused, SopsError, UsageError
@@ -83,7 +83,8 @@ def value_from_bytes(field: str, raw: bytes) -> Secret:
     return Secret(text)
 
 
-def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> Changed:
+def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO, *,
+               deadline: process.Deadline) -> Changed:
     """Check the connection and field, then read the value from `stdin` and set it."""
     repository.check_id(connection_id, "connection")
     relpath = repository.connection_path(connection_id)
@@ -109,7 +110,7 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> C
     # was added after encryption, outside the MAC, so without its lines the file is the one
     # sops wrote — unless the plaintext replaced an encrypted value, which the MAC covers.
     text = _without_value(root / relpath, document, field) if field in exposed else None
-    sealed, mac_broken = _old_seal(root, relpath, text)
+    sealed, mac_broken = _old_seal(root, relpath, text, deadline)
     if mac_broken and sealed.view is None:
         raise Refused("the MAC does not match (the plaintext value replaced an encrypted one) "
                       "and the credential has no seal that says what a key holder approved: "
@@ -123,9 +124,10 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> C
         raise Refused(f"{message}; nothing was changed", path=relpath)
     if text is not None:
         _replace(root / relpath, text)
-    sops.set_credential(root, relpath, field, value, ignore_mac=mac_broken)
+    sops.set_credential(root, relpath, field, value, deadline=deadline, ignore_mac=mac_broken)
     try:
-        sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)))
+        sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
+                            deadline=deadline)
     except SopsError as error:
         raise SopsError(f"credential.{field} was set, but sealing failed ({error.message}); "
                         f"run `connc seal {connection_id}`", path=relpath) from None
@@ -134,7 +136,8 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO) -> C
                    first_seal=sealed.view is None, filled=filled)
 
 
-def _old_seal(root: Path, relpath: str, text: bytes | None) -> tuple[sealing.Recorded, bool]:
+def _old_seal(root: Path, relpath: str, text: bytes | None,
+              deadline: process.Deadline) -> tuple[sealing.Recorded, bool]:
     """(what the credential's seal records, whether the MAC had to be ignored to read it).
 
     With a plaintext value dropped (`text`), a MAC mismatch means that value replaced an
@@ -143,11 +146,11 @@ def _old_seal(root: Path, relpath: str, text: bytes | None) -> tuple[sealing.Rec
     with the MAC ignored — and then only a seal that matches the file lets the write go on.
     """
     try:
-        return sealing.recorded(root, relpath, text=text), False
+        return sealing.recorded(root, relpath, deadline=deadline, text=text), False
     except SopsError:
         if text is None:
             raise
-    return sealing.recorded(root, relpath, text=text, ignore_mac=True), True
+    return sealing.recorded(root, relpath, deadline=deadline, text=text, ignore_mac=True), True
 
 
 def _other_alternative(connection_type: str, field: str, present: set[str]) -> list[str]:

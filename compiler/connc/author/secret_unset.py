@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from connc import repository, seal, sops
+from connc import process, repository, seal, sops
 from connc.author import seal as sealing
 from connc.author.secret_set import plaintext_fields, read_encrypted
 from connc.errors import Refused, SopsError, UsageError
@@ -35,7 +35,8 @@ class Removed:
                 f"values kept) and resealed", "next: `connc validate`, then open a pull request"]
 
 
-def unset_secret(root: Path, connection_id: str, field: str) -> Removed:
+def unset_secret(root: Path, connection_id: str, field: str, *,
+                 deadline: process.Deadline) -> Removed:
     repository.check_id(connection_id, "connection")
     relpath = repository.connection_path(connection_id)
     connection_type, credential, _expires, _document = read_encrypted(root, relpath, connection_id)
@@ -68,10 +69,12 @@ def unset_secret(root: Path, connection_id: str, field: str) -> Removed:
     view = seal.view_of(inputs.read_connection(root, connection_id, inputs.policy(root),
                                                allow=inputs.WRITING_FIXES))
     inputs.refuse_checkout(root, [relpath, *repository.TOP_FILES])
-    sealing.check_writable(connection_id, sealing.recorded(root, relpath), view)  # raises
-    sops.unset_credential(root, relpath, field)
+    sealing.check_writable(connection_id, sealing.recorded(root, relpath, deadline=deadline),
+                           view)  # raises
+    sops.unset_credential(root, relpath, field, deadline=deadline)
     try:
-        sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)))
+        sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
+                            deadline=deadline)
     except SopsError as error:
         raise SopsError(f"credential.{field} was removed, but sealing failed ({error.message}); "
                         f"run `connc seal {connection_id}`", path=relpath) from None

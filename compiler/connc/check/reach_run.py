@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from connc import http, repository
+from connc import http, process, repository
 from connc.check import git, github_app, kube, packages, registry, secretless
 from connc.check.probe import Context
 from connc.check.reach import Ask, Reacher, Use, redacted
@@ -69,7 +68,8 @@ def run(root: Path, ids: Sequence[str], output_format: str, timeout: float, bran
 def reach_all(root: Path, selected: Sequence[str], uses: dict[str, list[PipelineUse]], *,
               timeout: float, branches: bool) -> list[Row]:
     """One row per selected connection, asked in parallel under one deadline."""
-    deadline = time.monotonic() + timeout
+    run_deadline = process.Deadline(timeout, "--timeout")  # decryptions included
+    deadline = run_deadline.at
 
     def act(resolved: Resolved, data: dict[str, Any], workdir: Path,
             cancel: http.Cancel) -> Row:
@@ -81,7 +81,7 @@ def reach_all(root: Path, selected: Sequence[str], uses: dict[str, list[Pipeline
         shown = redacted(found, secrets)
         return Row(Outcome(resolved.id, resolved.type, OK, shown.summary, shown.target), shown)
 
-    return each_connection(root, selected, act, Row)
+    return each_connection(root, selected, act, Row, deadline=run_deadline)
 
 
 def pipeline_uses(root: Path) -> tuple[dict[str, list[PipelineUse]], list[str]]:

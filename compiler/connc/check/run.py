@@ -11,8 +11,10 @@ is removed when the probe ends, and the whole dir when the run ends, also on Ctr
 SIGTERM; a GitHub token minted by a probe is revoked by that probe.
 
 `--timeout` is each probe's whole budget: its requests (connc.http) and tool runs share one
-deadline. An interrupt cancels every probe at once (requests shut down, tool process groups
-killed), waits a short grace for them to clean up, and returns.
+deadline. The decryptions (sops) of the whole run share another, `DECRYPT_TIMEOUT` seconds
+from its start (with --reach, the run's one deadline bounds them too). An interrupt cancels
+every probe at once (requests shut down, tool process groups killed), waits a short grace
+for them to clean up, and returns.
 
 `each_connection` (select, read, decrypt, a private work dir, the worker threads, the
 clean-up) is also how `--reach` visits connections (`reach_run`).
@@ -32,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from connc import credentials, http, repository, seal, sopskeys
+from connc import credentials, http, process, repository, seal, sopskeys
 from connc.check import git, github_app, kube, packages, registry, secretless
 from connc.check.probe import Context, Probe, ProbeFailure
 from connc.errors import ConncError, ExitCode, SopsError, UsageError
@@ -43,7 +45,9 @@ from connc.repository import stem
 from connc.schema.policy import secretless as secretless_spec
 
 OK, FAILED, NOT_CHECKED, SKIPPED = "ok", "failed", "not checked", "skipped"
-_WORKERS = 8
+_WORKERS = 8  # also the sops processes at once: one decryption per worker
+# Seconds for every decryption of a run together (a probe's own budget is --timeout).
+DECRYPT_TIMEOUT = 600.0
 # After an interrupt, how long probes get to finish their clean-up (remove their files,
 # revoke a minted token) before the command ends without them. Cancelled requests and killed
 # tools end in milliseconds; this bounds a revocation under way, or a probe still in sops.
@@ -95,17 +99,19 @@ def check(root: Path, ids: Sequence[str], *, timeout: float,
             cancel: http.Cancel) -> Outcome:
         return _probe(resolved, workdir, timeout, cancel, id_token_file)
 
-    return each_connection(root, select(root, ids), act, lambda outcome: outcome)
+    return each_connection(root, select(root, ids), act, lambda outcome: outcome,
+                           deadline=process.Deadline(DECRYPT_TIMEOUT))
 
 
 def each_connection(root: Path, selected: Sequence[str],
                     act: Callable[[Resolved, dict[str, Any], Path, http.Cancel], T],
-                    refused: Callable[[Outcome], T]) -> list[T]:
+                    refused: Callable[[Outcome], T], *, deadline: process.Deadline) -> list[T]:
     """`act` on each selected connection, read as render reads it and decrypted, in parallel.
 
     `act` gets the connection decrypted (its seal verified), its checked document, a private
     work directory (removed when it returns) and the run's `Cancel`. A connection that cannot
-    be read or decrypted, or whose `act` raises, becomes `refused(outcome)`.
+    be read or decrypted, or whose `act` raises, becomes `refused(outcome)`. `deadline`
+    bounds the decryptions of the whole run.
     """
     if not selected:
         return []
@@ -121,7 +127,7 @@ def each_connection(root: Path, selected: Sequence[str],
 
     def one(connection_id: str) -> T:
         return _check_one(root, connection_id, workdir / connection_id, settings, cancel, act,
-                          refused)
+                          refused, deadline)
 
     def worker() -> None:
         while not cancel.is_set():
@@ -182,7 +188,7 @@ def select(root: Path, ids: Sequence[str]) -> list[str]:
 def _check_one(root: Path, connection_id: str, workdir: Path, settings: inputs.Policy,
                cancel: http.Cancel,
                act: Callable[[Resolved, dict[str, Any], Path, http.Cancel], T],
-               refused: Callable[[Outcome], T]) -> T:
+               refused: Callable[[Outcome], T], deadline: process.Deadline) -> T:
     relpath = repository.connection_path(connection_id)
     try:
         data = inputs.read_connection(root, connection_id, settings)  # as render reads it
@@ -194,12 +200,12 @@ def _check_one(root: Path, connection_id: str, workdir: Path, settings: inputs.P
         return refused(Outcome(connection_id, connection_type, status, message, target))
 
     try:
-        resolved = _decrypt(root, relpath, data, settings.require_seals)
+        resolved = _decrypt(root, relpath, data, settings.require_seals, deadline)
     except SopsError as error:
         if error.no_key:
             return outcome(NOT_CHECKED, error.message)
         return outcome(FAILED, f"cannot decrypt: {error.message}")
-    except sopskeys.KeyUnusable:
+    except (sopskeys.KeyUnusable, process.DeadlineExceeded):
         raise  # the same for every connection: said once, by the command
     except ConncError as error:
         return outcome(FAILED, error.message)
@@ -219,9 +225,11 @@ def _check_one(root: Path, connection_id: str, workdir: Path, settings: inputs.P
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _decrypt(root: Path, relpath: str, data: dict[str, Any], require_seal: bool) -> Resolved:
+def _decrypt(root: Path, relpath: str, data: dict[str, Any], require_seal: bool,
+             deadline: process.Deadline) -> Resolved:
     """Decrypted, its seal and contract checked: only then may a probe send anything."""
-    opening = credentials.Opening(root, relpath, seal.view_of(data), require_seal=require_seal)
+    opening = credentials.Opening(root, relpath, seal.view_of(data), deadline=deadline,
+                                  require_seal=require_seal)
     try:
         opened = opening.result()
     finally:

@@ -32,6 +32,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, Protocol, TextIO
 
+from connc import process
 from connc.diff import gitlab, revisions
 from connc.diff.compare import ADMINS, NOBODY, Change, Diff
 from connc.diff.report import approver
@@ -425,12 +426,13 @@ def _commits(repo: Path, result: Diff) -> list[revisions.CommitEmails] | str:
     """The merge request's commits as git lists them between BASE and HEAD, or why not.
     GitLab's own list has no count to check it against; git's is of the very commits judged."""
     assert result.base.commit is not None and result.head.commit is not None
-    top, _prefix = revisions.open_repository(repo)
-    if revisions.shallow(top):
+    deadline = process.Deadline(revisions.TIMEOUT)  # every git process of this listing
+    top, _prefix = revisions.open_repository(repo, deadline)
+    if revisions.shallow(top, deadline):
         return ("the clone is shallow, so git may not list every commit between BASE and "
                 "HEAD (GIT_DEPTH: 0 fetches them all)")
     commits = revisions.commits_between(top, result.base.commit, result.head.commit,
-                                        GITLAB_COMMITS_CHECKED)
+                                        GITLAB_COMMITS_CHECKED, deadline)
     if commits is None:
         return (f"it has more than {GITLAB_COMMITS_CHECKED} commits between BASE and HEAD, "
                 f"more than connc checks")

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from connc import documents, repository, sops
+from connc import documents, process, repository, sops
 from connc.author import seal as sealing
 from connc.errors import Refused, UsageError
 from connc.findings import printable
@@ -222,20 +222,22 @@ def plan_lines(current: Current, plan: Plan,
 _SYNC_FIXES = sealing.SEALING_FIXES | {"CONNC405"}
 
 
-def preview_seals(root: Path, plan: Plan) -> dict[str, tuple[sealing.Sealing, dict[str, Any]]]:
+def preview_seals(root: Path, plan: Plan, deadline: process.Deadline
+                  ) -> dict[str, tuple[sealing.Sealing, dict[str, Any]]]:
     """What resealing the rewritten files would approve (decrypts each: needs a key)."""
     ids = [c.id for c in plan.rewritten]
     return {done.id: (done, view)
-            for done, view in sealing.seal_all(root, ids, dry_run=True, allow=_SYNC_FIXES)}
+            for done, view in sealing.seal_all(root, ids, dry_run=True, deadline=deadline,
+                                               allow=_SYNC_FIXES)}
 
 
-def apply(current: Current, plan: Plan) -> None:
+def apply(current: Current, plan: Plan, deadline: process.Deadline) -> None:
     """Carry the plan out (under `locked`, which the plan was made under too)."""
     root = current.root
     work, made = _work_dir(root)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=work))
     try:
-        _stage(current, plan, staging)
+        _stage(current, plan, staging, deadline)
     except BaseException:
         with _interrupts_deferred():
             _remove(staging, work if made else None)
@@ -270,7 +272,7 @@ def _interrupts_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _stage(current: Current, plan: Plan, staging: Path) -> None:
+def _stage(current: Current, plan: Plan, staging: Path, deadline: process.Deadline) -> None:
     root = current.root
     config = root / repository.SOPS_CONFIG
     staged_config = staging / repository.SOPS_CONFIG
@@ -280,11 +282,12 @@ def _stage(current: Current, plan: Plan, staging: Path) -> None:
     (staging / repository.CONNECTIONS_DIR).mkdir()
     for change in plan.rewritten:
         shutil.copy2(root / change.relpath, staging / change.relpath)
-        sops.update_keys(staging, change.relpath)
+        sops.update_keys(staging, change.relpath, deadline=deadline)
         _verify(current, staging, change)
     # connc seal's own code, on the staged copies: the sync approves the plaintext it
     # derived the keys from (the plan showed what changed since the last seal).
-    sealing.seal_all(staging, [c.id for c in plan.rewritten], dry_run=False, allow=_SYNC_FIXES)
+    sealing.seal_all(staging, [c.id for c in plan.rewritten], dry_run=False, deadline=deadline,
+                     allow=_SYNC_FIXES)
 
 
 def _verify(current: Current, staging: Path, change: Change) -> None:
@@ -344,19 +347,20 @@ def _sweep(root: Path) -> None:
 
 
 def run(root: Path, ids: tuple[str, ...], every: bool, dry_run: bool,
-        echo: Callable[[str], None]) -> None:
+        echo: Callable[[str], None], timeout: float) -> None:
     """The command: read, plan, print the plan, then (unless a dry run) carry it out. The
     plan is printed before anything is written; a dry run needs the key all the same, to say
     which seal changes the sync would approve."""
     from connc.keys.current import read
 
+    deadline = process.Deadline(timeout, "--timeout")  # every sops of the run, together
     with locked(root):
         _sweep(root)
         current = read(root)
         chosen, skipped = select(current, ids, every)
         planned = plan(current, chosen, skipped)
         sops.binary()  # a missing binary is an environment error, before any decryption
-        sealed = preview_seals(root, planned) if planned.rewritten else {}
+        sealed = preview_seals(root, planned, deadline) if planned.rewritten else {}
         for line in plan_lines(current, planned, sealed):
             echo(line)
         if dry_run:
@@ -364,7 +368,7 @@ def run(root: Path, ids: tuple[str, ...], every: bool, dry_run: bool,
             return
         if not planned.rewritten and planned.rules is None:
             return
-        apply(current, planned)
+        apply(current, planned, deadline)
     files = len(planned.rewritten)
     echo(f"updated {files} connection file{'s' if files != 1 else ''}"
          f"{' and .sops.yaml' if planned.rules is not None else ''} (sops updatekeys, resealed); "

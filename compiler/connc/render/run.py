@@ -4,7 +4,9 @@ Everything that can refuse without a key (the pipeline's file, its team claims, 
 connection's file, scope) runs before the first decryption, and only the pipeline's own
 connections are read. Render runs on every pipeline start, so it checks files against the
 schemas generated from the models (`render.inputs`) instead of loading pydantic, and the
-decryptions (sops processes) run while the writers are being imported.
+decryptions (sops processes, `credentials.CONCURRENT` at a time) run while the writers are
+being imported. One deadline (`--timeout`, `DEFAULT_TIMEOUT` seconds) bounds every
+decryption of the run together.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from connc import credentials, repository, seal, sops, sopskeys
+from connc import credentials, process, repository, seal, sops, sopskeys
 from connc.errors import RenderError, SopsError, UsageError
 from connc.findings import suggest
 from connc.render import inputs
@@ -22,15 +24,22 @@ from connc.render.context import Output, Resolved
 from connc.schema.policy import control_character
 from connc.scope import ConnectionScope, PipelineScope, decide
 
+# Seconds for the whole run. A render decrypts a pipeline's few connections in well under a
+# second; this leaves room for a slow KMS and ends a hung one within a CI step's patience.
+DEFAULT_TIMEOUT = 120.0
+TIMEOUT_RANGE = (1.0, 3600.0)  # what --timeout takes (the CLI and the plain-line parser)
 
-def command(pipeline_id: str, repo: str | None, out: str | None, output_format: str) -> None:
+
+def command(pipeline_id: str, repo: str | None, out: str | None, output_format: str,
+            timeout: float = DEFAULT_TIMEOUT) -> None:
     """`connc render`: check the options, render, print in the chosen format."""
     from connc.render.output import check_format, emit
 
+    deadline = process.Deadline(timeout, "--timeout")
     repository.check_id(pipeline_id, "pipeline")
     check_format(output_format)  # before anything is decrypted, minted or written
     output, manifest = render(repository.find_root(repo), pipeline_id,
-                              Path(out) if out else None)
+                              Path(out) if out else None, deadline)
     emit(output, manifest, output_format)
 
 
@@ -52,7 +61,8 @@ def default_out(pipeline_id: str) -> Path:
     return private_parent(pipeline_id) / pipeline_id
 
 
-def render(root: Path, pipeline_id: str, out: Path | None) -> tuple[Output, dict[str, object]]:
+def render(root: Path, pipeline_id: str, out: Path | None,
+           deadline: process.Deadline) -> tuple[Output, dict[str, object]]:
     pipeline_file = repository.pipeline_path(pipeline_id)
     if not repository.present(root / pipeline_file):
         known = [repository.stem(p, repository.PIPELINE_SUFFIX)
@@ -67,18 +77,15 @@ def render(root: Path, pipeline_id: str, out: Path | None) -> tuple[Output, dict
     inputs.refuse_checkout(root, [pipeline_file, *repository.TOP_FILES,
                                   *(repository.connection_path(cid) for cid, _ in connections)])
     sops.binary()  # a missing binary is an environment error, before any process starts
-    # One sops process per connection, all at once; while they decrypt, this process
-    # imports the writers.
-    pending = [credentials.Opening(root, repository.connection_path(cid), seal.view_of(data),
-                                   require_seal=settings.require_seals)
-               for cid, data in connections]
-    try:
+    # One sops process per connection, a few at a time; while the first decrypt, this
+    # process imports the writers. Leaving the block reaps them (kills any still running
+    # after a failure or an interrupt).
+    with credentials.Openings(root, [(repository.connection_path(cid), seal.view_of(data))
+                                     for cid, data in connections],
+                              deadline=deadline, require_seal=settings.require_seals) as pending:
         from connc.render import compose
 
         resolved = _collect(pipeline, connections, pending)
-    finally:
-        for opening in pending:
-            opening.cancel()  # reaps them; kills any still running after a failure
     return compose.write_bundle(out, pipeline_id, resolved)
 
 
@@ -137,7 +144,7 @@ def _connections(root: Path, pipeline: dict[str, Any],
 
 
 def _collect(pipeline: dict[str, Any], connections: list[tuple[str, dict[str, Any]]],
-             pending: list[credentials.Opening]) -> list[Resolved]:
+             pending: credentials.Openings) -> list[Resolved]:
     uses = {use["connection"]: use for use in pipeline["uses"]}
     resolved, errors, no_key = [], [], []
     for (connection_id, data), opening in zip(connections, pending, strict=True):

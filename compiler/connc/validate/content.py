@@ -1,43 +1,43 @@
 """`validate --decrypt`: decrypt each connection and check what the credential holds.
 
-The same decrypt path and field contract as render and check (`credentials.Opening`), at
-most `_CONCURRENT` sops processes at a time. Messages name fields, never values.
+The same decrypt path and field contract as render and check (`credentials.Openings`: a few
+sops processes at a time, one deadline for them all). Only files the acceptance predicate
+accepts are decrypted: a file validate already refuses starts no process. Messages name
+fields, never values.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from connc import documents, seal, sops, sopskeys
-from connc.credentials import Opened, Opening
+from connc import documents, process, seal, sops, sopskeys
+from connc.credentials import Opened, Openings
 from connc.errors import SopsError, UsageError
 from connc.findings import Finding, finding
 from connc.repository import ConnectionSummary
 
-_CONCURRENT = 8
+# Seconds for every decryption of the run together (`--timeout`): at 10,000 connections a
+# 2-CPU runner decrypts them in two to four minutes.
+DEFAULT_TIMEOUT = 600.0
 
 
-def check_contents(root: Path, connections: list[ConnectionSummary],
-                   require_seals: bool) -> list[Finding]:
+def check_contents(root: Path, connections: list[ConnectionSummary], require_seals: bool,
+                   deadline: process.Deadline) -> list[Finding]:
+    """`connections`: the files to decrypt (those the predicate accepts)."""
     sops.binary()  # a missing binary is an environment error (exit 2), raised before any work
     found: list[Finding] = []
     keyless: list[sopskeys.NotARecipient] = []  # files no key here decrypts
-    for start in range(0, len(connections), _CONCURRENT):
-        batch = connections[start:start + _CONCURRENT]
-        openings = [Opening(root, summary.relpath, seal.view_of_summary(summary),
-                            require_seal=require_seals) for summary in batch]
-        try:
-            for summary, opening in zip(batch, openings, strict=True):
-                try:
-                    found += _check_one(root, summary, opening.result())
-                except SopsError as error:
-                    if isinstance(error, sopskeys.NotARecipient):
-                        keyless.append(error)
-                    found.append(finding(summary.relpath, *summary.sops_pos, "CONNC601",
-                                         f"cannot decrypt: {error.message}"))
-        finally:
-            for opening in openings:
-                opening.cancel()
+    with Openings(root, [(summary.relpath, seal.view_of_summary(summary))
+                         for summary in connections],
+                  deadline=deadline, require_seal=require_seals) as openings:
+        for summary, opening in zip(connections, openings, strict=True):
+            try:
+                found += _check_one(root, summary, opening.result())
+            except SopsError as error:
+                if isinstance(error, sopskeys.NotARecipient):
+                    keyless.append(error)
+                found.append(finding(summary.relpath, *summary.sops_pos, "CONNC601",
+                                     f"cannot decrypt: {error.message}"))
     if connections and len(keyless) == len(connections):
         # Not one file decrypts: the environment has no key, which is no finding of the files.
         raise UsageError(f"--decrypt: {sopskeys.summary(keyless)}")

@@ -60,7 +60,16 @@ class Report:
 
 
 def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
-             jobs: int | None = None) -> Report:
+             jobs: int | None = None, timeout: float | None = None) -> Report:
+    """`timeout`: seconds for the decryptions of `decrypt` (default `content.DEFAULT_TIMEOUT`),
+    counted from the start of the run."""
+    deadline = None
+    if decrypt:
+        from connc import process
+        from connc.validate.content import DEFAULT_TIMEOUT
+
+        deadline = process.Deadline(DEFAULT_TIMEOUT if timeout is None else timeout,
+                                    "--timeout")
     found: list[Finding] = []
     refused: dict[str, Finding] = {}
 
@@ -118,10 +127,12 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
                                   config and config.github_app.require_permissions))
     require_seals = bool(config and config.require_seals)
     found += unsealed(connections, require_seals)
-    if decrypt:
+    if deadline is not None:
         from connc.validate.content import check_contents
 
-        found += check_contents(root, connections, require_seals)
+        # The acceptance predicate's refusals start no sops: render would never decrypt them.
+        found += check_contents(root, [c for c in connections if c.relpath not in refused],
+                                require_seals, deadline)
     files = len(tasks) + sum((root / name).is_file() for name in
                              (repository.MEMBERS_FILE, repository.CONFIG_FILE,
                               repository.SOPS_CONFIG))

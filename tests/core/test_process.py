@@ -1,0 +1,118 @@
+"""connc.process: every child bounded in time, memory and output, and gone with connc."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from connc import process
+from connc.errors import UsageError
+from fakesops import alive, none_left
+
+PY = sys.executable
+
+
+def test_a_deadline_is_shared_not_renewed() -> None:
+    deadline = process.Deadline(0.3)
+    first = process.Process(["sleep", "5"])
+    with pytest.raises(process.Timeout):
+        first.wait(deadline.remaining())
+    # The second wait gets what is left (nothing), not a budget of its own.
+    second = process.Process(["sleep", "5"])
+    started = time.monotonic()
+    with pytest.raises(process.Timeout):
+        second.wait(deadline.remaining())
+    assert time.monotonic() - started < 0.2
+    assert deadline.expired
+    assert "--timeout" not in deadline.exceeded("sops").message
+    assert "--timeout SECONDS gives it longer" in process.Deadline(1, "--timeout").exceeded(
+        "sops").message
+
+
+@pytest.mark.parametrize("seconds", [float("nan"), float("inf"), 0.0, -1.0])
+def test_a_deadline_takes_a_positive_number(seconds: float) -> None:
+    with pytest.raises(UsageError, match="--timeout takes a positive number"):
+        process.Deadline(seconds, "--timeout")
+
+
+def test_a_timeout_kills_the_whole_group(tmp_path: Path) -> None:
+    marker = tmp_path / "grandchild"
+    running = process.Process(["sh", "-c", f'sleep 600 & echo $! > {marker}; wait'])
+    with pytest.raises(process.Timeout):
+        running.wait(0.5)
+    assert none_left([int(marker.read_text())])
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_DATA is Linux's")
+def test_memory_is_bounded() -> None:
+    def grab(mib: int) -> list[str]:
+        return [PY, "-c", f"bytearray({mib} * 1024 * 1024); print('held')"]
+
+    within = process.run(grab(300), timeout=30)
+    assert within.returncode == 0 and within.stdout.strip() == b"held"
+    for bounded in (process.run(grab(300), timeout=30, memory=128 * 1024 * 1024),
+                    process.run(grab(1536), timeout=30)):  # the default: MEMORY_LIMIT
+        assert bounded.returncode != 0 and b"MemoryError" in bounded.stderr
+
+
+def test_output_beyond_the_limit_stops_the_program() -> None:
+    running = process.Process(["cat", "/dev/zero"])
+    started = time.monotonic()
+    with pytest.raises(process.TooMuchOutput, match="more than 1 MiB"):
+        running.wait(30, limit=1024 * 1024)
+    assert time.monotonic() - started < 10
+    assert not alive(running.pid)
+
+
+def test_a_sink_gets_stdout_as_it_comes() -> None:
+    seen: list[int] = []
+    done = process.Process(["head", "-c", str(100 * 1024 * 1024), "/dev/zero"]).wait(
+        30, sink=lambda chunk: seen.append(len(chunk)), limit=1024)
+    assert done.returncode == 0 and done.stdout == b""
+    assert sum(seen) == 100 * 1024 * 1024 and max(seen) <= 64 * 1024
+
+
+def test_stderr_is_kept_short_and_never_blocks_the_program() -> None:
+    done = process.run(["sh", "-c", "head -c 10000000 /dev/zero >&2; echo ok"], timeout=30)
+    assert done.stdout == b"ok\n"
+    assert len(done.stderr) == 64 * 1024
+
+
+def test_stdin_and_stdout_flow_together() -> None:
+    # More than a pipe holds both ways: written all first, it would deadlock.
+    data = os.urandom(4 * 1024 * 1024)
+    done = process.run(["cat"], timeout=30, stdin=data)
+    assert done.stdout == data
+
+
+def test_a_missing_program_is_named() -> None:
+    with pytest.raises(UsageError, match="no-such-tool-3f1 is not installed"):
+        process.Process(["no-such-tool-3f1"])
+
+
+@pytest.mark.skipif(not process._orphan_guard(), reason="no setpriv --pdeathsig here")
+def test_a_child_dies_with_connc(tmp_path: Path) -> None:
+    # connc (here a small stand-in that starts a child through connc.process) is SIGKILLed:
+    # no handler of its own runs, and the kernel ends the child.
+    marker = tmp_path / "pid"
+    script = ("import sys, time; from connc import process; "
+              "p = process.Process(['sleep', '600']); "
+              f"open({str(marker)!r}, 'w').write(str(p.pid)); time.sleep(600)")
+    parent = subprocess.Popen([PY, "-c", script])
+    try:
+        end = time.monotonic() + 30
+        while not marker.exists() or not marker.read_text():
+            assert time.monotonic() < end, "the child did not start"
+            time.sleep(0.02)
+        child = int(marker.read_text())
+        assert alive(child)
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait(timeout=30)
+    assert none_left([child])
