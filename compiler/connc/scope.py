@@ -2,12 +2,15 @@
 
 One function decides, and explains a refusal in the same words for `validate` and `render`;
 `grant_states` applies it to a whole repository for `access` and `diff`, and
-`narrower_or_equal` orders two scopes by it, for `diff` and the seals.
+`narrower_or_equal` orders two scopes by it, for `diff` and the seals. `default_role` says
+what else a pipeline's `uses` decide: which connection its tools take by default.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 from connc.repository import ConnectionSummary, PipelineSummary
 
@@ -90,6 +93,23 @@ def pipeline_scope(pipeline: PipelineSummary) -> PipelineScope:
 def connection_scope(connection: ConnectionSummary) -> ConnectionScope:
     return ConnectionScope(connection.id, connection.owner, connection.visibility,
                            tuple(m for m, _pos in connection.members))
+
+
+def default_role(connection_type: str, spec: Mapping[str, Any]) -> str | None:
+    """What a connection becomes for a pipeline's tools when it is the first of its kind in
+    the pipeline's `uses`, or None when the order of uses does not matter for it: render
+    writes kubectl's current context, npm's `registry=` (a registry that serves no
+    `npmScopes`) and pip's index-url from the first such use, so a pipeline's owner chooses
+    them by order (`connc diff` shows another first; tests/render/test_redteam_defaults.py
+    holds the writers to this)."""
+    if connection_type == "kubernetes":
+        return "kubectl's context"
+    if connection_type == "packages" and spec.get("format") == "npm" \
+            and not spec.get("npmScopes"):
+        return "npm's registry"
+    if connection_type == "packages" and spec.get("format") == "pypi":
+        return "pip's index-url"
+    return None
 
 
 EVERYONE = "*"  # the pipeline of a public connection's one "may" grant: every pipeline

@@ -27,9 +27,9 @@ from typing import TypeVar
 from connc import repository
 from connc.diff.revisions import Revision
 from connc.diff.snapshot import Rule, Snapshot
-from connc.repository import UseSummary
+from connc.repository import PipelineSummary, UseSummary
 from connc.schema import models
-from connc.scope import connection_scope, narrower_or_equal
+from connc.scope import connection_scope, default_role, narrower_or_equal
 from connc.sopsmeta import recipient_of_member_key, shown_recipient
 
 # A grant's state for one (pipeline, connection): "" none, "denied" listed in `uses` but not
@@ -138,9 +138,30 @@ def _grants(base: Snapshot, head: Snapshot) -> Iterable[Change]:
         if before == after:
             continue
         change = "added" if not before else "removed" if not after else "changed"
+        approvers = [_owner(pair[1], base, head)]
+        if after == "uses":
+            approvers += _chosen_by(*pair, base)
         yield _row("grants", change, {"pipeline": pair[0], "connection": pair[1],
                                       "before": before, "after": after},
-                   _GRANT_RANK[after] > _GRANT_RANK[before], [_owner(pair[1], base, head)])
+                   _GRANT_RANK[after] > _GRANT_RANK[before], approvers)
+
+
+def _chosen_by(pipeline: str, connection: str, base: Snapshot) -> list[str]:
+    """A pipeline's owner chooses what its bundle holds. A connection's owner consents to
+    lending it, but a connection added to someone else's pipeline also gives that pipeline's
+    tools their defaults (render takes the first kubernetes connection as kubectl's context,
+    the first npm registry as npm's, the first index as pip's), so its owner could send all
+    the pipeline fetches or publishes, and with it the pipeline's other credentials, to a
+    host of theirs. So a use new to a pipeline of BASE (or one naming a connection BASE did
+    not have, which whoever adds it would fill) needs the pipeline's owner at BASE too. A new
+    pipeline's owner consents to all of it (`_files`)."""
+    chosen = base.pipelines.get(pipeline)
+    if chosen is None:
+        return []
+    if connection in base.connections and any(use.connection == connection
+                                              for use in chosen.uses):
+        return []
+    return [f"user:{chosen.owner}"]
 
 
 def _scopes(base: Snapshot, head: Snapshot) -> Iterable[Change]:
@@ -430,15 +451,47 @@ def _claims(base: Snapshot, head: Snapshot) -> Iterable[Change]:
     for pid, old, new in _common(base.pipelines, head.pipelines):
         row = {"pipeline": pid}
         if old.owner != new.owner:
+            # Both, as for a connection: the pipeline's bundle (and what later changes to it
+            # need) passes from one to the other.
             yield _row("claims", "owner changed", row | {"before": old.owner,
                                                          "after": new.owner},
-                       True, [f"user:{new.owner}"])
+                       True, [f"user:{old.owner}", f"user:{new.owner}"])
+        for role, was, now in _defaults_changed(old, new, base, head):
+            yield _row("claims", f"{role} changed", row | {"before": was, "after": now},
+                       True, [f"user:{old.owner}"])
         old_teams, new_teams = {t for t, _pos in old.teams}, {t for t, _pos in new.teams}
         for team in sorted(new_teams - old_teams):
             yield _row("claims", "team added", row | {"before": "", "after": team},
                        True, [f"user:{new.owner}"])
         for team in sorted(old_teams - new_teams):
             yield _row("claims", "team removed", row | {"before": team, "after": ""}, False, ())
+
+
+def _defaults_changed(old: PipelineSummary, new: PipelineSummary, base: Snapshot,
+                      head: Snapshot) -> Iterable[tuple[str, str, str]]:
+    """(role, connection before, connection after) where another connection now comes first
+    among a pipeline's uses that render takes a default from by order (`scope.default_role`:
+    kubectl's context, npm's registry, pip's index-url): reordering a pipeline's uses, or
+    removing the first of two, sends what it fetches or publishes elsewhere, and no grant
+    changes."""
+    was, now = _defaults(old, base), _defaults(new, head)
+    for role in sorted(was.keys() & now.keys()):
+        if was[role] != now[role]:
+            yield role, was[role], now[role]
+
+
+def _defaults(pipeline: PipelineSummary, side: Snapshot) -> dict[str, str]:
+    """Which of its uses each default of a pipeline's tools comes from."""
+    found: dict[str, str] = {}
+    for use in pipeline.uses:
+        connection = side.connections.get(use.connection)
+        if connection is None:
+            continue
+        role = default_role(connection.type, {key: json.loads(value)
+                                              for key, value in connection.spec})
+        if role is not None:
+            found.setdefault(role, use.connection)
+    return found
 
 
 # ---------------------------------------------------------------------------- policy, files
