@@ -200,18 +200,38 @@ def _specs(base: Snapshot, head: Snapshot) -> Iterable[Change]:
             if before.get(field) != after.get(field):
                 change = "added" if field not in before else \
                     "removed" if field not in after else "changed"
+                was, now = _shown(before.get(field), after.get(field))
                 yield _row("specs", change,
                            {"connection": cid, "field": f"spec.{field}",
-                            "before": _shown(before.get(field)),
-                            "after": _shown(after.get(field))},
+                            "before": was, "after": now},
                            True, [f"user:{old.owner}"], old.sealed)
 
 
-def _shown(encoded: str | None) -> str:
+def _shown(before: str | None, after: str | None) -> tuple[str, str]:
+    """Two values of a field as a row shows them: whole when they fit, else each with its
+    start and, from the same place, where the two first differ. Cut at the end only, a long
+    server URL redirected by a suffix to its host (`...corp.example.com.evil.example`) showed
+    the same text before and after."""
+    old, new = _text(before), _text(after)
+    if len(old) <= _SHOWN and len(new) <= _SHOWN:
+        return old, new
+    differs = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b),
+                   min(len(old), len(new)))
+    return _window(old, differs), _window(new, differs)
+
+
+def _text(encoded: str | None) -> str:
     if encoded is None:
         return ""
     value = json.loads(encoded)
-    text = value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _window(text: str, differs: int) -> str:
+    """`text` within _SHOWN characters, keeping its start and what is at `differs`."""
+    context = _SHOWN // 4
+    if differs > 2 * context and len(text) > _SHOWN:
+        text = text[:context] + "…" + text[differs - context:]
     return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
 
 
