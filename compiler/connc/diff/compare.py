@@ -51,7 +51,7 @@ SECTIONS = {
     "keys": "Keys of principals",
     "teams": "Team members",
     "users": "Users and their accounts",
-    "claims": "Pipeline owners and teams",
+    "claims": "Pipeline owners, teams and defaults",
     "connections": "Connections",
     "credentials": "Credential blocks moved, copied, restored or kept past expiry",
     "pipelines": "Pipelines",

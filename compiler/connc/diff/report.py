@@ -14,6 +14,9 @@ _NOTES = {
     "grants": "`uses`: allowed and used; `may`: allowed, not used; `denied`: used but not "
               "allowed (render refuses it). Pipeline `*`: every pipeline (a public connection).",
     "recipients": "Who can decrypt each connection, from its sops metadata.",
+    "claims": "A pipeline's defaults are the first of its uses render takes one from "
+              "(kubectl's context, npm's registry, pip's index-url): where its tools fetch "
+              "and publish.",
     "specs": "Where the credential goes, and what it trusts.",
     "credentials": "A credential block is known by its data key and ciphertexts: one seen at "
                    "the base under another connection was moved or copied here, and that "
