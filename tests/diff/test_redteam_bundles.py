@@ -133,6 +133,27 @@ def test_another_first_use_of_a_kind_needs_the_pipelines_owner(
     assert npmrc(estate, tmp_path) == 'registry="https://npm.dave.example/"'
 
 
+def test_a_connection_taking_a_default_in_someone_elses_pipeline_needs_its_owner(
+        estate: Path, tmp_path: Path) -> None:
+    # bob took dave's registry for dave's own scope only; dave, owner of his connection,
+    # drops the scope, and it becomes npm's registry for everything bob installs.
+    write(estate, DAVE_NPM, connection(
+        "dave-npm", type_="packages", owner="dave", visibility="public",
+        spec={"format": "npm", "url": "https://npm.dave.example/", "npmScopes": ["@dave"]},
+        credential={"token": "dave-token"}))
+    encrypt(estate, DAVE_NPM)
+    _uses(estate, "dave-npm", "reg")
+    commit(estate, "bob's choice")
+    _dave_registry(estate)
+    code, changes = pull_request(estate)
+    assert code == 1
+    assert widening(changes, "claims") == [
+        ("npm's registry changed", {"pipeline": "build", "before": "", "after": "dave-npm"},
+         ("user:bob",))]
+    assert approved_by(estate, "dave").returncode == 1
+    assert npmrc(estate, tmp_path) == 'registry="https://npm.dave.example/"'
+
+
 def test_reordering_kinds_and_removing_the_last_of_a_kind_are_free(estate: Path) -> None:
     _uses(estate, "npm", "reg")
     commit(estate, "two kinds")

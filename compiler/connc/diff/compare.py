@@ -489,15 +489,17 @@ def _claims(base: Snapshot, head: Snapshot) -> Iterable[Change]:
 
 def _defaults_changed(old: PipelineSummary, new: PipelineSummary, base: Snapshot,
                       head: Snapshot) -> Iterable[tuple[str, str, str]]:
-    """(role, connection before, connection after) where another connection now comes first
-    among a pipeline's uses that render takes a default from by order (`scope.default_role`:
-    kubectl's context, npm's registry, pip's index-url): reordering a pipeline's uses, or
-    removing the first of two, sends what it fetches or publishes elsewhere, and no grant
-    changes."""
+    """(role, connection before or "", connection after) where a pipeline's tools take
+    another connection by default (`scope.default_role`: kubectl's context, npm's registry,
+    pip's index-url): render takes the first use of each role, so reordering a pipeline's
+    uses, removing the first of two, or a connection taking a role it did not have (an npm
+    registry whose `npmScopes` go: a connection's own owner changes it) sends what the
+    pipeline fetches or publishes elsewhere, and no grant changes. A role that goes leaves
+    the tool its own default, as removing the use does: narrowing, free."""
     was, now = _defaults(old, base), _defaults(new, head)
-    for role in sorted(was.keys() & now.keys()):
-        if was[role] != now[role]:
-            yield role, was[role], now[role]
+    for role in sorted(now):
+        if was.get(role) != now[role]:
+            yield role, was.get(role, ""), now[role]
 
 
 def _defaults(pipeline: PipelineSummary, side: Snapshot) -> dict[str, str]:
