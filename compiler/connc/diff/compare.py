@@ -27,7 +27,7 @@ from typing import TypeVar
 from connc import repository
 from connc.diff.revisions import Revision
 from connc.diff.snapshot import Rule, Snapshot
-from connc.repository import PipelineSummary, UseSummary
+from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.schema import models
 from connc.scope import connection_scope, default_role, narrower_or_equal
 from connc.sopsmeta import recipient_of_member_key, shown_recipient
@@ -339,11 +339,27 @@ def _credentials(base: Snapshot, head: Snapshot) -> Iterable[Change]:
             yield _row("credentials", "restored an older block",
                        {"connection": cid, "from": "", "before": old.lastmodified or "",
                         "after": new.lastmodified or ""}, True, [f"user:{old.owner}"])
+        elif _replaced(old, new):
+            yield _row("credentials", "replaced by another block",
+                       {"connection": cid, "from": "", "before": old.lastmodified or "",
+                        "after": new.lastmodified or ""}, True, [f"user:{old.owner}"])
         if old.expires is not None and old.expires <= today and (
                 new.expires is None or new.expires > old.expires):
             yield _row("credentials", "expiry extended",
                        {"connection": cid, "from": "", "before": old.expires,
                         "after": new.expires or "(none)"}, True, [f"user:{old.owner}"])
+
+
+def _replaced(old: ConnectionSummary, new: ConnectionSummary) -> bool:
+    """Whether a block shares nothing with BASE's: neither its data key (`sops set`, which
+    `connc secret set` and `seal` run, keeps it) nor a ciphertext (`sops updatekeys`, which
+    `connc keys sync` runs, keeps them). Anyone can encrypt to a file's recipients, and seal
+    what they encrypt: such a block holds a credential nobody who holds this one wrote here
+    (someone's own, or one copied from another repository under the same id), which the
+    connection's pipelines would then use at its endpoints, with nothing else changed."""
+    return bool(old.wrapped_keys and new.wrapped_keys) \
+        and old.wrapped_keys.isdisjoint(new.wrapped_keys) \
+        and old.ciphertexts.isdisjoint(new.ciphertexts)
 
 
 def _older(modified: str | None, than: str | None) -> bool:
