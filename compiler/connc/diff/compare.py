@@ -53,7 +53,7 @@ SECTIONS = {
     "users": "Users and their accounts",
     "claims": "Pipeline owners, teams and defaults",
     "connections": "Connections",
-    "credentials": "Credential blocks moved, copied, restored or kept past expiry",
+    "credentials": "Credential blocks moved, copied, restored, replaced or kept past expiry",
     "pipelines": "Pipelines",
     "policy": ".sops.yaml and connc.yaml",
     "integrity": "Files whose identity is in doubt",
