@@ -16,6 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 from estate import REG
 
@@ -34,17 +35,26 @@ from repokit import (
 )
 
 
-def _substitute(estate: Path, relpath: str, credential: dict[str, str]) -> None:
-    """The file's plaintext as it is, a credential of dave's encrypted and sealed anew."""
-    document = yaml.safe_load((estate / relpath).read_text())
-    document.pop("sops")
+def _substitute(estate: Path, relpath: str, credential: dict[str, str], *,
+                padded: bool) -> None:
+    """The file's plaintext as it is, a credential of dave's encrypted and sealed anew;
+    `padded`: BASE's wrapped data key kept beside dave's (sops takes the first that opens)."""
+    base = yaml.safe_load((estate / relpath).read_text())
+    document = {key: value for key, value in base.items() if key != "sops"}
     document["credential"] = credential
     write(estate, relpath, document)
     encrypt(estate, relpath)
+    if padded:
+        document = yaml.safe_load((estate / relpath).read_text())
+        document["sops"]["age"] += base["sops"]["age"]
+        write(estate, relpath, document)
 
 
-def test_a_credential_replaced_keyless_needs_its_owner(estate: Path, tmp_path: Path) -> None:
-    _substitute(estate, REG, {"username": "dave", "password": "daves-password"})
+@pytest.mark.parametrize("padded", [False, True], ids=["new-data-key", "old-key-kept-beside"])
+def test_a_credential_replaced_keyless_needs_its_owner(estate: Path, tmp_path: Path,
+                                                       padded: bool) -> None:
+    _substitute(estate, REG, {"username": "dave", "password": "daves-password"},
+                padded=padded)
     commit(estate)
     proc = run_connc("diff", "--repo", str(estate), "main~1", "main", "--format", "json")
     assert proc.returncode == 1

@@ -351,15 +351,17 @@ def _credentials(base: Snapshot, head: Snapshot) -> Iterable[Change]:
 
 
 def _replaced(old: ConnectionSummary, new: ConnectionSummary) -> bool:
-    """Whether a block shares nothing with BASE's: neither its data key (`sops set`, which
-    `connc secret set` and `seal` run, keeps it) nor a ciphertext (`sops updatekeys`, which
-    `connc keys sync` runs, keeps them). Anyone can encrypt to a file's recipients, and seal
-    what they encrypt: such a block holds a credential nobody who holds this one wrote here
+    """Whether a block was written anew: no ciphertext of BASE's is left, and it holds a
+    wrapped data key BASE's did not. Anyone can encrypt to a file's recipients and seal what
+    they encrypt, so such a block holds a credential nobody who holds this one wrote here
     (someone's own, or one copied from another repository under the same id), which the
-    connection's pipelines would then use at its endpoints, with nothing else changed."""
-    return bool(old.wrapped_keys and new.wrapped_keys) \
-        and old.wrapped_keys.isdisjoint(new.wrapped_keys) \
-        and old.ciphertexts.isdisjoint(new.ciphertexts)
+    connection's pipelines would then use at its endpoints with nothing else changed. What
+    key holders run keeps one or the other: `sops set` (`connc secret set`, `seal`) keeps the
+    data key and its wrapped copies, `sops updatekeys` (`keys sync`) the ciphertexts. Copies of
+    BASE's wrapped keys beside the new one (sops takes the first that opens) change nothing."""
+    return bool(old.ciphertexts and new.ciphertexts and old.wrapped_keys) \
+        and old.ciphertexts.isdisjoint(new.ciphertexts) \
+        and not new.wrapped_keys <= old.wrapped_keys
 
 
 def _older(modified: str | None, than: str | None) -> bool:

@@ -21,8 +21,8 @@ _NOTES = {
     "credentials": "A credential block is known by its data key and ciphertexts: one seen at "
                    "the base under another connection was moved or copied here, and that "
                    "connection's owner consents; one older than the base's (sops' "
-                   "`lastmodified`) was put back; one that shares nothing with the base's was "
-                   "written anew (anyone can encrypt and seal a block), and its owner "
+                   "`lastmodified`) was put back; one with none of the base's ciphertexts and a "
+                   "data key of its own was written anew (anyone can encrypt and seal a block), and its owner "
                    "consents; an expired one kept in use needs its owner.",
     "integrity": "connc reads none of these as they are; at the head they fail the check "
                  "whatever the consent: replace a symlink with a file, make each id match its "
