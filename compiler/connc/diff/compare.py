@@ -248,10 +248,13 @@ def _narrowing(base: Snapshot, head: Snapshot) -> Iterable[Change]:
         if connection is None or connection.type != "github-app":
             continue
         old = before_uses.get((pid, cid))
-        if old is None:
-            continue  # a new use: its grant row says it, and the token's scope is in the file
         row = {"pipeline": pid, "connection": cid}
         approvers = [_owner(cid, base, head)]
+        if old is None:
+            # A new use: its grant row says it; what the grant hands over beyond a narrowed
+            # token is said here, so that its owner does not approve it unseen.
+            yield from _new_use(new, row, approvers)
+            continue
         if old.repositories is not None and new.repositories != old.repositories:
             added = sorted(set(new.repositories or ()) - set(old.repositories))
             widens = new.repositories is None or bool(added)
@@ -272,6 +275,19 @@ def _narrowing(base: Snapshot, head: Snapshot) -> Iterable[Change]:
             yield _row("narrowing", "refresh", row | {
                 "before": str(old.refresh).lower(), "after": str(new.refresh).lower()},
                 new.refresh, approvers)
+
+
+def _new_use(new: UseSummary, row: dict[str, str], approvers: list[str]) -> Iterable[Change]:
+    everything = "all of the installation's"
+    if new.repositories is None:
+        yield _row("narrowing", "repositories", row | {"before": "", "after": everything},
+                   True, approvers)
+    if new.permissions is None:
+        yield _row("narrowing", "permissions", row | {"before": "", "after": everything},
+                   True, approvers)
+    if new.refresh:  # the App's private key enters the pipeline's bundle
+        yield _row("narrowing", "refresh", row | {"before": "", "after": "true"}, True,
+                   approvers)
 
 
 def _permissions(permissions: Mapping[str, str]) -> str:
