@@ -97,11 +97,12 @@ def connection_scope(connection: ConnectionSummary) -> ConnectionScope:
 
 def default_role(connection_type: str, spec: Mapping[str, Any]) -> str | None:
     """What a connection becomes for a pipeline's tools when it is the first of its kind in
-    the pipeline's `uses`, or None when the order of uses does not matter for it: render
-    writes kubectl's current context, npm's `registry=` (a registry that serves no
-    `npmScopes`) and pip's index-url from the first such use, so a pipeline's owner chooses
-    them by order (`connc diff` shows another first; tests/render/test_redteam_defaults.py
-    holds the writers to this)."""
+    the pipeline's `uses`, or None when it takes no default: render writes kubectl's current
+    context, npm's `registry=` (a registry that serves no `npmScopes`) and pip's index-url
+    from the first such use, so a pipeline's owner chooses them by order, and names a
+    pypi-publish connection's pypirc section `pypi` (twine's default) for `repositoryName:
+    pypi` (`connc diff` shows another default; tests/render/test_redteam_defaults.py holds
+    the writers to this, but for pypi-publish, which renders only with an ID token)."""
     if connection_type == "kubernetes":
         return "kubectl's context"
     if connection_type == "packages" and spec.get("format") == "npm" \
@@ -109,6 +110,8 @@ def default_role(connection_type: str, spec: Mapping[str, Any]) -> str | None:
         return "npm's registry"
     if connection_type == "packages" and spec.get("format") == "pypi":
         return "pip's index-url"
+    if connection_type == "pypi-publish" and spec.get("repositoryName") == "pypi":
+        return "twine's default repository"  # the pypirc section `twine upload` takes
     return None
 
 

@@ -154,6 +154,28 @@ def test_a_connection_taking_a_default_in_someone_elses_pipeline_needs_its_owner
     assert npmrc(estate, tmp_path) == 'registry="https://npm.dave.example/"'
 
 
+def test_a_publishing_connection_made_twines_default_needs_the_pipelines_owner(
+        estate: Path) -> None:
+    # bob uploads to dave's index with `twine upload -r dave-pypi`; once dave names its
+    # pypirc section `pypi`, bob's plain `twine upload` goes there too.
+    relpath = "connections.d/dave-pypi.sops.yaml"
+    spec = {"url": "https://upload.dave.example/legacy/",
+            "identity": {"provider": "github-actions", "audience": "pypi"}}
+    write(estate, relpath, connection("dave-pypi", type_="pypi-publish", owner="dave",
+                                      visibility="public", spec=spec, credential={}))
+    encrypt(estate, relpath)
+    _uses(estate, "reg", "dave-pypi")
+    commit(estate, "bob's choice")
+    write(estate, relpath, connection("dave-pypi", type_="pypi-publish", owner="dave",
+                                      visibility="public", credential={},
+                                      spec={**spec, "repositoryName": "pypi"}))
+    encrypt(estate, relpath)
+    _code, changes = pull_request(estate)
+    assert widening(changes, "claims") == [
+        ("twine's default repository changed", {"pipeline": "build", "before": "",
+                                                "after": "dave-pypi"}, ("user:bob",))]
+
+
 def test_reordering_kinds_and_removing_the_last_of_a_kind_are_free(estate: Path) -> None:
     _uses(estate, "npm", "reg")
     commit(estate, "two kinds")
