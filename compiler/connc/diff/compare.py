@@ -148,11 +148,10 @@ def _grants(base: Snapshot, head: Snapshot) -> Iterable[Change]:
 
 def _chosen_by(pipeline: str, connection: str, base: Snapshot) -> list[str]:
     """A pipeline's owner chooses what its bundle holds. A connection's owner consents to
-    lending it, but a connection added to someone else's pipeline also gives that pipeline's
-    tools their defaults (render takes the first kubernetes connection as kubectl's context,
-    the first npm registry as npm's, the first index as pip's), so its owner could send all
-    the pipeline fetches or publishes, and with it the pipeline's other credentials, to a
-    host of theirs. So a use new to a pipeline of BASE (or one naming a connection BASE did
+    lending it, but a connection added to someone else's pipeline can become that pipeline's
+    tools' default (`scope.default_role`: kubectl's context, npm's registry, pip's index-url),
+    so its owner could send all the pipeline fetches or publishes, and with it the
+    pipeline's other credentials (a package of theirs runs beside them), to a host of theirs. So a use new to a pipeline of BASE (or one naming a connection BASE did
     not have, which whoever adds it would fill) needs the pipeline's owner at BASE too. A new
     pipeline's owner consents to all of it (`_files`)."""
     chosen = base.pipelines.get(pipeline)
@@ -525,9 +524,9 @@ def _defaults_changed(old: PipelineSummary, new: PipelineSummary, base: Snapshot
                       head: Snapshot) -> Iterable[tuple[str, str, str]]:
     """(role, connection before or "", connection after) where a pipeline's tools take
     another connection by default (`scope.default_role`: kubectl's context, npm's registry,
-    pip's index-url): render takes the first use of each role, so reordering a pipeline's
-    uses, removing the first of two, or a connection taking a role it did not have (an npm
-    registry whose `npmScopes` go: a connection's own owner changes it) sends what the
+    pip's index-url, twine's default repository): render takes the first use of each role, so
+    reordering a pipeline's uses, removing the first of two, or a connection taking a role it
+    did not have (an npm registry whose `npmScopes` go: its own owner changes it) sends what the
     pipeline fetches or publishes elsewhere, and no grant changes. A role that goes leaves
     the tool its own default, as removing the use does: narrowing, free."""
     was, now = _defaults(old, base), _defaults(new, head)
