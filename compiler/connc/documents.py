@@ -25,7 +25,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from connc import repository
-from connc.findings import Finding, finding
+from connc.findings import Finding, finding, printable
 from connc.schema import policy
 
 try:
@@ -71,6 +71,11 @@ _INT = "tag:yaml.org,2002:int"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 _FLOAT = "tag:yaml.org,2002:float"
+# Read as their text by connc, and by the other readers of these files (sops reads `.sops.yaml`
+# and a connection's `sops:` block with Go's YAML): `2027-03-01`, and `=`, which YAML 1.1 gives
+# a tag of its own.
+_TEXT_TAGS = frozenset({_STR_TAG, "tag:yaml.org,2002:timestamp", "tag:yaml.org,2002:value"})
+_MERGE = "tag:yaml.org,2002:merge"
 
 DocPath = tuple[str | int, ...]
 
@@ -237,6 +242,8 @@ class _Converter:
         cls = node.__class__
         if cls is ScalarNode:
             return _scalar(node)
+        if node.tag != _MAP_TAG and node.tag != _SEQ_TAG:
+            raise _foreign(node)
         if any(node is parent for parent in self.open):
             raise YamlProblem("CONNC009", "an alias refers to a value that contains it",
                               mark.line + 1, mark.column + 1)
@@ -253,6 +260,15 @@ class _Converter:
     def _mapping(self, node: Node) -> dict[Any, Any]:
         result: dict[Any, Any] = {}
         for key_node, value_node in node.value:
+            if key_node.tag == _MERGE:
+                # `<<: *defaults` copies keys into this mapping for YAML readers that merge
+                # (sops, for `.sops.yaml` and the `sops:` block) and is one more key for
+                # connc: a recipient merged in would be sops' and no row of `connc diff`.
+                mark = key_node.start_mark
+                raise YamlProblem("CONNC001", "a merge key (`<<`) copies keys into this "
+                                  "mapping for some YAML readers (sops among them) and not "
+                                  "for others; write the keys out", mark.line + 1,
+                                  mark.column + 1)
             key = key_node.value if key_node.__class__ is ScalarNode else self.convert(key_node)
             if not isinstance(key, str):
                 key = str(key)
@@ -279,7 +295,19 @@ def _scalar(node: Node) -> Any:
             return float(value)
         except ValueError:
             return value
-    return value  # strings; timestamps stay text and the model parses them
+    if tag in _TEXT_TAGS:
+        return value  # strings; timestamps stay text and the model parses them
+    raise _foreign(node)
+
+
+def _foreign(node: Node) -> YamlProblem:
+    """An explicit tag connc does not read as other YAML readers do (`!!binary` is text here
+    and its decoded bytes in Go's YAML, which sops reads `.sops.yaml` with; `!!set`, `!custom`)."""
+    mark = node.start_mark
+    tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+    return YamlProblem("CONNC001", f"the tag `{printable(tag, 40)}` is read one way by "
+                       f"connc and another by other YAML readers (sops among them); remove it",
+                       mark.line + 1, mark.column + 1)
 
 
 # ---------------------------------------------------------------------------- one file

@@ -2,12 +2,15 @@
 
 One function decides, and explains a refusal in the same words for `validate` and `render`;
 `grant_states` applies it to a whole repository for `access` and `diff`, and
-`narrower_or_equal` orders two scopes by it, for `diff` and the seals.
+`narrower_or_equal` orders two scopes by it, for `diff` and the seals. `default_role` says
+what else a pipeline's `uses` decide: which connection its tools take by default.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
+from typing import Any
 
 from connc.repository import ConnectionSummary, PipelineSummary
 
@@ -90,6 +93,26 @@ def pipeline_scope(pipeline: PipelineSummary) -> PipelineScope:
 def connection_scope(connection: ConnectionSummary) -> ConnectionScope:
     return ConnectionScope(connection.id, connection.owner, connection.visibility,
                            tuple(m for m, _pos in connection.members))
+
+
+def default_role(connection_type: str, spec: Mapping[str, Any]) -> str | None:
+    """What a connection becomes for a pipeline's tools when it is the first of its kind in
+    the pipeline's `uses`, or None when it takes no default: render writes kubectl's current
+    context, npm's `registry=` (a registry that serves no `npmScopes`) and pip's index-url
+    from the first such use, so a pipeline's owner chooses them by order, and names a
+    pypi-publish connection's pypirc section `pypi` (twine's default) for `repositoryName:
+    pypi` (`connc diff` shows another default; tests/render/test_redteam_defaults.py holds
+    the writers to this, but for pypi-publish, which renders only with an ID token)."""
+    if connection_type == "kubernetes":
+        return "kubectl's context"
+    if connection_type == "packages" and spec.get("format") == "npm" \
+            and not spec.get("npmScopes"):
+        return "npm's registry"
+    if connection_type == "packages" and spec.get("format") == "pypi":
+        return "pip's index-url"
+    if connection_type == "pypi-publish" and spec.get("repositoryName") == "pypi":
+        return "twine's default repository"  # the pypirc section `twine upload` takes
+    return None
 
 
 EVERYONE = "*"  # the pipeline of a public connection's one "may" grant: every pipeline

@@ -517,6 +517,7 @@ def test_the_client_refuses_what_it_cannot_send(tmp_path: Path) -> None:
 
 def test_git_lists_the_commits_between_base_and_head(tmp_path: Path) -> None:
     from connc.diff.revisions import commits_between, shallow
+    from connc.process import Deadline
 
     repo = tmp_path / "repo"
     repo.mkdir()
@@ -528,9 +529,10 @@ def test_git_lists_the_commits_between_base_and_head(tmp_path: Path) -> None:
     subprocess.run(["git", "commit", "-q", "--allow-empty", "-m", "two"], cwd=repo, env=env,
                    check=True)
     second = git(repo, "rev-parse", "HEAD").strip()
-    assert commits_between(repo, base, second, 5) == [
+    deadline = Deadline(60)
+    assert commits_between(repo, base, second, 5, deadline) == [
         CommitEmails(first, "test@connc.invalid", "test@connc.invalid"),
         CommitEmails(second, "other@example.com", "test@connc.invalid")]
-    assert commits_between(repo, base, second, 1) is None  # more than the limit
-    assert commits_between(repo, second, second, 5) == []
-    assert not shallow(repo)
+    assert commits_between(repo, base, second, 1, deadline) is None  # more than the limit
+    assert commits_between(repo, second, second, 5, deadline) == []
+    assert not shallow(repo, deadline)

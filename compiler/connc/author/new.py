@@ -29,7 +29,8 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from connc import process, repository, seal, sops
 from connc.credentials import SECRET_PLACEHOLDER
 from connc.documents import API_VERSION
-from connc.errors import ConncError, ExitCode, UsageError
+from connc.encryption import load_rules
+from connc.errors import ConncError, ExitCode, Refused, UsageError
 from connc.findings import Finding, Severity, printable, suggest
 from connc.schema import models
 from connc.schema.policy import (
@@ -425,6 +426,7 @@ def new_connection(root: Path, connection_type: str, connection_id: str, *,
     owner = owner if owner is not None else _default_owner(root)
     text = dump(sealed(document(connection_type, connection_id, owner, visibility,
                                 list(members), auth)))
+    _check_sops_config(root)
     _write_encrypted(root, relpath, text)
     found = _validate_new(root, relpath)
     placeholders = [f for f in found if f.code == "CONNC111"]
@@ -466,6 +468,19 @@ def _default_owner(root: Path) -> str:
                          "`connc validate` says which)")
     shown = ", ".join(users[:5]) + (", ..." if len(users) > 5 else "")
     raise UsageError(f"pass --owner USER: members.yaml has {len(users)} users ({shown})")
+
+
+def _check_sops_config(root: Path) -> None:
+    """sops encrypts the new file to the recipients `.sops.yaml` names as sops reads it: a
+    `.sops.yaml` connc refuses (a rule it cannot read, or YAML sops reads otherwise, such as a
+    merge key) starts no sops process."""
+    _rules, found = load_rules(root, report=False)
+    errors = [f for f in found if f.severity is Severity.ERROR]
+    if errors:
+        first = errors[0]
+        raise Refused(f"{first.path}:{first.line}:{first.column}: {first.code} {first.message}"
+                      f"; the new file would be encrypted by it, so nothing was written "
+                      f"(`connc validate` lists every problem)")
 
 
 def _write_encrypted(root: Path, relpath: str, text: str) -> None:

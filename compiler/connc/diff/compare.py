@@ -27,9 +27,9 @@ from typing import TypeVar
 from connc import repository
 from connc.diff.revisions import Revision
 from connc.diff.snapshot import Rule, Snapshot
-from connc.repository import UseSummary
+from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.schema import models
-from connc.scope import connection_scope, narrower_or_equal
+from connc.scope import connection_scope, default_role, narrower_or_equal
 from connc.secrets import redact
 from connc.sopsmeta import recipient_of_member_key, shown_recipient
 
@@ -52,9 +52,9 @@ SECTIONS = {
     "keys": "Keys of principals",
     "teams": "Team members",
     "users": "Users and their accounts",
-    "claims": "Pipeline owners and teams",
+    "claims": "Pipeline owners, teams and defaults",
     "connections": "Connections",
-    "credentials": "Credential blocks moved, copied, restored or kept past expiry",
+    "credentials": "Credential blocks moved, copied, restored, replaced or kept past expiry",
     "pipelines": "Pipelines",
     "policy": ".sops.yaml and connc.yaml",
     "integrity": "Files whose identity is in doubt",
@@ -144,9 +144,29 @@ def _grants(base: Snapshot, head: Snapshot) -> Iterable[Change]:
         if before == after:
             continue
         change = "added" if not before else "removed" if not after else "changed"
+        approvers = [_owner(pair[1], base, head)]
+        if after == "uses":
+            approvers += _chosen_by(*pair, base)
         yield _row("grants", change, {"pipeline": pair[0], "connection": pair[1],
                                       "before": before, "after": after},
-                   _GRANT_RANK[after] > _GRANT_RANK[before], [_owner(pair[1], base, head)])
+                   _GRANT_RANK[after] > _GRANT_RANK[before], approvers)
+
+
+def _chosen_by(pipeline: str, connection: str, base: Snapshot) -> list[str]:
+    """A pipeline's owner chooses what its bundle holds. A connection's owner consents to
+    lending it, but a connection added to someone else's pipeline can become that pipeline's
+    tools' default (`scope.default_role`: kubectl's context, npm's registry, pip's index-url),
+    so its owner could send all the pipeline fetches or publishes, and with it the
+    pipeline's other credentials (a package of theirs runs beside them), to a host of theirs. So a use new to a pipeline of BASE (or one naming a connection BASE did
+    not have, which whoever adds it would fill) needs the pipeline's owner at BASE too. A new
+    pipeline's owner consents to all of it (`_files`)."""
+    chosen = base.pipelines.get(pipeline)
+    if chosen is None:
+        return []
+    if connection in base.connections and any(use.connection == connection
+                                              for use in chosen.uses):
+        return []
+    return [f"user:{chosen.owner}"]
 
 
 def _scopes(base: Snapshot, head: Snapshot) -> Iterable[Change]:
@@ -185,18 +205,38 @@ def _specs(base: Snapshot, head: Snapshot) -> Iterable[Change]:
             if before.get(field) != after.get(field):
                 change = "added" if field not in before else \
                     "removed" if field not in after else "changed"
+                was, now = _shown(before.get(field), after.get(field))
                 yield _row("specs", change,
                            {"connection": cid, "field": f"spec.{field}",
-                            "before": _shown(before.get(field)),
-                            "after": _shown(after.get(field))},
+                            "before": was, "after": now},
                            True, [f"user:{old.owner}"], old.sealed)
 
 
-def _shown(encoded: str | None) -> str:
+def _shown(before: str | None, after: str | None) -> tuple[str, str]:
+    """Two values of a field as a row shows them: whole when they fit, else each with its
+    start and, from the same place, where the two first differ. Cut at the end only, a long
+    server URL redirected by a suffix to its host (`...corp.example.com.evil.example`) showed
+    the same text before and after."""
+    old, new = _text(before), _text(after)
+    if len(old) <= _SHOWN and len(new) <= _SHOWN:
+        return old, new
+    differs = next((i for i, (a, b) in enumerate(zip(old, new, strict=False)) if a != b),
+                   min(len(old), len(new)))
+    return _window(old, differs), _window(new, differs)
+
+
+def _text(encoded: str | None) -> str:
     if encoded is None:
         return ""
     value = json.loads(encoded)
-    text = redact(value if isinstance(value, str) else json.dumps(value))  # before it is cut
+    return redact(value if isinstance(value, str) else json.dumps(value))  # before it is cut
+
+
+def _window(text: str, differs: int) -> str:
+    """`text` within _SHOWN characters, keeping its start and what is at `differs`."""
+    context = _SHOWN // 4
+    if differs > 2 * context and len(text) > _SHOWN:
+        text = text[:context] + "…" + text[differs - context:]
     return text if len(text) <= _SHOWN else text[: _SHOWN - 1] + "…"
 
 
@@ -213,10 +253,13 @@ def _narrowing(base: Snapshot, head: Snapshot) -> Iterable[Change]:
         if connection is None or connection.type != "github-app":
             continue
         old = before_uses.get((pid, cid))
-        if old is None:
-            continue  # a new use: its grant row says it, and the token's scope is in the file
         row = {"pipeline": pid, "connection": cid}
         approvers = [_owner(cid, base, head)]
+        if old is None:
+            # A new use: its grant row says it; what the grant hands over beyond a narrowed
+            # token is said here, so that its owner does not approve it unseen.
+            yield from _new_use(new, row, approvers)
+            continue
         if old.repositories is not None and new.repositories != old.repositories:
             added = sorted(set(new.repositories or ()) - set(old.repositories))
             widens = new.repositories is None or bool(added)
@@ -237,6 +280,19 @@ def _narrowing(base: Snapshot, head: Snapshot) -> Iterable[Change]:
             yield _row("narrowing", "refresh", row | {
                 "before": str(old.refresh).lower(), "after": str(new.refresh).lower()},
                 new.refresh, approvers)
+
+
+def _new_use(new: UseSummary, row: dict[str, str], approvers: list[str]) -> Iterable[Change]:
+    everything = "all of the installation's"
+    if new.repositories is None:
+        yield _row("narrowing", "repositories", row | {"before": "", "after": everything},
+                   True, approvers)
+    if new.permissions is None:
+        yield _row("narrowing", "permissions", row | {"before": "", "after": everything},
+                   True, approvers)
+    if new.refresh:  # the App's private key enters the pipeline's bundle
+        yield _row("narrowing", "refresh", row | {"before": "", "after": "true"}, True,
+                   approvers)
 
 
 def _permissions(permissions: Mapping[str, str]) -> str:
@@ -304,11 +360,29 @@ def _credentials(base: Snapshot, head: Snapshot) -> Iterable[Change]:
             yield _row("credentials", "restored an older block",
                        {"connection": cid, "from": "", "before": old.lastmodified or "",
                         "after": new.lastmodified or ""}, True, [f"user:{old.owner}"])
+        elif _replaced(old, new):
+            yield _row("credentials", "replaced by another block",
+                       {"connection": cid, "from": "", "before": old.lastmodified or "",
+                        "after": new.lastmodified or ""}, True, [f"user:{old.owner}"])
         if old.expires is not None and old.expires <= today and (
                 new.expires is None or new.expires > old.expires):
             yield _row("credentials", "expiry extended",
                        {"connection": cid, "from": "", "before": old.expires,
                         "after": new.expires or "(none)"}, True, [f"user:{old.owner}"])
+
+
+def _replaced(old: ConnectionSummary, new: ConnectionSummary) -> bool:
+    """Whether a block was written anew: no ciphertext of BASE's is left, and it holds a
+    wrapped data key BASE's did not. Anyone can encrypt to a file's recipients and seal what
+    they encrypt, so such a block holds a credential nobody who holds this one wrote here
+    (someone's own, or one copied from another repository under the same id), which the
+    connection's pipelines would then use at its endpoints with nothing else changed. What
+    key holders run keeps one or the other: `sops set` (`connc secret set`, `seal`) keeps the
+    data key and its wrapped copies, `sops updatekeys` (`keys sync`) the ciphertexts. Copies of
+    BASE's wrapped keys beside the new one (sops takes the first that opens) change nothing."""
+    return bool(old.ciphertexts and new.ciphertexts and old.wrapped_keys) \
+        and old.ciphertexts.isdisjoint(new.ciphertexts) \
+        and not new.wrapped_keys <= old.wrapped_keys
 
 
 def _older(modified: str | None, than: str | None) -> bool:
@@ -436,15 +510,49 @@ def _claims(base: Snapshot, head: Snapshot) -> Iterable[Change]:
     for pid, old, new in _common(base.pipelines, head.pipelines):
         row = {"pipeline": pid}
         if old.owner != new.owner:
+            # Both, as for a connection: the pipeline's bundle (and what later changes to it
+            # need) passes from one to the other.
             yield _row("claims", "owner changed", row | {"before": old.owner,
                                                          "after": new.owner},
-                       True, [f"user:{new.owner}"])
+                       True, [f"user:{old.owner}", f"user:{new.owner}"])
+        for role, was, now in _defaults_changed(old, new, base, head):
+            yield _row("claims", f"{role} changed", row | {"before": was, "after": now},
+                       True, [f"user:{old.owner}"])
         old_teams, new_teams = {t for t, _pos in old.teams}, {t for t, _pos in new.teams}
         for team in sorted(new_teams - old_teams):
             yield _row("claims", "team added", row | {"before": "", "after": team},
                        True, [f"user:{new.owner}"])
         for team in sorted(old_teams - new_teams):
             yield _row("claims", "team removed", row | {"before": team, "after": ""}, False, ())
+
+
+def _defaults_changed(old: PipelineSummary, new: PipelineSummary, base: Snapshot,
+                      head: Snapshot) -> Iterable[tuple[str, str, str]]:
+    """(role, connection before or "", connection after) where a pipeline's tools take
+    another connection by default (`scope.default_role`: kubectl's context, npm's registry,
+    pip's index-url, twine's default repository): render takes the first use of each role, so
+    reordering a pipeline's uses, removing the first of two, or a connection taking a role it
+    did not have (an npm registry whose `npmScopes` go: its own owner changes it) sends what the
+    pipeline fetches or publishes elsewhere, and no grant changes. A role that goes leaves
+    the tool its own default, as removing the use does: narrowing, free."""
+    was, now = _defaults(old, base), _defaults(new, head)
+    for role in sorted(now):
+        if was.get(role) != now[role]:
+            yield role, was.get(role, ""), now[role]
+
+
+def _defaults(pipeline: PipelineSummary, side: Snapshot) -> dict[str, str]:
+    """Which of its uses each default of a pipeline's tools comes from."""
+    found: dict[str, str] = {}
+    for use in pipeline.uses:
+        connection = side.connections.get(use.connection)
+        if connection is None:
+            continue
+        role = default_role(connection.type, {key: json.loads(value)
+                                              for key, value in connection.spec})
+        if role is not None:
+            found.setdefault(role, use.connection)
+    return found
 
 
 # ---------------------------------------------------------------------------- policy, files

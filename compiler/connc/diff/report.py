@@ -15,11 +15,17 @@ _NOTES = {
     "grants": "`uses`: allowed and used; `may`: allowed, not used; `denied`: used but not "
               "allowed (render refuses it). Pipeline `*`: every pipeline (a public connection).",
     "recipients": "Who can decrypt each connection, from its sops metadata.",
+    "claims": "A pipeline's defaults are the first of its uses render takes one from "
+              "(kubectl's context, npm's registry, pip's index-url, twine's default "
+              "repository): where its tools fetch and publish.",
     "specs": "Where the credential goes, and what it trusts.",
     "credentials": "A credential block is known by its data key and ciphertexts: one seen at "
                    "the base under another connection was moved or copied here, and that "
                    "connection's owner consents; one older than the base's (sops' "
-                   "`lastmodified`) was put back; an expired one kept in use needs its owner.",
+                   "`lastmodified`) was put back; one with none of the base's ciphertexts "
+                   "and a data key of its own was written anew (anyone can encrypt and seal "
+                   "a block), and its owner consents; an expired one kept in use needs its "
+                   "owner.",
     "integrity": "connc reads none of these as they are; at the head they fail the check "
                  "whatever the consent: replace a symlink with a file, make each id match its "
                  "file name, keep one name per file however its case is written, and remove "
