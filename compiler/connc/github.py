@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import re
 import time
 import unicodedata
@@ -749,8 +750,11 @@ class _Client:
     def _rate_limited(self, response: http.Answer, what: str, delay: float,
                       reset_at: float | None) -> GitHubError:
         when = ""
-        if reset_at is not None:
-            stamp = dt.datetime.fromtimestamp(reset_at, dt.UTC)
+        try:  # a reset the server sets past year 9999 is not shown, and ends nothing
+            stamp = dt.datetime.fromtimestamp(reset_at, dt.UTC) if reset_at is not None else None
+        except (OverflowError, ValueError, OSError):
+            stamp = None
+        if stamp is not None:
             when = f" until {stamp.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         return GitHubError(
             f"{self.subject}: GitHub rate-limits these requests{when} (HTTP "
@@ -822,9 +826,10 @@ def _number(value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None  # an HTTP-date retry-after: GitHub sends seconds; fall back to backoff
+    return number if math.isfinite(number) else None  # "inf", "nan": no number of seconds
 
 
 def _parse_utc(value: object) -> dt.datetime | None:

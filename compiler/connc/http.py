@@ -64,10 +64,12 @@ class Answer:
     content: bytes  # the first `max_bytes` of the body
 
     def json(self) -> Any:
-        """The body as JSON, or None. (The decode error, which quotes the body, stays here.)"""
+        """The body as JSON, or None. (The decode error, which quotes the body, stays here.)
+        Nesting deeper than Python's recursion limit is no answer either: a hostile server's
+        `[[[[...` would otherwise end the run in RecursionError."""
         try:
             return json.loads(self.content)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
 
 

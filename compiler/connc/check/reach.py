@@ -227,7 +227,10 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 def header_int(answer: Answer, header: str) -> int | None:
     value = answer.headers.get(header)
-    return int(value) if isinstance(value, str) and value.isdigit() else None
+    # ASCII digits only ("²".isdigit() is true, and int() refuses it), and few enough for
+    # int() (it refuses more than 4,300): a count no service has is no count.
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() \
+        and len(value) <= 18 else None
 
 
 # --- git hosts: reach against the URL prefix a connection is used for --------------------------
