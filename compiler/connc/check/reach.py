@@ -20,7 +20,7 @@ from urllib.parse import urljoin, urlsplit
 
 from connc.check.probe import Answer, Context, ProbeFailure, http_get, status_failure
 from connc.findings import printable
-from connc.render.context import Resolved
+from connc.render.context import Resolved, encodings
 
 MAX_LISTED = 500  # repositories, projects or images per connection
 MAX_BRANCHES = 100  # branch names per repository
@@ -294,9 +294,11 @@ def redacted(reach: Reach, secrets: Iterable[str]) -> Reach:
 
 def _forms(secret: str) -> list[str]:
     # Under four characters a value is no credential worth the name, and replacing it would
-    # garble every name that contains it (render's masks draw the same line).
+    # garble every name that contains it (render's masks draw the same line). A service can
+    # echo a secret as the request carried it: URL-encoded, base64 (a Basic header's
+    # `user:password` is in `Context.sent` as such), so those forms go as render masks them.
     lines = [line.strip() for line in secret.splitlines() if len(line.strip()) >= 8]
-    return ([secret] if len(secret) >= 4 else []) + lines
+    return ([secret, *encodings(secret)] if len(secret) >= 4 else []) + lines
 
 
 def _scrub(value: Any, clean: Callable[[str], str]) -> Any:
