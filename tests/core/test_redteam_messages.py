@@ -44,3 +44,28 @@ def test_shown_recipient_is_one_printable_line(recipient: str) -> None:
 
     shown = shown_recipient(recipient)
     assert shown.isprintable() and len(shown) == len(recipient)
+
+
+def _layout_with_names(tmp_path: Path) -> Path:
+    """A file name and YAML keys with an escape sequence and a newline: git takes both."""
+    root = build_repo(tmp_path / "repo", connections={"gl": connection("gl")},
+                      pipelines={"ci": pipeline("ci", "gl")})
+    (root / "pipelines.d" / f"x\x1b[8m\n{FORGED}.yaml").write_text("a: 1\n")
+    members = root / "members.yaml"
+    members.write_text(members.read_text() + f'"extra\\u001b[8m\\n{FORGED}": 1\n')
+    return root
+
+
+def test_keys_names_unreadable_files_printable(tmp_path: Path) -> None:
+    ran = connc("keys", "--repo", _layout_with_names(tmp_path), env=key_env())
+    assert "could not be read" in ran.stderr
+    assert _forged_lines(ran.stdout + ran.stderr) == []
+
+
+@pytest.mark.xfail(strict=True, reason="finding paths and messages quote file names and YAML "
+                   "keys as they are; the fix belongs to findings (printable in `finding()`), "
+                   "which another change is reworking")
+def test_validate_shows_file_names_and_keys_printable(tmp_path: Path) -> None:
+    ran = connc("validate", "--repo", _layout_with_names(tmp_path), env=key_env())
+    assert ran.returncode == 1
+    assert _forged_lines(ran.stdout + ran.stderr) == []
