@@ -1,11 +1,13 @@
-"""Attacks on `connc keys sync` by someone with write access to a branch and no key: a
-pipeline file that claims what render would refuse it must not buy its runner a key."""
+"""Attacks on `connc keys sync`: by someone with write access to a branch and no key (a
+pipeline file that claims what render would refuse it must not buy its runner a key), and by
+whatever else writes the repository while a sync runs (nothing it wrote is undone)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+import pytest
 from keykit import SENTINEL, recipients_of
 
 from repokit import TEST_KEY_FILE, new_age_key, pipeline, run_connc, write
@@ -56,3 +58,33 @@ def test_a_pipeline_of_no_user_gets_no_key_to_a_public_connection(repo: Path,
     ran = run_connc("keys", "sync", "--repo", str(repo), "registry", key_file=TEST_KEY_FILE)
     assert ran.returncode == 0, ran.stderr
     assert f"age:{runner}" not in recipients_of(repo, "connections.d/registry.sops.yaml")
+
+
+def test_a_secret_rotated_while_the_sync_runs_is_never_reverted(
+        repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`connc secret set` in another terminal (or an editor, or `git pull`) while a sync
+    works on its staged copies: the sync must not move its older copy over the file and put
+    the leaked value back. It refuses, and changes nothing."""
+    import io
+
+    from connc import sops
+    from connc.author.secret_set import set_secret
+    from connc.errors import Refused
+    from connc.keys import sync
+
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
+    update_keys = sops.update_keys
+    rotated = "rotated-while-syncing-5c0e"
+
+    def concurrently(staging: Path, relpath: str) -> None:
+        update_keys(staging, relpath)
+        set_secret(repo, "db", "token", io.BytesIO(rotated.encode()))
+
+    monkeypatch.setattr(sops, "update_keys", concurrently)
+    config = (repo / ".sops.yaml").read_bytes()
+    with pytest.raises(Refused, match=r"connections.d/db.sops.yaml changed while"):
+        sync.run(repo, ("db",), False, False, lambda _line: None)
+    assert sops.decrypt(repo, "connections.d/db.sops.yaml")["credential"]["token"].reveal() \
+        == rotated
+    assert (repo / ".sops.yaml").read_bytes() == config
+    assert not list(repo.glob(".connc/keys-sync-*"))
