@@ -407,10 +407,9 @@ class _Refused(Exception):
 def _next_page(client: _Client, response: http.Answer) -> str | None:
     """The path of the `rel="next"` page, which must be at the same API: the token is sent
     there and nowhere else."""
-    match = _NEXT_LINK.search(response.headers.get("Link", ""))
-    if match is None:
+    url = http.next_link(response.headers.get("Link"))
+    if not url:
         return None
-    url = match.group(1)
     if not url.startswith(client.api_url + "/"):
         raise GitHubError(f"{client.subject}: GitHub's next page is not at "
                           f"{client.display_url}; not following it with the token")
@@ -432,7 +431,6 @@ def _safe_name(value: object, secrets: list[str]) -> str | None:
 # --- pull requests, reviews and commits (connc approvals) -----------------------------------
 
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-_NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
 _SHA = re.compile(r"[0-9a-f]{40}")
 _MAX_PAGES = 100  # 10,000 items: more than any pull request has; a bound all the same
 # "List commits on a pull request" lists at most 250 commits; the pull request's `commits`

@@ -7,14 +7,20 @@ credential live on a service that it learns nothing from."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import socket
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
 from checkkit import canary, run_check
 
 from repo_builder import build_repo, connc, connection, key_env
-from servers.hostile import Reply, Seen, recording_server
+from servers.hostile import Reply, Seen, _RawServer, read_head, recording_server
 from servers.oidc import GitHubTokenService, github_tokens  # noqa: F401
 from servers.pypi_index import TrustedIndex, trusted_index  # noqa: F401
 
@@ -59,3 +65,42 @@ def test_reach_mints_no_upload_token_it_learns_nothing_from(
     assert ran.reach("pub")["asked"] is False
     assert trusted_index.minted == {} and trusted_index.seen_jti == set()
     assert github_tokens.issued == []  # not even an ID token was asked for
+
+
+@contextlib.contextmanager
+def _heavy_headers(status: bytes, name: bytes, value: bytes, lines: int) -> Iterator[int]:
+    """Answers every request with `lines` header lines `name: value` (a client merges them
+    into one value of megabytes), and a small JSON body; yields the port."""
+    body = b'{"repositories": ["a"]}'
+
+    def handle(conn: socket.socket, stop: threading.Event) -> None:
+        read_head(conn)
+        head = b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
+        head += b"Content-Length: %d\r\nConnection: close\r\n" % len(body)
+        head += (name + b": " + value + b"\r\n") * lines
+        conn.sendall(head + b"\r\n" + body)
+
+    with _RawServer(handle) as server:
+        yield server.port
+
+
+@pytest.mark.parametrize(("reach", "status", "name", "value"), [
+    (True, b"200 OK", b"Link", b"<" * 60_000),  # the catalog's next page
+    (False, b"401 Unauthorized", b"WWW-Authenticate", b"Bearer " + b"a" * 60_000),
+])
+def test_megabytes_of_header_end_within_the_deadline(tmp_path: Path, reach: bool,
+                                                     status: bytes, name: bytes,
+                                                     value: bytes) -> None:
+    """A hostile registry sends fifty header lines of 60,000 characters: parsed by scanning,
+    not by a backtracking pattern, which would run for hours past every deadline."""
+    password = canary()
+    with _heavy_headers(status, name, value, 50) as port:
+        root = build_repo(tmp_path / "repo", connections={"reg": connection(
+            "reg", type_="container-registry", spec={"registry": f"127.0.0.1:{port}"},
+            credential={"username": "reader", "password": password})})
+        started = time.monotonic()
+        ran = run_check(root, tmp_path, *(["--reach"] if reach else []), "--timeout", "5",
+                        hidden=[password], timeout=120)
+        took = time.monotonic() - started
+    assert took < 30, took
+    assert ran.proc.returncode in (0, 1) and "Traceback" not in ran.proc.stderr

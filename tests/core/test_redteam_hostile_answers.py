@@ -102,3 +102,41 @@ def test_the_moment_of_an_expiry() -> None:
     for junk in (FAR, 1e308, float("inf"), float("nan"), -5, 0, True, "1700000000", None):
         assert tokens.moment(junk) is None
     assert issubclass(tokens.TokenProblem, ConncError)
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ('<https://api.github.com/x?page=2>; rel="next", <https://api.github.com/x?page=9>; '
+     'rel="last"', "https://api.github.com/x?page=2"),
+    ('<https://a/x?page=1>; rel="prev", <https://a/x?page=3>; rel="next"', "https://a/x?page=3"),
+    ("</v2/_catalog?last=b&n=100>; rel=next", "/v2/_catalog?last=b&n=100"),
+    ('<https://a/3>; type="text/html"; rel="prev next"', "https://a/3"),
+    ('<https://a/1>; rel="last"', None),
+    ('<https://a/1> rel="next"', None),  # no `;`: not a parameter
+    ("<https://a/1", None),
+    ("", None),
+    (None, None),
+])
+def test_next_link(header: str | None, expected: str | None) -> None:
+    assert http.next_link(header) == expected
+
+
+@pytest.mark.parametrize("header", ["<" * 3_000_000, "<a>" + " ;" * 1_000_000,
+                                    "<a>; rel=" * 300_000, "<>" * 1_500_000])
+def test_next_link_is_linear_in_the_header(header: str) -> None:
+    import time
+
+    started = time.monotonic()
+    http.next_link(header)
+    assert time.monotonic() - started < 2  # a backtracking pattern takes hours here
+
+
+def test_a_registry_challenge_is_parsed_in_linear_time() -> None:
+    import time
+
+    from connc.check.registry import _challenge
+
+    assert _challenge('Bearer realm="https://auth/token",service="reg",scope="a:b:*"') == (
+        "bearer", {"realm": "https://auth/token", "service": "reg", "scope": "a:b:*"})
+    started = time.monotonic()
+    _challenge("Bearer " + "a" * 3_000_000)
+    assert time.monotonic() - started < 2

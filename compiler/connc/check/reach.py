@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
+from connc import http
 from connc.check.probe import Answer, Context, ProbeFailure, http_get, status_failure
 from connc.findings import printable
 from connc.render.context import Resolved, encodings
@@ -173,13 +174,10 @@ class Pages:
     refused: Answer | None = None  # the first page's answer when it was not 200
 
 
-_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
-
-
 def next_link(answer: Answer, url: str) -> str | None:
     """The `rel="next"` URL of a `Link` header (GitHub, GitLab, the registry), absolute."""
-    match = _LINK.search(answer.headers.get("Link", "") or "")
-    return urljoin(url, match.group(1)) if match else None
+    found = http.next_link(answer.headers.get("Link"))
+    return urljoin(url, found) if found is not None else None
 
 
 def pages(url: str, context: Context, sender: Sender, *, params: dict[str, str],
