@@ -371,7 +371,9 @@ class InstallationReader:
         next_path: str | None = f"{path}{separator}per_page=100"
         found: list[Any] = []
         total: int | None = None
-        while next_path is not None and len(found) < limit:
+        pages = 0  # a `next` that never ends (or lists nothing) is not followed forever
+        while next_path is not None and len(found) < limit and pages < _MAX_PAGES:
+            pages += 1
             # A page of 100 full repository objects is most of a megabyte.
             response = client.send("GET", next_path, auth, None, what=what,
                                    max_bytes=_LISTING_BYTES)

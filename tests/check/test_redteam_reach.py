@@ -104,3 +104,43 @@ def test_megabytes_of_header_end_within_the_deadline(tmp_path: Path, reach: bool
         took = time.monotonic() - started
     assert took < 30, took
     assert ran.proc.returncode in (0, 1) and "Traceback" not in ran.proc.stderr
+
+
+def test_a_next_page_that_never_ends_is_not_followed_until_the_deadline(
+        tmp_path: Path) -> None:
+    """A catalog whose every page is empty and links to itself: a bounded number of pages,
+    then the list is said to go on; not thousands of requests with the credential until the
+    deadline, ending in a timeout that blames the service for not answering."""
+    from connc.check.reach import MAX_PAGES
+
+    password = canary()
+    loop = Reply(200, {"Content-Type": "application/json",
+                       "Link": '</v2/_catalog?n=100>; rel="next"'}, b'{"repositories": []}')
+    with recording_server({"/v2/_catalog": loop}) as server:
+        root = build_repo(tmp_path / "repo", connections={"reg": connection(
+            "reg", type_="container-registry", spec={"registry": f"127.0.0.1:{server.port}"},
+            credential={"username": "reader", "password": password})})
+        ran = run_check(root, tmp_path, "--reach", "--timeout", "20", hidden=[password])
+    assert ran.status("reg") == "ok", ran.outcomes
+    assert ran.reach("reg")["complete"] is False
+    assert len(server.seen) <= MAX_PAGES + 1  # and the anonymous first ask
+
+
+def test_github_installation_pages_are_bounded() -> None:
+    from connc import http
+    from connc.github import InstallationReader
+    from connc.secrets import Secret
+
+    token = canary()
+    with recording_server() as server:
+        server.routes["/installation/repositories"] = Reply(
+            200, {"Content-Type": "application/json",
+                  "Link": f'<{server.url()}/installation/repositories?per_page=100>; '
+                          f'rel="next"'},
+            json.dumps({"total_count": 1, "repositories": []}).encode())
+        # The deadline ends an unbounded loop (a failure here), as `--reach`'s would.
+        with http.limits(deadline=time.monotonic() + 10):
+            listing = InstallationReader(server.url(), Secret(token), connection="gh",
+                                         timeout=5).repositories(500)
+    assert listing.complete is False and listing.items == []
+    assert len(server.seen) <= 100

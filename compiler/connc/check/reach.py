@@ -6,8 +6,9 @@ what the pipelines that use it get. What a service was not asked, or would not s
 `None` or `asked=False` here and printed as unknown, never filled in.
 
 Listings are bounded: at most `MAX_LISTED` items per connection, `MAX_BRANCHES` branch names
-per repository, branch lists for at most `MAX_BRANCH_LISTS` repositories; what is left off is
-counted when the service says how many there are ("and 212 more"), else said to go on.
+per repository, branch lists for at most `MAX_BRANCH_LISTS` repositories, `MAX_PAGES` pages
+per list; what is left off is counted when the service says how many there are ("and 212
+more"), else said to go on.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ MAX_LISTED = 500  # repositories, projects or images per connection
 MAX_BRANCHES = 100  # branch names per repository
 MAX_BRANCH_LISTS = 50  # repositories whose branches are asked, with --branches
 PAGE_SIZE = 100  # the largest page GitHub, GitLab, Bitbucket and the registry serve
+# Pages asked per listing: 500 items take 5 (50 where a registry serves 10 a page), and a
+# server whose `next` never ends, or lists nothing on each page, is not asked a thousand times
+# with the credential until the deadline.
+MAX_PAGES = 100
 LISTING_BYTES = 4 * 1024 * 1024  # one page of 100 full repository objects fits easily
 _NAME_LIMIT = 200  # characters of a name a service sends that are shown
 
@@ -195,7 +200,9 @@ def pages(url: str, context: Context, sender: Sender, *, params: dict[str, str],
     total: int | None = None
     page_url: str | None = url
     page_params: dict[str, str] | None = params
-    while page_url is not None and len(found) < limit:
+    asked = 0
+    while page_url is not None and len(found) < limit and asked < MAX_PAGES:
+        asked += 1
         answer = sender.get(page_url, context, page_params)
         if answer.status != 200:
             if not found:
