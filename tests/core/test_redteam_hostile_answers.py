@@ -140,3 +140,15 @@ def test_a_registry_challenge_is_parsed_in_linear_time() -> None:
     started = time.monotonic()
     _challenge("Bearer " + "a" * 3_000_000)
     assert time.monotonic() - started < 2
+
+
+def test_a_gitlab_next_page_of_five_thousand_digits_ends_the_list() -> None:
+    """int() refuses more than 4,300 digits: such an `x-next-page` is no page number."""
+    from connc.diff.gitlab import MergeRequests, Token
+
+    with recording_server() as server:
+        server.routes["/api/v4/projects/7/merge_requests/1/versions"] = Reply(
+            200, {**JSON, "x-next-page": "9" * 5000}, b"[]")
+        requests = MergeRequests(server.url() + "/api/v4", "7",
+                                 Token(Secret(SENTINEL), "GITLAB_TOKEN"))
+        assert requests.versions(1) == []
