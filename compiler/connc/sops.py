@@ -233,7 +233,10 @@ def _document(out: bytes, relpath: str) -> dict[str, Any]:
 
 
 def encrypt_in_place(repo: Path, relpath: str) -> None:
-    run(["encrypt", "--in-place", "--", relpath], repo=repo, relpath=relpath)
+    # The repository's .sops.yaml, named: sops would otherwise take the first it finds from
+    # the working directory up, one in a directory above the repository when it has none.
+    run(["--config", str(repo / ".sops.yaml"), "encrypt", "--in-place", "--", relpath],
+        repo=repo, relpath=relpath)
 
 
 def set_credential(repo: Path, relpath: str, field: str, value: Secret, *,

@@ -1,5 +1,6 @@
-"""`connc init` in a directory someone prepared (a clone whose `.gitignore` or `.github` is a
-symlink git checked out): nothing is written through a link, nothing is written at all."""
+"""Authoring in a directory someone prepared: `connc init` in a clone whose `.gitignore` or
+`.github` is a symlink git checked out writes nothing through a link (nothing at all), and
+`connc new` never encrypts under a `.sops.yaml` of a directory above the repository."""
 
 from __future__ import annotations
 
@@ -30,3 +31,30 @@ def test_nothing_is_written_through_a_symlink(tmp_path: Path, link: str) -> None
     assert rc.read_text() == "# the user's own file\n"
     assert list((outside / "workflows").iterdir()) == []
     assert {p.name for p in clone.iterdir()} <= {".github", ".gitignore"}  # nothing written
+
+
+def test_new_never_encrypts_under_a_parent_directorys_sops_config(tmp_path: Path) -> None:
+    """A repository without `.sops.yaml` below a directory that has one (someone else's, in
+    a shared or prepared directory): sops would take that one and encrypt the new connection
+    to whoever it names. `connc new` refuses, and writes nothing."""
+    from connc.author.new import new_connection
+    from repokit import make_repo, new_age_key, sops_rules, write
+
+    _key, stranger = new_age_key(tmp_path, "stranger.txt")
+    rules = sops_rules(stranger)
+    rules["creation_rules"][0]["path_regex"] = r"connections\.d/.*\.sops\.yaml$"
+    write(tmp_path, ".sops.yaml", rules)
+    root = make_repo(tmp_path / "repo")
+    (root / ".sops.yaml").unlink()
+    with pytest.raises(UsageError, match="has no .sops.yaml"):
+        new_connection(root, "gitlab", "gl", owner="alice")
+    assert list((root / "connections.d").iterdir()) == []
+    # And sops itself is always given the repository's own rules, never one found above it.
+    from connc import sops
+    from connc.errors import SopsError
+    from repokit import connection
+
+    write(root, "connections.d/gl.sops.yaml", connection("gl"))
+    with pytest.raises(SopsError):
+        sops.encrypt_in_place(root, "connections.d/gl.sops.yaml")
+    assert stranger not in (root / "connections.d" / "gl.sops.yaml").read_text()
