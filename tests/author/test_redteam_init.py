@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from connc import sops
 from connc.author.init import init
-from connc.errors import UsageError
-from repokit import TEST_RECIPIENT
+from connc.author.new import new_connection
+from connc.errors import SopsError, UsageError
+from repokit import TEST_RECIPIENT, connection, make_repo, new_age_key, sops_rules, write
 
 
 @pytest.mark.parametrize("link", [".gitignore", ".github", ".github/workflows"])
@@ -37,9 +39,6 @@ def test_new_never_encrypts_under_a_parent_directorys_sops_config(tmp_path: Path
     """A repository without `.sops.yaml` below a directory that has one (someone else's, in
     a shared or prepared directory): sops would take that one and encrypt the new connection
     to whoever it names. `connc new` refuses, and writes nothing."""
-    from connc.author.new import new_connection
-    from repokit import make_repo, new_age_key, sops_rules, write
-
     _key, stranger = new_age_key(tmp_path, "stranger.txt")
     rules = sops_rules(stranger)
     rules["creation_rules"][0]["path_regex"] = r"connections\.d/.*\.sops\.yaml$"
@@ -50,10 +49,6 @@ def test_new_never_encrypts_under_a_parent_directorys_sops_config(tmp_path: Path
         new_connection(root, "gitlab", "gl", owner="alice")
     assert list((root / "connections.d").iterdir()) == []
     # And sops itself is always given the repository's own rules, never one found above it.
-    from connc import sops
-    from connc.errors import SopsError
-    from repokit import connection
-
     write(root, "connections.d/gl.sops.yaml", connection("gl"))
     with pytest.raises(SopsError):
         sops.encrypt_in_place(root, "connections.d/gl.sops.yaml")
