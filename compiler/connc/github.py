@@ -216,8 +216,10 @@ class GitHubApp:
         return Installation(
             account=_safe_name(account.get("login"), sent) if isinstance(account, dict) else None,
             repository_selection=_safe_name(data.get("repository_selection"), sent),
-            permissions={str(k): str(v) for k, v in permissions.items() if isinstance(v, str)}
-            if isinstance(permissions, dict) else {},
+            # Names and levels as a message may show them (printable, bounded, never a token).
+            permissions={name: level for name, level in (
+                (_safe_name(k, sent), _safe_name(v, sent)) for k, v in permissions.items())
+                if name and level} if isinstance(permissions, dict) else {},
             settings_url=_safe_name(data.get("html_url"), sent),
         )
 

@@ -19,7 +19,8 @@ from urllib.parse import quote
 import pytest
 from checkkit import canary, run_check
 
-from repo_builder import build_repo, connc, connection, key_env
+from repo_builder import build_repo, connc, connection, key_env, pipeline
+from servers.github_fake import FakeGitHub, github_api  # noqa: F401
 from servers.hostile import Reply, Seen, _RawServer, read_head, recording_server
 from servers.oidc import GitHubTokenService, github_tokens  # noqa: F401
 from servers.pypi_index import TrustedIndex, trusted_index  # noqa: F401
@@ -144,3 +145,23 @@ def test_github_installation_pages_are_bounded() -> None:
                                          timeout=5).repositories(500)
     assert listing.complete is False and listing.items == []
     assert len(server.seen) <= 100
+
+
+def test_permission_names_a_github_sends_are_shown_printable(github_api: FakeGitHub,
+                                                            tmp_path: Path) -> None:
+    """A GitHub (Enterprise Server) that names a permission with an escape sequence and a
+    newline forging a CI log line: the reach names it printable."""
+    forged = "x\x1b[2J\n::error::all checks passed"
+    github_api.permissions[forged] = "read\x1b[8m"
+    root = build_repo(tmp_path / "repo", connections={"gh": connection(
+        "gh", type_="github-app", credential={"privateKey": github_api.private_key_pem},
+        spec={"apiUrl": github_api.url, "appId": int(github_api.app_id),
+              "installationId": github_api.installation_id})},
+        pipelines={"ci": pipeline("ci", "gh")})
+    text = connc("check", "--reach", "--repo", root, env=key_env())
+    assert text.returncode == 0, text.stderr
+    assert "\x1b" not in text.stdout
+    assert not [line for line in text.stdout.splitlines() if line.startswith("::error::")]
+    assert "x\N{REPLACEMENT CHARACTER}[2J" in text.stdout  # named all the same
+    ran = run_check(root, tmp_path, "--reach")
+    assert forged not in json.dumps(ran.reach("gh"), ensure_ascii=False)
