@@ -4,11 +4,13 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 
 from connc import sops
+from connc.author import installed
 from connc.author.init import init
 from connc.author.new import new_connection
 from connc.errors import SopsError, UsageError
@@ -53,3 +55,32 @@ def test_new_never_encrypts_under_a_parent_directorys_sops_config(tmp_path: Path
     with pytest.raises(SopsError):
         sops.encrypt_in_place(root, "connections.d/gl.sops.yaml")
     assert stranger not in (root / "connections.d" / "gl.sops.yaml").read_text()
+
+
+class _Installed:
+    """A distribution whose direct_url.json says `record`."""
+
+    version = "1.0"
+
+    def __init__(self, record: dict[str, object]) -> None:
+        self.record = record
+
+    def read_text(self, name: str) -> str | None:
+        return json.dumps(self.record) if name == "direct_url.json" else None
+
+
+@pytest.mark.parametrize(("record", "problem"), [
+    # Cloned over ssh: CI has no key (and `git@` goes with the credentials): said at init.
+    ({"url": "ssh://git@github.com/acme/connc.git",
+      "vcs_info": {"vcs": "git", "commit_id": "3f2a" * 10}}, "cloned over ssh"),
+    # A commit that is no commit id is no record to write into a workflow.
+    ({"url": "https://github.com/acme/connc",
+      "vcs_info": {"vcs": "git", "commit_id": "main --index-url https://elsewhere"}},
+     "unreadable"),
+])
+def test_init_says_when_the_workflows_cannot_install_it(
+        record: dict[str, object], problem: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(installed.metadata, "distribution", lambda _name: _Installed(record))
+    found = installed.source()
+    assert found.problem is not None and problem in found.problem
+    assert "elsewhere" not in found.requirement
