@@ -21,8 +21,8 @@ DISTRIBUTION = "connc"
 # A pip requirement as a workflow may carry it: a name with a version, or `name @ URL`. It
 # reaches `pip install` through an environment variable, never the script, and no character
 # here can end the YAML string it is written into.
-_COMMIT = re.compile(r"[0-9a-f]{7,64}")  # what pip records: the full SHA-1 or SHA-256
 REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-=<>!~,:/@#\[\] ]*(?<! )")
+_COMMIT = re.compile(r"[0-9a-f]{7,64}")  # what pip records: the full SHA-1 or SHA-256
 
 
 @dataclasses.dataclass(frozen=True)
