@@ -104,18 +104,20 @@ def find_root(repo: str | os.PathLike[str] | None = None) -> Path:
 
 
 def _check_found(root: Path, *, above: bool) -> None:
-    """A root found by the search is one only its user (or root) can write: in `/tmp`, or in
-    a directory another user owns above the one connc was started in, connc's layout may be
-    someone else's — whose `.sops.yaml` would take the secrets typed here (git refuses such a
-    repository too). The directory connc is started in may be another user's (a CI
-    container's root user in the runner's checkout): being there is choosing it; `--repo`
-    chooses any."""
+    """A root found by the search is not a shared directory, nor, above the one connc was
+    started in, another user's: in `/tmp` (world-writable and sticky), or in a directory
+    another user owns, connc's layout may be someone else's — whose `.sops.yaml` would take
+    the secrets typed here (git refuses such a repository too). The directory connc is
+    started in may be another user's (a CI container's root user in the runner's checkout),
+    or world-writable without the sticky bit (GitLab's docker executor checks out with umask
+    0000): being there is choosing it; `--repo` chooses any."""
     try:
         status = root.stat()
     except OSError:
         return
-    if status.st_mode & stat.S_IWOTH:
-        why = "writable by other users (as /tmp is)"
+    shared = stat.S_IWOTH | stat.S_ISVTX
+    if status.st_mode & shared == shared:
+        why = "a directory every user may write to (as /tmp is)"
     elif above and status.st_uid not in (os.geteuid(), 0):
         why = "owned by another user"
     else:

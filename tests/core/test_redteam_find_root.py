@@ -19,8 +19,8 @@ from repokit import TEST_KEY_FILE, make_repo, sops_env
 SENTINEL = "CANARY-typed-into-a-trap-51d7"
 
 
-def _trap(parent: Path) -> Path:
-    """An attacker's layout in `parent`, and the user's own directory below it."""
+def _layout_above(parent: Path) -> Path:
+    """connc's layout in `parent` (an attacker's, in a trap), and a directory below it."""
     make_repo(parent)
     mine = parent / "mine"
     mine.mkdir()
@@ -31,20 +31,31 @@ def test_a_world_writable_parent_is_never_the_root(tmp_path: Path,
                                                    monkeypatch: pytest.MonkeyPatch) -> None:
     shared = tmp_path / "tmp"
     shared.mkdir()
-    mine = _trap(shared)
+    mine = _layout_above(shared)
     shared.chmod(0o1777)  # as /tmp is
     monkeypatch.chdir(mine)
-    with pytest.raises(UsageError, match=r"writable by other users.*--repo") as refused:
+    with pytest.raises(UsageError, match=r"every user may write to.*--repo") as refused:
         find_root()
     assert str(shared) in str(refused.value)
     # The command a user would type there: refused, nothing encrypted to anyone.
     ran = subprocess.run([sys.executable, "-m", "connc", "secret", "set", "gl", "token"],
                          cwd=mine, input=SENTINEL, env=sops_env(TEST_KEY_FILE),
                          capture_output=True, text=True, timeout=60, check=False)
-    assert ran.returncode == 2 and "writable by other users" in ran.stderr
+    assert ran.returncode == 2 and "every user may write to" in ran.stderr
     assert SENTINEL not in ran.stdout + ran.stderr
     # Named explicitly, it is the user's choice.
     assert find_root(shared) == shared.resolve()
+
+
+def test_a_checkout_made_with_umask_0000_is_found(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """GitLab's docker executor checks out with umask 0000: a world-writable directory, not
+    a shared one like /tmp (no sticky bit), and the job's own."""
+    checkout = tmp_path / "builds" / "project"
+    below = _layout_above(checkout)
+    checkout.chmod(0o777)
+    monkeypatch.chdir(below)
+    assert find_root() == checkout
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="giving a directory to another user needs root")
@@ -52,7 +63,7 @@ def test_a_parent_another_user_owns_is_never_the_root(tmp_path: Path,
                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     theirs = tmp_path / "theirs"
     theirs.mkdir()
-    mine = _trap(theirs)
+    mine = _layout_above(theirs)
     os.chown(theirs, 4242, 4242)
     monkeypatch.chdir(mine)
     with pytest.raises(UsageError, match=r"owned by another user.*--repo"):
