@@ -23,6 +23,7 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 from connc.errors import SopsError, UsageError
+from connc.sopsmeta import read_metadata, shown_recipient
 
 KEY_FILE_VARIABLE = "SOPS_AGE_KEY_FILE"
 # The variables through which a user chooses sops' age keys; when one is set, connc adds none.
@@ -149,7 +150,8 @@ def _parsed(where: str, text: str) -> Source:
         elif upper.startswith(("AGE-PLUGIN-", "AGE-SECRET-KEY-PQ-")):
             opaque = True
         elif line.startswith("age1") and " " not in line:
-            return Source(where, problem=f"holds the public key {line[:90]} where sops needs "
+            shown = shown_recipient(line[:90])  # printable: a file may hold escapes
+            return Source(where, problem=f"holds the public key {shown} where sops needs "
                                          f"the identity (the AGE-SECRET-KEY-1... line of the "
                                          f"key file, not its `# public key:` line)")
         else:
@@ -211,7 +213,6 @@ def yours(usable: list[Source]) -> str:
 def file_recipients(root: Path, relpath: str) -> tuple[str, ...]:
     """The recipients in a file's `sops` block, as people write them (age1..., arn:...)."""
     from connc import documents
-    from connc.sopsmeta import read_metadata, shown_recipient
 
     document, _found = documents.read(root, relpath, None)
     data = document.data if document is not None else None

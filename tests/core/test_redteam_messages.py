@@ -69,3 +69,14 @@ def test_validate_shows_file_names_and_keys_printable(tmp_path: Path) -> None:
     ran = connc("validate", "--repo", _layout_with_names(tmp_path), env=key_env())
     assert ran.returncode == 1
     assert _forged_lines(ran.stdout + ran.stderr) == []
+
+
+def test_a_key_file_holding_a_public_key_with_escapes_is_named_printable(
+        tmp_path: Path) -> None:
+    from connc.sopskeys import sources
+
+    key_file = tmp_path / "key.txt"
+    key_file.write_text("age1abc\x1b]0;title\x07\n")
+    [found] = [s for s in sources({"SOPS_AGE_KEY_FILE": str(key_file)}) if s.problem]
+    assert found.problem is not None and "holds the public key" in found.problem
+    assert found.problem.isprintable()
