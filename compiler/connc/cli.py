@@ -559,8 +559,11 @@ def keys(ctx: click.Context, repo: str, connection_id: str | None, pipeline_id: 
                                f"`connc validate`)")
     view.FORMATS[output_format](view.rows(current, connection_id, pipeline_id), sys.stdout)
     if current.unread:
+        from connc.findings import printable
+
         click.echo(f"connc: {len(current.unread)} file(s) could not be read and are left out "
-                   f"(run `connc validate`): {', '.join(current.unread[:5])}", err=True)
+                   f"(run `connc validate`): {printable(', '.join(current.unread[:5]))}",
+                   err=True)
 
 
 @keys.command("sync")

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import re
 import time
 import unicodedata
@@ -215,8 +216,10 @@ class GitHubApp:
         return Installation(
             account=_safe_name(account.get("login"), sent) if isinstance(account, dict) else None,
             repository_selection=_safe_name(data.get("repository_selection"), sent),
-            permissions={str(k): str(v) for k, v in permissions.items() if isinstance(v, str)}
-            if isinstance(permissions, dict) else {},
+            # Names and levels as a message may show them (printable, bounded, never a token).
+            permissions={name: level for name, level in (
+                (_safe_name(k, sent), _safe_name(v, sent)) for k, v in permissions.items())
+                if name and level} if isinstance(permissions, dict) else {},
             settings_url=_safe_name(data.get("html_url"), sent),
         )
 
@@ -370,7 +373,9 @@ class InstallationReader:
         next_path: str | None = f"{path}{separator}per_page=100"
         found: list[Any] = []
         total: int | None = None
-        while next_path is not None and len(found) < limit:
+        pages = 0  # a `next` that never ends (or lists nothing) is not followed forever
+        while next_path is not None and len(found) < limit and pages < _MAX_PAGES:
+            pages += 1
             # A page of 100 full repository objects is most of a megabyte.
             response = client.send("GET", next_path, auth, None, what=what,
                                    max_bytes=_LISTING_BYTES)
@@ -406,10 +411,9 @@ class _Refused(Exception):
 def _next_page(client: _Client, response: http.Answer) -> str | None:
     """The path of the `rel="next"` page, which must be at the same API: the token is sent
     there and nowhere else."""
-    match = _NEXT_LINK.search(response.headers.get("Link", ""))
-    if match is None:
+    url = http.next_link(response.headers.get("Link"))
+    if not url:
         return None
-    url = match.group(1)
     if not url.startswith(client.api_url + "/"):
         raise GitHubError(f"{client.subject}: GitHub's next page is not at "
                           f"{client.display_url}; not following it with the token")
@@ -431,7 +435,6 @@ def _safe_name(value: object, secrets: list[str]) -> str | None:
 # --- pull requests, reviews and commits (connc approvals) -----------------------------------
 
 _REPOSITORY = re.compile(r"[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+")
-_NEXT_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="next"')
 _SHA = re.compile(r"[0-9a-f]{40}")
 _MAX_PAGES = 100  # 10,000 items: more than any pull request has; a bound all the same
 # "List commits on a pull request" lists at most 250 commits; the pull request's `commits`
@@ -749,8 +752,11 @@ class _Client:
     def _rate_limited(self, response: http.Answer, what: str, delay: float,
                       reset_at: float | None) -> GitHubError:
         when = ""
-        if reset_at is not None:
-            stamp = dt.datetime.fromtimestamp(reset_at, dt.UTC)
+        try:  # a reset the server sets past year 9999 is not shown, and ends nothing
+            stamp = dt.datetime.fromtimestamp(reset_at, dt.UTC) if reset_at is not None else None
+        except (OverflowError, ValueError, OSError):
+            stamp = None
+        if stamp is not None:
             when = f" until {stamp.strftime('%Y-%m-%dT%H:%M:%SZ')}"
         return GitHubError(
             f"{self.subject}: GitHub rate-limits these requests{when} (HTTP "
@@ -822,9 +828,10 @@ def _number(value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        number = float(value)
     except ValueError:
         return None  # an HTTP-date retry-after: GitHub sends seconds; fall back to backoff
+    return number if math.isfinite(number) else None  # "inf", "nan": no number of seconds
 
 
 def _parse_utc(value: object) -> dt.datetime | None:

@@ -64,10 +64,12 @@ class Answer:
     content: bytes  # the first `max_bytes` of the body
 
     def json(self) -> Any:
-        """The body as JSON, or None. (The decode error, which quotes the body, stays here.)"""
+        """The body as JSON, or None. (The decode error, which quotes the body, stays here.)
+        Nesting deeper than Python's recursion limit is no answer either: a hostile server's
+        `[[[[...` would otherwise end the run in RecursionError."""
         try:
             return json.loads(self.content)
-        except ValueError:
+        except (ValueError, RecursionError):
             return None
 
 
@@ -428,6 +430,32 @@ def _origin(url: str, host: str) -> tuple[str, str, int | None] | None:
     if parts.username is not None or parts.password is not None:
         return None  # user info in a Location is never the origin asked
     return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def next_link(header: str | None) -> str | None:
+    """The target of a `Link` header's `rel="next"` (RFC 8288; GitHub, GitLab and registries
+    paginate with it), as written (relative or absolute), or None.
+
+    Parsed by scanning, in time linear in the header: a server's header is never run through
+    a backtracking pattern, where a few megabytes of `<` (a hundred header lines, merged)
+    would keep a run busy for hours, past every deadline (those bound the wait for bytes, not
+    the work on them)."""
+    text = header or ""
+    position = 0
+    while (start := text.find("<", position)) >= 0:
+        end = text.find(">", start + 1)
+        if end < 0:
+            return None
+        following = text.find("<", end + 1)
+        for param in text[end + 1:following if following >= 0 else len(text)].split(";")[1:]:
+            key, _, value = param.partition("=")
+            if key.strip().lower() == "rel" and \
+                    "next" in value.strip(" \t,").strip('"').lower().split():
+                return text[start + 1:end]
+        if following < 0:
+            return None
+        position = following
+    return None
 
 
 def _check_url(url: str, host: str) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import stat
 import unicodedata
 from collections.abc import Collection
 from pathlib import Path
@@ -90,6 +91,7 @@ def find_root(repo: str | os.PathLike[str] | None = None) -> Path:
         raise UsageError("the current directory does not exist; pass --repo DIR") from None
     for candidate in (start, *start.parents):
         if has_layout(candidate):
+            _check_found(candidate, above=candidate != start)
             return candidate
         if (candidate / ".git").exists():
             raise UsageError(f"not in a connection repository: neither {start} nor a directory "
@@ -99,6 +101,30 @@ def find_root(repo: str | os.PathLike[str] | None = None) -> Path:
     raise UsageError(f"not in a connection repository: neither {start} nor a directory above "
                      f"it has {CONNECTIONS_DIR}/, {PIPELINES_DIR}/ or {MEMBERS_FILE}; start one "
                      f"with `connc init`, or pass --repo DIR")
+
+
+def _check_found(root: Path, *, above: bool) -> None:
+    """A root found by the search is not a shared directory, nor, above the one connc was
+    started in, another user's: in `/tmp` (world-writable and sticky), or in a directory
+    another user owns, connc's layout may be someone else's — whose `.sops.yaml` would take
+    the secrets typed here (git refuses such a repository too). The directory connc is
+    started in may be another user's (a CI container's root user in the runner's checkout),
+    or world-writable without the sticky bit (GitLab's docker executor checks out with umask
+    0000): being there is choosing it; `--repo` chooses any."""
+    try:
+        status = root.stat()
+    except OSError:
+        return
+    shared = stat.S_IWOTH | stat.S_ISVTX
+    if status.st_mode & shared == shared:
+        why = "a directory every user may write to (as /tmp is)"
+    elif above and status.st_uid not in (os.geteuid(), 0):
+        why = "owned by another user"
+    else:
+        return
+    raise UsageError(f"found connc's layout in {root}, which is {why}: it may be someone "
+                     f"else's, so connc does not use it; if it is your repository, pass "
+                     f"--repo {root}")
 
 
 def has_layout(directory: Path) -> bool:

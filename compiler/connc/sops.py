@@ -316,8 +316,10 @@ def _document(out: bytes, relpath: str) -> dict[str, Any]:
 
 
 def encrypt_in_place(repo: Path, relpath: str, *, deadline: process.Deadline) -> None:
-    _rewrite(["encrypt", "--in-place", "--", relpath], repo=repo, relpath=relpath,
-             deadline=deadline)
+    # The repository's .sops.yaml, named: sops would otherwise take the first it finds from
+    # the working directory up, one in a directory above the repository when it has none.
+    _rewrite(["--config", str(repo / ".sops.yaml"), "encrypt", "--in-place", "--", relpath],
+             repo=repo, relpath=relpath, deadline=deadline)
 
 
 def set_credential(repo: Path, relpath: str, field: str, value: Secret, *,

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from connc.errors import SopsError, UsageError
+from connc.sopsmeta import NO_KEY_GROUPS, read_metadata, shown_recipient
 
 if TYPE_CHECKING:
     from connc.sopsmeta import KeyGroups
@@ -153,7 +154,8 @@ def _parsed(where: str, text: str) -> Source:
         elif upper.startswith(("AGE-PLUGIN-", "AGE-SECRET-KEY-PQ-")):
             opaque = True
         elif line.startswith("age1") and " " not in line:
-            return Source(where, problem=f"holds the public key {line[:90]} where sops needs "
+            shown = shown_recipient(line[:90])  # printable: a file may hold escapes
+            return Source(where, problem=f"holds the public key {shown} where sops needs "
                                          f"the identity (the AGE-SECRET-KEY-1... line of the "
                                          f"key file, not its `# public key:` line)")
         else:
@@ -244,7 +246,6 @@ def yours(usable: list[Source]) -> str:
 def _key_groups(root: Path, relpath: str) -> KeyGroups:
     """Who opens a file, from its `sops` block (recipients in `recipient_id` form)."""
     from connc import documents
-    from connc.sopsmeta import NO_KEY_GROUPS, read_metadata
 
     document, _found = documents.read(root, relpath, None)
     data = document.data if document is not None else None

@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+from connc.findings import printable
 from connc.secrets import what_secret
 
 ENC_RE = re.compile(
@@ -231,9 +232,11 @@ def recipient_id(kind: str, value: str) -> str:
 
 
 def shown_recipient(recipient: str) -> str:
-    """A recipient as a message prints it: a private key pasted by mistake is named, not shown."""
+    """A recipient as a message prints it: a private key pasted by mistake is named, not shown,
+    and a control character (a newline that would forge a line of a CI log, an escape
+    sequence) that a file's `sops` block can hold is replaced."""
     label = what_secret(None, recipient)
-    return f"({label}, not shown)" if label else recipient
+    return f"({label}, not shown)" if label else printable(recipient)
 
 
 def recipient_of_member_key(value: str) -> str:

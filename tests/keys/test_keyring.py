@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.schema import models
-from connc.scope import connection_scope, decide, pipeline_scope
+from connc.scope import PipelineScope, connection_scope, decide
 from connc.validate.keyring import Keyring, Principals
 
 POS = (1, 1)
@@ -95,13 +95,26 @@ def test_liveness_names_pipelines_whose_keys_do_not_decrypt_and_those_without_ke
 # ---------------------------------------------------------------------------- all inputs
 
 
+def claimed(p: PipelineSummary, principals: Principals) -> list[str]:
+    """The teams render lets the pipeline claim: those its owner is a member of."""
+    return [t for t, _ in p.teams if t in principals.teams
+            and p.owner in principals.teams[t].members]
+
+
+def renders(p: PipelineSummary, principals: Principals) -> bool:
+    """Render refuses a pipeline whose owner is not a user, and a team its owner is not in."""
+    return p.owner in principals.users
+
+
 def brute_force_allowed(connection: ConnectionSummary, pipelines: list[PipelineSummary],
                         principals: Principals, admin: set[str]) -> set[str]:
-    """Spec 5.4's safety, word for word, over every pipeline (no index, no shortcut)."""
+    """Spec 5.4's safety, word for word, over every pipeline (no index, no shortcut); a
+    pipeline's claims count as render honours them."""
     if connection.visibility == "public":
         allowed = set(principals.all_recipients())
         for p in pipelines:
-            allowed |= p.recipients
+            if renders(p, principals):
+                allowed |= p.recipients
         return allowed | admin
     allowed = set(principals.user_recipients(connection.owner))
     for member, _pos in connection.members if connection.visibility == "custom" else ():
@@ -114,11 +127,12 @@ def brute_force_allowed(connection: ConnectionSummary, pipelines: list[PipelineS
             for p in pipelines:
                 if p.id == name:
                     allowed |= p.recipients or set().union(
-                        *(principals.team_recipients(t) for t, _ in p.teams))
+                        *(principals.team_recipients(t) for t in claimed(p, principals)))
     for p in pipelines:
-        if decide(pipeline_scope(p), connection_scope(connection)) is None:
+        scope = PipelineScope(p.id, p.owner, tuple(claimed(p, principals)))
+        if renders(p, principals) and decide(scope, connection_scope(connection)) is None:
             allowed |= p.recipients or set().union(
-                *(principals.team_own_recipients(t) for t, _ in p.teams))
+                *(principals.team_own_recipients(t) for t in claimed(p, principals)))
     return allowed | admin
 
 
@@ -143,7 +157,7 @@ def estates(draw: Any) -> tuple[list[ConnectionSummary], list[PipelineSummary], 
         tuple(draw(st.lists(st.sampled_from(member_refs), max_size=3, unique=True))),
         draw(st.frozensets(st.sampled_from(KEYS), max_size=4))) for cid in connection_ids]
     pipelines = [pipeline(
-        pid, draw(st.sampled_from(NAMES)), tuple(draw(st.lists(st.sampled_from(TEAMS),
+        pid, draw(st.sampled_from([*NAMES, "mallory"])), tuple(draw(st.lists(st.sampled_from(TEAMS),
                                                                max_size=2, unique=True))),
         tuple(draw(st.lists(st.sampled_from(connection_ids), max_size=3, unique=True))),
         draw(keys)) for pid in pipeline_ids]

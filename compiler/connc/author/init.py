@@ -107,6 +107,7 @@ def init(directory: Path, *, owner: str, recipients: Sequence[str], new_key: Pat
     if existing:
         raise UsageError(f"{root} already has {', '.join(existing)}: connc init starts a new "
                          f"connection repository and changes nothing in an existing one")
+    _refuse_links(root, [*_WORKFLOWS, ".gitignore"])
     key_file = new_key.expanduser().absolute() if new_key is not None else None
     if key_file is not None:
         if key_file.resolve().is_relative_to(root.resolve()):
@@ -137,6 +138,19 @@ def init(directory: Path, *, owner: str, recipients: Sequence[str], new_key: Pat
         written.append(relpath)
     written.append(_gitignore(root))
     return Initialised(root, written, recipient, key_file, source, pipeline)
+
+
+def _refuse_links(root: Path, relpaths: Sequence[str]) -> None:
+    """A directory someone prepared (a clone) may hold `.gitignore` or `.github` as a symlink
+    to a file or directory of the user's: init writes nothing through one, before it writes
+    anything at all."""
+    for relpath in relpaths:
+        parts = Path(relpath).parts
+        for depth in range(1, len(parts) + 1):
+            path = root.joinpath(*parts[:depth])
+            if path.is_symlink():
+                raise UsageError(f"{path} is a symlink: connc init writes nothing through one "
+                                 f"(it could point outside {root}); remove it first")
 
 
 def _check_arguments(owner: str, recipients: Sequence[str], new_key: Path | None,
@@ -265,6 +279,7 @@ def _gitignore(root: Path) -> str:
     current = path.read_text(encoding="utf-8") if path.exists() else ""
     if entries.splitlines()[0] not in current:
         separator = "\n" if current and not current.endswith("\n") else ""
-        with open(path, "a", encoding="utf-8") as out:
+        descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(descriptor, "a", encoding="utf-8") as out:  # never through a link
             out.write(separator + ("\n" if current else "") + entries)
     return ".gitignore"

@@ -22,6 +22,7 @@ DISTRIBUTION = "connc"
 # reaches `pip install` through an environment variable, never the script, and no character
 # here can end the YAML string it is written into.
 REQUIREMENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+\-=<>!~,:/@#\[\] ]*(?<! )")
+_COMMIT = re.compile(r"[0-9a-f]{7,64}")  # what pip records: the full SHA-1 or SHA-256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,11 +69,18 @@ def _from_direct_url(recorded: dict[str, Any], index: Source) -> Source:
     fragment = f"#subdirectory={subdirectory}" if isinstance(subdirectory, str) else ""
     if "vcs_info" in recorded:
         vcs = recorded["vcs_info"]
+        if not _COMMIT.fullmatch(str(vcs["commit_id"])):
+            raise ValueError("a commit that is no commit id")  # the record is unreadable
         where = f"{vcs['vcs']}+{url}@{vcs['commit_id']}"
         found = Source(f"{DISTRIBUTION} @ {where}{fragment}", where)
         if local:
             found = dataclasses.replace(found, problem=f"the repository {parts.path} is on this "
                                                        f"machine, where CI cannot clone it")
+        elif parts.scheme not in ("https", "http"):
+            # ssh (git@host:...): a CI runner has no key to clone with, and the user part
+            # (`git@`) is gone with the credentials.
+            found = dataclasses.replace(found, problem=f"it was cloned over {parts.scheme}, "
+                                                       f"which a CI runner has no key for")
     elif "archive_info" in recorded:
         hashes = recorded["archive_info"].get("hashes") or {}
         digest = f"#sha256={hashes['sha256']}" if "sha256" in hashes else ""

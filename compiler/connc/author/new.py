@@ -423,6 +423,11 @@ def new_connection(root: Path, connection_type: str, connection_id: str, *,
         raise UsageError(f"connection `{connection_id}` exists already; change it in place, "
                          f"or rotate a secret with `connc secret set {connection_id} FIELD`",
                          path=relpath)
+    if not (root / repository.SOPS_CONFIG).is_file():
+        # sops looks for .sops.yaml from the working directory up: without the repository's
+        # own, it would encrypt under one in a directory above it, to whoever that names.
+        raise UsageError(f"the repository has no {repository.SOPS_CONFIG}, whose creation rules "
+                         f"say who can decrypt a new connection; `connc init` writes one")
     owner = owner if owner is not None else _default_owner(root)
     text = dump(sealed(document(connection_type, connection_id, owner, visibility,
                                 list(members), auth)))

@@ -47,7 +47,7 @@ def probe(resolved: Resolved, context: Context) -> Result:
 def _version(text: str | None) -> str:
     try:
         data = json.loads(text or "")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: a server's `[[[[...`
         return ""
     version = data.get("gitVersion") if isinstance(data, dict) else None
     return f" ({printable(version, 80)})" if isinstance(version, str) and version else ""

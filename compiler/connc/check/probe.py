@@ -218,7 +218,9 @@ def http_send(method: str, url: str, context: Context, *,
     host = http.host_of(url)
     if url.startswith("http://") and not is_loopback(host):
         raise ProbeFailure(f"refused: plain http to {host} would send the credential in clear")
-    context.sent.update(value for value in (basic[1] if basic else None, bearer) if value)
+    # A Basic header carries `user:password`: what a service could echo of it, as sent.
+    context.sent.update(value for value in (basic[1] if basic else None, bearer,
+                                            ":".join(basic) if basic else None) if value)
     try:
         with http.limits(deadline=context.deadline, cancel=context.cancel):
             answer = http.request(

@@ -6,8 +6,9 @@ what the pipelines that use it get. What a service was not asked, or would not s
 `None` or `asked=False` here and printed as unknown, never filled in.
 
 Listings are bounded: at most `MAX_LISTED` items per connection, `MAX_BRANCHES` branch names
-per repository, branch lists for at most `MAX_BRANCH_LISTS` repositories; what is left off is
-counted when the service says how many there are ("and 212 more"), else said to go on.
+per repository, branch lists for at most `MAX_BRANCH_LISTS` repositories, `MAX_PAGES` pages
+per list; what is left off is counted when the service says how many there are ("and 212
+more"), else said to go on.
 """
 
 from __future__ import annotations
@@ -18,15 +19,20 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
+from connc import http
 from connc.check.probe import Answer, Context, ProbeFailure, http_get, status_failure
 from connc.findings import printable
-from connc.render.context import Resolved
+from connc.render.context import Resolved, encodings
 from connc.secrets import redact
 
 MAX_LISTED = 500  # repositories, projects or images per connection
 MAX_BRANCHES = 100  # branch names per repository
 MAX_BRANCH_LISTS = 50  # repositories whose branches are asked, with --branches
 PAGE_SIZE = 100  # the largest page GitHub, GitLab, Bitbucket and the registry serve
+# Pages asked per listing: 500 items take 5 (50 where a registry serves 10 a page), and a
+# server whose `next` never ends, or lists nothing on each page, is not asked a thousand times
+# with the credential until the deadline.
+MAX_PAGES = 100
 LISTING_BYTES = 4 * 1024 * 1024  # one page of 100 full repository objects fits easily
 _NAME_LIMIT = 200  # characters of a name a service sends that are shown
 
@@ -174,13 +180,10 @@ class Pages:
     refused: Answer | None = None  # the first page's answer when it was not 200
 
 
-_LINK = re.compile(r'<([^>]*)>\s*;\s*rel="?next"?')
-
-
 def next_link(answer: Answer, url: str) -> str | None:
     """The `rel="next"` URL of a `Link` header (GitHub, GitLab, the registry), absolute."""
-    match = _LINK.search(answer.headers.get("Link", "") or "")
-    return urljoin(url, match.group(1)) if match else None
+    found = http.next_link(answer.headers.get("Link"))
+    return urljoin(url, found) if found is not None else None
 
 
 def pages(url: str, context: Context, sender: Sender, *, params: dict[str, str],
@@ -198,7 +201,9 @@ def pages(url: str, context: Context, sender: Sender, *, params: dict[str, str],
     total: int | None = None
     page_url: str | None = url
     page_params: dict[str, str] | None = params
-    while page_url is not None and len(found) < limit:
+    asked = 0
+    while page_url is not None and len(found) < limit and asked < MAX_PAGES:
+        asked += 1
         answer = sender.get(page_url, context, page_params)
         if answer.status != 200:
             if not found:
@@ -228,7 +233,10 @@ def _origin(url: str) -> tuple[str, str, int | None]:
 
 def header_int(answer: Answer, header: str) -> int | None:
     value = answer.headers.get(header)
-    return int(value) if isinstance(value, str) and value.isdigit() else None
+    # ASCII digits only ("²".isdigit() is true, and int() refuses it), and few enough for
+    # int() (it refuses more than 4,300): a count no service has is no count.
+    return int(value) if isinstance(value, str) and value.isascii() and value.isdigit() \
+        and len(value) <= 18 else None
 
 
 # --- git hosts: reach against the URL prefix a connection is used for --------------------------
@@ -292,9 +300,11 @@ def redacted(reach: Reach, secrets: Iterable[str]) -> Reach:
 
 def _forms(secret: str) -> list[str]:
     # Under four characters a value is no credential worth the name, and replacing it would
-    # garble every name that contains it (render's masks draw the same line).
+    # garble every name that contains it (render's masks draw the same line). A service can
+    # echo a secret as the request carried it: URL-encoded, base64 (a Basic header's
+    # `user:password` is in `Context.sent` as such), so those forms go as render masks them.
     lines = [line.strip() for line in secret.splitlines() if len(line.strip()) >= 8]
-    forms = ([secret] if len(secret) >= 4 else []) + lines
+    forms = ([secret, *encodings(secret)] if len(secret) >= 4 else []) + lines
     # A name was made printable when it came in (`name`), which shows what looks like a secret
     # as its kind: a secret with such a part is found in that form, not in its own.
     return forms + [shown for shown in map(redact, forms) if shown not in forms]

@@ -68,9 +68,14 @@ def probe(resolved: Resolved, context: Context) -> Result:
     return Result(False, "the registry answered 401 without a challenge connc understands", url)
 
 
+# A parameter starts where a word starts: without the look-behind, a header of a million word
+# characters and no `="` would be tried from each of them, in time quadratic in its length.
+_PARAMETER = re.compile(r'(?<!\w)(\w+)="([^"]*)"')
+
+
 def _challenge(header: str) -> tuple[str, dict[str, str]]:
     scheme, _, rest = header.strip().partition(" ")
-    return scheme.lower(), dict(re.findall(r'(\w+)="([^"]*)"', rest))
+    return scheme.lower(), dict(_PARAMETER.findall(rest))
 
 
 def _registry_token(url: str, challenge: dict[str, str], basic: tuple[str, str],

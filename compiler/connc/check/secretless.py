@@ -4,7 +4,8 @@ the job's ID token (in CI) or `--id-token-file`; without either, `check` skips t
 aws-ecr goes on to what `docker login` does with the registry token it got; pypi-publish
 proves the mint (an upload token PyPI made for this publisher, left unused to expire in 15
 minutes: trusted publishing has no way to revoke one). `--reach` asks the registry's catalog
-with the exchanged token; an index says nothing of what a token may upload.
+with the exchanged token; an index says nothing of what a token may upload, so reach mints
+none.
 """
 
 from __future__ import annotations
@@ -58,15 +59,17 @@ def reach(resolved: Resolved, context: Context, ask: Ask) -> Reach:
     grants = [Grant(use.pipeline, f"a short-lived credential exchanged at render for the "
                                   f"job's identity ({resolved.type})") for use in ask.allowed()]
     grants += denied_grants(ask)
+    if resolved.type == "pypi-publish":
+        # An index lists nothing of what an upload token may upload, and a mint cannot be
+        # undone (the token lives 15 minutes, the project's security log records it): reach,
+        # which changes nothing on a service, mints none.
+        return Reach(str(resolved.spec["url"]), "not asked: what a trusted publisher's upload "
+                                                "token may upload is the publisher's projects, "
+                                                "which the index does not list (`connc check` "
+                                                "without --reach proves the mint)", "repository",
+                     asked=False, grants=tuple(grants))
     if context.identity is None:
         return Reach("", f"not asked: {SKIPPED}", "repository", asked=False,
                      grants=tuple(grants))
-    exchanged = exchange(resolved, context)
-    if resolved.type == "aws-ecr":
-        found = registry.reach(_as_registry(resolved, exchanged), context, ask)
-        return found
-    return Reach(str(resolved.spec["url"]), "the index minted an upload token; what it may "
-                                            "upload is the trusted publisher's projects, which "
-                                            "the index does not list", "repository",
-                 asked=False, grants=tuple(grants))
+    return registry.reach(_as_registry(resolved, exchange(resolved, context)), context, ask)
 

@@ -200,7 +200,9 @@ class MergeRequests:
                                  f"{self.display_url} GitLab's API?")
             found.extend(items)
             following = answer.headers.get("x-next-page", "")
-            if not (following.isascii() and following.isdigit()) or int(following) <= page:
+            # At most 9 digits: int() refuses more than 4,300, and no list has more pages.
+            if not (following.isascii() and following.isdigit() and len(following) <= 9) \
+                    or int(following) <= page:
                 return found
             page = int(following)
         raise UsageError(f"{subject}: cannot {what}: more than {_MAX_PAGES} pages")

@@ -28,7 +28,7 @@ from connc import http
 from connc.errors import RenderError
 from connc.identity import sigv4
 from connc.identity.ci import REQUEST_TIMEOUT, USER_AGENT
-from connc.identity.token import IdToken
+from connc.identity.token import IdToken, moment
 from connc.secrets import Secret
 
 STS_AUDIENCE = "sts.amazonaws.com"
@@ -164,10 +164,7 @@ def authorization_token(spec: Mapping[str, Any], session: Session, connection: s
     if not (username and colon and password):
         raise RenderError(f"connection `{connection}`: ECR ({http.host_of(url)}) answered "
                           f"without a registry token")
-    expiry = entry.get("expiresAt") if isinstance(entry, dict) else None
-    expires_at = dt.datetime.fromtimestamp(expiry, dt.UTC) \
-        if isinstance(expiry, int | float) and not isinstance(expiry, bool) \
-        and 0 < expiry < 2**40 else None
+    expires_at = moment(entry.get("expiresAt") if isinstance(entry, dict) else None)
     return RegistryToken(username, Secret(password), expires_at)
 
 

@@ -16,6 +16,7 @@ pull request's code: render refuses to exchange that identity there (`refuse_unt
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
@@ -174,12 +175,20 @@ class TokenFile:
     def token(self, identity: Mapping[str, Any], audience: str, *,
               connection: str) -> IdToken:
         where = f"the token of --id-token-file (connection `{connection}`)"
+        shown = printable(str(self.path), 200)
         try:
-            with open(self.path, "rb") as handle:
-                data = handle.read(tokens.MAX_TOKEN_BYTES + 1)
+            # Non-blocking, and a regular file only: a FIFO (or a device) put where the token
+            # was expected would block the read past every deadline.
+            descriptor = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
         except OSError as error:
-            raise UsageError(f"--id-token-file {printable(str(self.path), 200)}: "
-                             f"{error.strerror}") from None
+            raise UsageError(f"--id-token-file {shown}: {error.strerror}") from None
+        with os.fdopen(descriptor, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+                raise UsageError(f"--id-token-file {shown}: not a regular file")
+            try:
+                data = handle.read(tokens.MAX_TOKEN_BYTES + 1)
+            except OSError as error:
+                raise UsageError(f"--id-token-file {shown}: {error.strerror}") from None
         try:
             text = data.decode("ascii")
         except UnicodeDecodeError:

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 from connc import http
 from connc.errors import RenderError
 from connc.identity.ci import REQUEST_TIMEOUT, USER_AGENT
-from connc.identity.token import IdToken
+from connc.identity.token import IdToken, moment
 from connc.schema import check
 from connc.schema.policy import AUDIENCE_PATTERN
 from connc.secrets import Secret
@@ -69,11 +69,7 @@ def mint(url: str, id_token: IdToken, connection: str) -> UploadToken:
     if answer.status != 200 or not isinstance(token, str) or not token:
         raise RenderError(f"connection `{connection}`: {http.host_of(endpoint)} refused to mint "
                           f"an upload token (HTTP {answer.status}{_reasons(body)})")
-    expiry = body.get("expires")
-    expires_at = dt.datetime.fromtimestamp(expiry, dt.UTC) \
-        if isinstance(expiry, int) and not isinstance(expiry, bool) and 0 < expiry < 2**40 \
-        else None
-    return UploadToken(Secret(token), expires_at)
+    return UploadToken(Secret(token), moment(body.get("expires")))
 
 
 def _reasons(body: Any) -> str:

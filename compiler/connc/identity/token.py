@@ -50,19 +50,28 @@ def parse(value: str, where: str) -> IdToken:
         raise TokenProblem(f"{where} is not a JWT (three base64url parts)")
     try:
         claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
-    except (binascii.Error, ValueError):
+    except (binascii.Error, ValueError, RecursionError):  # RecursionError: `[[[[...`
         raise TokenProblem(f"{where} is not a JWT: its claims are not base64url JSON") from None
     if not isinstance(claims, dict):
         raise TokenProblem(f"{where} is not a JWT: its claims are not an object")
     audience = claims.get("aud")
     audiences = (audience,) if isinstance(audience, str) else tuple(
         a for a in audience if isinstance(a, str)) if isinstance(audience, list) else ()
-    expiry = claims.get("exp")
-    expires_at = dt.datetime.fromtimestamp(expiry, dt.UTC) \
-        if isinstance(expiry, int | float) and not isinstance(expiry, bool) \
-        and 0 < expiry < 2**40 else None
     return IdToken(Secret(text), _text(claims.get("iss")), audiences, _text(claims.get("sub")),
-                   expires_at)
+                   moment(claims.get("exp")))
+
+
+_LAST_MOMENT = dt.datetime(9999, 12, 31, tzinfo=dt.UTC).timestamp()
+
+
+def moment(epoch: object) -> dt.datetime | None:
+    """An expiry a service sent as seconds since the epoch (a JWT's `exp`, ECR's `expiresAt`,
+    PyPI's `expires`), or None when it is not one a datetime can hold: a value past year 9999
+    must not end the run in OverflowError."""
+    if not isinstance(epoch, int | float) or isinstance(epoch, bool) \
+            or not 0 < epoch < _LAST_MOMENT:
+        return None
+    return dt.datetime.fromtimestamp(epoch, dt.UTC)
 
 
 def _text(value: Any) -> str | None:

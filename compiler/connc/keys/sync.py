@@ -19,7 +19,8 @@ when every file is updated, checked and resealed are they moved into place, each
 cancelled job leaves the repository as it was, or finished. Only a SIGKILL among the renames
 can leave some files done and others not — each whole, and the next sync finishes the rest.
 It also removes a staging directory a SIGKILL left; it holds a lock on the repository while
-it runs.
+it runs, and moves nothing when a file it would replace changed since it planned (a secret
+rotated meanwhile is never put back).
 """
 
 from __future__ import annotations
@@ -231,13 +232,29 @@ def preview_seals(root: Path, plan: Plan, deadline: process.Deadline
                                                allow=_SYNC_FIXES)}
 
 
-def apply(current: Current, plan: Plan, deadline: process.Deadline) -> None:
-    """Carry the plan out (under `locked`, which the plan was made under too)."""
+def snapshot(root: Path, plan: Plan) -> dict[str, bytes | None]:
+    """The files the sync will replace, as they are when it plans: staged from these bytes,
+    and replaced only if they are still these (`apply`)."""
+    return {relpath: _content(root / relpath) for relpath in
+            [repository.SOPS_CONFIG, *(c.relpath for c in plan.rewritten)]}
+
+
+def _content(path: Path) -> bytes | None:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def apply(current: Current, plan: Plan, originals: dict[str, bytes | None],
+          deadline: process.Deadline) -> None:
+    """Carry the plan out (under `locked`, which the plan was made under too), from the
+    files as `snapshot` read them."""
     root = current.root
     work, made = _work_dir(root)
     staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=work))
     try:
-        _stage(current, plan, staging, deadline)
+        _stage(current, plan, staging, originals, deadline)
     except BaseException:
         with _interrupts_deferred():
             _remove(staging, work if made else None)
@@ -246,6 +263,14 @@ def apply(current: Current, plan: Plan, deadline: process.Deadline) -> None:
     # interrupt now waits for them, so a sync stopped by Ctrl-C or SIGTERM changed either
     # nothing or everything (only a SIGKILL can leave some files renamed, each whole).
     with _interrupts_deferred():
+        # The lock keeps other syncs out, not `connc secret set`, an editor or `git pull`:
+        # a file changed since the plan is not replaced by a copy of what it was (a rotated
+        # secret put back), and then nothing is.
+        changed = [r for r, data in originals.items() if _content(root / r) != data]
+        if changed:
+            _remove(staging, work if made else None)
+            raise Refused(f"{', '.join(changed)} changed while the sync ran; nothing was "
+                          f"changed: run `connc keys sync` again")
         if plan.rules is not None:
             os.replace(staging / repository.SOPS_CONFIG, root / repository.SOPS_CONFIG)
         for change in plan.rewritten:
@@ -272,22 +297,34 @@ def _interrupts_deferred() -> Iterator[None]:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
-def _stage(current: Current, plan: Plan, staging: Path, deadline: process.Deadline) -> None:
+def _stage(current: Current, plan: Plan, staging: Path,
+           originals: dict[str, bytes | None], deadline: process.Deadline) -> None:
     root = current.root
     config = root / repository.SOPS_CONFIG
     staged_config = staging / repository.SOPS_CONFIG
-    staged_config.write_text(plan.rules.text if plan.rules is not None
-                             else config.read_text(encoding="utf-8"), encoding="utf-8")
+    if plan.rules is not None:
+        staged_config.write_text(plan.rules.text, encoding="utf-8")
+    else:
+        staged_config.write_bytes(_original(originals, repository.SOPS_CONFIG))
     os.chmod(staged_config, config.stat().st_mode & 0o7777)
     (staging / repository.CONNECTIONS_DIR).mkdir()
     for change in plan.rewritten:
-        shutil.copy2(root / change.relpath, staging / change.relpath)
+        staged = staging / change.relpath
+        staged.write_bytes(_original(originals, change.relpath))
+        shutil.copymode(root / change.relpath, staged)
         sops.update_keys(staging, change.relpath, deadline=deadline)
         _verify(current, staging, change)
     # connc seal's own code, on the staged copies: the sync approves the plaintext it
     # derived the keys from (the plan showed what changed since the last seal).
     sealing.seal_all(staging, [c.id for c in plan.rewritten], dry_run=False, deadline=deadline,
                      allow=_SYNC_FIXES)
+
+
+def _original(originals: dict[str, bytes | None], relpath: str) -> bytes:
+    data = originals.get(relpath)
+    if data is None:
+        raise Refused(f"{relpath} could not be read; nothing was changed", path=relpath)
+    return data
 
 
 def _verify(current: Current, staging: Path, change: Change) -> None:
@@ -359,6 +396,7 @@ def run(root: Path, ids: tuple[str, ...], every: bool, dry_run: bool,
         current = read(root)
         chosen, skipped = select(current, ids, every)
         planned = plan(current, chosen, skipped)
+        originals = snapshot(root, planned)
         sops.binary()  # a missing binary is an environment error, before any decryption
         sealed = preview_seals(root, planned, deadline) if planned.rewritten else {}
         for line in plan_lines(current, planned, sealed):
@@ -368,7 +406,7 @@ def run(root: Path, ids: tuple[str, ...], every: bool, dry_run: bool,
             return
         if not planned.rewritten and planned.rules is None:
             return
-        apply(current, planned, deadline)
+        apply(current, planned, originals, deadline)
     files = len(planned.rewritten)
     echo(f"updated {files} connection file{'s' if files != 1 else ''}"
          f"{' and .sops.yaml' if planned.rules is not None else ''} (sops updatekeys, resealed); "

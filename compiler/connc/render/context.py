@@ -20,6 +20,16 @@ if TYPE_CHECKING:  # imported only when a pipeline uses a secretless connection
     from connc.identity.exchange import Exchanged
 
 
+def encodings(secret: str, username: str | None = None) -> list[str]:
+    """The forms a secret takes besides itself, in bundle files and on the wire: URL-encoded,
+    base64, and with `username` base64 of `username:secret` (HTTP Basic, docker's `auth`).
+    Render masks them all; `connc check --reach` redacts them all from what a service echoes."""
+    forms = [quote(secret, safe=""), base64.b64encode(secret.encode()).decode()]
+    if username is not None:
+        forms.append(base64.b64encode(f"{username}:{secret}".encode()).decode())
+    return forms
+
+
 @dataclasses.dataclass
 class Resolved:
     """One connection a pipeline uses, decrypted, with any token minted for it.
@@ -116,9 +126,7 @@ class Output:
         # A workflow command ends at the end of its line, and the runner masks each log line
         # on its own: a multi-line secret (a PEM key) is masked line by line.
         lines = [line.strip() for line in secret.splitlines()]
-        forms = [*lines, quote(secret, safe=""), base64.b64encode(secret.encode()).decode()]
-        if username is not None:
-            forms.append(base64.b64encode(f"{username}:{secret}".encode()).decode())
+        forms = [*lines, *encodings(secret, username)]
         self.masks.update(form for form in forms if self.maskable(form))
         if not any(self.maskable(line) for line in lines):
             self.unmasked.append(f"a secret of connection `{where}`")

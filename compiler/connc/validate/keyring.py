@@ -9,6 +9,10 @@ plaintext files and the recipients sops records in each connection file:
   runner keys). A pipeline that may use a connection is in its scope by definition;
 - liveness: every pipeline that uses a connection, and may, holds a key that decrypts it.
 
+A pipeline's claims are honoured as render honours them: a pipeline whose owner is not a user
+may use nothing, and it is in a team only when its owner is a member (validate's CONNC201 and
+CONNC204 name the others). A pipeline file cannot give itself a key to what render refuses it.
+
 A pipeline's *runner keys* are its `metadata.recipients`, else the own `recipients` of its
 teams (a team's runner key): the keys its runner renders with. Team members' personal keys
 are people's, not a runner's, so they are not a pipeline's keys. A pipeline with neither
@@ -26,7 +30,7 @@ from collections.abc import Iterable
 
 from connc.repository import ConnectionSummary, PipelineSummary
 from connc.schema import models
-from connc.scope import connection_scope, decide, pipeline_scope
+from connc.scope import PipelineScope, connection_scope, decide
 from connc.sopsmeta import recipient_of_member_key
 
 
@@ -89,12 +93,16 @@ class Keyring:
         self.principals = principals
         self.admin = frozenset(admin_recipients)
         self.pipelines = {p.id: p for p in pipelines}
+        self._claims = {p.id: _honoured(p, principals) for p in pipelines}
         # Who may decrypt a public connection: everyone, the same for all of them.
-        self.everyone = principals.all_recipients().union(*(p.recipients for p in pipelines))
+        self.everyone = principals.all_recipients().union(
+            *(p.recipients for p in pipelines if self._claims[p.id] is not None))
         self._scopes = {c.id: connection_scope(c) for c in connections}
         self._users: dict[str, list[str]] = {}  # connection -> pipelines that use it, and may
         for pipeline in pipelines:
-            scope = pipeline_scope(pipeline)
+            scope = self._claims[pipeline.id]
+            if scope is None:
+                continue
             for use in pipeline.uses:
                 connection = self._scopes.get(use.connection)
                 if connection is not None and decide(scope, connection) is None:
@@ -112,13 +120,18 @@ class Keyring:
             if pipeline.recipients:
                 cached = RunnerKeys(pipeline.recipients, "metadata.recipients")
             else:
-                teams = [t for t, _pos in pipeline.teams
+                teams = [t for t in self._teams(pipeline_id)
                          if self.principals.team_own_recipients(t)]
                 cached = RunnerKeys(
                     frozenset().union(*(self.principals.team_own_recipients(t) for t in teams)),
                     ", ".join(f"team:{t}" for t in teams))
             self._runner[pipeline_id] = cached
         return cached
+
+    def _teams(self, pipeline_id: str) -> tuple[str, ...]:
+        """The teams the pipeline claims and its owner is in."""
+        scope = self._claims[pipeline_id]
+        return scope.teams if scope is not None else ()
 
     def users(self, connection: ConnectionSummary) -> list[str]:
         """The pipelines that use the connection and may (sorted ids)."""
@@ -153,8 +166,9 @@ class Keyring:
                     index.setdefault(key, []).append(pid)
             self._runner_holders = index
         scope = self._scopes.get(connection.id) or connection_scope(connection)
-        return any(decide(pipeline_scope(self.pipelines[pid]), scope) is None
-                   for pid in self._runner_holders.get(recipient, ()))
+        return any(claims is not None and decide(claims, scope) is None
+                   for claims in (self._claims[pid]
+                                  for pid in self._runner_holders.get(recipient, ())))
 
     def named(self, connection: ConnectionSummary) -> list[tuple[str, frozenset[str]]]:
         """The principals a non-public scope names — its owner, then each member — with the
@@ -222,4 +236,14 @@ class Keyring:
             return pipeline.recipients
         # spec section 2: `pipeline:<p>` stands for its own recipients, or else its teams'.
         return frozenset().union(*(self.principals.team_recipients(team)
-                                   for team, _pos in pipeline.teams))
+                                   for team in self._teams(name)))
+
+
+def _honoured(pipeline: PipelineSummary, principals: Principals) -> PipelineScope | None:
+    """The pipeline's scope as render honours it: None when its owner is not a user (render
+    refuses the pipeline), else with only the teams its owner is a member of."""
+    if pipeline.owner not in principals.users:
+        return None
+    teams = tuple(t for t, _pos in pipeline.teams
+                  if t in principals.teams and pipeline.owner in principals.teams[t].members)
+    return PipelineScope(pipeline.id, pipeline.owner, teams)
