@@ -7,8 +7,9 @@ Every child is owned and bounded:
   exception while waiting kills the whole group and reaps it;
 - on Linux it dies with connc: it is started through util-linux's `setpriv --pdeathsig
   KILL` (which execs the program in place: same pid, no `preexec_fn`, which is unsafe in a
-  process with threads), so a SIGKILL to connc (the OOM killer, `kill -9`) leaves no sops
-  waiting on a KMS behind it;
+  process with threads), then a shell that goes on only while connc is still its parent
+  (`_STILL_OURS`), so a SIGKILL to connc (the OOM killer, `kill -9`), even in the middle of
+  a spawn, leaves no sops waiting on a KMS behind it;
 - its memory is bounded (`memory`, `MEMORY_LIMIT` unless the caller says less): RLIMIT_DATA,
   set with `prlimit` right after the spawn. Not RLIMIT_AS: Go reserves about 1.2 GB of
   address space at start (sops: 1,245 MB of VmSize to decrypt a 3 KB file), while
@@ -126,6 +127,21 @@ def _orphan_guard() -> tuple[str, ...]:
     return ()
 
 
+# setpriv asks for the signal in the child, after the fork: connc killed in between leaves a
+# child whose parent is already gone, so no signal ever comes. This shell, exec'd by setpriv
+# once it has asked, goes on (exec: same pid) only while its parent is still connc; an orphan
+# stops here. Its `$0` is connc's pid, "$@" the program and its arguments.
+_STILL_OURS = 'test "$PPID" = "$0" && exec "$@"; exit 137'
+
+
+def _guarded(argv: list[str]) -> list[str]:
+    """`argv`, started so that it dies with connc (see `_orphan_guard`)."""
+    guard = _orphan_guard()
+    if not guard:
+        return argv
+    return [*guard, "/bin/sh", "-c", _STILL_OURS, str(os.getpid()), *argv]
+
+
 def _limit_memory(pid: int, memory: int) -> None:
     """RLIMIT_DATA for a child that is already running. The window between its exec and this
     call is microseconds of a runtime starting up; the limit binds every later allocation,
@@ -157,7 +173,8 @@ class Process:
             raise UsageError(f"{self.program} is not installed (or not on PATH)")
         try:
             self._proc = subprocess.Popen(
-                [*_orphan_guard(), executable, *args[1:]], cwd=cwd, env=dict(env) if env is not None else None,
+                _guarded([executable, *args[1:]]), cwd=cwd,
+                env=dict(env) if env is not None else None,
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError:

@@ -116,3 +116,47 @@ def test_a_child_dies_with_connc(tmp_path: Path) -> None:
         parent.send_signal(signal.SIGKILL)
         parent.wait(timeout=30)
     assert none_left([child])
+
+
+@pytest.mark.skipif(not process._orphan_guard(), reason="no setpriv --pdeathsig here")
+def test_a_child_whose_parent_died_during_its_spawn_never_runs(tmp_path: Path) -> None:
+    # connc killed between the fork and setpriv's prctl: the signal was asked for too late to
+    # come. What the spawn then finds is a parent other than connc (here: a pid that is not
+    # its parent), and the program never starts.
+    marker = tmp_path / "ran"
+    argv = process._guarded(["touch", str(marker)])
+    guard_pid = argv.index(str(os.getpid()))
+    argv[guard_pid] = "1"  # whose child it is not
+    done = subprocess.run(argv, timeout=30, check=False)
+    assert done.returncode == 137
+    assert not marker.exists()
+    # And with connc as its parent, it runs (the same argv, unchanged).
+    subprocess.run(process._guarded(["touch", str(marker)]), timeout=30, check=True)
+    assert marker.exists()
+
+
+@pytest.mark.skipif(not process._orphan_guard(), reason="no setpriv --pdeathsig here")
+def test_connc_killed_amid_spawns_leaves_no_child(tmp_path: Path) -> None:
+    # A stand-in for render starting sops after sops, SIGKILLed at once, many times: a kill
+    # that lands inside a spawn must leave no child behind either.
+    pids = tmp_path / "pids"
+    script = ("import os, sys; from connc import process\n"
+              f"fd = os.open({str(pids)!r}, os.O_WRONLY | os.O_CREAT | os.O_APPEND)\n"
+              "os.write(fd, b'go\\n')\n"
+              "while True:\n"
+              "    p = process.Process(['sh', '-c', 'echo $$ >> \"$0\"; exec sleep 600', "
+              f"{str(pids)!r}])\n")
+    for _ in range(10):
+        parent = subprocess.Popen([PY, "-c", script])
+        try:
+            end = time.monotonic() + 30
+            while not pids.exists() or len(pids.read_text().split()) < 5:
+                assert time.monotonic() < end, "no child started"
+                time.sleep(0.01)
+        finally:
+            parent.send_signal(signal.SIGKILL)
+            parent.wait(timeout=30)
+    time.sleep(0.5)  # a child mid-spawn reaches its check, or its program, by now
+    started = [int(word) for word in pids.read_text().split() if word != "go"]
+    assert started
+    assert none_left(started)
