@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from connc import sops
+from connc import process, sops
 from connc.author import installed
 from connc.author.init import init
 from connc.author.new import new_connection
@@ -53,7 +53,7 @@ def test_new_never_encrypts_under_a_parent_directorys_sops_config(tmp_path: Path
     # And sops itself is always given the repository's own rules, never one found above it.
     write(root, "connections.d/gl.sops.yaml", connection("gl"))
     with pytest.raises(SopsError):
-        sops.encrypt_in_place(root, "connections.d/gl.sops.yaml")
+        sops.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=process.Deadline(60))
     assert stranger not in (root / "connections.d" / "gl.sops.yaml").read_text()
 
 
