@@ -3,9 +3,10 @@
 Every code connc can emit is listed in `CODES`, and `docs/checks.md` documents each one
 (a test keeps the two in step). Codes are stable: a code is never reused for another check.
 
-A finding's text is redacted when the finding is made (`secrets.redact`): a message may quote
-what the user wrote (an unknown owner, a drifting setting), and what looks like a secret is
-shown as its kind, in every format, whichever check wrote the message.
+A finding's text is made printable when the finding is made (`printable`): a message may quote
+what the user wrote (an unknown owner, a drifting setting, a file name), and what looks like a
+secret is shown as its kind, a control character as U+FFFD, in every format, whichever check
+wrote the message.
 """
 
 from __future__ import annotations
@@ -32,9 +33,11 @@ class Finding:
     message: str
 
     def __post_init__(self) -> None:
-        # Here, not in each check or reporter: no message can forget it.
-        object.__setattr__(self, "path", redact(self.path))
-        object.__setattr__(self, "message", redact(self.message))
+        # Here, not in each check or reporter: no message can forget it. A path or message
+        # quotes what a file holds (its name, a YAML key): redacted and printable, so that no
+        # secret shows and no newline or escape sequence forges a line of a CI log.
+        object.__setattr__(self, "path", printable(self.path))
+        object.__setattr__(self, "message", printable(self.message))
 
     def as_dict(self) -> dict[str, object]:
         return {

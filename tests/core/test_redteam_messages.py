@@ -62,9 +62,6 @@ def test_keys_names_unreadable_files_printable(tmp_path: Path) -> None:
     assert _forged_lines(ran.stdout + ran.stderr) == []
 
 
-@pytest.mark.xfail(strict=True, reason="finding paths and messages quote file names and YAML "
-                   "keys as they are; the fix belongs to findings (printable in `finding()`), "
-                   "which another change is reworking")
 def test_validate_shows_file_names_and_keys_printable(tmp_path: Path) -> None:
     ran = connc("validate", "--repo", _layout_with_names(tmp_path), env=key_env())
     assert ran.returncode == 1
