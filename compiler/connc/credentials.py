@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Any
 
 from connc import process, seal, sops
-from connc.schema.policy import control_character
+from connc.schema.policy import control_character, secretless
 from connc.secrets import Secret
 
 # Fields that may span lines: PEM text, and base64 `*Data` that `base64` wraps at 76 columns
@@ -83,6 +83,12 @@ class Opening:
                        recorded: dict[str, Any] | None) -> list[tuple[str, str, str]]:
         connection_id = self._current["id"]
         if sealed is None:
+            if secretless(self._current["spec"]):
+                # Nothing stored but the seal: without one, nothing shows a key holder ever
+                # approved the identity exchange the connection asks for.
+                return [(seal.SEAL_FIELD, "CONNC413",
+                         f"`credential` has no seal, and a secretless connection's credential is "
+                         f"its seal; a key holder seals it with `connc seal {connection_id}`")]
             if not self._require_seal:
                 return []
             return [(seal.SEAL_FIELD, "CONNC413",

@@ -342,6 +342,7 @@ class ConnectionSummary:
     credential_pos: Pos
     lastmodified: str | None = None  # sops' timestamp of the credential block (UTC, RFC 3339)
     expires: str | None = None  # metadata.expiresAt, the day (YYYY-MM-DD)
+    secretless: bool = False  # stores no secret: its credential is its seal (`policy.secretless`)
 
 
 @dataclasses.dataclass(frozen=True)

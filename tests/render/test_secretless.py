@@ -24,7 +24,7 @@ import pytest
 import yaml
 
 from repo_builder import build_repo, connc, connection, key_env, pipeline, sourced
-from repokit import replace
+from repokit import encrypt, replace, write
 from runnerkit import log_lines, parse_command
 from servers._net import clean_env, remove_tree, stop_process
 from servers.aws import ACCOUNT, Aws, aws, aws_server, registry_password, spec  # noqa: F401
@@ -211,6 +211,27 @@ def test_scope_and_seal_are_checked_before_any_token_is_requested(
     assert tampered.returncode == 1
     assert "spec.roleArn" in tampered.stderr and "connc seal ecr" in tampered.stderr
     assert github_tokens.issued == [] and aws.assumed == []
+
+
+def test_a_secretless_connection_without_its_seal_is_refused_whatever_requireSeals_says(
+        tmp_path: Path, aws: Aws, github_tokens: GitHubTokenService) -> None:
+    # Its credential stores nothing but the seal: unsealed, it could have been written by
+    # anyone with a branch and no key, naming a role their pipeline's identity may assume.
+    root = build_repo(tmp_path / "repo", connections={},
+                      pipelines={"ci": pipeline("ci", "ecr")})
+    relpath = "connections.d/ecr.sops.yaml"
+    write(root, relpath, secretless("ecr", "aws-ecr", **spec(aws)))
+    encrypt(root, relpath, sealed=False)
+    assert not (root / "connc.yaml").exists()  # no requireSeals
+    checked = connc("validate", "--repo", root)
+    assert checked.returncode == 1 and "CONNC413" in checked.stdout
+    assert "secretless" in checked.stdout
+    env = key_env(**github_tokens.github_env())
+    refused = connc("render", "ci", "--repo", root, "--out", tmp_path / "out", env=env)
+    assert refused.returncode == 1, refused.stderr
+    assert "has no seal" in refused.stderr and "connc seal ecr" in refused.stderr
+    assert github_tokens.issued == [] and aws.assumed == []
+    assert not (tmp_path / "out").exists()
 
 
 # --- GitLab CI ------------------------------------------------------------------------------

@@ -59,15 +59,28 @@ def check_repository(connections: list[ConnectionSummary], pipelines: list[Pipel
 
 def unsealed(connections: list[ConnectionSummary], require_seals: bool) -> list[Finding]:
     """CONNC413 for each credential without a seal (its key name is plaintext: keyless)."""
-    severity = Severity.ERROR if require_seals else Severity.WARNING
-    policy = ("connc.yaml sets requireSeals: true, so render and check refuse it"
-              if require_seals else "with `requireSeals: true` in connc.yaml, render would refuse it")
-    return [finding(c.relpath, *c.credential_pos, "CONNC413",
-                    f"the credential of `{c.id}` is not sealed: nothing binds it to its endpoint, "
-                    f"scope and id ({policy}); a key holder seals it with `connc seal {c.id}`",
-                    severity)
-            # A file sops never encrypted is CONNC401 already: one problem, one finding.
-            for c in connections if not c.sealed and c.recipients]
+    found = []
+    for c in connections:
+        if c.sealed or not c.recipients:
+            continue  # a file sops never encrypted is CONNC401 already: one problem, one finding
+        if c.secretless:
+            # Its seal is the only thing a key holder wrote: without it, anyone with a branch
+            # could declare the connection, and render would exchange the job's identity for it.
+            found.append(finding(
+                c.relpath, *c.credential_pos, "CONNC413",
+                f"the credential of `{c.id}` is not sealed, and a secretless connection's "
+                f"credential is its seal: render and check refuse it (whatever requireSeals "
+                f"says); a key holder seals it with `connc seal {c.id}`", Severity.ERROR))
+            continue
+        policy = ("connc.yaml sets requireSeals: true, so render and check refuse it"
+                  if require_seals
+                  else "with `requireSeals: true` in connc.yaml, render would refuse it")
+        found.append(finding(
+            c.relpath, *c.credential_pos, "CONNC413",
+            f"the credential of `{c.id}` is not sealed: nothing binds it to its endpoint, "
+            f"scope and id ({policy}); a key holder seals it with `connc seal {c.id}`",
+            Severity.ERROR if require_seals else Severity.WARNING))
+    return found
 
 
 def _duplicate_ids(summaries: list[ConnectionSummary] | list[PipelineSummary],

@@ -93,6 +93,7 @@ def _connection_summary(data: dict[str, Any], document: Document, relpath: str,
         credential_pos=document.position(("credential",), key=True),
         lastmodified=metadata.lastmodified if metadata else None,
         expires=_day(data["metadata"].get("expiresAt")),
+        secretless=policy.secretless(data["spec"]),
     )
 
 
