@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from connc import documents, encryption
+from connc import documents, encryption, repository
 from connc.documents import Document
 from connc.findings import Finding, Severity, dotted, finding, suggest
 from connc.repository import MEMBERS_FILE
@@ -44,6 +44,7 @@ class Context:
     rules: tuple[CreationRule, ...] | None  # None: .sops.yaml unusable (reported on its own)
     today: dt.date
     warning_days: int
+    files: repository.Files = repository.DISK  # where the bytes come from (`repository.Files`)
 
 
 @dataclasses.dataclass
@@ -88,11 +89,13 @@ def schema_model(document: Document, relpath: str,
 
 
 def judge(root: Path, relpath: str, kind: str, context: Context | None, model: ModelCheck, *,
-          listed: bool = False) -> Judged:
+          listed: bool = False, files: repository.Files = repository.DISK) -> Judged:
     """Every check of one file that needs no other file. `context` is needed for connections
     only (rules, today); `listed`: the path came from `repository.list_files`, which already
-    refused symlinks and non-files."""
-    document, found = documents.read(root, relpath, kind, listed=listed)
+    refused symlinks and non-files; `files`: where the bytes come from (`context.files` when
+    there is a context)."""
+    files = context.files if context is not None else files
+    document, found = documents.read(root, relpath, kind, listed=listed, files=files)
     if document is None:
         return Judged(relpath, kind, None, None, found)
     # In a connection, `credential` is encrypted and `sops` is sops' own metadata.

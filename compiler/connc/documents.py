@@ -315,21 +315,22 @@ def _foreign(node: Node) -> YamlProblem:
 API_VERSION = "connc/v1"
 
 
-def read(root: Path, relpath: str, kind: str | None, *,
-         listed: bool = False) -> tuple[Document | None, list[Finding]]:
+def read(root: Path, relpath: str, kind: str | None, *, listed: bool = False,
+         files: repository.Files = repository.DISK) -> tuple[Document | None, list[Finding]]:
     """Read one repository file as a document of `kind` (None: `.sops.yaml`, sops' own
     format, which has no apiVersion or kind); problems become findings.
 
     None when there is nothing to check further (unreadable, not YAML, another kind). The
     document comes back with its findings otherwise, CONNC105 included when `metadata.id`
     differs from the file name. `listed`: the path came from `repository.list_files`, which
-    already refused symlinks out of the repository and non-files.
+    already refused symlinks out of the repository and non-files. `files`: where the bytes
+    come from (the file system, or a git revision's objects: `repository.Files`).
     """
     if not listed:
-        problem = repository.inside(root, relpath)
+        problem = repository.inside(root, relpath, files)
         if problem:
             return None, [problem]
-    document, found = _parse_file(root, relpath)
+    document, found = _parse_file(root, relpath, files)
     if document is None or kind is None:
         return document, found
     wrong_kind = _check_kind(document, relpath, kind)
@@ -343,15 +344,16 @@ def read(root: Path, relpath: str, kind: str | None, *,
     return document, found
 
 
-def _parse_file(root: Path, relpath: str) -> tuple[Document | None, list[Finding]]:
+def _parse_file(root: Path, relpath: str,
+                files: repository.Files) -> tuple[Document | None, list[Finding]]:
     path = root / relpath
     try:
-        size = path.stat().st_size
+        size = files.size(path)
         limit = MAX_SOPS_CONFIG_BYTES if relpath == repository.SOPS_CONFIG else MAX_FILE_BYTES
         if size > limit:
             return None, [finding(relpath, 1, 1, "CONNC006",
                                   f"{size} bytes; connc reads this file up to {limit} bytes")]
-        raw = path.read_bytes()
+        raw = files.read(path)
     except OSError as exc:
         return None, [finding(relpath, 1, 1, "CONNC003", f"cannot read the file: {exc.strerror}")]
     found: list[Finding] = []

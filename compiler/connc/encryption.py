@@ -215,16 +215,16 @@ def _credential_values(document: Document, relpath: str) -> list[Finding]:
     return found
 
 
-def load_rules(root: Path, *, report: bool = True
+def load_rules(root: Path, *, report: bool = True, files: repository.Files = repository.DISK
                ) -> tuple[list[CreationRule] | None, list[Finding]]:
     """The creation rules of `.sops.yaml`, and its findings. `report=False` (render, which
     leaves them to validate) skips what only finds: the secret scan, the rules' own checks."""
     relpath = repository.SOPS_CONFIG
-    if not repository.present(root / relpath):
+    if not repository.present(root / relpath, files):
         return None, [finding(relpath, 1, 1, "CONNC014",
                               ".sops.yaml is missing; connc checks every file's recipients "
                               "against its creation rules")]
-    document, found = documents.read(root, relpath, None)
+    document, found = documents.read(root, relpath, None, files=files)
     if document is None:
         return None, found
     # A private key pasted where its public key belongs is a leak the moment it is pushed.

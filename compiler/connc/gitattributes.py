@@ -23,7 +23,6 @@ file is a finding.
 
 from __future__ import annotations
 
-import os
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Iterator
@@ -490,17 +489,18 @@ def rewrites(attributes: Attributes, paths: Iterable[str]) -> list[Rewrite]:
 # ---------------------------------------------------------------------------- a checkout
 
 
-def findings(root: Path, relpaths: Iterable[str] | None = None) -> list[Finding]:
+def findings(root: Path, relpaths: Iterable[str] | None = None,
+             files: repository.Files = repository.DISK) -> list[Finding]:
     """CONNC017 for each `.gitattributes` line of the checkout at `root` that rewrites one of
     `relpaths` that exists (default: every file connc could read), and for each such file
     connc cannot check. Nothing is listed or matched when no `.gitattributes` applies (the
     common case)."""
-    top, prefix = _work_tree(root)
-    attributes = Attributes(_checkout_sources(top, prefix))
+    top, prefix = _work_tree(root, files)
+    attributes = Attributes(_checkout_sources(top, prefix, files))
     if not attributes:
         return []
-    relpaths = _layout(root) if relpaths is None else \
-        [relpath for relpath in relpaths if repository.present(root / relpath)]
+    relpaths = _layout(root, files) if relpaths is None else \
+        [relpath for relpath in relpaths if repository.present(root / relpath, files)]
     found = [finding(_from_root(problem.source, prefix), problem.line, 1, "CONNC017",
                      f"{problem.message}: connc cannot tell which connc files git rewrites on "
                      f"checkout; fix or remove it")
@@ -545,50 +545,50 @@ def _fix_pattern(relative: str, in_connc_directory: bool) -> str:
     return "*" if in_connc_directory else f"/{name}"
 
 
-def _work_tree(root: Path) -> tuple[Path, str]:
+def _work_tree(root: Path, files: repository.Files) -> tuple[Path, str]:
     """The top of the git work tree holding `root` (the nearest directory with a `.git`; `root`
     itself for a tarball), and `root`'s path from it ("" or "dir/")."""
     for directory in (root, *root.parents):
-        if os.path.lexists(directory / ".git"):
+        if files.lexists(directory / ".git"):
             prefix = root.relative_to(directory).as_posix()
             return directory, "" if prefix == "." else f"{prefix}/"
     return root, ""
 
 
-def _checkout_sources(top: Path, prefix: str) -> list[Source]:
+def _checkout_sources(top: Path, prefix: str, files: repository.Files) -> list[Source]:
     parts = prefix.rstrip("/").split("/") if prefix else []
     directories = ["/".join(parts[:depth]) for depth in range(len(parts) + 1)]
     directories += [prefix + repository.CONNECTIONS_DIR, prefix + repository.PIPELINES_DIR]
     sources = []
     for directory in directories:
         relpath = posixpath.join(directory, repository.GITATTRIBUTES)
-        source = _read(top / relpath, relpath)
+        source = _read(top / relpath, relpath, files)
         if source is not None:
             sources.append(source)
     return sources
 
 
-def _read(path: Path, relpath: str) -> Source | None:
-    if not repository.present(path):
+def _read(path: Path, relpath: str, files: repository.Files) -> Source | None:
+    if not repository.present(path, files):
         return None
-    if path.is_symlink():
+    if files.is_symlink(path):
         # git 2.32 and later do not follow it; older versions do.
         return Source(relpath, b"", "a symlink, which some versions of git follow")
-    if not path.is_file():
+    if not files.is_file(path):
         return Source(relpath, b"", "not a regular file")
     try:
-        if path.stat().st_size > _MAX_BYTES:
+        if files.size(path) > _MAX_BYTES:
             return Source(relpath, b"", f"larger than {_MAX_BYTES} bytes")
-        return Source(relpath, path.read_bytes())
+        return Source(relpath, files.read(path))
     except OSError as error:
         return Source(relpath, b"", f"unreadable ({error.strerror})")
 
 
-def _layout(root: Path) -> list[str]:
-    relpaths = [name for name in repository.TOP_FILES if repository.present(root / name)]
+def _layout(root: Path, files: repository.Files) -> list[str]:
+    relpaths = [name for name in repository.TOP_FILES if repository.present(root / name, files)]
     for directory in (repository.CONNECTIONS_DIR, repository.PIPELINES_DIR):
         try:
-            relpaths += [f"{directory}/{name}" for name in os.listdir(root / directory)
+            relpaths += [f"{directory}/{name}" for name in files.names(root / directory)
                          if not name.startswith(".")]
         except OSError:
             pass

@@ -132,6 +132,47 @@ def has_layout(directory: Path) -> bool:
                for name in (CONNECTIONS_DIR, PIPELINES_DIR, MEMBERS_FILE))
 
 
+class Files:
+    """Where connc reads a repository's files from: the file system (`DISK`). Every question
+    the reading path asks of a file goes through here, so that `connc diff` can read a git
+    revision from its objects in memory (`diff.revisions.Blobs`) with the very code that
+    reads a checkout: one reader, whatever holds the bytes. Paths are the ones a checkout
+    would have (`root / relpath`); nothing here follows a symlink unless it says so."""
+
+    def lexists(self, path: Path) -> bool:
+        """Present: a dangling symlink too (it is reported as one, not as a missing file)."""
+        return os.path.lexists(path)
+
+    def is_symlink(self, path: Path) -> bool:
+        return path.is_symlink()
+
+    def is_file(self, path: Path) -> bool:
+        """A regular file, following a symlink (callers check for one first)."""
+        return path.is_file()
+
+    def is_dir(self, path: Path) -> bool:
+        return path.is_dir()
+
+    def names(self, path: Path) -> list[str]:
+        """The names in a directory; OSError when it cannot be listed."""
+        return os.listdir(path)
+
+    def entries(self, path: Path) -> list[tuple[str, bool]]:
+        """Each name in a directory, sorted, and whether it is a regular file and no symlink
+        (one system call each, cached by scandir); OSError when it cannot be listed."""
+        with os.scandir(path) as scan:
+            return sorted((entry.name, entry.is_file(follow_symlinks=False)) for entry in scan)
+
+    def size(self, path: Path) -> int:
+        return path.stat().st_size
+
+    def read(self, path: Path) -> bytes:
+        return path.read_bytes()
+
+
+DISK = Files()
+
+
 @dataclasses.dataclass
 class Listing:
     connections: list[str]
@@ -139,27 +180,27 @@ class Listing:
     findings: list[Finding]
 
 
-def list_files(root: Path) -> Listing:
+def list_files(root: Path, files: Files = DISK) -> Listing:
     """The connection and pipeline files to read, and findings about the layout: misnamed
     files, symlinks, non-files, and names in doubt (`names_in_doubt`), which are not read."""
-    top = _entries(root)
+    top = _entries(root, files)
     doubtful = in_doubt("", top)
     found = [_name_finding(relpath, why) for relpath, why in doubtful.items()]
-    connections, found_c = _list(root, CONNECTIONS_DIR, CONNECTION_SUFFIX, top, doubtful)
-    pipelines, found_p = _list(root, PIPELINES_DIR, PIPELINE_SUFFIX, top, doubtful)
+    connections, found_c = _list(root, CONNECTIONS_DIR, CONNECTION_SUFFIX, top, doubtful, files)
+    pipelines, found_p = _list(root, PIPELINES_DIR, PIPELINE_SUFFIX, top, doubtful, files)
     return Listing(connections, pipelines, found + found_c + found_p)
 
 
-def present(path: Path) -> bool:
+def present(path: Path, files: Files = DISK) -> bool:
     # A dangling symlink is present: it is reported as one, not as a missing file.
-    return path.exists() or path.is_symlink()
+    return files.lexists(path)
 
 
 _SYMLINK = ("is a symlink (or is reached through one); connc follows none: a link can point "
             "outside the repository, or at a file no review of this path covers")
 
 
-def inside(root: Path, relpath: str) -> Finding | None:
+def inside(root: Path, relpath: str, files: Files = DISK) -> Finding | None:
     """A finding when `relpath` is, or is reached through, a symlink, or is not a regular file.
 
     `root` is resolved (`find_root`); every component below it is checked, so a symlinked
@@ -168,11 +209,11 @@ def inside(root: Path, relpath: str) -> Finding | None:
     path = root
     for part in relpath.split("/"):
         path = path / part
-        if path.is_symlink():
+        if files.is_symlink(path):
             return finding(relpath, 1, 1, "CONNC007", f"the file {_SYMLINK}")
-    if not path.is_file():
+    if not files.is_file(path):
         # Never open it: a FIFO would block the run, a device could be anything.
-        kind = "a directory" if path.is_dir() else "not a regular file"
+        kind = "a directory" if files.is_dir(path) else "not a regular file"
         return finding(relpath, 1, 1, "CONNC008", f"{kind} where connc expects {_expected(relpath)}")
     return None
 
@@ -186,27 +227,25 @@ def _expected(relpath: str) -> str:
 
 
 def _list(root: Path, directory: str, suffix: str, top: list[str],
-          doubtful: dict[str, str]) -> tuple[list[str], list[Finding]]:
+          doubtful: dict[str, str], files: Files) -> tuple[list[str], list[Finding]]:
     # Only by its exact name: on a case-insensitive file system `root / directory` would also
     # open `Connections.d/`, which is in doubt (reported once, by the caller) or absent.
     if directory not in top or directory in doubtful:
         return [], []
     base = root / directory
-    if base.is_symlink():
+    if files.is_symlink(base):
         return [], [finding(directory, 1, 1, "CONNC007",
                             f"{directory}/ {_SYMLINK}; connc reads no file in it")]
-    if not base.is_dir():  # a file (or a dangling link) where the directory belongs
+    if not files.is_dir(base):  # a file (or a dangling link) where the directory belongs
         return [], [finding(directory, 1, 1, "CONNC008",
                             f"{directory} must be a directory; connc reads no file in it")]
-    files, found = [], []
-    with os.scandir(base) as scan:
-        entries = sorted(scan, key=lambda entry: entry.name)
-    doubtful_here = in_doubt(directory, [entry.name for entry in entries])
+    listed, found = [], []
+    entries = files.entries(base)
+    doubtful_here = in_doubt(directory, [name for name, _regular in entries])
     found += [_name_finding(relpath, why) for relpath, why in doubtful_here.items()]
     # The directory is no symlink (above), so an entry that is a regular file and no symlink
-    # (one system call, cached by scandir) needs no further check: only the rare others do.
-    for entry in entries:
-        name = entry.name
+    # needs no further check: only the rare others do.
+    for name, regular in entries:
         relpath = f"{directory}/{name}"
         if name.startswith(".") or relpath in doubtful_here:
             continue
@@ -215,12 +254,12 @@ def _list(root: Path, directory: str, suffix: str, top: list[str],
                                  f"files in {directory}/ are named <id>{suffix}; connc does not "
                                  f"read this one"))
             continue
-        problem = None if entry.is_file(follow_symlinks=False) else inside(root, relpath)
+        problem = None if regular else inside(root, relpath, files)
         if problem:
             found.append(problem)
             continue
-        files.append(relpath)
-    return files, found
+        listed.append(relpath)
+    return listed, found
 
 
 # ---------------------------------------------------------------------------- names
@@ -297,9 +336,9 @@ def _name_finding(relpath: str, why: str) -> Finding:
     return finding(relpath, 1, 1, "CONNC016", why)
 
 
-def _entries(root: Path) -> list[str]:
+def _entries(root: Path, files: Files = DISK) -> list[str]:
     try:
-        return os.listdir(root)
+        return files.names(root)
     except OSError:
         return []
 

@@ -118,32 +118,48 @@ def default_role(connection_type: str, spec: Mapping[str, Any]) -> str | None:
 EVERYONE = "*"  # the pipeline of a public connection's one "may" grant: every pipeline
 
 
+Grants = dict[str, dict[str, str]]  # pipeline -> connection -> "uses", "may" or "denied"
+
+
 def grant_states(connections: list[ConnectionSummary],
-                 pipelines: list[PipelineSummary]) -> dict[tuple[str, str], str]:
-    """(pipeline, connection) -> "uses", "may" or "denied", from `scope.decide`.
+                 pipelines: list[PipelineSummary]) -> Grants:
+    """pipeline -> connection -> "uses", "may" or "denied", from `scope.decide`; by pipeline,
+    so that two sides compare a pipeline's grants at once (`connc diff`: most are equal).
 
     Without a pipelines x connections loop (20 million decisions in a repository of 10,000
-    connections): each pipeline is decided only against
-    the connections that can admit it — its owner's, and those listing one of its member refs —
-    and those it uses. A public connection's "may" is one grant to EVERYONE, not one per
+    connections): a use is decided by `decide`; what a pipeline may use besides is read from
+    an index of what `decide` admits — the connections of the pipeline's owner and the custom
+    ones that list one of its member refs (tests/diff/test_access.py holds the two to the
+    same answers). A public connection's "may" is one grant to EVERYONE, not one per
     pipeline, so that a connection made public is one row, not thousands.
     """
-    states = {(EVERYONE, c.id): "may" for c in connections if c.visibility == "public"}
-    scopes = {c.id: connection_scope(c) for c in connections}
-    admitting: dict[str, list[str]] = {}  # owner or member ref -> connection ids
-    for connection in connections:
-        admitting.setdefault(f"owner:{connection.owner}", []).append(connection.id)
-        for member, _pos in connection.members:
-            admitting.setdefault(member, []).append(connection.id)
+    latest = {c.id: connection_scope(c) for c in connections}
+    states: Grants = {}
+    public = {cid: "may" for cid, c in latest.items() if c.visibility == "public"}
+    if public:
+        states[EVERYONE] = public
+    by_owner: dict[str, list[str]] = {}  # owner -> their non-public connections
+    by_member: dict[str, list[str]] = {}  # member ref -> the custom connections listing it
+    for cid, connection in latest.items():
+        if connection.visibility == "public":
+            continue  # admitted for every pipeline by EVERYONE's grant
+        by_owner.setdefault(connection.owner, []).append(cid)
+        if connection.visibility == "custom":
+            for member in connection.members:
+                by_member.setdefault(member, []).append(cid)
     for pipeline in pipelines:
         scope = pipeline_scope(pipeline)
-        used = {use.connection for use in pipeline.uses}
-        candidates = {cid for ref in [f"owner:{pipeline.owner}", *member_refs(scope)]
-                      for cid in admitting.get(ref, ())}
-        for cid in candidates | (used & scopes.keys()):
-            allowed = decide(scope, scopes[cid]) is None
-            if cid in used:
-                states[(pipeline.id, cid)] = "uses" if allowed else "denied"
-            elif allowed and scopes[cid].visibility != "public":
-                states[(pipeline.id, cid)] = "may"
+        row = states.setdefault(pipeline.id, {})
+        for use in pipeline.uses:
+            used = latest.get(use.connection)
+            if used is not None:
+                allowed = decide(scope, used) is None
+                row[use.connection] = "uses" if allowed else "denied"
+        for cid in by_owner.get(pipeline.owner, ()):
+            row.setdefault(cid, "may")
+        for ref in member_refs(scope):
+            for cid in by_member.get(ref, ()):
+                row.setdefault(cid, "may")
+        if not row:
+            del states[pipeline.id]
     return states

@@ -9,9 +9,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from connc.cli import cli
 from connc.diff.access import matrix
+from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.scope import EVERYONE, connection_scope, decide, grant_states, pipeline_scope
 from connc.validate.run import validate
 from repokit import MEMBERS, connection, make_repo, pipeline
@@ -115,10 +118,67 @@ def test_grants_are_the_scope_decision_for_every_pair(tmp_path: Path) -> None:
     assert {(g.pipeline, g.connection): ("uses" if g.allowed else "denied") if g.used
             else "may" for g in matrix(report.connections, report.pipelines)} == expected
     states = grant_states(report.connections, report.pipelines)
-    everyone = {c for p, c in states if p == EVERYONE}
-    expanded = {pair: state for pair, state in states.items() if pair[0] != EVERYONE}
+    everyone = set(states.get(EVERYONE, {}))
+    expanded = {(pid, cid): state for pid, row in states.items() if pid != EVERYONE
+                for cid, state in row.items()}
     for p in report.pipelines:
         for c in everyone:
             expanded.setdefault((p.id, c), "may")
     assert expanded == expected
     assert {"uses", "may", "denied"} == set(expected.values())
+
+
+_NAMES = st.sampled_from(["a", "b", "c"])
+
+
+@st.composite
+def _scopes(draw: st.DrawFn) -> tuple[list[ConnectionSummary], list[PipelineSummary]]:
+    refs = st.sampled_from(["user:a", "user:b", "team:t", "team:u", "pipeline:p0",
+                            "pipeline:p1", "user:c"])
+    connections = [_connection(f"c{i}", draw(_NAMES),
+                               draw(st.sampled_from(["private", "public", "custom"])),
+                               draw(st.lists(refs, max_size=3)))
+                   for i in range(draw(st.integers(0, 6)))]
+    pipelines = [_pipeline(f"p{i}", draw(_NAMES),
+                           draw(st.lists(st.sampled_from(["t", "u"]), max_size=2)),
+                           draw(st.lists(st.sampled_from([f"c{j}" for j in range(7)]),
+                                         max_size=3)))
+                 for i in range(draw(st.integers(0, 4)))]
+    return connections, pipelines
+
+
+@given(_scopes())
+@settings(max_examples=300, deadline=None)
+def test_grant_states_is_decide_on_every_pair(
+        drawn: tuple[list[ConnectionSummary], list[PipelineSummary]]) -> None:
+    """The index grant_states reads "may" from admits exactly what scope.decide admits."""
+    connections, pipelines = drawn
+    expected = {}
+    for p in pipelines:
+        used = {use.connection for use in p.uses}
+        for c in connections:
+            allowed = decide(pipeline_scope(p), connection_scope(c)) is None
+            if c.id in used:
+                expected[(p.id, c.id)] = "uses" if allowed else "denied"
+            elif allowed and c.visibility != "public":
+                expected[(p.id, c.id)] = "may"
+    expected.update({(EVERYONE, c.id): "may" for c in connections if c.visibility == "public"})
+    assert {(pid, cid): state for pid, row in grant_states(connections, pipelines).items()
+            for cid, state in row.items()} == expected
+
+
+def _connection(cid: str, owner: str, visibility: str, members: list[str]) -> ConnectionSummary:
+    return ConnectionSummary(
+        relpath=f"connections.d/{cid}.sops.yaml", id=cid, id_pos=(1, 1), owner=owner,
+        owner_pos=(1, 1), visibility=visibility,
+        members=tuple((m, (1, 1)) for m in members), type="git", spec=(), sealed=True,
+        recipients=frozenset(), sops_pos=(1, 1), wrapped_keys=frozenset(),
+        ciphertexts=frozenset(), credential_pos=(1, 1))
+
+
+def _pipeline(pid: str, owner: str, teams: list[str], uses: list[str]) -> PipelineSummary:
+    return PipelineSummary(
+        relpath=f"pipelines.d/{pid}.yaml", id=pid, id_pos=(1, 1), owner=owner,
+        owner_pos=(1, 1), teams=tuple((t, (1, 1)) for t in teams),
+        uses=tuple(UseSummary(c, (1, 1), (), None, None, False) for c in dict.fromkeys(uses)),
+        recipients=frozenset())

@@ -25,12 +25,13 @@ def matrix(connections: list[ConnectionSummary],
            pipelines: list[PipelineSummary]) -> list[Grant]:
     """Every (pipeline, connection) pair that is allowed or used, sorted."""
     states = grant_states(connections, pipelines)
-    public = [cid for pid, cid in states if pid == EVERYONE]
+    public = list(states.pop(EVERYONE, {}))
     for pipeline in pipelines:
+        row = states.setdefault(pipeline.id, {})
         for cid in public:
-            states.setdefault((pipeline.id, cid), "may")
+            row.setdefault(cid, "may")
     return sorted(Grant(pid, cid, state != "denied", state != "may", cid in public)
-                  for (pid, cid), state in states.items() if pid != EVERYONE)
+                  for pid, row in states.items() for cid, state in row.items())
 
 
 def table(grants: list[Grant], out: TextIO, width: int | None = None) -> None:

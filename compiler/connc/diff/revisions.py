@@ -19,11 +19,11 @@ from `cat-file --batch` to the files (memory: one chunk), and all of it together
 from __future__ import annotations
 
 import dataclasses
+import errno
 import os
 import posixpath
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import BinaryIO
 
 from connc import documents, process, repository
 from connc.errors import UsageError
@@ -97,10 +97,112 @@ def resolve(top: Path, revision: str, deadline: process.Deadline) -> Revision:
     return Revision(revision, out.decode().strip())
 
 
-def write_revision(top: Path, prefix: str, revision: Revision, dest: Path,
-                   deadline: process.Deadline) -> tuple[Path, dict[str, str]]:
-    """Write the revision's connc files under `dest`; returns where the repository's root is
-    in it, and the paths not written (from that root), and why."""
+@dataclasses.dataclass(frozen=True)
+class Tree:
+    """A revision's connc files as a checkout would hold them: `root` is where the
+    repository's root would be (a path that exists nowhere: every question goes to `files`),
+    `skipped` the paths not held (from that root), and why; `identities` what each file held
+    is, by its object id."""
+
+    root: Path
+    files: Blobs
+    skipped: dict[str, str]
+    # relpath (from the root) -> object id of each file held: two of one id hold one content
+    identities: dict[str, bytes]
+
+
+class Blobs(repository.Files):
+    """A revision's files, answered from git's objects in memory as the file system answers
+    for a checkout (`repository.Files`): regular files and the directories that hold them,
+    with a `.git` at the work tree's top. A blob over its file's size limit has its size and
+    no bytes: the reader refuses it by its size and never asks for them."""
+
+    def __init__(self, top: Path) -> None:
+        # Held by their paths as text: a path is hashed as such in one step, a `Path` is not.
+        self._top = str(top)
+        self._blobs: dict[str, bytes] = {}  # path -> object id
+        self._data: dict[bytes, bytes | None] = {}  # object id -> bytes (None: not read)
+        self._sizes: dict[bytes, int] = {}
+        self._children: dict[str, set[str]] = {}  # directory -> the names in it
+        self.directory(f"{self._top}/.git")  # the work tree's top, as a checkout's marks it
+
+    def directory(self, path: str) -> set[str]:
+        """The names in the directory `path`, which is held from now on, with its parents up
+        to the top."""
+        names = self._children.get(path)
+        if names is None:
+            names = self._children[path] = set()
+            parent, _, name = path.rpartition("/")
+            if path != self._top and parent:
+                self.directory(parent).add(name)
+        return names
+
+    def add(self, path: str, oid: bytes, size: int) -> None:
+        self._blobs[path] = oid
+        self._sizes[oid] = size
+        self._data.setdefault(oid, None)
+        parent, _, name = path.rpartition("/")
+        self.directory(parent).add(name)
+
+    def fill(self, oid: bytes, data: bytes) -> None:
+        self._data[oid] = data
+
+    def data(self, oid: bytes) -> bytes | None:
+        """An object's bytes, when they were read."""
+        return self._data.get(oid)
+
+    def sizes(self, oids: Iterable[bytes]) -> dict[bytes, int]:
+        """The sizes of those objects that are held."""
+        return {oid: self._sizes[oid] for oid in oids if oid in self._sizes}
+
+    def lexists(self, path: Path) -> bool:
+        return str(path) in self._blobs or str(path) in self._children
+
+    def is_symlink(self, path: Path) -> bool:
+        return False  # never held (`Tree.skipped`)
+
+    def is_file(self, path: Path) -> bool:
+        return str(path) in self._blobs
+
+    def is_dir(self, path: Path) -> bool:
+        return str(path) in self._children
+
+    def names(self, path: Path) -> list[str]:
+        names = self._children.get(str(path))
+        if names is None:
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(path))
+        return sorted(names)
+
+    def entries(self, path: Path) -> list[tuple[str, bool]]:
+        directory = str(path)
+        return [(name, f"{directory}/{name}" in self._blobs) for name in self.names(path)]
+
+    def size(self, path: Path) -> int:
+        return self._sizes[self._oid(path)]
+
+    def read(self, path: Path) -> bytes:
+        data = self._data[self._oid(path)]
+        if data is None:  # over its limit: the reader refuses it by its size first
+            raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
+        return data
+
+    def _oid(self, path: Path) -> bytes:
+        oid = self._blobs.get(str(path))
+        if oid is None:
+            error = errno.EISDIR if str(path) in self._children else errno.ENOENT
+            raise OSError(error, os.strerror(error), str(path))
+        return oid
+
+
+# Where a revision's work tree would be: a path that cannot exist (/dev/null is no directory),
+# so that nothing of it could ever be found on disk by mistake.
+_NOWHERE = Path("/dev/null/connc-revision")
+
+
+def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.Deadline,
+                  previous: Tree | None = None) -> Tree:
+    """The revision's connc files, read from git's objects into memory; an object `previous`
+    (the other side) already holds is taken from there: one object id, one content."""
     assert revision.commit is not None
     error = f"git could not read revision {printable(revision.name or '')!r}"
     records = list(_ls_tree(top, revision.commit, [prefix] if prefix else [], error, deadline,
@@ -114,11 +216,11 @@ def write_revision(top: Path, prefix: str, revision: Revision, dest: Path,
     listed = list(_ls_tree(top, revision.commit, wanted, error, deadline, recursive=True)) \
         if wanted else []
     # Paths from the repository's root, as validate names them: `../.gitattributes` above it.
-    entries = [(meta, posixpath.relpath(relpath, prefix.rstrip("/") or "."), relpath)
-               for meta, relpath in listed]
+    entries = [(meta, _from_root(relpath, prefix), relpath) for meta, relpath in listed]
     doubtful = _in_doubt(top_names, [shown for _meta, shown, _relpath in entries])
     skipped = dict.fromkeys(doubtful, repository.NAME_IN_DOUBT)
-    blobs: dict[bytes, list[str]] = {}  # object id -> the paths (from the top) it is written to
+    blobs: dict[bytes, list[str]] = {}  # object id -> its paths (from the top)
+    identities: dict[str, bytes] = {}
     for (mode, kind, oid), shown, relpath in entries:
         if any(shown == doubt or shown.startswith(f"{doubt}/") for doubt in doubtful):
             continue
@@ -127,40 +229,45 @@ def write_revision(top: Path, prefix: str, revision: Revision, dest: Path,
             skipped[shown] = "a symlink" if mode == b"120000" else "not a regular file"
         else:
             blobs.setdefault(oid, []).append(relpath)
-    dest.mkdir(parents=True)
-    (dest / ".git").mkdir()  # the work tree's top, as the checkout's `.git` marks it
+            identities[shown] = oid
+    dest = _NOWHERE / (revision.commit or "")
+    files = Blobs(dest)
     root = dest / prefix if prefix else dest
+    files.directory(str(root))  # a directory even when it holds nothing connc reads
     if blobs:
-        _write_blobs(top, dest, prefix, blobs, error, deadline)
-    root.mkdir(parents=True, exist_ok=True)
-    return root, skipped
+        _read_blobs(top, dest, prefix, blobs, files, error, deadline,
+                    previous.files if previous is not None else None)
+    return Tree(root, files, skipped, identities)
 
 
-def _write_blobs(top: Path, dest: Path, prefix: str, blobs: dict[bytes, list[str]],
-                 error: str, deadline: process.Deadline) -> None:
-    """Each blob at its paths: sizes first; one over its file's limit as a sparse file of
-    that size (never read); the others streamed from git to their files."""
-    sizes = _sizes(top, list(blobs), error, deadline)
+def _read_blobs(top: Path, dest: Path, prefix: str, blobs: dict[bytes, list[str]],
+                files: Blobs, error: str, deadline: process.Deadline,
+                held: Blobs | None) -> None:
+    """Each blob at its paths: sizes first; one over its file's limit is never read (held
+    by its size); the others streamed from git, each object once (or taken from `held`)."""
+    sizes = held.sizes(blobs) if held is not None else {}
+    asked = [oid for oid in blobs if oid not in sizes]
+    if asked:
+        sizes.update(_sizes(top, asked, error, deadline))
     total = sum(sizes[oid] for oid, paths in blobs.items() for path in paths
                 if sizes[oid] <= _limit(path, prefix))
     if total > MAX_REVISION_BYTES:
         raise UsageError(f"{error}: its connc files hold {total} bytes together; connc reads "
                          f"at most {MAX_REVISION_BYTES} bytes of a revision")
-    wanted: dict[bytes, list[Path]] = {}
+    wanted: list[bytes] = []
     for oid, paths in blobs.items():
         for relpath in paths:
-            target = dest / relpath
-            target.parent.mkdir(parents=True, exist_ok=True)
-            if sizes[oid] > _limit(relpath, prefix):
-                with open(target, "wb") as file:
-                    file.truncate(sizes[oid])  # a hole: the reader stats it, refuses, reads none
-            else:
-                wanted.setdefault(oid, []).append(target)
+            files.add(f"{dest}/{relpath}", oid, sizes[oid])
+        data = held.data(oid) if held is not None else None
+        if data is not None:
+            files.fill(oid, data)
+        elif any(sizes[oid] <= _limit(relpath, prefix) for relpath in paths):
+            wanted.append(oid)
     if wanted:
-        writer = _BatchWriter(wanted, sizes, error)
-        _git(["cat-file", "--batch"], top, error, deadline,
-             stdin=b"".join(oid + b"\n" for oid in wanted), sink=writer.feed)
-        writer.finish()
+        reader = _BatchReader(wanted, sizes, files, error)
+        _git(["cat-file", "--batch", "--buffer"], top, error, deadline,
+             stdin=b"".join(oid + b"\n" for oid in wanted), sink=reader.feed)
+        reader.finish()
 
 
 def _limit(relpath: str, prefix: str) -> int:
@@ -173,7 +280,7 @@ def _limit(relpath: str, prefix: str) -> int:
 def _sizes(top: Path, oids: list[bytes], error: str,
            deadline: process.Deadline) -> dict[bytes, int]:
     """Each blob's size, from `cat-file --batch-check` (no blob is read)."""
-    out = _git(["cat-file", "--batch-check"], top, error, deadline,
+    out = _git(["cat-file", "--batch-check", "--buffer"], top, error, deadline,
                stdin=b"".join(oid + b"\n" for oid in oids))
     sizes = {}
     for line in out.splitlines():
@@ -186,16 +293,17 @@ def _sizes(top: Path, oids: list[bytes], error: str,
     return sizes
 
 
-class _BatchWriter:
-    """`git cat-file --batch` output ("<oid> <type> <size>\\n<data>\\n" per object), written
-    to each object's files as it arrives: memory holds one chunk, never a blob."""
+class _BatchReader:
+    """`git cat-file --batch` output ("<oid> <type> <size>\\n<data>\\n" per object), each
+    object's bytes collected as they arrive and handed to `files`; every object is checked
+    against the size `--batch-check` gave before any of it is kept."""
 
-    def __init__(self, targets: dict[bytes, list[Path]], sizes: dict[bytes, int],
+    def __init__(self, order: list[bytes], sizes: dict[bytes, int], files: Blobs,
                  error: str) -> None:
-        self._order = list(targets)
-        self._targets, self._sizes, self._error = targets, sizes, error
+        self._order, self._sizes, self._files, self._error = order, sizes, files, error
         self._header = bytearray()
-        self._files: list[BinaryIO] = []
+        self._data = bytearray()
+        self._oid = b""
         self._left = -1  # bytes of the current object still to come; -1: reading a header
         self._done = 0
 
@@ -216,13 +324,14 @@ class _BatchWriter:
                 self._header.clear()
             elif self._left > 0:
                 part = view[:self._left]
-                for file in self._files:
-                    file.write(part)
+                self._data += part
                 self._left -= len(part)
                 view = view[len(part):]
             else:  # the newline after an object's data
                 view = view[1:]
-                self._close()
+                self._files.fill(self._oid, bytes(self._data))
+                self._data.clear()
+                self._left, self._done = -1, self._done + 1
 
     def _start(self, header: bytes) -> None:
         fields = header.split(b" ")
@@ -230,18 +339,9 @@ class _BatchWriter:
         if expected is None or len(fields) != 3 or fields[0] != expected \
                 or fields[2] != str(self._sizes[expected]).encode():
             raise UsageError(f"{self._error}: an object is missing or changed while read")
-        self._files = [open(path, "wb") for path in self._targets[expected]]  # noqa: SIM115
-        self._left = self._sizes[expected]
-
-    def _close(self) -> None:
-        for file in self._files:
-            file.close()
-        self._files, self._left = [], -1
-        self._done += 1
+        self._oid, self._left = expected, self._sizes[expected]
 
     def finish(self) -> None:
-        for file in self._files:
-            file.close()
         if self._done != len(self._order):
             raise UsageError(f"{self._error}: an object is missing")
 
@@ -256,6 +356,14 @@ def _ls_tree(top: Path, commit: str, paths: list[str], error: str,
         meta, _, raw_path = record.partition(b"\t")
         mode, kind, oid = meta.split(b" ")
         yield (mode, kind, oid), os.fsdecode(raw_path)
+
+
+def _from_root(relpath: str, prefix: str) -> str:
+    """A path from the work tree's top as validate names it, from the repository's root:
+    `../.gitattributes` above it."""
+    if relpath.startswith(prefix):
+        return relpath[len(prefix):]
+    return posixpath.relpath(relpath, prefix.rstrip("/"))
 
 
 def _parents(prefix: str) -> list[str]:

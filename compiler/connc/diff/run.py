@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
+import datetime as dt
 from pathlib import Path
 
 from connc import process, repository
 from connc.diff import revisions
 from connc.diff.compare import Diff, compare
-from connc.diff.revisions import Revision, open_repository, resolve, write_revision
+from connc.diff.revisions import Revision, Tree, open_repository, read_revision, resolve
 from connc.diff.snapshot import Snapshot, snapshot
 from connc.errors import UsageError
 
@@ -18,12 +18,14 @@ def diff(repo: Path, base: str, head: str | None = None) -> Diff:
     top, prefix = open_repository(repo, deadline)
     base_rev = resolve(top, base, deadline)
     head_rev = resolve(top, head, deadline) if head is not None else Revision(None, None)
-    with tempfile.TemporaryDirectory(prefix="connc-diff-") as tmp:
-        before = _read(top, prefix, base_rev, Path(tmp, "base"), deadline)
-        if head_rev.commit is None:
-            after = snapshot(repo.resolve(), {})
-        else:
-            after = _read(top, prefix, head_rev, Path(tmp, "head"), deadline)
+    today = dt.datetime.now(dt.UTC).date()  # one day for both sides
+    base_tree = read_revision(top, prefix, base_rev, deadline)
+    before = _snapshot(base_tree, today, None)
+    if head_rev.commit is None:
+        after = snapshot(repo.resolve(), {}, today=today)
+    else:
+        # HEAD shares most of its objects and judgements with BASE: each is read and judged once.
+        after = _snapshot(read_revision(top, prefix, head_rev, deadline, base_tree), today, before)
     if before.files == 0 and after.files == 0:
         raise UsageError(f"{repo} is not a connection repository at either revision: neither "
                          f"has {repository.CONNECTIONS_DIR}/, {repository.PIPELINES_DIR}/ or "
@@ -31,7 +33,8 @@ def diff(repo: Path, base: str, head: str | None = None) -> Diff:
     return Diff(base_rev, head_rev, compare(before, after), before, after)
 
 
-def _read(top: Path, prefix: str, revision: Revision, dest: Path,
-          deadline: process.Deadline) -> Snapshot:
-    root, skipped = write_revision(top, prefix, revision, dest, deadline)
-    return snapshot(root, skipped)
+def _snapshot(tree: Tree, today: dt.date, previous: Snapshot | None) -> Snapshot:
+    """One revision, read from git's objects (never written out), judged as a checkout of
+    it is; what `previous` already judged of the same bytes is not judged again."""
+    return snapshot(tree.root, tree.skipped, files=tree.files, identities=tree.identities,
+                    today=today, previous=previous)

@@ -14,15 +14,18 @@ fails closed on it (`integrity`).
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Iterable
 from pathlib import Path
 
 from connc import repository
+from connc.findings import Finding
 from connc.repository import ConnectionSummary, PipelineSummary
 from connc.schema import models
-from connc.scope import grant_states
+from connc.scope import Grants, grant_states
 from connc.sopsmeta import CreationRule, recipient_of_member_key
-from connc.validate.run import validate
+from connc.validate.files import FileResult
+from connc.validate.run import Known, validate
 
 # Findings that put a file's identity in doubt: render would refuse it, but which file a
 # reviewer thinks is which may not be what render reads. (Two files with one id are always
@@ -50,7 +53,7 @@ class Snapshot:
 
     connections: dict[str, ConnectionSummary]
     pipelines: dict[str, PipelineSummary]
-    grants: dict[tuple[str, str], str]  # (pipeline, connection) -> state
+    grants: Grants  # pipeline -> connection -> state
     members: models.Members | None
     config: models.Config | None
     rules: tuple[Rule, ...] | None  # None: no readable .sops.yaml
@@ -58,6 +61,12 @@ class Snapshot:
     unread: dict[str, str]  # relpath -> why the acceptance predicate refuses it
     doubtful: dict[str, str]  # relpath -> why its identity is in doubt (fails closed)
     files: int
+    # What another side may take as its own judgement of a file (`snapshot`'s `previous`):
+    # (relpath, the bytes' identity) -> the judgement; and what every judgement here depended
+    # on besides the file (the identities of .sops.yaml and connc.yaml, and the day).
+    judged: dict[tuple[str, bytes], FileResult] = dataclasses.field(default_factory=dict)
+    judged_against: tuple[object, ...] = ()
+    rules_judged: tuple[list[CreationRule] | None, list[Finding]] | None = None
 
     @property
     def teams(self) -> dict[str, frozenset[str]]:
@@ -65,9 +74,26 @@ class Snapshot:
                 for name, team in (self.members.teams.items() if self.members else ())}
 
 
-def snapshot(root: Path, skipped: dict[str, str]) -> Snapshot:
-    """`skipped`: paths of a revision that were not written out (symlinks, submodules)."""
-    report = validate(root)
+def snapshot(root: Path, skipped: dict[str, str], *,
+             files: repository.Files = repository.DISK, today: dt.date | None = None,
+             identities: dict[str, bytes] | None = None,
+             previous: Snapshot | None = None) -> Snapshot:
+    """`skipped`: paths of a revision that it does not hold (symlinks, submodules). `files`:
+    where its bytes are (`diff.revisions.Blobs` for a revision), and `identities` what each
+    file it holds is (git's object ids; None for a checkout, whose files have none).
+    `previous`: the other side, read first: a file that holds the same bytes as there,
+    judged against the same .sops.yaml, connc.yaml and day, is not judged again (its
+    judgement could not come out otherwise)."""
+    today = today or dt.datetime.now(dt.UTC).date()
+    identities = identities if identities is not None else {}
+    # b"": absent, an identity too; None: present and unknown, so nothing is taken as judged.
+    against = tuple(identities.get(relpath, None if files.lexists(root / relpath) else b"")
+                    for relpath in (repository.SOPS_CONFIG, repository.CONFIG_FILE)) + (today,)
+    known = None
+    if previous is not None and None not in against and previous.judged_against == against:
+        known = Known({relpath: result for (relpath, identity), result in previous.judged.items()
+                       if identities.get(relpath) == identity}, previous.rules_judged)
+    report = validate(root, files=files, today=today, known=known, across_files=False)
     doubtful = {relpath: why for relpath, why in skipped.items()}
     for found in report.findings:
         if found.code in _IDENTITY:
@@ -89,6 +115,9 @@ def snapshot(root: Path, skipped: dict[str, str]) -> Snapshot:
         rules=_rules(report.rules) if repository.SOPS_CONFIG not in doubtful else None,
         principals=_principals(members, config, pipelines),
         unread=refused, doubtful=doubtful, files=report.files,
+        judged={(relpath, identities[relpath]): result
+                for relpath, result in report.results.items() if relpath in identities},
+        judged_against=against, rules_judged=(report.rules, report.rules_found),
     )
 
 

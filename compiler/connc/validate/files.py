@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 
 from pydantic import ValidationError
 
-from connc import acceptance, seal
+from connc import acceptance, repository, seal
 from connc.acceptance import Context, Judged
 from connc.documents import Document
 from connc.findings import Finding
@@ -44,17 +44,19 @@ def pydantic_model(document: Document, relpath: str,
 
 
 def judge(root: Path, relpath: str, kind: str, context: Context | None = None, *,
-          listed: bool = False) -> Judged:
-    return acceptance.judge(root, relpath, kind, context, pydantic_model, listed=listed)
+          listed: bool = False, files: repository.Files = repository.DISK) -> Judged:
+    return acceptance.judge(root, relpath, kind, context, pydantic_model, listed=listed,
+                            files=files)
 
 
 M = TypeVar("M", bound=models.Model)
 
 
-def read_model(root: Path, relpath: str, model: type[M]) -> tuple[M | None, Judged]:
+def read_model(root: Path, relpath: str, model: type[M],
+               files: repository.Files = repository.DISK) -> tuple[M | None, Judged]:
     """A top-level file (members.yaml, connc.yaml) as its model, whenever the model accepts
     it (the judgement says whether anything else refuses it)."""
-    judged = judge(root, relpath, model.__name__)
+    judged = judge(root, relpath, model.__name__, files=files)
     return (model.model_validate(judged.data) if judged.data is not None else None), judged
 
 

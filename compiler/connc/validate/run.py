@@ -10,7 +10,7 @@ import dataclasses
 import datetime as dt
 import gc
 import os
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from pathlib import Path
 from typing import TypeVar
@@ -57,12 +57,32 @@ class Report:
     config: models.Config | None
     rules: list[CreationRule] | None
     admin_recipients: frozenset[str]  # connc.yaml's, as sops records them
+    results: dict[str, FileResult]  # each connection and pipeline file's own judgement
+    rules_found: list[Finding]  # .sops.yaml's own findings
+
+
+@dataclasses.dataclass(frozen=True)
+class Known:
+    """Judgements made of the same bytes against the same `.sops.yaml`, `connc.yaml` and day
+    (`connc diff`'s files unchanged between its sides), which could not come out otherwise:
+    `files` of connection and pipeline files, and `rules`, `.sops.yaml`'s (its creation rules
+    and findings) when it is the same file."""
+
+    files: Mapping[str, FileResult]
+    rules: tuple[list[CreationRule] | None, list[Finding]] | None = None
 
 
 def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
-             jobs: int | None = None, timeout: float | None = None) -> Report:
+             jobs: int | None = None, timeout: float | None = None,
+             files: repository.Files = repository.DISK,
+             known: Known | None = None,
+             across_files: bool = True) -> Report:
     """`timeout`: seconds for the decryptions of `decrypt` (default `content.DEFAULT_TIMEOUT`),
-    counted from the start of the run."""
+    counted from the start of the run. `files`: where the bytes come from (a checkout, or a
+    git revision's objects: `repository.Files`). `known`: judgements taken as they are
+    (`Known`). `across_files=False` leaves out the checks across files, whose
+    findings only validate itself reports."""
+
     deadline = None
     if decrypt:
         from connc import process
@@ -80,37 +100,44 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
         if first is not None:
             refused.setdefault(relpath, first)
 
-    config, config_judged = _top_level(root, repository.CONFIG_FILE, models.Config)
+    assert not (decrypt and files is not repository.DISK), "sops decrypts files on disk"
+    config, config_judged = _top_level(root, repository.CONFIG_FILE, models.Config, files)
     if config_judged is not None:
         judged(repository.CONFIG_FILE, config_judged.findings)
-    rules, rule_findings = load_rules(root)
+    rules, rule_findings = known.rules if known is not None and known.rules is not None \
+        else load_rules(root, files=files)
     judged(repository.SOPS_CONFIG, rule_findings)
-    members, members_judged = _top_level(root, repository.MEMBERS_FILE, models.Members)
+    members, members_judged = _top_level(root, repository.MEMBERS_FILE, models.Members, files)
     if members_judged is None:
         found.append(finding(repository.MEMBERS_FILE, 1, 1, "CONNC011",
                              "members.yaml is missing: owners, teams and scope members cannot "
                              "be checked"))
     else:
         judged(repository.MEMBERS_FILE, members_judged.findings)
-    if config is not None and config_judged is not None and config_judged.document is not None \
-            and members is not None:
+    if across_files and config is not None and config_judged is not None \
+            and config_judged.document is not None and members is not None:
         found += check_admins(config, config_judged.document, members.users)
-    listing = repository.list_files(root)
+    listing = repository.list_files(root, files)
     for listed in listing.findings:
         judged(listed.path, [listed])
-    found += gitattributes.findings(root)
+    found += gitattributes.findings(root, files=files)
     context = CheckContext(
         root=str(root),
         rules=tuple(rules) if rules is not None else None,
         today=today or dt.datetime.now(dt.UTC).date(),
         warning_days=config.expiry_warning_days if config else 30,
+        files=files,
     )
     tasks: list[tuple[Checker, str]] = []
     tasks.extend((check_connection, p) for p in listing.connections)
     tasks.extend((check_pipeline, p) for p in listing.pipelines)
-    results = _run(tasks, context, jobs)
+    taken = known.files if known is not None else {}
+    new = {result.relpath: result for result in
+           _run([task for task in tasks if task[1] not in taken], context, jobs)}
+    results = {relpath: taken[relpath] if relpath in taken else new[relpath]
+               for _checker, relpath in tasks}
     connections, pipelines = [], []
-    for result in results:
+    for result in results.values():
         judged(result.relpath, result.findings)
         if isinstance(result.summary, ConnectionSummary):
             connections.append(result.summary)
@@ -121,23 +148,24 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
     summarised = {c.relpath for c in connections}
     invalid = frozenset(stem(p, repository.CONNECTION_SUFFIX) for p in listing.connections
                         if p not in summarised)
-    found += check_repository(connections, pipelines, Principals(members), admin,
-                              members_known=members is not None, invalid=invalid,
-                              require_permissions=bool(
-                                  config and config.github_app.require_permissions))
     require_seals = bool(config and config.require_seals)
-    found += unsealed(connections, require_seals)
+    if across_files:
+        found += check_repository(connections, pipelines, Principals(members), admin,
+                                  members_known=members is not None, invalid=invalid,
+                                  require_permissions=bool(
+                                      config and config.github_app.require_permissions))
+        found += unsealed(connections, require_seals)
     if deadline is not None:
         from connc.validate.content import check_contents
 
         # The acceptance predicate's refusals start no sops: render would never decrypt them.
         found += check_contents(root, [c for c in connections if c.relpath not in refused],
                                 require_seals, deadline)
-    files = len(tasks) + sum((root / name).is_file() for name in
+    count = len(tasks) + sum(files.is_file(root / name) for name in
                              (repository.MEMBERS_FILE, repository.CONFIG_FILE,
                               repository.SOPS_CONFIG))
-    return Report(sorted(set(found)), files, connections, pipelines, refused, members, config,
-                  rules, admin)
+    return Report(sorted(set(found)), count, connections, pipelines, refused, members, config,
+                  rules, admin, results, rule_findings)
 
 
 def _run(tasks: list[tuple[Checker, str]],
@@ -165,10 +193,10 @@ def _dispatch(task: tuple[Checker, str],
     return function(relpath, context)
 
 
-def _top_level(root: Path, relpath: str,
-               model: type[M]) -> tuple[M | None, Judged | None]:
+def _top_level(root: Path, relpath: str, model: type[M],
+               files: repository.Files) -> tuple[M | None, Judged | None]:
     """members.yaml or connc.yaml, when present: its model (whenever the model accepts it,
     so that other checks can use it) and the judgement of the file."""
-    if not repository.present(root / relpath):
+    if not repository.present(root / relpath, files):
         return None, None
-    return read_model(root, relpath, model)
+    return read_model(root, relpath, model, files)
