@@ -19,9 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from connc import process, seal, sops
+from connc import process, seal
 from connc.schema.policy import control_character, secretless
 from connc.secrets import Secret
+from connc.sops import binary
 
 # Fields that may span lines: PEM text, and base64 `*Data` that `base64` wraps at 76 columns
 # (its line breaks are dropped when rendered, as base64 decoders do). Every other value must
@@ -63,7 +64,7 @@ class Opening:
                  deadline: process.Deadline, require_seal: bool = False) -> None:
         self.relpath, self.type = relpath, str(current["spec"]["type"])
         self._current, self._require_seal = current, require_seal
-        self._decryption = sops.Decryption(root, relpath, deadline=deadline)
+        self._decryption = binary.Decryption(root, relpath, deadline=deadline)
 
     def result(self) -> Opened:
         """The values and their problems; raises SopsError when sops cannot decrypt."""
@@ -118,7 +119,7 @@ class Opening:
 
 
 # sops processes at once: a KMS answers several in parallel, and each sops holds up to
-# sops.MEMORY_LIMIT, so this also bounds what a run can take (8 x 512 MiB at the worst).
+# binary.MEMORY_LIMIT, so this also bounds what a run can take (8 x 512 MiB at the worst).
 CONCURRENT = 8
 
 
