@@ -95,7 +95,7 @@ def test_the_top_level_is_a_small_core() -> None:
     packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
     # Core subpackages: the schemas, and the CI identity that render, check and `connc
     # id-token` share (secretless connections).
-    assert packages == sorted([*FAMILIES, "schema", "identity", "sops"])
+    assert packages == sorted([*FAMILIES, "schema", "identity", "github", "sops"])
 
 
 def test_render_loads_no_heavy_library(tmp_path: Path) -> None:

@@ -17,12 +17,7 @@ import jwt
 import pytest
 
 from connc.errors import GitHubError
-from connc.github import (
-    GitHubApp,
-    InstallationToken,
-    jwt_for_app,
-    revoke_installation_token,
-)
+from connc.github.apps import GitHubApp, InstallationToken, jwt_for_app, revoke_installation_token
 from connc.secrets import Secret
 from servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
 
@@ -447,7 +442,7 @@ def test_installation_repositories_endpoint_of_the_fake(github_api: FakeGitHub) 
 
 def test_importing_connc_github_stays_light() -> None:
     # Render start-up time is a product metric: the HTTP and crypto stacks load on first use.
-    code = ("import sys, connc.github; "
+    code = ("import sys, connc.github.apps, connc.github.pulls; "
             "print(sorted(m for m in ('requests', 'jwt', 'cryptography', 'urllib3') "
             "if m in sys.modules))")
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2] / "compiler"))
