@@ -394,9 +394,9 @@ def _load_rsa_key(private_key: Secret, connection: str) -> RSAPrivateKey:
     from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
+    # A key with `\n` escapes for line breaks is not repaired here: the credential contract
+    # (`credentials.field_problem`) refuses it, with the fix, before any App is made.
     pem = private_key.reveal().strip()
-    if "\\n" in pem and "\n" not in pem:
-        pem = pem.replace("\\n", "\n")  # a key pasted with escaped newlines, as in env vars
     key: object = None
     try:
         # Both PKCS#1 ("RSA PRIVATE KEY", what GitHub hands out) and PKCS#8 ("PRIVATE KEY").
