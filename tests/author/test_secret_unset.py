@@ -49,7 +49,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def values(root: Path) -> dict[str, str]:
     return {k: v.reveal() for k, v in binary.decrypt(root, K8S,
-                                                   deadline=Deadline(60))["credential"].items()}
+                                                     deadline=Deadline(60))["credential"].items()}
 
 
 def test_the_unused_alternative_is_removed_and_the_file_resealed(repo: Path) -> None:

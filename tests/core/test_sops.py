@@ -291,7 +291,7 @@ def _line(text: str, prefix: str) -> str:
 def test_set_credential_adds_a_field(repo: Path) -> None:
     binary.set_credential(repo, RELPATH, "token", Secret("added"), deadline=Deadline(60))
     assert binary.decrypt(repo, RELPATH,
-                        deadline=Deadline(60))["credential"]["token"].reveal() == "added"
+                          deadline=Deadline(60))["credential"]["token"].reveal() == "added"
 
 
 def test_set_credential_without_key_fails_with_our_message(repo: Path) -> None:
@@ -312,7 +312,7 @@ def test_update_keys_adds_a_recipient(repo: Path, tmp_path: Path,
     binary.update_keys(repo, RELPATH, deadline=Deadline(60))
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(other_key))
     assert binary.decrypt(repo, RELPATH,
-                        deadline=Deadline(60))["credential"]["username"].reveal() == "robot"
+                          deadline=Deadline(60))["credential"]["username"].reveal() == "robot"
 
 
 def test_encrypt_in_place_uses_the_repository_rules(tmp_path: Path,
@@ -327,7 +327,7 @@ def test_encrypt_in_place_uses_the_repository_rules(tmp_path: Path,
     assert caught.value.message == binary.explain(203)
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
     assert binary.decrypt(root, "connections.d/gl.sops.yaml",
-                        deadline=Deadline(60))["credential"]["token"].reveal() == (
+                          deadline=Deadline(60))["credential"]["token"].reveal() == (
         PLANTED)
 
 

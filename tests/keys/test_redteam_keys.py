@@ -86,7 +86,7 @@ def test_a_secret_rotated_while_the_sync_runs_is_never_reverted(
     with pytest.raises(Refused, match=r"connections.d/db.sops.yaml changed while"):
         sync.run(repo, ("db",), False, False, lambda _line: None, 60)
     assert binary.decrypt(repo, "connections.d/db.sops.yaml",
-                        deadline=process.Deadline(60))["credential"]["token"].reveal() \
+                          deadline=process.Deadline(60))["credential"]["token"].reveal() \
         == rotated
     assert (repo / ".sops.yaml").read_bytes() == config
     assert not list(repo.glob(".connc/keys-sync-*"))

@@ -62,7 +62,7 @@ def _drop_seal(path: Path) -> None:
 
     relpath = str(path.relative_to(path.parent.parent))
     binary.run(["unset", "--", relpath, '["credential"]["connc-seal"]'], repo=path.parent.parent,
-             relpath=relpath, deadline=process.Deadline(60))
+               relpath=relpath, deadline=process.Deadline(60))
 
 
 @pytest.fixture

@@ -113,7 +113,7 @@ def seal_all(root: Path, ids: list[str], *, dry_run: bool, deadline: process.Dea
         rewrite = old != current
         if rewrite and not dry_run:
             binary.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(current)),
-                                deadline=deadline)
+                                  deadline=deadline)
         done.append((Sealing(connection_id, relpath, old is None, changed, rewrite,
                              seal.narrowed(old, current) if old is not None else []), current))
     return done
@@ -134,7 +134,7 @@ def recorded(root: Path, relpath: str, *, deadline: process.Deadline, text: byte
     that content instead of the file (see `binary.Decryption`)."""
     try:
         document = binary.Decryption(root, relpath, deadline=deadline, text=text,
-                                   ignore_mac=ignore_mac).result()
+                                     ignore_mac=ignore_mac).result()
     except SopsError as error:
         if error.no_key:  # sealing is a key holder's act: no key is the environment's fault
             raise UsageError(f"{relpath}: {error.message}") from None

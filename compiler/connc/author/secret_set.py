@@ -128,7 +128,7 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO, *,
     binary.set_credential(root, relpath, field, value, deadline=deadline, ignore_mac=mac_broken)
     try:
         binary.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
-                            deadline=deadline)
+                              deadline=deadline)
     except SopsError as error:
         raise SopsError(f"credential.{field} was set, but sealing failed ({error.message}); "
                         f"run `connc seal {connection_id}`", path=relpath) from None

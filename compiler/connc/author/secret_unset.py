@@ -75,7 +75,7 @@ def unset_secret(root: Path, connection_id: str, field: str, *,
     binary.unset_credential(root, relpath, field, deadline=deadline)
     try:
         binary.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
-                            deadline=deadline)
+                              deadline=deadline)
     except SopsError as error:
         raise SopsError(f"credential.{field} was removed, but sealing failed ({error.message}); "
                         f"run `connc seal {connection_id}`", path=relpath) from None

@@ -58,7 +58,7 @@ def reach(resolved: Resolved, context: Context, ask: Ask) -> Reach:
     failure: ConncError | None = None
     try:
         reader = apps.InstallationReader(spec["apiUrl"], token.token, connection=resolved.id,
-                                           timeout=context.timeout)
+                                         timeout=context.timeout)
         listing = reader.repositories(MAX_LISTED)
         items = _items(reader, listing, ask.branches and can_branches)
     except ConncError as error:
@@ -94,7 +94,7 @@ def reach(resolved: Resolved, context: Context, ask: Ask) -> Reach:
 def _app(resolved: Resolved, context: Context) -> apps.GitHubApp:
     key = Secret(resolved.required("privateKey")[0])
     return apps.app_for(resolved.spec, key, connection=resolved.id, timeout=context.timeout,
-                          max_attempts=2, max_wait=context.timeout)
+                        max_attempts=2, max_wait=context.timeout)
 
 
 def _revoke(resolved: Resolved, token: Secret, timeout: float) -> bool:
@@ -102,7 +102,7 @@ def _revoke(resolved: Resolved, token: Secret, timeout: float) -> bool:
     deadline (`http.detached`)."""
     try:
         apps.revoke_installation_token(resolved.spec["apiUrl"], token, connection=resolved.id,
-                                         timeout=timeout, max_attempts=2)
+                                       timeout=timeout, max_attempts=2)
     except ConncError:
         return False
     return True
