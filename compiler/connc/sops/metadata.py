@@ -25,6 +25,7 @@ ENC_RE = re.compile(
     r"tag:(?P<tag>[A-Za-z0-9+/=]+),type:(?P<type>[a-z]+)\]$"
 )
 
+
 def is_encrypted_value(value: object) -> bool:
     return isinstance(value, str) and value.startswith("ENC[")
 

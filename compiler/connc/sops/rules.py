@@ -65,7 +65,8 @@ class PathRegex:
 @functools.lru_cache(maxsize=256)
 def _compile(pattern: str) -> _Compiled:
     """The pattern compiled once per process (validate matches every file against it)."""
-    # Imported here: most importers of this module (recipients, metadata) never match a path.
+    # Imported here: importing this module (render's start-up does) loads no RE2 until a rule
+    # is read.
     import re2  # type: ignore[import-untyped]  # google-re2 has no type hints
 
     go_only = _go_rejects(pattern)
