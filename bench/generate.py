@@ -354,7 +354,7 @@ def render_connections(owner: str, team: str, cas: list[str]) -> list[dict[str, 
 
 
 def write_real(out: Path, documents: list[dict[str, Any]]) -> None:
-    from connc.sops import binary
+    from connc.sops.binary import executable
 
     env = {**os.environ, "SOPS_DISABLE_VERSION_CHECK": "1"}
     from connc import seal
@@ -366,7 +366,7 @@ def write_real(out: Path, documents: list[dict[str, Any]]) -> None:
         document = {**document, "credential": {**document["credential"],
                                                seal.SEAL_FIELD: seal.encode(view)}}
         (out / relpath).write_text("\n".join(emit(document, 4)) + "\n")
-        subprocess.run([binary(), "encrypt", "--in-place", relpath], cwd=out, env=env,
+        subprocess.run([executable(), "encrypt", "--in-place", relpath], cwd=out, env=env,
                        check=True, stdout=subprocess.DEVNULL)
 
 

@@ -53,13 +53,13 @@ def main() -> None:
     if not render_available():
         sys.exit("`connc render` is not available in this connc (`connc render --help` failed); "
                  "nothing to measure yet")
-    from connc.sops import binary
+    from connc.sops.binary import executable
 
     repo = repository(args.size, args.reuse)
     env = environment(SOPS_AGE_KEY_FILE=str(generate.TEST_KEY_FILE),
                       SOPS_DISABLE_VERSION_CHECK="1")
     files = " ".join(shlex.quote(f) for f in used_files(repo))
-    loop = f'for f in {files}; do {shlex.quote(binary())} decrypt "$f" >/dev/null; done'
+    loop = f'for f in {files}; do {shlex.quote(executable())} decrypt "$f" >/dev/null; done'
     print(f"before: {load_average()}", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         # render refuses an OUT that holds something else, so each run gets a new path.

@@ -54,9 +54,10 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.scalarstring import LiteralScalarString
 
-from connc import repository, seal, sops
+from connc import repository, seal
 from connc.schema import models
 from connc.scope import ConnectionScope, PipelineScope, decide, matching_member
+from connc.sops import binary
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_KEY_FILE = ROOT / "demo" / "demo-age-key.txt"
@@ -694,7 +695,7 @@ def write_connection(connection: DemoConnection) -> None:
     path = ROOT / relpath
     path.write_text(_dump(connection_document(connection, relpath)), encoding="utf-8")
     try:
-        sops.encrypt_in_place(ROOT, relpath)
+        binary.encrypt_in_place(ROOT, relpath)
     except BaseException:
         path.unlink()  # never leave a plaintext credential behind, even a fake one
         raise

@@ -1,7 +1,7 @@
 """Hostile stand-ins for sops: one that hangs, crashes midway, prints garbage, floods its
 output or eats memory, and one that records each call and then runs the real sops.
 
-connc finds sops with `connc.sops.binary()`. In-process tests monkeypatch it (`use`); a
+connc finds sops with `connc.sops.binary.executable()`. In-process tests monkeypatch it (`use`); a
 subprocess runs connc's real entry point behind a two-line bootstrap that does the same
 (`command`), so signals, exit codes and output are exactly what a user gets. Each fake
 writes its pid to `FAKE_PIDS` (a directory) before it misbehaves, so a test can wait for it
@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from connc import sops
+from connc.sops import binary
 
-REAL = sops.binary()  # before any test points connc elsewhere
+REAL = binary.executable()  # before any test points connc elsewhere
 
 # Printed by the fakes on stdout and stderr, as a value sops could quote: never shown by connc.
 SENTINEL = "SENTINEL-fake-sops-3c9d1e"
@@ -110,13 +110,13 @@ exec {REAL} "$@"
 def use(monkeypatch: pytest.MonkeyPatch, fake: Path, pids: Path) -> None:
     """In this process: connc runs `fake` for sops; its pids go to `pids`."""
     pids.mkdir(parents=True, exist_ok=True)
-    monkeypatch.setattr(sops, "binary", lambda: str(fake))
+    monkeypatch.setattr(binary, "executable", lambda: str(fake))
     monkeypatch.setenv("FAKE_PIDS", str(pids))
 
 
-# Runs connc's own entry point with `sops.binary` pointed at argv[1].
-_BOOTSTRAP = ("import sys; import connc.sops as s; fake = sys.argv.pop(1); "
-              "s.binary = lambda: fake; from connc.__main__ import main; main()")
+# Runs connc's own entry point with `binary.executable` pointed at argv[1].
+_BOOTSTRAP = ("import sys; import connc.sops.binary as s; fake = sys.argv.pop(1); "
+              "s.executable = lambda: fake; from connc.__main__ import main; main()")
 
 
 def command(fake: Path, *args: str | os.PathLike[str]) -> list[str]:

@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from connc import documents, seal, sops
+from connc import documents, seal
+from connc.sops import binary
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY_FILE = REPO_ROOT / "tests" / "keys" / "test-age-key.txt"
@@ -134,7 +135,7 @@ def encrypt(root: Path, relpath: str, *, sealed: bool = True) -> None:
     the connection is sealed as `connc new` seals it, when it is valid enough to be."""
     if sealed:
         seal_plaintext(root / relpath)
-    proc = subprocess.run([sops.binary(), "encrypt", "--in-place", "--", relpath], cwd=root,
+    proc = subprocess.run([binary.executable(), "encrypt", "--in-place", "--", relpath], cwd=root,
                           env=sops_env(), capture_output=True, check=False)
     assert proc.returncode == 0, f"sops encrypt {relpath} failed with {proc.returncode}"
 

@@ -31,7 +31,8 @@ from connc.findings import Finding, Severity, dotted, finding, suggest
 from connc.repository import MEMBERS_FILE
 from connc.schema import check as schema_check
 from connc.schema import policy
-from connc.sopsmeta import CreationRule, SopsMetadata, read_metadata
+from connc.sops.metadata import SopsMetadata, read_metadata
+from connc.sops.rules import CreationRule
 
 SEAL_FIELD = "connc-seal"  # `seal.SEAL_FIELD`; here so that the predicate imports no seal
 

@@ -479,7 +479,7 @@ def sops(args: tuple[str, ...]) -> None:
       connc sops updatekeys connections.d/k8s-prod.sops.yaml
       connc sops edit connections.d/k8s-prod.sops.yaml
     """
-    from connc.sops import become
+    from connc.sops.binary import become
 
     become(list(args))
 

@@ -19,9 +19,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from connc import process, seal, sops
+from connc import process, seal
 from connc.schema.policy import control_character, secretless
 from connc.secrets import Secret
+from connc.sops import binary
 
 # Fields that may span lines: PEM text, and base64 `*Data` that `base64` wraps at 76 columns
 # (its line breaks are dropped when rendered, as base64 decoders do). Every other value must
@@ -63,7 +64,7 @@ class Opening:
                  deadline: process.Deadline, require_seal: bool = False) -> None:
         self.relpath, self.type = relpath, str(current["spec"]["type"])
         self._current, self._require_seal = current, require_seal
-        self._decryption = sops.Decryption(root, relpath, deadline=deadline)
+        self._decryption = binary.Decryption(root, relpath, deadline=deadline)
 
     def result(self) -> Opened:
         """The values and their problems; raises SopsError when sops cannot decrypt."""
@@ -118,7 +119,7 @@ class Opening:
 
 
 # sops processes at once: a KMS answers several in parallel, and each sops holds up to
-# sops.MEMORY_LIMIT, so this also bounds what a run can take (8 x 512 MiB at the worst).
+# binary.MEMORY_LIMIT, so this also bounds what a run can take (8 x 512 MiB at the worst).
 CONCURRENT = 8
 
 
@@ -183,7 +184,7 @@ def credential_problems(connection_id: str, spec: Mapping[str, Any],
         else:
             values[field] = value.reveal()
     if spec["type"] == "kubernetes":
-        problems += _client_certificate(values)
+        problems += _client_certificate(connection_id, values)
     return problems
 
 
@@ -218,7 +219,8 @@ def field_problem(connection_id: str, spec: Mapping[str, Any], field: str,
     if field in ("privateKey", "sshPrivateKey"):
         problem = private_key_problem(text.encode(), rsa_only=connection_type == "github-app")
         if problem:
-            return "CONNC603", f"`credential.{field}` {problem}"
+            return "CONNC603", with_pem_fix(f"`credential.{field}` {problem}", text,
+                                            _secret_set_fix(connection_id, field))
     return None
 
 
@@ -232,22 +234,53 @@ def _placeholder_message(connection_id: str, spec: Mapping[str, Any], field: str
     return message
 
 
-def _client_certificate(values: dict[str, str]) -> list[tuple[str, str, str]]:
+def _client_certificate(connection_id: str, values: dict[str, str]) -> list[tuple[str, str, str]]:
     pems: dict[str, bytes] = {}
     problems: list[tuple[str, str, str]] = []
     for field in ("clientCertificateData", "clientKeyData"):
         if field in values:
             pem = b64_pem(values[field])
             if pem is None:
-                message = f"`credential.{field}` is not base64-encoded PEM (as in a kubeconfig)"
+                message = with_pem_fix(
+                    f"`credential.{field}` is not base64-encoded PEM (as in a kubeconfig)",
+                    values[field], _secret_set_fix(connection_id, field))
                 problems.append((field, "CONNC605", message))
             else:
                 pems[field] = pem
     if len(pems) == 2:
         mismatch = certificate_key_mismatch(pems["clientCertificateData"], pems["clientKeyData"])
         if mismatch:
-            problems.append(("clientCertificateData", "CONNC604", mismatch))
+            # The message names the field that does not parse, if one does not.
+            field = "clientKeyData" if mismatch.startswith("clientKeyData") \
+                else "clientCertificateData"
+            problems.append(("clientCertificateData", "CONNC604", with_pem_fix(
+                mismatch, pems[field], _secret_set_fix(connection_id, field))))
     return problems
+
+
+# A PEM copied from JSON or an environment variable holds the two characters `\n` where its
+# lines break. Such a value is refused like any other that does not parse, never repaired (what
+# a key holder wrote is what every command reads), and the message says how to write it.
+_ESCAPED_BREAK = "\\n"
+
+
+def with_pem_fix(problem: str, value: str | bytes, fix: str) -> str:
+    """`problem`, and, when the PEM `value` holds `\\n` escapes, how to write it instead."""
+    escaped = (_ESCAPED_BREAK.encode() in value if isinstance(value, bytes)
+               else _ESCAPED_BREAK in value)
+    if not escaped:
+        return problem
+    return (f"{problem}; it holds `\\n` where its lines should break (copied from JSON or an "
+            f"environment variable?): {fix}")
+
+
+def _secret_set_fix(connection_id: str, field: str) -> str:
+    if field in ("clientCertificateData", "clientKeyData"):
+        source = "client.crt" if field == "clientCertificateData" else "client.key"
+        return (f"set it from the PEM file, `base64 < {source} | connc secret set "
+                f"{connection_id} {field}`")
+    return (f"set it from the key file, with its real line breaks, `connc secret set "
+            f"{connection_id} {field} < key.pem`")
 
 
 # ---------------------------------------------------------------------------- keys and certificates
@@ -266,13 +299,14 @@ def certificates_problem(data: str) -> str | None:
     """Why base64 PEM certificate data is unusable, or None."""
     from cryptography import x509
 
+    fix = "write it on one line, as `base64 < ca.crt | tr -d '\\n'` prints it"
     pem = b64_pem(data)
     if pem is None:
-        return "is not base64-encoded PEM"
+        return with_pem_fix("is not base64-encoded PEM", data, fix)
     try:
         x509.load_pem_x509_certificates(pem)
     except ValueError:
-        return "does not hold a valid PEM certificate"
+        return with_pem_fix("does not hold a valid PEM certificate", pem, fix)
     return None
 
 

@@ -11,19 +11,9 @@ from typing import Any
 from connc import documents, repository, secrets
 from connc.documents import Document
 from connc.findings import Finding, dotted, finding, printable
-from connc.sopsmeta import (
-    CreationRule,
-    KeyGroups,
-    RulesError,
-    SopsMetadata,
-    enc_type,
-    first_matching_rule,
-    is_encrypted_value,
-    read_metadata,
-    read_rules,
-    shown_recipient,
-    threshold_after_updatekeys,
-)
+from connc.sops.metadata import SopsMetadata, enc_type, is_encrypted_value, read_metadata
+from connc.sops.recipients import KeyGroups, shown_recipient, threshold_after_updatekeys
+from connc.sops.rules import CreationRule, RulesError, first_matching_rule, read_rules
 
 EXPECTED_REGEX = "^credential$"
 

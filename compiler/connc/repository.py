@@ -376,7 +376,7 @@ class ConnectionSummary:
     sealed: bool  # its credential holds a seal (the key name is plaintext)
     recipients: frozenset[str]
     sops_pos: Pos
-    wrapped_keys: frozenset[bytes]  # fingerprints of decoded bytes (`sopsmeta.fingerprint`)
+    wrapped_keys: frozenset[bytes]  # fingerprints of decoded bytes (`sops.metadata.fingerprint`)
     ciphertexts: frozenset[bytes]
     credential_pos: Pos
     lastmodified: str | None = None  # sops' timestamp of the credential block (UTC, RFC 3339)

@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import yaml
 
-from connc import sops
 from connc.author import new as scaffold
 from connc.author.new import NotCreated, new_connection
 from connc.errors import SopsError, UsageError
@@ -19,6 +18,7 @@ from connc.findings import has_errors
 from connc.process import Deadline
 from connc.schema import models
 from connc.seal import SEAL_FIELD
+from connc.sops import binary
 from connc.validate.run import validate
 from repokit import (
     MEMBERS,
@@ -48,7 +48,7 @@ def connection_files(root: Path) -> list[str]:
 
 def decrypted(root: Path, connection_id: str, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
-    return sops.decrypt(root, relpath(connection_id), deadline=Deadline(60))
+    return binary.decrypt(root, relpath(connection_id), deadline=Deadline(60))
 
 
 # ---------------------------------------------------------------------------- templates
@@ -292,7 +292,7 @@ def test_plaintext_is_0600_and_removed_when_interrupted(repo: Path,
         seen.append(stat.S_IMODE((root / path).stat().st_mode))
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(sops, "encrypt_in_place", interrupted)
+    monkeypatch.setattr(binary, "encrypt_in_place", interrupted)
     with pytest.raises(KeyboardInterrupt):
         new_connection(repo, "gitlab", "gl", owner="alice")
     assert seen == [0o600]

@@ -9,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from connc import process, sops
+from connc import process
 from connc.author import installed
 from connc.author.init import init
 from connc.author.new import new_connection
 from connc.errors import SopsError, UsageError
+from connc.sops import binary
 from repokit import TEST_RECIPIENT, connection, make_repo, new_age_key, sops_rules, write
 
 
@@ -53,7 +54,7 @@ def test_new_never_encrypts_under_a_parent_directorys_sops_config(tmp_path: Path
     # And sops itself is always given the repository's own rules, never one found above it.
     write(root, "connections.d/gl.sops.yaml", connection("gl"))
     with pytest.raises(SopsError):
-        sops.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=process.Deadline(60))
+        binary.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=process.Deadline(60))
     assert stranger not in (root / "connections.d" / "gl.sops.yaml").read_text()
 
 

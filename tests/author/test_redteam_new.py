@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from connc import sops
 from connc.author.new import new_connection
 from connc.errors import Refused
+from connc.sops import binary
 from repo_builder import new_recipient
 from repokit import TEST_RECIPIENT, make_repo, write
 
@@ -25,7 +25,7 @@ def test_a_sops_config_connc_refuses_starts_no_sops(tmp_path: Path,
           f"  age: {TEST_RECIPIENT}\n"
           f"  <<: {{key_groups: [{{age: [{TEST_RECIPIENT}, {new_recipient()}]}}]}}\n")
     started: list[str] = []
-    monkeypatch.setattr(sops, "encrypt_in_place", lambda _root, path: started.append(path))
+    monkeypatch.setattr(binary, "encrypt_in_place", lambda _root, path: started.append(path))
     with pytest.raises(Refused, match=r"\.sops\.yaml:6:3: CONNC001 a merge key"):
         new_connection(root, "gitlab", "gl", owner="alice")
     assert started == []

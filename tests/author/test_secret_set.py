@@ -14,7 +14,6 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connc import sops
 from connc.author import secret_set as secretset
 from connc.author.new import SECRET_PLACEHOLDER, new_connection
 from connc.author.secret_set import set_secret, value_from_bytes
@@ -22,7 +21,8 @@ from connc.errors import Refused, UsageError
 from connc.findings import Finding, has_errors
 from connc.process import Deadline
 from connc.seal import SEAL_FIELD
-from connc.sopskeys import KeyUnusable
+from connc.sops import binary
+from connc.sops.keys import KeyUnusable
 from connc.validate.run import validate
 from repokit import (
     REPO_ROOT,
@@ -64,7 +64,7 @@ def stdin(value: str | bytes) -> io.BytesIO:
 
 def credential(root: Path, connection_id: str) -> dict[str, str]:
     """The secrets of a connection (its seal, which every write renews, apart)."""
-    values = sops.decrypt(root, path(connection_id), deadline=Deadline(60))["credential"]
+    values = binary.decrypt(root, path(connection_id), deadline=Deadline(60))["credential"]
     assert SEAL_FIELD in values
     return {k: v.reveal() for k, v in values.items() if k != SEAL_FIELD}
 
@@ -139,7 +139,7 @@ def test_a_field_of_another_alternative_is_added_with_a_reminder(repo: Path) -> 
 def test_expires_at_reminder(repo: Path) -> None:
     write(repo, path("dated"), connection("dated", expiresAt="2099-01-31",
                                           credential={"token": "old"}))
-    sops.encrypt_in_place(repo, path("dated"), deadline=Deadline(60))
+    binary.encrypt_in_place(repo, path("dated"), deadline=Deadline(60))
     changed = set_secret(repo, "dated", "token", stdin("new"), deadline=Deadline(60))
     assert any("metadata.expiresAt is 2099-01-31" in m for m in changed.messages())
 

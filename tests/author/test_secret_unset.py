@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from connc import sops
 from connc.author.new import new_connection
 from connc.author.secret_set import set_secret
 from connc.author.secret_unset import unset_secret
@@ -20,7 +19,8 @@ from connc.errors import Refused, UsageError
 from connc.findings import has_errors
 from connc.process import Deadline
 from connc.seal import SEAL_FIELD
-from connc.sopskeys import KeyUnusable
+from connc.sops import binary
+from connc.sops.keys import KeyUnusable
 from connc.validate.run import validate
 from repokit import (
     REPO_ROOT,
@@ -48,8 +48,8 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def values(root: Path) -> dict[str, str]:
-    return {k: v.reveal() for k, v in sops.decrypt(root, K8S,
-                                                   deadline=Deadline(60))["credential"].items()}
+    return {k: v.reveal() for k, v in binary.decrypt(root, K8S,
+                                                     deadline=Deadline(60))["credential"].items()}
 
 
 def test_the_unused_alternative_is_removed_and_the_file_resealed(repo: Path) -> None:

@@ -129,7 +129,7 @@ def test_a_next_page_that_never_ends_is_not_followed_until_the_deadline(
 
 def test_github_installation_pages_are_bounded() -> None:
     from connc import http
-    from connc.github import InstallationReader
+    from connc.github.apps import InstallationReader
     from connc.secrets import Secret
 
     token = canary()

@@ -1,4 +1,4 @@
-"""connc.github.PullRequests (what `connc approvals` reads) against the local fake GitHub."""
+"""connc.github.pulls.PullRequests (what `connc approvals` reads) against the local fake GitHub."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import traceback
 import pytest
 
 from connc.errors import GitHubError
-from connc.github import COMMITS_LISTED, Account, Commit, PullRequests
+from connc.github.pulls import COMMITS_LISTED, Account, Commit, PullRequests
 from connc.secrets import Secret
 from servers.github_fake import DEFAULT_PULL_REPO as REPO
 from servers.github_fake import FakeGitHub, github_api  # noqa: F401

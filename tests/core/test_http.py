@@ -19,7 +19,7 @@ import pytest
 
 from connc import http
 from connc.errors import GitHubError
-from connc.github import GitHubApp, revoke_installation_token
+from connc.github.apps import GitHubApp, revoke_installation_token
 from connc.secrets import Secret
 from servers.github_fake import FakeGitHub, _rsa_key, github_api  # noqa: F401
 from servers.hostile import (

@@ -8,8 +8,8 @@ import pytest
 import yaml
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from connc import github
 from connc.documents import parse
+from connc.github import apps
 from connc.schema import models
 from connc.validate.modelerrors import findings_from
 
@@ -208,7 +208,7 @@ def test_connection_example_reads_as_written() -> None:
     assert connection.metadata.expires_at == "2027-03-01"
     assert connection.scope.members == ["team:platform", "user:bob", "pipeline:api-release"]
     assert isinstance(connection.spec, models.GitHubAppSpec)
-    assert github.issuer(connection.spec.model_dump(by_alias=True)) == "Iv23liABCDEF"
+    assert apps.issuer(connection.spec.model_dump(by_alias=True)) == "Iv23liABCDEF"
 
 
 @pytest.mark.parametrize("written", ["2027-03-01", "2027-03-01T00:00:00Z"])
@@ -311,7 +311,7 @@ def test_github_app_needs_client_id_xor_app_id(spec: dict[str, Any]) -> None:
 def test_github_app_issuer_is_the_app_id_as_text() -> None:
     spec = SPEC.validate_python({"type": "github-app", "appId": 7, "installationId": 1})
     assert isinstance(spec, models.GitHubAppSpec)
-    assert github.issuer(spec.model_dump(by_alias=True)) == "7"
+    assert apps.issuer(spec.model_dump(by_alias=True)) == "7"
 
 
 @pytest.mark.parametrize("installation", [0, -1, "many"])

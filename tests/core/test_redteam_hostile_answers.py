@@ -15,7 +15,7 @@ from connc import http
 from connc.check import reach
 from connc.check.kube import _version
 from connc.errors import ConncError, GitHubError
-from connc.github import PullRequests
+from connc.github.pulls import PullRequests
 from connc.identity import aws, pypi
 from connc.identity import token as tokens
 from connc.identity.aws import Session

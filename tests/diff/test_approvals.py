@@ -15,7 +15,7 @@ from estate import K8S
 from pullrequest import NUMBER, approvals, github, verdict
 
 from connc.diff.approvals import Accounts, Consent, _who, authorship
-from connc.github import Account, Commit, PullRequest
+from connc.github.pulls import Account, Commit, PullRequest
 from connc.schema.models import User
 from repokit import commit, git, replace
 from servers.github_fake import (  # noqa: F401

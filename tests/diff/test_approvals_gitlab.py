@@ -37,7 +37,7 @@ from connc.diff.approvals import (
 )
 from connc.diff.revisions import CommitEmails
 from connc.diff.run import diff
-from connc.github import Account
+from connc.github.pulls import Account
 from connc.schema.models import User
 from connc.secrets import Secret
 from repokit import GIT_IDENTITY, commit, git, replace, write

@@ -15,13 +15,13 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from connc import sops
 from connc.cli import cli
 from connc.diff.compare import Change, Diff
 from connc.diff.report import _code
 from connc.diff.run import diff as run_diff
 from connc.errors import UsageError
 from connc.process import Deadline
+from connc.sops import binary
 from repokit import (
     MEMBERS,
     TEST_KEY_FILE,
@@ -191,7 +191,7 @@ def test_a_recipient_added_by_updatekeys(repo: Path, tmp_path: Path,
     replace(repo, "members.yaml", "carol: {}", f"carol:\n    recipients:\n    - {carol_key}")
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
     for relpath in (OPEN, TEAM, ALICES):  # the rule covers all: a file left alone is refused
-        sops.update_keys(repo, relpath, deadline=Deadline(60))
+        binary.update_keys(repo, relpath, deadline=Deadline(60))
     commit(repo)
     result = diff(repo, "main~1", "main")
     assert rows(result.changes, "recipients") == [
@@ -205,7 +205,7 @@ def test_a_recipient_added_by_updatekeys(repo: Path, tmp_path: Path,
     # And back: removing the recipient narrows.
     write(repo, ".sops.yaml", sops_rules(TEST_RECIPIENT))
     for relpath in (OPEN, TEAM, ALICES):
-        sops.update_keys(repo, relpath, deadline=Deadline(60))
+        binary.update_keys(repo, relpath, deadline=Deadline(60))
     back = diff(repo, "main")
     assert rows(back.changes, "recipients") == [
         ("removed", {"connection": "alices", "recipient": f"age:{carol_key}",

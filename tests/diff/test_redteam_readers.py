@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from connc import sops
+from connc.sops import binary
 from repo_builder import new_recipient
 from repokit import TEST_RECIPIENT, commit, run_connc, sops_env, write
 
@@ -39,7 +39,7 @@ def _rules(attacker: str) -> dict[str, str]:
 def _recipients_sops_uses(repo: Path) -> set[str]:
     """Who sops encrypts a new connection file to under this `.sops.yaml`."""
     write(repo, "connections.d/probe.sops.yaml", "credential: {token: t}\n")
-    done = subprocess.run([sops.binary(), "encrypt", "--in-place", "connections.d/probe.sops.yaml"],
+    done = subprocess.run([binary.executable(), "encrypt", "--in-place", "connections.d/probe.sops.yaml"],
                           cwd=repo, env=sops_env(), capture_output=True, check=False, timeout=60)
     assert done.returncode == 0, done.stderr
     text = (repo / "connections.d/probe.sops.yaml").read_text()

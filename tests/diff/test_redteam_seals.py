@@ -20,8 +20,8 @@ import pytest
 import yaml
 from estate import REG
 
-from connc import sops
 from connc.diff.run import diff
+from connc.sops import binary
 from repo_builder import new_recipient
 from repokit import (
     TEST_KEY_FILE,
@@ -72,7 +72,7 @@ def test_a_credential_replaced_keyless_needs_its_owner(estate: Path, tmp_path: P
 
 
 def _sops(estate: Path, *args: str, stdin: str | None = None) -> None:
-    done = subprocess.run([sops.binary(), *args], input=stdin, cwd=estate,
+    done = subprocess.run([binary.executable(), *args], input=stdin, cwd=estate,
                           env=sops_env(TEST_KEY_FILE), capture_output=True, text=True,
                           timeout=60, check=False)
     assert done.returncode == 0, done.stderr

@@ -21,11 +21,11 @@ import pytest
 import yaml
 from estate import BUILD, K8S, REG
 
-from connc import sops
 from connc.diff.compare import Change
 from connc.diff.run import diff
 from connc.errors import SopsError
 from connc.process import Deadline
+from connc.sops import binary
 from repokit import TEST_KEY_FILE, commit, git, replace, run_connc, sops_env, write
 
 CANARY = "canary-redirect-password-7f3a"
@@ -236,12 +236,12 @@ def test_the_advised_fix_works_when_plaintext_replaced_an_encrypted_value(
     # The MAC still counts the encrypted value that is gone: sops refuses the file, with the
     # plaintext value (not encrypted) and without it (the MAC does not match).
     with pytest.raises(SopsError):
-        sops.decrypt(estate, REG, deadline=Deadline(60))
+        binary.decrypt(estate, REG, deadline=Deadline(60))
     ran = secret_set(estate, "reg", "password", "new-password")
     assert ran.returncode == 0, ran.stderr
     assert "rotate it at its service" in ran.stdout + ran.stderr
     assert CANARY not in (estate / REG).read_text()
-    decrypted = sops.decrypt(estate, REG, deadline=Deadline(60))
+    decrypted = binary.decrypt(estate, REG, deadline=Deadline(60))
     assert decrypted["credential"]["password"].reveal() == "new-password"
     clean = json.loads(connc(estate, "validate", "--decrypt", "--format", "json").stdout)
     assert not [f for f in clean["findings"] if f["path"] == REG and f["severity"] == "error"]

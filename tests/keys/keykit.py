@@ -7,8 +7,9 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from connc import documents, sops
-from connc.sopsmeta import read_metadata
+from connc import documents
+from connc.sops import binary
+from connc.sops.metadata import read_metadata
 from repokit import (
     TEST_KEY_FILE,
     TEST_RECIPIENT,
@@ -66,7 +67,7 @@ def build(base: Path) -> dict[str, Any]:
 
 def _add_recipient(repo: Path, relpath: str, recipient: str) -> None:
     """Encrypt a file to one more key, as someone with the admin key would by hand."""
-    done = subprocess.run([sops.binary(), "rotate", "--in-place", "--add-age", recipient,
+    done = subprocess.run([binary.executable(), "rotate", "--in-place", "--add-age", recipient,
                            relpath], cwd=repo, env=sops_env(TEST_KEY_FILE), capture_output=True,
                           check=False)
     assert done.returncode == 0, done.stderr

@@ -12,7 +12,7 @@ from connc import documents
 from connc.encryption import load_rules
 from connc.errors import Refused
 from connc.keys import rules
-from connc.sopsmeta import first_matching_rule, read_rules
+from connc.sops.rules import first_matching_rule, read_rules
 
 A = "age:age1aaaa"
 B = "age:age1bbbb"

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 from keykit import SENTINEL, files, recipients_of
 
-from connc import sops
 from connc.keys import sync
 from connc.process import Deadline
+from connc.sops import binary
 from connc.validate.keyring import Keyring
 from repokit import REPO_ROOT, TEST_KEY_FILE, TEST_RECIPIENT, new_age_key, run_connc, sops_env
 
@@ -63,7 +63,7 @@ def test_the_sync_derives_the_keys_and_sops_agrees(repo: Path, estate: dict[str,
     # A later `sops updatekeys` by hand agrees: nothing to change, the file stays as it is.
     before = files(repo)
     for relpath in [p for p in before if p.startswith("connections.d/")]:
-        done = subprocess.run([sops.binary(), "updatekeys", "--yes", relpath], cwd=repo,
+        done = subprocess.run([binary.executable(), "updatekeys", "--yes", relpath], cwd=repo,
                               env=sops_env(TEST_KEY_FILE), capture_output=True, text=True,
                               check=False)
         assert done.returncode == 0 and "already up to date" in done.stderr
@@ -176,7 +176,7 @@ def _before_or_after(repo: Path, before: dict[str, bytes], estate: dict[str, Any
         if (repo / relpath).read_bytes() == before[relpath]:
             continue
         assert recipients_of(repo, relpath) == keys, relpath
-        opened = subprocess.run([sops.binary(), "decrypt", relpath], cwd=repo,
+        opened = subprocess.run([binary.executable(), "decrypt", relpath], cwd=repo,
                                 env=sops_env(TEST_KEY_FILE), capture_output=True, check=False)
         assert opened.returncode == 0, relpath
         done += 1
@@ -270,5 +270,5 @@ def test_decrypting_never_reads_the_creation_rules(repo: Path,
     # seal do not read it: here, one sops could not even parse.
     (repo / ".sops.yaml").write_text("creation_rules: [\n")
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
-    document = sops.decrypt(repo, "connections.d/db.sops.yaml", deadline=Deadline(60))
+    document = binary.decrypt(repo, "connections.d/db.sops.yaml", deadline=Deadline(60))
     assert document["credential"]["token"].reveal() == SENTINEL

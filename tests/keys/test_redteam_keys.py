@@ -67,25 +67,26 @@ def test_a_secret_rotated_while_the_sync_runs_is_never_reverted(
     the leaked value back. It refuses, and changes nothing."""
     import io
 
-    from connc import process, sops
+    from connc import process
     from connc.author.secret_set import set_secret
     from connc.errors import Refused
     from connc.keys import sync
+    from connc.sops import binary
 
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
-    update_keys = sops.update_keys
+    update_keys = binary.update_keys
     rotated = "rotated-while-syncing-5c0e"
 
     def concurrently(staging: Path, relpath: str, *, deadline: process.Deadline) -> None:
         update_keys(staging, relpath, deadline=deadline)
         set_secret(repo, "db", "token", io.BytesIO(rotated.encode()), deadline=deadline)
 
-    monkeypatch.setattr(sops, "update_keys", concurrently)
+    monkeypatch.setattr(binary, "update_keys", concurrently)
     config = (repo / ".sops.yaml").read_bytes()
     with pytest.raises(Refused, match=r"connections.d/db.sops.yaml changed while"):
         sync.run(repo, ("db",), False, False, lambda _line: None, 60)
-    assert sops.decrypt(repo, "connections.d/db.sops.yaml",
-                        deadline=process.Deadline(60))["credential"]["token"].reveal() \
+    assert binary.decrypt(repo, "connections.d/db.sops.yaml",
+                          deadline=process.Deadline(60))["credential"]["token"].reveal() \
         == rotated
     assert (repo / ".sops.yaml").read_bytes() == config
     assert not list(repo.glob(".connc/keys-sync-*"))

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from connc.github import GitHubApp
+from connc.github.apps import GitHubApp
 from connc.render import bundle
 from connc.render.bundle import MANIFEST, MARKER, BundleFiles
 from connc.secrets import Secret

@@ -57,11 +57,12 @@ def _repo(root: Path, *, config: dict[str, object] | None = None,
 
 def _drop_seal(path: Path) -> None:
     # Only sops can remove an encrypted value (the MAC covers it): do it as a key holder.
-    from connc import process, sops
+    from connc import process
+    from connc.sops import binary
 
     relpath = str(path.relative_to(path.parent.parent))
-    sops.run(["unset", "--", relpath, '["credential"]["connc-seal"]'], repo=path.parent.parent,
-             relpath=relpath, deadline=process.Deadline(60))
+    binary.run(["unset", "--", relpath, '["credential"]["connc-seal"]'], repo=path.parent.parent,
+               relpath=relpath, deadline=process.Deadline(60))
 
 
 @pytest.fixture

@@ -317,7 +317,7 @@ def outputs(canary_repo: Path) -> dict[tuple[str, str], subprocess.CompletedProc
     """Every run, in parallel: each is a fresh interpreter waiting mostly on sops."""
     # "no-key": a key that is none of the files' recipients (each file then says whose key it
     # is not among its recipients); no key at all is an environment error said once (exit 2,
-    # tests/core/test_sopskeys.py).
+    # tests/core/test_sops_keys.py).
     other_key, _public = new_age_key(canary_repo.parent, "not-a-recipient.txt")
 
     def run(fmt: str, key: str) -> subprocess.CompletedProcess[str]:

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from connc import sops
 from connc.findings import Finding
+from connc.sops import binary
 from connc.validate.run import validate
 from repokit import (
     REPO_ROOT,
@@ -51,7 +51,7 @@ def encryption_findings(root: Path) -> list[Finding]:
 
 
 def run_sops(root: Path, key_file: Path, *args: str) -> str:
-    proc = subprocess.run([sops.binary(), *args], cwd=root, env=sops_env(key_file),
+    proc = subprocess.run([binary.executable(), *args], cwd=root, env=sops_env(key_file),
                           capture_output=True, text=True, timeout=60, check=False)
     assert proc.returncode == 0, f"sops {args[0]} failed with {proc.returncode}"
     return proc.stderr

@@ -22,12 +22,13 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from connc import repository, sopskeys
+from connc import repository
 from connc.author import installed
 from connc.errors import UsageError
 from connc.findings import printable
 from connc.schema.models import GITHUB_LOGIN_PATTERN, NAME_PATTERN
-from connc.sopsmeta import recipient_of_member_key
+from connc.sops import keys
+from connc.sops.recipients import recipient_of_member_key
 
 _TEMPLATES = Path(__file__).parent / "templates"
 _WORKFLOWS = (".github/workflows/validate.yml", ".github/workflows/access-review.yml")
@@ -48,12 +49,12 @@ class Initialised:
         if self.key_file is not None:
             lines.append(f"connc: wrote a new age key to {self.key_file} (0600; keep it out of "
                          f"git): its public key {self.recipient} is the one .sops.yaml encrypts to")
-            if self.key_file == sopskeys.default_key_file():
+            if self.key_file == keys.default_key_file():
                 lines.append("connc: connc finds it there, its default key file, when "
-                             f"{sopskeys.KEY_FILE_VARIABLE} is not set")
+                             f"{keys.KEY_FILE_VARIABLE} is not set")
             else:
                 lines.append(f"connc: so that connc and sops find it, in every shell: export "
-                             f"{sopskeys.KEY_FILE_VARIABLE}={self.key_file}")
+                             f"{keys.KEY_FILE_VARIABLE}={self.key_file}")
         lines += self._requirement_lines()
         lines += ["next:",
                   "  - connc new TYPE ID            # a connection, encrypted and sealed",
@@ -61,7 +62,7 @@ class Initialised:
         if self.pipeline is None:
             lines += ["  - write pipelines.d/ID.yaml, then connc validate",
                       "  - connc render ID              # on a runner: with its key in "
-                      f"{sopskeys.KEY_FILE_VARIABLE}"]
+                      f"{keys.KEY_FILE_VARIABLE}"]
         else:
             lines += [f"  - list the connections it uses in pipelines.d/{self.pipeline}.yaml",
                       "  - connc keys sync --all       # encrypts them to its runner key too",

@@ -26,7 +26,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from connc import process, repository, seal, sops
+from connc import process, repository, seal
 from connc.credentials import SECRET_PLACEHOLDER
 from connc.documents import API_VERSION
 from connc.encryption import load_rules
@@ -39,6 +39,7 @@ from connc.schema.policy import (
     SPEC_PLACEHOLDERS,
     secretless,
 )
+from connc.sops import binary
 from connc.validate.files import read_model
 
 # A valid string that no service accepts, and that says what to do with it.
@@ -505,7 +506,7 @@ def _write_encrypted(root: Path, relpath: str, text: str) -> None:
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8") as out:
             out.write(text)
-        sops.encrypt_in_place(root, relpath, deadline=process.Deadline(ENCRYPT_TIMEOUT))
+        binary.encrypt_in_place(root, relpath, deadline=process.Deadline(ENCRYPT_TIMEOUT))
     except BaseException:
         path.unlink(missing_ok=True)
         raise

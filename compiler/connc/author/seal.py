@@ -15,12 +15,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from connc import process, repository, seal, sops
+from connc import process, repository, seal
 from connc.credentials import SECRET_PLACEHOLDER
 from connc.errors import Refused, SopsError, UsageError
 from connc.findings import printable, suggest
 from connc.render import inputs
 from connc.secrets import Secret
+from connc.sops import binary
 
 _SHOWN = 60
 
@@ -89,7 +90,7 @@ def seal_all(root: Path, ids: list[str], *, dry_run: bool, deadline: process.Dea
              allow: frozenset[str] = SEALING_FIXES) -> list[tuple[Sealing, dict[str, Any]]]:
     """`allow`: the codes the caller fixes itself (`keys sync` fixes recipients, CONNC405);
     `deadline`: the run's, for every sops process."""
-    sops.binary()  # a missing binary is an environment error, before anything is read
+    binary.executable()  # a missing binary is an environment error, before anything is read
     # Every file checked first (render's reader refuses what validate would): nothing written
     # when one of them is wrong.
     settings = inputs.policy(root)
@@ -111,8 +112,8 @@ def seal_all(root: Path, ids: list[str], *, dry_run: bool, deadline: process.Dea
         changed = seal.changes(old, current) if old is not None else []
         rewrite = old != current
         if rewrite and not dry_run:
-            sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(current)),
-                                deadline=deadline)
+            binary.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(current)),
+                                  deadline=deadline)
         done.append((Sealing(connection_id, relpath, old is None, changed, rewrite,
                              seal.narrowed(old, current) if old is not None else []), current))
     return done
@@ -130,10 +131,10 @@ class Recorded:
 def recorded(root: Path, relpath: str, *, deadline: process.Deadline, text: bytes | None = None,
              ignore_mac: bool = False) -> Recorded:
     """The credential's seal and whether it holds real values. `text` and `ignore_mac`: read
-    that content instead of the file (see `sops.Decryption`)."""
+    that content instead of the file (see `binary.Decryption`)."""
     try:
-        document = sops.Decryption(root, relpath, deadline=deadline, text=text,
-                                   ignore_mac=ignore_mac).result()
+        document = binary.Decryption(root, relpath, deadline=deadline, text=text,
+                                     ignore_mac=ignore_mac).result()
     except SopsError as error:
         if error.no_key:  # sealing is a key holder's act: no key is the environment's fault
             raise UsageError(f"{relpath}: {error.message}") from None

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from connc import documents, process, repository, seal, sops
+from connc import documents, process, repository, seal
 from connc.author import seal as sealing
 from connc.credentials import MULTILINE_FIELDS, field_problem
 from connc.errors import Refused, SopsError, UsageError
@@ -26,7 +26,8 @@ from connc.render import inputs
 from connc.repository import stem
 from connc.schema import models
 from connc.secrets import Secret
-from connc.sopsmeta import is_encrypted_value
+from connc.sops import binary
+from connc.sops.metadata import is_encrypted_value
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,10 +125,10 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO, *,
         raise Refused(f"{message}; nothing was changed", path=relpath)
     if text is not None:
         _replace(root / relpath, text)
-    sops.set_credential(root, relpath, field, value, deadline=deadline, ignore_mac=mac_broken)
+    binary.set_credential(root, relpath, field, value, deadline=deadline, ignore_mac=mac_broken)
     try:
-        sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
-                            deadline=deadline)
+        binary.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
+                              deadline=deadline)
     except SopsError as error:
         raise SopsError(f"credential.{field} was set, but sealing failed ({error.message}); "
                         f"run `connc seal {connection_id}`", path=relpath) from None

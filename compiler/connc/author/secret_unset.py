@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from connc import process, repository, seal, sops
+from connc import process, repository, seal
 from connc.author import seal as sealing
 from connc.author.secret_set import plaintext_fields, read_encrypted
 from connc.errors import Refused, SopsError, UsageError
@@ -23,6 +23,7 @@ from connc.findings import suggest
 from connc.render import inputs
 from connc.schema import models
 from connc.secrets import Secret
+from connc.sops import binary
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +72,10 @@ def unset_secret(root: Path, connection_id: str, field: str, *,
     inputs.refuse_checkout(root, [relpath, *repository.TOP_FILES])
     sealing.check_writable(connection_id, sealing.recorded(root, relpath, deadline=deadline),
                            view)  # raises
-    sops.unset_credential(root, relpath, field, deadline=deadline)
+    binary.unset_credential(root, relpath, field, deadline=deadline)
     try:
-        sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
-                            deadline=deadline)
+        binary.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
+                              deadline=deadline)
     except SopsError as error:
         raise SopsError(f"credential.{field} was removed, but sealing failed ({error.message}); "
                         f"run `connc seal {connection_id}`", path=relpath) from None

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from connc import github
 from connc.check.probe import Context, Result
 from connc.check.reach import (
     MAX_BRANCH_LISTS,
@@ -21,6 +20,7 @@ from connc.check.reach import (
     denied_grants,
 )
 from connc.errors import ConncError
+from connc.github import apps
 from connc.render.context import Resolved
 from connc.secrets import Secret
 
@@ -57,8 +57,8 @@ def reach(resolved: Resolved, context: Context, ask: Ask) -> Reach:
     context.sent.add(token.token.reveal())
     failure: ConncError | None = None
     try:
-        reader = github.InstallationReader(spec["apiUrl"], token.token, connection=resolved.id,
-                                           timeout=context.timeout)
+        reader = apps.InstallationReader(spec["apiUrl"], token.token, connection=resolved.id,
+                                         timeout=context.timeout)
         listing = reader.repositories(MAX_LISTED)
         items = _items(reader, listing, ask.branches and can_branches)
     except ConncError as error:
@@ -91,24 +91,24 @@ def reach(resolved: Resolved, context: Context, ask: Ask) -> Reach:
                  notes=tuple(notes))
 
 
-def _app(resolved: Resolved, context: Context) -> github.GitHubApp:
+def _app(resolved: Resolved, context: Context) -> apps.GitHubApp:
     key = Secret(resolved.required("privateKey")[0])
-    return github.app_for(resolved.spec, key, connection=resolved.id, timeout=context.timeout,
-                          max_attempts=2, max_wait=context.timeout)
+    return apps.app_for(resolved.spec, key, connection=resolved.id, timeout=context.timeout,
+                        max_attempts=2, max_wait=context.timeout)
 
 
 def _revoke(resolved: Resolved, token: Secret, timeout: float) -> bool:
     """Revoke a token this probe minted: two attempts of `timeout` each, made even after the
     deadline (`http.detached`)."""
     try:
-        github.revoke_installation_token(resolved.spec["apiUrl"], token, connection=resolved.id,
-                                         timeout=timeout, max_attempts=2)
+        apps.revoke_installation_token(resolved.spec["apiUrl"], token, connection=resolved.id,
+                                       timeout=timeout, max_attempts=2)
     except ConncError:
         return False
     return True
 
 
-def _items(reader: github.InstallationReader, listing: github.Listing,
+def _items(reader: apps.InstallationReader, listing: apps.Listing,
            branches: bool) -> list[Item]:
     items = []
     for index, repo in enumerate(sorted(listing.items, key=lambda r: r.full_name.lower())):
@@ -120,7 +120,7 @@ def _items(reader: github.InstallationReader, listing: github.Listing,
     return items
 
 
-def _compare(installation_id: int, installation: github.Installation, items: list[Item],
+def _compare(installation_id: int, installation: apps.Installation, items: list[Item],
              total: int | None, complete: bool, ask: Ask) -> tuple[list[Grant], list[str]]:
     """What each pipeline's narrowing gives it, and where the installation reaches beyond
     every narrowing: repositories no pipeline names, permissions no pipeline asks for."""

@@ -34,7 +34,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
-from connc import credentials, http, process, repository, seal, sopskeys
+from connc import credentials, http, process, repository, seal
 from connc.check import git, github_app, kube, packages, registry, secretless
 from connc.check.probe import Context, Probe, ProbeFailure
 from connc.errors import ConncError, ExitCode, SopsError, UsageError
@@ -43,6 +43,7 @@ from connc.render import inputs
 from connc.render.context import Resolved
 from connc.repository import stem
 from connc.schema.policy import secretless as secretless_spec
+from connc.sops import keys
 
 OK, FAILED, NOT_CHECKED, SKIPPED = "ok", "failed", "not checked", "skipped"
 _WORKERS = 8  # also the sops processes at once: one decryption per worker
@@ -205,7 +206,7 @@ def _check_one(root: Path, connection_id: str, workdir: Path, settings: inputs.P
         if error.no_key:
             return outcome(NOT_CHECKED, error.message)
         return outcome(FAILED, f"cannot decrypt: {error.message}")
-    except (sopskeys.KeyUnusable, process.DeadlineExceeded):
+    except (keys.KeyUnusable, process.DeadlineExceeded):
         raise  # the same for every connection: said once, by the command
     except ConncError as error:
         return outcome(FAILED, error.message)

@@ -38,7 +38,7 @@ from connc.diff.compare import ADMINS, NOBODY, Change, Diff
 from connc.diff.report import approver
 from connc.errors import GitHubError, UsageError
 from connc.findings import printable
-from connc.github import COMMITS_LISTED, Account, Commit, PullRequest, PullRequests, Review
+from connc.github.pulls import COMMITS_LISTED, Account, Commit, PullRequest, PullRequests, Review
 from connc.schema import models
 from connc.secrets import Secret, redact, redact_data
 

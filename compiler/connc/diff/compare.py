@@ -31,7 +31,7 @@ from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.schema import models
 from connc.scope import connection_scope, default_role, narrower_or_equal
 from connc.secrets import redact
-from connc.sopsmeta import recipient_of_member_key, shown_recipient
+from connc.sops.recipients import recipient_of_member_key, shown_recipient
 
 # A grant's state for one (pipeline, connection): "" none, "denied" listed in `uses` but not
 # allowed (render refuses it, so it grants nothing), "may" allowed, "uses" allowed and used.

@@ -24,7 +24,7 @@ from urllib.parse import quote, urlsplit
 from connc import __version__, http
 from connc.errors import UsageError
 from connc.findings import printable
-from connc.github import Account
+from connc.github.pulls import Account
 from connc.secrets import Secret
 
 if TYPE_CHECKING:

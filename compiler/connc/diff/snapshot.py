@@ -23,7 +23,8 @@ from connc.findings import Finding
 from connc.repository import ConnectionSummary, PipelineSummary
 from connc.schema import models
 from connc.scope import Grants, grant_states
-from connc.sopsmeta import CreationRule, recipient_of_member_key
+from connc.sops.recipients import recipient_of_member_key
+from connc.sops.rules import CreationRule
 from connc.validate.files import FileResult
 from connc.validate.run import Known, validate
 
@@ -43,7 +44,7 @@ class Rule:
     path_regex: str | None
     recipients: frozenset[str]
     settings: tuple[tuple[str, str], ...]  # encrypted_regex, mac_only_encrypted
-    groups: tuple[tuple[str, ...], ...]  # key groups, order-free (sopsmeta.KeyGroups)
+    groups: tuple[tuple[str, ...], ...]  # key groups, order-free (sops.recipients.KeyGroups)
     threshold: int  # groups needed to decrypt
 
 

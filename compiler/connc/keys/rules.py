@@ -30,7 +30,8 @@ from connc import documents, repository
 from connc.encryption import EXPECTED_REGEX
 from connc.errors import Refused
 from connc.findings import printable
-from connc.sopsmeta import CreationRule, first_matching_rule, read_rules, shown_recipient
+from connc.sops.recipients import shown_recipient
+from connc.sops.rules import CreationRule, first_matching_rule, read_rules
 
 MARK = "# connc keys sync"
 _HEADER = (f"{MARK}: one rule per set of keys, derived from members.yaml, pipelines.d/ and",
@@ -38,7 +39,7 @@ _HEADER = (f"{MARK}: one rule per set of keys, derived from members.yaml, pipeli
 _ID = r"[a-z0-9](?:[a-z0-9-]*[a-z0-9])?"
 _DERIVED_PATH = re.compile(rf"\^connections\\\.d/(?:\(({_ID}(?:\|{_ID})*)\)|({_ID}))"
                            rf"\\\.sops\\\.yaml\$")
-# sops' creation-rule field for each kind of recipient (`sopsmeta.recipient_id`).
+# sops' creation-rule field for each kind of recipient (`sops.recipients.recipient_id`).
 _FIELDS = {"age": "age", "pgp": "pgp", "kms": "kms", "gcp_kms": "gcp_kms",
            "azure_kv": "azure_keyvault", "hc_vault": "hc_vault_transit_uri"}
 _SETTINGS = {"path_regex", "encrypted_regex", "mac_only_encrypted", *_FIELDS.values()}

@@ -38,20 +38,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from connc import documents, process, repository, sops
+from connc import documents, process, repository
 from connc.author import seal as sealing
 from connc.errors import Refused, UsageError
 from connc.findings import printable
 from connc.keys import rules as derived
 from connc.keys.current import Current, check_complete
 from connc.repository import ConnectionSummary
-from connc.sopsmeta import (
-    RulesError,
-    first_matching_rule,
-    read_metadata,
-    read_rules,
-    shown_recipient,
-)
+from connc.sops import binary
+from connc.sops.metadata import read_metadata
+from connc.sops.recipients import shown_recipient
+from connc.sops.rules import RulesError, first_matching_rule, read_rules
 from connc.validate.keyring import Keyring
 
 # connc's working directory in a repository: the .gitignore of `connc init` keeps it out of git.
@@ -312,7 +309,7 @@ def _stage(current: Current, plan: Plan, staging: Path,
         staged = staging / change.relpath
         staged.write_bytes(_original(originals, change.relpath))
         shutil.copymode(root / change.relpath, staged)
-        sops.update_keys(staging, change.relpath, deadline=deadline)
+        binary.update_keys(staging, change.relpath, deadline=deadline)
         _verify(current, staging, change)
     # connc seal's own code, on the staged copies: the sync approves the plaintext it
     # derived the keys from (the plan showed what changed since the last seal).
@@ -397,7 +394,7 @@ def run(root: Path, ids: tuple[str, ...], every: bool, dry_run: bool,
         chosen, skipped = select(current, ids, every)
         planned = plan(current, chosen, skipped)
         originals = snapshot(root, planned)
-        sops.binary()  # a missing binary is an environment error, before any decryption
+        binary.executable()  # a missing binary is an environment error, before any decryption
         sealed = preview_seals(root, planned, deadline) if planned.rewritten else {}
         for line in plan_lines(current, planned, sealed):
             echo(line)

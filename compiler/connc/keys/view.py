@@ -16,7 +16,7 @@ from typing import Any, TextIO
 from connc.keys.current import Current
 from connc.repository import ConnectionSummary
 from connc.secrets import redact, redact_data
-from connc.sopsmeta import shown_recipient
+from connc.sops.recipients import shown_recipient
 
 
 @dataclasses.dataclass(frozen=True)

@@ -129,7 +129,7 @@ def revoke_tokens(directory: Path, listing: Listing, *, quick: bool) -> Iterator
     states = listing.token_states
     if not states:
         return
-    from connc.github import revoke_installation_token
+    from connc.github.apps import revoke_installation_token
     from connc.schema.policy import Violation, check_url
     from connc.secrets import Secret
 

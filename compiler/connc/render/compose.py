@@ -85,7 +85,7 @@ def _mint_tokens(resolved: list[Resolved]) -> None:
 def _revoke_minted(resolved: list[Resolved]) -> None:
     """Best effort, one quick attempt each: an unrevoked token still dies within the hour."""
     from connc.errors import ConncError
-    from connc.github import revoke_installation_token
+    from connc.github.apps import revoke_installation_token
 
     for item in resolved:
         if item.token is None:

@@ -30,7 +30,7 @@ def state_path(connection_id: str) -> str:
 
 
 def write_state(resolved: Resolved, output: Output) -> None:
-    from connc.github import issuer
+    from connc.github.apps import issuer
 
     assert resolved.token is not None
     spec, refresh = resolved.spec, bool(resolved.use.get("refresh"))
@@ -55,7 +55,7 @@ def write_state(resolved: Resolved, output: Output) -> None:
 
 
 def _current_token(bundle: Path, connection_id: str) -> str:
-    from connc.github import GitHubApp
+    from connc.github.apps import GitHubApp
     from connc.secrets import Secret
 
     path = bundle / state_path(connection_id)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from connc import credentials, process, repository, seal, sops, sopskeys
+from connc import credentials, process, repository, seal
 from connc.errors import RenderError, SopsError, UsageError
 from connc.findings import suggest
 from connc.render import inputs
@@ -23,6 +23,7 @@ from connc.render.bundle import check_target
 from connc.render.context import Output, Resolved
 from connc.schema.policy import control_character
 from connc.scope import ConnectionScope, PipelineScope, decide
+from connc.sops import binary, keys
 
 # Seconds for the whole run. A render decrypts a pipeline's few connections in well under a
 # second; this leaves room for a slow KMS and ends a hung one within a CI step's patience.
@@ -76,7 +77,7 @@ def render(root: Path, pipeline_id: str, out: Path | None,
     connections = _connections(root, pipeline, settings)
     inputs.refuse_checkout(root, [pipeline_file, *repository.TOP_FILES,
                                   *(repository.connection_path(cid) for cid, _ in connections)])
-    sops.binary()  # a missing binary is an environment error, before any process starts
+    binary.executable()  # a missing binary is an environment error, before any process starts
     # One sops process per connection, a few at a time; while the first decrypt, this
     # process imports the writers. Leaving the block reaps them (kills any still running
     # after a failure or an interrupt).
@@ -151,7 +152,7 @@ def _collect(pipeline: dict[str, Any], connections: list[tuple[str, dict[str, An
         what = f"connection `{connection_id}` ({opening.relpath})"
         try:
             opened = opening.result()
-        except sopskeys.NotARecipient as error:
+        except keys.NotARecipient as error:
             no_key.append(error)
             continue
         except SopsError as error:
@@ -163,7 +164,7 @@ def _collect(pipeline: dict[str, Any], connections: list[tuple[str, dict[str, An
         resolved.append(Resolved(connection_id, data["spec"], uses[connection_id],
                                  opened.values))
     if no_key:  # this runner holds no key for them: an environment error (exit 2), said once
-        raise UsageError("\n".join([sopskeys.summary(no_key), *errors]))
+        raise UsageError("\n".join([keys.summary(no_key), *errors]))
     if errors:
         raise RenderError("; ".join(errors))
     return resolved

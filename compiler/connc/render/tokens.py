@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from connc import github
 from connc.errors import RenderError
+from connc.github import apps
 from connc.render.context import Resolved
 
 
@@ -11,7 +11,7 @@ def mint(resolved: Resolved) -> None:
     private_key = resolved.credential.get("privateKey")
     if private_key is None:
         raise RenderError(f"connection `{resolved.id}`: credential needs `privateKey`")
-    token = github.app_for(resolved.spec, private_key, connection=resolved.id) \
+    token = apps.app_for(resolved.spec, private_key, connection=resolved.id) \
         .mint_installation_token(int(resolved.spec["installationId"]),
                                  resolved.use.get("repositories"),
                                  resolved.use.get("permissions"))

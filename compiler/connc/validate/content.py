@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from connc import documents, process, seal, sops, sopskeys
+from connc import documents, process, seal
 from connc.credentials import Opened, Openings
 from connc.errors import SopsError, UsageError
 from connc.findings import Finding, finding
 from connc.repository import ConnectionSummary
+from connc.sops import binary, keys
 
 # Seconds for every decryption of the run together (`--timeout`): at 10,000 connections a
 # 2-CPU runner decrypts them in two to four minutes.
@@ -24,9 +25,9 @@ DEFAULT_TIMEOUT = 600.0
 def check_contents(root: Path, connections: list[ConnectionSummary], require_seals: bool,
                    deadline: process.Deadline) -> list[Finding]:
     """`connections`: the files to decrypt (those the predicate accepts)."""
-    sops.binary()  # a missing binary is an environment error (exit 2), raised before any work
+    binary.executable()  # a missing binary is an environment error (exit 2), raised before any work
     found: list[Finding] = []
-    keyless: list[sopskeys.NotARecipient] = []  # files no key here decrypts
+    keyless: list[keys.NotARecipient] = []  # files no key here decrypts
     with Openings(root, [(summary.relpath, seal.view_of_summary(summary))
                          for summary in connections],
                   deadline=deadline, require_seal=require_seals) as openings:
@@ -34,13 +35,13 @@ def check_contents(root: Path, connections: list[ConnectionSummary], require_sea
             try:
                 found += _check_one(root, summary, opening.result())
             except SopsError as error:
-                if isinstance(error, sopskeys.NotARecipient):
+                if isinstance(error, keys.NotARecipient):
                     keyless.append(error)
                 found.append(finding(summary.relpath, *summary.sops_pos, "CONNC601",
                                      f"cannot decrypt: {error.message}"))
     if connections and len(keyless) == len(connections):
         # Not one file decrypts: the environment has no key, which is no finding of the files.
-        raise UsageError(f"--decrypt: {sopskeys.summary(keyless)}")
+        raise UsageError(f"--decrypt: {keys.summary(keyless)}")
     return found
 
 

@@ -9,7 +9,7 @@ from connc.findings import Finding, Severity, finding, suggest
 from connc.repository import CONFIG_FILE, MEMBERS_FILE, ConnectionSummary, PipelineSummary
 from connc.schema import models
 from connc.scope import connection_scope, decide, pipeline_scope
-from connc.sopsmeta import shown_recipient
+from connc.sops.recipients import shown_recipient
 from connc.validate.keyring import Keyring, Principals
 
 

@@ -19,7 +19,8 @@ from connc.documents import Document
 from connc.findings import Finding
 from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.schema import models, policy
-from connc.sopsmeta import SopsMetadata, recipient_of_member_key, value_fingerprint
+from connc.sops.metadata import SopsMetadata, value_fingerprint
+from connc.sops.recipients import recipient_of_member_key
 from connc.validate.modelerrors import findings_from
 
 CheckContext = Context  # the name validate's callers know it by

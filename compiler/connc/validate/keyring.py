@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from connc.repository import ConnectionSummary, PipelineSummary
 from connc.schema import models
 from connc.scope import PipelineScope, connection_scope, decide
-from connc.sopsmeta import recipient_of_member_key
+from connc.sops.recipients import recipient_of_member_key
 
 
 class Principals:

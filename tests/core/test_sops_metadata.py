@@ -1,4 +1,5 @@
-"""connc.sopsmeta: `.sops.yaml` creation rules and the recipients sops records, keyless."""
+"""connc.sops.metadata, .recipients and .rules: what sops records in a file, who it is
+encrypted to, and what `.sops.yaml` creation rules say, all keyless."""
 
 from __future__ import annotations
 
@@ -13,22 +14,15 @@ import pytest
 import yaml
 from hypothesis import strategies as st
 
-from connc.sopsmeta import (
-    CreationRule,
+from connc.sops.metadata import enc_type, fingerprint, is_encrypted_value, read_metadata
+from connc.sops.recipients import (
     KeyGroups,
-    PathRegex,
-    RulesError,
     effective_threshold,
-    enc_type,
-    fingerprint,
-    first_matching_rule,
-    is_encrypted_value,
-    read_metadata,
-    read_rules,
     recipient_id,
     recipient_of_member_key,
     threshold_after_updatekeys,
 )
+from connc.sops.rules import CreationRule, PathRegex, RulesError, first_matching_rule, read_rules
 from repokit import TEST_RECIPIENT, connection, make_repo, new_age_key, sops_rules
 
 AGE_B = "age1ksezmpplrwq0m32tfmnc9a0mhtxtd6tz7uhjl9a3p95ds70hyelshrzjas"
@@ -522,9 +516,9 @@ def test_thousands_of_rules_in_one_set() -> None:
 
 def test_a_set_that_answers_nothing_never_decides_alone(monkeypatch: pytest.MonkeyPatch) -> None:
     """RE2 reports a set that ran out of memory as "no match": the scan decides then."""
-    from connc import sopsmeta
+    from connc.sops.rules import _RuleSet
 
     rules = tuple(CreationRule(n, n + 1, PathRegex(rf"^connections\.d/c{n}\."),
                                frozenset({f"age:r{n}"}), None, False) for n in range(20))
-    monkeypatch.setattr(sopsmeta._RuleSet, "first", lambda self, relpath: None)
+    monkeypatch.setattr(_RuleSet, "first", lambda self, relpath: None)
     assert first_matching_rule(rules, "connections.d/c7.sops.yaml") is rules[7]
