@@ -11,9 +11,11 @@ Keyless validation sees the `credential` subtree only as encrypted strings, so a
 
 from __future__ import annotations
 
+import functools
+import operator
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -28,7 +30,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from connc.repository import ID_PATTERN
-from connc.schema import policy
+from connc.schema import connection_types, policy
 from connc.schema.policy import NPM_SCOPE_PATTERN
 
 NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$"
@@ -271,21 +273,24 @@ class PypiPublishSpec(Model):
     """Where render gets the job's ID token; `audience: auto` asks the index (PyPI's is `pypi`)."""
 
 
-ConnectionSpec = Annotated[
-    Annotated[GitHubAppSpec, Tag("github-app")]
-    | Annotated[GitLabSpec, Tag("gitlab")]
-    | Annotated[GitLabSelfHostedSpec, Tag("gitlab-self-hosted")]
-    | Annotated[CodeupSpec, Tag("codeup")]
-    | Annotated[BitbucketSpec, Tag("bitbucket")]
-    | Annotated[GitSpec, Tag("git")]
-    | Annotated[ContainerRegistrySpec, Tag("container-registry")]
-    | Annotated[KubernetesSpec, Tag("kubernetes")]
-    | Annotated[PackagesSpec, Tag("packages")]
-    | Annotated[AwsEcrSpec, Tag("aws-ecr")]
-    | Annotated[PypiPublishSpec, Tag("pypi-publish")],
-    Discriminator("type"),
-]
+def _named(name: str) -> Any:
+    """The class of this module that `schema.connection_types` names."""
+    return globals()[name]
 
+
+def spec_models() -> dict[str, type[Model]]:
+    """The spec model of each type, as `schema.connection_types` names it."""
+    return {entry.name: _named(entry.spec) for entry in connection_types.TYPES}
+
+
+if typing.TYPE_CHECKING:
+    ConnectionSpec: TypeAlias = Model
+else:  # one of the spec models, chosen by `type`
+    ConnectionSpec = Annotated[
+        functools.reduce(operator.or_, [Annotated[model, Tag(name)]
+                                        for name, model in spec_models().items()]),
+        Discriminator("type"),
+    ]
 
 
 # ---------------------------------------------------------------------------- credentials
@@ -375,30 +380,7 @@ class SecretlessCredential(Credential):  # aws-ecr, pypi-publish
 
 
 CREDENTIALS: dict[str, type[Credential]] = {
-    "github-app": GitHubAppCredential,
-    "gitlab": TokenCredential,
-    "gitlab-self-hosted": TokenCredential,
-    "codeup": UserPasswordCredential,
-    "bitbucket": BitbucketCredential,
-    "git": GitCredential,
-    "container-registry": UserPasswordCredential,
-    "kubernetes": KubernetesCredential,
-    "packages": PackagesCredential,
-    "aws-ecr": SecretlessCredential,
-    "pypi-publish": SecretlessCredential,
-}
-CONNECTION_TYPES = tuple(CREDENTIALS)
-
-
-def spec_models() -> dict[str, type[Model]]:
-    """The spec model of each type, read from the `ConnectionSpec` union."""
-    union = typing.get_args(ConnectionSpec)[0]
-    found: dict[str, type[Model]] = {}
-    for member in typing.get_args(union):
-        model = typing.get_args(member)[0]
-        [type_name] = typing.get_args(model.model_fields["type"].annotation)
-        found[type_name] = model
-    return found
+    entry.name: _named(entry.credential) for entry in connection_types.TYPES}
 
 
 # ---------------------------------------------------------------------------- documents
