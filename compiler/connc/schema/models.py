@@ -283,9 +283,11 @@ def spec_models() -> dict[str, type[Model]]:
     return {entry.name: _named(entry.spec) for entry in connection_types.TYPES}
 
 
+# One of the spec models, chosen by `type`: the union is built from the table at import, so
+# mypy sees only their base class.
 if typing.TYPE_CHECKING:
     ConnectionSpec: TypeAlias = Model
-else:  # one of the spec models, chosen by `type`
+else:
     ConnectionSpec = Annotated[
         functools.reduce(operator.or_, [Annotated[model, Tag(name)]
                                         for name, model in spec_models().items()]),
