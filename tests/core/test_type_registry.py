@@ -143,9 +143,18 @@ def test_the_models_render_and_check_read_the_one_table() -> None:
 
 
 def test_each_writer_runs_once_in_the_tables_order() -> None:
-    assert connection_types.module_names("writer") == (
-        "connc.render.git", "connc.render.docker", "connc.render.kube", "connc.render.packages",
-        "connc.render.pypirc")
+    from connc.render.compose import _by_writer
+    from connc.render.context import Resolved
+
+    resolved = [Resolved(name, {"type": name}, {}, {}) for name in reversed(connection_types.NAMES)]
+    order = [(module.__name__, [item.type for item in items])  # type: ignore[attr-defined]
+             for module, items in _by_writer(resolved)]
+    assert order == [
+        ("connc.render.git", ["git", "bitbucket", "codeup", "gitlab-self-hosted", "gitlab",
+                              "github-app"]),
+        ("connc.render.docker", ["aws-ecr", "container-registry"]),
+        ("connc.render.kube", ["kubernetes"]), ("connc.render.packages", ["packages"]),
+        ("connc.render.pypirc", ["pypi-publish"])]
 
 
 def test_the_table_is_light_and_imports_only_what_is_asked() -> None:

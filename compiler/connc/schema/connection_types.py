@@ -95,11 +95,6 @@ KUBERNETES_OIDC_PLACEHOLDERS: Mapping[str, Any] = MappingProxyType({
     "identity": {"provider": "auto", "audience": PLACEHOLDER}})
 
 
-def module_names(part: Literal["writer", "probe"]) -> tuple[str, ...]:
-    """The modules named for `part`, each once, in the table's order."""
-    return tuple(dict.fromkeys(getattr(t, part) for t in TYPES))
-
-
 def modules(part: Literal["writer", "probe"],
             types: frozenset[str] | None = None) -> dict[str, ModuleType]:
     """`part`'s module of each type (of `types`, by default every type), imported on first
