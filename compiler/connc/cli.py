@@ -56,9 +56,9 @@ def _complete_ids(kind: str) -> Callable[[click.Context, click.Parameter, str], 
 
 
 def _complete_types(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[str]:
-    from connc.schema.models import CONNECTION_TYPES
+    from connc.schema.connection_types import NAMES
 
-    return [t for t in CONNECTION_TYPES if t.startswith(incomplete)]
+    return [t for t in NAMES if t.startswith(incomplete)]
 
 
 def _diff_root(repo: str | None) -> Path:

@@ -16,7 +16,8 @@ from connc.author.new import NotCreated, new_connection
 from connc.errors import SopsError, UsageError
 from connc.findings import has_errors
 from connc.process import Deadline
-from connc.schema import models
+from connc.schema import connection_types, models
+from connc.schema.connection_types import PLACEHOLDER
 from connc.seal import SEAL_FIELD
 from connc.sops import binary
 from connc.validate.run import validate
@@ -30,7 +31,7 @@ from repokit import (
     write,
 )
 
-TYPES = models.CONNECTION_TYPES
+TYPES = connection_types.NAMES
 
 
 @pytest.fixture
@@ -62,9 +63,10 @@ def test_every_type_validates_encrypted_with_placeholders(
     report = validate(repo)
     # Only the placeholders only the user can fill in stand out (CONNC111), so an unfinished
     # scaffold cannot pass CI; everything else validates.
-    placeholders = [f for f, v in scaffold.TEMPLATES[connection_type].placeholders.items()
-                    if v == scaffold.REPLACE or ".invalid" in str(v)
-                    or str(v).endswith(f"/{scaffold.REPLACE}")]
+    written = connection_types.BY_NAME[connection_type].placeholders
+    placeholders = [f for f, v in written.items()
+                    if v == PLACEHOLDER or ".invalid" in str(v)
+                    or str(v).endswith(f"/{PLACEHOLDER}")]
     assert sorted(f.message.split("`")[1] for f in report.findings) == sorted(
         f"spec.{field}" for field in placeholders), report.findings
     assert {f.code for f in report.findings} <= {"CONNC111"}
@@ -83,26 +85,27 @@ def test_every_type_validates_encrypted_with_placeholders(
             if key != SEAL_FIELD} == (set() if secretless else {scaffold.SECRET_PLACEHOLDER})
     # The help survives encryption as plaintext comments, and marks every placeholder.
     assert ("connc secret set new-conn" in text) != secretless
-    assert text.count(f"# {scaffold.REPLACE}:") == len(
-        scaffold.TEMPLATES[connection_type].placeholders)
+    assert text.count(f"# {PLACEHOLDER}:") == len(written)
 
 
 @pytest.mark.parametrize("connection_type", TYPES)
-def test_templates_describe_every_spec_field(connection_type: str) -> None:
-    """A field added to a spec model needs its help text here (and a placeholder if required)."""
-    template = scaffold.TEMPLATES[connection_type]
-    model = models.spec_models()[connection_type]
-    fields = {f.alias or n for n, f in model.model_fields.items()} - {"type"}
-    assert set(template.spec) == fields
-    for key, help_text in template.spec.items():
-        marked = help_text.startswith(f"{scaffold.REPLACE}:")
-        assert marked == (key in template.placeholders), key
-    written, _optional = scaffold._spec_fields(connection_type)
-    model.model_validate({"type": connection_type, **written})
-
-
-def test_spec_models_cover_every_type() -> None:
-    assert set(models.spec_models()) == set(TYPES) == set(scaffold.TEMPLATES)
+def test_templates_say_what_the_models_say(connection_type: str) -> None:
+    """The help above each field is its model docstring, the text docs/formats.md shows: a
+    field added to a model is described in the template with nothing else to write."""
+    text = scaffold.dump(scaffold.document(connection_type, "new-conn", "alice", "custom",
+                                           ["team:ops"]))
+    comments = " ".join(line.split("#", 1)[1].strip() for line in text.splitlines()
+                        if line.lstrip().startswith("#"))
+    spec = models.spec_models()[connection_type]
+    documented = [spec, models.ConnectionMetadata, models.Scope]
+    if models.CREDENTIALS[connection_type].model_fields:
+        documented.append(models.CREDENTIALS[connection_type])
+    for model in documented:
+        for name, field in model.model_fields.items():
+            assert field.description and field.description in comments, (model, name)
+    written, _optional = scaffold._spec_fields(
+        connection_type, connection_types.BY_NAME[connection_type].placeholders)
+    spec.model_validate({"type": connection_type, **written})
 
 
 def test_help_lists_every_type() -> None:
@@ -133,7 +136,7 @@ def test_kubernetes_oidc_holds_only_its_seal(repo: Path, monkeypatch: pytest.Mon
     assert set(document["credential"]) == {SEAL_FIELD}
     assert document["spec"] == {
         "type": "kubernetes", "server": "https://kubernetes.replace-me.invalid:6443",
-        "auth": "oidc", "identity": {"provider": "auto", "audience": scaffold.REPLACE}}
+        "auth": "oidc", "identity": {"provider": "auto", "audience": PLACEHOLDER}}
     # validate names the audience only the user knows, at its line.
     found = [f for f in validate(repo).findings if f.path == relpath("k8s-ci")]
     assert sorted(f.message.split("`")[1] for f in found) == ["spec.identity.audience",

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from connc.check import reach_run, run
 from connc.check.reach import Item, Listed, Reach, name, redacted, url_prefix, within
-from connc.schema import models
+from connc.schema import connection_types
 
 
 def test_every_connection_type_is_probed_and_reached() -> None:
-    assert set(run._BY_TYPE) == set(models.CONNECTION_TYPES)
-    assert set(reach_run._BY_TYPE) == set(models.CONNECTION_TYPES)
+    assert set(run.PROBES) == set(connection_types.NAMES)
+    assert set(reach_run.REACHERS) == set(connection_types.NAMES)
 
 
 def test_what_is_left_off_is_counted_or_said_to_go_on() -> None:

@@ -32,7 +32,7 @@ def test_the_demo_validates_keyless_and_with_the_key() -> None:
 
 def test_the_demo_covers_every_type_and_visibility() -> None:
     from connc.documents import parse
-    from connc.schema import models
+    from connc.schema import connection_types
 
     types, visibilities, member_kinds = set(), set(), set()
     for path in (REPO_ROOT / "connections.d").glob("*.sops.yaml"):
@@ -40,7 +40,7 @@ def test_the_demo_covers_every_type_and_visibility() -> None:
         types.add(data["spec"]["type"])
         visibilities.add(data["scope"]["visibility"])
         member_kinds |= {m.split(":")[0] for m in data["scope"].get("members", [])}
-    assert types == set(models.CONNECTION_TYPES)
+    assert types == set(connection_types.NAMES)
     assert visibilities == {"private", "public", "custom"}
     assert member_kinds == {"user", "team", "pipeline"}
 

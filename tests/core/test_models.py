@@ -10,7 +10,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from connc.documents import parse
 from connc.github import apps
-from connc.schema import models
+from connc.schema import connection_types, models
 from connc.validate.modelerrors import findings_from
 
 SPEC = TypeAdapter(models.ConnectionSpec)
@@ -189,8 +189,8 @@ def to_yaml_name(field: str) -> str:
 
 
 def test_every_type_has_an_example_and_a_credential_model() -> None:
-    assert {e["type"] for e in SPEC_EXAMPLES} == set(models.CONNECTION_TYPES)
-    assert set(models.CREDENTIALS) == set(models.CONNECTION_TYPES)
+    assert {e["type"] for e in SPEC_EXAMPLES} == set(connection_types.NAMES)
+    assert set(models.CREDENTIALS) == set(connection_types.NAMES)
 
 
 @pytest.mark.parametrize(("text", "model"), [

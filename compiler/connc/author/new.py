@@ -1,9 +1,10 @@
 """`connc new`: a connection file from its type's template, encrypted with sops.
 
-The templates are data: field names, order and defaults come from the models, and this
-module adds only what a model cannot know — what each field is, where to find its value,
-and a placeholder for the fields that have no default. Placeholders are valid values, so
-the new file validates at once; each one is marked REPLACE-ME in the comment above it.
+The templates are data: field names, order, defaults and the help above each field come
+from the models (their field docstrings, which docs/formats.md shows too), and the values
+for the fields only the user knows from the type's entry in `schema.connection_types`.
+Placeholders are valid values, so the new file validates at once; each one is marked
+REPLACE-ME in the comment above it.
 
 Comments sit above keys, never beside them and never inside `credential`: sops moves a
 line-end comment above its key, and encrypts every comment inside the encrypted subtree.
@@ -20,9 +21,13 @@ import dataclasses
 import io
 import json
 import os
+import textwrap
+import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
@@ -32,20 +37,15 @@ from connc.documents import API_VERSION
 from connc.encryption import load_rules
 from connc.errors import ConncError, ExitCode, Refused, UsageError
 from connc.findings import Finding, Severity, printable, suggest
-from connc.schema import models
-from connc.schema.policy import (
-    KUBERNETES_OIDC_PLACEHOLDERS,
-    PLACEHOLDER,
-    SPEC_PLACEHOLDERS,
-    secretless,
-)
+from connc.schema import connection_types, models
+from connc.schema.connection_types import KUBERNETES_OIDC_PLACEHOLDERS, PLACEHOLDER
+from connc.schema.policy import secretless
 from connc.sops import binary
 from connc.validate.files import read_model
 
-# A valid string that no service accepts, and that says what to do with it.
-REPLACE = PLACEHOLDER
 VISIBILITIES = ("private", "public", "custom")
 ENCRYPT_TIMEOUT = 120.0  # seconds for sops to encrypt the new file (a KMS recipient answers)
+_WIDTH = 88  # a comment line's text, at most
 # Names people reach for that are not connc's types: the type to use, and what to set in it.
 ALIASES: dict[str, tuple[str, str]] = {
     "npm": ("packages", " with `format: npm` in its spec"),
@@ -62,151 +62,6 @@ ALIASES: dict[str, tuple[str, str]] = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
-class Template:
-    spec: dict[str, str]  # help for every spec field, by its YAML name
-    credential: str  # what the credential is and where to get it
-    placeholders: dict[str, Any] = dataclasses.field(default_factory=dict)
-
-
-_GIT_URL_PREFIX = "A path (https://HOST/GROUP) limits it to the repositories under that path."
-_IDENTITY = ("where render gets the CI job's OIDC ID token: provider auto (the CI it runs\n"
-             "in), github-actions or gitlab-ci (+ tokenVariable, the job's id_tokens: variable);\n"
-             "audience {audience}; optional issuer (refuse another). See docs/secretless/.")
-_SECRETLESS = ("Nothing to set: a secretless connection stores no secret. Render exchanges the\n"
-               "CI job's OIDC identity for {what}; `credential` holds only\n"
-               "the seal, which binds the plaintext above (a change needs `connc seal {{id}}`).")
-
-TEMPLATES: dict[str, Template] = {
-    "github-app": Template(
-        spec={
-            "url": f"GitHub's web URL; https://HOST for GitHub Enterprise Server.\n{_GIT_URL_PREFIX}",
-            "apiUrl": "The REST API: https://api.github.com, or https://HOST/api/v3 on GHES.",
-            "clientId": f"{REPLACE}: the App's client ID (Iv23li...), on the App's General page\n"
-                        "(Settings > Developer settings > GitHub Apps > the App). Or use the\n"
-                        "numeric `appId` from the same page instead: exactly one of the two.",
-            "appId": "the numeric App ID, on the App's General page (instead of clientId)",
-            "installationId": f"{REPLACE}: the installation id, the number at the end of the URL\n"
-                              "of the installation's settings page (.../settings/installations/ID).",
-        },
-        placeholders=SPEC_PLACEHOLDERS["github-app"],
-        credential="privateKey: the App's private key (PEM), from \"Generate a private key\" on\n"
-                   "the App's General page. Pipelines get short-lived installation tokens.",
-    ),
-    "gitlab": Template(
-        spec={"url": f"GitLab's URL.\n{_GIT_URL_PREFIX}"},
-        credential="token: a project, group or personal access token with read_repository\n"
-                   "(write_repository to push): Settings > Access tokens. Optional `username`\n"
-                   "(default oauth2); a deploy token needs its own username.",
-    ),
-    "gitlab-self-hosted": Template(
-        spec={"url": f"{REPLACE}: the URL of your GitLab (API v4 or later).\n{_GIT_URL_PREFIX}"},
-        placeholders=SPEC_PLACEHOLDERS["gitlab-self-hosted"],
-        credential="token: a project, group or personal access token with read_repository\n"
-                   "(write_repository to push): Settings > Access tokens. Optional `username`\n"
-                   "(default oauth2); a deploy token needs its own username.",
-    ),
-    "codeup": Template(
-        spec={"url": f"Codeup's URL.\n{_GIT_URL_PREFIX}"},
-        credential="username + password: Codeup's HTTPS clone account (Personal settings >\n"
-                   "HTTPS clone password), or a personal access token as the password.",
-    ),
-    "bitbucket": Template(
-        spec={"url": f"Bitbucket's URL.\n{_GIT_URL_PREFIX}"},
-        credential="token: a repository, project or workspace access token (Repository\n"
-                   "settings > Access tokens; git user x-token-auth). Or `username` +\n"
-                   "`password` (an app password) instead of `token`.",
-    ),
-    "git": Template(
-        spec={
-            "url": f"{REPLACE}: the git host, https://HOST/ or ssh://git@HOST/.\n{_GIT_URL_PREFIX}",
-            "knownHosts": "ssh:// only, required there: the host keys to pin, as lines of\n"
-                          "~/.ssh/known_hosts (check `ssh-keyscan HOST` against the host's docs)",
-        },
-        placeholders=SPEC_PLACEHOLDERS["git"],
-        credential="username + password: the HTTPS account and its password or token. For an\n"
-                   "ssh:// url use `sshPrivateKey` (the private key file) instead of both.",
-    ),
-    "container-registry": Template(
-        spec={"registry": f"{REPLACE}: host[:port] of the registry, as in image names\n"
-                          "(registry.example.com/team/app); Docker Hub is https://index.docker.io/v1/"},
-        placeholders=SPEC_PLACEHOLDERS["container-registry"],
-        credential="username + password: a robot or service account and its password or\n"
-                   "access token (Docker Hub: a personal access token).",
-    ),
-    "kubernetes": Template(
-        spec={
-            "server": f"{REPLACE}: the API server, as in a kubeconfig's clusters[].cluster.server",
-            "certificateAuthorityData": "the cluster CA, base64 PEM as in a kubeconfig's\n"
-                                        "certificate-authority-data (default: the system trust)",
-            "namespace": "the context's default namespace",
-            "insecureSkipTlsVerify": "true skips verifying the server (a warning; never in "
-                                     "production)",
-            "auth": "oidc: no stored credential; the CI job's ID token is the bearer\n"
-                    "(`connc new kubernetes ID --auth oidc` writes it with identity and refresh)",
-            "identity": "with auth: oidc: " + _IDENTITY.format(
-                audience="the API server's OIDC client id (--oidc-client-id)"),
-            "refresh": "with auth: oidc: exec (kubectl runs `connc id-token`, GitHub) or\n"
-                       "static (the token render got; GitLab)",
-        },
-        placeholders=SPEC_PLACEHOLDERS["kubernetes"],
-        credential="token: a service account token (`kubectl create token SA --duration=...`\n"
-                   "or a token Secret). Or a client certificate: `clientCertificateData` +\n"
-                   "`clientKeyData`, base64 PEM as in a kubeconfig; set both, then remove\n"
-                   "`token`: connc secret unset {id} token",
-    ),
-    "packages": Template(
-        spec={
-            "format": f"{REPLACE}: maven, npm or pypi",
-            "url": f"{REPLACE}: the repository URL (a Maven repository, an npm registry or a\n"
-                   "PyPI index ending in /simple/)",
-            "repositoryId": f"{REPLACE}: maven only (remove it for npm and pypi): the <server>\n"
-                            "id, as the <repository> id in your pom.xml",
-            "npmScopes": "npm only: the scopes this registry serves, [@acme]; without it,\n"
-                         "it is the default registry for every package",
-        },
-        placeholders=SPEC_PLACEHOLDERS["packages"],
-        credential="username + password: the repository account and its password or token.\n"
-                   "npm: `token` (an auth token) instead of both.",
-    ),
-}
-
-TEMPLATES["aws-ecr"] = Template(
-    spec={
-        "roleArn": f"{REPLACE}: the IAM role to assume, arn:aws:iam::ACCOUNT:role/NAME; its trust\n"
-                   "policy allows this repository's OIDC subject (docs/secretless/aws-ecr.md)",
-        "region": f"{REPLACE}: the registry's region",
-        "registryIds": "the accounts whose registries the token is for (default: the role's)",
-        "sessionDurationSeconds": "the STS session's life, used once (900 to 43200)",
-        "roleSessionName": "the session name CloudTrail shows (default connc-ID)",
-        "registry": "the docker auths key (default ACCOUNT.dkr.ecr.REGION.amazonaws.com)",
-        "stsEndpoint": "STS's URL (default https://sts.REGION.amazonaws.com)",
-        "ecrEndpoint": "ECR's API URL (default https://api.ecr.REGION.amazonaws.com)",
-        "identity": f"{REPLACE}: " + _IDENTITY.format(audience="sts.amazonaws.com (AWS's)"),
-    },
-    placeholders=SPEC_PLACEHOLDERS["aws-ecr"],
-    credential=_SECRETLESS.format(what="a 12-hour ECR registry token"),
-)
-TEMPLATES["pypi-publish"] = Template(
-    spec={
-        "url": "The upload URL: PyPI's, or https://test.pypi.org/legacy/ for TestPyPI.",
-        "repositoryName": "a second pypirc section name: pypi makes `twine upload` need no -r",
-        "identity": f"{REPLACE}: " + _IDENTITY.format(
-            audience="auto (the index says: PyPI's is pypi)"),
-    },
-    placeholders=SPEC_PLACEHOLDERS["pypi-publish"],
-    credential=_SECRETLESS.format(what="a 15-minute PyPI upload token"),
-)
-_KUBERNETES_OIDC_CREDENTIAL = _SECRETLESS.format(what="its ID token, sent as the bearer")
-
-_METADATA_HELP = {
-    "name": "A display name.",
-    "owner": "The user (in members.yaml) who owns the connection and answers for it.",
-    "description": "what the connection is for",
-    "expiresAt": "YYYY-MM-DD when the credential expires; validate warns 30 days before",
-}
-
-
 # ---------------------------------------------------------------------------- the document
 
 
@@ -217,57 +72,101 @@ def credential_fields(connection_type: str, auth: str | None = None) -> list[str
         return []
     model = models.CREDENTIALS[connection_type]
     first = model.alternatives[0]
-    return [key for name, field in model.model_fields.items()
-            if (key := field.alias or name) in first]
+    return [key for key in _docs(model) if key in first]
+
+
+def spec_placeholders(connection_type: str, auth: str | None = None) -> Mapping[str, Any]:
+    """The spec values written where only the user knows the value (`schema.connection_types`)."""
+    if auth == "oidc":  # kubernetes with the job's identity: no secret, its own placeholders
+        return KUBERNETES_OIDC_PLACEHOLDERS
+    return connection_types.BY_NAME[connection_type].placeholders
 
 
 def document(connection_type: str, connection_id: str, owner: str, visibility: str,
              members: list[str], auth: str | None = None) -> CommentedMap:
-    template = TEMPLATES[connection_type]
-    if auth == "oidc":  # kubernetes with the job's identity: its own placeholders, no secret
-        template = dataclasses.replace(template, placeholders=KUBERNETES_OIDC_PLACEHOLDERS,
-                                       credential=_KUBERNETES_OIDC_CREDENTIAL)
+    """The new file; its comments are the models' field docs, as docs/formats.md shows them."""
+    written = spec_placeholders(connection_type, auth)
     doc = CommentedMap(apiVersion=API_VERSION, kind="Connection")
     doc.yaml_set_start_comment(_header(connection_type, connection_id, auth))
+    metadata_help = _docs(models.ConnectionMetadata)
     doc["metadata"] = _section(
-        {"id": connection_id, "name": connection_id, "owner": owner}, _METADATA_HELP)
+        {"id": connection_id, "name": connection_id, "owner": owner}, metadata_help)
     _comment(doc, "metadata", "\n".join(_optional_lines(["description", "expiresAt"],
-                                                         _METADATA_HELP)))
+                                                         metadata_help)))
     scope = CommentedMap(visibility=visibility)
     if visibility == "custom":
         scope["members"] = CommentedSeq(members)
-    doc["scope"] = scope
-    _comment(doc, "scope", "Who may use it: private, the owner's pipelines; public, every "
-                           "pipeline;\ncustom, the owner's and those of `members` "
-                           "(user:NAME, team:NAME, pipeline:ID).")
-    written, optional = _spec_fields(connection_type, template.placeholders)
-    doc["spec"] = _section({"type": connection_type, **written}, _marked(template))
+    doc["scope"] = _section(scope, _docs(models.Scope))
+    spec_model = models.spec_models()[connection_type]
+    spec_help = _docs(spec_model)
+    values, optional = _spec_fields(connection_type, written)
+    # The type's own placeholders, and any other value still holding REPLACE-ME, are marked.
+    marked = {key: f"{PLACEHOLDER}: {spec_help[key]}" for key in values
+              if key in connection_types.BY_NAME[connection_type].placeholders
+              or PLACEHOLDER in str(values[key])}
+    field_help = {key: text for key, text in spec_help.items() if key != "type"}  # said above
+    doc["spec"] = _section({"type": connection_type, **values}, {**field_help, **marked},
+                           nested=_nested_models(spec_model))
     _comment(doc, "spec", "\n".join(
-        [f"Plaintext settings of a {connection_type} connection."]
-        + _optional_lines(optional, template.spec)))
+        [f"Plaintext settings of a {connection_type} connection.", *_wrap(spec_help["type"])]
+        + _optional_lines(optional, spec_help)))
     fields = credential_fields(connection_type, auth)
     doc["credential"] = CommentedMap((field, SECRET_PLACEHOLDER) for field in fields)
-    _comment(doc, "credential", "\n".join([
-        "The only encrypted part. Each value is a placeholder until you set it:",
-        *(f"  connc secret set {connection_id} {field} < FILE" for field in fields),
-        template.credential.format(id=connection_id)] if fields else [
-        "The only encrypted part.", template.credential.format(id=connection_id)]))
+    _comment(doc, "credential", "\n".join(_credential_help(connection_type, connection_id,
+                                                            fields)))
     return doc
 
 
-def _marked(template: Template) -> dict[str, str]:
-    """The spec's help, with the help of a placeholder holding REPLACE-ME marked so
-    (kubernetes --auth oidc: its identity's audience)."""
-    return {key: f"{REPLACE}: {help_text}" if REPLACE in str(template.placeholders.get(key))
-            and not help_text.startswith(f"{REPLACE}:") else help_text
-            for key, help_text in template.spec.items()}
+def _credential_help(connection_type: str, connection_id: str, fields: list[str]) -> list[str]:
+    """What to set, from the credential model: the fields written, the optional ones, and
+    each other alternative with the command that removes the one written."""
+    model = models.CREDENTIALS[connection_type]
+    if not fields:  # secretless
+        return ["The only encrypted part.",
+                *_wrap(f"{models.SecretlessCredential.__doc__} A change of it needs "
+                       f"`connc seal {connection_id}`.")]
+    help_by_key = _docs(model)
+    lines = ["The only encrypted part. Each value is a placeholder until you set it:",
+             *(f"  connc secret set {connection_id} {field} < FILE" for field in fields)]
+    for field in fields:
+        lines += _item(f"{field}: {help_by_key[field]}")
+    in_alternatives = set().union(*model.alternatives)
+    lines += _optional_lines([key for key in help_by_key if key not in in_alternatives],
+                             help_by_key)
+    for alternative in model.alternatives[1:]:
+        chosen = [key for key in help_by_key if key in alternative]
+        removal = "; ".join(f"connc secret unset {connection_id} {field}" for field in fields)
+        lines += _wrap(f"Or, instead of {_joined(fields)}: {_joined(chosen)}; set "
+                       f"{'them' if len(chosen) > 1 else 'it'}, then remove the placeholder"
+                       f"{'s' if len(fields) > 1 else ''}: {removal}")
+        lines += [line for key in chosen for line in _item(f"{key}: {help_by_key[key]}", 2)]
+    return lines
 
 
-def _spec_fields(connection_type: str, placeholders: dict[str, Any] | None = None
+def _joined(keys: list[str]) -> str:
+    return " + ".join(f"`{key}`" for key in keys)
+
+
+def _docs(model: type[BaseModel]) -> dict[str, str]:
+    """Each field's doc, by its YAML name: the model's field docstring (the one source of
+    docs/formats.md and the JSON Schemas' descriptions)."""
+    return {field.alias or name: field.description or "" for name, field in
+            model.model_fields.items()}
+
+
+def _nested_models(model: type[BaseModel]) -> dict[str, type[BaseModel]]:
+    """The fields of `model` that hold a model of their own (`identity`), by YAML name."""
+    found = {}
+    for name, field in model.model_fields.items():
+        for arg in (field.annotation, *typing.get_args(field.annotation)):
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                found[field.alias or name] = arg
+    return found
+
+
+def _spec_fields(connection_type: str, placeholders: Mapping[str, Any]
                  ) -> tuple[dict[str, Any], list[str]]:
     """(fields written with their default or placeholder, optional fields left out)."""
-    if placeholders is None:
-        placeholders = TEMPLATES[connection_type].placeholders
     written: dict[str, Any] = {}
     optional = []
     for name, field in models.spec_models()[connection_type].model_fields.items():
@@ -286,11 +185,20 @@ def _spec_fields(connection_type: str, placeholders: dict[str, Any] | None = Non
     return written, optional
 
 
-def _section(values: dict[str, Any], help_by_key: dict[str, str]) -> CommentedMap:
+def _section(values: Mapping[str, Any], help_by_key: dict[str, str], indent: int = 2,
+             nested: Mapping[str, type[BaseModel]] | None = None) -> CommentedMap:
+    """`values` with the help of each key above it; a mapping whose model is in `nested`
+    (`identity`) gets its own fields' help, and the optional ones it leaves out listed."""
     section = CommentedMap(values)
-    for key in values:
-        if key in help_by_key:
-            _comment(section, key, help_by_key[key], indent=2)
+    for key, value in values.items():
+        lines = _wrap(help_by_key[key]) if key in help_by_key else []
+        model = (nested or {}).get(key)
+        if model is not None and isinstance(value, Mapping):
+            inner = _docs(model)
+            section[key] = _section(value, inner, indent + 2)
+            lines += _optional_lines([k for k in inner if k not in value], inner)
+        if lines:
+            _comment(section, key, "\n".join(lines), indent=indent)
     return section
 
 
@@ -298,13 +206,19 @@ def _comment(mapping: CommentedMap, key: str, text: str, indent: int = 0) -> Non
     mapping.yaml_set_comment_before_after_key(key, before=text, indent=indent)
 
 
+def _wrap(text: str) -> list[str]:
+    return textwrap.wrap(text, _WIDTH, break_long_words=False, break_on_hyphens=False)
+
+
+def _item(text: str, indent: int = 0) -> list[str]:
+    """`text` wrapped as one item of a list: its further lines indented under its first."""
+    return textwrap.wrap(text, _WIDTH, initial_indent=" " * indent,
+                         subsequent_indent=" " * (indent + 2), break_long_words=False,
+                         break_on_hyphens=False)
+
+
 def _optional_lines(keys: list[str], help_by_key: dict[str, str]) -> list[str]:
-    lines = []
-    for key in keys:
-        first, *rest = help_by_key[key].splitlines()
-        lines.append(f"Optional `{key}`: {first}")
-        lines.extend(f"  {line}" for line in rest)
-    return lines
+    return [line for key in keys for line in _item(f"Optional `{key}`: {help_by_key[key]}")]
 
 
 def _header(connection_type: str, connection_id: str, auth: str | None = None) -> str:
@@ -314,12 +228,14 @@ def _header(connection_type: str, connection_id: str, auth: str | None = None) -
             "Only `credential` is encrypted (sops), and it holds only the seal: render "
             "exchanges",
             "the CI job's OIDC identity. The rest is plaintext, reviewed in pull requests.",
-            f"Replace each value marked {REPLACE}, run `connc validate`, open a pull request.",
+            f"Replace each value marked {PLACEHOLDER}, run `connc validate`, open a pull "
+            f"request.",
         ])
     return "\n".join([
         f"{connection_id}: a {connection_type} connection, made by `connc new`.",
         "Only `credential` is encrypted (sops); the rest is plaintext, reviewed in pull requests.",
-        f"Replace each value marked {REPLACE}, set the secrets (see `credential` below), then",
+        f"Replace each value marked {PLACEHOLDER}, set the secrets (see `credential` below), "
+        f"then",
         "run `connc validate` and open a pull request.",
     ])
 
@@ -437,8 +353,7 @@ def new_connection(root: Path, connection_type: str, connection_id: str, *,
     found = _validate_new(root, relpath)
     placeholders = [f for f in found if f.code == "CONNC111"]
     reported = {_field_of(f) for f in placeholders}
-    written = KUBERNETES_OIDC_PLACEHOLDERS if auth == "oidc" else \
-        TEMPLATES[connection_type].placeholders
+    written = spec_placeholders(connection_type, auth)
     return Created(relpath, connection_id, connection_type, owner, visibility,
                    credential_fields(connection_type, auth), placeholders,
                    [f for f in found if f.code != "CONNC111"],
@@ -449,12 +364,12 @@ def new_connection(root: Path, connection_type: str, connection_id: str, *,
 
 def _check_arguments(connection_type: str, connection_id: str, visibility: str,
                      members: tuple[str, ...]) -> None:
-    if connection_type not in TEMPLATES:
+    if connection_type not in connection_types.BY_NAME:
         alias = ALIASES.get(connection_type.lower())
         hint = (f"; did you mean `{alias[0]}`{alias[1]}?" if alias
-                else suggest(connection_type, TEMPLATES))
+                else suggest(connection_type, connection_types.NAMES))
         raise UsageError(f"unknown connection type `{printable(connection_type, 40)}`{hint} "
-                         f"The types are {', '.join(TEMPLATES)}")
+                         f"The types are {', '.join(connection_types.NAMES)}")
     repository.check_id(connection_id, "connection")
     if visibility not in VISIBILITIES:
         raise UsageError(f"--visibility is one of {', '.join(VISIBILITIES)}")

@@ -29,11 +29,7 @@ from connc.check.reach import (
     denied_grants,
     name,
 )
-from connc.render import git as git_writer
 from connc.render.context import Resolved
-
-# github-app is a git type for render (its token is a git credential); check mints it instead.
-TYPES = git_writer.TYPES - {"github-app"}
 
 _UPLOAD_PACK = "application/x-git-upload-pack-advertisement"
 

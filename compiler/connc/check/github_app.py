@@ -24,7 +24,6 @@ from connc.github import apps
 from connc.render.context import Resolved
 from connc.secrets import Secret
 
-TYPES = frozenset({"github-app"})
 _LEVELS = {"read": 1, "write": 2, "admin": 3}
 _EVERY_APP_HAS = {"metadata": "read"}  # GitHub grants it to every App
 # --reach's budget is the whole run's (60 s by default): a revocation after it waits less.

@@ -20,8 +20,6 @@ from connc.credentials import b64_pem
 from connc.findings import printable
 from connc.render.context import Resolved
 
-TYPES = frozenset({"kubernetes"})
-
 
 def probe(resolved: Resolved, context: Context) -> Result:
     """`kubectl get --raw /version` with the bundle's kubeconfig; an HTTPS GET without kubectl.

@@ -7,8 +7,6 @@ from connc.check.probe import Context, ProbeFailure, Result, http_get, status_fa
 from connc.check.reach import Ask, Grant, Item, Reach, denied_grants, name
 from connc.render.context import Resolved
 
-TYPES = frozenset({"packages"})
-
 # What a Maven repository or a Python index cannot be asked about a credential.
 _UNASKABLE = {
     "maven": "Maven repositories have no API that says what a credential may read or deploy "

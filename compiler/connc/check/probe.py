@@ -5,8 +5,8 @@ not, what was proven (or why not), and the URL it asked. The probes that have a 
 (git, kubectl) render a one-connection bundle with render's own writers and run the client
 after `. BUNDLE/env`, as a pipeline step would; the others make the one HTTP request their
 client would make first (`docker login`'s `/v2/`, `npm whoami`, an index GET), and github-app
-mints a token with connc's GitHub client. One module per service family, each with `TYPES`
-and `probe`, side by side with render's writers.
+mints a token with connc's GitHub client. One module per service family, each with `probe`,
+side by side with render's writers, named by its types' entries in `schema.connection_types`.
 
 Messages are ours, chosen from status codes and known error patterns: never a response body,
 a tool's stderr or an exception's text, any of which could quote a credential.
@@ -152,9 +152,8 @@ _USER_CONFIG = re.compile(
 
 
 class Probe(Protocol):
-    """A module that checks connections of the types in `TYPES` (`check/git.py`, ...)."""
-
-    TYPES: frozenset[str]
+    """A module that checks connections of the types that name it as their probe
+    (`schema.connection_types`; `check/git.py`, ...)."""
 
     def probe(self, resolved: Resolved, context: Context) -> Result: ...
 

@@ -131,9 +131,7 @@ class Reach:
 
 
 class Reacher(Protocol):
-    """A probe module that also asks what a credential of its `TYPES` reaches."""
-
-    TYPES: frozenset[str]
+    """A probe module that also asks what a credential of its types reaches."""
 
     def reach(self, resolved: Resolved, context: Context, ask: Ask) -> Reach: ...
 

@@ -17,10 +17,9 @@ import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
 from connc import http, process, repository
-from connc.check import git, github_app, kube, packages, registry, secretless
 from connc.check.probe import Context
 from connc.check.reach import Ask, Reacher, Use, redacted
 from connc.check.reach_report import Row, as_json, as_text, counts
@@ -28,11 +27,12 @@ from connc.check.run import FAILED, NOT_CHECKED, OK, Outcome, each_connection, s
 from connc.errors import ConncError, ExitCode
 from connc.render import inputs
 from connc.render.context import Resolved
+from connc.schema import connection_types
 from connc.scope import ConnectionScope, PipelineScope, decide
 
-REACHERS: tuple[Reacher, ...] = (git, github_app, registry, kube, packages,
-                                 secretless)
-_BY_TYPE: dict[str, Reacher] = {t: each for each in REACHERS for t in each.TYPES}
+# Each type's probe module, which also asks what its credential reaches.
+REACHERS: dict[str, Reacher] = {name: cast(Reacher, module)
+                                for name, module in connection_types.modules("probe").items()}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,7 +76,7 @@ def reach_all(root: Path, selected: Sequence[str], uses: dict[str, list[Pipeline
         context = Context(workdir, timeout, deadline, cancel)
         ask = Ask(branches, tuple(_use(use, data) for use in uses.get(resolved.id, ())))
         with http.limits(deadline=deadline, cancel=cancel):
-            found = _BY_TYPE[resolved.type].reach(resolved, context, ask)
+            found = REACHERS[resolved.type].reach(resolved, context, ask)
         secrets = {value.reveal() for value in resolved.credential.values()} | context.sent
         shown = redacted(found, secrets)
         return Row(Outcome(resolved.id, resolved.type, OK, shown.summary, shown.target), shown)

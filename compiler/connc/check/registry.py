@@ -23,9 +23,6 @@ from connc.check.reach import (
 from connc.render.context import Resolved
 from connc.schema.policy import is_loopback
 
-TYPES = frozenset({"container-registry"})
-
-
 _DOCKER_HUB = frozenset({"index.docker.io", "docker.io", "registry-1.docker.io",
                          "registry.hub.docker.com"})
 

@@ -32,16 +32,17 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO, TypeVar, cast
 
 from connc import credentials, http, process, repository, seal
-from connc.check import git, github_app, kube, packages, registry, secretless
+from connc.check import secretless
 from connc.check.probe import Context, Probe, ProbeFailure
 from connc.errors import ConncError, ExitCode, SopsError, UsageError
 from connc.findings import printable, suggest
 from connc.render import inputs
 from connc.render.context import Resolved
 from connc.repository import stem
+from connc.schema import connection_types
 from connc.schema.policy import secretless as secretless_spec
 from connc.sops import keys
 
@@ -53,8 +54,9 @@ DECRYPT_TIMEOUT = 600.0
 # revoke a minted token) before the command ends without them. Cancelled requests and killed
 # tools end in milliseconds; this bounds a revocation under way, or a probe still in sops.
 _STOP_GRACE = 2.0
-PROBES: tuple[Probe, ...] = (git, github_app, registry, kube, packages, secretless)
-_BY_TYPE: dict[str, Probe] = {t: probe for probe in PROBES for t in probe.TYPES}
+# Each type's probe, as `schema.connection_types` names it: imported here, before any worker.
+PROBES: dict[str, Probe] = {name: cast(Probe, module)
+                            for name, module in connection_types.modules("probe").items()}
 T = TypeVar("T")
 
 
@@ -254,7 +256,7 @@ def _probe(resolved: Resolved, workdir: Path, timeout: float, cancel: http.Cance
         return Outcome(resolved.id, resolved.type, SKIPPED, secretless.SKIPPED)
     # The limits reach the probes' own requests and the GitHub client's alike.
     with http.limits(deadline=deadline, cancel=cancel):
-        result = _BY_TYPE[resolved.type].probe(resolved, context)
+        result = PROBES[resolved.type].probe(resolved, context)
     return Outcome(resolved.id, resolved.type, OK if result.ok else FAILED, result.message,
                    result.target)
 

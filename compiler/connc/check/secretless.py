@@ -17,7 +17,6 @@ from connc.check.probe import Context, ProbeFailure, Result
 from connc.check.reach import Ask, Grant, Reach, denied_grants
 from connc.render.context import Resolved
 
-TYPES = frozenset({"aws-ecr", "pypi-publish"})
 SKIPPED = ("no ID token here: secretless connections are checked in a CI job (GitHub Actions "
            "with `id-token: write`, GitLab CI with its `id_tokens:`) or with --id-token-file")
 

@@ -5,20 +5,17 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from connc.render import docker, git, kube, packages, pypirc
 from connc.render.bundle import MARKER, commit
 from connc.render.clean import discard, sweep, tell
 from connc.render.context import Output, Resolved, Writer
 from connc.render.envfile import env_file
+from connc.schema import connection_types
 from connc.schema.policy import secretless
 
 if TYPE_CHECKING:
     from connc.identity.ci import Source
-
-WRITERS: tuple[Writer, ...] = (git, docker, kube, packages, pypirc)
-
 
 def write_bundle(out: Path, pipeline_id: str, resolved: list[Resolved], *,
                  identity: Source | None = None) -> tuple[Output, dict[str, object]]:
@@ -34,10 +31,8 @@ def write_bundle(out: Path, pipeline_id: str, resolved: list[Resolved], *,
         for item in resolved:  # the ID tokens sent: not in the bundle, masked all the same
             for spent in item.exchanged.spent if item.exchanged else ():
                 output.mask(spent.reveal(), where=item.id)
-        for writer in WRITERS:
-            items = [r for r in resolved if r.type in writer.TYPES]
-            if items:
-                writer.write(items, output)
+        for writer, items in _by_writer(resolved):
+            writer.write(items, output)
         output.files.add("env", env_file(output))
         manifest = _manifest(pipeline_id, output)
         output.files.add("manifest.json", json.dumps(manifest, indent=2) + "\n")
@@ -50,6 +45,14 @@ def write_bundle(out: Path, pipeline_id: str, resolved: list[Resolved], *,
         # live for their hour. An interrupt here leaves it for the next render or clean.
         tell(discard(replaced, quick=True))
     return output, manifest
+
+
+def _by_writer(resolved: list[Resolved]) -> list[tuple[Writer, list[Resolved]]]:
+    """Each writer the pipeline's types name (`schema.connection_types`; only those are
+    imported), in the table's order, with its connections in `uses` order."""
+    writers = connection_types.modules("writer", frozenset(r.type for r in resolved))
+    return [(cast(Writer, module), [r for r in resolved if writers[r.type] is module])
+            for module in dict.fromkeys(writers.values())]
 
 
 def _exchange(resolved: list[Resolved], identity: Source | None) -> None:

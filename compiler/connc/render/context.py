@@ -143,9 +143,8 @@ class Output:
 class Writer(Protocol):
     """A module that writes the bundle files of some connection types (`render/git.py`, ...).
 
-    `write` gets every connection of the pipeline whose type is in `TYPES`, in `uses` order.
+    `write` gets every connection of the pipeline whose type names it as its writer
+    (`schema.connection_types`), in `uses` order.
     """
-
-    TYPES: frozenset[str]
 
     def write(self, items: list[Resolved], output: Output) -> None: ...

@@ -24,8 +24,6 @@ from urllib.parse import urlsplit
 from connc.errors import RenderError
 from connc.render.context import Output, Resolved
 
-TYPES = frozenset({"container-registry", "aws-ecr"})
-
 DOCKER_HUB = "https://index.docker.io/v1/"
 _HUB_NAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
 

@@ -20,8 +20,6 @@ from connc.render import textformat as text
 from connc.render.context import Output, Resolved
 from connc.schema import policy
 
-TYPES = frozenset({"github-app", "gitlab", "gitlab-self-hosted", "codeup", "bitbucket", "git"})
-
 
 @dataclasses.dataclass(frozen=True)
 class Entry:

@@ -13,8 +13,6 @@ import yaml
 
 from connc.render.context import Output, Resolved
 
-TYPES = frozenset({"kubernetes"})
-
 
 def write(items: list[Resolved], output: Output) -> None:
     clusters, users, contexts = [], [], []

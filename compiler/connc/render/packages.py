@@ -34,8 +34,6 @@ from connc.errors import RenderError
 from connc.render import textformat as text
 from connc.render.context import Output, Resolved
 
-TYPES = frozenset({"packages"})
-
 
 def write(items: list[Resolved], output: Output) -> None:
     by_format: dict[str, list[Resolved]] = {"maven": [], "npm": [], "pypi": []}

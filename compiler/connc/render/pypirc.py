@@ -11,8 +11,6 @@ from connc.errors import RenderError
 from connc.render import textformat as text
 from connc.render.context import Output, Resolved
 
-TYPES = frozenset({"pypi-publish"})
-
 
 def write(items: list[Resolved], output: Output) -> None:
     from connc.identity.token import stamp

@@ -11,9 +11,11 @@ Keyless validation sees the `credential` subtree only as encrypted strings, so a
 
 from __future__ import annotations
 
+import functools
+import operator
 import typing
 from collections.abc import Callable
-from typing import Annotated, Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
@@ -28,7 +30,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
 from connc.repository import ID_PATTERN
-from connc.schema import policy
+from connc.schema import connection_types, policy
 from connc.schema.policy import NPM_SCOPE_PATTERN
 
 NAME_PATTERN = r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,62})$"
@@ -134,15 +136,15 @@ class GitHubAppSpec(Model):
     type: Literal["github-app"]
     """`github-app`: a GitHub App installation; render mints a one-hour installation token."""
     url: HttpsUrl = "https://github.com"
-    """GitHub's web URL, as in clone URLs; a path (`https://github.com/acme`) limits the credential to repositories under it."""
+    """GitHub's web URL, as in clone URLs (`https://HOST` for GitHub Enterprise Server); a path (`https://github.com/acme`) limits the credential to repositories under it."""
     api_url: HttpsUrl = "https://api.github.com"
     """The REST API the token is minted at: `https://HOST/api/v3` for GitHub Enterprise Server."""
     client_id: str | None = None
-    """The App's client ID (`Iv23li...`); or `appId`, exactly one of the two."""
+    """The App's client ID (`Iv23li...`), on the App's General page (Settings > Developer settings > GitHub Apps > the App); or `appId`, exactly one of the two."""
     app_id: GitHubId | None = None
-    """The App's numeric ID, instead of `clientId`."""
+    """The App's numeric ID, on the same page, instead of `clientId`."""
     installation_id: GitHubId
-    """The installation's id: the number at the end of its settings page URL."""
+    """The installation's id: the number at the end of its settings page URL (`.../settings/installations/ID`)."""
     model_config = ConfigDict(json_schema_extra={"x-connc-rules": ["one-app-identifier"]})
     _rules = _object_rules("one-app-identifier")
 
@@ -181,7 +183,7 @@ class GitSpec(Model):
     url: GitUrl
     """`https://HOST/PATH` or `ssh://USER@HOST[:PORT]/PATH`; a path limits the credential to the repositories under it."""
     known_hosts: str | None = None  # ssh: the host keys to pin, as in ~/.ssh/known_hosts
-    """ssh only, required there: the server's host keys, as lines of `known_hosts`, for this url's host only (CONNC110)."""
+    """ssh only, required there: the server's host keys, as lines of `known_hosts`, for this url's host only (CONNC110); check what `ssh-keyscan HOST` prints against the host's documentation."""
     model_config = ConfigDict(json_schema_extra={
         "x-connc-rules": ["ssh-needs-known-hosts", "known-hosts-pin-own-host"]})
     _rules = _object_rules("ssh-needs-known-hosts", "known-hosts-pin-own-host")
@@ -208,7 +210,7 @@ class KubernetesSpec(Model):
     auth: Literal["oidc"] | None = None
     """`oidc`: secretless; the CI job's OIDC ID token is the bearer (`identity`, `refresh`), and `credential` holds only its seal. Without it, the credential holds a token or a client certificate."""
     identity: Identity | None = None
-    """With `auth: oidc`, required there: where render gets the job's ID token, and for which audience (the API server's OIDC client id)."""
+    """With `auth: oidc`, required there: where render gets the job's ID token, and for which audience (the API server's OIDC client id, its `--oidc-client-id`)."""
     refresh: Literal["exec", "static"] | None = None
     """With `auth: oidc`: `exec`, the kubeconfig runs `connc id-token` for a fresh token whenever kubectl needs one (GitHub Actions); `static`, the token render got (it lives as long as the CI system made it; GitLab's cannot be re-minted). Default: exec under GitHub Actions, static under GitLab CI."""
     model_config = ConfigDict(json_schema_extra={"x-connc-rules": [
@@ -271,21 +273,26 @@ class PypiPublishSpec(Model):
     """Where render gets the job's ID token; `audience: auto` asks the index (PyPI's is `pypi`)."""
 
 
-ConnectionSpec = Annotated[
-    Annotated[GitHubAppSpec, Tag("github-app")]
-    | Annotated[GitLabSpec, Tag("gitlab")]
-    | Annotated[GitLabSelfHostedSpec, Tag("gitlab-self-hosted")]
-    | Annotated[CodeupSpec, Tag("codeup")]
-    | Annotated[BitbucketSpec, Tag("bitbucket")]
-    | Annotated[GitSpec, Tag("git")]
-    | Annotated[ContainerRegistrySpec, Tag("container-registry")]
-    | Annotated[KubernetesSpec, Tag("kubernetes")]
-    | Annotated[PackagesSpec, Tag("packages")]
-    | Annotated[AwsEcrSpec, Tag("aws-ecr")]
-    | Annotated[PypiPublishSpec, Tag("pypi-publish")],
-    Discriminator("type"),
-]
+def _named(name: str) -> Any:
+    """The class of this module that `schema.connection_types` names."""
+    return globals()[name]
 
+
+def spec_models() -> dict[str, type[Model]]:
+    """The spec model of each type, as `schema.connection_types` names it."""
+    return {entry.name: _named(entry.spec) for entry in connection_types.TYPES}
+
+
+# One of the spec models, chosen by `type`: the union is built from the table at import, so
+# mypy sees only their base class.
+if typing.TYPE_CHECKING:
+    ConnectionSpec: TypeAlias = Model
+else:
+    ConnectionSpec = Annotated[
+        functools.reduce(operator.or_, [Annotated[model, Tag(name)]
+                                        for name, model in spec_models().items()]),
+        Discriminator("type"),
+    ]
 
 
 # ---------------------------------------------------------------------------- credentials
@@ -309,13 +316,13 @@ def _alternatives(*sets: str) -> tuple[frozenset[str], ...]:
 class GitHubAppCredential(Credential):
     alternatives = _alternatives("privateKey")
     private_key: str
-    """The App's private key (PEM, PKCS#1 or PKCS#8)."""
+    """The App's private key (PEM, PKCS#1 or PKCS#8), from "Generate a private key" on the App's General page; pipelines get short-lived installation tokens."""
 
 
 class TokenCredential(Credential):  # gitlab, gitlab-self-hosted
     alternatives = _alternatives("token")
     token: str
-    """An access token with read_repository (write_repository to push)."""
+    """A project, group or personal access token with read_repository (write_repository to push): Settings > Access tokens."""
     username: str | None = None
     """The git username; default `oauth2` (a deploy token has its own)."""
 
@@ -331,7 +338,7 @@ class UserPasswordCredential(Credential):  # codeup, container-registry
 class BitbucketCredential(Credential):
     alternatives = _alternatives("token", "username password")
     token: str | None = None
-    """A repository, project or workspace access token (git user `x-token-auth`)."""
+    """A repository, project or workspace access token (Repository settings > Access tokens; git user `x-token-auth`)."""
     username: str | None = None
     """With `password`, instead of `token`: the account."""
     password: str | None = None
@@ -351,7 +358,7 @@ class GitCredential(Credential):
 class KubernetesCredential(Credential):
     alternatives = _alternatives("token", "clientCertificateData clientKeyData")
     token: str | None = None
-    """A service account token."""
+    """A service account token (`kubectl create token SA --duration=...`, or a token Secret)."""
     client_certificate_data: str | None = None
     """Instead of `token`: a client certificate, base64 PEM as in a kubeconfig."""
     client_key_data: str | None = None
@@ -375,30 +382,7 @@ class SecretlessCredential(Credential):  # aws-ecr, pypi-publish
 
 
 CREDENTIALS: dict[str, type[Credential]] = {
-    "github-app": GitHubAppCredential,
-    "gitlab": TokenCredential,
-    "gitlab-self-hosted": TokenCredential,
-    "codeup": UserPasswordCredential,
-    "bitbucket": BitbucketCredential,
-    "git": GitCredential,
-    "container-registry": UserPasswordCredential,
-    "kubernetes": KubernetesCredential,
-    "packages": PackagesCredential,
-    "aws-ecr": SecretlessCredential,
-    "pypi-publish": SecretlessCredential,
-}
-CONNECTION_TYPES = tuple(CREDENTIALS)
-
-
-def spec_models() -> dict[str, type[Model]]:
-    """The spec model of each type, read from the `ConnectionSpec` union."""
-    union = typing.get_args(ConnectionSpec)[0]
-    found: dict[str, type[Model]] = {}
-    for member in typing.get_args(union):
-        model = typing.get_args(member)[0]
-        [type_name] = typing.get_args(model.model_fields["type"].annotation)
-        found[type_name] = model
-    return found
+    entry.name: _named(entry.credential) for entry in connection_types.TYPES}
 
 
 # ---------------------------------------------------------------------------- documents

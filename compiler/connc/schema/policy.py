@@ -17,6 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from connc.findings import suggest
+from connc.schema import connection_types
+from connc.schema.connection_types import PLACEHOLDER
 
 
 def control_character(text: str, allowed: str = "") -> str | None:
@@ -31,35 +33,10 @@ def control_character(text: str, allowed: str = "") -> str | None:
     return None
 
 
-# What `connc new` writes where only the user knows the value: valid, so the new file validates
-# and encrypts, and unmistakable (REPLACE-ME, hosts under the reserved .invalid domain). A spec
-# still holding one is unfinished: validate reports it keyless (CONNC111), so an unfinished
-# scaffold cannot pass CI. (`installationId: 1` and `format: maven` are written too, but as
-# real values they cannot be told from a choice.)
-PLACEHOLDER = "REPLACE-ME"
-SPEC_PLACEHOLDERS: dict[str, dict[str, Any]] = {
-    "github-app": {"clientId": PLACEHOLDER, "installationId": 1},
-    "gitlab-self-hosted": {"url": "https://gitlab.replace-me.invalid"},
-    "git": {"url": "https://git.replace-me.invalid/"},
-    "container-registry": {"registry": "registry.replace-me.invalid"},
-    "kubernetes": {"server": "https://kubernetes.replace-me.invalid:6443"},
-    "packages": {"format": "maven", "url": "https://packages.replace-me.invalid/repository/",
-                 "repositoryId": PLACEHOLDER},
-    "aws-ecr": {"roleArn": f"arn:aws:iam::000000000000:role/{PLACEHOLDER}",
-                "region": "us-east-1",
-                "identity": {"provider": "auto", "audience": "sts.amazonaws.com"}},
-    "pypi-publish": {"identity": {"provider": "auto", "audience": "auto"}},
-}
-# `connc new kubernetes ID --auth oidc`: the stored-secret placeholders, and where the ID token
-# comes from; the audience is the API server's OIDC client id, which only the user knows.
-KUBERNETES_OIDC_PLACEHOLDERS: dict[str, Any] = {
-    **SPEC_PLACEHOLDERS["kubernetes"], "auth": "oidc",
-    "identity": {"provider": "auto", "audience": PLACEHOLDER}}
-
-
 def placeholders_left(spec: Mapping[str, Any]) -> list[str]:
     """The spec fields that still hold the text placeholder `connc new` wrote."""
-    written = SPEC_PLACEHOLDERS.get(str(spec.get("type")), {})
+    entry = connection_types.BY_NAME.get(str(spec.get("type")))
+    written = entry.placeholders if entry is not None else {}
     left = [field for field, value in written.items() if spec.get(field) == value
             and isinstance(value, str) and (value == PLACEHOLDER or value.endswith(".invalid")
                                             or ".invalid/" in value or ".invalid:" in value
@@ -371,7 +348,6 @@ OBJECT_RULES: dict[str, Callable[[dict[str, Any]], None]] = {
 # Connections that store no secret: render exchanges the CI job's OIDC ID token (spec
 # `identity`) for a short-lived credential. Their `credential` holds only the seal.
 
-SECRETLESS_TYPES = frozenset({"aws-ecr", "pypi-publish"})
 # An OIDC audience as the services spell theirs: printable ASCII without spaces (it travels in
 # a query string and a kubeconfig's argument list, both quoted by construction).
 AUDIENCE_PATTERN = r"^[!-~]{1,255}$"
@@ -382,7 +358,7 @@ REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$"
 
 def secretless(spec: Mapping[str, Any]) -> bool:
     """Whether a connection stores no secret and render exchanges the job's identity for one."""
-    return spec.get("type") in SECRETLESS_TYPES or (
+    return spec.get("type") in connection_types.SECRETLESS or (
         spec.get("type") == "kubernetes" and spec.get("auth") == "oidc")
 
 

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from connc.documents import Document
 from connc.findings import Finding, dotted, finding, suggest
-from connc.schema.models import CONNECTION_TYPES
+from connc.schema.connection_types import NAMES as TYPE_NAMES
 from connc.schema.policy import URL_VIOLATIONS, malformed_permission_message
 
 
@@ -33,7 +33,7 @@ def _data_path(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
     # Discriminated unions add the tag to the location: ('spec', 'kubernetes', 'server').
     path: list[str | int] = []
     for step in loc:
-        if path and path[-1] == "spec" and step in CONNECTION_TYPES:
+        if path and path[-1] == "spec" and step in TYPE_NAMES:
             continue
         path.append(step)
     return tuple(path)
@@ -78,10 +78,10 @@ def _one(kind: str, msg: str, loc: tuple[str | int, ...], model: type[BaseModel]
         line, column = doc.position(loc + ("type",))
         if kind == "union_tag_not_found" or not isinstance(value, str):
             return finding(relpath, line, column, "CONNC103",
-                           f"`{where}.type` is required: one of {', '.join(CONNECTION_TYPES)}")
+                           f"`{where}.type` is required: one of {', '.join(TYPE_NAMES)}")
         return finding(relpath, line, column, "CONNC102",
-                       f"`{where}.type` is not a connection type{suggest(value, CONNECTION_TYPES)}"
-                       f" (one of {', '.join(CONNECTION_TYPES)})")
+                       f"`{where}.type` is not a connection type{suggest(value, TYPE_NAMES)}"
+                       f" (one of {', '.join(TYPE_NAMES)})")
     if loc in (("apiVersion",), ("kind",)):
         return finding(relpath, line, column, "CONNC104", f"`{where}`: {msg}")
     if kind in URL_VIOLATIONS:
