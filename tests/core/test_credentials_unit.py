@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 import fakesops
 from connc import credentials, process, seal, sops
@@ -36,6 +35,8 @@ from repokit import (
     encrypt,
     key_pem,
     make_repo,
+    rsa_key,
+    ssh_key_pair,
     write,
 )
 
@@ -381,16 +382,8 @@ def _ec_pem() -> str:
     return key_pem(ec_key())
 
 
-def _rsa_pem(fmt: serialization.PrivateFormat) -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, fmt,
-                             serialization.NoEncryption()).decode()
-
-
 def _openssh_pem() -> str:
-    return ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption()).decode()
+    return ssh_key_pair()[0]
 
 
 @pytest.mark.parametrize("make", [_ec_pem, _openssh_pem,
@@ -405,7 +398,7 @@ def test_private_keys_span_lines_and_parse(field: str, make: Any) -> None:
                                  serialization.PrivateFormat.TraditionalOpenSSL])
 def test_a_github_app_key_is_rsa(fmt: serialization.PrivateFormat) -> None:
     app = {"type": "github-app"}
-    assert _problem("privateKey", _rsa_pem(fmt), app) is None
+    assert _problem("privateKey", key_pem(rsa_key(), fmt), app) is None
     found = _problem("privateKey", _ec_pem(), app)
     assert found == ("CONNC603", "`credential.privateKey` is not an RSA private key (GitHub "
                                  "Apps use RSA keys, PKCS#1 or PKCS#8 PEM)")
