@@ -93,7 +93,7 @@ def _view(conn_id: str, **changes: Any) -> dict[str, Any]:
     for key, value in changes.items():
         if key in ("visibility", "members"):
             view["scope"][key] = value
-        elif key in ("url", "type"):
+        elif key == "url":
             view["spec"][key] = value
         else:
             view[key] = value
