@@ -8,7 +8,8 @@ validate-side helper); this module adds what rendering needs on top, so there is
   * `add_connection`: one more encrypted connection in an existing repository;
   * `key_env` / `connc`: run `python -m connc` as a pipeline would, with the test key;
   * `sourced`: run a command after `. OUT/env`, to prove the env file itself works;
-  * `new_recipient`, `ssh_key_pair`: throwaway key material.
+  * `new_recipient`, `ssh_key_pair`: throwaway key material (`repokit`'s, as every key the
+    tests make).
 """
 
 from __future__ import annotations
@@ -27,9 +28,11 @@ from repokit import (
     connection,
     encrypt,
     make_repo,
+    new_recipient,
     pipeline,
     sops_env,
     sops_rules,
+    ssh_key_pair,
     write,
 )
 
@@ -38,26 +41,6 @@ __all__ = [
     "connection", "encrypt", "key_env", "new_recipient", "pipeline", "sourced", "ssh_key_pair",
     "write",
 ]
-
-
-def new_recipient() -> str:
-    """The public key of a fresh age identity whose private half nobody keeps."""
-    import pyrage  # type: ignore[import-untyped]
-
-    return str(pyrage.x25519.Identity.generate().to_public())
-
-
-def ssh_key_pair() -> tuple[str, str]:
-    """(OpenSSH private key, public key line) of a fresh ed25519 key."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
-    return private, public
 
 
 def _rules(recipients: Iterable[str], locked: Mapping[str, str]) -> dict[str, Any]:

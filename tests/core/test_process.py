@@ -160,3 +160,146 @@ def test_connc_killed_amid_spawns_leaves_no_child(tmp_path: Path) -> None:
     started = [int(word) for word in pids.read_text().split() if word != "go"]
     assert started
     assert none_left(started)
+
+
+# ---------------------------------------------------------------------------- in-process details
+# The arithmetic and messages of Deadline, the exact bounds on output, and what happens to the
+# child when the caller's own code fails while waiting.
+
+
+def test_a_deadline_counts_down_and_never_below_zero() -> None:
+    deadline = process.Deadline(0.2)
+    first = deadline.remaining()
+    assert 0.0 < first <= 0.2 and not deadline.expired
+    time.sleep(0.05)
+    assert deadline.remaining() < first
+    time.sleep(0.2)
+    assert deadline.remaining() == 0.0 and deadline.expired
+
+
+def test_a_deadline_passed_is_a_usage_error_that_names_what_and_how_long() -> None:
+    error = process.Deadline(2.5, "--timeout").exceeded("sops (on connections.d/db.sops.yaml)")
+    assert isinstance(error, process.DeadlineExceeded) and error.exit_code == 2
+    assert error.message == ("sops (on connections.d/db.sops.yaml) did not finish within the "
+                             "run's deadline of 2.5 s (--timeout SECONDS gives it longer)")
+    assert process.Deadline(30).exceeded("git").message == (
+        "git did not finish within the run's deadline of 30 s")
+    with pytest.raises(UsageError, match=r"^a deadline takes a positive number of seconds"):
+        process.Deadline(-2)
+
+
+def test_a_timeout_says_which_program_and_how_long() -> None:
+    running = process.Process(["sleep", "5"])
+    with pytest.raises(process.Timeout) as caught:
+        running.wait(0.2)
+    assert str(caught.value) == "sleep did not finish within 0.2 s"
+    assert (caught.value.program, caught.value.seconds) == ("sleep", 0.2)
+    assert not alive(running.pid)
+
+
+@pytest.mark.parametrize(("size", "limit", "stopped"), [
+    (4096, 4096, False),  # exactly the limit is an answer
+    (4097, 4096, True),
+    (0, 0, False),
+])
+def test_the_output_limit_is_exact(size: int, limit: int, stopped: bool) -> None:
+    running = process.Process(["head", "-c", str(size), "/dev/zero"])
+    if stopped:
+        with pytest.raises(process.TooMuchOutput) as caught:
+            running.wait(30, limit=limit)
+        assert caught.value.exit_code == 2
+        assert caught.value.message.startswith("head wrote more than")
+        assert not alive(running.pid)
+    else:
+        assert running.wait(30, limit=limit).stdout == b"\0" * size
+
+
+def test_the_stderr_kept_is_its_beginning() -> None:
+    done = process.run(["sh", "-c", "printf 'first line\\n' >&2; head -c 200000 /dev/zero >&2; "
+                                    "printf 'last line\\n' >&2"], timeout=30)
+    assert done.returncode == 0
+    assert done.stderr.startswith(b"first line\n") and b"last line" not in done.stderr
+    assert len(done.stderr) == process._STDERR_KEPT
+
+
+def test_a_program_that_reads_no_stdin_is_not_an_error() -> None:
+    # It exits without reading what was written to it: the pipe breaks, its exit code answers.
+    done = process.run(["sh", "-c", "exit 3"], timeout=30, stdin=b"x" * (1024 * 1024))
+    assert done.returncode == 3
+
+
+def test_a_program_killed_by_a_signal_has_a_negative_code() -> None:
+    done = process.run(["sh", "-c", "kill -TERM $$"], timeout=30)
+    assert done.returncode == -signal.SIGTERM
+
+
+@pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
+def test_a_failure_while_waiting_stops_and_reaps_the_child(
+        tmp_path: Path, failure: type[BaseException]) -> None:
+    # The caller's sink raising is any exception while waiting (an interrupt lands the same
+    # way): the child and what it started must not outlive the wait.
+    marker = tmp_path / "grandchild"
+    running = process.Process(["sh", "-c", f"sleep 600 & echo $! > {marker}; "
+                                           "while :; do echo tick; sleep 0.05; done"])
+
+    def sink(_chunk: bytes) -> None:
+        raise failure("the caller failed")
+
+    with pytest.raises(failure):
+        running.wait(30, sink=sink)
+    assert not alive(running.pid)
+    assert none_left([int(marker.read_text())])
+    with pytest.raises(ChildProcessError):
+        os.waitpid(running.pid, os.WNOHANG)  # reaped: no zombie left for anyone
+    running.stop()  # and a second stop is a no-op
+
+
+def test_a_grandchild_holding_the_pipes_cannot_make_the_wait_hang(tmp_path: Path) -> None:
+    # It left the group (setsid) and keeps stdout open: the wait ends at its timeout, and
+    # the reap does not wait for the grandchild's end.
+    marker = tmp_path / "escaped"
+    running = process.Process(["sh", "-c", f"setsid sleep 600 & echo $! > {marker}"])
+    started = time.monotonic()
+    try:
+        with pytest.raises(process.Timeout):
+            running.wait(0.5)
+        assert time.monotonic() - started < 3
+    finally:
+        none_left([int(marker.read_text())], seconds=0)  # it escaped us by design: end it
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RLIMIT_DATA is Linux's")
+@pytest.mark.parametrize("memory", [process.MEMORY_LIMIT, 96 * 1024 * 1024])
+def test_the_memory_limit_is_applied_to_the_running_child(memory: int) -> None:
+    running = process.Process(["sleep", "5"], memory=memory)
+    try:
+        limits = Path(f"/proc/{running.pid}/limits").read_text()
+    finally:
+        running.stop()
+    [line] = [line for line in limits.splitlines() if line.startswith("Max data size")]
+    assert line.split()[3:5] == [str(memory), str(memory)]  # soft and hard
+
+
+def test_the_environment_is_the_callers_alone(tmp_path: Path) -> None:
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    tool = tools / "only-here"
+    tool.write_text("#!/bin/sh\nenv\n")
+    tool.chmod(0o755)
+    # Found on the PATH the child gets, not connc's own.
+    done = process.run(["only-here"], timeout=30,
+                       env={"PATH": f"{tools}:/usr/bin:/bin", "ONLY": "this"})
+    seen = dict(line.split("=", 1) for line in done.stdout.decode().splitlines())
+    assert seen.pop("ONLY") == "this" and seen.pop("PATH").startswith(str(tools))
+    assert set(seen) <= {"PWD", "SHLVL", "_"}  # what sh itself sets, nothing from connc
+    with pytest.raises(UsageError, match="only-here is not installed"):
+        process.Process(["only-here"])
+
+
+@pytest.mark.xfail(strict=True, reason="a missing working directory is reported as the "
+                                       "program not being installed (Popen's FileNotFoundError "
+                                       "is taken for the program's)")
+def test_a_missing_working_directory_is_not_a_missing_program(tmp_path: Path) -> None:
+    with pytest.raises(UsageError) as caught:
+        process.Process(["true"], cwd=tmp_path / "gone")
+    assert "not installed" not in caught.value.message
