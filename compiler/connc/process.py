@@ -42,6 +42,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from connc.errors import UsageError
+from connc.findings import printable
 
 _REAP_SECONDS = 5.0
 # What any child may map (RLIMIT_DATA): the tools connc runs (sops, git, kubectl, ssh) need a
@@ -178,6 +179,9 @@ class Process:
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError:
+            if cwd is not None and not os.path.isdir(cwd):  # Popen says the same for it
+                raise UsageError(f"cannot run {self.program}: its working directory "
+                                 f"{printable(str(cwd))} does not exist") from None
             raise UsageError(f"{self.program} is not installed (or not on PATH)") from None
         except OSError as exc:
             raise UsageError(f"cannot run {self.program}: {exc.strerror}") from None

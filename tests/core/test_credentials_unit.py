@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 import fakesops
-from connc import credentials, process, seal, sops
+from connc import credentials, process, seal
 from connc.credentials import (
     SECRET_PLACEHOLDER,
     Opened,
@@ -28,6 +28,7 @@ from connc.credentials import (
 )
 from connc.errors import UsageError
 from connc.secrets import Secret
+from connc.sops import binary
 from repokit import (
     TEST_KEY_FILE,
     certificate_pem,
@@ -222,13 +223,13 @@ def test_without_a_key_the_opening_raises_and_leaves_nothing(
 
 def _count_starts(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     started: list[str] = []
-    real = sops.Running.__init__
+    real = binary.Running.__init__
 
-    def counting(self: sops.Running, args: list[str], **kwargs: Any) -> None:
+    def counting(self: binary.Running, args: list[str], **kwargs: Any) -> None:
         started.append(kwargs["relpath"])
         real(self, args, **kwargs)
 
-    monkeypatch.setattr(sops.Running, "__init__", counting)
+    monkeypatch.setattr(binary.Running, "__init__", counting)
     return started
 
 
@@ -283,7 +284,7 @@ def test_a_failure_while_starting_stops_the_ones_already_started(
     fake = str(fakesops.write(tmp_path, "hang"))
     fakesops.use(monkeypatch, Path(fake), tmp_path / "pids")
     calls = iter([fake, fake, str(tmp_path / "no-such-sops")])
-    monkeypatch.setattr(sops, "binary", lambda: next(calls))
+    monkeypatch.setattr(binary, "executable", lambda: next(calls))
     spawned = _spawned(monkeypatch)
     connections = [("connections.d/sealed.sops.yaml", _view("sealed"))] * 5
     with pytest.raises(UsageError, match="no-such-sops is not installed"):

@@ -15,7 +15,7 @@ import yaml
 
 from connc import documents, encryption
 from connc.findings import Finding
-from connc.sopsmeta import CreationRule, read_rules
+from connc.sops.rules import CreationRule, read_rules
 from repokit import TEST_RECIPIENT, connection, make_repo, new_age_key, sops_rules, write
 
 RELPATH = "connections.d/db.sops.yaml"

@@ -296,10 +296,8 @@ def test_the_environment_is_the_callers_alone(tmp_path: Path) -> None:
         process.Process(["only-here"])
 
 
-@pytest.mark.xfail(strict=True, reason="a missing working directory is reported as the "
-                                       "program not being installed (Popen's FileNotFoundError "
-                                       "is taken for the program's)")
 def test_a_missing_working_directory_is_not_a_missing_program(tmp_path: Path) -> None:
     with pytest.raises(UsageError) as caught:
         process.Process(["true"], cwd=tmp_path / "gone")
     assert "not installed" not in caught.value.message
+    assert "working directory" in caught.value.message
