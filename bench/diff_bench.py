@@ -25,7 +25,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import generate
 import yaml
 from measure import bench, environment, load_average
 from validate_bench import BIN, repository

@@ -3,7 +3,7 @@
     .venv/bin/python bench/validate_bench.py [--sizes 1000 10000] [--runs 5] [--reuse]
 
 For each size N: generate a repository (bench/generate.py), then time, interleaved,
-- connc:  `connc validate --repo R --format json` (every check of spec section 3, all files);
+- connc:  `connc validate --repo R --format json` (every check of docs/checks.md, all files);
 - check-jsonschema: `check-jsonschema --schemafile connection.schema.json <the N connection
   files>` (schema checks only, connection files only, the schema written by `connc schema`);
 - floor:  one Python process that reads every YAML file of R and parses it with

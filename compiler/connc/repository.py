@@ -1,7 +1,7 @@
 """A connection repository: where it keeps its files, which of them connc reads, what an id
 is, and the in-memory model of each file that the checks, `access` and `diff` share.
 
-No command reads a file outside this layout (spec section 8): every path comes from
+No command reads a file outside this layout (README.md, Guarantees): every path comes from
 `connection_path` / `pipeline_path` of a checked id, from `list_files`, or is one of the
 top-level files.
 """

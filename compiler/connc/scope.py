@@ -1,4 +1,4 @@
-"""Scope of use: may pipeline P use connection C? (spec section 2)
+"""Scope of use: may pipeline P use connection C? (README.md, The trust model)
 
 One function decides, and explains a refusal in the same words for `validate` and `render`;
 `grant_states` applies it to a whole repository for `access` and `diff`, and

@@ -1,6 +1,6 @@
 """Seals: a credential bound to the plaintext that decides where it goes and who gets it.
 
-Everything but the secrets is plaintext that a pull request can edit without a key (spec 2.1).
+Everything but the secrets is plaintext that a pull request can edit without a key (README.md, The trust model).
 A seal is one more value inside the encrypted `credential` (key `connc-seal`, reserved: no
 connection type has a credential field of that name), so sops encrypts it with the secrets and
 its MAC authenticates it: only a key holder can write one, and removing or swapping it breaks

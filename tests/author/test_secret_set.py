@@ -289,7 +289,7 @@ def test_cli_without_a_key_exits_2_without_the_value(repo: Path) -> None:
                              "password", "--repo", str(repo)], input=CANARY, cwd=REPO_ROOT,
                             env=sops_env(), capture_output=True, text=True, timeout=60,
                             check=False)
-    assert result.returncode == 2  # no key is the environment's fault (spec 8)
+    assert result.returncode == 2  # no key is the environment's fault
     assert "no usable key" in result.stderr and CANARY not in result.stderr
 
 

@@ -653,7 +653,7 @@ def reference_cases() -> list[Case]:
 
 
 def github_cases() -> list[Case]:
-    """How a pipeline narrows a GitHub App token (spec 4.1), and who consents (5.2)."""
+    """How a pipeline narrows a GitHub App token (docs/render.md), and who consents (docs/approvals.md)."""
     release = pipe("release")
     base = {conn("github-acme"): GITHUB}
     return [

@@ -1,4 +1,4 @@
-"""connc.models: the documents of spec section 1 and 6, and what each model refuses."""
+"""connc.models: the documents of docs/formats.md, and what each model refuses."""
 
 from __future__ import annotations
 

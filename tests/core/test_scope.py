@@ -1,4 +1,4 @@
-"""connc.scope: may pipeline P use connection C? (spec section 2), table-driven and by property."""
+"""connc.scope: may pipeline P use connection C? (README.md, The trust model), table-driven and by property."""
 
 from __future__ import annotations
 

@@ -225,7 +225,7 @@ def test_connections_and_pipelines_added_and_removed(repo: Path) -> None:
     assert rows(result.changes, "connections") == [
         ("removed", {"connection": "open", "type": "gitlab", "owner": "alice",
                      "visibility": "public"}, False)]
-    # A new pipeline claims its owner's identity (spec 5.1): it widens, bob consents.
+    # A new pipeline claims its owner's identity (docs/diff.md): it widens, bob consents.
     assert rows(result.changes, "pipelines") == [
         ("added", {"pipeline": "b", "owner": "bob", "teams": ""}, True)]
     [added] = [c for c in result.changes if c.section == "pipelines"]

@@ -1,5 +1,5 @@
 """Every change an attacker with write access to a branch can make to move a credential
-(spec 5.1) is a widening row of `connc diff`, naming whose consent it needs (5.2); narrowing
+(docs/diff.md) is a widening row of `connc diff`, naming whose consent it needs (docs/approvals.md); narrowing
 alone exits 0. Each test is a real commit on the estate of conftest.py, diffed as a pull request.
 """
 

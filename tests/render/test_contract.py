@@ -1,4 +1,4 @@
-"""One contract per credential field (spec 8): `secret set`, `validate --decrypt`, `render` and
+"""One contract per credential field: `secret set`, `validate --decrypt`, `render` and
 `check` accept and refuse exactly the same values, with the same message."""
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Every rule runs the real command (`python -m connc`, or the refresh helper as git runs it)
 against the fake GitHub, and checks the tokens there: revoked means GitHub was told.
   * a staging directory a killed render left (`.OUT.connc-*`) is revoked and removed by the
-    next render or clean of OUT, and nothing else beside OUT is touched (spec 8);
+    next render or clean of OUT, and nothing else beside OUT is touched;
   * rendering over a previous bundle revokes its tokens;
   * `connc clean` refuses, before revoking anything, an empty path, the working directory and
     its ancestors, a repository, a symlink, and any directory that is not exactly a bundle;

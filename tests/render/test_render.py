@@ -171,7 +171,7 @@ def test_a_connection_that_fails_to_decrypt_leaves_nothing(tmp_path: Path) -> No
         locked={"locked": new_recipient()})
     out = tmp_path / "out"
     proc = render(root, "ci", out)
-    # No key for it here: an environment error (spec 8), exit 2, not a refusal of the file.
+    # No key for it here: an environment error, exit 2, not a refusal of the file.
     assert proc.returncode == 2 and proc.stderr.startswith("connc: error: ")
     assert "connections.d/locked.sops.yaml: cannot decrypt: no usable key: your key" in proc.stderr
     assert "is not among this file's recipients" in proc.stderr

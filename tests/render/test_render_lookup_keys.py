@@ -3,7 +3,7 @@
 npm, pip, docker and skopeo each look a credential up by a key built from a URL (npm's
 "nerf dart" `//host/path/`, pip's netloc, docker's `auths` key); the bundle must hold exactly
 the key the client computes, or the client finds nothing and gets a 401. And keys written
-into the npmrc parse back to exactly the intended key and value (spec 8). Proven with the
+into the npmrc parse back to exactly the intended key and value. Proven with the
 real clients against loopback servers (servers/npm_registry, servers/pypi_index,
 servers/registry) and with npm's own nerf-dart.js and ini parser run by node.
 

@@ -71,7 +71,7 @@ def test_an_unpinned_host_key_is_refused(
     assert "host key" in cloned.stderr.lower() or "verification failed" in cloned.stderr.lower()
 
 
-# --- spec 8: each connection's key and pins for its own host:port only -------------------------
+# --- each connection's key and pins for its own host:port only -------------------------
 
 
 @dataclasses.dataclass

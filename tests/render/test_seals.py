@@ -1,4 +1,4 @@
-"""Seals (spec 2.1, 4.2): a credential renders only for the plaintext a key holder approved.
+"""Seals (docs/render.md, Seals): a credential renders only for the plaintext a key holder approved.
 
 Real sops with the test key; each attack is an edit without a key, as a pull request makes
 it. A refusal leaves nothing behind, names the field, and never shows a secret.

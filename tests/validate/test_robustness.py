@@ -191,7 +191,7 @@ def test_symlinked_directory_leaving_the_repository(repo: Path, tmp_path: Path) 
 
 def test_symlink_inside_the_repository_is_refused_too(repo: Path) -> None:
     # pipelines.d/p2.yaml -> ../docs/p2.yaml would make render use a file no review of
-    # pipelines.d/ covers (spec 5.1): every symlink is refused, wherever it points.
+    # pipelines.d/ covers (docs/diff.md): every symlink is refused, wherever it points.
     write(repo, "docs/p2.yaml", pipeline("p2"))
     (repo / "pipelines.d" / "p2.yaml").symlink_to("../docs/p2.yaml")
     (repo / "pipelines.d" / "p3.yaml").symlink_to(repo / "pipelines.d" / "p1.yaml")

@@ -44,7 +44,7 @@ def test_a_file_where_a_directory_belongs_is_reported(tmp_path: Path) -> None:
 
 
 def test_decrypt_without_any_key_is_an_environment_error(tmp_path: Path) -> None:
-    # No file decrypts: the key is missing, which is no finding of the files (spec 8: exit 2).
+    # No file decrypts: the key is missing, which is no finding of the files (exit 2).
     repo = make_repo(tmp_path / "repo", connections={"gl": connection("gl")})
     ran = run_connc("validate", "--repo", str(repo), "--decrypt")
     assert ran.returncode == 2 and "no usable key: SOPS_AGE_KEY_FILE is not set" in ran.stderr

@@ -1,7 +1,7 @@
 """`connc init`: an empty directory or git repository becomes a connection repository.
 
-It writes the layout of spec 5.3 — `.sops.yaml` (the creation rule of spec 1.1), `members.yaml`
-with the owner, `connc.yaml` (`requireSeals: true`, the owner as admin), empty
+It writes the layout README.md's "Start your own" shows — `.sops.yaml` (the creation rule of
+docs/formats.md), `members.yaml` with the owner, `connc.yaml` (`requireSeals: true`, the owner as admin), empty
 `connections.d/` and `pipelines.d/`, the two workflows (keyless validation; access review with
 `connc approvals` as the gate) and `.gitignore` entries for key files and bundles — and the
 result validates with no finding. It never prompts. Nothing is written when any of it would
@@ -266,7 +266,7 @@ def _members(owner: str, keys: list[str], github: str | None) -> str:
 
 def _config(owner: str, keys: list[str]) -> str:
     return (
-        "# Written by connc init: the repository's policy (spec section 6).\n"
+        "# Written by connc init: the repository's policy.\n"
         "apiVersion: connc/v1\nkind: Config\n"
         f"admins: [{owner}]            # consent to members, keys and policy changes\n"
         "requireSeals: true          # render refuses a credential no key holder sealed\n"

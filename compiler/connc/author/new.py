@@ -241,7 +241,7 @@ def _header(connection_type: str, connection_id: str, auth: str | None = None) -
 
 
 def sealed(doc: CommentedMap) -> CommentedMap:
-    """The document with its seal (spec 4.2), as every command that writes a credential adds
+    """The document with its seal (docs/render.md, Seals), as every command that writes a credential adds
     it: the scaffold's plaintext, placeholders included, is what the seal approves until a key
     holder changes it and reseals (`connc secret set` and `connc seal` do)."""
     from connc.schema.check import Problem

@@ -1,5 +1,5 @@
-"""`connc diff BASE [HEAD]`: every change that could move a credential (spec 5.1), and whose
-consent it needs (spec 5.2).
+"""`connc diff BASE [HEAD]`: every change that could move a credential (docs/diff.md), and whose
+consent it needs (docs/approvals.md).
 
 Each side is read the way `validate` reads a repository (`snapshot`) and the two are
 compared: grants (the same scope decision as `connc access`), connection scopes and owners,

@@ -22,7 +22,7 @@ def write_bundle(out: Path, pipeline_id: str, resolved: list[Resolved], *,
     """`identity`: where secretless connections get the job's ID token (`connc check` may
     pass a token file); by default, the CI job this process runs in."""
     # Before minting: a staging directory a killed render of OUT left holds live tokens
-    # (spec 8); this render removes it, whatever becomes of its own bundle.
+    #; this render removes it, whatever becomes of its own bundle.
     tell(sweep(out, quick=True))
     _exchange(resolved, identity)  # before minting: a refusal here leaves nothing to revoke
     _mint_tokens(resolved)

@@ -172,7 +172,7 @@ class SshEntry:
 
 
 def _write_ssh(items: list[Resolved], output: Output) -> None:
-    """One ssh config for every ssh connection, one block per connection (spec 8).
+    """One ssh config for every ssh connection, one block per connection.
 
     A single known_hosts and `-i` per key used to give every host every key and every
     connection's pins: one connection's knownHosts could vouch for an impostor on another's

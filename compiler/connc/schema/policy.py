@@ -239,7 +239,7 @@ def ssh_needs_known_hosts(spec: dict[str, Any]) -> None:
 
 
 def known_hosts_pin_own_host(spec: dict[str, Any]) -> None:
-    """Every line of an ssh connection's knownHosts names exactly its own host (spec 8).
+    """Every line of an ssh connection's knownHosts names exactly its own host.
 
     Each connection's host keys used to reach ssh for every host of the bundle, so one
     connection's knownHosts could pin an impostor's key (or `@cert-authority *`) for another

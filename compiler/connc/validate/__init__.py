@@ -1,1 +1,1 @@
-"""`connc validate`: every check of spec section 3, keyless unless asked to decrypt."""
+"""`connc validate`: every check of docs/checks.md, keyless unless asked to decrypt."""

@@ -1,6 +1,6 @@
 """Who holds a key to each connection, who may hold one, and who needs one — keyless.
 
-Scope is enforced by cryptography too (spec sections 2 and 5.4), as two invariants over the
+Scope is enforced by cryptography too (docs/production.md), as two invariants over the
 plaintext files and the recipients sops records in each connection file:
 
 - safety: every recipient of a connection's file belongs to someone who may use it — an admin
@@ -172,7 +172,7 @@ class Keyring:
 
     def named(self, connection: ConnectionSummary) -> list[tuple[str, frozenset[str]]]:
         """The principals a non-public scope names — its owner, then each member — with the
-        keys that stand for each (spec section 2)."""
+        keys that stand for each (README.md, The trust model)."""
         named = [(f"user:{connection.owner}",
                   self.principals.user_recipients(connection.owner))]
         if connection.visibility == "custom":
@@ -234,7 +234,7 @@ class Keyring:
             return frozenset()
         if pipeline.recipients:
             return pipeline.recipients
-        # spec section 2: `pipeline:<p>` stands for its own recipients, or else its teams'.
+        # `pipeline:<p>` stands for its own recipients, or else its teams'.
         return frozenset().union(*(self.principals.team_recipients(team)
                                    for team in self._teams(name)))
 

@@ -1,4 +1,4 @@
-"""`connc validate`: every check of spec section 3, keyless unless asked to decrypt.
+"""`connc validate`: every check of docs/checks.md, keyless unless asked to decrypt.
 
 Per-file checks run in worker processes (parsing dominates and uses both cores); the
 cross-file checks then run on the small summaries the workers send back.
