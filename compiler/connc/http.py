@@ -35,7 +35,6 @@ import dataclasses
 import functools
 import json
 import os
-import re
 import socket
 import threading
 import time
@@ -43,7 +42,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from connc.schema.policy import is_loopback
+from connc import urls
 
 if TYPE_CHECKING:
     import requests
@@ -53,8 +52,6 @@ Auth = Callable[["requests.PreparedRequest"], "requests.PreparedRequest"]
 DEFAULT_MAX_BYTES = 1024 * 1024  # connc reads small JSON answers; never buffer an index
 MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_PLAIN_HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")  # a host name fit to show as it is
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,7 +96,7 @@ def host_of(url: str) -> str:
 def proxies_for(url: str) -> dict[str, str]:
     """The proxies a request to `url` may use: none for a loopback host, else the
     environment's (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY), as requests itself would pick them."""
-    if is_loopback(urlsplit(url).hostname or ""):
+    if urls.is_loopback(urlsplit(url).hostname or ""):
         return {}
     from requests.utils import get_environ_proxies
 
@@ -411,7 +408,7 @@ class _Exchange:
                     return Answer(status, response.headers, content or b"")
             url = urljoin(url, location)
             if _origin(url, host) != origin:
-                raise Failure("redirect", host, f"{host} redirected to {_shown_host(url)}; "
+                raise Failure("redirect", host, f"{host} redirected to {urls.shown_host(url)}; "
                                                 f"connc follows a redirect only to the same "
                                                 f"scheme, host and port, never with the "
                                                 f"credential elsewhere")
@@ -423,13 +420,9 @@ class _Exchange:
 
 def _origin(url: str, host: str) -> tuple[str, str, int | None] | None:
     try:
-        parts = urlsplit(url)
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+        return urls.origin(url)  # None: user info in a Location is never the origin asked
     except ValueError:
         raise Failure("invalid", host, f"the request to {host} failed: an invalid URL") from None
-    if parts.username is not None or parts.password is not None:
-        return None  # user info in a Location is never the origin asked
-    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 def next_link(header: str | None) -> str | None:
@@ -463,17 +456,9 @@ def _check_url(url: str, host: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Failure("invalid", host, f"the request to {host} failed: not an http(s) URL")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise Failure("insecure", host, f"plain http to {_shown_host(url)} is refused: it "
+    if urls.plain_http_refused(parts.scheme, parts.hostname):
+        raise Failure("insecure", host, f"plain http to {urls.shown_host(url)} is refused: it "
                                         f"would leave this machine unencrypted")
-
-
-def _shown_host(url: str) -> str:
-    try:
-        hostname = urlsplit(url).hostname or ""
-    except ValueError:
-        hostname = ""
-    return hostname if _PLAIN_HOST.fullmatch(hostname) else "another host"
 
 
 class _NoAuth:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from connc import __version__, http, process
 from connc.render.context import Resolved
-from connc.schema.policy import is_loopback
+from connc.urls import plain_http_refused
 
 if TYPE_CHECKING:
     from connc.identity.ci import Source
@@ -216,7 +216,7 @@ def http_send(method: str, url: str, context: Context, *,
               max_bytes: int = _BODY_LIMIT) -> Answer:
     """`http_get` for any method (a POST with a JSON body: kube's rules review)."""
     host = http.host_of(url)
-    if url.startswith("http://") and not is_loopback(host):
+    if url.startswith("http://") and plain_http_refused("http", host):
         raise ProbeFailure(f"refused: plain http to {host} would send the credential in clear")
     # A Basic header carries `user:password`: what a service could echo of it, as sent.
     context.sent.update(value for value in (basic[1] if basic else None, bearer,

@@ -21,32 +21,14 @@ from connc.check.reach import (
     pages,
 )
 from connc.render.context import Resolved
-from connc.schema.policy import is_loopback
+from connc.urls import registry_api
 
 TYPES = frozenset({"container-registry"})
 
 
-_DOCKER_HUB = frozenset({"index.docker.io", "docker.io", "registry-1.docker.io",
-                         "registry.hub.docker.com"})
-
-
-def registry_base(registry: str) -> str:
-    """scheme://host[:port] of the registry API. An explicit scheme wins; else http on
-    loopback (where registries run without TLS, as docker allows) and https elsewhere."""
-    if "://" in registry:
-        parts = urlsplit(registry)
-        scheme, netloc = parts.scheme, parts.netloc
-    else:
-        scheme, netloc = "", registry.split("/", 1)[0]
-    hostname = urlsplit(f"//{netloc}").hostname or netloc
-    if hostname in _DOCKER_HUB:
-        return "https://registry-1.docker.io"  # where `docker login` sends Docker Hub's
-    return f"{scheme or ('http' if is_loopback(hostname) else 'https')}://{netloc}"
-
-
 def probe(resolved: Resolved, context: Context) -> Result:
     """What `docker login` does: GET /v2/, answer its challenge, expect 200."""
-    url = registry_base(str(resolved.spec["registry"])) + "/v2/"
+    url = registry_api(str(resolved.spec["registry"])) + "/v2/"
     username, password = resolved.user_password()
     first = http_get(url, context)
     if first.status == 200:
@@ -115,7 +97,7 @@ def reach(resolved: Resolved, context: Context, ask: Ask) -> Reach:
     """The catalog, with the credential as the registry asks for it (Basic, or a token for
     `registry:catalog:*`), followed page by page (`Link`, at the registry's origin only). A
     registry that will not list it is said to, and nothing is guessed in its place."""
-    base = registry_base(str(resolved.spec["registry"]))
+    base = registry_api(str(resolved.spec["registry"]))
     url = base + "/v2/_catalog"
     basic = resolved.user_password()
     first = http_get(url, context, params={"n": str(PAGE_SIZE)})  # anonymous: the challenge
