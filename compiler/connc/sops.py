@@ -29,12 +29,11 @@ import re
 import signal
 import stat
 import sys
-import tempfile
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, NoReturn
 
-from connc import process, sopskeys
+from connc import privatefiles, process, sopskeys
 from connc.errors import ConncError, SopsError, UsageError
 from connc.findings import printable
 from connc.secrets import Secret
@@ -225,16 +224,7 @@ def _restore(path: Path, before: bytes, mode: int) -> None:
     with contextlib.suppress(OSError):
         if path.read_bytes() == before:
             return
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(before)
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    privatefiles.replace(path, before, mode)
 
 
 def explain(returncode: int, stderr: bytes = b"") -> str:

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from connc import documents, process, repository, seal, sops
+from connc import documents, privatefiles, process, repository, seal, sops
 from connc.author import seal as sealing
 from connc.credentials import MULTILINE_FIELDS, field_problem
 from connc.errors import Refused, SopsError, UsageError
@@ -123,7 +122,8 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO, *,
         _code, message = problem  # messages name the field, never the value
         raise Refused(f"{message}; nothing was changed", path=relpath)
     if text is not None:
-        _replace(root / relpath, text)
+        path = root / relpath
+        privatefiles.replace(path, text, path.stat().st_mode & 0o7777)
     sops.set_credential(root, relpath, field, value, deadline=deadline, ignore_mac=mac_broken)
     try:
         sops.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
@@ -194,20 +194,6 @@ def _without_value(path: Path, document: documents.Document, field: str) -> byte
     last = value.end_mark.line if value.end_mark.column == 0 else value.end_mark.line + 1
     lines = path.read_bytes().splitlines(keepends=True)
     return b"".join(lines[:first] + lines[last:])
-
-
-def _replace(path: Path, text: bytes) -> None:
-    """Write `text` over the file, whole or not at all (a temp file beside it, then rename)."""
-    temporary = path.with_name(f".{path.name}.connc-{os.getpid()}")
-    try:
-        with open(temporary, "xb") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, path.stat().st_mode & 0o7777)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
 
 
 def read_encrypted(root: Path, relpath: str, connection_id: str
