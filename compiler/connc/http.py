@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
 from connc import urls
+from connc.process import Cancel, Deadline
 
 if TYPE_CHECKING:
     import requests
@@ -106,44 +107,6 @@ def proxies_for(url: str) -> dict[str, str]:
 # --- deadlines and cancellation ---------------------------------------------------------------
 
 
-class Cancel:
-    """Set once, by whoever stops a run (an interrupt): every request made under it (see
-    `limits`) ends at once, and callbacks registered with `add` run. A callback runs in the
-    thread that calls `set`, so it must only signal (shut a socket down, kill a process
-    group), never wait."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._event = threading.Event()
-        self._callbacks: set[Callable[[], None]] = set()
-
-    def set(self) -> None:
-        with self._lock:
-            self._event.set()
-            callbacks, self._callbacks = self._callbacks, set()
-        for callback in callbacks:
-            callback()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to `seconds`; True as soon as this is set."""
-        return self._event.wait(max(0.0, seconds))
-
-    def add(self, callback: Callable[[], None]) -> bool:
-        """Call `callback` when this is set; False (and no call) when it is set already."""
-        with self._lock:
-            if self._event.is_set():
-                return False
-            self._callbacks.add(callback)
-            return True
-
-    def discard(self, callback: Callable[[], None]) -> None:
-        with self._lock:
-            self._callbacks.discard(callback)
-
-
 @dataclasses.dataclass(frozen=True)
 class _Limits:
     deadline: float | None  # time.monotonic()
@@ -160,14 +123,18 @@ def _limits() -> _Limits:
 
 
 @contextlib.contextmanager
-def limits(*, deadline: float | None = None, cancel: Cancel | None = None) -> Iterator[None]:
-    """Every request this thread makes in the block ends by `deadline` (time.monotonic(); an
-    enclosing earlier one still holds) and as soon as `cancel` is set. `connc check` puts each
-    probe in one, so that code which knows nothing of it (the GitHub client) obeys it too."""
+def limits(*, deadline: Deadline | None = None, cancel: Cancel | None = None) -> Iterator[None]:
+    """Every request this thread makes in the block ends by `deadline` (an enclosing earlier
+    one still holds) and as soon as `cancel` (by default the deadline's) is set. `connc check`
+    puts each probe in one, so that code which knows nothing of it (the GitHub client) obeys
+    it too."""
     outer = _limits()
+    at = deadline.at if deadline is not None else None
     if outer.deadline is not None:
-        deadline = outer.deadline if deadline is None else min(deadline, outer.deadline)
-    _local.limits = _Limits(deadline, cancel or outer.cancel)
+        at = outer.deadline if at is None else min(at, outer.deadline)
+    if cancel is None and deadline is not None:
+        cancel = deadline.cancel
+    _local.limits = _Limits(at, cancel or outer.cancel)
     try:
         yield
     finally:

@@ -170,7 +170,8 @@ class Running:
         file can be decrypted with the keys here, `process.DeadlineExceeded` (exit 2) when
         the run's deadline passes first."""
         try:
-            done = self._process.wait(self._deadline.remaining(), limit=_OUTPUT_LIMIT)
+            done = self._process.wait(self._deadline.remaining(), limit=_OUTPUT_LIMIT,
+                                      cancel=self._deadline.cancel)
         except process.Timeout:
             raise _late(self._deadline, self.relpath) from None
         except process.TooMuchOutput:
