@@ -186,10 +186,11 @@ def http_get(url: str, context: Context, *, basic: tuple[str, str] | None = None
              headers: dict[str, str] | None = None, verify: str | bool | None = None,
              cert: tuple[str, str] | None = None, read_json: bool = False,
              max_bytes: int = _BODY_LIMIT) -> Answer:
-    """One GET, over by the probe's deadline (the `http.limits` its probe runs in). Redirects are followed within the URL's origin
-    only (connc.http): a redirect elsewhere fails the probe, since another host's answer
-    would prove nothing about the credential. Raises ProbeFailure when no HTTP answer came
-    back. With `read_json`, `body` is the answer parsed (whatever its status), else None."""
+    """One GET, over by the probe's deadline (the `http.limits` the probe runs in).
+    Redirects are followed within the URL's origin only (connc.http): a redirect elsewhere
+    fails the probe, since another host's answer would prove nothing about the credential.
+    Raises ProbeFailure when no HTTP answer came back. With `read_json`, `body` is the
+    answer parsed (whatever its status), else None."""
     return http_send("GET", url, context, basic=basic, bearer=bearer, params=params,
                      headers=headers, verify=verify, cert=cert, read_json=read_json,
                      max_bytes=max_bytes)
