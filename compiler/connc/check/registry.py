@@ -4,7 +4,6 @@ registry's catalog (`GET /v2/_catalog`), which many registries refuse to list.""
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 from connc.check.probe import Context, ProbeFailure, Result, http_get, status_failure
 from connc.check.reach import (
@@ -21,7 +20,7 @@ from connc.check.reach import (
     pages,
 )
 from connc.render.context import Resolved
-from connc.urls import registry_api
+from connc.urls import registry_api, shown_host
 
 TYPES = frozenset({"container-registry"})
 
@@ -63,7 +62,7 @@ def _challenge(header: str) -> tuple[str, dict[str, str]]:
 def _registry_token(url: str, challenge: dict[str, str], basic: tuple[str, str],
                     context: Context) -> Result:
     """The token flow of Docker Hub and registries with a token service."""
-    realm_host = urlsplit(challenge["realm"]).hostname or challenge["realm"]
+    realm_host = shown_host(challenge["realm"])
     token = _token(challenge, basic, context, url)
     answer = http_get(url, context, bearer=token)
     if answer.status != 200:
@@ -81,7 +80,7 @@ def _token(challenge: dict[str, str], basic: tuple[str, str], context: Context,
     params = {key: challenge[key] for key in ("service", "scope") if challenge.get(key)}
     params["account"] = basic[0]
     issued = http_get(realm, context, basic=basic, params=params, read_json=True)
-    realm_host = urlsplit(realm).hostname or realm
+    realm_host = shown_host(realm)
     if issued.status != 200:
         raise ProbeFailure(f"the token service {realm_host}: {status_failure(issued.status)}",
                            url)

@@ -143,7 +143,7 @@ def each_connection(root: Path, selected: Sequence[str],
 
     # Daemon threads, not a ThreadPoolExecutor: the executor's workers are joined at
     # interpreter exit even after shutdown(wait=False), so one probe stuck where no cancel
-    # reaches (sops, up to its own timeout) would hold the process after an interrupt.
+    # reaches (a revocation, up to its own timeout) would hold the process after an interrupt.
     for n in range(min(_WORKERS, len(selected))):
         threading.Thread(target=worker, name=f"connc-check-{n}", daemon=True).start()
     try:
