@@ -90,10 +90,6 @@ def ca_bundle() -> str | bool:
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
 
 
-def host_of(url: str) -> str:
-    return urlsplit(url).hostname or url
-
-
 def proxies_for(url: str) -> dict[str, str]:
     """The proxies a request to `url` may use: none for a loopback host, else the
     environment's (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY), as requests itself would pick them."""
@@ -294,7 +290,7 @@ def request(method: str, url: str, *, timeout: float, auth: Auth | None = None,
     import requests
     import urllib3
 
-    host = host_of(url)
+    host = urls.host_of(url)
     scope = _limits()
     deadline = time.monotonic() + timeout
     if scope.deadline is not None:
@@ -353,7 +349,7 @@ class _Exchange:
     cert: tuple[str, str] | None
 
     def run(self, session: requests.Session, follow_redirects: bool, max_bytes: int) -> Answer:
-        host = host_of(self.url)
+        host = urls.host_of(self.url)
         origin = _origin(self.url, host)
         url, method, body, params = self.url, self.method, self.json_body, self.params
         data = self.data

@@ -4,7 +4,7 @@
   URL a file names (`schema.policy`), a request connc sends (`http`) and a probe's client;
 - the schemes' default ports, and `host[:port]` as a client sends it (`host_port`);
 - an origin (`origin`: scheme, host lower-cased, port), what a redirect may not leave;
-- a host fit to show in a message (`shown_host`);
+- a URL's host as a message names it (`host_of`; `shown_host` for one a server sent);
 - an ssh URL's host and port, and the name ssh looks its host keys up by (`ssh_host`);
 - Docker Hub's names: render writes a credential under Hub's key for exactly the registries
   `docker_hub` says are Hub, and check probes Hub's API for exactly those (`registry_api`).
@@ -63,6 +63,12 @@ def origin(url: str) -> tuple[str, str, int | None] | None:
     if parts.username is not None or parts.password is not None:
         return None
     return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def host_of(url: str) -> str:
+    """The host a message names for a URL connc was configured with (a checked spec field,
+    an API's fixed address); `shown_host` for one a server sent."""
+    return urlsplit(url).hostname or url
 
 
 def shown_host(url: str) -> str:

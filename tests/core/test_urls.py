@@ -52,6 +52,11 @@ def test_origin() -> None:
         urls.origin("https://h.example:99999/")
 
 
+def test_host_of_names_a_configured_url() -> None:
+    assert urls.host_of("https://Sts.Example.com:8443/x") == "sts.example.com"
+    assert urls.host_of("not a url") == "not a url"
+
+
 @pytest.mark.parametrize(("url", "shown"), [
     ("https://api.example.com/x", "api.example.com"),
     ("http://127.0.0.1:8080/", "127.0.0.1"),

@@ -20,9 +20,8 @@ import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from connc import __version__, http, process
+from connc import __version__, http, process, urls
 from connc.render.context import Resolved
-from connc.urls import plain_http_refused
 
 if TYPE_CHECKING:
     from connc.identity.ci import Source
@@ -203,8 +202,8 @@ def http_send(method: str, url: str, context: Context, *,
               json_body: Any = None, read_json: bool = False,
               max_bytes: int = _BODY_LIMIT) -> Answer:
     """`http_get` for any method (a POST with a JSON body: kube's rules review)."""
-    host = http.host_of(url)
-    if url.startswith("http://") and plain_http_refused("http", host):
+    host = urls.host_of(url)
+    if url.startswith("http://") and urls.plain_http_refused("http", host):
         raise ProbeFailure(f"refused: plain http to {host} would send the credential in clear")
     # A Basic header carries `user:password`: what a service could echo of it, as sent.
     context.sent.update(value for value in (basic[1] if basic else None, bearer,
