@@ -35,7 +35,6 @@ import dataclasses
 import functools
 import json
 import os
-import re
 import socket
 import threading
 import time
@@ -43,7 +42,8 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urljoin, urlsplit
 
-from connc.schema.policy import is_loopback
+from connc import urls
+from connc.process import Cancel, Deadline
 
 if TYPE_CHECKING:
     import requests
@@ -53,8 +53,6 @@ Auth = Callable[["requests.PreparedRequest"], "requests.PreparedRequest"]
 DEFAULT_MAX_BYTES = 1024 * 1024  # connc reads small JSON answers; never buffer an index
 MAX_REDIRECTS = 5
 _REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-_PLAIN_HOST = re.compile(r"[A-Za-z0-9.:-]{1,253}")  # a host name fit to show as it is
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,14 +90,10 @@ def ca_bundle() -> str | bool:
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("SSL_CERT_FILE") or True
 
 
-def host_of(url: str) -> str:
-    return urlsplit(url).hostname or url
-
-
 def proxies_for(url: str) -> dict[str, str]:
     """The proxies a request to `url` may use: none for a loopback host, else the
     environment's (HTTP(S)_PROXY, ALL_PROXY, NO_PROXY), as requests itself would pick them."""
-    if is_loopback(urlsplit(url).hostname or ""):
+    if urls.is_loopback(urlsplit(url).hostname or ""):
         return {}
     from requests.utils import get_environ_proxies
 
@@ -107,44 +101,6 @@ def proxies_for(url: str) -> dict[str, str]:
 
 
 # --- deadlines and cancellation ---------------------------------------------------------------
-
-
-class Cancel:
-    """Set once, by whoever stops a run (an interrupt): every request made under it (see
-    `limits`) ends at once, and callbacks registered with `add` run. A callback runs in the
-    thread that calls `set`, so it must only signal (shut a socket down, kill a process
-    group), never wait."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._event = threading.Event()
-        self._callbacks: set[Callable[[], None]] = set()
-
-    def set(self) -> None:
-        with self._lock:
-            self._event.set()
-            callbacks, self._callbacks = self._callbacks, set()
-        for callback in callbacks:
-            callback()
-
-    def is_set(self) -> bool:
-        return self._event.is_set()
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to `seconds`; True as soon as this is set."""
-        return self._event.wait(max(0.0, seconds))
-
-    def add(self, callback: Callable[[], None]) -> bool:
-        """Call `callback` when this is set; False (and no call) when it is set already."""
-        with self._lock:
-            if self._event.is_set():
-                return False
-            self._callbacks.add(callback)
-            return True
-
-    def discard(self, callback: Callable[[], None]) -> None:
-        with self._lock:
-            self._callbacks.discard(callback)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,14 +119,18 @@ def _limits() -> _Limits:
 
 
 @contextlib.contextmanager
-def limits(*, deadline: float | None = None, cancel: Cancel | None = None) -> Iterator[None]:
-    """Every request this thread makes in the block ends by `deadline` (time.monotonic(); an
-    enclosing earlier one still holds) and as soon as `cancel` is set. `connc check` puts each
-    probe in one, so that code which knows nothing of it (the GitHub client) obeys it too."""
+def limits(*, deadline: Deadline | None = None, cancel: Cancel | None = None) -> Iterator[None]:
+    """Every request this thread makes in the block ends by `deadline` (an enclosing earlier
+    one still holds) and as soon as `cancel` (by default the deadline's) is set. `connc check`
+    puts each probe in one, so that code which knows nothing of it (the GitHub client) obeys
+    it too."""
     outer = _limits()
+    at = deadline.at if deadline is not None else None
     if outer.deadline is not None:
-        deadline = outer.deadline if deadline is None else min(deadline, outer.deadline)
-    _local.limits = _Limits(deadline, cancel or outer.cancel)
+        at = outer.deadline if at is None else min(at, outer.deadline)
+    if cancel is None and deadline is not None:
+        cancel = deadline.cancel
+    _local.limits = _Limits(at, cancel or outer.cancel)
     try:
         yield
     finally:
@@ -330,7 +290,7 @@ def request(method: str, url: str, *, timeout: float, auth: Auth | None = None,
     import requests
     import urllib3
 
-    host = host_of(url)
+    host = urls.host_of(url)
     scope = _limits()
     deadline = time.monotonic() + timeout
     if scope.deadline is not None:
@@ -389,7 +349,7 @@ class _Exchange:
     cert: tuple[str, str] | None
 
     def run(self, session: requests.Session, follow_redirects: bool, max_bytes: int) -> Answer:
-        host = host_of(self.url)
+        host = urls.host_of(self.url)
         origin = _origin(self.url, host)
         url, method, body, params = self.url, self.method, self.json_body, self.params
         data = self.data
@@ -411,7 +371,7 @@ class _Exchange:
                     return Answer(status, response.headers, content or b"")
             url = urljoin(url, location)
             if _origin(url, host) != origin:
-                raise Failure("redirect", host, f"{host} redirected to {_shown_host(url)}; "
+                raise Failure("redirect", host, f"{host} redirected to {urls.shown_host(url)}; "
                                                 f"connc follows a redirect only to the same "
                                                 f"scheme, host and port, never with the "
                                                 f"credential elsewhere")
@@ -423,13 +383,9 @@ class _Exchange:
 
 def _origin(url: str, host: str) -> tuple[str, str, int | None] | None:
     try:
-        parts = urlsplit(url)
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
+        return urls.origin(url)  # None: user info in a Location is never the origin asked
     except ValueError:
         raise Failure("invalid", host, f"the request to {host} failed: an invalid URL") from None
-    if parts.username is not None or parts.password is not None:
-        return None  # user info in a Location is never the origin asked
-    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 def next_link(header: str | None) -> str | None:
@@ -463,17 +419,9 @@ def _check_url(url: str, host: str) -> None:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise Failure("invalid", host, f"the request to {host} failed: not an http(s) URL")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
-        raise Failure("insecure", host, f"plain http to {_shown_host(url)} is refused: it "
+    if urls.plain_http_refused(parts.scheme, parts.hostname):
+        raise Failure("insecure", host, f"plain http to {urls.shown_host(url)} is refused: it "
                                         f"would leave this machine unencrypted")
-
-
-def _shown_host(url: str) -> str:
-    try:
-        hostname = urlsplit(url).hostname or ""
-    except ValueError:
-        hostname = ""
-    return hostname if _PLAIN_HOST.fullmatch(hostname) else "another host"
 
 
 class _NoAuth:

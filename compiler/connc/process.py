@@ -37,6 +37,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -83,20 +84,73 @@ class DeadlineExceeded(UsageError):
     """The run's deadline passed (exit 2: a hung KMS or a slow machine is the environment's)."""
 
 
-class Deadline:
-    """One bound for a whole run: every wait of the run takes what is left of it.
+class Cancel:
+    """Set once, by whoever stops a run (an interrupt): every wait made under it ends at once
+    (a request under `http.limits`, a program waited for with it, every sops of a `Deadline`
+    that carries it), and callbacks registered with `add` run. A callback runs in the thread
+    that calls `set`, so it must only signal (shut a socket down, kill a process group),
+    never wait."""
 
-    A command makes one when it starts and hands it down; a wait never starts a fresh
-    budget of its own, so ten hung processes cost one deadline, not ten. `option`: the
-    command-line option that sets it, named when it passes.
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._event = threading.Event()
+        self._callbacks: set[Callable[[], None]] = set()
+
+    def set(self) -> None:
+        with self._lock:
+            self._event.set()
+            callbacks, self._callbacks = self._callbacks, set()
+        for callback in callbacks:
+            callback()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True as soon as this is set."""
+        return self._event.wait(max(0.0, seconds))
+
+    def add(self, callback: Callable[[], None]) -> bool:
+        """Call `callback` when this is set; False (and no call) when it is set already."""
+        with self._lock:
+            if self._event.is_set():
+                return False
+            self._callbacks.add(callback)
+            return True
+
+    def discard(self, callback: Callable[[], None]) -> None:
+        with self._lock:
+            self._callbacks.discard(callback)
+
+
+class Cancelled(Exception):
+    """The run was stopped (its `Cancel` was set) while the program ran; it was killed with
+    its group and reaped."""
+
+    def __init__(self, program: str) -> None:
+        super().__init__(f"{program} was stopped: the run was interrupted")
+        self.program = program
+
+
+class Deadline:
+    """One bound for a whole run: every wait of the run takes what is left of it, and ends
+    as soon as the run is stopped (`cancel`).
+
+    A command makes one when it starts and hands it down (to `http.limits`, to each sops
+    run, to `Process.wait` with `cancel`); a wait never starts a fresh budget of its own, so
+    ten hung processes cost one deadline, not ten. `option`: the command-line option that
+    sets it, named when it passes. `cancel`: the run's interrupt, shared by the deadlines of
+    one run (`connc check`: the decryptions' and each probe's); a fresh one by default.
     """
 
-    def __init__(self, seconds: float, option: str | None = None) -> None:
+    def __init__(self, seconds: float, option: str | None = None, *,
+                 cancel: Cancel | None = None) -> None:
         if not math.isfinite(seconds) or seconds <= 0:  # click's FloatRange lets NaN by
             raise UsageError(f"{option or 'a deadline'} takes a positive number of seconds, "
                              f"not {seconds}")
         self.seconds, self.option = seconds, option
         self.at = time.monotonic() + seconds
+        self.cancel = cancel if cancel is not None else Cancel()
 
     def remaining(self) -> float:
         return max(0.0, self.at - time.monotonic())
@@ -192,12 +246,27 @@ class Process:
         return self._proc.pid
 
     def wait(self, timeout: float, *, sink: Callable[[bytes], None] | None = None,
-             limit: int = OUTPUT_LIMIT) -> Completed:
+             limit: int = OUTPUT_LIMIT, cancel: Cancel | None = None) -> Completed:
         """Feed stdin, wait at most `timeout` seconds, return what the program wrote.
 
         stdout is collected up to `limit` bytes (more: `TooMuchOutput`), or handed to `sink`
         chunk by chunk as it arrives (then `Completed.stdout` is empty and the sink bounds it).
+        When `cancel` is set (now or while waiting) the group is killed, reaped, and
+        `Cancelled` raised.
         """
+        if cancel is not None and not cancel.add(self.kill):
+            self.kill()
+        try:
+            completed = self._wait(timeout, sink, limit)
+        finally:
+            if cancel is not None:  # after the reap: too soon for the pid to be reused
+                cancel.discard(self.kill)
+        if cancel is not None and cancel.is_set():
+            raise Cancelled(self.program)
+        return completed
+
+    def _wait(self, timeout: float, sink: Callable[[bytes], None] | None,
+              limit: int) -> Completed:
         end = time.monotonic() + timeout
         try:
             out, err = self._communicate(end, sink, limit)
@@ -257,13 +326,20 @@ class Process:
                             raise TooMuchOutput(self.program, limit)
         return bytes(out), bytes(err)
 
+    def kill(self) -> None:
+        """Signal the group to die, and nothing else: safe in any thread (a `Cancel`'s
+        callback, while another thread waits); `wait` or `stop` reaps it. A no-op once the
+        program was reaped, so a reused pid is never signalled."""
+        if self._proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+
     def stop(self) -> None:
         """Kill the group and reap it; a no-op once the program was collected."""
         if self._done:
             return
         self._done = True
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self._proc.pid, signal.SIGKILL)
+        self.kill()
         for pipe in (self._proc.stdin, self._proc.stdout, self._proc.stderr):
             if pipe is not None:
                 with contextlib.suppress(OSError):

@@ -17,7 +17,7 @@ from collections.abc import Collection
 from pathlib import Path
 
 from connc.errors import UsageError
-from connc.findings import Finding, finding, printable
+from connc.findings import Finding, finding, printable, suggest
 
 CONNECTIONS_DIR = "connections.d"
 PIPELINES_DIR = "pipelines.d"
@@ -194,6 +194,27 @@ def list_files(root: Path, files: Files = DISK) -> Listing:
 def present(path: Path, files: Files = DISK) -> bool:
     # A dangling symlink is present: it is reported as one, not as a missing file.
     return files.lexists(path)
+
+
+def ids(root: Path, kind: str) -> list[str]:
+    """The ids of the repository's `kind` ("connection" or "pipeline") files, sorted."""
+    listing = list_files(root)
+    if kind == "connection":
+        return sorted(stem(p, CONNECTION_SUFFIX) for p in listing.connections)
+    return sorted(stem(p, PIPELINE_SUFFIX) for p in listing.pipelines)
+
+
+def existing(root: Path, kind: str, given: str, *, hint: str = "") -> str:
+    """The file of the `kind` ("connection" or "pipeline") that the id `given` names. A usage
+    error (exit 2) for an invalid id, and for one without a file: "no KIND `ID`; did you mean
+    `X`?" and `hint`. The id is checked once here; the repository is listed only on a miss."""
+    check_id(given, kind)
+    relpath = f"{CONNECTIONS_DIR}/{given}{CONNECTION_SUFFIX}" if kind == "connection" \
+        else f"{PIPELINES_DIR}/{given}{PIPELINE_SUFFIX}"
+    if not present(root / relpath):
+        raise UsageError(f"no {kind} `{given}`{suggest(given, ids(root, kind))}{hint}",
+                         path=relpath)
+    return relpath
 
 
 _SYMLINK = ("is a symlink (or is reached through one); connc follows none: a link can point "

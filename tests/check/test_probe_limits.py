@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from connc import http
+from connc import process
 from connc.check.probe import Context, ProbeFailure
 
 
@@ -21,8 +21,8 @@ def bundle(tmp_path: Path) -> Path:
 
 
 def test_an_interrupt_kills_a_tool_run_at_once(bundle: Path, tmp_path: Path) -> None:
-    cancel = http.Cancel()
-    context = Context(tmp_path, 60, time.monotonic() + 60, cancel)
+    cancel = process.Cancel()
+    context = Context(tmp_path, 60, process.Deadline(60, cancel=cancel))
     threading.Timer(0.3, cancel.set).start()
     started = time.monotonic()
     with pytest.raises(ProbeFailure, match="interrupted"):
@@ -33,7 +33,7 @@ def test_an_interrupt_kills_a_tool_run_at_once(bundle: Path, tmp_path: Path) -> 
 
 
 def test_a_tool_run_ends_at_the_probe_deadline(bundle: Path, tmp_path: Path) -> None:
-    context = Context(tmp_path, 1, time.monotonic() + 0.5)
+    context = Context(tmp_path, 1, process.Deadline(0.5))
     started = time.monotonic()
     with pytest.raises(ProbeFailure, match="timeout: sleep did not finish within the probe's"):
         context.run(bundle, ["sleep", "30"])

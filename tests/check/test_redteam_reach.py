@@ -128,7 +128,7 @@ def test_a_next_page_that_never_ends_is_not_followed_until_the_deadline(
 
 
 def test_github_installation_pages_are_bounded() -> None:
-    from connc import http
+    from connc import http, process
     from connc.github.apps import InstallationReader
     from connc.secrets import Secret
 
@@ -140,7 +140,7 @@ def test_github_installation_pages_are_bounded() -> None:
                           f'rel="next"'},
             json.dumps({"total_count": 1, "repositories": []}).encode())
         # The deadline ends an unbounded loop (a failure here), as `--reach`'s would.
-        with http.limits(deadline=time.monotonic() + 10):
+        with http.limits(deadline=process.Deadline(10)):
             listing = InstallationReader(server.url(), Secret(token), connection="gh",
                                          timeout=5).repositories(500)
     assert listing.complete is False and listing.items == []

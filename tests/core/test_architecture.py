@@ -91,9 +91,9 @@ def test_imports_go_down_only() -> None:
 
 def test_the_top_level_is_a_small_core() -> None:
     top = sorted(p.stem for p in PACKAGE.glob("*.py") if not p.stem.startswith("__"))
-    # Fourteen modules, and room for two more: a concern that needs more than a module gets a
+    # Sixteen modules, and room for two more: a concern that needs more than a module gets a
     # core subpackage of its own, as github and sops did.
-    assert len(top) <= 16, top
+    assert len(top) <= 18, top
     packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
     # Core subpackages: the schemas; the CI identity that render, check and `connc id-token`
     # share (secretless connections); the GitHub API client; sops and what it records.

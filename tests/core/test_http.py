@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from connc import http
+from connc import http, process
 from connc.errors import GitHubError
 from connc.github.apps import GitHubApp, revoke_installation_token
 from connc.secrets import Secret
@@ -222,14 +222,14 @@ def test_a_trickling_server_cannot_stretch_the_timeout(head: bytes) -> None:
 def test_limits_cut_requests_short_and_cancel_ends_them_at_once() -> None:
     with trickling_server() as server:
         def under_deadline() -> object:
-            with http.limits(deadline=time.monotonic() + 0.5):
+            with http.limits(deadline=process.Deadline(0.5)):
                 assert 0 < (http.remaining() or 0) <= 0.5
                 return http.request("GET", server.url, timeout=60)
 
         caught = finishes_within(3, under_deadline)
         assert isinstance(caught, http.Failure) and caught.kind == "timeout", caught
 
-        cancel = http.Cancel()
+        cancel = process.Cancel()
 
         def under_cancel() -> object:
             with http.limits(cancel=cancel):
@@ -246,7 +246,7 @@ def test_limits_cut_requests_short_and_cancel_ends_them_at_once() -> None:
 
 
 def test_pause_is_cut_short_by_a_cancel() -> None:
-    cancel = http.Cancel()
+    cancel = process.Cancel()
     threading.Timer(0.2, cancel.set).start()
 
     def pause() -> None:
@@ -283,7 +283,7 @@ def test_github_requests_to_loopback_bypass_the_proxy(github_api: FakeGitHub,
 
 def test_github_backoff_ends_on_cancel_and_revoke_outlives_the_deadline(
         github_api: FakeGitHub) -> None:
-    cancel = http.Cancel()
+    cancel = process.Cancel()
 
     def mint_until_cancelled() -> object:
         # Refused at once, then a backoff of 1, 2 s...: the cancel cuts the first one short.
@@ -296,9 +296,9 @@ def test_github_backoff_ends_on_cancel_and_revoke_outlives_the_deadline(
     assert isinstance(caught, GitHubError) and "interrupted" in str(caught), caught
 
     token = _app(github_api.url, github_api).mint_installation_token(github_api.installation_id)
-    spent = http.Cancel()
+    spent = process.Cancel()
     spent.set()
-    with http.limits(deadline=time.monotonic() - 1, cancel=spent):
+    with http.limits(deadline=process.Deadline(1e-9), cancel=spent):
         # The mint's deadline has passed: the revocation that undoes it is made all the same.
         assert revoke_installation_token(github_api.url, token.token, timeout=5) is True
     assert github_api.revoked == [token.token.reveal()]

@@ -129,9 +129,10 @@ def test_a_key_added_to_a_user_a_team_a_pipeline_or_the_admins(estate: Path,
     write(estate, "connc.yaml", {**config, "adminRecipients": [keys[3]]})
     code, data, changes = pull_request(estate)
     assert code == 1
+    # dave is in team data: his key now decrypts what the team may, too.
     assert sorted((v["principal"], a) for _c, v, a in widening(changes, "keys")) == [
         ("adminRecipients", ("admins",)), ("pipeline:build", ("admins",)),
-        ("team:platform", ("admins",)), ("user:dave", ("admins",))]
+        ("team:data", ("admins",)), ("team:platform", ("admins",)), ("user:dave", ("admins",))]
     assert_every_widening_row_names_approvers(data)
 
 

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from connc import urls
 from connc.errors import RenderError
 from connc.render import docker, packages
 from connc.render import textformat as text
@@ -374,10 +375,10 @@ def test_pip_index_urls_use_the_canonical_host(tmp_path: Path) -> None:
                                   "Registry.Example.com", "Registry.Example.com:443"]),
     ("https://Registry.Example.com/v2/", ["registry.example.com", "Registry.Example.com"]),
     ("ghcr.io/acme", ["ghcr.io/acme"]),
-    ("https://index.docker.io/v1/", [docker.DOCKER_HUB]),
-    ("docker.io", [docker.DOCKER_HUB]),
-    ("index.docker.io", [docker.DOCKER_HUB]),
-    ("Registry-1.Docker.io:443", [docker.DOCKER_HUB]),
+    ("https://index.docker.io/v1/", [urls.DOCKER_HUB]),
+    ("docker.io", [urls.DOCKER_HUB]),
+    ("index.docker.io", [urls.DOCKER_HUB]),
+    ("Registry-1.Docker.io:443", [urls.DOCKER_HUB]),
 ])
 def test_docker_keys(registry: str, keys: list[str]) -> None:
     assert docker.registry_keys(registry) == keys

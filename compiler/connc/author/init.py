@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from connc import repository
+from connc import privatefiles, repository
 from connc.author import installed
 from connc.errors import UsageError
 from connc.findings import printable
@@ -226,15 +226,13 @@ def write_key(path: Path) -> str:
     public = str(identity.to_public())
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     created = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+    text = f"# created: {created} by connc\n# public key: {public}\n{identity}\n"
     try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        privatefiles.create(path, text.encode())
     except FileExistsError:
         raise UsageError(f"{path} exists; connc never overwrites a key") from None
     except OSError as exc:
         raise UsageError(f"cannot write {path}: {exc.strerror}") from None
-    with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-        out.write(f"# created: {created} by connc\n# public key: {public}\n{identity}\n")
-    os.chmod(path, 0o600)  # whatever the umask
     return public
 
 

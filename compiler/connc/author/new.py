@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import os
 import textwrap
 import typing
 from collections.abc import Mapping
@@ -31,7 +30,7 @@ from pydantic import BaseModel
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
-from connc import process, repository, seal
+from connc import privatefiles, process, repository, seal
 from connc.credentials import SECRET_PLACEHOLDER
 from connc.documents import API_VERSION
 from connc.encryption import load_rules
@@ -410,17 +409,14 @@ def _write_encrypted(root: Path, relpath: str, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"cannot create {repository.CONNECTIONS_DIR}/: {exc.strerror}") from None
-    # O_EXCL: never overwrite a file that appeared since the check; 0600 from the first byte.
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    # create: never overwrite a file that appeared since the check; 0600 from the first byte.
     try:
-        descriptor = os.open(path, flags, 0o600)
+        privatefiles.create(path, text.encode())
     except FileExistsError:
         raise UsageError("the connection exists already", path=relpath) from None
     except OSError as exc:
         raise UsageError(f"cannot write the file: {exc.strerror}", path=relpath) from None
     try:
-        with os.fdopen(descriptor, "w", encoding="utf-8") as out:
-            out.write(text)
         binary.encrypt_in_place(root, relpath, deadline=process.Deadline(ENCRYPT_TIMEOUT))
     except BaseException:
         path.unlink(missing_ok=True)

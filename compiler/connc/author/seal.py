@@ -18,7 +18,7 @@ from typing import Any
 from connc import process, repository, seal
 from connc.credentials import SECRET_PLACEHOLDER
 from connc.errors import Refused, SopsError, UsageError
-from connc.findings import printable, suggest
+from connc.findings import printable
 from connc.render import inputs
 from connc.secrets import Secret
 from connc.sops import binary
@@ -70,14 +70,10 @@ def _now(field: str, current: Mapping[str, Any]) -> str:
 def select(root: Path, ids: Sequence[str], every: bool) -> list[str]:
     if every == bool(ids):
         raise UsageError("give connection ids, or --all")
-    known = sorted(repository.stem(p, repository.CONNECTION_SUFFIX)
-                   for p in repository.list_files(root).connections)
     if every:
-        return known
+        return repository.ids(root, "connection")
     for connection_id in ids:
-        repository.check_id(connection_id, "connection")
-        if not repository.present(root / repository.connection_path(connection_id)):
-            raise UsageError(f"no connection `{connection_id}`{suggest(connection_id, known)}")
+        repository.existing(root, "connection", connection_id)
     return list(dict.fromkeys(ids))
 
 

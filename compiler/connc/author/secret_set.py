@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import dataclasses
 import getpass
-import os
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from connc import documents, process, repository, seal
+from connc import documents, privatefiles, process, repository, seal
 from connc.author import seal as sealing
 from connc.credentials import MULTILINE_FIELDS, field_problem
 from connc.errors import Refused, SopsError, UsageError
@@ -87,9 +86,8 @@ def value_from_bytes(field: str, raw: bytes) -> Secret:
 def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO, *,
                deadline: process.Deadline) -> Changed:
     """Check the connection and field, then read the value from `stdin` and set it."""
-    repository.check_id(connection_id, "connection")
-    relpath = repository.connection_path(connection_id)
-    connection_type, credential, expires_at, document = read_encrypted(root, relpath, connection_id)
+    relpath, connection_type, credential, expires_at, document = read_encrypted(root,
+                                                                               connection_id)
     allowed = models.CREDENTIALS[connection_type].field_names()
     if field not in allowed:
         raise UsageError(f"a {connection_type} connection has no credential field `{field}` "
@@ -124,7 +122,8 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO, *,
         _code, message = problem  # messages name the field, never the value
         raise Refused(f"{message}; nothing was changed", path=relpath)
     if text is not None:
-        _replace(root / relpath, text)
+        path = root / relpath
+        privatefiles.replace(path, text, path.stat().st_mode & 0o7777)
     binary.set_credential(root, relpath, field, value, deadline=deadline, ignore_mac=mac_broken)
     try:
         binary.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
@@ -197,28 +196,12 @@ def _without_value(path: Path, document: documents.Document, field: str) -> byte
     return b"".join(lines[:first] + lines[last:])
 
 
-def _replace(path: Path, text: bytes) -> None:
-    """Write `text` over the file, whole or not at all (a temp file beside it, then rename)."""
-    temporary = path.with_name(f".{path.name}.connc-{os.getpid()}")
-    try:
-        with open(temporary, "xb") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.chmod(temporary, path.stat().st_mode & 0o7777)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
-def read_encrypted(root: Path, relpath: str, connection_id: str
-          ) -> tuple[str, dict[str, Any], str | None, documents.Document]:
-    """(type, credential, expiresAt, the document) of an encrypted connection file, keyless."""
-    if not repository.present(root / relpath):
-        known = [stem(p, repository.CONNECTION_SUFFIX)
-                 for p in repository.list_files(root).connections]
-        raise UsageError(f"no connection `{connection_id}`{suggest(connection_id, known)} "
-                         f"(create it with `connc new TYPE {connection_id}`)", path=relpath)
+def read_encrypted(root: Path, connection_id: str
+                   ) -> tuple[str, str, dict[str, Any], str | None, documents.Document]:
+    """(its file, type, credential, expiresAt, the document) of an existing connection's
+    encrypted file, keyless."""
+    relpath = repository.existing(root, "connection", connection_id,
+                                  hint=f" (create it with `connc new TYPE {connection_id}`)")
     document, _found = documents.read(root, relpath, "Connection")
     data = document.data if document is not None else None
     if not isinstance(data, dict):
@@ -233,5 +216,5 @@ def read_encrypted(root: Path, relpath: str, connection_id: str
                          f"{relpath}` from the repository root first", path=relpath)
     expires = metadata.get("expiresAt") if isinstance(metadata, dict) else None
     assert document is not None
-    return (str(connection_type), credential if isinstance(credential, dict) else {},
+    return (relpath, str(connection_type), credential if isinstance(credential, dict) else {},
             str(expires) if expires is not None else None, document)

@@ -38,9 +38,8 @@ class Removed:
 
 def unset_secret(root: Path, connection_id: str, field: str, *,
                  deadline: process.Deadline) -> Removed:
-    repository.check_id(connection_id, "connection")
-    relpath = repository.connection_path(connection_id)
-    connection_type, credential, _expires, _document = read_encrypted(root, relpath, connection_id)
+    relpath, connection_type, credential, _expires, _document = read_encrypted(root,
+                                                                               connection_id)
     model = models.CREDENTIALS[connection_type]
     allowed = model.field_names()
     if field == seal.SEAL_FIELD:

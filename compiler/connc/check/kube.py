@@ -7,6 +7,7 @@ import json
 import shutil
 from typing import Any
 
+from connc import privatefiles
 from connc.check.probe import (
     Context,
     ProbeFailure,
@@ -188,6 +189,5 @@ def _write(context: Context, name: str, pem: bytes | None) -> str:
     if pem is None:
         raise ProbeFailure(f"{name}: the connection's data is not base64-encoded PEM")
     path = context.workdir / name
-    path.touch(mode=0o600)
-    path.write_bytes(pem)
+    privatefiles.replace(path, pem)
     return str(path)

@@ -14,18 +14,14 @@ a tool's stderr or an exception's text, any of which could quote a credential.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import os
 import re
-import signal
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from connc import __version__, http, process
+from connc import __version__, http, process, urls
 from connc.render.context import Resolved
-from connc.schema.policy import is_loopback
 
 if TYPE_CHECKING:
     from connc.identity.ci import Source
@@ -61,8 +57,9 @@ class Ran:
 class Context:
     workdir: Path  # private (0700) to one connection, removed after its probe
     timeout: float  # --timeout: the probe's whole budget, in seconds
-    deadline: float | None = None  # time.monotonic() by which the probe ends; None: `timeout`
-    cancel: http.Cancel | None = None  # set on an interrupt: requests end, tool runs are killed
+    # By when the probe ends (None: `timeout` for each wait), and its `cancel`, set on an
+    # interrupt: requests end, tool runs are killed.
+    deadline: process.Deadline | None = None
     # Every credential a request sent (and a token the probe was given): what a reply that
     # echoes one must never get printed with (`connc check --reach` redacts these).
     sent: set[str] = dataclasses.field(default_factory=set)
@@ -71,7 +68,7 @@ class Context:
     identity: Source | None = dataclasses.field(default_factory=lambda: ci_identity())
 
     def remaining(self) -> float:
-        return self.timeout if self.deadline is None else self.deadline - time.monotonic()
+        return self.timeout if self.deadline is None else self.deadline.remaining()
 
     def bundle(self, resolved: Resolved) -> Path:
         """A bundle with this connection alone, written by render's writers."""
@@ -86,32 +83,21 @@ class Context:
         killed (with its process group) at the probe's deadline or on an interrupt."""
         script = '. "$0/env" && exec "$@"'
         seconds = self.remaining()
-        if self.cancel is not None and self.cancel.is_set():
+        cancel = self.deadline.cancel if self.deadline is not None else None
+        if cancel is not None and cancel.is_set():
             raise ProbeFailure("interrupted")
         if seconds <= 0:
             raise ProbeFailure(f"timeout: the probe did not finish within {self.timeout:g} s")
         running = process.Process(["sh", "-c", script, str(bundle), *args],
                                   env=self._tool_env(),
                                   stdin=stdin.encode() if stdin is not None else None)
-
-        def kill() -> None:
-            # Runs in the interrupted main thread: it only signals, `wait` below reaps. The
-            # callback is removed right after the reap: too soon for the pid to be reused.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(running.pid, signal.SIGKILL)
-
-        if self.cancel is not None and not self.cancel.add(kill):
-            kill()
         try:
-            done = running.wait(seconds)
+            done = running.wait(seconds, cancel=cancel)
         except process.Timeout:
             raise ProbeFailure(f"timeout: {args[0]} did not finish within the probe's "
                                f"{self.timeout:g} s") from None
-        finally:
-            if self.cancel is not None:
-                self.cancel.discard(kill)
-        if self.cancel is not None and self.cancel.is_set():
-            raise ProbeFailure("interrupted")
+        except process.Cancelled:
+            raise ProbeFailure("interrupted") from None
         return Ran(done.returncode, done.stdout.decode(errors="replace"),
                    done.stderr.decode(errors="replace"))
 
@@ -198,10 +184,11 @@ def http_get(url: str, context: Context, *, basic: tuple[str, str] | None = None
              headers: dict[str, str] | None = None, verify: str | bool | None = None,
              cert: tuple[str, str] | None = None, read_json: bool = False,
              max_bytes: int = _BODY_LIMIT) -> Answer:
-    """One GET, over by the probe's deadline. Redirects are followed within the URL's origin
-    only (connc.http): a redirect elsewhere fails the probe, since another host's answer
-    would prove nothing about the credential. Raises ProbeFailure when no HTTP answer came
-    back. With `read_json`, `body` is the answer parsed (whatever its status), else None."""
+    """One GET, over by the probe's deadline (the `http.limits` the probe runs in).
+    Redirects are followed within the URL's origin only (connc.http): a redirect elsewhere
+    fails the probe, since another host's answer would prove nothing about the credential.
+    Raises ProbeFailure when no HTTP answer came back. With `read_json`, `body` is the
+    answer parsed (whatever its status), else None."""
     return http_send("GET", url, context, basic=basic, bearer=bearer, params=params,
                      headers=headers, verify=verify, cert=cert, read_json=read_json,
                      max_bytes=max_bytes)
@@ -214,20 +201,17 @@ def http_send(method: str, url: str, context: Context, *,
               json_body: Any = None, read_json: bool = False,
               max_bytes: int = _BODY_LIMIT) -> Answer:
     """`http_get` for any method (a POST with a JSON body: kube's rules review)."""
-    host = http.host_of(url)
-    if url.startswith("http://") and not is_loopback(host):
+    host = urls.host_of(url)
+    if url.startswith("http://") and urls.plain_http_refused("http", host):
         raise ProbeFailure(f"refused: plain http to {host} would send the credential in clear")
     # A Basic header carries `user:password`: what a service could echo of it, as sent.
     context.sent.update(value for value in (basic[1] if basic else None, bearer,
                                             ":".join(basic) if basic else None) if value)
     try:
-        with http.limits(deadline=context.deadline, cancel=context.cancel):
-            answer = http.request(
-                method, url, params=params,
-                headers={"User-Agent": USER_AGENT, **(headers or {})},
-                auth=_Credential(basic, bearer), timeout=context.timeout, verify=verify,
-                cert=cert, json_body=json_body, follow_redirects=True,
-                max_bytes=max_bytes if read_json else 0)
+        answer = http.request(
+            method, url, params=params, headers={"User-Agent": USER_AGENT, **(headers or {})},
+            auth=_Credential(basic, bearer), timeout=context.timeout, verify=verify, cert=cert,
+            json_body=json_body, follow_redirects=True, max_bytes=max_bytes if read_json else 0)
     except http.Failure as failure:
         raise ProbeFailure(_FAILURE_PREFIX.get(failure.kind, "") + failure.message) from None
     body = answer.json() if read_json else None

@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol
 from urllib.parse import urljoin, urlsplit
 
-from connc import http
+from connc import http, urls
 from connc.check.probe import Answer, Context, ProbeFailure, http_get, status_failure
 from connc.findings import printable
 from connc.render.context import Resolved, encodings
@@ -194,7 +194,7 @@ def pages(url: str, context: Context, sender: Sender, *, params: dict[str, str],
     connection does not name. A page that is not JSON of the expected shape, or a later page
     refused, fails the probe with our words.
     """
-    origin = _origin(url)
+    first = urls.origin(url)
     found: list[Any] = []
     total: int | None = None
     page_url: str | None = url
@@ -216,17 +216,12 @@ def pages(url: str, context: Context, sender: Sender, *, params: dict[str, str],
             total = total_of(answer)
         found.extend(items)
         page_url, page_params = next_of(answer, page_url), None  # the link carries its query
-        if page_url is not None and _origin(page_url) != origin:
-            raise ProbeFailure(f"refused: the next page is at {urlsplit(page_url).hostname}, "
-                               f"not at {urlsplit(url).hostname}; connc does not send the "
+        if page_url is not None and urls.origin(page_url) != first:
+            raise ProbeFailure(f"refused: the next page is at {urls.shown_host(page_url)}, "
+                               f"not at {urls.shown_host(url)}; connc does not send the "
                                f"credential there", url)
     complete = page_url is None and len(found) <= limit
     return Pages(found[:limit], total, complete)
-
-
-def _origin(url: str) -> tuple[str, str, int | None]:
-    parts = urlsplit(url)
-    return parts.scheme, (parts.hostname or "").lower(), parts.port
 
 
 def header_int(answer: Answer, header: str) -> int | None:

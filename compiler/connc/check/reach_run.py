@@ -69,13 +69,12 @@ def reach_all(root: Path, selected: Sequence[str], uses: dict[str, list[Pipeline
               timeout: float, branches: bool) -> list[Row]:
     """One row per selected connection, asked in parallel under one deadline."""
     run_deadline = process.Deadline(timeout, "--timeout")  # decryptions included
-    deadline = run_deadline.at
 
     def act(resolved: Resolved, data: dict[str, Any], workdir: Path,
-            cancel: http.Cancel) -> Row:
-        context = Context(workdir, timeout, deadline, cancel)
+            cancel: process.Cancel) -> Row:
+        context = Context(workdir, timeout, run_deadline)
         ask = Ask(branches, tuple(_use(use, data) for use in uses.get(resolved.id, ())))
-        with http.limits(deadline=deadline, cancel=cancel):
+        with http.limits(deadline=run_deadline):
             found = REACHERS[resolved.type].reach(resolved, context, ask)
         secrets = {value.reveal() for value in resolved.credential.values()} | context.sent
         shown = redacted(found, secrets)

@@ -4,7 +4,6 @@ registry's catalog (`GET /v2/_catalog`), which many registries refuse to list.""
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 from connc.check.probe import Context, ProbeFailure, Result, http_get, status_failure
 from connc.check.reach import (
@@ -21,29 +20,12 @@ from connc.check.reach import (
     pages,
 )
 from connc.render.context import Resolved
-from connc.schema.policy import is_loopback
-
-_DOCKER_HUB = frozenset({"index.docker.io", "docker.io", "registry-1.docker.io",
-                         "registry.hub.docker.com"})
-
-
-def registry_base(registry: str) -> str:
-    """scheme://host[:port] of the registry API. An explicit scheme wins; else http on
-    loopback (where registries run without TLS, as docker allows) and https elsewhere."""
-    if "://" in registry:
-        parts = urlsplit(registry)
-        scheme, netloc = parts.scheme, parts.netloc
-    else:
-        scheme, netloc = "", registry.split("/", 1)[0]
-    hostname = urlsplit(f"//{netloc}").hostname or netloc
-    if hostname in _DOCKER_HUB:
-        return "https://registry-1.docker.io"  # where `docker login` sends Docker Hub's
-    return f"{scheme or ('http' if is_loopback(hostname) else 'https')}://{netloc}"
+from connc.urls import registry_api, shown_host
 
 
 def probe(resolved: Resolved, context: Context) -> Result:
     """What `docker login` does: GET /v2/, answer its challenge, expect 200."""
-    url = registry_base(str(resolved.spec["registry"])) + "/v2/"
+    url = registry_api(str(resolved.spec["registry"])) + "/v2/"
     username, password = resolved.user_password()
     first = http_get(url, context)
     if first.status == 200:
@@ -78,7 +60,7 @@ def _challenge(header: str) -> tuple[str, dict[str, str]]:
 def _registry_token(url: str, challenge: dict[str, str], basic: tuple[str, str],
                     context: Context) -> Result:
     """The token flow of Docker Hub and registries with a token service."""
-    realm_host = urlsplit(challenge["realm"]).hostname or challenge["realm"]
+    realm_host = shown_host(challenge["realm"])
     token = _token(challenge, basic, context, url)
     answer = http_get(url, context, bearer=token)
     if answer.status != 200:
@@ -96,7 +78,7 @@ def _token(challenge: dict[str, str], basic: tuple[str, str], context: Context,
     params = {key: challenge[key] for key in ("service", "scope") if challenge.get(key)}
     params["account"] = basic[0]
     issued = http_get(realm, context, basic=basic, params=params, read_json=True)
-    realm_host = urlsplit(realm).hostname or realm
+    realm_host = shown_host(realm)
     if issued.status != 200:
         raise ProbeFailure(f"the token service {realm_host}: {status_failure(issued.status)}",
                            url)
@@ -112,7 +94,7 @@ def reach(resolved: Resolved, context: Context, ask: Ask) -> Reach:
     """The catalog, with the credential as the registry asks for it (Basic, or a token for
     `registry:catalog:*`), followed page by page (`Link`, at the registry's origin only). A
     registry that will not list it is said to, and nothing is guessed in its place."""
-    base = registry_base(str(resolved.spec["registry"]))
+    base = registry_api(str(resolved.spec["registry"]))
     url = base + "/v2/_catalog"
     basic = resolved.user_password()
     first = http_get(url, context, params={"n": str(PAGE_SIZE)})  # anonymous: the challenge

@@ -29,7 +29,6 @@ import shutil
 import sys
 import tempfile
 import threading
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO, TypeVar, cast
@@ -41,7 +40,6 @@ from connc.errors import ConncError, ExitCode, SopsError, UsageError
 from connc.findings import printable, suggest
 from connc.render import inputs
 from connc.render.context import Resolved
-from connc.repository import stem
 from connc.schema import connection_types
 from connc.schema.policy import secretless as secretless_spec
 from connc.sops import keys
@@ -99,7 +97,7 @@ def check(root: Path, ids: Sequence[str], *, timeout: float,
     Secretless connections get their ID token from `id_token_file`, else from the CI job this
     runs in; elsewhere they are skipped."""
     def act(resolved: Resolved, _data: dict[str, Any], workdir: Path,
-            cancel: http.Cancel) -> Outcome:
+            cancel: process.Cancel) -> Outcome:
         return _probe(resolved, workdir, timeout, cancel, id_token_file)
 
     return each_connection(root, select(root, ids), act, lambda outcome: outcome,
@@ -107,14 +105,15 @@ def check(root: Path, ids: Sequence[str], *, timeout: float,
 
 
 def each_connection(root: Path, selected: Sequence[str],
-                    act: Callable[[Resolved, dict[str, Any], Path, http.Cancel], T],
+                    act: Callable[[Resolved, dict[str, Any], Path, process.Cancel], T],
                     refused: Callable[[Outcome], T], *, deadline: process.Deadline) -> list[T]:
     """`act` on each selected connection, read as render reads it and decrypted, in parallel.
 
     `act` gets the connection decrypted (its seal verified), its checked document, a private
     work directory (removed when it returns) and the run's `Cancel`. A connection that cannot
     be read or decrypted, or whose `act` raises, becomes `refused(outcome)`. `deadline`
-    bounds the decryptions of the whole run.
+    bounds the decryptions of the whole run; its `cancel` is the run's, which an interrupt
+    sets: it stops the decryptions (sops) and the probes alike.
     """
     if not selected:
         return []
@@ -122,7 +121,7 @@ def each_connection(root: Path, selected: Sequence[str],
                                   *(repository.connection_path(cid) for cid in selected)])
     settings = inputs.policy(root)
     workdir = Path(tempfile.mkdtemp(prefix="connc-check-"))  # 0700
-    cancel = http.Cancel()
+    cancel = deadline.cancel
     futures: list[concurrent.futures.Future[T]] = [concurrent.futures.Future()
                                                     for _ in selected]
     jobs = iter(list(zip(selected, futures, strict=True)))
@@ -147,7 +146,7 @@ def each_connection(root: Path, selected: Sequence[str],
 
     # Daemon threads, not a ThreadPoolExecutor: the executor's workers are joined at
     # interpreter exit even after shutdown(wait=False), so one probe stuck where no cancel
-    # reaches (sops, up to its own timeout) would hold the process after an interrupt.
+    # reaches (a revocation, up to its own timeout) would hold the process after an interrupt.
     for n in range(min(_WORKERS, len(selected))):
         threading.Thread(target=worker, name=f"connc-check-{n}", daemon=True).start()
     try:
@@ -173,14 +172,11 @@ def each_connection(root: Path, selected: Sequence[str],
 def select(root: Path, ids: Sequence[str]) -> list[str]:
     """The given ids (each an existing connection, else a usage error), or every one."""
     if not ids:
-        listing = repository.list_files(root)
-        return sorted(stem(relpath, repository.CONNECTION_SUFFIX)
-                      for relpath in listing.connections)
+        return repository.ids(root, "connection")
     unknown = [i for i in ids if not repository.is_id(i)
                or not repository.present(root / repository.connection_path(i))]
     if unknown:
-        known = [stem(relpath, repository.CONNECTION_SUFFIX)
-                 for relpath in repository.list_files(root).connections]
+        known = repository.ids(root, "connection")
         raise UsageError("no such connection: " + ", ".join(
             f"{i} (no {repository.connection_path(i)}{suggest(i, known)})"
             if repository.is_id(i) else f"{printable(i, 80)} (not a connection id)"
@@ -189,8 +185,8 @@ def select(root: Path, ids: Sequence[str]) -> list[str]:
 
 
 def _check_one(root: Path, connection_id: str, workdir: Path, settings: inputs.Policy,
-               cancel: http.Cancel,
-               act: Callable[[Resolved, dict[str, Any], Path, http.Cancel], T],
+               cancel: process.Cancel,
+               act: Callable[[Resolved, dict[str, Any], Path, process.Cancel], T],
                refused: Callable[[Outcome], T], deadline: process.Deadline) -> T:
     relpath = repository.connection_path(connection_id)
     try:
@@ -244,10 +240,11 @@ def _decrypt(root: Path, relpath: str, data: dict[str, Any], require_seal: bool,
     return Resolved(connection_id, data["spec"], {"connection": connection_id}, opened.values)
 
 
-def _probe(resolved: Resolved, workdir: Path, timeout: float, cancel: http.Cancel,
+def _probe(resolved: Resolved, workdir: Path, timeout: float, cancel: process.Cancel,
            id_token_file: Path | None = None) -> Outcome:
-    deadline = time.monotonic() + timeout  # each probe's own budget (decryption not counted)
-    context = Context(workdir, timeout, deadline, cancel)
+    # Each probe's own budget (decryption not counted), stopped with the run.
+    deadline = process.Deadline(timeout, cancel=cancel)
+    context = Context(workdir, timeout, deadline)
     if id_token_file is not None:
         from connc.identity.ci import TokenFile
 
@@ -255,7 +252,7 @@ def _probe(resolved: Resolved, workdir: Path, timeout: float, cancel: http.Cance
     if secretless_spec(resolved.spec) and context.identity is None:
         return Outcome(resolved.id, resolved.type, SKIPPED, secretless.SKIPPED)
     # The limits reach the probes' own requests and the GitHub client's alike.
-    with http.limits(deadline=deadline, cancel=cancel):
+    with http.limits(deadline=deadline):
         result = PROBES[resolved.type].probe(resolved, context)
     return Outcome(resolved.id, resolved.type, OK if result.ok else FAILED, result.message,
                    result.target)

@@ -32,6 +32,7 @@ from connc.schema import models
 from connc.scope import connection_scope, default_role, narrower_or_equal
 from connc.secrets import redact
 from connc.sops.recipients import recipient_of_member_key, shown_recipient
+from connc.validate.keyring import Principals
 
 # A grant's state for one (pipeline, connection): "" none, "denied" listed in `uses` but not
 # allowed (render refuses it, so it grants nothing), "may" allowed, "uses" allowed and used.
@@ -436,18 +437,11 @@ def _keys(base: Snapshot, head: Snapshot) -> Iterable[Change]:
 
 
 def _principal_keys(side: Snapshot) -> dict[str, frozenset[str]]:
-    keys: dict[str, frozenset[str]] = {}
-
-    def add(principal: str, values: Iterable[str]) -> None:
-        keys[principal] = frozenset(recipient_of_member_key(v) for v in values)
-
-    if side.members is not None:
-        for name, user in side.members.users.items():
-            add(f"user:{name}", user.recipients)
-        for name, team in side.members.teams.items():
-            add(f"team:{name}", team.recipients)
+    """Each principal's keys as validate counts them (a team's include its members')."""
+    keys = dict(Principals(side.members).standing())
     if side.config is not None:
-        add("adminRecipients", side.config.admin_recipients)
+        keys["adminRecipients"] = frozenset(recipient_of_member_key(v)
+                                            for v in side.config.admin_recipients)
     for pid, pipeline in side.pipelines.items():
         keys[f"pipeline:{pid}"] = pipeline.recipients
     return {principal: values for principal, values in keys.items() if values}

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable
 from pathlib import Path
 
 from connc import repository
@@ -26,6 +25,7 @@ from connc.scope import Grants, grant_states
 from connc.sops.recipients import recipient_of_member_key
 from connc.sops.rules import CreationRule
 from connc.validate.files import FileResult
+from connc.validate.keyring import Principals
 from connc.validate.run import Known, validate
 
 # Findings that put a file's identity in doubt: render would refuse it, but which file a
@@ -137,17 +137,13 @@ def _principals(members: models.Members | None, config: models.Config | None,
                 pipelines: list[PipelineSummary]) -> dict[str, str]:
     owners: dict[str, list[str]] = {}
 
-    def add(keys: Iterable[str], principal: str) -> None:
+    # Who declares each key (a team its own keys only), as validate names holders.
+    for principal, keys in Principals(members).declared():
         for key in keys:
-            owners.setdefault(recipient_of_member_key(key), []).append(principal)
-
-    if members:
-        for name, user in members.users.items():
-            add(user.recipients, f"user:{name}")
-        for name, team in members.teams.items():
-            add(team.recipients, f"team:{name}")
+            owners.setdefault(key, []).append(principal)
     if config:
-        add(config.admin_recipients, "admin")
+        for key in config.admin_recipients:
+            owners.setdefault(recipient_of_member_key(key), []).append("admin")
     for pipeline in pipelines:  # summaries hold recipients in recipient_id form already
         for recipient in pipeline.recipients:
             owners.setdefault(recipient, []).append(f"pipeline:{pipeline.id}")

@@ -24,7 +24,7 @@ from typing import Any
 from urllib.parse import urlencode
 from xml.etree import ElementTree
 
-from connc import http
+from connc import http, urls
 from connc.errors import RenderError
 from connc.identity import sigv4
 from connc.identity.ci import REQUEST_TIMEOUT, USER_AGENT
@@ -127,11 +127,11 @@ def assume_role(spec: Mapping[str, Any], id_token: IdToken, connection: str) -> 
     root = _xml(answer.content)
     if answer.status != 200 or root is None:
         raise _refusal("STS", _xml_code(root), answer.status, _STS_CODES, connection,
-                       http.host_of(url))
+                       urls.host_of(url))
     found = {name: _element(root, name) for name in (
         "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration")}
     if not (found["AccessKeyId"] and found["SecretAccessKey"] and found["SessionToken"]):
-        raise RenderError(f"connection `{connection}`: STS ({http.host_of(url)}) answered "
+        raise RenderError(f"connection `{connection}`: STS ({urls.host_of(url)}) answered "
                           f"without session credentials")
     return Session(Secret(found["AccessKeyId"]), Secret(found["SecretAccessKey"]),
                    Secret(found["SessionToken"]), _timestamp(found["Expiration"]))
@@ -152,7 +152,7 @@ def authorization_token(spec: Mapping[str, Any], session: Session, connection: s
     if answer.status != 200 or not isinstance(data, dict):
         code = data.get("__type") if isinstance(data, dict) else _xml_code(_xml(answer.content))
         raise _refusal("ECR", str(code).rsplit("#", 1)[-1] if code else None, answer.status,
-                       _ECR_CODES, connection, http.host_of(url))
+                       _ECR_CODES, connection, urls.host_of(url))
     entries = data.get("authorizationData")
     entry = entries[0] if isinstance(entries, list) and entries else None
     encoded = entry.get("authorizationToken") if isinstance(entry, dict) else None
@@ -162,7 +162,7 @@ def authorization_token(spec: Mapping[str, Any], session: Session, connection: s
         decoded = ""
     username, colon, password = decoded.partition(":")
     if not (username and colon and password):
-        raise RenderError(f"connection `{connection}`: ECR ({http.host_of(url)}) answered "
+        raise RenderError(f"connection `{connection}`: ECR ({urls.host_of(url)}) answered "
                           f"without a registry token")
     expires_at = moment(entry.get("expiresAt") if isinstance(entry, dict) else None)
     return RegistryToken(username, Secret(password), expires_at)

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from connc import __version__, http
+from connc import __version__, http, urls
 from connc.errors import RenderError, UsageError
 from connc.findings import printable
 from connc.identity import token as tokens
@@ -142,7 +142,7 @@ def github_token(environ: Mapping[str, str], audience: str, connection: str) -> 
         raise NoIdentity(f"connection `{connection}` needs the job's OIDC identity, and GitHub "
                          f"gave this job none: add `permissions: id-token: write` to the job "
                          f"(or the workflow); pull requests from forks never get one")
-    host = http.host_of(url)
+    host = urls.host_of(url)
     try:
         answer = http.request("GET", url, params={"audience": audience}, timeout=REQUEST_TIMEOUT,
                               headers={"Accept": "application/json; api-version=2.0",

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from connc import http
+from connc import http, urls
 from connc.errors import RenderError
 from connc.identity.ci import REQUEST_TIMEOUT, USER_AGENT
 from connc.identity.token import IdToken, moment
@@ -55,7 +55,7 @@ def audience(url: str, connection: str) -> str:
     value = body.get("audience") if isinstance(body, dict) else None
     if answer.status != 200 or not isinstance(value, str) or \
             not check.matches(AUDIENCE_PATTERN, value):
-        raise RenderError(f"connection `{connection}`: {http.host_of(endpoint)} did not name "
+        raise RenderError(f"connection `{connection}`: {urls.host_of(endpoint)} did not name "
                           f"its trusted publishing audience (HTTP {answer.status} from "
                           f"/_/oidc/audience): is it an index with trusted publishing?")
     return value
@@ -67,7 +67,7 @@ def mint(url: str, id_token: IdToken, connection: str) -> UploadToken:
     body = answer.json()
     token = body.get("token") if isinstance(body, dict) else None
     if answer.status != 200 or not isinstance(token, str) or not token:
-        raise RenderError(f"connection `{connection}`: {http.host_of(endpoint)} refused to mint "
+        raise RenderError(f"connection `{connection}`: {urls.host_of(endpoint)} refused to mint "
                           f"an upload token (HTTP {answer.status}{_reasons(body)})")
     return UploadToken(Secret(token), moment(body.get("expires")))
 

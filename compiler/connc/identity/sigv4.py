@@ -15,20 +15,15 @@ from collections.abc import Mapping
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from connc.secrets import Secret
+from connc.urls import host_port
 
 ALGORITHM = "AWS4-HMAC-SHA256"
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def host_header(url: str) -> str:
     """The Host a client sends for `url`: its netloc without a default port."""
     parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    if parts.port is not None and parts.port != _DEFAULT_PORTS.get(parts.scheme):
-        host = f"{host}:{parts.port}"
-    return host
+    return host_port(parts.hostname or "", parts.port, parts.scheme)
 
 
 def sign(method: str, url: str, headers: Mapping[str, str], body: bytes, *,

@@ -22,6 +22,7 @@ import re
 import stat
 from pathlib import Path, PurePosixPath
 
+from connc import privatefiles
 from connc.errors import RenderError, UsageError
 
 MARKER = "connc-bundle"
@@ -264,13 +265,7 @@ def _write(staging: Path, relpath: str, content: bytes, mode: int) -> None:
     path = staging / relpath
     for parent in reversed(path.relative_to(staging).parents[:-1]):
         (staging / parent).mkdir(mode=DIR_MODE, exist_ok=True)
-    # O_EXCL + mode at creation: the file is never readable by others, not even for a moment.
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(content)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.chmod(path, mode)  # umask may have narrowed it further; set exactly
+    privatefiles.create(path, content, mode)
 
 
 def _swap_into_place(staging: Path, out: Path) -> Path | None:

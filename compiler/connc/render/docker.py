@@ -19,13 +19,10 @@ from __future__ import annotations
 
 import base64
 import json
-from urllib.parse import urlsplit
 
 from connc.errors import RenderError
 from connc.render.context import Output, Resolved
-
-DOCKER_HUB = "https://index.docker.io/v1/"
-_HUB_NAMES = frozenset({"docker.io", "index.docker.io", "registry-1.docker.io"})
+from connc.urls import DOCKER_HUB, docker_hub, registry_parts
 
 
 def registry_keys(registry: str) -> list[str]:
@@ -35,16 +32,9 @@ def registry_keys(registry: str) -> list[str]:
     `host:443` are one server). Also the host as written when its case differs, and
     `host:443` when written with it: a reference may spell the server either way.
     """
-    if registry.startswith(("https://", "http://")):
-        # The legacy URL form: both tools keep only its host[:port] (convertToHostname).
-        netloc = urlsplit(registry).netloc
-        path = ""
-    else:
-        netloc, slash, rest = registry.partition("/")
-        path = slash + rest  # a namespace key (containers/image), case kept as written
-    host, colon, port_text = netloc.rpartition(":") if ":" in netloc else (netloc, "", "")
-    port = int(port_text) if colon and port_text.isdigit() else None
-    if host.lower() in _HUB_NAMES and port in (None, 443) and path in ("", "/"):
+    # The legacy URL form: both tools keep only its host[:port] (convertToHostname).
+    _scheme, _netloc, host, port, path = registry_parts(registry)
+    if docker_hub(host, port) and path in ("", "/"):
         return [DOCKER_HUB]
     ports = [""] if port is None else ["", ":443"] if port == 443 else [f":{port}"]
     keys: list[str] = []

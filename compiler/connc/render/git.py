@@ -19,6 +19,7 @@ from connc.errors import RenderError
 from connc.render import textformat as text
 from connc.render.context import Output, Resolved
 from connc.schema import policy
+from connc.urls import SSH_USER, host_port, ssh_host
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,9 +34,6 @@ class Entry:
     refresh: bool
 
 
-_DEFAULT_PORTS = {"https": 443, "http": 80}
-
-
 def _prefix(url: str) -> tuple[str, str]:
     """(helper prefix, config subsection) of a connection url, in the form git compares.
 
@@ -45,12 +43,7 @@ def _prefix(url: str) -> tuple[str, str]:
     config matching (urlmatch) normalises case and default ports itself.
     """
     parts = urlsplit(url)
-    host = parts.hostname or ""  # lower-cased by urllib
-    if ":" in host:
-        host = f"[{host}]"  # an IPv6 literal, bracketed as in the URL git sends
-    if parts.port and parts.port != _DEFAULT_PORTS.get(parts.scheme):
-        host = f"{host}:{parts.port}"
-    base = f"{parts.scheme}://{host}"
+    base = f"{parts.scheme}://{host_port(parts.hostname or '', parts.port, parts.scheme)}"
     path = parts.path.strip("/")
     if not path:
         return base, base
@@ -158,7 +151,6 @@ def _refuse_duplicate_prefixes(entries: list[Entry]) -> None:
 # What may stand unquoted in an ssh config `Match host` line: a host name or an IP literal
 # (no pattern characters `*?!,`, no spaces, no quotes).
 _SSH_HOST = re.compile(r"[a-z0-9_.-]+|[0-9a-f:.]+")
-_SSH_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -202,12 +194,11 @@ def _write_ssh(items: list[Resolved], output: Output) -> None:
 
 def _ssh_entry(resolved: Resolved) -> SshEntry:
     url = str(resolved.spec["url"])
-    parts = urlsplit(url)
-    host, port, user = parts.hostname or "", parts.port or 22, parts.username
+    (host, port, _name), user = ssh_host(url), urlsplit(url).username
     if not _SSH_HOST.fullmatch(host):
         raise RenderError(f"connection `{resolved.id}`: the url's host cannot be written into an "
                           f"ssh config (a host name or IP address only); refused")
-    if user is not None and not _SSH_USER.fullmatch(user):
+    if user is not None and not SSH_USER.fullmatch(user):
         raise RenderError(f"connection `{resolved.id}`: the url's user name cannot be written "
                           f"into an ssh config (letters, digits, `._-` only); refused")
     try:
@@ -249,8 +240,8 @@ def _ssh_block(entry: SshEntry, output: Output, *, shared: bool) -> text.Quoted:
 
 
 def _ssh_word(value: str) -> text.Quoted:
-    """A host or user name already held to `_SSH_HOST` / `_SSH_USER`: nothing to quote."""
-    if not (_SSH_HOST.fullmatch(value) or _SSH_USER.fullmatch(value)):
+    """A host or user name already held to `_SSH_HOST` / `SSH_USER`: nothing to quote."""
+    if not (_SSH_HOST.fullmatch(value) or SSH_USER.fullmatch(value)):
         raise RenderError(f"{value!r} cannot stand in an ssh config")  # a connc bug
     return text.Quoted(value)
 

@@ -33,6 +33,7 @@ from urllib.parse import SplitResult, quote, unquote, urlsplit, urlunsplit
 from connc.errors import RenderError
 from connc.render import textformat as text
 from connc.render.context import Output, Resolved
+from connc.urls import DEFAULT_PORTS
 
 
 def write(items: list[Resolved], output: Output) -> None:
@@ -71,9 +72,6 @@ def _maven(items: list[Resolved], output: Output) -> None:
     output.env["MAVEN_ARGS"] = f"--settings {output.path('maven/settings.xml')}"
 
 
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
 def canonical_host(parts: SplitResult) -> str:
     """`host[:port]` of a URL as the WHATWG URL standard serialises it (what npm compares,
     and how servers spell their own links): host percent-decoded, lower-cased, IDNA-encoded
@@ -94,7 +92,7 @@ def canonical_host(parts: SplitResult) -> str:
                 pass  # node refuses such a host too; the client then finds no credential
         host = _whatwg_ipv4(host) or host
     port = parts.port
-    if port is not None and port != _DEFAULT_PORTS.get(parts.scheme):
+    if port is not None and port != DEFAULT_PORTS.get(parts.scheme):
         host = f"{host}:{port}"
     return host
 

@@ -20,6 +20,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from connc import privatefiles
 from connc.render.context import Output, Resolved
 
 REMINT_BEFORE = dt.timedelta(minutes=5)
@@ -76,11 +77,7 @@ def _current_token(bundle: Path, connection_id: str) -> str:
                                             state["permissions"])
         state["token"] = token.token.reveal()
         state["expiresAt"] = token.expires_at.isoformat()
-        replacement = path.with_suffix(".json.new")
-        fd = os.open(replacement, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as out:
-            json.dump(state, out, indent=2)
-        os.replace(replacement, path)
+        privatefiles.replace(path, json.dumps(state, indent=2).encode())
         return str(state["token"])
 
 

@@ -66,10 +66,8 @@ def render(root: Path, pipeline_id: str, out: Path | None,
            deadline: process.Deadline) -> tuple[Output, dict[str, object]]:
     pipeline_file = repository.pipeline_path(pipeline_id)
     if not repository.present(root / pipeline_file):
-        known = [repository.stem(p, repository.PIPELINE_SUFFIX)
-                 for p in repository.list_files(root).pipelines]
         raise RenderError(f"pipeline `{pipeline_id}` does not exist ({pipeline_file})"
-                          f"{suggest(pipeline_id, known)}")
+                          f"{suggest(pipeline_id, repository.ids(root, 'pipeline'))}")
     out = _target(root, out or default_out(pipeline_id))
     pipeline = inputs.read(root, pipeline_file, "Pipeline")
     _check_team_claims(root, pipeline)

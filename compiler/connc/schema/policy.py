@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 from connc.findings import suggest
 from connc.schema import connection_types
 from connc.schema.connection_types import PLACEHOLDER
+from connc.urls import SSH_USER, plain_http_refused, ssh_host
 
 
 def control_character(text: str, allowed: str = "") -> str | None:
@@ -55,15 +56,6 @@ class Violation(ValueError):
         self.kind, self.message = kind, message
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 # The kinds of a URL's violations: one finding code (CONNC107) in validate and render alike.
 URL_VIOLATIONS = frozenset({"url_invalid", "url_insecure", "url_credentials"})
 
@@ -78,7 +70,6 @@ _NUMERIC_LABEL = re.compile(r"[0-9]+|0[xX][0-9A-Fa-f]*")
 _IPV4 = re.compile(r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(?:\.(?:25[0-5]|2[0-4][0-9]|"
                    r"1[0-9][0-9]|[1-9]?[0-9])){3}")
 _PORT = re.compile(r"[1-9][0-9]{0,4}")
-_SSH_USER = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*")
 _ESCAPE = re.compile(r"%(?P<hex>[0-9A-Fa-f]{2})?")
 _UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
 
@@ -158,13 +149,12 @@ def check_url(value: str, schemes: tuple[str, ...]) -> None:
                                        f"a valid host and port") from None
     if parts.scheme not in schemes + ("http",) or not parts.hostname:
         raise Violation("url_invalid", f"must be an absolute URL with scheme {wanted}")
-    if parts.scheme == "http" and not is_loopback(parts.hostname):
+    if plain_http_refused(parts.scheme, parts.hostname):
         raise Violation("url_insecure", "plain http:// is refused except on loopback hosts; "
                                         "use https://")
-    # In ssh://git@host/... the user is the login name every git host expects, not a secret.
     userinfo, at, hostport = parts.netloc.rpartition("@")
     if parts.password is not None or (at and (parts.scheme != "ssh"
-                                              or not _SSH_USER.fullmatch(userinfo))):
+                                              or not SSH_USER.fullmatch(userinfo))):
         raise Violation("url_credentials", "must not carry credentials; they belong in "
                                            "`credential`")
     if "?" in value or "#" in value:
@@ -251,14 +241,11 @@ def known_hosts_pin_own_host(spec: dict[str, Any]) -> None:
     if not (isinstance(url, str) and url.startswith("ssh://") and isinstance(known_hosts, str)):
         return
     try:
-        parts = urlsplit(url)
-        host, port = (parts.hostname or "").lower(), parts.port or 22
+        host, port, name = ssh_host(url)
     except ValueError:
         return  # the url's own check reports it
     if not host:
         return
-    # The name ssh looks a host up by: bare on port 22, else `[host]:port` (put_host_port).
-    name = host if port == 22 else f"[{host}]:{port}"
     pins = 0
     for number, line in enumerate(known_hosts.splitlines(), start=1):
         fields = line.split()

@@ -29,12 +29,11 @@ import re
 import signal
 import stat
 import sys
-import tempfile
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any, NoReturn
 
-from connc import process
+from connc import privatefiles, process
 from connc.errors import ConncError, SopsError, UsageError
 from connc.findings import printable
 from connc.secrets import Secret
@@ -172,7 +171,8 @@ class Running:
         file can be decrypted with the keys here, `process.DeadlineExceeded` (exit 2) when
         the run's deadline passes first."""
         try:
-            done = self._process.wait(self._deadline.remaining(), limit=_OUTPUT_LIMIT)
+            done = self._process.wait(self._deadline.remaining(), limit=_OUTPUT_LIMIT,
+                                      cancel=self._deadline.cancel)
         except process.Timeout:
             raise _late(self._deadline, self.relpath) from None
         except process.TooMuchOutput:
@@ -226,16 +226,7 @@ def _restore(path: Path, before: bytes, mode: int) -> None:
     with contextlib.suppress(OSError):
         if path.read_bytes() == before:
             return
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            file.write(before)
-        os.chmod(temp, mode)
-        os.replace(temp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temp)
-        raise
+    privatefiles.replace(path, before, mode)
 
 
 def explain(returncode: int, stderr: bytes = b"") -> str:

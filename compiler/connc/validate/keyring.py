@@ -68,6 +68,20 @@ class Principals:
     def all_recipients(self) -> frozenset[str]:
         return self._all
 
+    def recipients(self, principal: str) -> frozenset[str]:
+        """The keys that stand for `user:NAME` or `team:NAME` (a team's own and its
+        members'): what decrypts what the principal may. The one answer for every command:
+        validate's scope checks, `connc keys`, and diff's rows of principals' keys."""
+        kind, _, name = principal.partition(":")
+        if kind == "user":
+            return self.user_recipients(name)
+        return self.team_recipients(name) if kind == "team" else frozenset()
+
+    def standing(self) -> Iterable[tuple[str, frozenset[str]]]:
+        """Every `user:NAME` and `team:NAME` with its `recipients`."""
+        yield from ((f"user:{name}", keys) for name, keys in self._users.items())
+        yield from ((f"team:{name}", keys) for name, keys in self._teams.items())
+
     def declared(self) -> Iterable[tuple[str, frozenset[str]]]:
         """(`user:NAME` or `team:NAME`, the keys it declares itself), for naming holders."""
         yield from ((f"user:{name}", keys) for name, keys in self._users.items())
@@ -225,10 +239,8 @@ class Keyring:
 
     def _member_recipients(self, member: str) -> frozenset[str]:
         kind, _, name = member.partition(":")
-        if kind == "user":
-            return self.principals.user_recipients(name)
-        if kind == "team":
-            return self.principals.team_recipients(name)
+        if kind != "pipeline":
+            return self.principals.recipients(member)
         pipeline = self.pipelines.get(name)
         if pipeline is None:
             return frozenset()
