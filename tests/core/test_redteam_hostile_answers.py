@@ -125,9 +125,10 @@ def test_next_link(header: str | None, expected: str | None) -> None:
 def test_next_link_is_linear_in_the_header(header: str) -> None:
     import time
 
-    started = time.monotonic()
+    started = time.process_time()
     http.next_link(header)
-    assert time.monotonic() - started < 2  # a backtracking pattern takes hours here
+    # CPU time, not the wall clock: a busy machine slows the run, not the count.
+    assert time.process_time() - started < 2  # a backtracking pattern takes hours here
 
 
 def test_a_registry_challenge_is_parsed_in_linear_time() -> None:
@@ -137,9 +138,9 @@ def test_a_registry_challenge_is_parsed_in_linear_time() -> None:
 
     assert _challenge('Bearer realm="https://auth/token",service="reg",scope="a:b:*"') == (
         "bearer", {"realm": "https://auth/token", "service": "reg", "scope": "a:b:*"})
-    started = time.monotonic()
+    started = time.process_time()
     _challenge("Bearer " + "a" * 3_000_000)
-    assert time.monotonic() - started < 2
+    assert time.process_time() - started < 2
 
 
 def test_a_gitlab_next_page_of_five_thousand_digits_ends_the_list() -> None:
