@@ -1,19 +1,19 @@
 """Git plumbing for `connc diff`: a revision's connc files, read from git's objects.
 
-A revision is written from `ls-tree` + `cat-file --batch` into a temp dir, so the user's
-working tree and index are never touched. It is laid out as its work tree would be (`.git`
-marks the top), with the `.gitattributes` that apply to connc files, from the top down: the
-temp dir is then read exactly as a checkout is. Symlinks and submodules are not written: a
-revision is read as data only. Names in doubt (`repository.in_doubt`: one file on a
-case-insensitive file system) are listed whatever their case, and not written, since the
-temp dir's file system may be such a one. What was not written is reported by the caller.
+A revision is read from `ls-tree` + `cat-file --batch` into memory (`Blobs`), so the user's
+working tree and index are never touched and nothing is written. It is laid out as its work
+tree would be (`.git` marks the top), with the `.gitattributes` that apply to connc files,
+from the top down: the one reader reads it exactly as it reads a checkout. Symlinks and
+submodules are not held: a revision is read as data only; nor are names in doubt
+(`repository.in_doubt`: one file on a case-insensitive file system). A directory of the
+repository's own path (`--repo` below the work tree's top) that a revision holds as a symlink
+or submodule puts the whole revision in doubt. What is not held is reported by the caller.
 
 A pull request controls the blobs, and git stores 200 MB of zeros in 200 KB: so no blob is
 read before its size is known (`cat-file --batch-check`). One over the size limit of its
-file is never read: it is written as a sparse file of its size, which the reader refuses
-without reading it (CONNC006, as validate refuses it in a checkout). The rest is streamed
-from `cat-file --batch` to the files (memory: one chunk), and all of it together is bounded
-(`MAX_REVISION_BYTES`). Every git process of a diff shares one deadline.
+file is never read: it is held by its size, which the reader refuses without asking for its
+bytes (CONNC006, as validate refuses it in a checkout). All of a revision's files together
+are bounded (`MAX_REVISION_BYTES`). Every git process of a diff shares one deadline.
 """
 
 from __future__ import annotations
@@ -83,8 +83,20 @@ def open_repository(repo: Path, deadline: process.Deadline) -> tuple[Path, str]:
     out = _git(["rev-parse", "--show-toplevel"], repo, f"{repo} is not in a git work tree",
                deadline, show_stderr=True)
     top = Path(os.fsdecode(out.rstrip(b"\n"))).resolve()
-    prefix = repo.resolve().relative_to(top).as_posix()
+    prefix = _as_named(Path(os.path.abspath(repo)), top)
     return top, "" if prefix == "." else f"{prefix}/"
+
+
+def _as_named(path: Path, top: Path) -> str:
+    """`path` from the work tree's top as it is named: a symlink in the work tree is not
+    followed. render follows it in its checkout, to whatever a revision puts there, so the
+    diff reads the path itself at each revision (`_prefix_in_doubt`) — followed in the
+    working tree, a pull request that makes `infra` a link to a copy elsewhere had the copy
+    compared with itself, and no row."""
+    for above in (path, *path.parents):
+        if above.resolve() == top:  # where the work tree starts, however it was reached
+            return path.relative_to(above).as_posix()
+    return path.resolve().relative_to(top).as_posix()
 
 
 def resolve(top: Path, revision: str, deadline: process.Deadline) -> Revision:
@@ -205,6 +217,13 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
     (the other side) already holds is taken from there: one object id, one content."""
     assert revision.commit is not None
     error = f"git could not read revision {printable(revision.name or '')!r}"
+    dest = _NOWHERE / (revision.commit or "")
+    root = dest / prefix if prefix else dest
+    doubt = _prefix_in_doubt(top, prefix, revision.commit, error, deadline)
+    if doubt is not None:  # render would read whatever it leads to: nothing is held here
+        files = Blobs(dest)
+        files.directory(str(root))
+        return Tree(root, files, dict([doubt]), {})
     records = list(_ls_tree(top, revision.commit, [prefix] if prefix else [], error, deadline,
                             recursive=False))
     # Every top-level entry that is, or folds to, a name connc reads: `Connections.d/` too.
@@ -230,9 +249,7 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
         else:
             blobs.setdefault(oid, []).append(relpath)
             identities[shown] = oid
-    dest = _NOWHERE / (revision.commit or "")
     files = Blobs(dest)
-    root = dest / prefix if prefix else dest
     files.directory(str(root))  # a directory even when it holds nothing connc reads
     if blobs:
         _read_blobs(top, dest, prefix, blobs, files, error, deadline,
@@ -356,6 +373,26 @@ def _ls_tree(top: Path, commit: str, paths: list[str], error: str,
         meta, _, raw_path = record.partition(b"\t")
         mode, kind, oid = meta.split(b" ")
         yield (mode, kind, oid), os.fsdecode(raw_path)
+
+
+def _prefix_in_doubt(top: Path, prefix: str, commit: str, error: str,
+                     deadline: process.Deadline) -> tuple[str, str] | None:
+    """(the path from the root, why) of the first directory of `prefix` that the revision
+    holds as something else: a symlink, a submodule, a file. A checkout follows a link or
+    fills a submodule, so render would read a repository no review has seen."""
+    parts = prefix.rstrip("/").split("/") if prefix else []
+    for depth in range(1, len(parts) + 1):
+        directory = "/".join(parts[:depth])
+        listed = list(_ls_tree(top, commit, [directory], error, deadline, recursive=False))
+        kinds = [(mode, kind) for (mode, kind, _oid), relpath in listed if relpath == directory]
+        if not kinds:
+            return None  # absent at this revision: so is the repository
+        mode, kind = kinds[0]
+        if kind != b"tree":
+            why = "a symlink" if mode == b"120000" else \
+                "a submodule" if kind == b"commit" else "not a directory"
+            return _from_root(directory, prefix), why
+    return None
 
 
 def _from_root(relpath: str, prefix: str) -> str:
