@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from connc.repository import NAME_IN_DOUBT
 from repokit import TEST_KEY_FILE, commit, git, run_connc, write
 
 SNEAK = {"apiVersion": "connc/v1", "kind": "Pipeline",
@@ -74,3 +75,22 @@ def test_the_repository_directory_swapped_for_a_symlink_fails_closed(
         ran = run_connc("approvals", "--repo", str(work_tree / "infra"), "main~1", "main",
                         "--approved-by", "alice,bob,carol,dave")
         assert ran.returncode == 1, ran.stdout + ran.stderr
+
+
+def test_a_case_variant_of_the_repository_directory_fails_closed(estate: Path,
+                                                                 tmp_path: Path) -> None:
+    # On a macOS or Windows runner the checkout writes `Infra/` into `infra/`, so render reads
+    # bob's pipeline `sneak` there; git, and diff, keep them apart.
+    outer = tmp_path / "mono"
+    git(tmp_path, "init", "-q", "-b", "main", str(outer))
+    shutil.copytree(estate, outer / "infra", ignore=shutil.ignore_patterns(".git"))
+    commit(outer, "base")
+    write(outer, "Infra/pipelines.d/sneak.yaml", SNEAK)
+    commit(outer, "a pipeline beside the repository")
+    code, data = _diff(outer / "infra")
+    assert code == 1, data
+    assert [(change, file, at) for change, file, at, _approvers in _doubtful(data)] == [
+        (NAME_IN_DOUBT, "../Infra", "head")]
+    ran = run_connc("approvals", "--repo", str(outer / "infra"), "main~1", "main",
+                    "--approved-by", "alice,bob,carol,dave")
+    assert ran.returncode == 1, ran.stdout + ran.stderr

@@ -217,13 +217,6 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
     (the other side) already holds is taken from there: one object id, one content."""
     assert revision.commit is not None
     error = f"git could not read revision {printable(revision.name or '')!r}"
-    dest = _NOWHERE / (revision.commit or "")
-    root = dest / prefix if prefix else dest
-    doubt = _prefix_in_doubt(top, prefix, revision.commit, error, deadline)
-    if doubt is not None:  # render would read whatever it leads to: nothing is held here
-        files = Blobs(dest)
-        files.directory(str(root))
-        return Tree(root, files, dict([doubt]), {})
     records = list(_ls_tree(top, revision.commit, [prefix] if prefix else [], error, deadline,
                             recursive=False))
     # Every top-level entry that is, or folds to, a name connc reads: `Connections.d/` too.
@@ -238,6 +231,8 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
     entries = [(meta, _from_root(relpath, prefix), relpath) for meta, relpath in listed]
     doubtful = _in_doubt(top_names, [shown for _meta, shown, _relpath in entries])
     skipped = dict.fromkeys(doubtful, repository.NAME_IN_DOUBT)
+    # The repository's own directory, as a checkout may make it (a symlink lists nothing).
+    skipped.update(_prefix_in_doubt(top, prefix, revision.commit, error, deadline))
     blobs: dict[bytes, list[str]] = {}  # object id -> its paths (from the top)
     identities: dict[str, bytes] = {}
     for (mode, kind, oid), shown, relpath in entries:
@@ -249,6 +244,8 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
         else:
             blobs.setdefault(oid, []).append(relpath)
             identities[shown] = oid
+    dest = _NOWHERE / (revision.commit or "")
+    root = dest / prefix if prefix else dest
     files = Blobs(dest)
     files.directory(str(root))  # a directory even when it holds nothing connc reads
     if blobs:
@@ -376,23 +373,31 @@ def _ls_tree(top: Path, commit: str, paths: list[str], error: str,
 
 
 def _prefix_in_doubt(top: Path, prefix: str, commit: str, error: str,
-                     deadline: process.Deadline) -> tuple[str, str] | None:
-    """(the path from the root, why) of the first directory of `prefix` that the revision
-    holds as something else: a symlink, a submodule, a file. A checkout follows a link or
-    fills a submodule, so render would read a repository no review has seen."""
+                     deadline: process.Deadline) -> dict[str, str]:
+    """{the path from the root: why} of the first directory of `prefix` that a checkout of
+    the revision may make another: one the revision holds as a symlink, a submodule or a
+    file (a checkout follows the link, fills the submodule), or beside a name that is one
+    with it on a case-insensitive file system (`Infra/` merges into `infra/` on macOS and
+    Windows runners). render would read a repository no review has seen."""
     parts = prefix.rstrip("/").split("/") if prefix else []
-    for depth in range(1, len(parts) + 1):
-        directory = "/".join(parts[:depth])
-        listed = list(_ls_tree(top, commit, [directory], error, deadline, recursive=False))
-        kinds = [(mode, kind) for (mode, kind, _oid), relpath in listed if relpath == directory]
-        if not kinds:
-            return None  # absent at this revision: so is the repository
-        mode, kind = kinds[0]
+    for depth, name in enumerate(parts):
+        parent = "/".join(parts[:depth])
+        entries = {relpath.rsplit("/", 1)[-1]: (mode, kind) for (mode, kind, _oid), relpath
+                   in _ls_tree(top, commit, [f"{parent}/"] if parent else [], error, deadline,
+                               recursive=False)}
+        variants = sorted(other for other in entries
+                          if other != name and repository.fold(other) == repository.fold(name))
+        if variants:
+            return {_from_root(posixpath.join(parent, variants[0]), prefix):
+                    repository.NAME_IN_DOUBT}
+        if name not in entries:
+            return {}  # absent at this revision: so is the repository
+        mode, kind = entries[name]
         if kind != b"tree":
             why = "a symlink" if mode == b"120000" else \
                 "a submodule" if kind == b"commit" else "not a directory"
-            return _from_root(directory, prefix), why
-    return None
+            return {_from_root(posixpath.join(parent, name), prefix): why}
+    return {}
 
 
 def _from_root(relpath: str, prefix: str) -> str:
