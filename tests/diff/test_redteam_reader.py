@@ -94,3 +94,19 @@ def test_a_case_variant_of_the_repository_directory_fails_closed(estate: Path,
     ran = run_connc("approvals", "--repo", str(outer / "infra"), "main~1", "main",
                     "--approved-by", "alice,bob,carol,dave")
     assert ran.returncode == 1, ran.stdout + ran.stderr
+
+
+def test_the_repository_directory_swapped_for_a_submodule_fails_closed(
+        estate: Path, tmp_path: Path) -> None:
+    # `actions/checkout` with `submodules: true` fills it from another repository.
+    outer = tmp_path / "mono"
+    git(tmp_path, "init", "-q", "-b", "main", str(outer))
+    shutil.copytree(estate, outer / "infra", ignore=shutil.ignore_patterns(".git"))
+    commit(outer, "base")
+    git(outer, "rm", "-rq", "--cached", "infra")
+    git(outer, "update-index", "--add", "--cacheinfo",
+        f"160000,{git(estate, 'rev-parse', 'HEAD').strip()},infra")
+    git(outer, "commit", "-qm", "infra is a submodule")
+    code, data = _diff(outer / "infra")
+    assert code == 1, data
+    assert ("a submodule", ".", "head", ["nobody"]) in _doubtful(data), data
