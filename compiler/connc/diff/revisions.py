@@ -7,7 +7,7 @@ from the top down: the one reader reads it exactly as it reads a checkout. Symli
 submodules are not held: a revision is read as data only; nor are names in doubt
 (`repository.in_doubt`: one file on a case-insensitive file system). A directory of the
 repository's own path (`--repo` below the work tree's top) that a revision holds as a symlink
-or submodule puts the whole revision in doubt. What is not held is reported by the caller.
+or submodule, or beside a case variant of its name, puts the revision in doubt. What is not held is reported by the caller.
 
 A pull request controls the blobs, and git stores 200 MB of zeros in 200 KB: so no blob is
 read before its size is known (`cat-file --batch-check`). One over the size limit of its
@@ -245,8 +245,8 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
             blobs.setdefault(oid, []).append(relpath)
             identities[shown] = oid
     dest = _NOWHERE / (revision.commit or "")
-    root = dest / prefix if prefix else dest
     files = Blobs(dest)
+    root = dest / prefix if prefix else dest
     files.directory(str(root))  # a directory even when it holds nothing connc reads
     if blobs:
         _read_blobs(top, dest, prefix, blobs, files, error, deadline,
