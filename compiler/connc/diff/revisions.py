@@ -1,19 +1,19 @@
 """Git plumbing for `connc diff`: a revision's connc files, read from git's objects.
 
-A revision is written from `ls-tree` + `cat-file --batch` into a temp dir, so the user's
-working tree and index are never touched. It is laid out as its work tree would be (`.git`
-marks the top), with the `.gitattributes` that apply to connc files, from the top down: the
-temp dir is then read exactly as a checkout is. Symlinks and submodules are not written: a
-revision is read as data only. Names in doubt (`repository.in_doubt`: one file on a
-case-insensitive file system) are listed whatever their case, and not written, since the
-temp dir's file system may be such a one. What was not written is reported by the caller.
+A revision is read from `ls-tree` + `cat-file --batch` into memory (`Blobs`), so the user's
+working tree and index are never touched and nothing is written. It is laid out as its work
+tree would be (`.git` marks the top), with the `.gitattributes` that apply to connc files,
+from the top down: the one reader reads it exactly as it reads a checkout. Symlinks and
+submodules are not held: a revision is read as data only; nor are names in doubt
+(`repository.in_doubt`: one file on a case-insensitive file system). A directory of the
+repository's own path (`--repo` below the work tree's top) that a revision holds as a symlink
+or submodule, or beside a case variant of its name, puts the revision in doubt. What is not held is reported by the caller.
 
 A pull request controls the blobs, and git stores 200 MB of zeros in 200 KB: so no blob is
 read before its size is known (`cat-file --batch-check`). One over the size limit of its
-file is never read: it is written as a sparse file of its size, which the reader refuses
-without reading it (CONNC006, as validate refuses it in a checkout). The rest is streamed
-from `cat-file --batch` to the files (memory: one chunk), and all of it together is bounded
-(`MAX_REVISION_BYTES`). Every git process of a diff shares one deadline.
+file is never read: it is held by its size, which the reader refuses without asking for its
+bytes (CONNC006, as validate refuses it in a checkout). All of a revision's files together
+are bounded (`MAX_REVISION_BYTES`). Every git process of a diff shares one deadline.
 """
 
 from __future__ import annotations
@@ -83,8 +83,20 @@ def open_repository(repo: Path, deadline: process.Deadline) -> tuple[Path, str]:
     out = _git(["rev-parse", "--show-toplevel"], repo, f"{repo} is not in a git work tree",
                deadline, show_stderr=True)
     top = Path(os.fsdecode(out.rstrip(b"\n"))).resolve()
-    prefix = repo.resolve().relative_to(top).as_posix()
+    prefix = _as_named(Path(os.path.abspath(repo)), top)
     return top, "" if prefix == "." else f"{prefix}/"
+
+
+def _as_named(path: Path, top: Path) -> str:
+    """`path` from the work tree's top as it is named: a symlink in the work tree is not
+    followed. render follows it in its checkout, to whatever a revision puts there, so the
+    diff reads the path itself at each revision (`_prefix_in_doubt`) — followed in the
+    working tree, a pull request that makes `infra` a link to a copy elsewhere had the copy
+    compared with itself, and no row."""
+    for above in (path, *path.parents):
+        if above.resolve() == top:  # where the work tree starts, however it was reached
+            return path.relative_to(above).as_posix()
+    return path.resolve().relative_to(top).as_posix()
 
 
 def resolve(top: Path, revision: str, deadline: process.Deadline) -> Revision:
@@ -219,6 +231,8 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
     entries = [(meta, _from_root(relpath, prefix), relpath) for meta, relpath in listed]
     doubtful = _in_doubt(top_names, [shown for _meta, shown, _relpath in entries])
     skipped = dict.fromkeys(doubtful, repository.NAME_IN_DOUBT)
+    # The repository's own directory, as a checkout may make it (a symlink lists nothing).
+    skipped.update(_prefix_in_doubt(top, prefix, revision.commit, error, deadline))
     blobs: dict[bytes, list[str]] = {}  # object id -> its paths (from the top)
     identities: dict[str, bytes] = {}
     for (mode, kind, oid), shown, relpath in entries:
@@ -356,6 +370,34 @@ def _ls_tree(top: Path, commit: str, paths: list[str], error: str,
         meta, _, raw_path = record.partition(b"\t")
         mode, kind, oid = meta.split(b" ")
         yield (mode, kind, oid), os.fsdecode(raw_path)
+
+
+def _prefix_in_doubt(top: Path, prefix: str, commit: str, error: str,
+                     deadline: process.Deadline) -> dict[str, str]:
+    """{the path from the root: why} of the first directory of `prefix` that a checkout of
+    the revision may make another: one the revision holds as a symlink, a submodule or a
+    file (a checkout follows the link, fills the submodule), or beside a name that is one
+    with it on a case-insensitive file system (`Infra/` merges into `infra/` on macOS and
+    Windows runners). render would read a repository no review has seen."""
+    parts = prefix.rstrip("/").split("/") if prefix else []
+    for depth, name in enumerate(parts):
+        parent = "/".join(parts[:depth])
+        entries = {relpath.rsplit("/", 1)[-1]: (mode, kind) for (mode, kind, _oid), relpath
+                   in _ls_tree(top, commit, [f"{parent}/"] if parent else [], error, deadline,
+                               recursive=False)}
+        variants = sorted(other for other in entries
+                          if other != name and repository.fold(other) == repository.fold(name))
+        if variants:
+            return {_from_root(posixpath.join(parent, variants[0]), prefix):
+                    repository.NAME_IN_DOUBT}
+        if name not in entries:
+            return {}  # absent at this revision: so is the repository
+        mode, kind = entries[name]
+        if kind != b"tree":
+            why = "a symlink" if mode == b"120000" else \
+                "a submodule" if kind == b"commit" else "not a directory"
+            return {_from_root(posixpath.join(parent, name), prefix): why}
+    return {}
 
 
 def _from_root(relpath: str, prefix: str) -> str:
