@@ -1,4 +1,4 @@
-"""Files that may hold a secret, written the one way connc writes them.
+"""Files that may hold a secret, written (and read back) the one way connc does it.
 
 - private from the first byte: created with their mode (0600 unless said), never widened by a
   umask and never briefly readable by others; the mode then set exactly;
@@ -44,6 +44,13 @@ def replace(path: Path, data: bytes, mode: int = PRIVATE) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
+
+
+def read(path: Path, limit: int) -> bytes:
+    """At most `limit` bytes of such a file, never through a symlink."""
+    descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(descriptor, "rb") as handle:
+        return handle.read(limit)
 
 
 def _fill(descriptor: int, data: bytes) -> None:

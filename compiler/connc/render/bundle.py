@@ -31,10 +31,17 @@ FILE_MODE = 0o600
 EXEC_MODE = 0o700
 DIR_MODE = 0o700
 _MANIFEST_MAX_BYTES = 1024 * 1024
+# A GitHub token's state (`render.github_tokens`), and the files the refresh helper adds
+# beside one (`render.refresh`): its lock, and the state it is replacing.
+_TOKEN_STATE = re.compile(r"github/[^/]+\.json")
+_HELPER_SUFFIXES = (".lock", ".json.new")
+
+
+def token_state(connection_id: str) -> str:
+    """Where a bundle keeps a GitHub token's state."""
+    return f"github/{connection_id}.json"
 # tempfile.mkdtemp's names: the prefix, then 8 characters of this alphabet.
 _RANDOM = "[a-z0-9_]{8}"
-# Files the refresh helper adds beside a token's state (`render.refresh`).
-_HELPER_SUFFIXES = (".lock", ".json.new")
 
 
 class BundleFiles:
@@ -63,9 +70,9 @@ class Listing:
 
     @property
     def token_states(self) -> list[str]:
-        """`github/<id>.json` files (and a refresh helper's unfinished `.json.new`)."""
-        return [f for f in self.files
-                if re.fullmatch(r"github/[^/]+\.json(\.new)?", f)]
+        """The GitHub tokens' state files (`render.github_tokens`), and a refresh helper's
+        unfinished replacement of one (which holds a token too)."""
+        return [f for f in self.files if _TOKEN_STATE.fullmatch(f.removesuffix(".new"))]
 
 
 def inspect(directory: Path, *, leftover: bool = False) -> Listing:
@@ -86,9 +93,8 @@ def inspect(directory: Path, *, leftover: bool = False) -> Listing:
             _check_private(directory, MANIFEST, os.lstat(directory / MANIFEST), FILE_MODE)
         return Listing(tuple(names), ())
     listed = _listed_files(directory)
-    allowed = set(listed) | {f[:-len(".json")] + suffix for f in listed
-                             if re.fullmatch(r"github/[^/]+\.json", f)
-                             for suffix in _HELPER_SUFFIXES}
+    allowed = set(listed) | {f.removesuffix(".json") + suffix for f in listed
+                             if _TOKEN_STATE.fullmatch(f) for suffix in _HELPER_SUFFIXES}
     parents = {str(p) for f in listed for p in PurePosixPath(f).parents if str(p) != "."}
     files: list[str] = []
     dirs: list[str] = []
@@ -140,7 +146,7 @@ def _listed_files(directory: Path) -> list[str]:
     if info.st_size > _MANIFEST_MAX_BYTES:
         raise NotABundle(f"its {MANIFEST} is larger than any connc writes")
     try:
-        manifest = json.loads(read_private(path))
+        manifest = json.loads(privatefiles.read(path, _MANIFEST_MAX_BYTES))
     except (OSError, ValueError):
         raise NotABundle(f"its {MANIFEST} is not JSON") from None
     if not isinstance(manifest, dict) or manifest.get("kind") != MARKER:
@@ -162,13 +168,6 @@ def _shown(text: str) -> str:
     from connc.findings import printable
 
     return printable(text, 200)
-
-
-def read_private(path: Path, limit: int = _MANIFEST_MAX_BYTES) -> bytes:
-    """A small file of a bundle, never through a symlink."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as handle:
-        return handle.read(limit)
 
 
 def is_previous_bundle(out: Path) -> bool:

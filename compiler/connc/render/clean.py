@@ -15,8 +15,8 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from connc.errors import ConncError, RenderError, UsageError
-from connc.render import bundle
+from connc.errors import RenderError, UsageError
+from connc.render import bundle, github_tokens
 from connc.render.bundle import Listing, NotABundle
 
 
@@ -48,7 +48,7 @@ def clean(out: Path | str) -> Iterator[str]:
             yield f"connc: {path} does not exist; nothing to clean"
         bundle.remove_private_parent(path)
         return
-    yield from revoke_tokens(path, listing, quick=False)
+    yield from github_tokens.revoke_states(path, listing.token_states, quick=False)
     try:
         bundle.delete(path, listing)
     except OSError as error:
@@ -109,7 +109,7 @@ def _dispose(path: Path, *, quick: bool, what: str) -> Iterator[str]:
         return  # a running render is writing it
     try:
         listing = bundle.inspect(path, leftover=True)
-        yield from revoke_tokens(path, listing, quick=quick)
+        yield from github_tokens.revoke_states(path, listing.token_states, quick=quick)
         bundle.delete(path, listing)
     except NotABundle as why:
         yield (f"connc: warning: left {path}: it is named as render names its own, but "
@@ -121,63 +121,6 @@ def _dispose(path: Path, *, quick: bool, what: str) -> Iterator[str]:
     finally:
         os.close(lock)
     yield f"connc: removed {path} ({what})"
-
-
-def revoke_tokens(directory: Path, listing: Listing, *, quick: bool) -> Iterator[str]:
-    """Revoke each token state the listing holds; a failure is a warning (the token still
-    dies within the hour). `quick`: one short attempt each, for render."""
-    states = listing.token_states
-    if not states:
-        return
-    from connc.github.apps import revoke_installation_token
-    from connc.schema.policy import Violation, check_url
-    from connc.secrets import Secret
-
-    for rel in states:
-        name = _connection(rel)
-        try:
-            state = _json(bundle.read_private(directory / rel))
-            api_url, token = state["apiUrl"], state["token"]
-            if not isinstance(api_url, str) or not isinstance(token, str):
-                raise ValueError
-            # The same URL policy render applied to the spec: the file could have been
-            # edited since, and a bearer token must not go over plain http to another host.
-            check_url(api_url, ("https",))
-            revoked = revoke_installation_token(
-                api_url, Secret(token), connection=name, timeout=5.0 if quick else 10.0,
-                max_attempts=1 if quick else 4)
-        except Violation as refused:
-            yield (f"connc: warning: the token of {name} was not revoked: its apiUrl breaks "
-                   f"the URL policy ({refused.message})")
-            continue
-        except ConncError as error:
-            yield f"connc: warning: could not revoke the token of {name}: {error}"
-            continue
-        except (OSError, ValueError, KeyError, TypeError):
-            yield f"connc: warning: {_shown(rel)} is unreadable; its token was not revoked"
-            continue
-        yield (f"connc: revoked the token of {name}" if revoked
-               else f"connc: the token of {name} had already expired")
-
-
-def _connection(rel: str) -> str:
-    name = rel.rsplit("/", 1)[-1].removesuffix(".new").removesuffix(".json")
-    return _shown(name)
-
-
-def _shown(text: str) -> str:
-    from connc.findings import printable
-
-    return printable(text, 200)
-
-
-def _json(data: bytes) -> dict[str, object]:
-    import json
-
-    value = json.loads(data)
-    if not isinstance(value, dict):
-        raise ValueError
-    return value
 
 
 def tell(messages: Iterable[str]) -> None:

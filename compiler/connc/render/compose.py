@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
+from connc.render import github_tokens
 from connc.render.bundle import MARKER, commit
 from connc.render.clean import discard, sweep, tell
 from connc.render.context import Output, Resolved, Writer
@@ -25,7 +26,7 @@ def write_bundle(out: Path, pipeline_id: str, resolved: list[Resolved], *,
     #; this render removes it, whatever becomes of its own bundle.
     tell(sweep(out, quick=True))
     _exchange(resolved, identity)  # before minting: a refusal here leaves nothing to revoke
-    _mint_tokens(resolved)
+    github_tokens.mint_all(resolved)
     try:
         output = Output(out=out, pipeline=pipeline_id)
         for item in resolved:  # the ID tokens sent: not in the bundle, masked all the same
@@ -38,7 +39,7 @@ def write_bundle(out: Path, pipeline_id: str, resolved: list[Resolved], *,
         output.files.add("manifest.json", json.dumps(manifest, indent=2) + "\n")
         replaced = commit(out, output.files)
     except BaseException:
-        _revoke_minted(resolved)  # no bundle holds them: do not leave them live for an hour
+        github_tokens.revoke_minted(resolved)  # no bundle holds them: not live for an hour
         raise
     if replaced is not None:
         # Nobody can use the replaced bundle's tokens any more: revoke them, not leave them
@@ -67,37 +68,6 @@ def _exchange(resolved: list[Resolved], identity: Source | None) -> None:
     exchange.check_shared([(item.id, item.spec) for item in items], source)
     for item in items:
         item.exchanged = exchange.exchange(item.id, item.spec, source)
-
-
-def _mint_tokens(resolved: list[Resolved]) -> None:
-    apps = [r for r in resolved if r.type == "github-app"]
-    if not apps:
-        return
-    from concurrent.futures import ThreadPoolExecutor  # here: most renders mint nothing
-
-    from connc.render.tokens import mint
-
-    with ThreadPoolExecutor(max_workers=len(apps)) as pool:
-        futures = [pool.submit(mint, app) for app in apps]
-    failures = [error for error in (f.exception() for f in futures) if error is not None]
-    if failures:
-        _revoke_minted(apps)  # the mints that did succeed
-        raise failures[0]
-
-
-def _revoke_minted(resolved: list[Resolved]) -> None:
-    """Best effort, one quick attempt each: an unrevoked token still dies within the hour."""
-    from connc.errors import ConncError
-    from connc.github.apps import revoke_installation_token
-
-    for item in resolved:
-        if item.token is None:
-            continue
-        try:
-            revoke_installation_token(item.spec["apiUrl"], item.token, connection=item.id,
-                                      timeout=5.0, max_attempts=1)
-        except ConncError:
-            pass
 
 
 def _manifest(pipeline_id: str, output: Output) -> dict[str, object]:

@@ -97,7 +97,7 @@ def _write_https(items: list[Resolved], output: Output) -> None:
         output.mask(password, username=username, where=resolved.id)
         output.record(resolved, "git/askpass", "git/config")
         if resolved.type == "github-app":
-            from connc.render.refresh import write_state
+            from connc.render.github_tokens import write_state
 
             write_state(resolved, output)
     _refuse_duplicate_prefixes(entries)
