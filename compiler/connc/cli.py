@@ -65,14 +65,15 @@ def _diff_root(repo: str | None) -> Path:
     """diff's repository: the layout may exist at a revision only, so without --repo the
     current directory is taken when no directory above it has the layout."""
     from connc.errors import UsageError
-    from connc.repository import find_root
+    from connc.repository import find_root, working_directory
 
     if repo is not None:
         return Path(repo)
     try:
         return find_root()
     except UsageError:
-        return Path(".")
+        # As the shell names it: a symlink on the way is read at each revision as itself.
+        return working_directory()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

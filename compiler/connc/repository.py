@@ -8,6 +8,7 @@ top-level files.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import re
@@ -78,6 +79,7 @@ def find_root(repo: str | os.PathLike[str] | None = None) -> Path:
     with connc's layout from the current directory up, as git finds its own — never above the
     top of the git repository the search started in (a parent repository is another one)."""
     if repo is not None:
+        _refuse_link_in_work_tree(Path(os.path.abspath(repo)))
         root = Path(repo).resolve()
         if not root.is_dir():
             raise UsageError(f"{repo} is not a directory")
@@ -86,9 +88,11 @@ def find_root(repo: str | os.PathLike[str] | None = None) -> Path:
                              f"{CONNECTIONS_DIR}/, {PIPELINES_DIR}/, {MEMBERS_FILE}")
         return root
     try:
-        start = Path.cwd()
+        start = working_directory()
     except OSError:  # the current directory was removed
         raise UsageError("the current directory does not exist; pass --repo DIR") from None
+    _refuse_link_in_work_tree(start)
+    start = start.resolve()
     for candidate in (start, *start.parents):
         if has_layout(candidate):
             _check_found(candidate, above=candidate != start)
@@ -101,6 +105,34 @@ def find_root(repo: str | os.PathLike[str] | None = None) -> Path:
     raise UsageError(f"not in a connection repository: neither {start} nor a directory above "
                      f"it has {CONNECTIONS_DIR}/, {PIPELINES_DIR}/ or {MEMBERS_FILE}; start one "
                      f"with `connc init`, or pass --repo DIR")
+
+
+def working_directory() -> Path:
+    """The current directory as the shell that started connc names it (`$PWD`, which keeps
+    the symlinks `cd` went through), when that names it; else as the system does."""
+    current = Path.cwd()
+    logical = os.environ.get("PWD")
+    if logical and os.path.isabs(logical):
+        with contextlib.suppress(OSError):
+            if os.path.samefile(logical, current):
+                return Path(os.path.normpath(logical))
+    return current
+
+
+def _refuse_link_in_work_tree(named: Path) -> None:
+    """A repository reached through a symlink inside a git work tree is refused. A pull
+    request can make `infra/` a link to a copy elsewhere in the repository: review of the
+    path (`connc diff`, which reads the path at each revision) then sees a symlink, while a
+    checkout followed would render whatever the copy holds. A link above every work tree (a
+    home directory's `~/src`) is the machine's own, and is followed."""
+    path = Path(named.anchor)
+    for part in named.parts[1:]:
+        path = path / part
+        if path.is_symlink() and any((above / ".git").exists() for above in path.parents):
+            raise UsageError(f"{printable(str(named))} is reached through {printable(str(path))}, "
+                             f"a symlink inside a git work tree: render would read where it "
+                             f"points, which review of the path does not; name the directory "
+                             f"itself (--repo)")
 
 
 def _check_found(root: Path, *, above: bool) -> None:

@@ -236,3 +236,32 @@ def test_any_one_of_the_layout_makes_a_repository(tmp_path: Path, name: str) -> 
     assert not repository.has_layout(tmp_path)
     (tmp_path / name).mkdir()
     assert repository.has_layout(tmp_path)
+
+
+def test_a_repository_reached_through_a_link_outside_every_work_tree_is_found(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`~/src -> /data/src`: the machine's own link, above any git work tree, is followed;
+    only a link inside one (which a pull request can commit) is refused."""
+    from connc.errors import UsageError
+
+    real = tmp_path / "data" / "repo"
+    (real / "connections.d").mkdir(parents=True)
+    (tmp_path / "home").mkdir()
+    os.symlink(tmp_path / "data", tmp_path / "home" / "src")
+    through = tmp_path / "home" / "src" / "repo"
+    assert repository.find_root(through) == real.resolve()
+    monkeypatch.chdir(through)
+    monkeypatch.setenv("PWD", str(through))
+    assert repository.find_root() == real.resolve()
+    (real / ".git").mkdir()  # now the link... is still above the work tree: followed
+    assert repository.find_root(through) == real.resolve()
+    os.symlink(real, tmp_path / "data" / "inner")  # a link beside the work tree, not in it
+    (tmp_path / "data" / ".git").mkdir()  # now /data is a work tree holding both
+    with pytest.raises(UsageError, match="a symlink inside a git work tree"):
+        repository.find_root(tmp_path / "data" / "inner")
+    monkeypatch.chdir(tmp_path / "data" / "inner")
+    monkeypatch.setenv("PWD", str(tmp_path / "data" / "inner"))
+    with pytest.raises(UsageError, match="a symlink inside a git work tree"):
+        repository.find_root()
+    monkeypatch.setenv("PWD", "/elsewhere")  # a $PWD that does not name it is not used
+    assert repository.find_root() == real.resolve()

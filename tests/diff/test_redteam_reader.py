@@ -6,15 +6,16 @@ be what render, given the same `--repo`, reads of its checkout.
 
 from __future__ import annotations
 
-import base64
 import json
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 from connc.repository import NAME_IN_DOUBT
-from repokit import TEST_KEY_FILE, commit, git, run_connc, write
+from repokit import TEST_KEY_FILE, commit, git, run_connc, sops_env, write
 
 SNEAK = {"apiVersion": "connc/v1", "kind": "Pipeline",
          "metadata": {"id": "sneak", "owner": "bob"}, "uses": [{"connection": "reg"}]}
@@ -56,14 +57,28 @@ def _swapped_for_a_symlink(estate: Path, tmp_path: Path) -> Path:
 def test_the_repository_directory_swapped_for_a_symlink_fails_closed(
         estate: Path, tmp_path: Path) -> None:
     outer = _swapped_for_a_symlink(estate, tmp_path)
-    # The harm: render, given the `--repo` it always had, reads the copy and hands bob's
-    # registry password to a pipeline nobody reviewed.
+    # The harm it would do: render, given the `--repo` it always had, or started in `infra/`
+    # (the shell keeps the path it went through in $PWD), would read the copy and hand bob's
+    # registry password to a pipeline nobody reviewed. It refuses a repository reached
+    # through a symlink inside the work tree, before anything is read or decrypted.
     out = tmp_path / "bundle"
     ran = run_connc("render", "sneak", "--repo", str(outer / "infra"), "--out", str(out),
                     key_file=TEST_KEY_FILE)
-    assert ran.returncode == 0, ran.stderr
-    bundle = "".join(path.read_text() for path in out.rglob("*") if path.is_file())
-    assert base64.b64encode(b"robot:fake-password").decode() in bundle
+    assert ran.returncode == 2, ran.stderr
+    assert "a symlink inside a git work tree" in ran.stderr and not out.exists()
+    started_there = subprocess.run(
+        [sys.executable, "-m", "connc", "render", "sneak", "--out", str(out)],
+        cwd=outer / "infra", env={**sops_env(TEST_KEY_FILE), "PWD": str(outer / "infra")},
+        capture_output=True, text=True, timeout=120, check=False)
+    assert started_there.returncode == 2, started_there.stderr
+    assert "a symlink inside a git work tree" in started_there.stderr and not out.exists()
+    # And diff started there reads the path as the shell names it, at each revision.
+    diffed = subprocess.run(
+        [sys.executable, "-m", "connc", "diff", "main~1", "main", "--format", "json"],
+        cwd=outer / "infra", env={**sops_env(None), "PWD": str(outer / "infra")},
+        capture_output=True, text=True, timeout=120, check=False)
+    assert diffed.returncode == 1, diffed.stderr
+    assert ("a symlink", ".", "head", ["nobody"]) in _doubtful(json.loads(diffed.stdout))
     # Review, from a checkout of HEAD (where `infra` leads to the copy) and of BASE (where it
     # is the directory), must not pass it: the repository itself is in doubt at HEAD.
     base_checkout = tmp_path / "base-checkout"
