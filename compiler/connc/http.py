@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as dt
 import functools
 import json
 import os
@@ -412,6 +413,23 @@ def next_link(header: str | None) -> str | None:
             return None
         position = following
     return None
+
+
+def utc_time(value: object, *, naive_is_utc: bool) -> dt.datetime | None:
+    """A timestamp an API answered (ISO 8601: `2024-05-01T10:00:00.123Z`), aware, in UTC; None
+    when it is none. `naive_is_utc`: the API documents UTC and may leave the offset out
+    (GitHub); else a time without one is no time (GitLab)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(value)  # Python 3.11 reads the trailing "Z"
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        if not naive_is_utc:
+            return None
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return parsed.astimezone(dt.UTC)
 
 
 def _check_url(url: str, host: str) -> None:

@@ -177,3 +177,16 @@ def check_writable(connection_id: str, sealed: Recorded, current: dict[str, Any]
                       f"{connection_id}` (or reverts it), then run this again; nothing was "
                       f"changed")
     return changed
+
+
+def reseal(root: Path, relpath: str, connection_id: str, view: dict[str, Any], done: str, *,
+           deadline: process.Deadline) -> None:
+    """Seal `view` after a credential value changed (`secret set`, `secret unset`): what a
+    key holder approved is what they saw, no more. `done` says what was changed, for a
+    failure's message: the change stands, the seal is what is missing."""
+    try:
+        binary.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
+                              deadline=deadline)
+    except SopsError as error:
+        raise SopsError(f"{done}, but sealing failed ({error.message}); run `connc seal "
+                        f"{connection_id}`", path=relpath) from None

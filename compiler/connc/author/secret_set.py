@@ -125,12 +125,8 @@ def set_secret(root: Path, connection_id: str, field: str, stdin: BinaryIO, *,
         path = root / relpath
         privatefiles.replace(path, text, path.stat().st_mode & 0o7777)
     binary.set_credential(root, relpath, field, value, deadline=deadline, ignore_mac=mac_broken)
-    try:
-        binary.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
-                              deadline=deadline)
-    except SopsError as error:
-        raise SopsError(f"credential.{field} was set, but sealing failed ({error.message}); "
-                        f"run `connc seal {connection_id}`", path=relpath) from None
+    sealing.reseal(root, relpath, connection_id, view, f"credential.{field} was set",
+                   deadline=deadline)
     return Changed(relpath, field, field not in credential, expires_at,
                    _other_alternative(connection_type, field, set(credential)), field in exposed,
                    first_seal=sealed.view is None, filled=filled)

@@ -18,11 +18,10 @@ from pathlib import Path
 from connc import process, repository, seal
 from connc.author import seal as sealing
 from connc.author.secret_set import plaintext_fields, read_encrypted
-from connc.errors import Refused, SopsError, UsageError
+from connc.errors import Refused, UsageError
 from connc.findings import suggest
 from connc.render import inputs
 from connc.schema import models
-from connc.secrets import Secret
 from connc.sops import binary
 
 
@@ -72,10 +71,6 @@ def unset_secret(root: Path, connection_id: str, field: str, *,
     sealing.check_writable(connection_id, sealing.recorded(root, relpath, deadline=deadline),
                            view)  # raises
     binary.unset_credential(root, relpath, field, deadline=deadline)
-    try:
-        binary.set_credential(root, relpath, seal.SEAL_FIELD, Secret(seal.encode(view)),
-                              deadline=deadline)
-    except SopsError as error:
-        raise SopsError(f"credential.{field} was removed, but sealing failed ({error.message}); "
-                        f"run `connc seal {connection_id}`", path=relpath) from None
+    sealing.reseal(root, relpath, connection_id, view, f"credential.{field} was removed",
+                   deadline=deadline)
     return Removed(relpath, field)

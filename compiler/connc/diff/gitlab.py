@@ -127,7 +127,7 @@ class MergeRequests:
         for item in self._pages(f"{self._mr_path(iid)}/versions", self._subject(iid),
                                 "list its diff versions"):
             head = item.get("head_commit_sha") if isinstance(item, dict) else None
-            created = _utc(item.get("created_at")) if isinstance(item, dict) else None
+            created = http.utc_time(item.get("created_at"), naive_is_utc=False) if isinstance(item, dict) else None
             if not isinstance(head, str) or created is None:
                 break
             found.append(Version(head, created))
@@ -146,7 +146,7 @@ class MergeRequests:
         for item in approved_by:
             account = self._account(item.get("user")) if isinstance(item, dict) else None
             if account is not None:
-                found.append(Approval(account, _utc(item.get("approved_at"))))
+                found.append(Approval(account, http.utc_time(item.get("approved_at"), naive_is_utc=False)))
         return found
 
     def signature(self, sha: str) -> Signature:
@@ -298,14 +298,3 @@ def _field(data: dict[str, Any], *keys: str) -> object:
     for key in keys:
         value = value.get(key) if isinstance(value, dict) else None
     return value
-
-
-def _utc(value: object) -> dt.datetime | None:
-    """GitLab's timestamps (ISO 8601: `2024-05-01T10:00:00.123Z`), aware, in UTC."""
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)  # Python 3.11 reads the trailing "Z"
-    except ValueError:
-        return None
-    return parsed.astimezone(dt.UTC) if parsed.tzinfo is not None else None

@@ -214,7 +214,7 @@ class GitHubApp:
             )
         secret = Secret(token)
         assert isinstance(data, dict)
-        expires_at = _parse_utc(data.get("expires_at"))
+        expires_at = http.utc_time(data.get("expires_at"), naive_is_utc=True)
         if expires_at is None:
             # The token exists but we cannot say when it dies: do not leave it live behind us.
             outcome = "it was revoked"
@@ -423,13 +423,3 @@ def _encode_jwt(app_id: str, key: RSAPrivateKey, now: float) -> str:
     return jwt.encode(claims, key, algorithm="RS256")
 
 
-def _parse_utc(value: object) -> dt.datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        parsed = dt.datetime.fromisoformat(value)  # Python 3.11 reads the trailing "Z"
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=dt.UTC)
-    return parsed.astimezone(dt.UTC)
