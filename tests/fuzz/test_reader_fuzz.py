@@ -1,0 +1,104 @@
+"""The differential fuzzer of the revision reader (`readerkit`): hostile git trees, each read
+in memory by `connc diff` and checked out by git, must be judged alike; `connc diff` between
+two of them exits 0 or 1 within bounded time and memory; and HEAD judged with BASE's objects
+and judgements compares as HEAD judged alone.
+
+In the suite: the kept cases (each once a failure) and a short exploration, the same seeds
+every run. `CONNC_READER_FUZZ_CASES=N` explores N seeds more (`scripts/fuzz` runs 300).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import fuzzkit
+import pytest
+import readerkit
+
+from connc.diff import revisions
+
+# Cases that once failed, by seed and what they broke: replayed every run.
+KEPT = {
+    1: "a directory 900 deep in connections.d/ (the reader recursed once per level)",
+    5: "a layout file that is a directory holding only a symlink or a submodule",
+    8: "a submodule where members.yaml belongs, under a .gitattributes above the repository",
+}
+EXPLORED = range(100, 112)  # the short exploration: about 10 s
+LONG = int(os.environ.get("CONNC_READER_FUZZ_CASES", "0"))
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SOPS_AGE_KEY_FILE", str(fuzzkit.TEST_KEY_FILE))
+        yield fuzzkit.build_base(tmp_path_factory.mktemp("reader-fuzz") / "repo")
+
+
+@pytest.fixture(scope="module")
+def base(repo: Path) -> readerkit.Tree:
+    return readerkit.base_tree(repo)
+
+
+def _check(repo: Path, base: readerkit.Tree, tmp_path: Path, seed: int) -> None:
+    case = readerkit.case(base, seed)
+    commit = readerkit.commit(repo, case.tree, f"case-{seed}")
+    alike = readerkit.judged_alike(repo, tmp_path / "checkout", commit, case.prefix)
+    assert alike is not None, f"seed {seed} {case.shapes}: git cannot check it out"
+    on_disk, in_memory = alike
+    for what in on_disk:
+        assert in_memory[what] == on_disk[what], f"seed {seed} {case.shapes}: {what}"
+    # The reuse: the valid repository as BASE, the hostile tree as HEAD, and the other way.
+    valid = readerkit.commit(repo, readerkit.case(base, seed, ()).tree, f"valid-{seed}")
+    assert readerkit.reuse_alike(repo, valid, commit, case.prefix), f"seed {seed}: reuse"
+    assert readerkit.reuse_alike(repo, commit, valid, case.prefix), f"seed {seed}: reuse"
+
+
+@pytest.mark.parametrize("seed", list(KEPT))
+def test_kept_case(repo: Path, base: readerkit.Tree, tmp_path: Path, seed: int) -> None:
+    _check(repo, base, tmp_path, seed)
+
+
+def test_a_short_exploration_finds_nothing(repo: Path, base: readerkit.Tree,
+                                           tmp_path: Path) -> None:
+    for seed in EXPLORED:
+        _check(repo, base, tmp_path, seed)
+
+
+@pytest.mark.skipif(not LONG, reason="the long run: CONNC_READER_FUZZ_CASES=N")
+def test_long_exploration(repo: Path, base: readerkit.Tree, tmp_path: Path) -> None:
+    for seed in range(1000, 1000 + LONG):
+        _check(repo, base, tmp_path, seed)
+        commit = readerkit.commit(repo, readerkit.case(base, seed).tree, f"case-{seed}")
+        other = readerkit.commit(repo, readerkit.case(base, seed + 1).tree, f"next-{seed}")
+        run = readerkit.run_diff(repo, other, commit, "")
+        assert run.code in (0, 1), f"seed {seed}: exit {run.code}\n{run.output[-2000:]}"
+        assert "Traceback" not in run.output, run.output[-2000:]
+
+
+def test_diff_between_hostile_trees_exits_0_or_1(repo: Path, base: readerkit.Tree) -> None:
+    """As users run it: a hostile HEAD (every shape at once) against the valid BASE."""
+    hostile = readerkit.case(base, 7, tuple(readerkit.SHAPES))
+    head = readerkit.commit(repo, hostile.tree, "every-shape")
+    valid = readerkit.commit(repo, base, "valid")
+    run = readerkit.run_diff(repo, valid, head, hostile.prefix)
+    assert run.code in (0, 1), run.output[-2000:]
+    assert "Traceback" not in run.output
+
+
+def test_a_side_over_the_revision_limit_is_refused_in_bounded_memory(
+        repo: Path, base: readerkit.Tree, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same 1 MiB blob under more names than `MAX_REVISION_BYTES` allows: refused with a
+    usage error (exit 2) before any blob is read, in the memory of a normal diff."""
+    tree = dict(base)
+    blob = readerkit._filler(1024 * 1024)
+    names = revisions.MAX_REVISION_BYTES // len(blob) + 1
+    for n in range(names):
+        readerkit.put(tree, b"connections.d/c%05d.sops.yaml" % n, ("100644", blob))
+    head = readerkit.commit(repo, tree, "over-the-limit")
+    valid = readerkit.commit(repo, base, "valid")
+    normal = readerkit.run_diff(repo, valid, valid, "")
+    over = readerkit.run_diff(repo, valid, head, "")
+    assert over.code == 2 and "connc reads at most" in over.output, over.output[-2000:]
+    assert over.peak_rss < normal.peak_rss + 64 * 1024 * 1024
