@@ -132,9 +132,17 @@ class Blobs(repository.Files):
         names = self._children.get(path)
         if names is None:
             names = self._children[path] = set()
-            parent, _, name = path.rpartition("/")
-            if path != self._top and parent:
-                self.directory(parent).add(name)
+            # Up to the first parent already held: a loop, since a pull request sets the depth.
+            child = path
+            while child != self._top:
+                parent, _, name = child.rpartition("/")
+                if not parent:
+                    break
+                held = parent in self._children
+                self._children.setdefault(parent, set()).add(name)
+                if held:
+                    break
+                child = parent
         return names
 
     def add(self, path: str, oid: bytes, size: int) -> None:
