@@ -84,7 +84,7 @@ def test_a_revision_in_memory_is_judged_as_its_checkout(repo: Path, tmp_path: Pa
 
 
 def test_what_a_revision_does_not_hold_is_named(repo: Path) -> None:
-    """A symlink and names one file on macOS are not held in memory: `skipped` names them,
+    """A symlink and names one file on macOS are not read in memory: `skipped` names them,
     and diff puts them in doubt (fails closed) instead of reading them."""
     (repo / "pipelines.d" / "B.yaml").write_text("a: 1\n")
     (repo / "pipelines.d" / "b.yaml").write_text("a: 1\n")
@@ -94,7 +94,7 @@ def test_what_a_revision_does_not_hold_is_named(repo: Path) -> None:
     assert set(tree.skipped) == {"pipelines.d/B.yaml", "pipelines.d/b.yaml",
                                  "pipelines.d/link.yaml"}
     for relpath in tree.skipped:
-        assert not tree.files.lexists(tree.root / relpath)
+        assert not tree.files.is_file(tree.root / relpath)
 
 
 def test_a_repository_in_a_subdirectory_sees_the_gitattributes_above_it(tmp_path: Path) -> None:

@@ -38,6 +38,7 @@ from connc import documents, process
 from connc.diff import revisions
 from connc.diff.compare import compare
 from connc.diff.snapshot import snapshot
+from connc.findings import printable
 from connc.validate.run import Report, validate
 from repokit import GIT_IDENTITY, REPO_ROOT, TEST_KEY_FILE, sops_env
 
@@ -288,7 +289,9 @@ def read_tree(repo: Path, commit_id: str, prefix: str,
 
 
 def _kept(relpath: str, skipped: dict[str, str]) -> bool:
-    return not any(relpath == path or relpath.startswith(f"{path}/") for path in skipped)
+    # A finding names its path as a message shows it (`printable`): so are the skipped ones.
+    return not any(relpath in (path, shown) or relpath.startswith((f"{path}/", f"{shown}/"))
+                   for path, shown in ((path, printable(path)) for path in skipped))
 
 
 def judged(report: Report, skipped: dict[str, str]) -> dict[str, object]:

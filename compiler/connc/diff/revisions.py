@@ -1,19 +1,20 @@
 """Git plumbing for `connc diff`: a revision's connc files, read from git's objects.
 
-A revision is written from `ls-tree` + `cat-file --batch` into a temp dir, so the user's
-working tree and index are never touched. It is laid out as its work tree would be (`.git`
-marks the top), with the `.gitattributes` that apply to connc files, from the top down: the
-temp dir is then read exactly as a checkout is. Symlinks and submodules are not written: a
-revision is read as data only. Names in doubt (`repository.in_doubt`: one file on a
-case-insensitive file system) are listed whatever their case, and not written, since the
-temp dir's file system may be such a one. What was not written is reported by the caller.
+A revision is read from `ls-tree` + `cat-file --batch` into memory (`Blobs`), so the user's
+working tree and index are never touched and nothing of it is written out. It is held as its
+work tree would be (`.git` marks the top), with the `.gitattributes` that apply to connc files,
+from the top down, and read by the one reader exactly as a checkout is: its directories (a
+submodule's empty one too) and symlinks are there, a symlink is never followed and a submodule
+never read. Names in doubt (`repository.in_doubt`: one file on a case-insensitive file system)
+are listed whatever their case, and not held. What is not read is reported by the caller
+(`Tree.skipped`).
 
 A pull request controls the blobs, and git stores 200 MB of zeros in 200 KB: so no blob is
 read before its size is known (`cat-file --batch-check`). One over the size limit of its
-file is never read: it is written as a sparse file of its size, which the reader refuses
-without reading it (CONNC006, as validate refuses it in a checkout). The rest is streamed
-from `cat-file --batch` to the files (memory: one chunk), and all of it together is bounded
-(`MAX_REVISION_BYTES`). Every git process of a diff shares one deadline.
+file is never read: it is held by its size, which the reader refuses without asking for its
+bytes (CONNC006, as validate refuses it in a checkout). The others are read once each, and
+all of them together are bounded (`MAX_REVISION_BYTES`). Every git process of a diff shares
+one deadline.
 """
 
 from __future__ import annotations
@@ -113,8 +114,8 @@ class Tree:
 
 class Blobs(repository.Files):
     """A revision's files, answered from git's objects in memory as the file system answers
-    for a checkout (`repository.Files`): regular files and the directories that hold them,
-    with a `.git` at the work tree's top. A blob over its file's size limit has its size and
+    for a checkout (`repository.Files`): regular files, directories (empty ones too: a
+    submodule's), symlinks (present, never followed), and a `.git` at the work tree's top. A blob over its file's size limit has its size and
     no bytes: the reader refuses it by its size and never asks for them."""
 
     def __init__(self, top: Path) -> None:
@@ -124,6 +125,7 @@ class Blobs(repository.Files):
         self._data: dict[bytes, bytes | None] = {}  # object id -> bytes (None: not read)
         self._sizes: dict[bytes, int] = {}
         self._children: dict[str, set[str]] = {}  # directory -> the names in it
+        self._links: set[str] = set()  # symlinks: present, never followed
         self.directory(f"{self._top}/.git")  # the work tree's top, as a checkout's marks it
 
     def directory(self, path: str) -> set[str]:
@@ -152,6 +154,11 @@ class Blobs(repository.Files):
         parent, _, name = path.rpartition("/")
         self.directory(parent).add(name)
 
+    def symlink(self, path: str) -> None:
+        self._links.add(path)
+        parent, _, name = path.rpartition("/")
+        self.directory(parent).add(name)
+
     def fill(self, oid: bytes, data: bytes) -> None:
         self._data[oid] = data
 
@@ -164,10 +171,10 @@ class Blobs(repository.Files):
         return {oid: self._sizes[oid] for oid in oids if oid in self._sizes}
 
     def lexists(self, path: Path) -> bool:
-        return str(path) in self._blobs or str(path) in self._children
+        return str(path) in self._blobs or str(path) in self._children or str(path) in self._links
 
     def is_symlink(self, path: Path) -> bool:
-        return False  # never held (`Tree.skipped`)
+        return str(path) in self._links
 
     def is_file(self, path: Path) -> bool:
         return str(path) in self._blobs
@@ -229,17 +236,28 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
     skipped = dict.fromkeys(doubtful, repository.NAME_IN_DOUBT)
     blobs: dict[bytes, list[str]] = {}  # object id -> its paths (from the top)
     identities: dict[str, bytes] = {}
+    dest = _NOWHERE / (revision.commit or "")
+    files = Blobs(dest)
     for (mode, kind, oid), shown, relpath in entries:
         if any(shown == doubt or shown.startswith(f"{doubt}/") for doubt in doubtful):
             continue
-        if kind != b"blob" or mode == b"120000" or {"", ".", ".."} & set(relpath.split("/")):
-            # Symlinks and submodules are not followed: a revision is read as data only.
-            skipped[shown] = "a symlink" if mode == b"120000" else "not a regular file"
-        else:
+        if {"", ".", ".."} & set(relpath.split("/")):
+            skipped[shown] = "not a regular file"
+        elif kind in (b"tree", b"commit"):
+            # A directory in a checkout (a submodule's is empty there), held as one so that
+            # whatever is read of it reads as in a checkout; a submodule is never followed.
+            if relpath.startswith(prefix):  # not the directories above the root
+                files.directory(f"{dest}/{relpath}")
+            if kind == b"commit":
+                skipped[shown] = "not a regular file"
+        elif mode == b"120000":
+            files.symlink(f"{dest}/{relpath}")  # held as a link, never followed
+            skipped[shown] = "a symlink"
+        elif kind == b"blob":
             blobs.setdefault(oid, []).append(relpath)
             identities[shown] = oid
-    dest = _NOWHERE / (revision.commit or "")
-    files = Blobs(dest)
+        else:
+            skipped[shown] = "not a regular file"
     root = dest / prefix if prefix else dest
     files.directory(str(root))  # a directory even when it holds nothing connc reads
     if blobs:
@@ -358,7 +376,8 @@ def _ls_tree(top: Path, commit: str, paths: list[str], error: str,
              deadline: process.Deadline, *,
              recursive: bool) -> Iterable[tuple[tuple[bytes, bytes, bytes], str]]:
     """(mode, type, object id) and path from the work tree's top, of each entry listed."""
-    listing = _git(["ls-tree", *(["-r"] if recursive else []), "-z", commit, "--", *paths],
+    # -t: the directories too, of which a checkout holds every one, empty or not.
+    listing = _git(["ls-tree", *(["-r", "-t"] if recursive else []), "-z", commit, "--", *paths],
                    top, error, deadline)
     for record in filter(None, listing.split(b"\0")):
         meta, _, raw_path = record.partition(b"\t")
