@@ -27,7 +27,6 @@ import random
 import shutil
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -350,7 +349,22 @@ class Run:
     code: int
     output: str
     seconds: float
-    peak_rss: int  # bytes, of the diff process and the git processes it waited for
+    peak_rss: int  # bytes: the diff process' own peak (VmHWM), not its git processes'
+
+
+# `python -m connc` that writes its peak resident memory to the file its first argument names.
+# VmHWM is this process' own: getrusage's maxrss would also count the memory of the process
+# it was forked from (the test's), which exec leaves in it.
+_MEASURED = """
+import atexit, runpy, sys
+where = sys.argv.pop(1)
+def peak():
+    with open("/proc/self/status") as status, open(where, "w") as out:
+        out.write(next(line for line in status if line.startswith("VmHWM:")).split()[1])
+atexit.register(peak)
+sys.argv[0] = "connc"
+runpy.run_module("connc", run_name="__main__", alter_sys=True)
+"""
 
 
 def run_diff(repo: Path, base_commit: str, head_commit: str, prefix: str,
@@ -358,21 +372,17 @@ def run_diff(repo: Path, base_commit: str, head_commit: str, prefix: str,
     """`python -m connc diff BASE HEAD` as users run it; its exit, output, time and peak RSS."""
     where = repo / prefix if prefix else repo
     where.mkdir(parents=True, exist_ok=True)
+    peak = repo.parent / "peak-rss"
+    peak.unlink(missing_ok=True)
     started = time.monotonic()
-    child = subprocess.Popen(
-        [sys.executable, "-m", "connc", "diff", base_commit, head_commit, "--repo", str(where),
-         "--format", "json"], cwd=REPO_ROOT, env=sops_env(TEST_KEY_FILE),
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    assert child.stdout is not None
-    watchdog = threading.Timer(seconds, child.kill)
-    watchdog.start()
     try:
-        output = child.stdout.read()
-        # wait4: this process' own peak, not the largest of every child the tests ran.
-        _pid, status, usage = os.wait4(child.pid, 0)
-    finally:
-        watchdog.cancel()
-        child.stdout.close()
-    child.returncode = os.waitstatus_to_exitcode(status)
-    return Run(child.returncode, output.decode("utf-8", "replace"), time.monotonic() - started,
-               usage.ru_maxrss * 1024)
+        done = subprocess.run(
+            [sys.executable, "-c", _MEASURED, str(peak), "diff", base_commit, head_commit,
+             "--repo", str(where), "--format", "json"], cwd=REPO_ROOT,
+            env=sops_env(TEST_KEY_FILE), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            timeout=seconds, check=False)
+    except subprocess.TimeoutExpired:
+        return Run(-1, "did not finish", time.monotonic() - started, 0)
+    kib = int(peak.read_text()) if peak.exists() else 0
+    return Run(done.returncode, done.stdout.decode("utf-8", "replace"),
+               time.monotonic() - started, kib * 1024)

@@ -10,6 +10,7 @@ every run. `CONNC_READER_FUZZ_CASES=N` explores N seeds more (`scripts/fuzz` run
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,6 +25,8 @@ KEPT = {
     1: "a directory 900 deep in connections.d/ (the reader recursed once per level)",
     5: "a layout file that is a directory holding only a symlink or a submodule",
     8: "a submodule where members.yaml belongs, under a .gitattributes above the repository",
+    36: "names in doubt (pipelines.D) under a .gitattributes above the repository: the "
+        "reader did not hold them, so the finding counted other files than a checkout's",
 }
 EXPLORED = range(100, 112)  # the short exploration: about 10 s
 LONG = int(os.environ.get("CONNC_READER_FUZZ_CASES", "0"))
@@ -75,6 +78,20 @@ def test_long_exploration(repo: Path, base: readerkit.Tree, tmp_path: Path) -> N
         run = readerkit.run_diff(repo, other, commit, "")
         assert run.code in (0, 1), f"seed {seed}: exit {run.code}\n{run.output[-2000:]}"
         assert "Traceback" not in run.output, run.output[-2000:]
+
+
+def test_many_names_in_doubt_are_read_in_linear_time(repo: Path,
+                                                      base: readerkit.Tree) -> None:
+    """16,000 names that fold into connection files' names (`C00001.sops.yaml`): each was
+    checked against every other (16,000 took a minute); a checkout is judged in a second."""
+    tree = dict(base)
+    for n in range(16_000):
+        readerkit.put(tree, b"connections.d/C%05d.sops.yaml" % n, ("100644", b"a: b\n"))
+    commit = readerkit.commit(repo, tree, "in-doubt")
+    started = time.monotonic()
+    revision = readerkit.read_tree(repo, commit, "")
+    assert time.monotonic() - started < 15
+    assert revision.files.is_dir(revision.root / "connections.d")
 
 
 def test_diff_between_hostile_trees_exits_0_or_1(repo: Path, base: readerkit.Tree) -> None:
