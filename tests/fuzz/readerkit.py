@@ -138,8 +138,13 @@ def _filler(size: int) -> bytes:
 
 def _one_blob_many_names(rng: random.Random, tree: Tree, prefix: bytes) -> None:
     data = rng.choice([_connection(tree), b"", b"a: b\n"])
-    for n in range(rng.choice([100, 1000, 3000])):
-        put(tree, b"connections.d/c%05d.sops.yaml" % n, _file(data))
+    many(tree, b"connections.d/c%05d.sops.yaml", rng.choice([100, 1000, 3000]), _file(data))
+
+
+def many(tree: Tree, pattern: bytes, count: int, entry: Entry) -> None:
+    """`count` new files in one directory (`put` for the first, which clears the way)."""
+    put(tree, pattern % 0, entry)
+    tree.update((pattern % n, entry) for n in range(1, count))
 
 
 def _deep(rng: random.Random, tree: Tree, prefix: bytes) -> None:

@@ -6,7 +6,8 @@ work tree would be (`.git` marks the top), with the `.gitattributes` that apply 
 from the top down, and read by the one reader exactly as a checkout is: its directories (a
 submodule's empty one too) and symlinks are there, a symlink is never followed and a submodule
 never read. Names in doubt (`repository.in_doubt`: one file on a case-insensitive file system)
-are listed whatever their case, and not held. What is not read is reported by the caller
+are listed whatever their case and held too: the reader refuses them (CONNC016) without
+reading them, as it does in a checkout. What is never read is reported by the caller
 (`Tree.skipped`).
 
 A pull request controls the blobs, and git stores 200 MB of zeros in 200 KB: so no blob is
@@ -102,7 +103,7 @@ def resolve(top: Path, revision: str, deadline: process.Deadline) -> Revision:
 class Tree:
     """A revision's connc files as a checkout would hold them: `root` is where the
     repository's root would be (a path that exists nowhere: every question goes to `files`),
-    `skipped` the paths not held (from that root), and why; `identities` what each file held
+    `skipped` the paths never read, symlinks and submodules (from that root), and why; `identities` what each file held
     is, by its object id."""
 
     root: Path
@@ -232,15 +233,12 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
         if wanted else []
     # Paths from the repository's root, as validate names them: `../.gitattributes` above it.
     entries = [(meta, _from_root(relpath, prefix), relpath) for meta, relpath in listed]
-    doubtful = _in_doubt(top_names, [shown for _meta, shown, _relpath in entries])
-    skipped = dict.fromkeys(doubtful, repository.NAME_IN_DOUBT)
+    skipped: dict[str, str] = {}
     blobs: dict[bytes, list[str]] = {}  # object id -> its paths (from the top)
     identities: dict[str, bytes] = {}
     dest = _NOWHERE / (revision.commit or "")
     files = Blobs(dest)
     for (mode, kind, oid), shown, relpath in entries:
-        if any(shown == doubt or shown.startswith(f"{doubt}/") for doubt in doubtful):
-            continue
         if {"", ".", ".."} & set(relpath.split("/")):
             skipped[shown] = "not a regular file"
         elif kind in (b"tree", b"commit"):
@@ -399,14 +397,6 @@ def _parents(prefix: str) -> list[str]:
     return ["/".join(parts[:depth]) for depth in range(len(parts))]
 
 
-def _in_doubt(top_names: list[str], relpaths: list[str]) -> list[str]:
-    """Names in doubt at the top and in the connc directories, as `validate` finds them."""
-    doubtful = list(repository.in_doubt("", top_names))
-    for directory in (repository.CONNECTIONS_DIR, repository.PIPELINES_DIR):
-        names = {relpath.split("/")[1] for relpath in relpaths
-                 if relpath.startswith(f"{directory}/")}
-        doubtful += repository.in_doubt(directory, names)
-    return doubtful
 @dataclasses.dataclass(frozen=True)
 class CommitEmails:
     """A commit and the emails it records for its author and its committer (as written, no
