@@ -93,6 +93,26 @@ def test_many_names_in_doubt_are_read_in_linear_time(repo: Path,
     assert revision.files.is_dir(revision.root / "connections.d")
 
 
+def test_files_connc_never_opens_count_toward_no_limit(
+        repo: Path, base: readerkit.Tree, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """validate opens the top files and those directly in connections.d/ and pipelines.d/,
+    never a file below (`connections.d/old/`): a pull request of such files, however large
+    together, is judged as its checkout is, and none of them is read."""
+    tree = dict(base)
+    for n in range(8):  # 8 distinct blobs of 1 MiB, under a limit of 4 MiB
+        readerkit.put(tree, b"connections.d/old/%d.sops.yaml" % n,
+                      ("100644", readerkit._filler(1024 * 1024 - n)))
+    commit = readerkit.commit(repo, tree, "below")
+    monkeypatch.setattr(revisions, "MAX_REVISION_BYTES", 4 * 1024 * 1024)
+    revision = readerkit.read_tree(repo, commit, "")
+    assert revision.files.is_dir(revision.root / "connections.d" / "old")
+    assert all(revision.files.data(oid) is None for relpath, oid in
+               revision.identities.items() if relpath.startswith("connections.d/old/"))
+    alike = readerkit.judged_alike(repo, tmp_path / "checkout", commit, "")
+    assert alike is not None and alike[0] == alike[1]
+
+
 def test_diff_between_hostile_trees_exits_0_or_1(repo: Path, base: readerkit.Tree) -> None:
     """As users run it: a hostile HEAD (every shape at once) against the valid BASE."""
     hostile = readerkit.case(base, 7, tuple(readerkit.SHAPES))
