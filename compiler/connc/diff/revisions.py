@@ -295,10 +295,18 @@ def _read_blobs(top: Path, dest: Path, prefix: str, blobs: dict[bytes, list[str]
 
 
 def _limit(relpath: str, prefix: str) -> int:
-    """The size over which the reader refuses the file (documents, gitattributes)."""
+    """The size over which the reader refuses the file (documents, gitattributes); -1 for a
+    file it never opens: below a directory of connc's own files (`connections.d/old/x`), or
+    in one that is none (`members.yaml/x`). Such a file is held by its size, never read."""
     if relpath == prefix + repository.SOPS_CONFIG:
         return documents.MAX_SOPS_CONFIG_BYTES
+    directory, _, _name = relpath[len(prefix):].rpartition("/")
+    if relpath.startswith(prefix) and directory not in ("", *_CONNC_DIRECTORIES):
+        return -1
     return documents.MAX_FILE_BYTES
+
+
+_CONNC_DIRECTORIES = (repository.CONNECTIONS_DIR, repository.PIPELINES_DIR)
 
 
 def _sizes(top: Path, oids: list[bytes], error: str,
