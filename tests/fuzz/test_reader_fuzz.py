@@ -137,3 +137,22 @@ def test_a_side_over_the_revision_limit_is_refused_in_bounded_memory(
     over = readerkit.run_diff(repo, valid, head, "")
     assert over.code == 2 and "connc reads at most" in over.output, over.output[-2000:]
     assert over.peak_rss < normal.peak_rss + 64 * 1024 * 1024
+
+
+@pytest.mark.skipif(not LONG, reason="the long run: CONNC_READER_FUZZ_CASES=N")
+def test_a_side_at_the_revision_limit_is_held_in_bounded_memory(
+        repo: Path, base: readerkit.Tree) -> None:
+    """HEAD of distinct 1 MiB files up to `MAX_REVISION_BYTES`: diff holds them and little
+    more (each is read once, and kept once)."""
+    mib = 1024 * 1024
+    tree = dict(base)
+    for n in range(revisions.MAX_REVISION_BYTES // mib - 2):
+        readerkit.put(tree, b"connections.d/c%03d.sops.yaml" % n,
+                      ("100644", (b"#%03d" % n).ljust(mib - 1, b"#") + b"\n"))
+    head = readerkit.commit(repo, tree, "at-the-limit")
+    valid = readerkit.commit(repo, base, "valid")
+    normal = readerkit.run_diff(repo, valid, valid, "")
+    at_limit = readerkit.run_diff(repo, valid, head, "")
+    assert at_limit.code == 1, at_limit.output[-2000:]
+    assert at_limit.peak_rss < normal.peak_rss + revisions.MAX_REVISION_BYTES + 64 * mib
+
