@@ -241,6 +241,11 @@ def case(base: Tree, seed: int, shapes: tuple[str, ...] | None = None) -> Case:
     return Case(seed, shapes, prefix, tree)
 
 
+def valid(base: Tree, prefix: str) -> Tree:
+    """The valid repository, where a case puts it."""
+    return {prefix.encode() + path: entry for path, entry in base.items()}
+
+
 # ---------------------------------------------------------------------------- git
 
 

@@ -10,6 +10,7 @@ every run. `CONNC_READER_FUZZ_CASES=N` explores N seeds more (`scripts/fuzz` run
 from __future__ import annotations
 
 import os
+import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -44,7 +45,8 @@ def base(repo: Path) -> readerkit.Tree:
     return readerkit.base_tree(repo)
 
 
-def _check(repo: Path, base: readerkit.Tree, tmp_path: Path, seed: int) -> None:
+def _check(repo: Path, base: readerkit.Tree, tmp_path: Path, seed: int, *,
+           diff: bool = False) -> None:
     case = readerkit.case(base, seed)
     commit = readerkit.commit(repo, case.tree, f"case-{seed}")
     alike = readerkit.judged_alike(repo, tmp_path / "checkout", commit, case.prefix)
@@ -53,9 +55,14 @@ def _check(repo: Path, base: readerkit.Tree, tmp_path: Path, seed: int) -> None:
     for what in on_disk:
         assert in_memory[what] == on_disk[what], f"seed {seed} {case.shapes}: {what}"
     # The reuse: the valid repository as BASE, the hostile tree as HEAD, and the other way.
-    valid = readerkit.commit(repo, readerkit.case(base, seed, ()).tree, f"valid-{seed}")
+    valid = readerkit.commit(repo, readerkit.valid(base, case.prefix), f"valid-{seed}")
     assert readerkit.reuse_alike(repo, valid, commit, case.prefix), f"seed {seed}: reuse"
     assert readerkit.reuse_alike(repo, commit, valid, case.prefix), f"seed {seed}: reuse"
+    if diff:  # as users run it: a process each way
+        for before, after in ((valid, commit), (commit, valid)):
+            run = readerkit.run_diff(repo, before, after, case.prefix)
+            assert run.code in (0, 1) and "Traceback" not in run.output, \
+                f"seed {seed} {case.shapes}: exit {run.code}\n{run.output[-2000:]}"
 
 
 @pytest.mark.parametrize("seed", list(KEPT))
@@ -72,12 +79,7 @@ def test_a_short_exploration_finds_nothing(repo: Path, base: readerkit.Tree,
 @pytest.mark.skipif(not LONG, reason="the long run: CONNC_READER_FUZZ_CASES=N")
 def test_long_exploration(repo: Path, base: readerkit.Tree, tmp_path: Path) -> None:
     for seed in range(1000, 1000 + LONG):
-        _check(repo, base, tmp_path, seed)
-        commit = readerkit.commit(repo, readerkit.case(base, seed).tree, f"case-{seed}")
-        other = readerkit.commit(repo, readerkit.case(base, seed + 1).tree, f"next-{seed}")
-        run = readerkit.run_diff(repo, other, commit, "")
-        assert run.code in (0, 1), f"seed {seed}: exit {run.code}\n{run.output[-2000:]}"
-        assert "Traceback" not in run.output, run.output[-2000:]
+        _check(repo, base, tmp_path, seed, diff=True)
 
 
 def test_many_names_in_doubt_are_read_in_linear_time(repo: Path,
@@ -111,6 +113,30 @@ def test_files_connc_never_opens_count_toward_no_limit(
                revision.identities.items() if relpath.startswith("connections.d/old/"))
     alike = readerkit.judged_alike(repo, tmp_path / "checkout", commit, "")
     assert alike is not None and alike[0] == alike[1]
+
+
+def test_cat_file_output_is_parsed_whatever_its_chunks(repo: Path) -> None:
+    """`cat-file --batch` output arrives in pipe-sized chunks that split a header, an object
+    or the newline after it anywhere: each object comes out whole, whatever the split."""
+    contents = [b"", b"\n", b"a", b"\n" * 3, b"x" * 70_000, bytes(range(256)) * 5]
+    oids = [readerkit.git(repo, "hash-object", "-w", "--stdin", stdin=data).strip()
+            for data in contents]
+    sizes = dict(zip(oids, map(len, contents), strict=True))
+    output = readerkit.git(repo, "cat-file", "--batch",
+                           stdin=b"".join(oid + b"\n" for oid in oids))
+    rng = random.Random(0)
+    for _ in range(50):
+        files = revisions.Blobs(Path("/dev/null/revision"))
+        for oid in oids:
+            files.add(f"/dev/null/revision/{oid.decode()}", oid, sizes[oid])
+        reader = revisions._BatchReader(oids, sizes, files, "reading")
+        at = 0
+        while at < len(output):
+            step = rng.choice([1, 2, 40, 41, 42, 65_536, rng.randint(1, 5_000)])
+            reader.feed(output[at:at + step])
+            at += step
+        reader.finish()
+        assert [files.data(oid) for oid in oids] == contents
 
 
 def test_diff_between_hostile_trees_exits_0_or_1(repo: Path, base: readerkit.Tree) -> None:
