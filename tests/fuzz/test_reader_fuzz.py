@@ -115,6 +115,19 @@ def test_files_connc_never_opens_count_toward_no_limit(
     assert alike is not None and alike[0] == alike[1]
 
 
+@pytest.mark.parametrize("where", [b"", b"ops/"])
+def test_a_gitattributes_above_the_repository_that_is_a_directory(
+        repo: Path, base: readerkit.Tree, tmp_path: Path, where: bytes) -> None:
+    """A directory that holds only a submodule where a `.gitattributes` above a repository in
+    a subdirectory belongs: a checkout has the directory (CONNC017: not a regular file)."""
+    tree = readerkit.valid(base, readerkit.PREFIX)
+    readerkit.put(tree, where + b".gitattributes/sub", ("160000", b"1" * 40))
+    commit = readerkit.commit(repo, tree, "attributes-directory")
+    alike = readerkit.judged_alike(repo, tmp_path / "checkout", commit, readerkit.PREFIX)
+    assert alike is not None and alike[0] == alike[1]
+    assert "CONNC017" in {finding.code for finding in alike[1]["findings"]}  # type: ignore[attr-defined]
+
+
 def test_cat_file_output_is_parsed_whatever_its_chunks(repo: Path) -> None:
     """`cat-file --batch` output arrives in pipe-sized chunks that split a header, an object
     or the newline after it anywhere: each object comes out whole, whatever the split."""
