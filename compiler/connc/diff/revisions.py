@@ -244,8 +244,7 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
         elif kind in (b"tree", b"commit"):
             # A directory in a checkout (a submodule's is empty there), held as one so that
             # whatever is read of it reads as in a checkout; a submodule is never followed.
-            if relpath.startswith(prefix):  # not the directories above the root
-                files.directory(f"{dest}/{relpath}")
+            files.directory(f"{dest}/{relpath}")
             if kind == b"commit":
                 skipped[shown] = "not a regular file"
         elif mode == b"120000":
