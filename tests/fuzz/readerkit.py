@@ -1,7 +1,7 @@
 """Hostile git trees for the revision reader (`connc.diff.revisions`), and the differential
 checks that hold it to a checkout of the same commit.
 
-A case is a seed: `tree(seed)` draws one to four shapes from `SHAPES` (names with control
+A case is a seed: `case(base, seed)` draws one to four shapes from `SHAPES` (names with control
 characters, non-UTF-8 bytes, names a case-insensitive file system folds together, leading
 dashes, names of 255 bytes; empty files, files at a size limit and one byte over; one blob
 under thousands of names; deep directories; symlinks, submodules (gitlinks), files and

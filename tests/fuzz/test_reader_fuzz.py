@@ -125,7 +125,8 @@ def test_a_gitattributes_above_the_repository_that_is_a_directory(
     commit = readerkit.commit(repo, tree, "attributes-directory")
     alike = readerkit.judged_alike(repo, tmp_path / "checkout", commit, readerkit.PREFIX)
     assert alike is not None and alike[0] == alike[1]
-    assert "CONNC017" in {finding.code for finding in alike[1]["findings"]}  # type: ignore[attr-defined]
+    findings = alike[1]["findings"]
+    assert isinstance(findings, list) and "CONNC017" in {found.code for found in findings}
 
 
 def test_cat_file_output_is_parsed_whatever_its_chunks(repo: Path) -> None:

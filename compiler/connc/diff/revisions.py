@@ -103,8 +103,8 @@ def resolve(top: Path, revision: str, deadline: process.Deadline) -> Revision:
 class Tree:
     """A revision's connc files as a checkout would hold them: `root` is where the
     repository's root would be (a path that exists nowhere: every question goes to `files`),
-    `skipped` the paths never read, symlinks and submodules (from that root), and why; `identities` what each file held
-    is, by its object id."""
+    `skipped` the paths never read, symlinks and submodules (from that root), and why;
+    `identities` what each file held is, by its object id."""
 
     root: Path
     files: Blobs
@@ -116,8 +116,9 @@ class Tree:
 class Blobs(repository.Files):
     """A revision's files, answered from git's objects in memory as the file system answers
     for a checkout (`repository.Files`): regular files, directories (empty ones too: a
-    submodule's), symlinks (present, never followed), and a `.git` at the work tree's top. A blob over its file's size limit has its size and
-    no bytes: the reader refuses it by its size and never asks for them."""
+    submodule's), symlinks (present, never followed), and a `.git` at the work tree's top. A
+    blob over its file's size limit, or that the reader never opens, has its size and no
+    bytes: the reader refuses it by its size and never asks for them."""
 
     def __init__(self, top: Path) -> None:
         # Held by their paths as text: a path is hashed as such in one step, a `Path` is not.
@@ -172,7 +173,8 @@ class Blobs(repository.Files):
         return {oid: self._sizes[oid] for oid in oids if oid in self._sizes}
 
     def lexists(self, path: Path) -> bool:
-        return str(path) in self._blobs or str(path) in self._children or str(path) in self._links
+        name = str(path)
+        return name in self._blobs or name in self._children or name in self._links
 
     def is_symlink(self, path: Path) -> bool:
         return str(path) in self._links
@@ -299,7 +301,7 @@ def _limit(relpath: str, prefix: str) -> int:
     in one that is none (`members.yaml/x`). Such a file is held by its size, never read."""
     if relpath == prefix + repository.SOPS_CONFIG:
         return documents.MAX_SOPS_CONFIG_BYTES
-    directory, _, _name = relpath[len(prefix):].rpartition("/")
+    directory = relpath[len(prefix):].rpartition("/")[0]
     if relpath.startswith(prefix) and directory not in ("", *_CONNC_DIRECTORIES):
         return -1
     return documents.MAX_FILE_BYTES
@@ -382,8 +384,8 @@ def _ls_tree(top: Path, commit: str, paths: list[str], error: str,
              recursive: bool) -> Iterable[tuple[tuple[bytes, bytes, bytes], str]]:
     """(mode, type, object id) and path from the work tree's top, of each entry listed."""
     # -t: the directories too, of which a checkout holds every one, empty or not.
-    listing = _git(["ls-tree", *(["-r", "-t"] if recursive else []), "-z", commit, "--", *paths],
-                   top, error, deadline)
+    listing = _git(["ls-tree", *(["-r", "-t"] if recursive else []), "-z", commit, "--",
+                    *paths], top, error, deadline)
     for record in filter(None, listing.split(b"\0")):
         meta, _, raw_path = record.partition(b"\t")
         mode, kind, oid = meta.split(b" ")
