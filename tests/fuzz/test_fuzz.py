@@ -91,8 +91,8 @@ def test_the_fuzzer_catches_a_refusal_taken_away(base: Path, tmp_path: Path,
     # applies, with a short watchdog.
     original = repository.inside
 
-    def inside(root: Path, relpath: str) -> Any:
-        problem = original(root, relpath)
+    def inside(root: Path, relpath: str, files: repository.Files = repository.DISK) -> Any:
+        problem = original(root, relpath, files)
         return None if problem is not None and problem.code == "CONNC008" else problem
 
     monkeypatch.setattr(repository, "inside", inside)
