@@ -83,18 +83,20 @@ def test_a_revision_in_memory_is_judged_as_its_checkout(repo: Path, tmp_path: Pa
     assert not hostile or len(on_disk.findings) > 3
 
 
-def test_what_a_revision_does_not_hold_is_named(repo: Path) -> None:
-    """A symlink and names one file on macOS are not held in memory: `skipped` names them,
-    and diff puts them in doubt (fails closed) instead of reading them."""
+def test_what_a_revision_does_not_read_is_in_doubt(repo: Path) -> None:
+    """A symlink is never read in memory: `skipped` names it. Names one file on macOS are
+    held, and refused unread by the reader as in a checkout (CONNC016). Diff puts all three
+    in doubt (fails closed) instead of reading them."""
     (repo / "pipelines.d" / "B.yaml").write_text("a: 1\n")
     (repo / "pipelines.d" / "b.yaml").write_text("a: 1\n")
     os.symlink("../members.yaml", repo / "pipelines.d" / "link.yaml")
     commit(repo, "not held")
     tree = _tree(repo)
-    assert set(tree.skipped) == {"pipelines.d/B.yaml", "pipelines.d/b.yaml",
-                                 "pipelines.d/link.yaml"}
-    for relpath in tree.skipped:
-        assert not tree.files.lexists(tree.root / relpath)
+    assert set(tree.skipped) == {"pipelines.d/link.yaml"}
+    assert not tree.files.is_file(tree.root / "pipelines.d" / "link.yaml")
+    side = snapshot(tree.root, tree.skipped, files=tree.files, identities=tree.identities)
+    assert set(side.doubtful) == {"pipelines.d/B.yaml", "pipelines.d/b.yaml",
+                                  "pipelines.d/link.yaml"}
 
 
 def test_a_repository_in_a_subdirectory_sees_the_gitattributes_above_it(tmp_path: Path) -> None:

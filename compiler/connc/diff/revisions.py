@@ -1,19 +1,23 @@
 """Git plumbing for `connc diff`: a revision's connc files, read from git's objects.
 
 A revision is read from `ls-tree` + `cat-file --batch` into memory (`Blobs`), so the user's
-working tree and index are never touched and nothing is written. It is laid out as its work
-tree would be (`.git` marks the top), with the `.gitattributes` that apply to connc files,
-from the top down: the one reader reads it exactly as it reads a checkout. Symlinks and
-submodules are not held: a revision is read as data only; nor are names in doubt
-(`repository.in_doubt`: one file on a case-insensitive file system). A directory of the
-repository's own path (`--repo` below the work tree's top) that a revision holds as a symlink
-or submodule, or beside a case variant of its name, puts the revision in doubt. What is not held is reported by the caller.
+working tree and index are never touched and nothing of it is written out. It is held as its
+work tree would be (`.git` marks the top), with the `.gitattributes` that apply to connc files,
+from the top down, and read by the one reader exactly as a checkout is: its directories (a
+submodule's empty one too) and symlinks are there, a symlink is never followed and a submodule
+never read. Names in doubt (`repository.in_doubt`: one file on a case-insensitive file system)
+are listed whatever their case and held too: the reader refuses them (CONNC016) without
+reading them, as it does in a checkout. A directory of the repository's own path (`--repo`
+below the work tree's top) that a revision holds as a symlink or submodule, or beside a case
+variant of its name, puts the revision in doubt. What is never read is reported by the
+caller (`Tree.skipped`).
 
 A pull request controls the blobs, and git stores 200 MB of zeros in 200 KB: so no blob is
 read before its size is known (`cat-file --batch-check`). One over the size limit of its
 file is never read: it is held by its size, which the reader refuses without asking for its
-bytes (CONNC006, as validate refuses it in a checkout). All of a revision's files together
-are bounded (`MAX_REVISION_BYTES`). Every git process of a diff shares one deadline.
+bytes (CONNC006, as validate refuses it in a checkout). The others are read once each, and
+all of them together are bounded (`MAX_REVISION_BYTES`). Every git process of a diff shares
+one deadline.
 """
 
 from __future__ import annotations
@@ -113,8 +117,8 @@ def resolve(top: Path, revision: str, deadline: process.Deadline) -> Revision:
 class Tree:
     """A revision's connc files as a checkout would hold them: `root` is where the
     repository's root would be (a path that exists nowhere: every question goes to `files`),
-    `skipped` the paths not held (from that root), and why; `identities` what each file held
-    is, by its object id."""
+    `skipped` the paths never read, symlinks and submodules (from that root), and why;
+    `identities` what each file held is, by its object id."""
 
     root: Path
     files: Blobs
@@ -125,9 +129,10 @@ class Tree:
 
 class Blobs(repository.Files):
     """A revision's files, answered from git's objects in memory as the file system answers
-    for a checkout (`repository.Files`): regular files and the directories that hold them,
-    with a `.git` at the work tree's top. A blob over its file's size limit has its size and
-    no bytes: the reader refuses it by its size and never asks for them."""
+    for a checkout (`repository.Files`): regular files, directories (empty ones too: a
+    submodule's), symlinks (present, never followed), and a `.git` at the work tree's top. A
+    blob over its file's size limit, or that the reader never opens, has its size and no
+    bytes: the reader refuses it by its size and never asks for them."""
 
     def __init__(self, top: Path) -> None:
         # Held by their paths as text: a path is hashed as such in one step, a `Path` is not.
@@ -136,6 +141,7 @@ class Blobs(repository.Files):
         self._data: dict[bytes, bytes | None] = {}  # object id -> bytes (None: not read)
         self._sizes: dict[bytes, int] = {}
         self._children: dict[str, set[str]] = {}  # directory -> the names in it
+        self._links: set[str] = set()  # symlinks: present, never followed
         self.directory(f"{self._top}/.git")  # the work tree's top, as a checkout's marks it
 
     def directory(self, path: str) -> set[str]:
@@ -144,15 +150,28 @@ class Blobs(repository.Files):
         names = self._children.get(path)
         if names is None:
             names = self._children[path] = set()
-            parent, _, name = path.rpartition("/")
-            if path != self._top and parent:
-                self.directory(parent).add(name)
+            # Up to the first parent already held: a loop, since a pull request sets the depth.
+            child = path
+            while child != self._top:
+                parent, _, name = child.rpartition("/")
+                if not parent:
+                    break
+                held = parent in self._children
+                self._children.setdefault(parent, set()).add(name)
+                if held:
+                    break
+                child = parent
         return names
 
     def add(self, path: str, oid: bytes, size: int) -> None:
         self._blobs[path] = oid
         self._sizes[oid] = size
         self._data.setdefault(oid, None)
+        parent, _, name = path.rpartition("/")
+        self.directory(parent).add(name)
+
+    def symlink(self, path: str) -> None:
+        self._links.add(path)
         parent, _, name = path.rpartition("/")
         self.directory(parent).add(name)
 
@@ -168,10 +187,11 @@ class Blobs(repository.Files):
         return {oid: self._sizes[oid] for oid in oids if oid in self._sizes}
 
     def lexists(self, path: Path) -> bool:
-        return str(path) in self._blobs or str(path) in self._children
+        name = str(path)
+        return name in self._blobs or name in self._children or name in self._links
 
     def is_symlink(self, path: Path) -> bool:
-        return False  # never held (`Tree.skipped`)
+        return str(path) in self._links
 
     def is_file(self, path: Path) -> bool:
         return str(path) in self._blobs
@@ -229,23 +249,30 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
         if wanted else []
     # Paths from the repository's root, as validate names them: `../.gitattributes` above it.
     entries = [(meta, _from_root(relpath, prefix), relpath) for meta, relpath in listed]
-    doubtful = _in_doubt(top_names, [shown for _meta, shown, _relpath in entries])
-    skipped = dict.fromkeys(doubtful, repository.NAME_IN_DOUBT)
+    skipped: dict[str, str] = {}
     # The repository's own directory, as a checkout may make it (a symlink lists nothing).
     skipped.update(_prefix_in_doubt(top, prefix, revision.commit, error, deadline))
     blobs: dict[bytes, list[str]] = {}  # object id -> its paths (from the top)
     identities: dict[str, bytes] = {}
-    for (mode, kind, oid), shown, relpath in entries:
-        if any(shown == doubt or shown.startswith(f"{doubt}/") for doubt in doubtful):
-            continue
-        if kind != b"blob" or mode == b"120000" or {"", ".", ".."} & set(relpath.split("/")):
-            # Symlinks and submodules are not followed: a revision is read as data only.
-            skipped[shown] = "a symlink" if mode == b"120000" else "not a regular file"
-        else:
-            blobs.setdefault(oid, []).append(relpath)
-            identities[shown] = oid
     dest = _NOWHERE / (revision.commit or "")
     files = Blobs(dest)
+    for (mode, kind, oid), shown, relpath in entries:
+        if {"", ".", ".."} & set(relpath.split("/")):
+            skipped[shown] = "not a regular file"
+        elif kind in (b"tree", b"commit"):
+            # A directory in a checkout (a submodule's is empty there), held as one so that
+            # whatever is read of it reads as in a checkout; a submodule is never followed.
+            files.directory(f"{dest}/{relpath}")
+            if kind == b"commit":
+                skipped[shown] = "not a regular file"
+        elif mode == b"120000":
+            files.symlink(f"{dest}/{relpath}")  # held as a link, never followed
+            skipped[shown] = "a symlink"
+        elif kind == b"blob":
+            blobs.setdefault(oid, []).append(relpath)
+            identities[shown] = oid
+        else:
+            skipped[shown] = "not a regular file"
     root = dest / prefix if prefix else dest
     files.directory(str(root))  # a directory even when it holds nothing connc reads
     if blobs:
@@ -285,10 +312,18 @@ def _read_blobs(top: Path, dest: Path, prefix: str, blobs: dict[bytes, list[str]
 
 
 def _limit(relpath: str, prefix: str) -> int:
-    """The size over which the reader refuses the file (documents, gitattributes)."""
+    """The size over which the reader refuses the file (documents, gitattributes); -1 for a
+    file it never opens: below a directory of connc's own files (`connections.d/old/x`), or
+    in one that is none (`members.yaml/x`). Such a file is held by its size, never read."""
     if relpath == prefix + repository.SOPS_CONFIG:
         return documents.MAX_SOPS_CONFIG_BYTES
+    directory = relpath[len(prefix):].rpartition("/")[0]
+    if relpath.startswith(prefix) and directory not in ("", *_CONNC_DIRECTORIES):
+        return -1
     return documents.MAX_FILE_BYTES
+
+
+_CONNC_DIRECTORIES = (repository.CONNECTIONS_DIR, repository.PIPELINES_DIR)
 
 
 def _sizes(top: Path, oids: list[bytes], error: str,
@@ -364,8 +399,9 @@ def _ls_tree(top: Path, commit: str, paths: list[str], error: str,
              deadline: process.Deadline, *,
              recursive: bool) -> Iterable[tuple[tuple[bytes, bytes, bytes], str]]:
     """(mode, type, object id) and path from the work tree's top, of each entry listed."""
-    listing = _git(["ls-tree", *(["-r"] if recursive else []), "-z", commit, "--", *paths],
-                   top, error, deadline)
+    # -t: the directories too, of which a checkout holds every one, empty or not.
+    listing = _git(["ls-tree", *(["-r", "-t"] if recursive else []), "-z", commit, "--",
+                    *paths], top, error, deadline)
     for record in filter(None, listing.split(b"\0")):
         meta, _, raw_path = record.partition(b"\t")
         mode, kind, oid = meta.split(b" ")
@@ -414,14 +450,6 @@ def _parents(prefix: str) -> list[str]:
     return ["/".join(parts[:depth]) for depth in range(len(parts))]
 
 
-def _in_doubt(top_names: list[str], relpaths: list[str]) -> list[str]:
-    """Names in doubt at the top and in the connc directories, as `validate` finds them."""
-    doubtful = list(repository.in_doubt("", top_names))
-    for directory in (repository.CONNECTIONS_DIR, repository.PIPELINES_DIR):
-        names = {relpath.split("/")[1] for relpath in relpaths
-                 if relpath.startswith(f"{directory}/")}
-        doubtful += repository.in_doubt(directory, names)
-    return doubtful
 @dataclasses.dataclass(frozen=True)
 class CommitEmails:
     """A commit and the emails it records for its author and its committer (as written, no
