@@ -25,7 +25,9 @@ def diff(repo: Path, base: str, head: str | None = None) -> Diff:
         after = snapshot(repo.resolve(), {}, today=today)
     else:
         # HEAD shares most of its objects and judgements with BASE: each is read and judged once.
-        after = _snapshot(read_revision(top, prefix, head_rev, deadline, base_tree), today, before)
+        head_tree = read_revision(top, prefix, head_rev, deadline, base_tree)
+        del base_tree  # judged: its bytes are HEAD's to share while it is read, then no one's
+        after = _snapshot(head_tree, today, before)
     if before.files == 0 and after.files == 0:
         raise UsageError(f"{repo} is not a connection repository at either revision: neither "
                          f"has {repository.CONNECTIONS_DIR}/, {repository.PIPELINES_DIR}/ or "
