@@ -115,3 +115,42 @@ def test_render_loads_no_heavy_library(tmp_path: Path) -> None:
                          capture_output=True, text=True, timeout=120, check=False)
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip().splitlines()[-1] == "[]"
+
+
+def _documented_core() -> dict[str, set[str]]:
+    """docs/architecture.md's core table: module -> what it says the module imports."""
+    table: dict[str, set[str]] = {}
+    text = (REPO_ROOT / "docs" / "architecture.md").read_text()
+    section = text.split("## The core", 1)[1].split("\n## ", 1)[0]
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) < 3 or not cells[0].startswith("`") or cells[0] == "`module`":
+            continue
+        imports = cells[-1].split("(")[0]  # "http (types only)": the module is what counts
+        named = {name.strip().split(" ")[0] for name in imports.split(",")
+                 if name.strip() and name.strip() != "—"}
+        for module in cells[0].split(","):  # "`identity/aws`, `identity/sigv4`": one row
+            table[module.strip().strip("`").replace("/", ".")] = named
+    return table
+
+
+def test_the_core_table_says_what_each_core_module_imports() -> None:
+    """Every core module has its row in docs/architecture.md, and the row names each part of
+    connc the module imports (a subpackage's modules by the subpackage or by their names)."""
+    graph = _graph()
+    documented = _documented_core()
+    core = {name.removeprefix("connc.") for name in graph
+            if _part(name) == "core" and name != "connc" and not name.endswith("__init__")
+            and (PACKAGE / Path(*name.split(".")[1:])).with_suffix(".py").exists()}
+    assert sorted(core - documented.keys()) == []
+    wrong = []
+    for module in sorted(core):
+        for target in sorted(graph[f"connc.{module}"]):
+            name = target.removeprefix("connc.")
+            if name == "__init__" or not name:
+                continue
+            said = documented[module]
+            if not ({name, name.split(".")[0]} & said or any(n.startswith(name + ".")
+                                                             for n in said)):
+                wrong.append(f"{module} imports {name}, which its row does not name")
+    assert wrong == []
