@@ -27,14 +27,14 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from checkkit import canary, run_check
 
+from kit.servers._net import serving
+from kit.servers.git_http import GitHttpServer, git_server  # noqa: F401
+from kit.servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
+from kit.servers.hostile import Reply, logging_proxy, recording_server, trickling_server
+from kit.servers.kube_api import KubeApiServer, kube_server  # noqa: F401
+from kit.servers.registry import RegistryServer, registry_server  # noqa: F401
+from kit.servers.sshd import SshServer, ssh_server  # noqa: F401
 from repo_builder import build_repo, connc, connection, key_env, new_recipient, ssh_key_pair
-from servers._net import serving
-from servers.git_http import GitHttpServer, git_server  # noqa: F401
-from servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
-from servers.hostile import Reply, logging_proxy, recording_server, trickling_server
-from servers.kube_api import KubeApiServer, kube_server  # noqa: F401
-from servers.registry import RegistryServer, registry_server  # noqa: F401
-from servers.sshd import SshServer, ssh_server  # noqa: F401
 
 pytestmark = pytest.mark.servers
 

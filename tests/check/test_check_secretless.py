@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from checkkit import run_check
 
+from kit.servers._net import remove_tree, stop_process
+from kit.servers.aws import Aws, aws, aws_server, registry_password, spec  # noqa: F401
+from kit.servers.kube_api import KubeApiServer, kube_server  # noqa: F401
+from kit.servers.oidc import GitHubTokenService, github_issuer, github_tokens  # noqa: F401
+from kit.servers.pypi_index import TrustedIndex, trusted_index  # noqa: F401
+from kit.servers.registry import start_registry
 from repo_builder import build_repo, connection
-from servers._net import remove_tree, stop_process
-from servers.aws import Aws, aws, aws_server, registry_password, spec  # noqa: F401
-from servers.kube_api import KubeApiServer, kube_server  # noqa: F401
-from servers.oidc import GitHubTokenService, github_issuer, github_tokens  # noqa: F401
-from servers.pypi_index import TrustedIndex, trusted_index  # noqa: F401
-from servers.registry import start_registry
 
 pytestmark = pytest.mark.servers
 

@@ -28,15 +28,15 @@ from checkkit import canary, run_check
 from connc.check import bitbucket as bitbucket_reach
 from connc.check import reach as reach_model
 from connc.check import reach_report, reach_run
+from kit.servers.bitbucket_api import FakeBitbucket, bitbucket_api  # noqa: F401
+from kit.servers.git_http import GitHttpServer, git_env, git_server, run_git  # noqa: F401
+from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
+from kit.servers.gitlab_api import DEVELOPER, MAINTAINER, OWNER, REPORTER, FakeGitLab, gitlab_api  # noqa: F401
+from kit.servers.hostile import Reply, Seen, recording_server, trickling_server
+from kit.servers.kube_api import TOKEN_USER, KubeApiServer, kube_server  # noqa: F401
+from kit.servers.registry import RegistryServer, registry_server  # noqa: F401
+from kit.servers.sshd import SshServer, ssh_server  # noqa: F401
 from repo_builder import build_repo, connc, connection, key_env, ssh_key_pair
-from servers.bitbucket_api import FakeBitbucket, bitbucket_api  # noqa: F401
-from servers.git_http import GitHttpServer, git_env, git_server, run_git  # noqa: F401
-from servers.github_fake import FakeGitHub, github_api  # noqa: F401
-from servers.gitlab_api import DEVELOPER, MAINTAINER, OWNER, REPORTER, FakeGitLab, gitlab_api  # noqa: F401
-from servers.hostile import Reply, Seen, recording_server, trickling_server
-from servers.kube_api import TOKEN_USER, KubeApiServer, kube_server  # noqa: F401
-from servers.registry import RegistryServer, registry_server  # noqa: F401
-from servers.sshd import SshServer, ssh_server  # noqa: F401
 
 pytestmark = pytest.mark.servers
 

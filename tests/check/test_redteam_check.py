@@ -10,8 +10,8 @@ from pathlib import Path
 
 from checkkit import run_check
 
+from kit.servers.hostile import recording_server
 from repo_builder import build_repo, connection
-from servers.hostile import recording_server
 
 
 def test_an_id_token_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:

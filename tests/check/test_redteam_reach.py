@@ -19,11 +19,11 @@ from urllib.parse import quote
 import pytest
 from checkkit import canary, run_check
 
+from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
+from kit.servers.hostile import Reply, Seen, _RawServer, read_head, recording_server
+from kit.servers.oidc import GitHubTokenService, github_tokens  # noqa: F401
+from kit.servers.pypi_index import TrustedIndex, trusted_index  # noqa: F401
 from repo_builder import build_repo, connc, connection, key_env, pipeline
-from servers.github_fake import FakeGitHub, github_api  # noqa: F401
-from servers.hostile import Reply, Seen, _RawServer, read_head, recording_server
-from servers.oidc import GitHubTokenService, github_tokens  # noqa: F401
-from servers.pypi_index import TrustedIndex, trusted_index  # noqa: F401
 
 
 def test_an_echoed_basic_header_or_encoded_password_is_redacted(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""connc.github against a local fake of the GitHub API (tests/servers/github_fake.py)."""
+"""connc.github against a local fake of the GitHub API (tests/kit/servers/github_fake.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ import pytest
 from connc.errors import GitHubError
 from connc.github.apps import GitHubApp, InstallationToken, jwt_for_app, revoke_installation_token
 from connc.secrets import Secret
-from servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
+from kit.servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
 
 CANARY_TOKEN = "ghs_CANARYcanaryCANARY0123456789abcdefXYZ"
 
@@ -317,7 +317,7 @@ def test_connection_refused() -> None:
 
 
 def _fake_key_pem() -> str:
-    from servers.github_fake import _rsa_key
+    from kit.servers.github_fake import _rsa_key
 
     return _rsa_key(0)[0]
 

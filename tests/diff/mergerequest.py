@@ -1,5 +1,5 @@
 """Running `connc approvals --gitlab-mr` as a GitLab merge request pipeline does, against the
-local fake of GitLab's API (tests/servers/gitlab_api.py), on the estate of `estate.py` with
+local fake of GitLab's API (tests/kit/servers/gitlab_api.py), on the estate of `estate.py` with
 GitLab accounts recorded at BASE."""
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from typing import Any
 
 from estate import MEMBERS
 
+from kit.servers.gitlab_api import REPORTER, FakeGitLab, MergeRequest
 from repokit import REPO_ROOT, commit, sops_env, write
-from servers.gitlab_api import REPORTER, FakeGitLab, MergeRequest
 
 PROJECT = "acme/connections"
 IID = 7

@@ -1,5 +1,5 @@
 """Running `connc approvals` as the access-review workflow does, against a local fake of the
-GitHub API (tests/servers/github_fake.py)."""
+GitHub API (tests/kit/servers/github_fake.py)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kit.servers.github_fake import DEFAULT_PULL_REPO, FakeGitHub
 from repokit import REPO_ROOT, sops_env
-from servers.github_fake import DEFAULT_PULL_REPO, FakeGitHub
 
 NUMBER = 7
 

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import pytest
 
+from kit.servers.github_fake import FakeGitHub
 from repo_builder import (
     build_repo,
     connc,
@@ -34,7 +35,6 @@ from repo_builder import (
     ssh_key_pair,
 )
 from repokit import certificate_pem, ec_key, key_pem
-from servers.github_fake import FakeGitHub
 
 SENTINEL = "CANARY-r3nd3r-9d41"
 TOKEN = f"ghs_{SENTINEL}-minted"  # what the fake GitHub issues

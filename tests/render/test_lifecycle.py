@@ -35,8 +35,8 @@ from connc.github.apps import GitHubApp
 from connc.render import bundle
 from connc.render.bundle import MANIFEST, MARKER, BundleFiles
 from connc.secrets import Secret
+from kit.servers.github_fake import FakeGitHub
 from repo_builder import build_repo, connection, key_env, pipeline
-from servers.github_fake import FakeGitHub
 
 NOBODY = 65534
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from connc.validate.run import validate
+from kit.servers._net import clean_env
+from kit.servers.npm_registry import PACKAGE, NpmRegistry, Scope, npm_registry  # noqa: F401
 from repo_builder import build_repo, connc, connection, pipeline, sourced
-from servers._net import clean_env
-from servers.npm_registry import PACKAGE, NpmRegistry, Scope, npm_registry  # noqa: F401
 
 NPM = shutil.which("npm")
 TOKENS = {"acme": "npm_acme-scoped-token-1", "public": "npm_default-token-2"}

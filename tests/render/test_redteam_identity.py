@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from kit.servers.hostile import recording_server
 from repo_builder import build_repo, connc, connection, key_env, pipeline
-from servers.hostile import recording_server
 
 SENTINEL = "CANARY-junk-id-token-9a3e"
 

@@ -21,6 +21,8 @@ from urllib.parse import quote
 
 import pytest
 
+from kit.servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
+from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
 from repo_builder import (
     MEMBERS,
     TEST_KEY_FILE,
@@ -36,8 +38,6 @@ from repo_builder import (
     write,
 )
 from runnerkit import log_lines, parse_command, parse_env_file
-from servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
-from servers.github_fake import FakeGitHub, github_api  # noqa: F401
 
 GITLAB = connection("gitlab-main", spec={"url": "https://gitlab.example.com/main"},
                     credential={"token": "glpat-main-token"})

@@ -29,19 +29,19 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from repo_builder import build_repo, connc, connection, pipeline, sourced, ssh_key_pair
-from servers._net import clean_env, serving
-from servers.git_http import (  # noqa: F401
+from kit.servers._net import clean_env, serving
+from kit.servers.git_http import (  # noqa: F401
     GitHttpServer,
     git_env,
     git_server,
     run_git,
     write_askpass,
 )
-from servers.github_fake import FakeGitHub, github_api  # noqa: F401
-from servers.kube_api import KubeApiServer, kube_server, run_kubectl  # noqa: F401
-from servers.pypi_index import wheel
-from servers.registry import RegistryServer, registry_server, run_skopeo  # noqa: F401
+from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
+from kit.servers.kube_api import KubeApiServer, kube_server, run_kubectl  # noqa: F401
+from kit.servers.pypi_index import wheel
+from kit.servers.registry import RegistryServer, registry_server, run_skopeo  # noqa: F401
+from repo_builder import build_repo, connc, connection, pipeline, sourced, ssh_key_pair
 
 pytestmark = pytest.mark.servers
 

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
+from kit.servers._net import serving
+from kit.servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
 from repo_builder import build_repo, connc, connection, pipeline, sourced
-from servers._net import serving
-from servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
 
 pytestmark = pytest.mark.servers
 

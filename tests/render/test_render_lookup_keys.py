@@ -31,11 +31,11 @@ from connc.render import docker, packages
 from connc.render import textformat as text
 from connc.render.context import Output, Resolved
 from connc.secrets import Secret
+from kit.servers._net import clean_env
+from kit.servers.npm_registry import PACKAGE, NpmRegistry, Scope, npm_registry  # noqa: F401
+from kit.servers.pypi_index import PypiIndex, pypi_index  # noqa: F401
+from kit.servers.registry import RegistryServer, registry_server  # noqa: F401
 from repo_builder import build_repo, connc, connection, pipeline, sourced
-from servers._net import clean_env
-from servers.npm_registry import PACKAGE, NpmRegistry, Scope, npm_registry  # noqa: F401
-from servers.pypi_index import PypiIndex, pypi_index  # noqa: F401
-from servers.registry import RegistryServer, registry_server  # noqa: F401
 
 NPM = shutil.which("npm")
 needs_npm = pytest.mark.skipif(NPM is None, reason="npm is not installed")

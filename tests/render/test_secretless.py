@@ -2,8 +2,8 @@
 short-lived credentials, consumed by the real clients.
 
 The identity comes from a local issuer through the runner's token endpoint (GitHub Actions)
-or a job variable (GitLab CI) (`servers.oidc`); it is traded with moto's STS and ECR (IAM
-signature checking on, the role's trust policy evaluated: `servers.aws`), a local index that
+or a job variable (GitLab CI) (`kit.servers.oidc`); it is traded with moto's STS and ECR (IAM
+signature checking on, the role's trust policy evaluated: `kit.servers.aws`), a local index that
 implements PyPI's trusted publishing, and an HTTPS Kubernetes API that verifies the token.
 Then skopeo pulls, twine uploads and kubectl asks, after `. OUT/env`, as a pipeline step would.
 Every run, failures included, is searched for every secret the exchange saw (`_leaks`).
@@ -23,21 +23,21 @@ from typing import Any
 import pytest
 import yaml
 
-from repo_builder import build_repo, connc, connection, key_env, pipeline, sourced
-from repokit import encrypt, replace, write
-from runnerkit import log_lines, parse_command
-from servers._net import clean_env, remove_tree, stop_process
-from servers.aws import ACCOUNT, Aws, aws, aws_server, registry_password, spec  # noqa: F401
-from servers.kube_api import KubeApiServer, kube_server  # noqa: F401
-from servers.oidc import (  # noqa: F401
+from kit.servers._net import clean_env, remove_tree, stop_process
+from kit.servers.aws import ACCOUNT, Aws, aws, aws_server, registry_password, spec  # noqa: F401
+from kit.servers.kube_api import KubeApiServer, kube_server  # noqa: F401
+from kit.servers.oidc import (  # noqa: F401
     GitHubTokenService,
     OidcIssuer,
     github_tokens,
     gitlab_env,
     gitlab_issuer,
 )
-from servers.pypi_index import TrustedIndex, trusted_index, wheel  # noqa: F401
-from servers.registry import start_registry
+from kit.servers.pypi_index import TrustedIndex, trusted_index, wheel  # noqa: F401
+from kit.servers.registry import start_registry
+from repo_builder import build_repo, connc, connection, key_env, pipeline, sourced
+from repokit import encrypt, replace, write
+from runnerkit import log_lines, parse_command
 
 pytestmark = pytest.mark.servers
 ECR_HOST = f"{ACCOUNT}.dkr.ecr.eu-central-1.amazonaws.com"
@@ -405,8 +405,8 @@ def test_an_exchange_never_follows_a_redirect_to_another_host() -> None:
     from connc.errors import RenderError
     from connc.identity import pypi
     from connc.identity.token import parse
-    from servers.hostile import Reply, recording_server
-    from servers.oidc import github_issuer
+    from kit.servers.hostile import Reply, recording_server
+    from kit.servers.oidc import github_issuer
 
     token = parse(github_issuer().issue("pypi"), "t")
     with recording_server() as server:

@@ -15,7 +15,7 @@ And what `connc check --reach` reads of an installation ("Get an installation fo
 authenticated app", "List repositories accessible to the app installation", "List branches"),
 paginated the same way: see `reach_endpoint`, `default_branches` and `branches`.
 
-Use it with `from servers.github_fake import github_api  # noqa: F401`.
+Use it with `from kit.servers.github_fake import github_api  # noqa: F401`.
 """
 
 from __future__ import annotations
