@@ -7,9 +7,7 @@ validate-side helper); this module adds what rendering needs on top, so there is
     check and fail to decrypt, the situation of a runner that is not a recipient);
   * `add_connection`: one more encrypted connection in an existing repository;
   * `key_env` / `connc`: run `python -m connc` as a pipeline would, with the test key;
-  * `sourced`: run a command after `. OUT/env`, to prove the env file itself works;
-  * `new_recipient`, `ssh_key_pair`: throwaway key material (`repokit`'s, as every key the
-    tests make).
+  * `sourced`: run a command after `. OUT/env`, to prove the env file itself works.
 """
 
 from __future__ import annotations
@@ -28,18 +26,15 @@ from repokit import (
     connection,
     encrypt,
     make_repo,
-    new_recipient,
     pipeline,
     sops_env,
     sops_rules,
-    ssh_key_pair,
     write,
 )
 
 __all__ = [
     "MEMBERS", "TEST_KEY_FILE", "TEST_RECIPIENT", "add_connection", "build_repo", "connc",
-    "connection", "encrypt", "key_env", "new_recipient", "pipeline", "sourced", "ssh_key_pair",
-    "write",
+    "connection", "encrypt", "key_env", "pipeline", "sourced", "write",
 ]
 
 

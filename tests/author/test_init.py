@@ -16,6 +16,7 @@ import yaml
 from connc.author.init import init
 from connc.errors import UsageError
 from connc.validate.run import validate
+from kit.keys import new_age_key
 from repokit import (
     REPO_ROOT,
     TEST_RECIPIENT,
@@ -23,7 +24,6 @@ from repokit import (
     assert_zizmor_finds_nothing,
     clone_of_working_tree,
     git,
-    new_age_key,
     run_connc,
     venv_tool,
 )

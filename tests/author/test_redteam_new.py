@@ -11,7 +11,7 @@ import pytest
 from connc.author.new import new_connection
 from connc.errors import Refused
 from connc.sops import binary
-from repo_builder import new_recipient
+from kit.keys import new_recipient
 from repokit import TEST_RECIPIENT, make_repo, write
 
 

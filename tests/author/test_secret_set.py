@@ -11,8 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connc.author import secret_set as secretset
 from connc.author.new import SECRET_PLACEHOLDER, new_connection
@@ -24,12 +22,11 @@ from connc.seal import SEAL_FIELD
 from connc.sops import binary
 from connc.sops.keys import KeyUnusable
 from connc.validate.run import validate
+from kit.keys import ec_key, key_pem, rsa_key
 from repokit import (
     REPO_ROOT,
     TEST_KEY_FILE,
     connection,
-    ec_key,
-    key_pem,
     make_repo,
     sops_env,
     spy_on_processes,
@@ -78,12 +75,6 @@ def lines_starting(text: str, prefix: str) -> list[str]:
     return [line for line in text.splitlines() if line.lstrip().startswith(prefix)]
 
 
-def rsa_pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
 # ---------------------------------------------------------------------------- changing one value
 
 
@@ -116,7 +107,7 @@ def test_one_trailing_newline_is_dropped(repo: Path) -> None:
 
 @pytest.mark.usefixtures("with_key")
 def test_a_pem_key_spans_lines(repo: Path) -> None:
-    pem = rsa_pem()
+    pem = key_pem(rsa_key())
     set_secret(repo, "gh", "privateKey", stdin(pem.replace("\n", "\r\n")), deadline=Deadline(60))
     assert credential(repo, "gh")["privateKey"] == pem.removesuffix("\n")
     # Other connections of the fixture still hold `connc new` placeholders (CONNC607).

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from checkkit import canary, run_check
 
+from kit.keys import new_recipient, ssh_key_pair
 from kit.servers._net import serving
 from kit.servers.git_http import GitHttpServer, git_server  # noqa: F401
 from kit.servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
@@ -34,7 +35,7 @@ from kit.servers.hostile import Reply, logging_proxy, recording_server, tricklin
 from kit.servers.kube_api import KubeApiServer, kube_server  # noqa: F401
 from kit.servers.registry import RegistryServer, registry_server  # noqa: F401
 from kit.servers.sshd import SshServer, ssh_server  # noqa: F401
-from repo_builder import build_repo, connc, connection, key_env, new_recipient, ssh_key_pair
+from repo_builder import build_repo, connc, connection, key_env
 
 pytestmark = pytest.mark.servers
 

@@ -28,6 +28,7 @@ from checkkit import canary, run_check
 from connc.check import bitbucket as bitbucket_reach
 from connc.check import reach as reach_model
 from connc.check import reach_report, reach_run
+from kit.keys import ssh_key_pair
 from kit.servers.bitbucket_api import FakeBitbucket, bitbucket_api  # noqa: F401
 from kit.servers.git_http import GitHttpServer, git_env, git_server, run_git  # noqa: F401
 from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
@@ -36,7 +37,7 @@ from kit.servers.hostile import Reply, Seen, recording_server, trickling_server
 from kit.servers.kube_api import TOKEN_USER, KubeApiServer, kube_server  # noqa: F401
 from kit.servers.registry import RegistryServer, registry_server  # noqa: F401
 from kit.servers.sshd import SshServer, ssh_server  # noqa: F401
-from repo_builder import build_repo, connc, connection, key_env, ssh_key_pair
+from repo_builder import build_repo, connc, connection, key_env
 
 pytestmark = pytest.mark.servers
 

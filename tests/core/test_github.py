@@ -19,6 +19,7 @@ import pytest
 from connc.errors import GitHubError
 from connc.github.apps import GitHubApp, InstallationToken, jwt_for_app, revoke_installation_token
 from connc.secrets import Secret
+from kit.keys import ec_key, key_pem
 from kit.servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
 
 CANARY_TOKEN = "ghs_CANARYcanaryCANARY0123456789abcdefXYZ"
@@ -152,15 +153,6 @@ def test_private_key_forms(github_api: FakeGitHub, form: str) -> None:
     assert github_api.is_live(token.token.reveal())
 
 
-def _ec_pem() -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    return ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()).decode()
-
-
 def _encrypted_pem(fake: FakeGitHub) -> str:
     from cryptography.hazmat.primitives import serialization
 
@@ -178,7 +170,7 @@ def test_invalid_private_key(github_api: FakeGitHub, kind: str) -> None:
         "escaped-newlines": github_api.private_key_pem_pkcs1.replace("\n", "\\n"),
         "garbage": "-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----",
         "truncated": github_api.private_key_pem[: len(github_api.private_key_pem) // 2],
-        "ec": _ec_pem(),
+        "ec": key_pem(ec_key()),
         "encrypted": _encrypted_pem(github_api),
         "public": github_api.public_key_pem,
         "empty": "",

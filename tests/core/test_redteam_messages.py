@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from kit.keys import new_age_key
 from repo_builder import build_repo, connc, connection, key_env, pipeline
-from repokit import new_age_key
 
 FORGED = "::error file=x::all checks passed"
 EVIL = "age1zz\\u001b[31mRED\\u001b[0m\\n" + FORGED  # as YAML escapes in a double-quoted string

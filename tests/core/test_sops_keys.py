@@ -15,13 +15,13 @@ import pytest
 from connc.errors import SopsError
 from connc.process import Deadline
 from connc.sops import binary
+from kit.keys import new_age_key
 from repokit import (
     REPO_ROOT,
     TEST_KEY_FILE,
     TEST_RECIPIENT,
     connection,
     make_repo,
-    new_age_key,
     pipeline,
     sops_env,
     sops_rules,

@@ -22,6 +22,7 @@ from connc.diff.run import diff as run_diff
 from connc.errors import UsageError
 from connc.process import Deadline
 from connc.sops import binary
+from kit.keys import new_age_key
 from repokit import (
     MEMBERS,
     TEST_KEY_FILE,
@@ -30,7 +31,6 @@ from repokit import (
     connection,
     git,
     make_repo,
-    new_age_key,
     pipeline,
     replace,
     run_connc,

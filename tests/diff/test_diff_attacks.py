@@ -15,7 +15,8 @@ from estate import BUILD, DEPLOY, GH, K8S, NPM, REG
 
 from connc.diff.compare import Change
 from connc.diff.run import diff
-from repokit import commit, new_age_key, replace, run_connc, write
+from kit.keys import new_age_key
+from repokit import commit, replace, run_connc, write
 
 
 def pull_request(repo: Path) -> tuple[int, dict[str, Any], list[Change]]:

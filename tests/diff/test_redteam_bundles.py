@@ -20,16 +20,7 @@ from estate import BUILD, NPM
 
 from connc.diff.compare import Change
 from connc.diff.run import diff
-from repokit import (
-    TEST_KEY_FILE,
-    commit,
-    connection,
-    encrypt,
-    replace,
-    run_connc,
-    sops_env,
-    write,
-)
+from repokit import TEST_KEY_FILE, commit, connection, encrypt, replace, run_connc, sops_env, write
 
 DAVE_NPM = "connections.d/dave-npm.sops.yaml"
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from connc.sops import binary
-from repo_builder import new_recipient
+from kit.keys import new_recipient
 from repokit import TEST_RECIPIENT, commit, run_connc, sops_env, write
 
 RULE = ("creation_rules:\n"

@@ -22,7 +22,7 @@ from estate import REG
 
 from connc.diff.run import diff
 from connc.sops import binary
-from repo_builder import new_recipient
+from kit.keys import new_recipient
 from repokit import (
     TEST_KEY_FILE,
     TEST_RECIPIENT,

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from keykit import SENTINEL, recipients_of
 
-from repokit import TEST_KEY_FILE, new_age_key, pipeline, run_connc, write
+from kit.keys import new_age_key
+from repokit import TEST_KEY_FILE, pipeline, run_connc, write
 
 
 def _evil_pipeline(repo: Path, tmp_path: Path, uses: str, *, owner: str,

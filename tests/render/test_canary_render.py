@@ -23,18 +23,9 @@ from urllib.parse import quote
 
 import pytest
 
+from kit.keys import certificate_pem, ec_key, key_pem, new_recipient, ssh_key_pair
 from kit.servers.github_fake import FakeGitHub
-from repo_builder import (
-    build_repo,
-    connc,
-    connection,
-    key_env,
-    new_recipient,
-    pipeline,
-    sourced,
-    ssh_key_pair,
-)
-from repokit import certificate_pem, ec_key, key_pem
+from repo_builder import build_repo, connc, connection, key_env, pipeline, sourced
 
 SENTINEL = "CANARY-r3nd3r-9d41"
 TOKEN = f"ghs_{SENTINEL}-minted"  # what the fake GitHub issues

@@ -21,6 +21,7 @@ from urllib.parse import quote
 
 import pytest
 
+from kit.keys import new_recipient, ssh_key_pair
 from kit.servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
 from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
 from repo_builder import (
@@ -31,10 +32,8 @@ from repo_builder import (
     connc,
     connection,
     key_env,
-    new_recipient,
     pipeline,
     sourced,
-    ssh_key_pair,
     write,
 )
 from runnerkit import log_lines, parse_command, parse_env_file

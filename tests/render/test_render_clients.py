@@ -29,6 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from kit.keys import ssh_key_pair
 from kit.servers._net import clean_env, serving
 from kit.servers.git_http import (  # noqa: F401
     GitHttpServer,
@@ -41,7 +42,7 @@ from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
 from kit.servers.kube_api import KubeApiServer, kube_server, run_kubectl  # noqa: F401
 from kit.servers.pypi_index import wheel
 from kit.servers.registry import RegistryServer, registry_server, run_skopeo  # noqa: F401
-from repo_builder import build_repo, connc, connection, pipeline, sourced, ssh_key_pair
+from repo_builder import build_repo, connc, connection, pipeline, sourced
 
 pytestmark = pytest.mark.servers
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from kit.keys import ssh_key_pair
 from kit.servers._net import clean_env
 from kit.servers.sshd import SshdFactory, SshServer, fingerprint, ssh_server, sshd_factory  # noqa: F401
-from repo_builder import build_repo, connc, connection, key_env, pipeline, sourced, ssh_key_pair
+from repo_builder import build_repo, connc, connection, key_env, pipeline, sourced
 
 
 def _repo(tmp_path: Path, server: SshServer, url: str, private_key: str,

@@ -14,15 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from repo_builder import (
-    MEMBERS,
-    build_repo,
-    connc,
-    connection,
-    key_env,
-    pipeline,
-    write,
-)
+from repo_builder import MEMBERS, build_repo, connc, connection, key_env, pipeline, write
 
 CANARY = "canary-4a1f-secret-value"
 K8S = "connections.d/k8s.sops.yaml"

@@ -26,16 +26,13 @@ import pytest
 
 from connc.credentials import credential_problems
 from connc.secrets import Secret
+from kit.keys import certificate_pem, ec_key, key_pem, new_age_key
 from repokit import (
     TEST_KEY_FILE,
     TEST_RECIPIENT,
-    certificate_pem,
     connection,
-    ec_key,
     encrypt,
-    key_pem,
     make_repo,
-    new_age_key,
     pipeline,
     run_connc,
     sops_rules,

@@ -18,6 +18,7 @@ import pytest
 from connc.findings import Finding
 from connc.sops import binary
 from connc.validate.run import validate
+from kit.keys import new_age_key
 from repokit import (
     REPO_ROOT,
     TEST_KEY_FILE,
@@ -26,7 +27,6 @@ from repokit import (
     connection,
     git,
     make_repo,
-    new_age_key,
     sops_env,
     write,
 )
