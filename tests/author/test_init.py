@@ -16,17 +16,10 @@ import yaml
 from connc.author.init import init
 from connc.errors import UsageError
 from connc.validate.run import validate
+from kit.build import REPO_ROOT, TEST_RECIPIENT, clone_of_working_tree, git
 from kit.keys import new_age_key
-from repokit import (
-    REPO_ROOT,
-    TEST_RECIPIENT,
-    assert_github_schema,
-    assert_zizmor_finds_nothing,
-    clone_of_working_tree,
-    git,
-    run_connc,
-    venv_tool,
-)
+from kit.run import run_connc
+from kit.workflows import assert_github_schema, assert_zizmor_finds_nothing, venv_tool
 
 
 def tree(root: Path) -> dict[str, bytes]:

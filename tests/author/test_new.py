@@ -21,7 +21,8 @@ from connc.schema.connection_types import PLACEHOLDER
 from connc.seal import SEAL_FIELD
 from connc.sops import binary
 from connc.validate.run import validate
-from repokit import MEMBERS, TEST_KEY_FILE, make_repo, pipeline, run_connc, sops_rules, write
+from kit.build import MEMBERS, TEST_KEY_FILE, make_repo, pipeline, sops_rules, write
+from kit.run import run_connc
 
 TYPES = connection_types.NAMES
 

@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from repokit import REPO_ROOT, sops_env
+from kit.build import REPO_ROOT, sops_env
 
 TOKEN = "glpat-quick-start-canary-5e1f"
 

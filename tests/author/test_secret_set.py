@@ -22,16 +22,9 @@ from connc.seal import SEAL_FIELD
 from connc.sops import binary
 from connc.sops.keys import KeyUnusable
 from connc.validate.run import validate
+from kit.build import REPO_ROOT, TEST_KEY_FILE, connection, make_repo, sops_env, write
 from kit.keys import ec_key, key_pem, rsa_key
-from repokit import (
-    REPO_ROOT,
-    TEST_KEY_FILE,
-    connection,
-    make_repo,
-    sops_env,
-    spy_on_processes,
-    write,
-)
+from kit.run import spy_on_processes
 
 CANARY = "CANARY-s3cr3t-7f2e9a"
 

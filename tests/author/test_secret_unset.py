@@ -22,8 +22,8 @@ from connc.seal import SEAL_FIELD
 from connc.sops import binary
 from connc.sops.keys import KeyUnusable
 from connc.validate.run import validate
+from kit.build import REPO_ROOT, TEST_KEY_FILE, make_repo, sops_env
 from kit.keys import certificate_pem, ec_key, key_pem
-from repokit import REPO_ROOT, TEST_KEY_FILE, make_repo, sops_env
 
 CANARY = "CANARY-unset-4b1d"
 K8S = "connections.d/k8s.sops.yaml"

@@ -29,8 +29,8 @@ from connc.credentials import (
 from connc.errors import UsageError
 from connc.secrets import Secret
 from connc.sops import binary
+from kit.build import TEST_KEY_FILE, connection, encrypt, make_repo, write
 from kit.keys import certificate_pem, ec_key, key_pem, rsa_key, ssh_key_pair
-from repokit import TEST_KEY_FILE, connection, encrypt, make_repo, write
 
 CANARY = "canary-cred-unit-5e2f9a"
 URL = "https://gitlab.com/group/project"

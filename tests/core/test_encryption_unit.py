@@ -16,8 +16,8 @@ import yaml
 from connc import documents, encryption
 from connc.findings import Finding
 from connc.sops.rules import CreationRule, read_rules
+from kit.build import TEST_RECIPIENT, connection, make_repo, sops_rules, write
 from kit.keys import new_age_key
-from repokit import TEST_RECIPIENT, connection, make_repo, sops_rules, write
 
 RELPATH = "connections.d/db.sops.yaml"
 CANARY = "canary-enc-unit-0b7d31"

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from repo_builder import build_repo, connection, key_env, pipeline
+from kit.build import connection, key_env, make_repo, pipeline
 
 NOT_MADE = "the bundle cannot be made at"
 
@@ -24,9 +24,9 @@ NOT_MADE = "the bundle cannot be made at"
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
-        yield build_repo(tmp_path_factory.mktemp("exit") / "repo",
-                         connections={"gl": connection("gl", spec={"url": "https://gl.example"})},
-                         pipelines={"deploy": pipeline("deploy", "gl")})
+        yield make_repo(tmp_path_factory.mktemp("exit") / "repo",
+                        connections={"gl": connection("gl", spec={"url": "https://gl.example"})},
+                        pipelines={"deploy": pipeline("deploy", "gl")})
 
 
 def run(*args: str | Path, shell_redirect: str = "", stdout: int | None = subprocess.PIPE,

@@ -12,7 +12,7 @@ import pytest
 
 from connc.errors import UsageError
 from connc.repository import find_root
-from repokit import TEST_KEY_FILE, connection, git, make_repo, pipeline, sops_env
+from kit.build import TEST_KEY_FILE, connection, git, make_repo, pipeline, sops_env
 
 
 @pytest.fixture

@@ -9,8 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from kit.build import REPO_ROOT, TEST_KEY_FILE, connection, make_repo, pipeline, sops_env
 from kit.keys import certificate_pem, ec_key, key_pem, rsa_key, ssh_key_pair
-from repokit import REPO_ROOT, TEST_KEY_FILE, connection, make_repo, pipeline, run_connc, sops_env
+from kit.run import run_connc
 
 ESCAPED = "holds `\\n` where its lines should break"
 

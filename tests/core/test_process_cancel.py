@@ -12,7 +12,7 @@ import pytest
 import fakesops
 from connc import http, process
 from connc.sops import binary
-from repokit import TEST_KEY_FILE, connection, make_repo
+from kit.build import TEST_KEY_FILE, connection, make_repo
 
 
 def test_kill_only_signals_and_wait_reaps() -> None:

@@ -36,8 +36,7 @@ from connc.diff.compare import Change
 from connc.errors import ConncError
 from connc.findings import finding, printable
 from connc.secrets import redact, redact_data, what_secret
-from kit.keys import certificate_pem, ec_key, key_pem, rsa_key, ssh_key_pair
-from repokit import (
+from kit.build import (
     TEST_KEY_FILE,
     TEST_RECIPIENT,
     commit,
@@ -47,6 +46,7 @@ from repokit import (
     sops_rules,
     write,
 )
+from kit.keys import certificate_pem, ec_key, key_pem, rsa_key, ssh_key_pair
 
 # Random-looking bodies, so that any part of one in an output is a leak, not a coincidence.
 TOKEN = "ghp_" + "Qz7Kv2Lw9Xc4Rb8Tn1Pm6Hs3Jd5Gf0Ya2Ue"

@@ -14,7 +14,7 @@ import pytest
 
 from connc.errors import UsageError
 from connc.repository import find_root
-from repokit import TEST_KEY_FILE, make_repo, sops_env
+from kit.build import TEST_KEY_FILE, make_repo, sops_env
 
 SENTINEL = "CANARY-typed-into-a-trap-51d7"
 

@@ -24,8 +24,16 @@ from connc import credentials, process
 from connc.errors import RenderError, SopsError
 from connc.sops import binary
 from fakesops import SENTINEL
+from kit.build import (
+    TEST_KEY_FILE,
+    TEST_RECIPIENT,
+    connection,
+    make_repo,
+    pipeline,
+    sops_env,
+    write,
+)
 from kit.keys import new_age_key
-from repokit import TEST_KEY_FILE, TEST_RECIPIENT, connection, make_repo, pipeline, sops_env, write
 
 WIDE = 11  # connections of the pipeline `wide`: more than credentials.CONCURRENT
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 import fakesops
-from repokit import TEST_KEY_FILE, TEST_RECIPIENT, connection, make_repo, pipeline, sops_env
+from kit.build import TEST_KEY_FILE, TEST_RECIPIENT, connection, make_repo, pipeline, sops_env
 
 COMMANDS = {
     "render": ["render", "use", "--timeout", "5"],

@@ -15,8 +15,7 @@ import pytest
 from connc.errors import SopsError
 from connc.process import Deadline
 from connc.sops import binary
-from kit.keys import new_age_key
-from repokit import (
+from kit.build import (
     REPO_ROOT,
     TEST_KEY_FILE,
     TEST_RECIPIENT,
@@ -27,6 +26,7 @@ from repokit import (
     sops_rules,
     write,
 )
+from kit.keys import new_age_key
 
 CANARY = "hunter2-canary-7f3a"
 IDS = ("one", "two", "three")

@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from connc.acceptance import schema_model
 from connc.documents import parse
 from connc.schema import policy
-from repo_builder import build_repo, connection, key_env, pipeline
+from kit.build import connection, key_env, make_repo, pipeline
 
 ACCEPTED = [
     "https://git.example.com", "https://git.example.com/org-a/", "https://GitLab.Example.com/x",
@@ -131,7 +131,7 @@ def test_validate_and_render_refuse_it_at_its_line(tmp_path: Path, spec: dict[st
     # Before: validate clean, and render refused without naming the connection (a newline
     # decoded into the git credential helper) or exited 3 (int() of 4,400 digits).
     credential = {"username": "u", "password": "p"}
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "odd": connection("odd", type_=spec["type"], spec=spec, credential=credential)},
         pipelines={"deploy": pipeline("deploy", "odd")})
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from estate import MEMBERS
 
+from kit.build import REPO_ROOT, commit, sops_env, write
 from kit.servers.gitlab_api import REPORTER, FakeGitLab, MergeRequest
-from repokit import REPO_ROOT, commit, sops_env, write
 
 PROJECT = "acme/connections"
 IID = 7

@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from kit.build import REPO_ROOT, sops_env
 from kit.servers.github_fake import DEFAULT_PULL_REPO, FakeGitHub
-from repokit import REPO_ROOT, sops_env
 
 NUMBER = 7
 

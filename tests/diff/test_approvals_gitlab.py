@@ -40,9 +40,9 @@ from connc.diff.run import diff
 from connc.github.pulls import Account
 from connc.schema.models import User
 from connc.secrets import Secret
+from kit.build import GIT_IDENTITY, commit, git, replace, write
 from kit.servers.github_fake import unresponsive_server
 from kit.servers.gitlab_api import FakeGitLab, gitlab_api  # noqa: F401
-from repokit import GIT_IDENTITY, commit, git, replace, write
 
 T0 = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
 

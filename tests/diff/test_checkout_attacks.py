@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from repokit import TEST_KEY_FILE, commit, git, run_connc, write
+from kit.build import TEST_KEY_FILE, commit, git, write
+from kit.run import run_connc
 
 SECRET = "fake-password"  # bob's private registry credential in the estate
 WEB = "pipelines.d/web.yaml"

@@ -17,9 +17,10 @@ from estate import GH, K8S, NPM
 from pullrequest import NUMBER, approvals, github, verdict
 
 from connc.diff.run import diff
+from kit.build import commit, git, replace
+from kit.run import run_connc
 from kit.servers.github_fake import DEFAULT_PULL_REPO as REPO
 from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
-from repokit import commit, git, replace, run_connc
 
 REDIRECT_APP = ("installationId: 42", "installationId: 42\n    apiUrl: https://evil.example/api")
 

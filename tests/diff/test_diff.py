@@ -22,8 +22,7 @@ from connc.diff.run import diff as run_diff
 from connc.errors import UsageError
 from connc.process import Deadline
 from connc.sops import binary
-from kit.keys import new_age_key
-from repokit import (
+from kit.build import (
     MEMBERS,
     TEST_KEY_FILE,
     TEST_RECIPIENT,
@@ -33,10 +32,11 @@ from repokit import (
     make_repo,
     pipeline,
     replace,
-    run_connc,
     sops_rules,
     write,
 )
+from kit.keys import new_age_key
+from kit.run import run_connc
 
 ALICES = "connections.d/alices.sops.yaml"
 TEAM = "connections.d/team.sops.yaml"

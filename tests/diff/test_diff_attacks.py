@@ -15,8 +15,9 @@ from estate import BUILD, DEPLOY, GH, K8S, NPM, REG
 
 from connc.diff.compare import Change
 from connc.diff.run import diff
+from kit.build import commit, replace, write
 from kit.keys import new_age_key
-from repokit import commit, replace, run_connc, write
+from kit.run import run_connc
 
 
 def pull_request(repo: Path) -> tuple[int, dict[str, Any], list[Change]]:

@@ -20,7 +20,8 @@ from estate import BUILD, NPM
 
 from connc.diff.compare import Change
 from connc.diff.run import diff
-from repokit import TEST_KEY_FILE, commit, connection, encrypt, replace, run_connc, sops_env, write
+from kit.build import TEST_KEY_FILE, commit, connection, encrypt, replace, sops_env, write
+from kit.run import run_connc
 
 DAVE_NPM = "connections.d/dave-npm.sops.yaml"
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from connc.repository import NAME_IN_DOUBT
-from repokit import TEST_KEY_FILE, commit, git, run_connc, write
+from kit.build import TEST_KEY_FILE, commit, git, write
+from kit.run import run_connc
 
 SNEAK = {"apiVersion": "connc/v1", "kind": "Pipeline",
          "metadata": {"id": "sneak", "owner": "bob"}, "uses": [{"connection": "reg"}]}

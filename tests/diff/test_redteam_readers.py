@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from connc.sops import binary
+from kit.build import TEST_RECIPIENT, commit, sops_env, write
 from kit.keys import new_recipient
-from repokit import TEST_RECIPIENT, commit, run_connc, sops_env, write
+from kit.run import run_connc
 
 RULE = ("creation_rules:\n"
         "- path_regex: ^connections\\.d/.*\\.sops\\.yaml$\n"

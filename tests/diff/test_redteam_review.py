@@ -8,7 +8,8 @@ from pathlib import Path
 
 from estate import K8S
 
-from repokit import commit, replace, run_connc, write
+from kit.build import commit, replace, write
+from kit.run import run_connc
 
 LONG_HOST = "k8s-production-cluster-eu-west-1-primary-control-plane.internal.corp.example.com"
 

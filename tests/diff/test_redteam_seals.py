@@ -22,17 +22,9 @@ from estate import REG
 
 from connc.diff.run import diff
 from connc.sops import binary
+from kit.build import TEST_KEY_FILE, TEST_RECIPIENT, commit, encrypt, sops_env, sops_rules, write
 from kit.keys import new_recipient
-from repokit import (
-    TEST_KEY_FILE,
-    TEST_RECIPIENT,
-    commit,
-    encrypt,
-    run_connc,
-    sops_env,
-    sops_rules,
-    write,
-)
+from kit.run import run_connc
 
 
 def _substitute(estate: Path, relpath: str, credential: dict[str, str], *,

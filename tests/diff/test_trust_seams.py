@@ -26,7 +26,8 @@ from connc.diff.run import diff
 from connc.errors import SopsError
 from connc.process import Deadline
 from connc.sops import binary
-from repokit import TEST_KEY_FILE, commit, git, replace, run_connc, sops_env, write
+from kit.build import TEST_KEY_FILE, commit, git, replace, sops_env, write
+from kit.run import run_connc
 
 CANARY = "canary-redirect-password-7f3a"
 

@@ -23,8 +23,9 @@ from connc.keys import sync
 from connc.process import Deadline
 from connc.sops import binary
 from connc.validate.keyring import Keyring
+from kit.build import REPO_ROOT, TEST_KEY_FILE, TEST_RECIPIENT, sops_env
 from kit.keys import new_age_key
-from repokit import REPO_ROOT, TEST_KEY_FILE, TEST_RECIPIENT, run_connc, sops_env
+from kit.run import run_connc
 
 
 def keys_sync(repo: Path, *args: str, key: Path | None = TEST_KEY_FILE

@@ -9,7 +9,8 @@ from typing import Any
 
 from keykit import SENTINEL
 
-from repokit import TEST_RECIPIENT, run_connc
+from kit.build import TEST_RECIPIENT
+from kit.run import run_connc
 
 
 def keys(repo: Path, *args: str) -> Any:

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 from keykit import SENTINEL, recipients_of
 
+from kit.build import TEST_KEY_FILE, pipeline, write
 from kit.keys import new_age_key
-from repokit import TEST_KEY_FILE, pipeline, run_connc, write
+from kit.run import run_connc
 
 
 def _evil_pipeline(repo: Path, tmp_path: Path, uses: str, *, owner: str,

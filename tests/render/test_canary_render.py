@@ -23,9 +23,10 @@ from urllib.parse import quote
 
 import pytest
 
+from kit.build import connection, key_env, make_repo, pipeline, sourced
 from kit.keys import certificate_pem, ec_key, key_pem, new_recipient, ssh_key_pair
+from kit.run import connc
 from kit.servers.github_fake import FakeGitHub
-from repo_builder import build_repo, connc, connection, key_env, pipeline, sourced
 
 SENTINEL = "CANARY-r3nd3r-9d41"
 TOKEN = f"ghs_{SENTINEL}-minted"  # what the fake GitHub issues
@@ -153,16 +154,16 @@ def canary_repo(github: FakeGitHub, tmp_path_factory: pytest.TempPathFactory) ->
     all_uses = pipeline("all", *everything)
     all_uses["uses"][0].update(repositories=["app"], permissions={"contents": "read"},
                                refresh=True)
-    root = build_repo(tmp_path_factory.mktemp("canary") / "repo",
-                      connections={**connections, **extra}, locked={"locked": new_recipient()},
-                      pipelines={
+    root = make_repo(tmp_path_factory.mktemp("canary") / "repo",
+                     connections={**connections, **extra}, locked={"locked": new_recipient()},
+                     pipelines={
                           "all": all_uses,
                           "denied": pipeline("denied", *everything[1:], "bobs"),
                           "bad-value": pipeline("bad-value", *everything[1:], "codeup-bad"),
                           "locked": pipeline("locked", *everything[1:], "locked"),
                           "tampered": pipeline("tampered", *everything[1:], "tampered"),
                           "maven-bad": pipeline("maven-bad", *everything, "maven-bad"),
-                      })
+                     })
     _tamper(root / "connections.d/tampered.sops.yaml")
     secrets, _ = _forms(connections)  # those of pipeline `all`, which must all be masked
     _, forbidden = _forms({**connections, **extra})

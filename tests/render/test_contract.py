@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from repo_builder import build_repo, connc, connection, key_env, pipeline
+from kit.build import connection, key_env, make_repo, pipeline
+from kit.run import connc
 
 CASES = [
     pytest.param("container-registry", {"registry": "registry.example.com"},
@@ -38,7 +39,7 @@ CASES = [
 def test_every_command_refuses_the_same_value_the_same_way(
         tmp_path: Path, connection_type: str, spec: dict[str, str], credential: dict[str, str],
         field: str, value: str, phrase: str) -> None:
-    root = build_repo(tmp_path / "repo", connections={"c": connection(
+    root = make_repo(tmp_path / "repo", connections={"c": connection(
         "c", type_=connection_type, spec=spec, credential=credential)},
         pipelines={"p": pipeline("p", "c")})
     rendered = connc("render", "p", "--repo", root, "--out", tmp_path / "out")

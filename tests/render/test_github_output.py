@@ -23,7 +23,8 @@ import pytest
 from connc.findings import escape_data, escape_property, workflow_command
 from connc.render.context import Output
 from connc.render.envfile import COUNT_WARNING, git_config_index
-from repo_builder import build_repo, connc, connection, key_env, pipeline
+from kit.build import connection, key_env, make_repo, pipeline
+from kit.run import connc
 from runnerkit import DATA, PROPERTY, log_lines, parse_command, parse_env_file, unescape
 
 
@@ -111,9 +112,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     connections["registry"] = connection(
         "registry", type_="container-registry", spec={"registry": "registry.example.com"},
         credential={"username": USER, "password": REGISTRY_PASSWORD})
-    return build_repo(tmp_path_factory.mktemp("github-output") / "repo",
-                      connections=connections,
-                      pipelines={"ci": pipeline("ci", *connections),
+    return make_repo(tmp_path_factory.mktemp("github-output") / "repo",
+                     connections=connections,
+                     pipelines={"ci": pipeline("ci", *connections),
                                  "small": pipeline("small", "pct")})
 
 

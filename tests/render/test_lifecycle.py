@@ -35,8 +35,8 @@ from connc.github.apps import GitHubApp
 from connc.render import bundle
 from connc.render.bundle import MANIFEST, MARKER, BundleFiles
 from connc.secrets import Secret
+from kit.build import connection, key_env, make_repo, pipeline
 from kit.servers.github_fake import FakeGitHub
-from repo_builder import build_repo, connection, key_env, pipeline
 
 NOBODY = 65534
 
@@ -58,7 +58,7 @@ def repo(github: FakeGitHub, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "installationId": github.installation_id}
     refreshing = pipeline("ci-refresh", "gh-app")
     refreshing["uses"][0]["refresh"] = True
-    return build_repo(tmp_path_factory.mktemp("lifecycle") / "repo", connections={
+    return make_repo(tmp_path_factory.mktemp("lifecycle") / "repo", connections={
         "gh-app": connection("gh-app", type_="github-app", spec=spec,
                              credential={"privateKey": github.private_key_pem})},
         pipelines={"ci": pipeline("ci", "gh-app"), "ci-refresh": refreshing})

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from connc.validate.run import validate
+from kit.build import connection, make_repo, pipeline, sourced
+from kit.run import connc
 from kit.servers._net import clean_env
 from kit.servers.npm_registry import PACKAGE, NpmRegistry, Scope, npm_registry  # noqa: F401
-from repo_builder import build_repo, connc, connection, pipeline, sourced
 
 NPM = shutil.which("npm")
 TOKENS = {"acme": "npm_acme-scoped-token-1", "public": "npm_default-token-2"}
@@ -31,7 +32,7 @@ def test_a_scope_is_fetched_from_its_registry_and_the_rest_from_the_default(
         npm_registry: NpmRegistry, tmp_path: Path) -> None:
     npm_registry.add(Scope("/acme/", "acme-reader", token=TOKENS["acme"]))
     npm_registry.add(Scope("/public/", "ci-reader", token=TOKENS["public"]))
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "acme": npm_connection("acme", npm_registry.url(prefix="/acme/"),
                                npmScopes=["@acme", "@acme-tools"]),
         "public": npm_connection("public", npm_registry.url(prefix="/public/")),
@@ -71,7 +72,7 @@ def test_a_scope_is_fetched_from_its_registry_and_the_rest_from_the_default(
 def test_validate_and_render_refuse_what_npm_could_not_read_back(tmp_path: Path,
                                                                  spec: dict[str, Any],
                                                                  message: str) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "pkg": connection("pkg", type_="packages", spec=spec, credential={"token": "t"})},
         pipelines={"ci": pipeline("ci", "pkg")})
     found = [f for f in validate(root).findings if f.severity.value == "error"]
@@ -82,7 +83,7 @@ def test_validate_and_render_refuse_what_npm_could_not_read_back(tmp_path: Path,
 
 def test_a_scope_listed_twice_is_refused_by_validate_and_render(tmp_path: Path) -> None:
     # validate was clean, and render refused the connection as two serving one scope.
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "pkg": npm_connection("pkg", "https://npm.example.com/", npmScopes=["@acme", "@acme"])},
         pipelines={"ci": pipeline("ci", "pkg")})
     [found] = validate(root).findings
@@ -94,7 +95,7 @@ def test_a_scope_listed_twice_is_refused_by_validate_and_render(tmp_path: Path) 
 
 
 def test_one_scope_served_by_two_connections_is_refused(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "one": npm_connection("one", "https://npm.example.com/one/", npmScopes=["@acme"]),
         "two": npm_connection("two", "https://npm.example.com/two/", npmScopes=["@acme"]),
     }, pipelines={"ci": pipeline("ci", "one", "two")})

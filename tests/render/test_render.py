@@ -21,21 +21,21 @@ from urllib.parse import quote
 
 import pytest
 
-from kit.keys import new_recipient, ssh_key_pair
-from kit.servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
-from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
-from repo_builder import (
+from kit.build import (
     MEMBERS,
     TEST_KEY_FILE,
     add_connection,
-    build_repo,
-    connc,
     connection,
     key_env,
+    make_repo,
     pipeline,
     sourced,
     write,
 )
+from kit.keys import new_recipient, ssh_key_pair
+from kit.run import connc
+from kit.servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
+from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
 from runnerkit import log_lines, parse_command, parse_env_file
 
 GITLAB = connection("gitlab-main", spec={"url": "https://gitlab.example.com/main"},
@@ -74,7 +74,7 @@ def assert_refused(proc: subprocess.CompletedProcess[str], *phrases: str) -> Non
 def test_scope_denial_is_refused_as_validate_reports_it_before_decrypting(tmp_path: Path) -> None:
     # `bobs` is private to bob and encrypted to a key nobody has: had render decrypted it,
     # the refusal would be sops' "no usable key" instead of the scope.
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "gitlab-main": GITLAB,
         "bobs": connection("bobs", owner="bob", spec={"url": "https://gitlab.example.com/bob"}),
     }, pipelines={"ci": pipeline("ci", "gitlab-main", "bobs")}, locked={"bobs": new_recipient()})
@@ -90,7 +90,7 @@ def test_scope_denial_is_refused_as_validate_reports_it_before_decrypting(tmp_pa
 
 
 def test_unknown_pipeline_is_refused(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
     proc = render(root, "nope", tmp_path / "out")
     assert_refused(proc, "pipeline `nope` does not exist", "pipelines.d/nope.yaml")
     assert_nothing_written(tmp_path / "out")
@@ -100,8 +100,8 @@ def test_unknown_pipeline_is_refused(tmp_path: Path) -> None:
                                      "connections.d/gitlab-main.sops.yaml"])
 def test_a_file_that_is_a_symlink_out_of_the_repository_is_refused(tmp_path: Path,
                                                                     relpath: str) -> None:
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB},
-                      pipelines={"ci": pipeline("ci", "gitlab-main")})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB},
+                     pipelines={"ci": pipeline("ci", "gitlab-main")})
     outside = tmp_path / "outside.yaml"
     outside.write_bytes((root / relpath).read_bytes())
     (root / relpath).unlink()
@@ -113,7 +113,7 @@ def test_a_file_that_is_a_symlink_out_of_the_repository_is_refused(tmp_path: Pat
 
 def test_a_symlink_inside_the_repository_is_refused_too(tmp_path: Path) -> None:
     # pipelines.d/evil.yaml -> ../docs/evil.yaml: a file no check of pipelines.d/ ever saw.
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
     write(root, "docs/evil.yaml", pipeline("evil", "gitlab-main"))
     (root / "pipelines.d" / "evil.yaml").symlink_to("../docs/evil.yaml")
     proc = render(root, "evil", tmp_path / "out")
@@ -124,7 +124,7 @@ def test_a_symlink_inside_the_repository_is_refused_too(tmp_path: Path) -> None:
 @pytest.mark.parametrize("pipeline_id", ["../docs/evil", "a b", "Evil", "x\ny", ""])
 def test_an_id_that_is_no_id_is_a_usage_error_before_anything_is_read(
         tmp_path: Path, pipeline_id: str) -> None:
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
     write(root, "docs/evil.yaml", pipeline("evil", "gitlab-main"))
     for args in (["render", pipeline_id], ["render", "--pipeline", pipeline_id]):
         proc = connc(*args, "--repo", root, "--out", tmp_path / "out")
@@ -138,15 +138,15 @@ def test_team_claimed_by_a_non_member_owner_is_refused(tmp_path: Path) -> None:
                "teams": {**MEMBERS["teams"], "ops": {"members": ["carol"]}}}
     ops_only = connection("ops-only", owner="carol", visibility="custom", members=["team:ops"],
                           spec={"url": "https://gitlab.example.com/ops"})
-    root = build_repo(tmp_path / "repo", members=members, connections={"ops-only": ops_only},
-                      pipelines={"ci": pipeline("ci", "ops-only", teams=["ops"])})
+    root = make_repo(tmp_path / "repo", members=members, connections={"ops-only": ops_only},
+                     pipelines={"ci": pipeline("ci", "ops-only", teams=["ops"])})
     proc = render(root, "ci", tmp_path / "out")
     assert_refused(proc, "claims team `ops`", "owner `alice` is not a member")
     assert_nothing_written(tmp_path / "out")
 
 
 def test_only_the_pipelines_connections_are_read(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "gitlab-main": GITLAB,
         "locked": connection("locked", spec={"url": "https://gitlab.example.com/locked"}),
     }, pipelines={"ci": pipeline("ci", "gitlab-main")}, locked={"locked": new_recipient()})
@@ -163,7 +163,7 @@ def test_only_the_pipelines_connections_are_read(tmp_path: Path) -> None:
 
 
 def test_a_connection_that_fails_to_decrypt_leaves_nothing(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "gitlab-main": GITLAB,
         "locked": connection("locked", spec={"url": "https://gitlab.example.com/locked"}),
     }, pipelines={"ci": pipeline("ci", "gitlab-main", "locked")},
@@ -179,8 +179,8 @@ def test_a_connection_that_fails_to_decrypt_leaves_nothing(tmp_path: Path) -> No
 
 
 def test_sigterm_while_decrypting_leaves_nothing_and_no_sops_running(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB},
-                      pipelines={"ci": pipeline("ci", "gitlab-main")})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB},
+                     pipelines={"ci": pipeline("ci", "gitlab-main")})
     env = key_env()
     marker = tmp_path / "sops-asked-for-the-key"
     # sops asks this command for the key: it marks the moment, then takes its time.
@@ -208,7 +208,7 @@ def test_sigterm_while_decrypting_leaves_nothing_and_no_sops_running(tmp_path: P
 
 
 def test_a_failed_render_keeps_the_previous_bundle(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "gitlab-main": GITLAB,
         "locked": connection("locked", spec={"url": "https://gitlab.example.com/locked"}),
     }, pipelines={"ci": pipeline("ci", "gitlab-main"), "cd": pipeline("cd", "locked")},
@@ -228,7 +228,7 @@ def test_control_characters_in_a_value_are_refused(tmp_path: Path, field: str,
                                                    char: str) -> None:
     credential = {"username": "ci-bot", "password": "fine-password",
                   field: f"leftQz8{char}rightQz8"}
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "gitlab-main": GITLAB,
         "codeup-x": connection("codeup-x", type_="codeup", credential=credential),
     }, pipelines={"ci": pipeline("ci", "gitlab-main", "codeup-x")})
@@ -242,8 +242,8 @@ def test_control_characters_in_a_value_are_refused(tmp_path: Path, field: str,
 def test_a_placeholder_credential_is_refused(tmp_path: Path) -> None:
     placeholder = connection("gitlab-new", credential={"token": "REPLACE-WITH-connc-secret-set"},
                              spec={"url": "https://gitlab.example.com/new"})
-    root = build_repo(tmp_path / "repo", connections={"gitlab-new": placeholder},
-                      pipelines={"ci": pipeline("ci", "gitlab-new")})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-new": placeholder},
+                     pipelines={"ci": pipeline("ci", "gitlab-new")})
     proc = render(root, "ci", tmp_path / "out")
     assert_refused(proc, "connection `gitlab-new`", "placeholder", "connc secret set")
     assert_nothing_written(tmp_path / "out")
@@ -251,7 +251,7 @@ def test_a_placeholder_credential_is_refused(tmp_path: Path) -> None:
 
 def test_maven_interpolation_is_refused(tmp_path: Path) -> None:
     for n, password in enumerate(("${env.DEPLOY_PASSWORD}", "{COQLCE6DU6GtcS5P=}")):
-        root = build_repo(tmp_path / f"repo{n}", connections={
+        root = make_repo(tmp_path / f"repo{n}", connections={
             "maven": connection("maven", type_="packages", spec={
                 "format": "maven", "url": "https://maven.example.com/r", "repositoryId": "r"},
                 credential={"username": "deployer", "password": password}),
@@ -265,8 +265,8 @@ def test_maven_interpolation_is_refused(tmp_path: Path) -> None:
 
 def test_two_git_connections_for_one_prefix_are_refused(tmp_path: Path) -> None:
     twin = connection("gitlab-twin", spec={"url": "https://gitlab.example.com/main/"})
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB, "gitlab-twin": twin},
-                      pipelines={"ci": pipeline("ci", "gitlab-main", "gitlab-twin")})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB, "gitlab-twin": twin},
+                     pipelines={"ci": pipeline("ci", "gitlab-main", "gitlab-twin")})
     proc = render(root, "ci", tmp_path / "out")
     assert_refused(proc, "`gitlab-main`", "`gitlab-twin`", "https://gitlab.example.com/main")
     assert_nothing_written(tmp_path / "out")
@@ -302,8 +302,8 @@ def repo(tmp_path: Path) -> Path:
             "format": "pypi", "url": "https://pypi.example.com/simple/"},
             credential={"username": "py@user", "password": "py pass:/?"}),
     }
-    return build_repo(tmp_path / "repo", connections=connections,
-                      pipelines={"ci": pipeline("ci", *connections),
+    return make_repo(tmp_path / "repo", connections=connections,
+                     pipelines={"ci": pipeline("ci", *connections),
                                  "small": pipeline("small", "registry")})
 
 
@@ -474,7 +474,7 @@ def test_quotes_in_the_password_and_the_out_path_survive(git_server: GitHttpServ
     password = "it's a 'quoted' pa$$word `id` \\ \" $(id) ;"
     url = git_server.add_repo("org-a/api.git")
     git_server.add_account("ci-bot", password, "org-a")
-    root = build_repo(tmp_path / "repo", connections={"codeup": connection(
+    root = make_repo(tmp_path / "repo", connections={"codeup": connection(
         "codeup", type_="codeup", spec={"url": git_server.url + "/org-a"},
         credential={"username": "ci-bot", "password": password})},
         pipelines={"ci": pipeline("ci", "codeup")})
@@ -496,7 +496,7 @@ def test_quotes_in_the_password_and_the_out_path_survive(git_server: GitHttpServ
 
 
 def test_askpass_never_answers_for_a_host_named_in_the_path(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": connection(
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": connection(
         "gitlab-main", spec={"url": "https://gitlab.example.com"},
         credential={"token": "glpat-main-token"})}, pipelines={"ci": pipeline("ci", "gitlab-main")})
     out = tmp_path / "out"
@@ -519,7 +519,7 @@ def test_askpass_never_answers_for_a_host_named_in_the_path(tmp_path: Path) -> N
 def _github_repo(tmp_path: Path, github: FakeGitHub, **use: Any) -> Path:
     document = pipeline("ci", "gh-app")
     document["uses"][0].update(use)
-    return build_repo(tmp_path / "repo", connections={"gh-app": connection(
+    return make_repo(tmp_path / "repo", connections={"gh-app": connection(
         "gh-app", type_="github-app", spec={
             "apiUrl": github.url, "appId": int(github.app_id),
             "installationId": github.installation_id},

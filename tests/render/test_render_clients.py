@@ -29,7 +29,9 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from kit.build import connection, make_repo, pipeline, sourced
 from kit.keys import ssh_key_pair
+from kit.run import connc
 from kit.servers._net import clean_env, serving
 from kit.servers.git_http import (  # noqa: F401
     GitHttpServer,
@@ -42,7 +44,6 @@ from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
 from kit.servers.kube_api import KubeApiServer, kube_server, run_kubectl  # noqa: F401
 from kit.servers.pypi_index import wheel
 from kit.servers.registry import RegistryServer, registry_server, run_skopeo  # noqa: F401
-from repo_builder import build_repo, connc, connection, pipeline, sourced
 
 pytestmark = pytest.mark.servers
 
@@ -53,8 +54,8 @@ def render(tmp_path: Path, connections: dict[str, dict[str, Any]],
     document = pipeline(pipeline_id, *connections)
     if uses is not None:
         document["uses"] = uses
-    root = build_repo(tmp_path / f"repo-{pipeline_id}", connections=connections,
-                      pipelines={pipeline_id: document})
+    root = make_repo(tmp_path / f"repo-{pipeline_id}", connections=connections,
+                     pipelines={pipeline_id: document})
     out = tmp_path / f"out-{pipeline_id}"
     proc = connc("render", "--pipeline", pipeline_id, "--repo", root, "--out", out)
     assert proc.returncode == 0, proc.stderr

@@ -15,15 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from kit.build import connection, key_env, make_repo, pipeline, sourced
 from kit.keys import ssh_key_pair
+from kit.run import connc
 from kit.servers._net import clean_env
 from kit.servers.sshd import SshdFactory, SshServer, fingerprint, ssh_server, sshd_factory  # noqa: F401
-from repo_builder import build_repo, connc, connection, key_env, pipeline, sourced
 
 
 def _repo(tmp_path: Path, server: SshServer, url: str, private_key: str,
           known_hosts: str) -> Path:
-    return build_repo(tmp_path / "repo", connections={"infra": connection(
+    return make_repo(tmp_path / "repo", connections={"infra": connection(
         "infra", type_="git", spec={"url": url.rsplit("/", 1)[0], "knownHosts": known_hosts},
         credential={"sshPrivateKey": private_key})}, pipelines={"deploy": pipeline(
             "deploy", "infra")})
@@ -86,7 +87,7 @@ class Pair:
 
     def repo(self, root: Path, known_hosts: dict[str, str] | None = None) -> Path:
         pins = {"a": self.a.host_key_line, "b": self.b.host_key_line, **(known_hosts or {})}
-        return build_repo(root, connections={
+        return make_repo(root, connections={
             f"conn-{name}": connection(
                 f"conn-{name}", type_="git",
                 spec={"url": self.urls[name].rsplit("/", 1)[0], "knownHosts": pins[name]},
@@ -189,8 +190,8 @@ def test_two_ssh_connections_to_one_host_and_port_are_refused(tmp_path: Path) ->
             "knownHosts": f"[git.example.com]:2222 {host_key}"},
             credential={"sshPrivateKey": ssh_key_pair()[0]})
         for name in ("org-a", "org-b")}
-    repo = build_repo(tmp_path / "repo", connections=connections,
-                      pipelines={"deploy": pipeline("deploy", *connections)})
+    repo = make_repo(tmp_path / "repo", connections=connections,
+                     pipelines={"deploy": pipeline("deploy", *connections)})
     rendered = connc("render", "--repo", repo, "--pipeline", "deploy", "--out", tmp_path / "out")
     assert rendered.returncode == 1
     assert "`org-a` and `org-b` are both ssh connections to git.example.com port 2222" \

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from repo_builder import MEMBERS, build_repo, connc, connection, key_env, pipeline, write
+from kit.build import MEMBERS, connection, key_env, make_repo, pipeline, write
+from kit.run import connc
 
 CANARY = "canary-4a1f-secret-value"
 K8S = "connections.d/k8s.sops.yaml"
@@ -23,7 +24,7 @@ BOBS = "connections.d/bobs.sops.yaml"
 
 def _repo(root: Path, *, config: dict[str, object] | None = None,
           unsealed: tuple[str, ...] = ()) -> Path:
-    repo = build_repo(root, connections={
+    repo = make_repo(root, connections={
         "k8s": connection("k8s", type_="kubernetes", spec={"server": "https://k8s.example.com"},
                           credential={"token": CANARY}),
         "npm": connection("npm", type_="packages",

@@ -23,6 +23,8 @@ from typing import Any
 import pytest
 import yaml
 
+from kit.build import connection, encrypt, key_env, make_repo, pipeline, replace, sourced, write
+from kit.run import connc
 from kit.servers._net import clean_env, remove_tree, stop_process
 from kit.servers.aws import ACCOUNT, Aws, aws, aws_server, registry_password, spec  # noqa: F401
 from kit.servers.kube_api import KubeApiServer, kube_server  # noqa: F401
@@ -35,8 +37,6 @@ from kit.servers.oidc import (  # noqa: F401
 )
 from kit.servers.pypi_index import TrustedIndex, trusted_index, wheel  # noqa: F401
 from kit.servers.registry import start_registry
-from repo_builder import build_repo, connc, connection, key_env, pipeline, sourced
-from repokit import encrypt, replace, write
 from runnerkit import log_lines, parse_command
 
 pytestmark = pytest.mark.servers
@@ -53,8 +53,8 @@ def render_in_ci(tmp_path: Path, connections: dict[str, dict[str, Any]],
                  uses: list[str] | None = None) -> tuple[Path, subprocess.CompletedProcess[str]]:
     root = tmp_path / "repo"
     if not root.exists():
-        build_repo(root, connections=connections,
-                   pipelines={"ci": pipeline("ci", *(uses or connections))})
+        make_repo(root, connections=connections,
+                  pipelines={"ci": pipeline("ci", *(uses or connections))})
     out = tmp_path / "out"
     proc = connc("render", "ci", "--repo", root, "--out", out, *args, env=key_env(**ci_env))
     return out, proc
@@ -199,8 +199,8 @@ def test_scope_and_seal_are_checked_before_any_token_is_requested(
     ecr = secretless("ecr", "aws-ecr", **spec(aws))
     bobs = secretless("bobs-ecr", "aws-ecr", **spec(aws))
     bobs["metadata"]["owner"] = "bob"
-    root = build_repo(tmp_path / "repo", connections={"ecr": ecr, "bobs-ecr": bobs},
-                      pipelines={"ci": pipeline("ci", "ecr"),
+    root = make_repo(tmp_path / "repo", connections={"ecr": ecr, "bobs-ecr": bobs},
+                     pipelines={"ci": pipeline("ci", "ecr"),
                                  "denied": pipeline("denied", "bobs-ecr")})
     env = key_env(**github_tokens.github_env())
     denied = connc("render", "denied", "--repo", root, "--out", tmp_path / "o1", env=env)
@@ -217,8 +217,8 @@ def test_a_secretless_connection_without_its_seal_is_refused_whatever_requireSea
         tmp_path: Path, aws: Aws, github_tokens: GitHubTokenService) -> None:
     # Its credential stores nothing but the seal: unsealed, it could have been written by
     # anyone with a branch and no key, naming a role their pipeline's identity may assume.
-    root = build_repo(tmp_path / "repo", connections={},
-                      pipelines={"ci": pipeline("ci", "ecr")})
+    root = make_repo(tmp_path / "repo", connections={},
+                     pipelines={"ci": pipeline("ci", "ecr")})
     relpath = "connections.d/ecr.sops.yaml"
     write(root, relpath, secretless("ecr", "aws-ecr", **spec(aws)))
     encrypt(root, relpath, sealed=False)

@@ -26,18 +26,18 @@ import pytest
 
 from connc.credentials import credential_problems
 from connc.secrets import Secret
-from kit.keys import certificate_pem, ec_key, key_pem, new_age_key
-from repokit import (
+from kit.build import (
     TEST_KEY_FILE,
     TEST_RECIPIENT,
     connection,
     encrypt,
     make_repo,
     pipeline,
-    run_connc,
     sops_rules,
     write,
 )
+from kit.keys import certificate_pem, ec_key, key_pem, new_age_key
+from kit.run import run_connc
 
 SENTINEL = "CANARY-s3cr3t-7f2a9"
 SENTINEL_UPPER = "CANARYS3CR3T7F2A9"  # for formats that allow only [A-Z0-9]

@@ -18,7 +18,8 @@ from click.testing import CliRunner, Result
 from connc.cli import cli
 from connc.documents import MAX_FILE_BYTES
 from connc.findings import CODES
-from repokit import TEST_KEY_FILE, run_connc
+from kit.build import TEST_KEY_FILE
+from kit.run import run_connc
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
 FOLDERS = ("valid", "invalid", "invalid-decrypt")

@@ -23,7 +23,7 @@ import pytest
 
 from connc.validate import pool
 from connc.validate.run import PARALLEL_THRESHOLD
-from repokit import REPO_ROOT
+from kit.build import REPO_ROOT
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 import generate  # type: ignore[import-not-found]  # noqa: E402 - bench/: sops-shaped files, fast

@@ -16,7 +16,8 @@ import pytest
 
 from connc.findings import Finding
 from connc.validate.run import validate
-from repokit import connection, make_repo, pipeline, run_connc, write
+from kit.build import connection, make_repo, pipeline, write
+from kit.run import run_connc
 
 BadFile = Callable[[Path, str], None]
 

@@ -18,8 +18,7 @@ import pytest
 from connc.findings import Finding
 from connc.sops import binary
 from connc.validate.run import validate
-from kit.keys import new_age_key
-from repokit import (
+from kit.build import (
     REPO_ROOT,
     TEST_KEY_FILE,
     TEST_RECIPIENT,
@@ -30,6 +29,7 @@ from repokit import (
     sops_env,
     write,
 )
+from kit.keys import new_age_key
 
 RELPATH = "connections.d/gl.sops.yaml"
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from connc.validate.run import PARALLEL_THRESHOLD, validate
-from repokit import connection, make_repo, pipeline, run_connc
+from kit.build import connection, make_repo, pipeline
+from kit.run import run_connc
 
 
 def _codes(root: Path, **kwargs: object) -> set[tuple[str, str]]:
