@@ -16,7 +16,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -29,7 +28,7 @@ from checkkit import canary, run_check
 
 from kit.build import connection, key_env, make_repo
 from kit.keys import new_recipient, ssh_key_pair
-from kit.run import connc
+from kit.run import connc, popen
 from kit.servers._net import serving
 from kit.servers.git_http import GitHttpServer, git_server  # noqa: F401
 from kit.servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
@@ -372,7 +371,7 @@ def test_text_output_is_one_line_per_connection(services: Services, tmp_path: Pa
         "index": _index_connection("index", services.url + "/simple/", services.password),
         "index-wrong": _index_connection("index-wrong", services.url + "/simple/", wrong),
     })
-    proc = connc("check", "--repo", root, env=key_env(NO_PROXY="127.0.0.1"))
+    proc = connc("check", "--repo", root, env=key_env(NO_PROXY="127.0.0.1"), timeout=60)
     assert proc.returncode == 1
     assert services.password not in proc.stdout + proc.stderr
     assert wrong not in proc.stdout + proc.stderr
@@ -409,8 +408,8 @@ def test_sigterm_removes_the_temp_dir(silent_url: str, tmp_path: Path) -> None:
         "silent": _index_connection("silent", silent_url + "/simple/")})
     temp = tmp_path / "check-tmp"
     temp.mkdir()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "connc", "check", "--repo", str(root), "--timeout", "1.5"],
+    process = popen(
+        "check", "--repo", root, "--timeout", "1.5",
         env=key_env(TMPDIR=str(temp)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     try:
@@ -541,8 +540,8 @@ def test_sigterm_ends_a_stuck_check_at_once(tmp_path: Path) -> None:
             for n in range(3)})
         temp = tmp_path / "check-tmp"
         temp.mkdir()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "connc", "check", "--repo", str(root), "--timeout", "120"],
+        process = popen(
+            "check", "--repo", root, "--timeout", "120",
             env=key_env(TMPDIR=str(temp)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         try:

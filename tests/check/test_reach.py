@@ -15,7 +15,6 @@ import io
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,7 +29,7 @@ from connc.check import reach as reach_model
 from connc.check import reach_report, reach_run
 from kit.build import connection, key_env, make_repo
 from kit.keys import ssh_key_pair
-from kit.run import connc
+from kit.run import connc, popen
 from kit.servers.bitbucket_api import FakeBitbucket, bitbucket_api  # noqa: F401
 from kit.servers.git_http import GitHttpServer, git_env, git_server, run_git  # noqa: F401
 from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
@@ -152,7 +151,7 @@ def test_text_output(github_api: FakeGitHub, tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)}, pipelines={
         "deploy": uses("deploy", {"connection": "gh-app", "repositories": ["app"],
                                   "permissions": {"contents": "read"}})})
-    proc = connc("check", "--reach", "--repo", root, env=key_env())
+    proc = connc("check", "--reach", "--repo", root, env=key_env(), timeout=60)
     installation = github_api.installation_id
     assert proc.stdout.splitlines() == [
         f"ok           gh-app  github-app  {github_api.url}/app/installations/{installation}: "
@@ -193,7 +192,7 @@ def test_github_app_branches_bounded_and_the_token_asks_contents(github_api: Fak
     assert github_api.revoked == [minted.token]
 
     text = squeezed(connc("check", "--reach", "--branches", "--repo", root,
-                          env=key_env()).stdout)
+                          env=key_env(), timeout=60).stdout)
     assert "reaches octo-org/app default branch main branches main, release/1.0, " \
            "feature/x" in text
     assert any(line.endswith("b099 and more (the service does not count them)")
@@ -215,7 +214,7 @@ def test_github_app_listing_is_bounded(github_api: FakeGitHub, tmp_path: Path) -
     reach = run_check(root, tmp_path, "--reach").reach("gh-app")
     assert len(reach["items"]) == reach_model.MAX_LISTED
     assert (reach["total"], reach["complete"]) == (reach_model.MAX_LISTED + 120, False)
-    text = connc("check", "--reach", "--repo", root, env=key_env()).stdout
+    text = connc("check", "--reach", "--repo", root, env=key_env(), timeout=60).stdout
     shown = reach_report.TEXT_ITEMS
     assert (f"\n               and {reach_model.MAX_LISTED + 120 - shown} more (--format json "
             f"lists {reach_model.MAX_LISTED - shown} of them)\n") in text
@@ -302,8 +301,8 @@ def test_sigterm_ends_a_reach_at_once(tmp_path: Path) -> None:
                                     credential={"token": canary()}) for n in range(2)})
         temp = tmp_path / "check-tmp"
         temp.mkdir()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "connc", "check", "--reach", "--repo", str(root)],
+        process = popen(
+            "check", "--reach", "--repo", root,
             env=key_env(TMPDIR=str(temp)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         try:
@@ -373,7 +372,7 @@ def test_gitlab_projects_with_roles_paginated_and_beyond_the_url(gitlab_api: Fak
                                 "per_page": "100"}
     assert {s.auth for s in gitlab_api.seen} == {"bearer"}
 
-    text = squeezed(connc("check", "--reach", "--repo", root, env=key_env()).stdout)
+    text = squeezed(connc("check", "--reach", "--repo", root, env=key_env(), timeout=60).stdout)
     assert "reaches acme/empty default branch unknown role unknown" in text
     assert "acme/svc-000 default branch main Maintainer" in text
 
@@ -433,7 +432,7 @@ def test_a_service_echoing_the_credential_is_redacted(gitlab_api: FakeGitLab,
     assert item["name"] == "acme/[redacted]"
     assert item["defaultBranch"] == "[redacted]"
     assert item["branches"]["names"] == ["[redacted]", "main"]
-    text = connc("check", "--reach", "--branches", "--repo", root, env=key_env())
+    text = connc("check", "--reach", "--branches", "--repo", root, env=key_env(), timeout=60)
     assert token not in text.stdout + text.stderr
     assert "acme/[redacted]" in text.stdout
 
@@ -810,10 +809,10 @@ def test_usage_and_keys(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", connections={"idx": connection(
         "idx", type_="packages", credential={"username": "u", "password": "p"},
         spec={"format": "pypi", "url": "http://127.0.0.1:1/simple/"})})
-    branches_alone = connc("check", "--branches", "--repo", root, env=key_env())
+    branches_alone = connc("check", "--branches", "--repo", root, env=key_env(), timeout=60)
     assert branches_alone.returncode == 2
     assert "--branches lists branches with --reach" in branches_alone.stderr
-    no_key = connc("check", "--reach", "--repo", root, env={**key_env(),
-                                                             "SOPS_AGE_KEY_FILE": "/nonexistent"})
+    no_key = connc("check", "--reach", "--repo", root,
+                   env={**key_env(), "SOPS_AGE_KEY_FILE": "/nonexistent"}, timeout=60)
     assert no_key.returncode == 2
     assert "no usable key: SOPS_AGE_KEY_FILE=/nonexistent: no such file" in no_key.stderr

@@ -45,7 +45,7 @@ def test_an_echoed_basic_header_or_encoded_password_is_redacted(tmp_path: Path) 
             "reg", type_="container-registry", spec={"registry": f"127.0.0.1:{server.port}"},
             credential={"username": "reader", "password": password})})
         ran = run_check(root, tmp_path, "--reach", hidden=[password, *echoed])
-        text = connc("check", "--reach", "--repo", root, env=key_env())
+        text = connc("check", "--reach", "--repo", root, env=key_env(), timeout=60)
     assert ran.status("reg") == "ok", ran.outcomes
     assert [item["name"] for item in ran.reach("reg")["items"]] == ["x/[redacted]"] * 3
     for form in [password, *echoed]:
@@ -159,7 +159,7 @@ def test_permission_names_a_github_sends_are_shown_printable(github_api: FakeGit
         spec={"apiUrl": github_api.url, "appId": int(github_api.app_id),
               "installationId": github_api.installation_id})},
         pipelines={"ci": pipeline("ci", "gh")})
-    text = connc("check", "--reach", "--repo", root, env=key_env())
+    text = connc("check", "--reach", "--repo", root, env=key_env(), timeout=60)
     assert text.returncode == 0, text.stderr
     assert "\x1b" not in text.stdout
     assert not [line for line in text.stdout.splitlines() if line.startswith("::error::")]

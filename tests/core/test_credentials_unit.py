@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-import fakesops
 from connc import credentials, process, seal
 from connc.credentials import (
     SECRET_PLACEHOLDER,
@@ -29,6 +28,7 @@ from connc.credentials import (
 from connc.errors import UsageError
 from connc.secrets import Secret
 from connc.sops import binary
+from kit import fakesops
 from kit.build import TEST_KEY_FILE, connection, encrypt, make_repo, write
 from kit.keys import certificate_pem, ec_key, key_pem, rsa_key, ssh_key_pair
 

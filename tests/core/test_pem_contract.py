@@ -5,13 +5,11 @@ repaired, and the message says how to write it instead. No line of the key is ev
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from pathlib import Path
 
-from kit.build import REPO_ROOT, TEST_KEY_FILE, connection, make_repo, pipeline, sops_env
+from kit.build import REPO_ROOT, TEST_KEY_FILE, connection, make_repo, pipeline
 from kit.keys import certificate_pem, ec_key, key_pem, rsa_key, ssh_key_pair
-from kit.run import run_connc
+from kit.run import connc
 
 ESCAPED = "holds `\\n` where its lines should break"
 
@@ -65,7 +63,7 @@ def test_every_pem_field_is_refused_with_the_fix_by_validate_and_render(tmp_path
                                        escaped(ca).encode()).decode()}),
     }, pipelines={"deploy": pipeline("deploy", "gh")})
 
-    checked = run_connc("validate", "--decrypt", "--repo", str(repo), key_file=TEST_KEY_FILE)
+    checked = connc("validate", "--decrypt", "--repo", str(repo), key=TEST_KEY_FILE, cwd=REPO_ROOT)
     assert checked.returncode == 1, checked.stderr
     shown = checked.stdout + checked.stderr
     for line in secrets:
@@ -87,8 +85,8 @@ def test_every_pem_field_is_refused_with_the_fix_by_validate_and_render(tmp_path
         assert any(ESCAPED in text and text.endswith(fix) for text in lines), (connection_id,
                                                                                shown)
 
-    rendered = run_connc("render", "--pipeline", "deploy", "--repo", str(repo), "--out",
-                         str(tmp_path / "bundle"), key_file=TEST_KEY_FILE)
+    rendered = connc("render", "--pipeline", "deploy", "--repo", str(repo), "--out",
+                     str(tmp_path / "bundle"), key=TEST_KEY_FILE, cwd=REPO_ROOT)
     assert rendered.returncode == 1, rendered.stderr
     assert not (tmp_path / "bundle").exists()
     assert ESCAPED in rendered.stderr and fixes["gh"] in rendered.stderr
@@ -103,10 +101,7 @@ def test_secret_set_refuses_an_escaped_key_and_says_how_to_set_it(tmp_path: Path
         spec={"clientId": "Iv23liFAKE0000000000", "installationId": 4242})})
     before = (repo / "connections.d/gh.sops.yaml").read_bytes()
     pasted = escaped(key_pem(rsa_key(1)))  # another key than the file's
-    ran = subprocess.run([sys.executable, "-m", "connc", "secret", "set", "gh", "privateKey",
-                          "--repo", str(repo)], input=pasted, cwd=REPO_ROOT,
-                         env=sops_env(TEST_KEY_FILE), capture_output=True, text=True,
-                         timeout=120, check=False)
+    ran = connc("secret", "set", "gh", "privateKey", "--repo", repo, input=pasted, cwd=REPO_ROOT)
     assert ran.returncode == 1, ran.stderr
     assert ESCAPED in ran.stderr
     assert "`connc secret set gh privateKey < key.pem`" in ran.stderr

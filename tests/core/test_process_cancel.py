@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import fakesops
 from connc import http, process
 from connc.sops import binary
+from kit import fakesops
 from kit.build import TEST_KEY_FILE, connection, make_repo
 
 

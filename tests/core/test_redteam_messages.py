@@ -33,7 +33,7 @@ def test_a_recipient_with_control_characters_is_shown_printable(tmp_path: Path) 
                 ["render", "ci", "--out", str(tmp_path / "out")], ["seal", "gl"],
                 ["check", "gl"]]
     for args in commands:
-        ran = connc(args[0], "--repo", root, *args[1:], env=key_env())
+        ran = connc(args[0], "--repo", root, *args[1:], env=key_env(), timeout=60)
         assert ran.returncode in (0, 1, 2), (args, ran.stderr)  # keys: a view, exit 0
         assert _forged_lines(ran.stdout + ran.stderr) == [], args
         assert "RED" in ran.stdout + ran.stderr, args  # named all the same
@@ -58,13 +58,13 @@ def _layout_with_names(tmp_path: Path) -> Path:
 
 
 def test_keys_names_unreadable_files_printable(tmp_path: Path) -> None:
-    ran = connc("keys", "--repo", _layout_with_names(tmp_path), env=key_env())
+    ran = connc("keys", "--repo", _layout_with_names(tmp_path), env=key_env(), timeout=60)
     assert "could not be read" in ran.stderr
     assert _forged_lines(ran.stdout + ran.stderr) == []
 
 
 def test_validate_shows_file_names_and_keys_printable(tmp_path: Path) -> None:
-    ran = connc("validate", "--repo", _layout_with_names(tmp_path), env=key_env())
+    ran = connc("validate", "--repo", _layout_with_names(tmp_path), env=key_env(), timeout=60)
     assert ran.returncode == 1
     assert _forged_lines(ran.stdout + ran.stderr) == []
 

@@ -14,15 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from connc.repository import NAME_IN_DOUBT
-from kit.build import TEST_KEY_FILE, commit, git, write
-from kit.run import run_connc
+from kit.build import REPO_ROOT, TEST_KEY_FILE, commit, git, write
+from kit.run import connc
 
 SNEAK = {"apiVersion": "connc/v1", "kind": "Pipeline",
          "metadata": {"id": "sneak", "owner": "bob"}, "uses": [{"connection": "reg"}]}
 
 
 def _diff(repo: Path) -> tuple[int, dict[str, Any]]:
-    ran = run_connc("diff", "--repo", str(repo), "main~1", "main", "--format", "json")
+    ran = connc("diff", "--repo", str(repo), "main~1", "main", "--format", "json", key=None,
+                cwd=REPO_ROOT)
     assert ran.returncode in (0, 1), ran.stderr
     return ran.returncode, json.loads(ran.stdout)
 
@@ -60,8 +61,8 @@ def test_the_repository_directory_swapped_for_a_symlink_fails_closed(
     # The harm: render, given the `--repo` it always had, reads the copy and hands bob's
     # registry password to a pipeline nobody reviewed.
     out = tmp_path / "bundle"
-    ran = run_connc("render", "sneak", "--repo", str(outer / "infra"), "--out", str(out),
-                    key_file=TEST_KEY_FILE)
+    ran = connc("render", "sneak", "--repo", str(outer / "infra"), "--out", str(out),
+                key=TEST_KEY_FILE, cwd=REPO_ROOT)
     assert ran.returncode == 0, ran.stderr
     bundle = "".join(path.read_text() for path in out.rglob("*") if path.is_file())
     assert base64.b64encode(b"robot:fake-password").decode() in bundle
@@ -73,8 +74,8 @@ def test_the_repository_directory_swapped_for_a_symlink_fails_closed(
         code, data = _diff(work_tree / "infra")
         assert code == 1, data
         assert ("a symlink", ".", "head", ["nobody"]) in _doubtful(data), data
-        ran = run_connc("approvals", "--repo", str(work_tree / "infra"), "main~1", "main",
-                        "--approved-by", "alice,bob,carol,dave")
+        ran = connc("approvals", "--repo", str(work_tree / "infra"), "main~1", "main",
+                    "--approved-by", "alice,bob,carol,dave", key=None, cwd=REPO_ROOT)
         assert ran.returncode == 1, ran.stdout + ran.stderr
 
 
@@ -92,8 +93,8 @@ def test_a_case_variant_of_the_repository_directory_fails_closed(estate: Path,
     assert code == 1, data
     assert [(change, file, at) for change, file, at, _approvers in _doubtful(data)] == [
         (NAME_IN_DOUBT, "../Infra", "head")]
-    ran = run_connc("approvals", "--repo", str(outer / "infra"), "main~1", "main",
-                    "--approved-by", "alice,bob,carol,dave")
+    ran = connc("approvals", "--repo", str(outer / "infra"), "main~1", "main",
+                "--approved-by", "alice,bob,carol,dave", key=None, cwd=REPO_ROOT)
     assert ran.returncode == 1, ran.stdout + ran.stderr
 
 

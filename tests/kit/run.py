@@ -1,5 +1,9 @@
-"""Running connc as the tests do: `python -m connc` in a fresh interpreter, output captured;
-and a spy on the processes connc itself starts."""
+"""Every way the tests run connc: `python -m connc` in a fresh interpreter, to completion
+(`connc`) or started for a signal or a timing (`popen`), optionally behind a fake sops
+(`argv(sops=)`); and a spy on the processes connc itself starts.
+
+A run gets the test key unless `key=None` (a keyless CI job), or exactly `env` when given.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +14,41 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from kit.build import REPO_ROOT, key_env, sops_env
+from kit.build import TEST_KEY_FILE, sops_env
+
+Arg = str | os.PathLike[str]
+
+# connc finds sops with `connc.sops.binary.executable()`: the bootstrap points it at a fake,
+# then runs connc's real entry point, so signals, exit codes and output are a user's.
+_FAKE_SOPS_BOOTSTRAP = ("import sys; import connc.sops.binary as s; fake = sys.argv.pop(1); "
+                        "s.executable = lambda: fake; from connc.__main__ import main; main()")
 
 
-def run_connc(*args: str, key_file: Path | None = None,
-              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m connc ARGS` in a fresh interpreter, capturing stdout and stderr."""
-    return subprocess.run([sys.executable, "-m", "connc", *args], cwd=cwd or REPO_ROOT,
-                          env=sops_env(key_file), capture_output=True, text=True, timeout=120,
-                          check=False)
+def argv(*args: Arg, sops: Path | None = None) -> list[str]:
+    """The argv of `connc ARGS` in this interpreter; with `sops`, that file is its sops."""
+    if sops is not None:
+        return [sys.executable, "-c", _FAKE_SOPS_BOOTSTRAP, str(sops), *map(str, args)]
+    return [sys.executable, "-m", "connc", *map(str, args)]
 
 
-def connc(*args: str | os.PathLike[str], env: Mapping[str, str] | None = None,
-          timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    """`python -m connc ARGS` in a fresh interpreter, as a pipeline runs it; output captured."""
-    return subprocess.run([sys.executable, "-m", "connc", *map(str, args)],
-                          env=dict(env if env is not None else key_env()),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          timeout=timeout, check=False)
+def _env(key: Path | None, env: Mapping[str, str] | None) -> dict[str, str]:
+    return dict(env) if env is not None else sops_env(key)
+
+
+def connc(*args: Arg, key: Path | None = TEST_KEY_FILE, env: Mapping[str, str] | None = None,
+          cwd: Path | None = None, input: str | None = None,
+          timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`connc ARGS` to completion, output captured; stdin is `input`, else empty."""
+    return subprocess.run(argv(*args), env=_env(key, env), cwd=cwd, input=input,
+                          stdin=subprocess.DEVNULL if input is None else None,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def popen(*args: Arg, key: Path | None = TEST_KEY_FILE, env: Mapping[str, str] | None = None,
+          cwd: Path | None = None, sops: Path | None = None,
+          **popen_kw: Any) -> subprocess.Popen[Any]:
+    """`connc ARGS` started, for a test that signals it or watches it run; the caller waits."""
+    return subprocess.Popen(argv(*args, sops=sops), env=_env(key, env), cwd=cwd, **popen_kw)
 
 
 def spy_on_processes(monkeypatch: Any) -> list[dict[str, Any]]:

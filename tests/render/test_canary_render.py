@@ -196,7 +196,7 @@ def _render(repo: CanaryRepo, pipeline_id: str, workdir: Path, fmt: str,
         before(out)
     env = key_env(GITHUB_ENV=str(github_env), NO_PROXY="127.0.0.1")
     proc = connc("render", "--pipeline", pipeline_id, "--repo", repo.root, "--out", out,
-                 "--format", fmt, env=env)
+                 "--format", fmt, env=env, timeout=60)
     return Run(fmt, out, github_env, proc)
 
 
@@ -247,7 +247,7 @@ def test_a_successful_render_prints_no_secret(canary_repo: CanaryRepo, tmp_path:
     assert canary("gitlab-token") in (runs[0].out / "git/askpass").read_text()
     assert TOKEN in (runs[0].out / "github/gh-app.json").read_text()
     for run in runs:
-        cleaned = connc("clean", run.out, env=key_env(NO_PROXY="127.0.0.1"))
+        cleaned = connc("clean", run.out, env=key_env(NO_PROXY="127.0.0.1"), timeout=60)
         assert cleaned.returncode == 0
         assert_clean(cleaned.stdout + cleaned.stderr, "connc clean", forbidden)
 

@@ -38,7 +38,7 @@ def test_a_scope_is_fetched_from_its_registry_and_the_rest_from_the_default(
         "public": npm_connection("public", npm_registry.url(prefix="/public/")),
     }, pipelines={"ci": pipeline("ci", "acme", "public")})
     out = tmp_path / "out"
-    proc = connc("render", "ci", "--repo", root, "--out", out)
+    proc = connc("render", "ci", "--repo", root, "--out", out, timeout=60)
     assert proc.returncode == 0, proc.stderr
     npmrc = (out / "npm" / "npmrc").read_text()
     assert f"\nregistry=\"{npm_registry.url(prefix='/public/')}\"\n" in npmrc
@@ -77,7 +77,7 @@ def test_validate_and_render_refuse_what_npm_could_not_read_back(tmp_path: Path,
         pipelines={"ci": pipeline("ci", "pkg")})
     found = [f for f in validate(root).findings if f.severity.value == "error"]
     assert [f.code for f in found] == ["CONNC102"], found
-    proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out")
+    proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out", timeout=60)
     assert proc.returncode == 1 and "npmScopes" in proc.stderr, proc.stderr
 
 
@@ -89,7 +89,7 @@ def test_a_scope_listed_twice_is_refused_by_validate_and_render(tmp_path: Path) 
     [found] = validate(root).findings
     assert (found.code, found.message) == (
         "CONNC102", "`spec.npmScopes[1]` repeats `@acme`; list each scope once")
-    proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out")
+    proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out", timeout=60)
     assert proc.returncode == 1
     assert f"{found.path}:{found.line}:{found.column}: CONNC102 {found.message}" in proc.stderr
 
@@ -99,7 +99,7 @@ def test_one_scope_served_by_two_connections_is_refused(tmp_path: Path) -> None:
         "one": npm_connection("one", "https://npm.example.com/one/", npmScopes=["@acme"]),
         "two": npm_connection("two", "https://npm.example.com/two/", npmScopes=["@acme"]),
     }, pipelines={"ci": pipeline("ci", "one", "two")})
-    proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out")
+    proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out", timeout=60)
     assert proc.returncode == 1
     assert "connections `one` and `two` both serve the npm scope @acme" in proc.stderr
     assert not (tmp_path / "out").exists()

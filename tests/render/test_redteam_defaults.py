@@ -77,7 +77,7 @@ def test_the_order_of_uses_matters_exactly_where_diff_says(repo: Path, tmp_path:
     bundles = []
     for order in ("ab", "ba"):
         out = tmp_path / order
-        ran = connc("render", f"{kind}-{order}", "--repo", repo, "--out", out)
+        ran = connc("render", f"{kind}-{order}", "--repo", repo, "--out", out, timeout=60)
         assert ran.returncode == 0, ran.stderr
         bundles.append(_lines(out, f"{kind}-{order}"))
     roles = {default_role(type_, spec) for spec in specs}

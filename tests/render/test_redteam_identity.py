@@ -36,7 +36,7 @@ def test_junk_in_the_id_tokens_variable_is_refused(tmp_path: Path, claims: bytes
             pipelines={"ci": pipeline("ci", "ecr")})
         value = f"{_part(b'{}')}.{_part(claims)}.{SENTINEL}"
         proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out",
-                     env=key_env(GITLAB_CI="true", AWS_ID_TOKEN=value))
+                     env=key_env(GITLAB_CI="true", AWS_ID_TOKEN=value), timeout=60)
     assert proc.returncode == 1, proc.stderr
     assert "the GitLab CI variable AWS_ID_TOKEN (connection `ecr`)" in proc.stderr
     assert "internal error" not in proc.stderr and SENTINEL not in proc.stdout + proc.stderr

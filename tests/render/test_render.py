@@ -13,7 +13,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from urllib.parse import quote
 
 import pytest
 
+from kit.actions_runner import log_lines, parse_command, parse_env_file
 from kit.build import (
     MEMBERS,
     TEST_KEY_FILE,
@@ -33,10 +33,9 @@ from kit.build import (
     write,
 )
 from kit.keys import new_recipient, ssh_key_pair
-from kit.run import connc
+from kit.run import connc, popen
 from kit.servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
 from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
-from runnerkit import log_lines, parse_command, parse_env_file
 
 GITLAB = connection("gitlab-main", spec={"url": "https://gitlab.example.com/main"},
                     credential={"token": "glpat-main-token"})
@@ -51,7 +50,7 @@ def render(root: Path, pipeline_id: str, out: Path | None, *extra: str,
     args: list[str | Path] = ["render", "--pipeline", pipeline_id, "--repo", root]
     if out is not None:
         args += ["--out", out]
-    return connc(*args, *extra, env=env)
+    return connc(*args, *extra, env=env, timeout=60)
 
 
 def assert_nothing_written(out: Path) -> None:
@@ -78,7 +77,7 @@ def test_scope_denial_is_refused_as_validate_reports_it_before_decrypting(tmp_pa
         "gitlab-main": GITLAB,
         "bobs": connection("bobs", owner="bob", spec={"url": "https://gitlab.example.com/bob"}),
     }, pipelines={"ci": pipeline("ci", "gitlab-main", "bobs")}, locked={"bobs": new_recipient()})
-    validated = connc("validate", "--repo", root, "--format", "json")
+    validated = connc("validate", "--repo", root, "--format", "json", timeout=60)
     [finding] = json.loads(validated.stdout)["findings"]
     assert finding["code"] == "CONNC301"
 
@@ -127,7 +126,7 @@ def test_an_id_that_is_no_id_is_a_usage_error_before_anything_is_read(
     root = make_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
     write(root, "docs/evil.yaml", pipeline("evil", "gitlab-main"))
     for args in (["render", pipeline_id], ["render", "--pipeline", pipeline_id]):
-        proc = connc(*args, "--repo", root, "--out", tmp_path / "out")
+        proc = connc(*args, "--repo", root, "--out", tmp_path / "out", timeout=60)
         assert proc.returncode == 2, proc.stderr
         assert "an id is 1-63 lowercase letters" in proc.stderr and "\ny" not in proc.stderr
         assert_nothing_written(tmp_path / "out")
@@ -187,9 +186,8 @@ def test_sigterm_while_decrypting_leaves_nothing_and_no_sops_running(tmp_path: P
     env.pop("SOPS_AGE_KEY_FILE")
     env["SOPS_AGE_KEY_CMD"] = f"sh -c 'touch {marker}; sleep 30; cat {TEST_KEY_FILE}'"
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "connc", "render", "--repo", str(root),
-                             "--pipeline", "ci", "--out", str(out)], env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = popen("render", "--repo", root, "--pipeline", "ci", "--out", out, env=env,
+                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while not marker.exists():
@@ -564,15 +562,15 @@ def test_github_refusals_leave_nothing(github_api: FakeGitHub, tmp_path: Path, s
 def test_clean_removes_a_bundle_and_refuses_anything_else(repo: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert render(repo, "small", out).returncode == 0
-    proc = connc("clean", out)
+    proc = connc("clean", out, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert not out.exists()
-    assert "nothing to clean" in connc("clean", out).stderr
+    assert "nothing to clean" in connc("clean", out, timeout=60).stderr
 
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "data.txt").write_text("keep\n")
-    proc = connc("clean", precious)
+    proc = connc("clean", precious, timeout=60)
     assert_refused(proc, "not a connc bundle")
     assert (precious / "data.txt").read_text() == "keep\n"
 

@@ -57,7 +57,7 @@ def render(tmp_path: Path, connections: dict[str, dict[str, Any]],
     root = make_repo(tmp_path / f"repo-{pipeline_id}", connections=connections,
                      pipelines={pipeline_id: document})
     out = tmp_path / f"out-{pipeline_id}"
-    proc = connc("render", "--pipeline", pipeline_id, "--repo", root, "--out", out)
+    proc = connc("render", "--pipeline", pipeline_id, "--repo", root, "--out", out, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -526,7 +526,7 @@ def test_github_app_token_is_minted_narrowed_and_used_by_git(app: AppSetup) -> N
     assert entry["keepsAppKey"] is False and entry["tokenExpiresAt"]
     assert "privateKey" not in _state(out)  # by default the App key stays out of the job
 
-    cleaned = connc("clean", out)
+    cleaned = connc("clean", out, timeout=60)
     assert cleaned.returncode == 0, cleaned.stderr
     assert app.github.revoked == [token]
     assert not out.exists()
@@ -570,7 +570,7 @@ def test_refresh_keeps_the_app_key_and_remints_before_expiry(app: AppSetup) -> N
     assert _state(out)["token"] == fresh
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
 
-    assert connc("clean", out).returncode == 0
+    assert connc("clean", out, timeout=60).returncode == 0
     assert app.github.revoked == [fresh]
     assert not out.exists()
 

@@ -35,7 +35,7 @@ def _render(tmp_path: Path, connections: dict[str, dict[str, Any]]) -> Path:
     root = make_repo(tmp_path / "repo", connections=connections,
                      pipelines={"ci": pipeline("ci", *connections)})
     out = tmp_path / "out"
-    proc = connc("render", "--pipeline", "ci", "--repo", root, "--out", out)
+    proc = connc("render", "--pipeline", "ci", "--repo", root, "--out", out, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return out
 

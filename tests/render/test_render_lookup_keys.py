@@ -196,7 +196,7 @@ def test_npm_finds_the_token_of_a_mixed_case_registry_url(npm_registry: NpmRegis
         "npm", type_="packages", spec={"format": "npm", "url": url},
         credential={"token": token})}, pipelines={"ci": pipeline("ci", "npm")})
     out = tmp_path / "out"
-    proc = connc("render", "--pipeline", "ci", "--repo", root, "--out", out)
+    proc = connc("render", "--pipeline", "ci", "--repo", root, "--out", out, timeout=60)
     assert proc.returncode == 0, proc.stderr
     env = _npm_env(tmp_path)
     home = tmp_path / "npm-home"
@@ -302,7 +302,7 @@ def test_pip_downloads_from_a_mixed_case_index_url(pypi_index: PypiIndex,
         credential={"username": pypi_index.username, "password": pypi_index.password})},
         pipelines={"ci": pipeline("ci", "pypi")})
     out = tmp_path / "out"
-    proc = connc("render", "--pipeline", "ci", "--repo", root, "--out", out)
+    proc = connc("render", "--pipeline", "ci", "--repo", root, "--out", out, timeout=60)
     assert proc.returncode == 0, proc.stderr
     parser = configparser.RawConfigParser()
     parser.read(out / "pip/pip.conf")

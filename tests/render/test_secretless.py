@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 import yaml
 
+from kit.actions_runner import log_lines, parse_command
 from kit.build import connection, encrypt, key_env, make_repo, pipeline, replace, sourced, write
 from kit.run import connc
 from kit.servers._net import clean_env, remove_tree, stop_process
@@ -37,7 +38,6 @@ from kit.servers.oidc import (  # noqa: F401
 )
 from kit.servers.pypi_index import TrustedIndex, trusted_index, wheel  # noqa: F401
 from kit.servers.registry import start_registry
-from runnerkit import log_lines, parse_command
 
 pytestmark = pytest.mark.servers
 ECR_HOST = f"{ACCOUNT}.dkr.ecr.eu-central-1.amazonaws.com"
@@ -56,7 +56,8 @@ def render_in_ci(tmp_path: Path, connections: dict[str, dict[str, Any]],
         make_repo(root, connections=connections,
                   pipelines={"ci": pipeline("ci", *(uses or connections))})
     out = tmp_path / "out"
-    proc = connc("render", "ci", "--repo", root, "--out", out, *args, env=key_env(**ci_env))
+    proc = connc("render", "ci", "--repo", root, "--out", out, *args, env=key_env(**ci_env),
+                 timeout=60)
     return out, proc
 
 
@@ -203,11 +204,12 @@ def test_scope_and_seal_are_checked_before_any_token_is_requested(
                      pipelines={"ci": pipeline("ci", "ecr"),
                                  "denied": pipeline("denied", "bobs-ecr")})
     env = key_env(**github_tokens.github_env())
-    denied = connc("render", "denied", "--repo", root, "--out", tmp_path / "o1", env=env)
+    denied = connc("render", "denied", "--repo", root, "--out", tmp_path / "o1", env=env,
+                   timeout=60)
     assert denied.returncode == 1 and "CONNC301" in denied.stderr
     # A role redirected in review without a reseal: the seal refuses it, before any request.
     replace(root, "connections.d/ecr.sops.yaml", "role/ci-push", "role/admin")
-    tampered = connc("render", "ci", "--repo", root, "--out", tmp_path / "o2", env=env)
+    tampered = connc("render", "ci", "--repo", root, "--out", tmp_path / "o2", env=env, timeout=60)
     assert tampered.returncode == 1
     assert "spec.roleArn" in tampered.stderr and "connc seal ecr" in tampered.stderr
     assert github_tokens.issued == [] and aws.assumed == []
@@ -223,11 +225,11 @@ def test_a_secretless_connection_without_its_seal_is_refused_whatever_requireSea
     write(root, relpath, secretless("ecr", "aws-ecr", **spec(aws)))
     encrypt(root, relpath, sealed=False)
     assert not (root / "connc.yaml").exists()  # no requireSeals
-    checked = connc("validate", "--repo", root)
+    checked = connc("validate", "--repo", root, timeout=60)
     assert checked.returncode == 1 and "CONNC413" in checked.stdout
     assert "secretless" in checked.stdout
     env = key_env(**github_tokens.github_env())
-    refused = connc("render", "ci", "--repo", root, "--out", tmp_path / "out", env=env)
+    refused = connc("render", "ci", "--repo", root, "--out", tmp_path / "out", env=env, timeout=60)
     assert refused.returncode == 1, refused.stderr
     assert "has no seal" in refused.stderr and "connc seal ecr" in refused.stderr
     assert github_tokens.issued == [] and aws.assumed == []
@@ -293,7 +295,7 @@ def test_pypi_publish_uploads_with_twine(tmp_path: Path, trusted_index: TrustedI
     # Rendered again: a fresh ID token (the index refuses one used before).
     out2 = tmp_path / "out2"
     again = connc("render", "ci", "--repo", tmp_path / "repo", "--out", out2,
-                  env=key_env(**github_tokens.github_env()))
+                  env=key_env(**github_tokens.github_env()), timeout=60)
     assert again.returncode == 0, again.stderr
     assert len({issued.jti for issued in github_tokens.issued}) == 2
     assert trusted_index.refusals == []
@@ -383,10 +385,11 @@ def test_kubernetes_static_under_gitlab(tmp_path: Path, kube_server: KubeApiServ
 def test_id_token_prints_for_kubectl_only(tmp_path: Path,
                                           github_tokens: GitHubTokenService) -> None:
     args = ("id-token", "--audience", "kubernetes", "--exec-credential")
-    by_hand = connc(*args, env=key_env(**github_tokens.github_env()))
+    by_hand = connc(*args, env=key_env(**github_tokens.github_env()), timeout=60)
     assert by_hand.returncode == 1 and "for kubectl only" in by_hand.stderr
     assert github_tokens.issued == []
-    ran = connc(*args, env=key_env(**github_tokens.github_env(KUBERNETES_EXEC_INFO="{}")))
+    ran = connc(*args, env=key_env(**github_tokens.github_env(KUBERNETES_EXEC_INFO="{}")),
+                timeout=60)
     assert ran.returncode == 0, ran.stderr
     credential = json.loads(ran.stdout)
     assert credential["kind"] == "ExecCredential"
@@ -394,7 +397,7 @@ def test_id_token_prints_for_kubectl_only(tmp_path: Path,
     assert credential["status"]["expirationTimestamp"].endswith("Z")
     assert ran.stderr == ""
     refused = connc(*args, env=key_env(**github_tokens.github_env(
-        KUBERNETES_EXEC_INFO="{}", GITHUB_EVENT_NAME="pull_request_target")))
+        KUBERNETES_EXEC_INFO="{}", GITHUB_EVENT_NAME="pull_request_target")), timeout=60)
     assert refused.returncode == 1 and len(github_tokens.issued) == 1
 
 
