@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from connc.errors import GitHubError
 from connc.github.apps import GitHubApp, InstallationToken, jwt_for_app, revoke_installation_token
 from connc.secrets import Secret
 from kit.keys import ec_key, key_pem
+from kit.servers._net import LOOPBACK, free_port
 from kit.servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
 
 CANARY_TOKEN = "ghs_CANARYcanaryCANARY0123456789abcdefXYZ"
@@ -40,11 +40,7 @@ def make_app(fake: FakeGitHub, *, pem: str | None = None, app_id: str | None = N
 
 
 def closed_port_url() -> str:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}"
+    return f"http://{LOOPBACK}:{free_port()}"
 
 
 # --- minting ----------------------------------------------------------------------------------

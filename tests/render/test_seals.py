@@ -6,16 +6,14 @@ it. A refusal leaves nothing behind, names the field, and never shows a secret.
 
 from __future__ import annotations
 
-import http.server
 import re
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from kit.build import MEMBERS, connection, key_env, make_repo, pipeline, write
 from kit.run import connc
+from kit.servers.hostile import recording_server
 
 CANARY = "canary-4a1f-secret-value"
 K8S = "connections.d/k8s.sops.yaml"
@@ -209,42 +207,15 @@ def test_require_seals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # ---------------------------------------------------------------------------- check
 
 
-class _Counting(http.server.BaseHTTPRequestHandler):
-    hits: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        type(self).hits.append(self.path)
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
-@pytest.fixture
-def counting_server() -> Iterator[tuple[str, list[str]]]:
-    hits: list[str] = []
-    handler = type("Handler", (_Counting,), {"hits": hits})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def test_check_sends_nothing_for_a_mismatched_seal(repo: Path, counting_server: tuple[
-        str, list[str]]) -> None:
-    url, hits = counting_server
-    edit(repo, "connections.d/npm.sops.yaml", "url: https://npm.example.com/", f"url: {url}/")
-    ran = connc("check", "npm", "--repo", repo, "--timeout", "2", timeout=60)
-    assert ran.returncode == 1 and "changed since the credential was sealed" in ran.stdout
-    assert hits == []  # the credential went nowhere
-    assert CANARY not in ran.stdout + ran.stderr
-    # Resealed by a key holder, check asks the server.
-    assert connc("seal", "npm", "--repo", repo, timeout=60).returncode == 0
-    connc("check", "npm", "--repo", repo, "--timeout", "2", timeout=60)
-    assert hits
+def test_check_sends_nothing_for_a_mismatched_seal(repo: Path) -> None:
+    with recording_server() as server:
+        edit(repo, "connections.d/npm.sops.yaml", "url: https://npm.example.com/",
+             f"url: {server.url()}/")
+        ran = connc("check", "npm", "--repo", repo, "--timeout", "2", timeout=60)
+        assert ran.returncode == 1 and "changed since the credential was sealed" in ran.stdout
+        assert server.seen == []  # the credential went nowhere
+        assert CANARY not in ran.stdout + ran.stderr
+        # Resealed by a key holder, check asks the server.
+        assert connc("seal", "npm", "--repo", repo, timeout=60).returncode == 0
+        connc("check", "npm", "--repo", repo, "--timeout", "2", timeout=60)
+        assert server.seen
