@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from repokit import REPO_ROOT
+from kit.build import REPO_ROOT
 
 GUIDE = REPO_ROOT / "docs" / "getting-started.md"
 BIN = Path(sys.executable).parent

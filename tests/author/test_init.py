@@ -16,17 +16,10 @@ import yaml
 from connc.author.init import init
 from connc.errors import UsageError
 from connc.validate.run import validate
-from repokit import (
-    REPO_ROOT,
-    TEST_RECIPIENT,
-    assert_github_schema,
-    assert_zizmor_finds_nothing,
-    clone_of_working_tree,
-    git,
-    new_age_key,
-    run_connc,
-    venv_tool,
-)
+from kit.build import REPO_ROOT, TEST_RECIPIENT, clone_of_working_tree, git
+from kit.keys import new_age_key
+from kit.run import connc
+from kit.workflows import assert_github_schema, assert_zizmor_finds_nothing, venv_tool
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -46,8 +39,8 @@ def fresh(tmp_path: Path) -> tuple[Path, Path]:
 
 def test_init_writes_a_repository_that_validates_clean(fresh: tuple[Path, Path]) -> None:
     repo, key = fresh
-    ran = run_connc("init", str(repo), "--owner", "alice", "--new-key", str(key),
-                    "--github", "alice-gh")
+    ran = connc("init", str(repo), "--owner", "alice", "--new-key", str(key),
+                "--github", "alice-gh", key=None, cwd=REPO_ROOT)
     assert ran.returncode == 0, ran.stderr
     for name in (".sops.yaml", "members.yaml", "connc.yaml", "connections.d", "pipelines.d",
                  ".github/workflows/validate.yml", ".github/workflows/access-review.yml",
@@ -60,14 +53,15 @@ def test_init_writes_a_repository_that_validates_clean(fresh: tuple[Path, Path])
     assert members["users"]["alice"] == {"github": "alice-gh", "recipients": [public]}
     assert public in (repo / ".sops.yaml").read_text()
     assert validate(repo).findings == []
-    strict = run_connc("validate", "--strict", cwd=repo)
+    strict = connc("validate", "--strict", cwd=repo, key=None)
     assert strict.returncode == 0, strict.stdout + strict.stderr
 
 
 def test_the_new_key_is_private_outside_the_repository_and_never_printed(
         fresh: tuple[Path, Path]) -> None:
     repo, key = fresh
-    ran = run_connc("init", str(repo), "--owner", "alice", "--new-key", str(key))
+    ran = connc("init", str(repo), "--owner", "alice", "--new-key", str(key), key=None,
+                cwd=REPO_ROOT)
     assert ran.returncode == 0, ran.stderr
     assert stat.S_IMODE(key.stat().st_mode) == 0o600
     secret = key.read_text().splitlines()[-1]
@@ -76,7 +70,7 @@ def test_the_new_key_is_private_outside_the_repository_and_never_printed(
     assert str(key) in ran.stderr  # where it is, so the user can back it up
     assert not any(secret.encode() in data for data in tree(repo).values())
     # The key works: sops encrypts to its public half and decrypts with it.
-    new = run_connc("new", "gitlab", "first", cwd=repo, key_file=key)
+    new = connc("new", "gitlab", "first", cwd=repo, key=key)
     assert new.returncode == 0, new.stderr
 
 
@@ -114,7 +108,8 @@ def test_init_changes_nothing_in_an_existing_repository(fresh: tuple[Path, Path]
         target.write_text("mine\n")
     (repo / ".gitignore").write_text("mine\n")
     before = tree(repo)
-    ran = run_connc("init", str(repo), "--owner", "alice", "--new-key", str(key))
+    ran = connc("init", str(repo), "--owner", "alice", "--new-key", str(key), key=None,
+                cwd=REPO_ROOT)
     assert ran.returncode == 2, ran.stderr
     assert existing in ran.stderr and "changes nothing" in ran.stderr
     assert "Traceback" not in ran.stderr

@@ -20,7 +20,7 @@ import pytest
 import yaml
 
 from connc.author import installed
-from repokit import REPO_ROOT, TEST_RECIPIENT, clone_of_working_tree, git
+from kit.build import REPO_ROOT, TEST_RECIPIENT, clone_of_working_tree, git
 
 VERSION = "0.1.0"
 

@@ -21,15 +21,8 @@ from connc.schema.connection_types import PLACEHOLDER
 from connc.seal import SEAL_FIELD
 from connc.sops import binary
 from connc.validate.run import validate
-from repokit import (
-    MEMBERS,
-    TEST_KEY_FILE,
-    make_repo,
-    pipeline,
-    run_connc,
-    sops_rules,
-    write,
-)
+from kit.build import MEMBERS, REPO_ROOT, TEST_KEY_FILE, make_repo, pipeline, sops_rules, write
+from kit.run import connc
 
 TYPES = connection_types.NAMES
 
@@ -109,7 +102,7 @@ def test_templates_say_what_the_models_say(connection_type: str) -> None:
 
 
 def test_help_lists_every_type() -> None:
-    result = run_connc("new", "--help")
+    result = connc("new", "--help", key=None, cwd=REPO_ROOT)
     assert result.returncode == 0
     listed = " ".join(result.stdout.split())
     for connection_type in TYPES:
@@ -334,14 +327,15 @@ def test_connections_dir_that_is_a_file(tmp_path: Path) -> None:
 
 
 def test_cli_prints_the_path_then_next_steps_and_validates(repo: Path) -> None:
-    result = run_connc("new", "github-app", "gh-acme", "--owner", "alice", "--repo", str(repo))
+    result = connc("new", "github-app", "gh-acme", "--owner", "alice", "--repo", str(repo),
+                   key=None, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     assert result.stdout == "connections.d/gh-acme.sops.yaml\n"
     assert "       connc secret set gh-acme privateKey\n" in result.stderr
     assert "1. replace spec.clientId in" in result.stderr
     assert "  spec.installationId: 1 is valid as it is, so nothing reports it" in result.stderr
     # Exactly the placeholders it names, where it names them: nothing else is reported.
-    checked = run_connc("validate", "--strict", "--repo", str(repo))
+    checked = connc("validate", "--strict", "--repo", str(repo), key=None, cwd=REPO_ROOT)
     assert checked.returncode == 1
     named = re.findall(r"^  (\S+:\d+): (spec\.\w+) \(CONNC111\)$", result.stderr, re.MULTILINE)
     reported = re.findall(r"^(\S+:\d+):\d+: error CONNC111 `(spec\.\w+)`", checked.stdout,
@@ -351,29 +345,30 @@ def test_cli_prints_the_path_then_next_steps_and_validates(repo: Path) -> None:
     text = (repo / relpath("gh-acme")).read_text()
     (repo / relpath("gh-acme")).write_text(text.replace("clientId: REPLACE-ME",
                                                         "clientId: Iv23liReal"))
-    checked = run_connc("validate", "--strict", "--repo", str(repo))
+    checked = connc("validate", "--strict", "--repo", str(repo), key=None, cwd=REPO_ROOT)
     assert checked.returncode == 0, checked.stdout
 
 
 def test_cli_custom_members(repo: Path) -> None:
-    result = run_connc("new", "kubernetes", "k8s", "--owner", "alice", "--visibility", "custom",
-                       "--member", "team:platform", "--member", "pipeline:deploy",
-                       "--repo", str(repo))
+    result = connc("new", "kubernetes", "k8s", "--owner", "alice", "--visibility", "custom",
+                   "--member", "team:platform", "--member", "pipeline:deploy",
+                   "--repo", str(repo), key=None, cwd=REPO_ROOT)
     assert result.returncode == 0, result.stderr
     scope = yaml.safe_load((repo / relpath("k8s")).read_text())["scope"]
     assert scope == {"visibility": "custom", "members": ["team:platform", "pipeline:deploy"]}
 
 
 def test_cli_refusals_exit_2_with_one_line(repo: Path) -> None:
-    result = run_connc("new", "gitlab", "gl", "--owner", "alice", "--member", "user:bob",
-                       "--repo", str(repo))
+    result = connc("new", "gitlab", "gl", "--owner", "alice", "--member", "user:bob",
+                   "--repo", str(repo), key=None, cwd=REPO_ROOT)
     assert result.returncode == 2
     assert result.stderr.startswith("connc: error: --member needs --visibility custom")
     assert result.stderr.count("\n") == 1
 
 
 def test_cli_refused_new_names_no_line_of_the_removed_file(repo: Path) -> None:
-    result = run_connc("new", "gitlab", "gl", "--owner", "alicia", "--repo", str(repo))
+    result = connc("new", "gitlab", "gl", "--owner", "alicia", "--repo", str(repo), key=None,
+                   cwd=REPO_ROOT)
     assert result.returncode == 1 and result.stdout == ""
     assert result.stderr == ("connc: error: connections.d/gl.sops.yaml would not validate, so "
                              "nothing was written:\n  error CONNC201 owner `alicia` is not a "
@@ -397,7 +392,7 @@ def test_unknown_types_get_the_type_meant(repo: Path, given: str, meant: str) ->
 
 def test_cli_default_repo_is_the_current_directory(tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo")
-    result = run_connc("new", "bitbucket", "bb", "--owner", "bob", cwd=root)
+    result = connc("new", "bitbucket", "bb", "--owner", "bob", cwd=root, key=None)
     assert result.returncode == 0, result.stderr
     assert connection_files(root) == ["bb.sops.yaml"]
     write(root, "pipelines.d/p.yaml", pipeline("p", "bb", owner="bob"))

@@ -9,12 +9,12 @@ import os
 import pty
 import re
 import select
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from repokit import REPO_ROOT, sops_env
+from kit.build import REPO_ROOT, sops_env
+from kit.run import connc
 
 TOKEN = "glpat-quick-start-canary-5e1f"
 
@@ -83,10 +83,8 @@ def test_the_quick_start_runs_as_written(tmp_path: Path) -> None:
 
     repo = tmp_path / "connections"
     # The token is in the file, encrypted to the key init wrote, which connc finds...
-    ran = subprocess.run([sys.executable, "-m", "connc", "sops", "decrypt", "--extract",
-                          '["credential"]["token"]', "connections.d/gitlab-main.sops.yaml"],
-                         cwd=repo, env=env, capture_output=True, text=True, timeout=60,
-                         check=False)
+    ran = connc("sops", "decrypt", "--extract", '["credential"]["token"]',
+                "connections.d/gitlab-main.sops.yaml", env=env, cwd=repo, timeout=60)
     assert (ran.returncode, ran.stdout) == (0, TOKEN), ran.stderr
     # ...and no file of the repository, tracked or not, holds a secret in clear.
     for path in repo.rglob("*"):

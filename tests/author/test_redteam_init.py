@@ -15,7 +15,8 @@ from connc.author.init import init
 from connc.author.new import new_connection
 from connc.errors import SopsError, UsageError
 from connc.sops import binary
-from repokit import TEST_RECIPIENT, connection, make_repo, new_age_key, sops_rules, write
+from kit.build import TEST_RECIPIENT, connection, make_repo, sops_rules, write
+from kit.keys import new_age_key
 
 
 @pytest.mark.parametrize("link", [".gitignore", ".github", ".github/workflows"])

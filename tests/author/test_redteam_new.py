@@ -11,8 +11,8 @@ import pytest
 from connc.author.new import new_connection
 from connc.errors import Refused
 from connc.sops import binary
-from repo_builder import new_recipient
-from repokit import TEST_RECIPIENT, make_repo, write
+from kit.build import TEST_RECIPIENT, make_repo, write
+from kit.keys import new_recipient
 
 
 def test_a_sops_config_connc_refuses_starts_no_sops(tmp_path: Path,

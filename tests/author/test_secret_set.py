@@ -5,14 +5,10 @@ from __future__ import annotations
 import base64
 import io
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connc.author import secret_set as secretset
 from connc.author.new import SECRET_PLACEHOLDER, new_connection
@@ -24,17 +20,9 @@ from connc.seal import SEAL_FIELD
 from connc.sops import binary
 from connc.sops.keys import KeyUnusable
 from connc.validate.run import validate
-from repokit import (
-    REPO_ROOT,
-    TEST_KEY_FILE,
-    connection,
-    ec_key,
-    key_pem,
-    make_repo,
-    sops_env,
-    spy_on_processes,
-    write,
-)
+from kit.build import REPO_ROOT, TEST_KEY_FILE, connection, make_repo, write
+from kit.keys import ec_key, key_pem, rsa_key
+from kit.run import connc, spy_on_processes
 
 CANARY = "CANARY-s3cr3t-7f2e9a"
 
@@ -78,12 +66,6 @@ def lines_starting(text: str, prefix: str) -> list[str]:
     return [line for line in text.splitlines() if line.lstrip().startswith(prefix)]
 
 
-def rsa_pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
 # ---------------------------------------------------------------------------- changing one value
 
 
@@ -116,7 +98,7 @@ def test_one_trailing_newline_is_dropped(repo: Path) -> None:
 
 @pytest.mark.usefixtures("with_key")
 def test_a_pem_key_spans_lines(repo: Path) -> None:
-    pem = rsa_pem()
+    pem = key_pem(rsa_key())
     set_secret(repo, "gh", "privateKey", stdin(pem.replace("\n", "\r\n")), deadline=Deadline(60))
     assert credential(repo, "gh")["privateKey"] == pem.removesuffix("\n")
     # Other connections of the fixture still hold `connc new` placeholders (CONNC607).
@@ -275,20 +257,16 @@ def test_the_value_goes_through_stdin_only(repo: Path, monkeypatch: pytest.Monke
 ])
 def test_cli_never_prints_the_value(repo: Path, connection_id: str, field: str,
                                     expected: int) -> None:
-    result = subprocess.run([sys.executable, "-m", "connc", "secret", "set", connection_id, field,
-                             "--repo", str(repo)], input=f"{CANARY}\n", cwd=REPO_ROOT,
-                            env=sops_env(TEST_KEY_FILE), capture_output=True, text=True,
-                            timeout=60, check=False)
+    result = connc("secret", "set", connection_id, field, "--repo", repo,
+                   input=f"{CANARY}\n", cwd=REPO_ROOT, timeout=60)
     assert result.returncode == expected, result.stderr
     assert CANARY not in result.stdout + result.stderr
     assert result.stdout == ""
 
 
 def test_cli_without_a_key_exits_2_without_the_value(repo: Path) -> None:
-    result = subprocess.run([sys.executable, "-m", "connc", "secret", "set", "registry",
-                             "password", "--repo", str(repo)], input=CANARY, cwd=REPO_ROOT,
-                            env=sops_env(), capture_output=True, text=True, timeout=60,
-                            check=False)
+    result = connc("secret", "set", "registry", "password", "--repo", repo, input=CANARY,
+                   key=None, cwd=REPO_ROOT, timeout=60)
     assert result.returncode == 2  # no key is the environment's fault
     assert "no usable key" in result.stderr and CANARY not in result.stderr
 

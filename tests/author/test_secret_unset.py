@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import io
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,9 @@ from connc.seal import SEAL_FIELD
 from connc.sops import binary
 from connc.sops.keys import KeyUnusable
 from connc.validate.run import validate
-from repokit import (
-    REPO_ROOT,
-    TEST_KEY_FILE,
-    certificate_pem,
-    ec_key,
-    key_pem,
-    make_repo,
-    sops_env,
-)
+from kit.build import REPO_ROOT, TEST_KEY_FILE, make_repo, sops_env
+from kit.keys import certificate_pem, ec_key, key_pem
+from kit.run import connc
 
 CANARY = "CANARY-unset-4b1d"
 K8S = "connections.d/k8s.sops.yaml"
@@ -128,31 +121,26 @@ def test_connc_sops_runs_the_bundled_sops_without_one_on_path(repo: Path) -> Non
     env = {**sops_env(TEST_KEY_FILE), "PATH": "/usr/bin:/bin"}
     assert subprocess.run(["sh", "-c", "command -v sops"], env=env,
                           capture_output=True, check=False).returncode != 0
-    connc = [sys.executable, "-m", "connc", "sops"]
-    ran = subprocess.run([*connc, "decrypt", "--extract", '["spec"]["server"]', K8S], cwd=repo,
-                         env=env, capture_output=True, text=True, timeout=60, check=False)
+    ran = connc("sops", "decrypt", "--extract", '["spec"]["server"]', K8S, env=env, cwd=repo,
+                timeout=60)
     assert (ran.returncode, ran.stdout) == (0, "https://k8s.example.com:6443")
     # sops' own exit code and options: --help is sops', not connc's.
-    missing = subprocess.run([*connc, "decrypt", "connections.d/none.sops.yaml"], cwd=repo,
-                             env=env, capture_output=True, text=True, timeout=60, check=False)
+    missing = connc("sops", "decrypt", "connections.d/none.sops.yaml", env=env, cwd=repo,
+                    timeout=60)
     assert missing.returncode == 100
-    helped = subprocess.run([*connc, "--help"], env=env, capture_output=True, text=True,
-                            timeout=60, check=False)
+    helped = connc("sops", "--help", env=env, timeout=60)
     assert helped.returncode == 0 and "sops - encrypted file editor" in helped.stdout
     # connc's default key file reaches it as it reaches every sops connc runs.
     home = repo.parent / "home"
     (home / ".config" / "connc").mkdir(parents=True)
     (home / ".config" / "connc" / "age.txt").write_bytes(TEST_KEY_FILE.read_bytes())
     bare = {k: v for k, v in env.items() if not k.startswith("SOPS_AGE")}
-    found = subprocess.run([*connc, "decrypt", "--extract", '["credential"]["token"]', K8S],
-                           cwd=repo, env={**bare, "HOME": str(home)}, capture_output=True,
-                           text=True, timeout=60, check=False)
+    found = connc("sops", "decrypt", "--extract", '["credential"]["token"]', K8S,
+                  env={**bare, "HOME": str(home)}, cwd=repo, timeout=60)
     assert found.returncode == 0 and found.stdout == CANARY
 
 
 def test_cli_secret_unset(repo: Path) -> None:
-    ran = subprocess.run([sys.executable, "-m", "connc", "secret", "unset", "k8s", "token",
-                          "--repo", str(repo)], cwd=REPO_ROOT, env=sops_env(TEST_KEY_FILE),
-                         capture_output=True, text=True, timeout=60, check=False)
+    ran = connc("secret", "unset", "k8s", "token", "--repo", repo, cwd=REPO_ROOT, timeout=60)
     assert ran.returncode == 1 and "holds no complete credential" in ran.stderr
     assert CANARY not in ran.stdout + ran.stderr

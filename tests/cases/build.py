@@ -39,9 +39,9 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))  # tests/, for repokit
+sys.path.insert(0, str(HERE.parent))  # tests/, for the kit
 
-from repokit import TEST_RECIPIENT, connection, encrypt, pipeline, write  # noqa: E402
+from kit.build import TEST_RECIPIENT, connection, encrypt, pipeline, write  # noqa: E402
 
 OTHER_RECIPIENT = "age1f6hsk73maksgw5ux02dnqhxxzxwlxn3vpeh09zafeefvyhdwkpcqrzvm9d"
 TEAM_RECIPIENT = "age12la0mhspwf2g88v5w9vewh9svf6yj0fdlej8d92x74k8rh2jaymqc90e5g"
@@ -93,7 +93,7 @@ def gitlab(conn_id: str = "gitlab-acme", **kwargs: Any) -> dict[str, Any]:
 
 def uses(pipeline_id: str, *entries: Mapping[str, Any], owner: str = "alice",
          teams: list[str] | None = None) -> dict[str, Any]:
-    """A pipeline whose `uses` entries carry options (repokit.pipeline takes ids only)."""
+    """A pipeline whose `uses` entries carry options (kit.build.pipeline takes ids only)."""
     document = pipeline(pipeline_id, owner=owner, teams=teams)
     document["uses"] = [dict(entry) for entry in entries]
     return document

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from repo_builder import connc, key_env
+from kit.build import key_env
+from kit.run import connc
 
 
 def canary() -> str:

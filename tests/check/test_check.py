@@ -16,7 +16,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,14 +26,16 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from checkkit import canary, run_check
 
-from repo_builder import build_repo, connc, connection, key_env, new_recipient, ssh_key_pair
-from servers._net import serving
-from servers.git_http import GitHttpServer, git_server  # noqa: F401
-from servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
-from servers.hostile import Reply, logging_proxy, recording_server, trickling_server
-from servers.kube_api import KubeApiServer, kube_server  # noqa: F401
-from servers.registry import RegistryServer, registry_server  # noqa: F401
-from servers.sshd import SshServer, ssh_server  # noqa: F401
+from kit.build import connection, key_env, make_repo
+from kit.keys import new_recipient, ssh_key_pair
+from kit.run import connc, popen
+from kit.servers._net import serving
+from kit.servers.git_http import GitHttpServer, git_server  # noqa: F401
+from kit.servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
+from kit.servers.hostile import Reply, logging_proxy, recording_server, trickling_server
+from kit.servers.kube_api import KubeApiServer, kube_server  # noqa: F401
+from kit.servers.registry import RegistryServer, registry_server  # noqa: F401
+from kit.servers.sshd import SshServer, ssh_server  # noqa: F401
 
 pytestmark = pytest.mark.servers
 
@@ -48,7 +49,7 @@ def test_git_repository_prefix_and_wrong_password(git_server: GitHttpServer,
     bot, gitlab, wrong = canary(), canary(), canary()
     git_server.add_account("bot", bot, "org-a")
     git_server.add_account("oauth2", gitlab, "org-a")
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "git-repo": connection("git-repo", type_="git", spec={"url": repo_url},
                                credential={"username": "bot", "password": bot}),
         "gl-prefix": connection("gl-prefix", type_="gitlab-self-hosted",
@@ -85,7 +86,7 @@ def test_git_over_ssh(ssh_server: tuple[SshServer, Path], tmp_path: Path) -> Non
         return connection(conn_id, type_="git", spec={"url": url, "knownHosts": known_hosts},
                           credential={"sshPrivateKey": key})
 
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "ssh-ok": ssh_connection("ssh-ok", url, key, server.host_key_line),
         "ssh-prefix": ssh_connection("ssh-prefix", url.rsplit("/", 1)[0], key,
                                      server.host_key_line),
@@ -107,7 +108,7 @@ def test_git_over_ssh(ssh_server: tuple[SshServer, Path], tmp_path: Path) -> Non
 
 def test_registry_with_htpasswd(registry_server: RegistryServer, tmp_path: Path) -> None:
     wrong = canary()
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         f"reg-{name}": connection(f"reg-{name}", type_="container-registry",
                                   spec={"registry": registry_server.host},
                                   credential={"username": registry_server.username,
@@ -183,7 +184,7 @@ def services() -> Iterator[Services]:
 
 def test_registry_token_flow(services: Services, tmp_path: Path) -> None:
     wrong = canary()
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         f"hub-{name}": connection(f"hub-{name}", type_="container-registry",
                                   spec={"registry": services.host},
                                   credential={"username": "reader", "password": password})
@@ -211,7 +212,7 @@ def test_packages(services: Services, tmp_path: Path) -> None:
     right = {"username": "reader", "password": services.password}
     bad = {"username": "reader", "password": wrong}
     maven = {"repositoryId": "releases"}
-    root = build_repo(tmp_path / "repo", connections={c["metadata"]["id"]: c for c in (
+    root = make_repo(tmp_path / "repo", connections={c["metadata"]["id"]: c for c in (
         package("mvn-ok", "maven", "/maven/releases/", right, **maven),
         package("mvn-wrong", "maven", "/maven/releases/", bad, **maven),
         package("npm-token", "npm", "/npm/", {"token": services.npm_token}),
@@ -260,7 +261,7 @@ def _kube_repo(kube: KubeApiServer, root: Path, wrong: str) -> tuple[Path, list[
                                                "clientKeyData": _b64(bad_key)}),
         kube_connection("k8s-no-ca", {"token": kube.token}, {"server": kube.server}),
     ]
-    built = build_repo(root, connections={c["metadata"]["id"]: c for c in connections})
+    built = make_repo(root, connections={c["metadata"]["id"]: c for c in connections})
     return built, [kube.token, wrong, key.decode(), bad_key.decode(), _b64(key)]
 
 
@@ -301,7 +302,7 @@ def test_kubernetes_without_kubectl(kube_server: KubeApiServer, tmp_path: Path) 
 
 
 def _app_repo(github: FakeGitHub, root: Path, private_key: str) -> Path:
-    return build_repo(root, connections={"gh-app": connection(
+    return make_repo(root, connections={"gh-app": connection(
         "gh-app", type_="github-app", credential={"privateKey": private_key},
         spec={"apiUrl": github.url, "appId": int(github.app_id),
               "installationId": github.installation_id})})
@@ -339,7 +340,7 @@ def _index_connection(conn_id: str, url: str, password: str = "pw") -> dict[str,
 
 
 def test_not_checked_without_a_key_and_exit_codes(services: Services, tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "index": _index_connection("index", services.url + "/simple/", services.password),
         "locked": _index_connection("locked", services.url + "/simple/"),
     }, locked={"locked": new_recipient()})
@@ -366,11 +367,11 @@ def test_not_checked_without_a_key_and_exit_codes(services: Services, tmp_path: 
 
 def test_text_output_is_one_line_per_connection(services: Services, tmp_path: Path) -> None:
     wrong = canary()
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "index": _index_connection("index", services.url + "/simple/", services.password),
         "index-wrong": _index_connection("index-wrong", services.url + "/simple/", wrong),
     })
-    proc = connc("check", "--repo", root, env=key_env(NO_PROXY="127.0.0.1"))
+    proc = connc("check", "--repo", root, env=key_env(NO_PROXY="127.0.0.1"), timeout=60)
     assert proc.returncode == 1
     assert services.password not in proc.stdout + proc.stderr
     assert wrong not in proc.stdout + proc.stderr
@@ -390,7 +391,7 @@ def silent_url() -> Iterator[str]:
 
 def test_unreachable_and_timeout(silent_url: str, tmp_path: Path) -> None:
     closed = silent_url.rsplit(":", 1)[0] + ":1"
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "silent": _index_connection("silent", silent_url + "/simple/"),
         "closed": _index_connection("closed", closed + "/simple/"),
     })
@@ -403,12 +404,12 @@ def test_unreachable_and_timeout(silent_url: str, tmp_path: Path) -> None:
 
 
 def test_sigterm_removes_the_temp_dir(silent_url: str, tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "silent": _index_connection("silent", silent_url + "/simple/")})
     temp = tmp_path / "check-tmp"
     temp.mkdir()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "connc", "check", "--repo", str(root), "--timeout", "1.5"],
+    process = popen(
+        "check", "--repo", root, "--timeout", "1.5",
         env=key_env(TMPDIR=str(temp)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True)
     try:
@@ -441,7 +442,7 @@ def test_a_bundle_directory_is_private(services: Services, tmp_path: Path,
 
     monkeypatch.setattr(check, "_check_one", spy)
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", key_env()["SOPS_AGE_KEY_FILE"])
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "index": _index_connection("index", services.url + "/simple/", services.password)})
     outcomes = check.check(root, [], timeout=5)
     assert [o.status for o in outcomes] == ["ok"]
@@ -469,7 +470,7 @@ def test_a_redirect_elsewhere_fails_the_check_and_netrc_is_never_used(
         index.routes["/moved/"] = lambda seen: Reply(
             200 if seen.headers.get("Authorization") == "Basic " + base64.b64encode(
                 f"reader:{password}".encode()).decode() else 401)
-        root = build_repo(tmp_path / "repo", connections={
+        root = make_repo(tmp_path / "repo", connections={
             "away": _index_connection("away", index.url() + "/simple/", password),
             "moved": _index_connection("moved", index.url() + "/old/", password)})
         ran = run_check(root, tmp_path, hidden=[password, netrc_password],
@@ -493,7 +494,7 @@ def test_loopback_traffic_never_goes_through_a_proxy(git_server: GitHttpServer,
     git_server.add_account("bot", git_password, "org-a")
     with recording_server() as index, logging_proxy() as proxy:
         index.routes["/simple/"] = Reply(200)
-        root = build_repo(tmp_path / "repo", connections={
+        root = make_repo(tmp_path / "repo", connections={
             "index": _index_connection("index", index.url("localhost") + "/simple/", password),
             "repo": connection("repo", type_="git", spec={"url": repo_url},
                                credential={"username": "bot", "password": git_password})})
@@ -513,7 +514,7 @@ def test_a_trickling_server_is_cut_off_at_the_timeout(github_api: FakeGitHub,
     the whole probe, an HTTP one and the github-app one alike."""
     with trickling_server() as slow, trickling_server(
             b"HTTP/1.1 201 Created\r\nContent-Length: 9999\r\n\r\n{") as slow_body:
-        root = build_repo(tmp_path / "repo", connections={
+        root = make_repo(tmp_path / "repo", connections={
             "slow-index": _index_connection("slow-index", slow.url + "/simple/"),
             "slow-app": connection(
                 "slow-app", type_="github-app",
@@ -534,13 +535,13 @@ def test_sigterm_ends_a_stuck_check_at_once(tmp_path: Path) -> None:
     """The first SIGTERM ends the run, whatever the probes are stuck on, and the temp dir
     goes with it."""
     with trickling_server() as slow:
-        root = build_repo(tmp_path / "repo", connections={
+        root = make_repo(tmp_path / "repo", connections={
             f"slow-{n}": _index_connection(f"slow-{n}", slow.url + "/simple/")
             for n in range(3)})
         temp = tmp_path / "check-tmp"
         temp.mkdir()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "connc", "check", "--repo", str(root), "--timeout", "120"],
+        process = popen(
+            "check", "--repo", root, "--timeout", "120",
             env=key_env(TMPDIR=str(temp)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         try:

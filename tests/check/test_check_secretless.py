@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 from checkkit import run_check
 
-from repo_builder import build_repo, connection
-from servers._net import remove_tree, stop_process
-from servers.aws import Aws, aws, aws_server, registry_password, spec  # noqa: F401
-from servers.kube_api import KubeApiServer, kube_server  # noqa: F401
-from servers.oidc import GitHubTokenService, github_issuer, github_tokens  # noqa: F401
-from servers.pypi_index import TrustedIndex, trusted_index  # noqa: F401
-from servers.registry import start_registry
+from kit.build import connection, make_repo
+from kit.servers._net import remove_tree, stop_process
+from kit.servers.aws import Aws, aws, aws_server, registry_password, spec  # noqa: F401
+from kit.servers.kube_api import KubeApiServer, kube_server  # noqa: F401
+from kit.servers.oidc import GitHubTokenService, github_issuer, github_tokens  # noqa: F401
+from kit.servers.pypi_index import TrustedIndex, trusted_index  # noqa: F401
+from kit.servers.registry import start_registry
 
 pytestmark = pytest.mark.servers
 
@@ -30,7 +30,7 @@ def secretless(conn_id: str, type_: str, **spec_fields: Any) -> dict[str, Any]:
 
 def test_outside_ci_secretless_connections_are_skipped(tmp_path: Path, aws: Aws,
                                                        trusted_index: TrustedIndex) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "ecr": secretless("ecr", "aws-ecr", **spec(aws)),
         "pub": secretless("pub", "pypi-publish", url=trusted_index.url,
                           identity={"audience": "pypi"})})
@@ -59,7 +59,7 @@ def test_an_id_token_file_exercises_the_exchanges(tmp_path: Path, aws: Aws,
                           refresh="exec", identity={"audience": "kubernetes"},
                           certificateAuthorityData=base64.b64encode(
                               kube_server.ca_pem).decode())}
-    root = build_repo(tmp_path / "repo", connections=connections)
+    root = make_repo(tmp_path / "repo", connections=connections)
     tokens = {}
     for audience in ("sts.amazonaws.com", "pypi", "kubernetes"):
         tokens[audience] = tmp_path / f"{audience}.jwt"
@@ -84,7 +84,7 @@ def test_an_id_token_file_exercises_the_exchanges(tmp_path: Path, aws: Aws,
 
 def test_in_ci_the_jobs_identity_is_used(tmp_path: Path, aws: Aws,
                                         github_tokens: GitHubTokenService) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "ecr": secretless("ecr", "aws-ecr", **spec(aws))})
     ran = run_check(root, tmp_path, env=github_tokens.github_env(), hidden=[registry_password()])
     assert ran.status("ecr") == "failed"  # the registry host is AWS's, unreachable here

@@ -15,7 +15,6 @@ import io
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -28,15 +27,17 @@ from checkkit import canary, run_check
 from connc.check import bitbucket as bitbucket_reach
 from connc.check import reach as reach_model
 from connc.check import reach_report, reach_run
-from repo_builder import build_repo, connc, connection, key_env, ssh_key_pair
-from servers.bitbucket_api import FakeBitbucket, bitbucket_api  # noqa: F401
-from servers.git_http import GitHttpServer, git_env, git_server, run_git  # noqa: F401
-from servers.github_fake import FakeGitHub, github_api  # noqa: F401
-from servers.gitlab_api import DEVELOPER, MAINTAINER, OWNER, REPORTER, FakeGitLab, gitlab_api  # noqa: F401
-from servers.hostile import Reply, Seen, recording_server, trickling_server
-from servers.kube_api import TOKEN_USER, KubeApiServer, kube_server  # noqa: F401
-from servers.registry import RegistryServer, registry_server  # noqa: F401
-from servers.sshd import SshServer, ssh_server  # noqa: F401
+from kit.build import connection, key_env, make_repo
+from kit.keys import ssh_key_pair
+from kit.run import connc, popen
+from kit.servers.bitbucket_api import FakeBitbucket, bitbucket_api  # noqa: F401
+from kit.servers.git_http import GitHttpServer, git_env, git_server, run_git  # noqa: F401
+from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
+from kit.servers.gitlab_api import DEVELOPER, MAINTAINER, OWNER, REPORTER, FakeGitLab, gitlab_api  # noqa: F401
+from kit.servers.hostile import Reply, Seen, recording_server, trickling_server
+from kit.servers.kube_api import TOKEN_USER, KubeApiServer, kube_server  # noqa: F401
+from kit.servers.registry import RegistryServer, registry_server  # noqa: F401
+from kit.servers.sshd import SshServer, ssh_server  # noqa: F401
 
 pytestmark = pytest.mark.servers
 
@@ -78,7 +79,7 @@ def test_github_app_installation_paginated_against_each_narrowing(github_api: Fa
     github_api.default_branches["svc-001"] = "trunk"
     token = "ghs_" + canary().replace("-", "")
     github_api.queue_token(token)
-    root = build_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)}, pipelines={
+    root = make_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)}, pipelines={
         "api-release": uses("api-release", {"connection": "gh-app",
                                             "repositories": ["svc-001", "svc-002"],
                                             "permissions": {"contents": "write"}}),
@@ -113,7 +114,7 @@ def test_github_app_installation_paginated_against_each_narrowing(github_api: Fa
 def test_github_app_reaching_beyond_every_narrowing_names_the_selection(
         github_api: FakeGitHub, tmp_path: Path) -> None:
     github_api.repositories = ["app", "infra", "docs", "site", "tools"]
-    root = build_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)}, pipelines={
+    root = make_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)}, pipelines={
         "deploy": uses("deploy", {"connection": "gh-app", "repositories": ["app", "ghost"],
                                   "permissions": {"contents": "read",
                                                   "issues": "write"}}),
@@ -147,10 +148,10 @@ def test_github_app_reaching_beyond_every_narrowing_names_the_selection(
 def test_text_output(github_api: FakeGitHub, tmp_path: Path) -> None:
     """The check's line, then what the credential reaches, what each pipeline gets, and the
     warnings; the summary on stderr."""
-    root = build_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)}, pipelines={
+    root = make_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)}, pipelines={
         "deploy": uses("deploy", {"connection": "gh-app", "repositories": ["app"],
                                   "permissions": {"contents": "read"}})})
-    proc = connc("check", "--reach", "--repo", root, env=key_env())
+    proc = connc("check", "--reach", "--repo", root, env=key_env(), timeout=60)
     installation = github_api.installation_id
     assert proc.stdout.splitlines() == [
         f"ok           gh-app  github-app  {github_api.url}/app/installations/{installation}: "
@@ -177,7 +178,7 @@ def test_github_app_branches_bounded_and_the_token_asks_contents(github_api: Fak
     github_api.repositories = ["app", "infra"]
     github_api.branches["app"] = ["main", "release/1.0", "feature/x"]
     github_api.branches["infra"] = [f"b{n:03}" for n in range(130)]
-    root = build_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)})
+    root = make_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)})
     ran = run_check(root, tmp_path, "--reach", "--branches")
     reach = ran.reach("gh-app")
     app, infra = reach["items"]
@@ -191,7 +192,7 @@ def test_github_app_branches_bounded_and_the_token_asks_contents(github_api: Fak
     assert github_api.revoked == [minted.token]
 
     text = squeezed(connc("check", "--reach", "--branches", "--repo", root,
-                          env=key_env()).stdout)
+                          env=key_env(), timeout=60).stdout)
     assert "reaches octo-org/app default branch main branches main, release/1.0, " \
            "feature/x" in text
     assert any(line.endswith("b099 and more (the service does not count them)")
@@ -209,11 +210,11 @@ def test_github_app_branches_bounded_and_the_token_asks_contents(github_api: Fak
 
 def test_github_app_listing_is_bounded(github_api: FakeGitHub, tmp_path: Path) -> None:
     github_api.repositories = [f"r{n:04}" for n in range(reach_model.MAX_LISTED + 120)]
-    root = build_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)})
+    root = make_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)})
     reach = run_check(root, tmp_path, "--reach").reach("gh-app")
     assert len(reach["items"]) == reach_model.MAX_LISTED
     assert (reach["total"], reach["complete"]) == (reach_model.MAX_LISTED + 120, False)
-    text = connc("check", "--reach", "--repo", root, env=key_env()).stdout
+    text = connc("check", "--reach", "--repo", root, env=key_env(), timeout=60).stdout
     shown = reach_report.TEXT_ITEMS
     assert (f"\n               and {reach_model.MAX_LISTED + 120 - shown} more (--format json "
             f"lists {reach_model.MAX_LISTED - shown} of them)\n") in text
@@ -225,7 +226,7 @@ def test_github_app_a_failed_listing_still_revokes(github_api: FakeGitHub,
     token = "ghs_" + canary().replace("-", "")
     github_api.queue_token(token)
     github_api.listing_failure = 403
-    root = build_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)})
+    root = make_repo(tmp_path / "repo", connections={"gh-app": _app(github_api)})
     ran = run_check(root, tmp_path, "--reach", hidden=[token, github_api.private_key_pem])
     assert ran.proc.returncode == 1
     assert ran.status("gh-app") == "failed"
@@ -240,7 +241,7 @@ def test_github_app_a_failed_listing_still_revokes(github_api: FakeGitHub,
 def test_github_app_refused_jwt_mints_nothing(github_api: FakeGitHub, tmp_path: Path) -> None:
     connection_doc = _app(github_api)
     connection_doc["credential"]["privateKey"] = github_api.other_private_key_pem
-    root = build_repo(tmp_path / "repo", connections={"gh-app": connection_doc})
+    root = make_repo(tmp_path / "repo", connections={"gh-app": connection_doc})
     ran = run_check(root, tmp_path, "--reach", hidden=[github_api.other_private_key_pem])
     assert ran.proc.returncode == 1
     assert "HTTP 401" in ran.message("gh-app") and "clock" in ran.message("gh-app")
@@ -253,7 +254,7 @@ def test_one_deadline_bounds_the_whole_run(github_api: FakeGitHub, tmp_path: Pat
     with trickling_server() as slow:
         slow_app = _app(github_api, "slow-app")
         slow_app["spec"]["apiUrl"] = slow.url
-        root = build_repo(tmp_path / "repo", connections={
+        root = make_repo(tmp_path / "repo", connections={
             "slow-app": slow_app,
             "slow-gitlab": connection("slow-gitlab", type_="gitlab-self-hosted",
                                       spec={"url": slow.url + "/acme"},
@@ -281,7 +282,7 @@ def test_the_deadline_is_the_runs_not_each_requests(tmp_path: Path) -> None:
                      json.dumps({"repositories": [f"r{n}-{len(str(time.time()))}"]}).encode())
 
     with recording_server({"/v2/_catalog": slow_page}) as server:
-        root = build_repo(tmp_path / "repo", connections={"reg": connection(
+        root = make_repo(tmp_path / "repo", connections={"reg": connection(
             "reg", type_="container-registry", spec={"registry": f"127.0.0.1:{server.port}"},
             credential={"username": "reader", "password": password})})
         started = time.monotonic()
@@ -294,14 +295,14 @@ def test_the_deadline_is_the_runs_not_each_requests(tmp_path: Path) -> None:
 
 def test_sigterm_ends_a_reach_at_once(tmp_path: Path) -> None:
     with trickling_server() as slow:
-        root = build_repo(tmp_path / "repo", connections={
+        root = make_repo(tmp_path / "repo", connections={
             f"slow-{n}": connection(f"slow-{n}", type_="gitlab-self-hosted",
                                     spec={"url": slow.url + "/acme"},
                                     credential={"token": canary()}) for n in range(2)})
         temp = tmp_path / "check-tmp"
         temp.mkdir()
-        process = subprocess.Popen(
-            [sys.executable, "-m", "connc", "check", "--reach", "--repo", str(root)],
+        process = popen(
+            "check", "--reach", "--repo", root,
             env=key_env(TMPDIR=str(temp)), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True)
         try:
@@ -344,9 +345,9 @@ def test_gitlab_projects_with_roles_paginated_and_beyond_the_url(gitlab_api: Fak
     memberships.update({"acme/empty": (None, None), "other/secret-sauce": (OWNER, None),
                         "personal/dotfiles": (OWNER, None)})
     token = gitlab_api.add_token(memberships)
-    root = build_repo(tmp_path / "repo",
-                      connections={"gl": _gitlab(gitlab_api, "gl", token)},
-                      pipelines={"build": uses("build", {"connection": "gl"})})
+    root = make_repo(tmp_path / "repo",
+                     connections={"gl": _gitlab(gitlab_api, "gl", token)},
+                     pipelines={"build": uses("build", {"connection": "gl"})})
     ran = run_check(root, tmp_path, "--reach", hidden=[token])
     assert ran.proc.returncode == 0, ran.proc.stdout
     reach = ran.reach("gl")
@@ -371,7 +372,7 @@ def test_gitlab_projects_with_roles_paginated_and_beyond_the_url(gitlab_api: Fak
                                 "per_page": "100"}
     assert {s.auth for s in gitlab_api.seen} == {"bearer"}
 
-    text = squeezed(connc("check", "--reach", "--repo", root, env=key_env()).stdout)
+    text = squeezed(connc("check", "--reach", "--repo", root, env=key_env(), timeout=60).stdout)
     assert "reaches acme/empty default branch unknown role unknown" in text
     assert "acme/svc-000 default branch main Maintainer" in text
 
@@ -383,7 +384,7 @@ def test_gitlab_beyond_ten_thousand_and_the_bound(gitlab_api: FakeGitLab, tmp_pa
     for n in range(reach_model.MAX_LISTED + 30):
         gitlab_api.add_project(f"acme/p{n:04}")
     token = gitlab_api.add_token({p: (REPORTER, None) for p in gitlab_api.projects})
-    root = build_repo(tmp_path / "repo", connections={"gl": _gitlab(gitlab_api, "gl", token)})
+    root = make_repo(tmp_path / "repo", connections={"gl": _gitlab(gitlab_api, "gl", token)})
     ran = run_check(root, tmp_path, "--reach", hidden=[token])
     reach = ran.reach("gl")
     assert (reach["total"], reach["complete"]) == (None, False)
@@ -399,7 +400,7 @@ def test_gitlab_branches_and_refusals(gitlab_api: FakeGitLab, tmp_path: Path) ->
     clone_only = gitlab_api.add_token({"acme/api": (DEVELOPER, None)},
                                       scopes=("read_repository",))
     wrong = canary()
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "gl": _gitlab(gitlab_api, "gl", good, "/acme/api.git"),
         "gl-clone-only": _gitlab(gitlab_api, "gl-clone-only", clone_only),
         "gl-wrong": _gitlab(gitlab_api, "gl-wrong", wrong)})
@@ -425,13 +426,13 @@ def test_a_service_echoing_the_credential_is_redacted(gitlab_api: FakeGitLab,
     token = gitlab_api.add_token({})
     gitlab_api.add_project(f"acme/{token}", default_branch=token, branches=[token, "main"])
     gitlab_api.tokens[token].memberships[f"acme/{token}"] = (DEVELOPER, None)
-    root = build_repo(tmp_path / "repo", connections={"gl": _gitlab(gitlab_api, "gl", token)})
+    root = make_repo(tmp_path / "repo", connections={"gl": _gitlab(gitlab_api, "gl", token)})
     ran = run_check(root, tmp_path, "--reach", "--branches", hidden=[token])
     [item] = ran.reach("gl")["items"]
     assert item["name"] == "acme/[redacted]"
     assert item["defaultBranch"] == "[redacted]"
     assert item["branches"]["names"] == ["[redacted]", "main"]
-    text = connc("check", "--reach", "--branches", "--repo", root, env=key_env())
+    text = connc("check", "--reach", "--branches", "--repo", root, env=key_env(), timeout=60)
     assert token not in text.stdout + text.stderr
     assert "acme/[redacted]" in text.stdout
 
@@ -475,7 +476,7 @@ def test_bitbucket_cloud_repositories(bitbucket_api: FakeBitbucket, tmp_path: Pa
         return connection(conn_id, type_="bitbucket", spec={"url": bitbucket_api.url + path},
                           credential=credential)
 
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "bb-token": bb("bb-token", "/acme/api.git", {"token": token}),
         "bb-user": bb("bb-user", "/acme", {"username": "ci-user", "password": password}),
         "bb-wrong": bb("bb-wrong", "/acme", {"token": wrong}),
@@ -507,7 +508,7 @@ def test_bitbucket_off_the_cloud_lists_the_urls_branches(git_server: GitHttpServ
     url = git_server.add_repo("org-a/api.git")
     password = canary()
     git_server.add_account("bot", password, "org-a")
-    root = build_repo(tmp_path / "repo", connections={"bb-dc": connection(
+    root = make_repo(tmp_path / "repo", connections={"bb-dc": connection(
         "bb-dc", type_="bitbucket", spec={"url": url},
         credential={"username": "bot", "password": password})})
     ran = run_check(root, tmp_path, "--reach", hidden=[password])
@@ -535,7 +536,7 @@ def test_generic_git_branches_prefix_and_codeup(git_server: GitHttpServer,
         return connection(conn_id, type_=type_, spec={"url": url},
                           credential={"username": "bot", "password": secret})
 
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "repo": git_conn("repo", "git", url, password),
         "prefix": git_conn("prefix", "git", f"{git_server.url}/org-a", password),
         "codeup": git_conn("codeup", "codeup", url, password),
@@ -566,7 +567,7 @@ def test_git_over_ssh_branches(ssh_server: tuple[SshServer, Path], tmp_path: Pat
     key, public = ssh_key_pair()
     authorized.write_text(public + "\n")
     url = server.add_repo("infra.git")
-    root = build_repo(tmp_path / "repo", connections={"ssh": connection(
+    root = make_repo(tmp_path / "repo", connections={"ssh": connection(
         "ssh", type_="git", spec={"url": url, "knownHosts": server.host_key_line},
         credential={"sshPrivateKey": key})})
     ran = run_check(root, tmp_path, "--reach", hidden=[key])
@@ -585,7 +586,7 @@ def test_registry_catalog_real_registry(registry_server: RegistryServer, tmp_pat
     for repo in ("reach/alpha", "reach/beta", "reach/gamma"):
         registry_server.push_test_image(repo)
     wrong = canary()
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         f"reg-{name}": connection(f"reg-{name}", type_="container-registry",
                                   spec={"registry": registry_server.host},
                                   credential={"username": registry_server.username,
@@ -623,7 +624,7 @@ def test_registry_catalog_not_permitted_and_token_scope(tmp_path: Path) -> None:
         server.routes["/token"] = lambda seen: Reply(
             200, {"Content-Type": "application/json"}, json.dumps({"token": token}).encode()) \
             if seen.headers.get("Authorization") == basic else Reply(401)
-        root = build_repo(tmp_path / "repo", connections={
+        root = make_repo(tmp_path / "repo", connections={
             "reg": connection("reg", type_="container-registry", spec={"registry": f"127.0.0.1:{server.port}"},
                               credential={"username": "reader", "password": password}),
             "reg-wrong": connection("reg-wrong", type_="container-registry",
@@ -649,7 +650,7 @@ def test_registry_next_page_elsewhere_is_not_followed(tmp_path: Path) -> None:
             200, {"Content-Type": "application/json",
                   "Link": f'<{other.url("localhost")}/v2/_catalog?last=b&n=100>; rel="next"'},
             page)
-        root = build_repo(tmp_path / "repo", connections={"reg": connection(
+        root = make_repo(tmp_path / "repo", connections={"reg": connection(
             "reg", type_="container-registry", spec={"registry": f"127.0.0.1:{server.port}"},
             credential={"username": "reader", "password": password})})
         ran = run_check(root, tmp_path, "--reach", hidden=[password])
@@ -676,7 +677,7 @@ def test_a_broken_later_page_is_one_line(second: Reply, message: str, tmp_path: 
                      json.dumps({"repositories": ["a"]}).encode())
 
     with recording_server({"/v2/_catalog": catalog}) as server:
-        root = build_repo(tmp_path / "repo", connections={"reg": connection(
+        root = make_repo(tmp_path / "repo", connections={"reg": connection(
             "reg", type_="container-registry", spec={"registry": f"127.0.0.1:{server.port}"},
             credential={"username": "reader", "password": password})})
         ran = run_check(root, tmp_path, "--reach", hidden=[password])
@@ -688,7 +689,7 @@ def test_a_broken_later_page_is_one_line(second: Reply, message: str, tmp_path: 
 def test_no_catalog_and_no_gitlab_api_are_said(tmp_path: Path) -> None:
     password, token = canary(), canary()
     with recording_server({"/v2/": Reply(200)}) as server:
-        root = build_repo(tmp_path / "repo", connections={
+        root = make_repo(tmp_path / "repo", connections={
             "reg": connection("reg", type_="container-registry",
                               spec={"registry": f"127.0.0.1:{server.port}"},
                               credential={"username": "reader", "password": password}),
@@ -718,7 +719,7 @@ def test_kubernetes_rules_with_wildcards(kube_server: KubeApiServer, tmp_path: P
                           spec={"server": kube_server.server, "certificateAuthorityData": ca,
                                 **spec})
 
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "k8s": kube("k8s", {"token": kube_server.token}, namespace="prod"),
         "k8s-cert": kube("k8s-cert", {"clientCertificateData": base64.b64encode(cert).decode(),
                                       "clientKeyData": base64.b64encode(key).decode()}),
@@ -768,7 +769,7 @@ def test_packages_say_what_the_index_says(tmp_path: Path) -> None:
             if seen.headers.get("Authorization") == f"Bearer {token}" else Reply(401)
         index.routes["/maven/"] = lambda seen: Reply(
             200 if seen.headers.get("Authorization") == basic else 401)
-        root = build_repo(tmp_path / "repo", connections={
+        root = make_repo(tmp_path / "repo", connections={
             "npm": connection("npm", type_="packages", credential={"token": token},
                               spec={"format": "npm", "url": index.url() + "/npm/"}),
             "mvn": connection("mvn", type_="packages",
@@ -793,7 +794,7 @@ def test_a_pipeline_denied_by_scope_gets_nothing(tmp_path: Path) -> None:
     password = canary()
     with recording_server() as index:
         index.routes["/simple/"] = Reply(200)
-        root = build_repo(tmp_path / "repo", connections={"idx": connection(
+        root = make_repo(tmp_path / "repo", connections={"idx": connection(
             "idx", type_="packages", credential={"username": "u", "password": password},
             spec={"format": "pypi", "url": index.url() + "/simple/"})},
             pipelines={"mine": uses("mine", {"connection": "idx"}),
@@ -805,13 +806,13 @@ def test_a_pipeline_denied_by_scope_gets_nothing(tmp_path: Path) -> None:
 
 
 def test_usage_and_keys(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={"idx": connection(
+    root = make_repo(tmp_path / "repo", connections={"idx": connection(
         "idx", type_="packages", credential={"username": "u", "password": "p"},
         spec={"format": "pypi", "url": "http://127.0.0.1:1/simple/"})})
-    branches_alone = connc("check", "--branches", "--repo", root, env=key_env())
+    branches_alone = connc("check", "--branches", "--repo", root, env=key_env(), timeout=60)
     assert branches_alone.returncode == 2
     assert "--branches lists branches with --reach" in branches_alone.stderr
-    no_key = connc("check", "--reach", "--repo", root, env={**key_env(),
-                                                             "SOPS_AGE_KEY_FILE": "/nonexistent"})
+    no_key = connc("check", "--reach", "--repo", root,
+                   env={**key_env(), "SOPS_AGE_KEY_FILE": "/nonexistent"}, timeout=60)
     assert no_key.returncode == 2
     assert "no usable key: SOPS_AGE_KEY_FILE=/nonexistent: no such file" in no_key.stderr

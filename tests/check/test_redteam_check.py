@@ -10,8 +10,8 @@ from pathlib import Path
 
 from checkkit import run_check
 
-from repo_builder import build_repo, connection
-from servers.hostile import recording_server
+from kit.build import connection, make_repo
+from kit.servers.hostile import recording_server
 
 
 def test_an_id_token_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_an_id_token_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> N
         spec = {"roleArn": "arn:aws:iam::123456789012:role/r", "region": "eu-central-1",
                 "stsEndpoint": sts.url() + "/", "ecrEndpoint": sts.url() + "/",
                 "identity": {"audience": "sts.amazonaws.com"}}
-        root = build_repo(tmp_path / "repo", connections={
+        root = make_repo(tmp_path / "repo", connections={
             "ecr": connection("ecr", type_="aws-ecr", spec=spec, credential={})})
         fifo = tmp_path / "token.jwt"
         os.mkfifo(fifo)

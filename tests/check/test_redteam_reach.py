@@ -19,11 +19,12 @@ from urllib.parse import quote
 import pytest
 from checkkit import canary, run_check
 
-from repo_builder import build_repo, connc, connection, key_env, pipeline
-from servers.github_fake import FakeGitHub, github_api  # noqa: F401
-from servers.hostile import Reply, Seen, _RawServer, read_head, recording_server
-from servers.oidc import GitHubTokenService, github_tokens  # noqa: F401
-from servers.pypi_index import TrustedIndex, trusted_index  # noqa: F401
+from kit.build import connection, key_env, make_repo, pipeline
+from kit.run import connc
+from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
+from kit.servers.hostile import Reply, Seen, _RawServer, read_head, recording_server
+from kit.servers.oidc import GitHubTokenService, github_tokens  # noqa: F401
+from kit.servers.pypi_index import TrustedIndex, trusted_index  # noqa: F401
 
 
 def test_an_echoed_basic_header_or_encoded_password_is_redacted(tmp_path: Path) -> None:
@@ -40,11 +41,11 @@ def test_an_echoed_basic_header_or_encoded_password_is_redacted(tmp_path: Path) 
                      json.dumps({"repositories": [f"x/{form}" for form in echoed]}).encode())
 
     with recording_server({"/v2/_catalog": catalog}) as server:
-        root = build_repo(tmp_path / "repo", connections={"reg": connection(
+        root = make_repo(tmp_path / "repo", connections={"reg": connection(
             "reg", type_="container-registry", spec={"registry": f"127.0.0.1:{server.port}"},
             credential={"username": "reader", "password": password})})
         ran = run_check(root, tmp_path, "--reach", hidden=[password, *echoed])
-        text = connc("check", "--reach", "--repo", root, env=key_env())
+        text = connc("check", "--reach", "--repo", root, env=key_env(), timeout=60)
     assert ran.status("reg") == "ok", ran.outcomes
     assert [item["name"] for item in ran.reach("reg")["items"]] == ["x/[redacted]"] * 3
     for form in [password, *echoed]:
@@ -57,7 +58,7 @@ def test_reach_mints_no_upload_token_it_learns_nothing_from(
     """`--reach` changes nothing on a service. A trusted-publishing mint leaves an upload
     token live for 15 minutes (it cannot be revoked) and a line in the project's security
     log, and an index says nothing of what that token may upload: reach asks nothing."""
-    root = build_repo(tmp_path / "repo", connections={"pub": connection(
+    root = make_repo(tmp_path / "repo", connections={"pub": connection(
         "pub", type_="pypi-publish", spec={"url": trusted_index.url,
                                            "identity": {"audience": "pypi"}},
         credential={})})
@@ -96,7 +97,7 @@ def test_megabytes_of_header_end_within_the_deadline(tmp_path: Path, reach: bool
     not by a backtracking pattern, which would run for hours past every deadline."""
     password = canary()
     with _heavy_headers(status, name, value, 50) as port:
-        root = build_repo(tmp_path / "repo", connections={"reg": connection(
+        root = make_repo(tmp_path / "repo", connections={"reg": connection(
             "reg", type_="container-registry", spec={"registry": f"127.0.0.1:{port}"},
             credential={"username": "reader", "password": password})})
         started = time.monotonic()
@@ -118,7 +119,7 @@ def test_a_next_page_that_never_ends_is_not_followed_until_the_deadline(
     loop = Reply(200, {"Content-Type": "application/json",
                        "Link": '</v2/_catalog?n=100>; rel="next"'}, b'{"repositories": []}')
     with recording_server({"/v2/_catalog": loop}) as server:
-        root = build_repo(tmp_path / "repo", connections={"reg": connection(
+        root = make_repo(tmp_path / "repo", connections={"reg": connection(
             "reg", type_="container-registry", spec={"registry": f"127.0.0.1:{server.port}"},
             credential={"username": "reader", "password": password})})
         ran = run_check(root, tmp_path, "--reach", "--timeout", "20", hidden=[password])
@@ -153,12 +154,12 @@ def test_permission_names_a_github_sends_are_shown_printable(github_api: FakeGit
     newline forging a CI log line: the reach names it printable."""
     forged = "x\x1b[2J\n::error::all checks passed"
     github_api.permissions[forged] = "read\x1b[8m"
-    root = build_repo(tmp_path / "repo", connections={"gh": connection(
+    root = make_repo(tmp_path / "repo", connections={"gh": connection(
         "gh", type_="github-app", credential={"privateKey": github_api.private_key_pem},
         spec={"apiUrl": github_api.url, "appId": int(github_api.app_id),
               "installationId": github_api.installation_id})},
         pipelines={"ci": pipeline("ci", "gh")})
-    text = connc("check", "--reach", "--repo", root, env=key_env())
+    text = connc("check", "--reach", "--repo", root, env=key_env(), timeout=60)
     assert text.returncode == 0, text.stderr
     assert "\x1b" not in text.stdout
     assert not [line for line in text.stdout.splitlines() if line.startswith("::error::")]

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from repokit import REPO_ROOT, sops_env
+from kit.build import REPO_ROOT, sops_env
 
 PACKAGE = REPO_ROOT / "compiler" / "connc"
 FAMILIES = ("validate", "render", "check", "diff", "author", "keys")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from repokit import REPO_ROOT, connection, make_repo, pipeline, sops_env
+from kit.build import REPO_ROOT, connection, make_repo, pipeline, sops_env
 
 
 def documented_line() -> str:

@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-import fakesops
 from connc import credentials, process, seal
 from connc.credentials import (
     SECRET_PLACEHOLDER,
@@ -29,18 +28,9 @@ from connc.credentials import (
 from connc.errors import UsageError
 from connc.secrets import Secret
 from connc.sops import binary
-from repokit import (
-    TEST_KEY_FILE,
-    certificate_pem,
-    connection,
-    ec_key,
-    encrypt,
-    key_pem,
-    make_repo,
-    rsa_key,
-    ssh_key_pair,
-    write,
-)
+from kit import fakesops
+from kit.build import TEST_KEY_FILE, connection, encrypt, make_repo, write
+from kit.keys import certificate_pem, ec_key, key_pem, rsa_key, ssh_key_pair
 
 CANARY = "canary-cred-unit-5e2f9a"
 URL = "https://gitlab.com/group/project"

@@ -5,18 +5,16 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
-from repokit import REPO_ROOT, sops_env
+from kit.build import REPO_ROOT
+from kit.run import connc
 
 DEMO_KEY = REPO_ROOT / "demo" / "demo-age-key.txt"
 
 
 def _connc(*args: str | Path, key: bool = False) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "connc", *map(str, args)], cwd=REPO_ROOT,
-                          env=sops_env(DEMO_KEY if key else None), capture_output=True,
-                          text=True, timeout=120, check=False)
+    return connc(*args, key=DEMO_KEY if key else None, cwd=REPO_ROOT)
 
 
 def test_the_demo_key_is_labelled_as_a_demo_key() -> None:

@@ -16,7 +16,8 @@ import yaml
 from connc import documents, encryption
 from connc.findings import Finding
 from connc.sops.rules import CreationRule, read_rules
-from repokit import TEST_RECIPIENT, connection, make_repo, new_age_key, sops_rules, write
+from kit.build import TEST_RECIPIENT, connection, make_repo, sops_rules, write
+from kit.keys import new_age_key
 
 RELPATH = "connections.d/db.sops.yaml"
 CANARY = "canary-enc-unit-0b7d31"

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from repo_builder import build_repo, connection, key_env, pipeline
+from kit.build import connection, key_env, make_repo, pipeline
+from kit.run import argv
 
 NOT_MADE = "the bundle cannot be made at"
 
@@ -24,15 +24,15 @@ NOT_MADE = "the bundle cannot be made at"
 def repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("HOME", str(tmp_path_factory.mktemp("home")))
-        yield build_repo(tmp_path_factory.mktemp("exit") / "repo",
-                         connections={"gl": connection("gl", spec={"url": "https://gl.example"})},
-                         pipelines={"deploy": pipeline("deploy", "gl")})
+        yield make_repo(tmp_path_factory.mktemp("exit") / "repo",
+                        connections={"gl": connection("gl", spec={"url": "https://gl.example"})},
+                        pipelines={"deploy": pipeline("deploy", "gl")})
 
 
 def run(*args: str | Path, shell_redirect: str = "", stdout: int | None = subprocess.PIPE,
         env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     """`python -m connc ARGS`, its stdout as given, or as `sh` redirects it (`>&-`)."""
-    command = [sys.executable, "-m", "connc", *map(str, args)]
+    command = argv(*args)
     if shell_redirect:
         command = ["sh", "-c", f'exec "$@" {shell_redirect}', "sh", *command]
     return subprocess.run(command, env=env or key_env(), stdin=subprocess.DEVNULL,
@@ -90,8 +90,8 @@ def test_a_read_only_file_system(repo: Path, tmp_path: Path) -> None:
     if unshare is None or subprocess.run([*read_only, "true"], capture_output=True,
                                          check=False).returncode != 0:
         pytest.skip("no private mount namespace here (unshare -rm) for a read-only file system")
-    proc = subprocess.run([*read_only, sys.executable, "-m", "connc", "render", "deploy",
-                           "--repo", str(repo), "--out", str(mount / "out")],
+    proc = subprocess.run([*read_only, *argv("render", "deploy", "--repo", repo, "--out",
+                                             mount / "out")],
                           env=key_env(), capture_output=True, text=True, timeout=60,
                           check=False)
     assert_environment_error(proc, NOT_MADE, "Read-only file system")

@@ -5,14 +5,14 @@ started in; `--repo DIR` names the root itself and wins."""
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from connc.errors import UsageError
 from connc.repository import find_root
-from repokit import TEST_KEY_FILE, connection, git, make_repo, pipeline, sops_env
+from kit import run
+from kit.build import connection, git, make_repo, pipeline
 
 
 @pytest.fixture
@@ -27,9 +27,7 @@ def repo(tmp_path: Path) -> Path:
 
 
 def connc(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "connc", *args], cwd=cwd,
-                          env=sops_env(TEST_KEY_FILE), capture_output=True, text=True,
-                          timeout=120, check=False)
+    return run.connc(*args, cwd=cwd)
 
 
 def test_every_command_finds_the_root_from_a_subdirectory(repo: Path, tmp_path: Path) -> None:

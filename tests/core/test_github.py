@@ -1,11 +1,10 @@
-"""connc.github against a local fake of the GitHub API (tests/servers/github_fake.py)."""
+"""connc.github against a local fake of the GitHub API (tests/kit/servers/github_fake.py)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +18,9 @@ import pytest
 from connc.errors import GitHubError
 from connc.github.apps import GitHubApp, InstallationToken, jwt_for_app, revoke_installation_token
 from connc.secrets import Secret
-from servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
+from kit.keys import ec_key, key_pem
+from kit.servers._net import LOOPBACK, free_port
+from kit.servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
 
 CANARY_TOKEN = "ghs_CANARYcanaryCANARY0123456789abcdefXYZ"
 
@@ -39,11 +40,7 @@ def make_app(fake: FakeGitHub, *, pem: str | None = None, app_id: str | None = N
 
 
 def closed_port_url() -> str:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return f"http://127.0.0.1:{port}"
+    return f"http://{LOOPBACK}:{free_port()}"
 
 
 # --- minting ----------------------------------------------------------------------------------
@@ -152,15 +149,6 @@ def test_private_key_forms(github_api: FakeGitHub, form: str) -> None:
     assert github_api.is_live(token.token.reveal())
 
 
-def _ec_pem() -> str:
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-
-    return ec.generate_private_key(ec.SECP256R1()).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()).decode()
-
-
 def _encrypted_pem(fake: FakeGitHub) -> str:
     from cryptography.hazmat.primitives import serialization
 
@@ -178,7 +166,7 @@ def test_invalid_private_key(github_api: FakeGitHub, kind: str) -> None:
         "escaped-newlines": github_api.private_key_pem_pkcs1.replace("\n", "\\n"),
         "garbage": "-----BEGIN RSA PRIVATE KEY-----\nbm90IGEga2V5\n-----END RSA PRIVATE KEY-----",
         "truncated": github_api.private_key_pem[: len(github_api.private_key_pem) // 2],
-        "ec": _ec_pem(),
+        "ec": key_pem(ec_key()),
         "encrypted": _encrypted_pem(github_api),
         "public": github_api.public_key_pem,
         "empty": "",
@@ -317,7 +305,7 @@ def test_connection_refused() -> None:
 
 
 def _fake_key_pem() -> str:
-    from servers.github_fake import _rsa_key
+    from kit.servers.github_fake import _rsa_key
 
     return _rsa_key(0)[0]
 

@@ -1,4 +1,4 @@
-"""The fake GitHub's pull-request endpoints (tests/servers/github_fake.py), driven with plain
+"""The fake GitHub's pull-request endpoints (tests/kit/servers/github_fake.py), driven with plain
 `requests`: `connc approvals` is only as well tested as this fake is faithful. Shapes follow
 GitHub's REST reference: "Get a pull request", "List reviews for a pull request", "List
 commits on a pull request" (with its "Signature verification object"), and pagination."""
@@ -14,7 +14,7 @@ import pytest
 import requests
 from urllib3.util import SKIP_HEADER
 
-from servers.github_fake import (  # noqa: F401
+from kit.servers.github_fake import (  # noqa: F401
     COMMITS_LISTED,
     DEFAULT_PULL_REPO,
     FakeGitHub,

@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from servers.github_fake import FakeGitHub
+from kit.servers.github_fake import FakeGitHub
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TABLE = REPO_ROOT / "compiler" / "connc" / "data" / "github_app_permissions.json"

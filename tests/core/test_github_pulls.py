@@ -10,8 +10,8 @@ import pytest
 from connc.errors import GitHubError
 from connc.github.pulls import COMMITS_LISTED, Account, Commit, PullRequests
 from connc.secrets import Secret
-from servers.github_fake import DEFAULT_PULL_REPO as REPO
-from servers.github_fake import FakeGitHub, github_api  # noqa: F401
+from kit.servers.github_fake import DEFAULT_PULL_REPO as REPO
+from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
 
 HEAD = "a" * 40
 

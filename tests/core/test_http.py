@@ -21,8 +21,8 @@ from connc import http, process
 from connc.errors import GitHubError
 from connc.github.apps import GitHubApp, revoke_installation_token
 from connc.secrets import Secret
-from servers.github_fake import FakeGitHub, _rsa_key, github_api  # noqa: F401
-from servers.hostile import (
+from kit.servers.github_fake import FakeGitHub, _rsa_key, github_api  # noqa: F401
+from kit.servers.hostile import (
     ProxyLog,
     Reply,
     Seen,
@@ -30,7 +30,7 @@ from servers.hostile import (
     recording_server,
     trickling_server,
 )
-from servers.kube_api import KubeApiServer, kube_server  # noqa: F401
+from kit.servers.kube_api import KubeApiServer, kube_server  # noqa: F401
 
 PASSWORD = "CANARY-connc-password"
 NETRC_PASSWORD = "CANARY-netrc-password"

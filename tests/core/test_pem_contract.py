@@ -5,25 +5,11 @@ repaired, and the message says how to write it instead. No line of the key is ev
 from __future__ import annotations
 
 import base64
-import subprocess
-import sys
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-
-from repokit import (
-    REPO_ROOT,
-    TEST_KEY_FILE,
-    certificate_pem,
-    connection,
-    ec_key,
-    key_pem,
-    make_repo,
-    pipeline,
-    run_connc,
-    sops_env,
-)
+from kit.build import REPO_ROOT, TEST_KEY_FILE, connection, make_repo, pipeline
+from kit.keys import certificate_pem, ec_key, key_pem, rsa_key, ssh_key_pair
+from kit.run import connc
 
 ESCAPED = "holds `\\n` where its lines should break"
 
@@ -42,24 +28,13 @@ def key_lines(*pems: str | bytes) -> list[str]:
     return lines
 
 
-def rsa_pem() -> str:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
-
-
 def ssh_pem() -> tuple[str, str]:
     """An OpenSSH private key, and the public half of another as a host key."""
-    private = ed25519.Ed25519PrivateKey.generate().private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption()).decode()
-    host = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
-    return private, host
+    return ssh_key_pair()[0], ssh_key_pair()[1]
 
 
 def test_every_pem_field_is_refused_with_the_fix_by_validate_and_render(tmp_path: Path) -> None:
-    app_key, (ssh_key, host_key), kube_key = rsa_pem(), ssh_pem(), ec_key()
+    app_key, (ssh_key, host_key), kube_key = key_pem(rsa_key()), ssh_pem(), ec_key()
     client_key, client_cert = key_pem(kube_key), certificate_pem(kube_key)
     ca = certificate_pem(ec_key(), "connc test CA")
     secrets = key_lines(app_key, ssh_key, client_key, client_cert)
@@ -88,7 +63,7 @@ def test_every_pem_field_is_refused_with_the_fix_by_validate_and_render(tmp_path
                                        escaped(ca).encode()).decode()}),
     }, pipelines={"deploy": pipeline("deploy", "gh")})
 
-    checked = run_connc("validate", "--decrypt", "--repo", str(repo), key_file=TEST_KEY_FILE)
+    checked = connc("validate", "--decrypt", "--repo", str(repo), key=TEST_KEY_FILE, cwd=REPO_ROOT)
     assert checked.returncode == 1, checked.stderr
     shown = checked.stdout + checked.stderr
     for line in secrets:
@@ -110,8 +85,8 @@ def test_every_pem_field_is_refused_with_the_fix_by_validate_and_render(tmp_path
         assert any(ESCAPED in text and text.endswith(fix) for text in lines), (connection_id,
                                                                                shown)
 
-    rendered = run_connc("render", "--pipeline", "deploy", "--repo", str(repo), "--out",
-                         str(tmp_path / "bundle"), key_file=TEST_KEY_FILE)
+    rendered = connc("render", "--pipeline", "deploy", "--repo", str(repo), "--out",
+                     str(tmp_path / "bundle"), key=TEST_KEY_FILE, cwd=REPO_ROOT)
     assert rendered.returncode == 1, rendered.stderr
     assert not (tmp_path / "bundle").exists()
     assert ESCAPED in rendered.stderr and fixes["gh"] in rendered.stderr
@@ -120,16 +95,13 @@ def test_every_pem_field_is_refused_with_the_fix_by_validate_and_render(tmp_path
 
 
 def test_secret_set_refuses_an_escaped_key_and_says_how_to_set_it(tmp_path: Path) -> None:
-    app_key = rsa_pem()
+    app_key = key_pem(rsa_key())
     repo = make_repo(tmp_path / "repo", connections={"gh": connection(
         "gh", type_="github-app", credential={"privateKey": app_key},
         spec={"clientId": "Iv23liFAKE0000000000", "installationId": 4242})})
     before = (repo / "connections.d/gh.sops.yaml").read_bytes()
-    pasted = escaped(rsa_pem())
-    ran = subprocess.run([sys.executable, "-m", "connc", "secret", "set", "gh", "privateKey",
-                          "--repo", str(repo)], input=pasted, cwd=REPO_ROOT,
-                         env=sops_env(TEST_KEY_FILE), capture_output=True, text=True,
-                         timeout=120, check=False)
+    pasted = escaped(key_pem(rsa_key(1)))  # another key than the file's
+    ran = connc("secret", "set", "gh", "privateKey", "--repo", repo, input=pasted, cwd=REPO_ROOT)
     assert ran.returncode == 1, ran.stderr
     assert ESCAPED in ran.stderr
     assert "`connc secret set gh privateKey < key.pem`" in ran.stderr

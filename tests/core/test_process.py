@@ -13,7 +13,7 @@ import pytest
 
 from connc import process
 from connc.errors import UsageError
-from fakesops import alive, none_left
+from kit.fakesops import alive, none_left
 
 PY = sys.executable
 

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-import fakesops
 from connc import http, process
 from connc.sops import binary
-from repokit import TEST_KEY_FILE, connection, make_repo
+from kit import fakesops
+from kit.build import TEST_KEY_FILE, connection, make_repo
 
 
 def test_kill_only_signals_and_wait_reaps() -> None:

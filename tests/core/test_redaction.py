@@ -29,8 +29,6 @@ from typing import Any
 
 import pytest
 import yaml
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from connc import documents
 from connc.__main__ import main
@@ -38,19 +36,17 @@ from connc.diff.compare import Change
 from connc.errors import ConncError
 from connc.findings import finding, printable
 from connc.secrets import redact, redact_data, what_secret
-from repo_builder import ssh_key_pair
-from repokit import (
+from kit.build import (
     TEST_KEY_FILE,
     TEST_RECIPIENT,
-    certificate_pem,
     commit,
     connection,
-    ec_key,
     git,
     make_repo,
     sops_rules,
     write,
 )
+from kit.keys import certificate_pem, ec_key, key_pem, rsa_key, ssh_key_pair
 
 # Random-looking bodies, so that any part of one in an output is a leak, not a coincidence.
 TOKEN = "ghp_" + "Qz7Kv2Lw9Xc4Rb8Tn1Pm6Hs3Jd5Gf0Ya2Ue"
@@ -135,19 +131,13 @@ def test_findings_errors_and_rows_are_redacted_when_made() -> None:
 # ---------------------------------------------------------------------------- the walk
 
 
-def _rsa_pem() -> str:
-    return rsa.generate_private_key(65537, 2048).private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()).decode()
-
-
 CONNECTIONS: dict[str, dict[str, Any]] = {
     "gh": connection("gh", type_="github-app", visibility="custom",
                      members=["user:bob", "team:platform", "pipeline:deploy"],
                      description="the GitHub App", expiresAt="2099-01-01",
                      spec={"url": "https://github.com/acme", "apiUrl": "https://api.github.com",
                            "clientId": "Iv23liFake", "installationId": 42},
-                     credential={"privateKey": _rsa_pem()}),
+                     credential={"privateKey": key_pem(rsa_key())}),
     "k8s": connection("k8s", type_="kubernetes", visibility="public",
                       spec={"server": "https://k8s.example.com:6443", "namespace": "apps",
                             "certificateAuthorityData": base64.b64encode(

@@ -6,15 +6,14 @@ owns. `connc secret set` there would encrypt the value typed to the attacker's k
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from connc.errors import UsageError
 from connc.repository import find_root
-from repokit import TEST_KEY_FILE, make_repo, sops_env
+from kit.build import make_repo
+from kit.run import connc
 
 SENTINEL = "CANARY-typed-into-a-trap-51d7"
 
@@ -38,9 +37,7 @@ def test_a_world_writable_parent_is_never_the_root(tmp_path: Path,
         find_root()
     assert str(shared) in str(refused.value)
     # The command a user would type there: refused, nothing encrypted to anyone.
-    ran = subprocess.run([sys.executable, "-m", "connc", "secret", "set", "gl", "token"],
-                         cwd=mine, input=SENTINEL, env=sops_env(TEST_KEY_FILE),
-                         capture_output=True, text=True, timeout=60, check=False)
+    ran = connc("secret", "set", "gl", "token", cwd=mine, input=SENTINEL, timeout=60)
     assert ran.returncode == 2 and "every user may write to" in ran.stderr
     assert SENTINEL not in ran.stdout + ran.stderr
     # Named explicitly, it is the user's choice.

@@ -20,7 +20,7 @@ from connc.identity import aws, pypi
 from connc.identity import token as tokens
 from connc.identity.aws import Session
 from connc.secrets import Secret
-from servers.hostile import Reply, recording_server
+from kit.servers.hostile import Reply, recording_server
 
 DEEP = b"[" * 5000  # deeper than the recursion limit: json.loads raises RecursionError
 FAR = 2**39  # seconds since the epoch: year 19391, past what a datetime holds

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from repo_builder import build_repo, connc, connection, key_env, pipeline
-from repokit import new_age_key
+from kit.build import connection, key_env, make_repo, pipeline
+from kit.keys import new_age_key
+from kit.run import connc
 
 FORGED = "::error file=x::all checks passed"
 EVIL = "age1zz\\u001b[31mRED\\u001b[0m\\n" + FORGED  # as YAML escapes in a double-quoted string
@@ -22,8 +23,8 @@ def _forged_lines(text: str) -> list[str]:
 
 def test_a_recipient_with_control_characters_is_shown_printable(tmp_path: Path) -> None:
     _key, other = new_age_key(tmp_path)
-    root = build_repo(tmp_path / "repo", connections={"gl": connection("gl")},
-                      pipelines={"ci": pipeline("ci", "gl")}, locked={"gl": other})
+    root = make_repo(tmp_path / "repo", connections={"gl": connection("gl")},
+                     pipelines={"ci": pipeline("ci", "gl")}, locked={"gl": other})
     path = root / "connections.d" / "gl.sops.yaml"
     text = path.read_text()
     path.write_text(text.replace("    age:\n", f'    age:\n        - recipient: "{EVIL}"\n'
@@ -32,7 +33,7 @@ def test_a_recipient_with_control_characters_is_shown_printable(tmp_path: Path) 
                 ["render", "ci", "--out", str(tmp_path / "out")], ["seal", "gl"],
                 ["check", "gl"]]
     for args in commands:
-        ran = connc(args[0], "--repo", root, *args[1:], env=key_env())
+        ran = connc(args[0], "--repo", root, *args[1:], env=key_env(), timeout=60)
         assert ran.returncode in (0, 1, 2), (args, ran.stderr)  # keys: a view, exit 0
         assert _forged_lines(ran.stdout + ran.stderr) == [], args
         assert "RED" in ran.stdout + ran.stderr, args  # named all the same
@@ -48,8 +49,8 @@ def test_shown_recipient_is_one_printable_line(recipient: str) -> None:
 
 def _layout_with_names(tmp_path: Path) -> Path:
     """A file name and YAML keys with an escape sequence and a newline: git takes both."""
-    root = build_repo(tmp_path / "repo", connections={"gl": connection("gl")},
-                      pipelines={"ci": pipeline("ci", "gl")})
+    root = make_repo(tmp_path / "repo", connections={"gl": connection("gl")},
+                     pipelines={"ci": pipeline("ci", "gl")})
     (root / "pipelines.d" / f"x\x1b[8m\n{FORGED}.yaml").write_text("a: 1\n")
     members = root / "members.yaml"
     members.write_text(members.read_text() + f'"extra\\u001b[8m\\n{FORGED}": 1\n')
@@ -57,13 +58,13 @@ def _layout_with_names(tmp_path: Path) -> Path:
 
 
 def test_keys_names_unreadable_files_printable(tmp_path: Path) -> None:
-    ran = connc("keys", "--repo", _layout_with_names(tmp_path), env=key_env())
+    ran = connc("keys", "--repo", _layout_with_names(tmp_path), env=key_env(), timeout=60)
     assert "could not be read" in ran.stderr
     assert _forged_lines(ran.stdout + ran.stderr) == []
 
 
 def test_validate_shows_file_names_and_keys_printable(tmp_path: Path) -> None:
-    ran = connc("validate", "--repo", _layout_with_names(tmp_path), env=key_env())
+    ran = connc("validate", "--repo", _layout_with_names(tmp_path), env=key_env(), timeout=60)
     assert ran.returncode == 1
     assert _forged_lines(ran.stdout + ran.stderr) == []
 

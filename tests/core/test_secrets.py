@@ -8,7 +8,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from connc.secrets import scan, what_secret
-from repokit import TEST_RECIPIENT, certificate_pem, ec_key, key_pem
+from kit.build import TEST_RECIPIENT
+from kit.keys import certificate_pem, ec_key, key_pem
 
 _KEY = ec_key()
 PKCS8 = key_pem(_KEY)

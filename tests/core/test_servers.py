@@ -22,22 +22,22 @@ from pathlib import Path
 
 import pytest
 
-from servers._net import (
+from kit.servers._net import (
     ServerStartError,
     clean_env,
     popen_server,
     stop_process,
     wait_until_listening,
 )
-from servers.git_http import GitHttpServer, git_env, git_server, run_git, write_askpass  # noqa: F401
-from servers.kube_api import (  # noqa: F401
+from kit.servers.git_http import GitHttpServer, git_env, git_server, run_git, write_askpass  # noqa: F401
+from kit.servers.kube_api import (  # noqa: F401
     TOKEN_USER,
     KubeApiServer,
     kube_server,
     run_kubectl,
     write_kubeconfig,
 )
-from servers.registry import (  # noqa: F401
+from kit.servers.registry import (  # noqa: F401
     RegistryServer,
     registry_server,
     run_skopeo,

@@ -22,15 +22,9 @@ from connc.seal import SEAL_FIELD
 from connc.secrets import Secret
 from connc.sops import binary
 from connc.sops.keys import KeyUnusable
-from repokit import (
-    TEST_KEY_FILE,
-    connection,
-    encrypt,
-    make_repo,
-    new_age_key,
-    spy_on_processes,
-    write,
-)
+from kit.build import TEST_KEY_FILE, connection, encrypt, make_repo, write
+from kit.keys import new_age_key
+from kit.run import spy_on_processes
 
 RELPATH = "connections.d/registry.sops.yaml"
 PLANTED = "PLANTED-pl41nt3xt-9c1d"

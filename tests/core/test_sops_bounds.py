@@ -19,21 +19,22 @@ from typing import Any
 
 import pytest
 
-import fakesops
 from connc import credentials, process
 from connc.errors import RenderError, SopsError
 from connc.sops import binary
-from fakesops import SENTINEL
-from repokit import (
+from kit import fakesops
+from kit.build import (
     TEST_KEY_FILE,
     TEST_RECIPIENT,
     connection,
     make_repo,
-    new_age_key,
     pipeline,
     sops_env,
     write,
 )
+from kit.fakesops import SENTINEL
+from kit.keys import new_age_key
+from kit.run import popen
 
 WIDE = 11  # connections of the pipeline `wide`: more than credentials.CONCURRENT
 
@@ -219,9 +220,8 @@ def _start(base: Path, where: Path, fake: Path, args: tuple[str, ...]) -> Run:
     value.write_text("new-value")
     env = sops_env(TEST_KEY_FILE) | {"FAKE_PIDS": str(run.pids)}
     with value.open("rb") as stdin:
-        run.proc = subprocess.Popen(fakesops.command(fake, *args, *extra, "--repo", str(repo)),
-                                    env=env, stdin=stdin, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True)
+        run.proc = popen(*args, *extra, "--repo", repo, sops=fake, env=env, stdin=stdin,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     run.seconds = time.monotonic()
     return run
 

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-import fakesops
-from repokit import TEST_KEY_FILE, TEST_RECIPIENT, connection, make_repo, pipeline, sops_env
+from kit import fakesops
+from kit.build import TEST_KEY_FILE, TEST_RECIPIENT, connection, make_repo, pipeline, sops_env
+from kit.run import popen
 
 COMMANDS = {
     "render": ["render", "use", "--timeout", "5"],
@@ -55,8 +56,8 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, str], 
             log = where / "log"
             log.touch()
             env = sops_env(TEST_KEY_FILE) | {"FAKE_LOG": str(log)}
-            running[kind, name] = (subprocess.Popen(
-                fakesops.command(fake, *args, "--repo", str(repo)), env=env,
+            running[kind, name] = (popen(
+                *args, "--repo", repo, sops=fake, env=env,
                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                 text=True), log, args)
     done = {}

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,19 @@ import pytest
 from connc.errors import SopsError
 from connc.process import Deadline
 from connc.sops import binary
-from repokit import (
+from kit.build import (
     REPO_ROOT,
     TEST_KEY_FILE,
     TEST_RECIPIENT,
     connection,
     make_repo,
-    new_age_key,
     pipeline,
     sops_env,
     sops_rules,
     write,
 )
+from kit.keys import new_age_key
+from kit.run import connc
 
 CANARY = "hunter2-canary-7f3a"
 IDS = ("one", "two", "three")
@@ -40,9 +40,8 @@ def repo(tmp_path: Path) -> Path:
 
 
 def render(repo: Path, out: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "connc", "render", "build", "--repo", str(repo),
-                           "--out", str(out)], cwd=REPO_ROOT, env={**sops_env(), **env},
-                          capture_output=True, text=True, timeout=120, check=False)
+    return connc("render", "build", "--repo", repo, "--out", out, env={**sops_env(), **env},
+                 cwd=REPO_ROOT)
 
 
 def refused(ran: subprocess.CompletedProcess[str], *secrets: str) -> str:
@@ -121,13 +120,9 @@ def test_one_file_no_key_opens_names_its_recipients(repo: Path, tmp_path: Path) 
 def test_validate_decrypt_and_check_say_it_once(repo: Path, tmp_path: Path) -> None:
     other_key, other_public = new_age_key(tmp_path)
     for command in (["validate", "--decrypt"], ["check"]):
-        ran = subprocess.run([sys.executable, "-m", "connc", *command, "--repo", str(repo)],
-                             cwd=REPO_ROOT, env=sops_env(tmp_path / "nowhere.txt"),
-                             capture_output=True, text=True, timeout=120, check=False)
+        ran = connc(*command, "--repo", repo, key=tmp_path / "nowhere.txt", cwd=REPO_ROOT)
         assert refused(ran).count("no such file") == 1, command
-    ran = subprocess.run([sys.executable, "-m", "connc", "validate", "--decrypt", "--repo",
-                          str(repo)], cwd=REPO_ROOT, env=sops_env(other_key),
-                         capture_output=True, text=True, timeout=120, check=False)
+    ran = connc("validate", "--decrypt", "--repo", repo, key=other_key, cwd=REPO_ROOT)
     assert refused(ran, identity_of(other_key)).count(other_public) == 1
 
 

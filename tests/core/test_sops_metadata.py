@@ -23,7 +23,8 @@ from connc.sops.recipients import (
     threshold_after_updatekeys,
 )
 from connc.sops.rules import CreationRule, PathRegex, RulesError, first_matching_rule, read_rules
-from repokit import TEST_RECIPIENT, connection, make_repo, new_age_key, sops_rules
+from kit.build import TEST_RECIPIENT, connection, make_repo, sops_rules
+from kit.keys import new_age_key
 
 AGE_B = "age1ksezmpplrwq0m32tfmnc9a0mhtxtd6tz7uhjl9a3p95ds70hyelshrzjas"
 PGP_FP = "85D77543B3D624B63CEA9E6DBC17301B491B3F21"

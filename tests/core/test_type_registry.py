@@ -27,7 +27,7 @@ from connc.check.reach import Reacher
 from connc.render.context import Writer
 from connc.schema import connection_types, models
 from connc.schema.connection_types import ConnectionType
-from repokit import REPO_ROOT
+from kit.build import REPO_ROOT
 
 # What each part of an entry must be: the family its module lives in, and the functions it
 # must have, with the signature of the protocol that render or check calls it through.

@@ -8,7 +8,6 @@ and one it refuses is refused by both, at its line, with CONNC107.
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,8 @@ from hypothesis import strategies as st
 from connc.acceptance import schema_model
 from connc.documents import parse
 from connc.schema import policy
-from repo_builder import build_repo, connection, key_env, pipeline
+from kit import run
+from kit.build import connection, make_repo, pipeline
 
 ACCEPTED = [
     "https://git.example.com", "https://git.example.com/org-a/", "https://GitLab.Example.com/x",
@@ -131,14 +131,12 @@ def test_validate_and_render_refuse_it_at_its_line(tmp_path: Path, spec: dict[st
     # Before: validate clean, and render refused without naming the connection (a newline
     # decoded into the git credential helper) or exited 3 (int() of 4,400 digits).
     credential = {"username": "u", "password": "p"}
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "odd": connection("odd", type_=spec["type"], spec=spec, credential=credential)},
         pipelines={"deploy": pipeline("deploy", "odd")})
 
     def connc(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "connc", *args, "--repo", str(root)],
-                              env=key_env(), capture_output=True, text=True, timeout=60,
-                              check=False)
+        return run.connc(*args, "--repo", root, timeout=60)
 
     lines = (root / "connections.d/odd.sops.yaml").read_text().splitlines()
     line = next(n for n, text in enumerate(lines, 1) if text.lstrip().startswith(f"{field}:"))

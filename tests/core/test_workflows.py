@@ -17,7 +17,8 @@ from typing import Any
 import pytest
 import yaml
 
-from repokit import REPO_ROOT, assert_github_schema, assert_zizmor_finds_nothing
+from kit.build import REPO_ROOT
+from kit.workflows import assert_github_schema, assert_zizmor_finds_nothing
 
 WORKFLOWS = sorted((REPO_ROOT / ".github" / "workflows").glob("*.y*ml"))
 ACTION = REPO_ROOT / "actions" / "render" / "action.yml"

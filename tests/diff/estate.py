@@ -11,15 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from repokit import (
-    TEST_RECIPIENT,
-    commit,
-    connection,
-    git,
-    make_repo,
-    sops_rules,
-    write,
-)
+from kit.build import TEST_RECIPIENT, commit, connection, git, make_repo, sops_rules, write
 
 K8S = "connections.d/k8s.sops.yaml"
 GH = "connections.d/gh.sops.yaml"

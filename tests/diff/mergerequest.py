@@ -1,5 +1,5 @@
 """Running `connc approvals --gitlab-mr` as a GitLab merge request pipeline does, against the
-local fake of GitLab's API (tests/servers/gitlab_api.py), on the estate of `estate.py` with
+local fake of GitLab's API (tests/kit/servers/gitlab_api.py), on the estate of `estate.py` with
 GitLab accounts recorded at BASE."""
 
 from __future__ import annotations
@@ -7,14 +7,14 @@ from __future__ import annotations
 import copy
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from estate import MEMBERS
 
-from repokit import REPO_ROOT, commit, sops_env, write
-from servers.gitlab_api import REPORTER, FakeGitLab, MergeRequest
+from kit.build import REPO_ROOT, commit, sops_env, write
+from kit.run import connc
+from kit.servers.gitlab_api import REPORTER, FakeGitLab, MergeRequest
 
 PROJECT = "acme/connections"
 IID = 7
@@ -49,10 +49,8 @@ def approvals(fake: FakeGitLab, repo: Path, base: str, head: str, *args: str,
               **variables: str) -> subprocess.CompletedProcess[str]:
     """`connc approvals BASE HEAD --gitlab-mr 7 --format json` (`args` may override it)."""
     env = pipeline_env(fake, **variables)
-    ran = subprocess.run([sys.executable, "-m", "connc", "approvals", "--repo", str(repo), base,
-                          head, "--gitlab-mr", str(IID), "--format", "json", *args], env=env,
-                         cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-                         check=False)
+    ran = connc("approvals", "--repo", repo, base, head, "--gitlab-mr", IID, "--format", "json",
+                *args, env=env, cwd=REPO_ROOT)
     for name in ("GITLAB_TOKEN", "CI_JOB_TOKEN"):  # a token is never printed
         assert not env.get(name) or env[name] not in ran.stdout + ran.stderr
     return ran

@@ -1,16 +1,16 @@
 """Running `connc approvals` as the access-review workflow does, against a local fake of the
-GitHub API (tests/servers/github_fake.py)."""
+GitHub API (tests/kit/servers/github_fake.py)."""
 
 from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from repokit import REPO_ROOT, sops_env
-from servers.github_fake import DEFAULT_PULL_REPO, FakeGitHub
+from kit.build import REPO_ROOT, sops_env
+from kit.run import connc
+from kit.servers.github_fake import DEFAULT_PULL_REPO, FakeGitHub
 
 NUMBER = 7
 
@@ -20,9 +20,7 @@ def approvals(repo: Path, *args: str, api: str = "", token: str = "",
     env = {**sops_env(), "GITHUB_REPOSITORY": DEFAULT_PULL_REPO}
     if api:
         env.update(GITHUB_API_URL=api, GITHUB_TOKEN=token)
-    return subprocess.run([sys.executable, "-m", "connc", "approvals", "--repo", str(repo), *args],
-                          env=env, cwd=REPO_ROOT, capture_output=True, text=True, timeout=120,
-                          check=False)
+    return connc("approvals", "--repo", repo, *args, env=env, cwd=REPO_ROOT)
 
 
 def github(fake: FakeGitHub, change: tuple[Path, str, str], *extra: str,

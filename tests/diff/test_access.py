@@ -17,7 +17,7 @@ from connc.diff.access import matrix
 from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.scope import EVERYONE, connection_scope, decide, grant_states, pipeline_scope
 from connc.validate.run import validate
-from repokit import MEMBERS, connection, make_repo, pipeline
+from kit.build import MEMBERS, connection, make_repo, pipeline
 
 
 @pytest.fixture

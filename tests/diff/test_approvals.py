@@ -17,8 +17,8 @@ from pullrequest import NUMBER, approvals, github, verdict
 from connc.diff.approvals import Accounts, Consent, _who, authorship
 from connc.github.pulls import Account, Commit, PullRequest
 from connc.schema.models import User
-from repokit import commit, git, replace
-from servers.github_fake import (  # noqa: F401
+from kit.build import commit, git, replace
+from kit.servers.github_fake import (  # noqa: F401
     DEFAULT_PULL_REPO,
     FakeGitHub,
     github_api,

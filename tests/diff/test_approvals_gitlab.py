@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -40,9 +39,10 @@ from connc.diff.run import diff
 from connc.github.pulls import Account
 from connc.schema.models import User
 from connc.secrets import Secret
-from repokit import GIT_IDENTITY, commit, git, replace, write
-from servers.github_fake import unresponsive_server
-from servers.gitlab_api import FakeGitLab, gitlab_api  # noqa: F401
+from kit.build import GIT_IDENTITY, commit, git, replace, write
+from kit.run import connc
+from kit.servers.github_fake import unresponsive_server
+from kit.servers.gitlab_api import FakeGitLab, gitlab_api  # noqa: F401
 
 T0 = dt.datetime(2025, 3, 1, 9, 0, tzinfo=dt.UTC)
 
@@ -401,9 +401,8 @@ def test_head_must_be_given_and_be_the_merge_requests(gitlab_api: FakeGitLab,
     merge_request(gitlab_api, base)
     ran = approvals(gitlab_api, repo, base, head)
     assert ran.returncode == 2 and "approvals count on the head" in ran.stderr
-    bare = subprocess.run([sys.executable, "-m", "connc", "approvals", "--repo", str(repo), base,
-                           "--gitlab-mr", "7"], env=pipeline_env(gitlab_api),
-                          capture_output=True, text=True, timeout=60, check=False)
+    bare = connc("approvals", "--repo", repo, base, "--gitlab-mr", "7",
+                 env=pipeline_env(gitlab_api), timeout=60)
     assert bare.returncode == 2 and "with --gitlab-mr, give HEAD" in bare.stderr
 
 

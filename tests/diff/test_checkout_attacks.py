@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 import yaml
 
-from repokit import TEST_KEY_FILE, commit, git, run_connc, write
+from kit.build import REPO_ROOT, TEST_KEY_FILE, commit, git, write
+from kit.run import connc
 
 SECRET = "fake-password"  # bob's private registry credential in the estate
 WEB = "pipelines.d/web.yaml"
@@ -52,7 +53,8 @@ def estate(estate: Path) -> Path:
 
 
 def diff_json(repo: Path) -> tuple[int, dict[str, Any]]:
-    ran = run_connc("diff", "--repo", str(repo), "main~1", "main", "--format", "json")
+    ran = connc("diff", "--repo", str(repo), "main~1", "main", "--format", "json", key=None,
+                cwd=REPO_ROOT)
     assert ran.returncode in (0, 1), ran.stderr
     return ran.returncode, json.loads(ran.stdout)
 
@@ -68,8 +70,8 @@ def doubtful_rows(data: dict[str, Any]) -> list[tuple[str, str, str, list[str]]]
 
 
 def render(repo: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    return run_connc("render", "web", "--repo", str(repo), "--out", str(out),
-                     key_file=TEST_KEY_FILE)
+    return connc("render", "web", "--repo", str(repo), "--out", str(out),
+                 key=TEST_KEY_FILE, cwd=REPO_ROOT)
 
 
 def says(text: str) -> tuple[str, list[str]]:
@@ -86,8 +88,8 @@ def assert_refused(ran: subprocess.CompletedProcess[str], out: Path, code: str) 
 
 
 def assert_no_consent_can_pass(estate: Path) -> None:
-    ran = run_connc("approvals", "--repo", str(estate), "main~1", "main",
-                    "--approved-by", "alice,bob,carol,dave")
+    ran = connc("approvals", "--repo", str(estate), "main~1", "main",
+                "--approved-by", "alice,bob,carol,dave", key=None, cwd=REPO_ROOT)
     assert ran.returncode == 1, ran.stdout
 
 
@@ -114,7 +116,7 @@ def test_working_tree_encoding_turns_a_comment_into_yaml(estate: Path, tmp_path:
                                     ".gitattributes:1", "head", ["nobody"])]
     assert_no_consent_can_pass(estate)
 
-    ran = run_connc("validate", "--repo", str(checkout), "--format", "json")
+    ran = connc("validate", "--repo", str(checkout), "--format", "json", key=None, cwd=REPO_ROOT)
     found = {(f["code"], f["path"], f["line"], f["column"])
              for f in json.loads(ran.stdout)["findings"]}
     line = ATTACK.splitlines()[3]
@@ -131,7 +133,7 @@ def test_nel_alone_is_refused_by_every_reader(estate: Path, tmp_path: Path) -> N
     _code, data = diff_json_after_commit(estate)
     # diff does not read the hidden lines either: `web` is not compared as bob's, using reg.
     assert not [row for row in data["changes"]["grants"] if row["connection"] == "reg"]
-    ran = run_connc("validate", "--repo", str(estate), "--format", "json")
+    ran = connc("validate", "--repo", str(estate), "--format", "json", key=None, cwd=REPO_ROOT)
     assert [(f["code"], f["line"]) for f in json.loads(ran.stdout)["findings"]] == [
         ("CONNC015", 4)]
     ran = render(estate, tmp_path / "out")
@@ -218,12 +220,14 @@ def test_a_parent_directory_gitattributes_counts(tmp_path: Path, estate: Path) -
     commit(outer, "base")
     write(outer, ".gitattributes", "infra/pipelines.d/* ident\n")
     commit(outer, "keywords")
-    ran = run_connc("diff", "--repo", str(outer / "infra"), "main~1", "main", "--format", "json")
+    ran = connc("diff", "--repo", str(outer / "infra"), "main~1", "main", "--format", "json",
+                key=None, cwd=REPO_ROOT)
     assert ran.returncode == 1, ran.stderr
     assert doubtful_rows(json.loads(ran.stdout)) == [
         ("makes git rewrite connc files on checkout or export", "../.gitattributes:1", "head",
          ["nobody"])]
-    ran = run_connc("validate", "--repo", str(outer / "infra"), "--format", "json")
+    ran = connc("validate", "--repo", str(outer / "infra"), "--format", "json", key=None,
+                cwd=REPO_ROOT)
     assert [(f["code"], f["path"]) for f in json.loads(ran.stdout)["findings"]] == [
         ("CONNC017", "../.gitattributes")]
 
@@ -252,7 +256,7 @@ def test_names_one_file_on_a_case_insensitive_system(estate: Path, tmp_path: Pat
     assert doubtful_rows(data) == [
         ("its name is another file's on a case-insensitive file system", path, "head",
          ["nobody"]) for path in sorted(doubtful)]
-    ran = run_connc("validate", "--repo", str(estate), "--format", "json")
+    ran = connc("validate", "--repo", str(estate), "--format", "json", key=None, cwd=REPO_ROOT)
     assert sorted(f["path"] for f in json.loads(ran.stdout)["findings"]
                   if f["code"] == "CONNC016") == sorted(doubtful)
     assert_refused(render(estate, tmp_path / "out"), tmp_path / "out", "CONNC016")

@@ -17,9 +17,10 @@ from estate import GH, K8S, NPM
 from pullrequest import NUMBER, approvals, github, verdict
 
 from connc.diff.run import diff
-from repokit import commit, git, replace, run_connc
-from servers.github_fake import DEFAULT_PULL_REPO as REPO
-from servers.github_fake import FakeGitHub, github_api  # noqa: F401
+from kit.build import REPO_ROOT, commit, git, replace
+from kit.run import connc
+from kit.servers.github_fake import DEFAULT_PULL_REPO as REPO
+from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
 
 REDIRECT_APP = ("installationId: 42", "installationId: 42\n    apiUrl: https://evil.example/api")
 
@@ -153,7 +154,7 @@ def test_removing_a_user_still_named_needs_an_admin(estate: Path, user: str,
     commit(estate, f"remove {user}")
     assert rows(estate, "users") == [
         ("removed, still named", {"user": user, "before": login, "after": still}, ("admins",))]
-    proc = run_connc("diff", "--repo", str(estate), "main~1", "main")
+    proc = connc("diff", "--repo", str(estate), "main~1", "main", key=None, cwd=REPO_ROOT)
     assert proc.returncode == 1, proc.stdout
 
 

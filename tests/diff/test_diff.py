@@ -22,21 +22,22 @@ from connc.diff.run import diff as run_diff
 from connc.errors import UsageError
 from connc.process import Deadline
 from connc.sops import binary
-from repokit import (
+from kit.build import (
     MEMBERS,
+    REPO_ROOT,
     TEST_KEY_FILE,
     TEST_RECIPIENT,
     commit,
     connection,
     git,
     make_repo,
-    new_age_key,
     pipeline,
     replace,
-    run_connc,
     sops_rules,
     write,
 )
+from kit.keys import new_age_key
+from kit.run import connc
 
 ALICES = "connections.d/alices.sops.yaml"
 TEAM = "connections.d/team.sops.yaml"
@@ -291,7 +292,7 @@ def test_hook_environment_does_not_redirect_git(repo: Path, tmp_path: Path,
 
 @pytest.mark.parametrize("revision", ["no-such-branch", "main:members.yaml", "--output=x"])
 def test_bad_revision_exits_2(repo: Path, revision: str) -> None:
-    proc = run_connc("diff", "--repo", str(repo), "--", revision)
+    proc = connc("diff", "--repo", str(repo), "--", revision, key=None, cwd=REPO_ROOT)
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("connc: error: ")
     assert "revision" in proc.stderr and "fatal" not in proc.stderr
@@ -300,7 +301,7 @@ def test_bad_revision_exits_2(repo: Path, revision: str) -> None:
 
 def test_not_a_git_repository_exits_2(tmp_path: Path) -> None:
     plain = make_repo(tmp_path / "plain", encrypt_all=False)
-    proc = run_connc("diff", "--repo", str(plain), "main")
+    proc = connc("diff", "--repo", str(plain), "main", key=None, cwd=REPO_ROOT)
     assert proc.returncode == 2 and "is not in a git work tree" in proc.stderr
 
 

@@ -15,13 +15,16 @@ from estate import BUILD, DEPLOY, GH, K8S, NPM, REG
 
 from connc.diff.compare import Change
 from connc.diff.run import diff
-from repokit import commit, new_age_key, replace, run_connc, write
+from kit.build import REPO_ROOT, commit, replace, write
+from kit.keys import new_age_key
+from kit.run import connc
 
 
 def pull_request(repo: Path) -> tuple[int, dict[str, Any], list[Change]]:
     """Commit the working tree; `connc diff main~1 main` as exit code, JSON, and rows."""
     commit(repo)
-    proc = run_connc("diff", "--repo", str(repo), "main~1", "main", "--format", "json")
+    proc = connc("diff", "--repo", str(repo), "main~1", "main", "--format", "json", key=None,
+                 cwd=REPO_ROOT)
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, json.loads(proc.stdout), diff(repo, "main~1", "main").changes
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from connc.diff import revisions
 from connc.documents import MAX_FILE_BYTES
-from repokit import REPO_ROOT, commit, git, make_repo, pipeline, sops_env
+from kit.build import REPO_ROOT, commit, git, make_repo, pipeline, sops_env
 
 BIG = 200 * 1024 * 1024
 

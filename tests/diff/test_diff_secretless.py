@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from connc.diff.run import diff
-from repokit import commit, connection, git, make_repo, pipeline, replace
+from kit.build import commit, connection, git, make_repo, pipeline, replace
 
 ECR = "connections.d/ecr.sops.yaml"
 

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from mergerequest import IID, merge_request, pipeline_env, with_gitlab_accounts
 
-from repokit import REPO_ROOT, commit, git, replace
-from servers.gitlab_api import FakeGitLab, gitlab_api  # noqa: F401
+from kit.build import REPO_ROOT, commit, git, replace
+from kit.servers.gitlab_api import FakeGitLab, gitlab_api  # noqa: F401
 
 TEMPLATE = REPO_ROOT / "docs" / "ci" / "gitlab-merge-request.yml"
 BIN = Path(sys.executable).parent

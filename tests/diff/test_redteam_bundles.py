@@ -12,7 +12,6 @@ dave. Consent for a grant was its connection's owner's only, dave's own; a reord
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -20,16 +19,15 @@ from estate import BUILD, NPM
 
 from connc.diff.compare import Change
 from connc.diff.run import diff
-from repokit import (
-    TEST_KEY_FILE,
+from kit.build import (
+    REPO_ROOT,
     commit,
     connection,
     encrypt,
     replace,
-    run_connc,
-    sops_env,
     write,
 )
+from kit.run import connc
 
 DAVE_NPM = "connections.d/dave-npm.sops.yaml"
 
@@ -51,14 +49,15 @@ def _uses(estate: Path, *connections: str, owner: str = "bob") -> None:
 
 def pull_request(estate: Path) -> tuple[int, list[Change]]:
     commit(estate)
-    proc = run_connc("diff", "--repo", str(estate), "main~1", "main", "--format", "json")
+    proc = connc("diff", "--repo", str(estate), "main~1", "main", "--format", "json", key=None,
+                 cwd=REPO_ROOT)
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, diff(estate, "main~1", "main").changes
 
 
 def approved_by(estate: Path, users: str) -> subprocess.CompletedProcess[str]:
-    return run_connc("approvals", "--repo", str(estate), "main~1", "main",
-                     "--approved-by", users)
+    return connc("approvals", "--repo", str(estate), "main~1", "main",
+                 "--approved-by", users, key=None, cwd=REPO_ROOT)
 
 
 def widening(changes: list[Change], section: str) -> list[tuple[str, dict[str, str],
@@ -68,9 +67,7 @@ def widening(changes: list[Change], section: str) -> list[tuple[str, dict[str, s
 
 def npmrc(estate: Path, tmp_path: Path) -> str:
     out = tmp_path / "bundle"
-    ran = subprocess.run([sys.executable, "-m", "connc", "render", "build", "--repo",
-                          str(estate), "--out", str(out)], env=sops_env(TEST_KEY_FILE),
-                         capture_output=True, text=True, timeout=120, check=False)
+    ran = connc("render", "build", "--repo", estate, "--out", out)
     assert ran.returncode == 0, ran.stderr
     text = (out / "npm" / "npmrc").read_text()
     return next(line for line in text.splitlines() if line.startswith("registry="))

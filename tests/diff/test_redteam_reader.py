@@ -9,20 +9,20 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 from connc.repository import NAME_IN_DOUBT
-from repokit import TEST_KEY_FILE, commit, git, run_connc, sops_env, write
+from kit.build import REPO_ROOT, TEST_KEY_FILE, commit, git, sops_env, write
+from kit.run import connc
 
 SNEAK = {"apiVersion": "connc/v1", "kind": "Pipeline",
          "metadata": {"id": "sneak", "owner": "bob"}, "uses": [{"connection": "reg"}]}
 
 
 def _diff(repo: Path) -> tuple[int, dict[str, Any]]:
-    ran = run_connc("diff", "--repo", str(repo), "main~1", "main", "--format", "json")
+    ran = connc("diff", "--repo", str(repo), "main~1", "main", "--format", "json", key=None,
+                cwd=REPO_ROOT)
     assert ran.returncode in (0, 1), ran.stderr
     return ran.returncode, json.loads(ran.stdout)
 
@@ -62,21 +62,17 @@ def test_the_repository_directory_swapped_for_a_symlink_fails_closed(
     # registry password to a pipeline nobody reviewed. It refuses a repository reached
     # through a symlink inside the work tree, before anything is read or decrypted.
     out = tmp_path / "bundle"
-    ran = run_connc("render", "sneak", "--repo", str(outer / "infra"), "--out", str(out),
-                    key_file=TEST_KEY_FILE)
+    ran = connc("render", "sneak", "--repo", str(outer / "infra"), "--out", str(out),
+                key=TEST_KEY_FILE, cwd=REPO_ROOT)
     assert ran.returncode == 2, ran.stderr
     assert "a symlink inside a git work tree" in ran.stderr and not out.exists()
-    started_there = subprocess.run(
-        [sys.executable, "-m", "connc", "render", "sneak", "--out", str(out)],
-        cwd=outer / "infra", env={**sops_env(TEST_KEY_FILE), "PWD": str(outer / "infra")},
-        capture_output=True, text=True, timeout=120, check=False)
+    started_there = connc("render", "sneak", "--out", str(out), cwd=outer / "infra",
+                          env={**sops_env(TEST_KEY_FILE), "PWD": str(outer / "infra")})
     assert started_there.returncode == 2, started_there.stderr
     assert "a symlink inside a git work tree" in started_there.stderr and not out.exists()
     # And diff started there reads the path as the shell names it, at each revision.
-    diffed = subprocess.run(
-        [sys.executable, "-m", "connc", "diff", "main~1", "main", "--format", "json"],
-        cwd=outer / "infra", env={**sops_env(None), "PWD": str(outer / "infra")},
-        capture_output=True, text=True, timeout=120, check=False)
+    diffed = connc("diff", "main~1", "main", "--format", "json", cwd=outer / "infra",
+                   env={**sops_env(None), "PWD": str(outer / "infra")})
     assert diffed.returncode == 1, diffed.stderr
     assert ("a symlink", ".", "head", ["nobody"]) in _doubtful(json.loads(diffed.stdout))
     # Review, from a checkout of HEAD (where `infra` leads to the copy) and of BASE (where it
@@ -87,8 +83,8 @@ def test_the_repository_directory_swapped_for_a_symlink_fails_closed(
         code, data = _diff(work_tree / "infra")
         assert code == 1, data
         assert ("a symlink", ".", "head", ["nobody"]) in _doubtful(data), data
-        ran = run_connc("approvals", "--repo", str(work_tree / "infra"), "main~1", "main",
-                        "--approved-by", "alice,bob,carol,dave")
+        ran = connc("approvals", "--repo", str(work_tree / "infra"), "main~1", "main",
+                    "--approved-by", "alice,bob,carol,dave", key=None, cwd=REPO_ROOT)
         assert ran.returncode == 1, ran.stdout + ran.stderr
 
 
@@ -106,8 +102,8 @@ def test_a_case_variant_of_the_repository_directory_fails_closed(estate: Path,
     assert code == 1, data
     assert [(change, file, at) for change, file, at, _approvers in _doubtful(data)] == [
         (NAME_IN_DOUBT, "../Infra", "head")]
-    ran = run_connc("approvals", "--repo", str(outer / "infra"), "main~1", "main",
-                    "--approved-by", "alice,bob,carol,dave")
+    ran = connc("approvals", "--repo", str(outer / "infra"), "main~1", "main",
+                "--approved-by", "alice,bob,carol,dave", key=None, cwd=REPO_ROOT)
     assert ran.returncode == 1, ran.stdout + ran.stderr
 
 

@@ -17,8 +17,9 @@ from pathlib import Path
 import pytest
 
 from connc.sops import binary
-from repo_builder import new_recipient
-from repokit import TEST_RECIPIENT, commit, run_connc, sops_env, write
+from kit.build import REPO_ROOT, TEST_RECIPIENT, commit, sops_env, write
+from kit.keys import new_recipient
+from kit.run import connc
 
 RULE = ("creation_rules:\n"
         "- path_regex: ^connections\\.d/.*\\.sops\\.yaml$\n"
@@ -56,12 +57,13 @@ def test_a_sops_rule_connc_reads_otherwise_than_sops_fails_closed(estate: Path,
     # What the change does: sops now encrypts to the attacker's key as well.
     assert _recipients_sops_uses(estate) == {TEST_RECIPIENT, attacker}
     line = 6 if how == "merge-key" else 5
-    found = json.loads(run_connc("validate", "--repo", str(estate), "--format",
-                                 "json").stdout)["findings"]
+    found = json.loads(connc("validate", "--repo", str(estate), "--format",
+                             "json", key=None, cwd=REPO_ROOT).stdout)["findings"]
     assert [(f["path"], f["line"], f["code"]) for f in found if f["severity"] == "error"] == [
         (".sops.yaml", line, "CONNC001")]
     commit(estate)
-    proc = run_connc("diff", "--repo", str(estate), "main~1", "main", "--format", "json")
+    proc = connc("diff", "--repo", str(estate), "main~1", "main", "--format", "json", key=None,
+                 cwd=REPO_ROOT)
     assert proc.returncode == 1
     unread = json.loads(proc.stdout)["changes"]["unread"]
     assert [(r["file"], r["at"], r["why"], r["approvers"]) for r in unread] == [

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from estate import K8S
 
-from repokit import commit, replace, run_connc, write
+from kit.build import REPO_ROOT, commit, replace, write
+from kit.run import connc
 
 LONG_HOST = "k8s-production-cluster-eu-west-1-primary-control-plane.internal.corp.example.com"
 
@@ -21,14 +22,16 @@ def test_a_long_endpoint_redirected_by_a_suffix_shows_the_suffix(estate: Path) -
     commit(estate, "the real cluster")
     replace(estate, K8S, f"{LONG_HOST}:6443", f"{LONG_HOST}.evil.example:6443")
     commit(estate)
-    proc = run_connc("diff", "--repo", str(estate), "main~1", "main", "--format", "json")
+    proc = connc("diff", "--repo", str(estate), "main~1", "main", "--format", "json", key=None,
+                 cwd=REPO_ROOT)
     [row] = json.loads(proc.stdout)["changes"]["specs"]
     assert row["before"] != row["after"]
     assert row["after"].endswith(".corp.example.com.evil.example:6443")
     assert row["before"].endswith(".corp.example.com:6443")
     assert row["after"].startswith("https://k8s-")  # the start is kept too
     assert len(row["after"]) <= 80
-    markdown = run_connc("diff", "--repo", str(estate), "main~1", "main").stdout
+    markdown = connc("diff", "--repo", str(estate), "main~1", "main", key=None,
+                     cwd=REPO_ROOT).stdout
     assert ".corp.example.com.evil.example:6443`" in markdown
 
 
@@ -41,7 +44,8 @@ def test_a_new_use_says_what_its_token_reaches_and_whether_the_app_key_goes_alon
         "metadata": {"id": "release", "owner": "bob", "teams": ["platform"]},
         "uses": [{"connection": "gh", "refresh": True}]})
     commit(estate)
-    proc = run_connc("diff", "--repo", str(estate), "main~1", "main", "--format", "json")
+    proc = connc("diff", "--repo", str(estate), "main~1", "main", "--format", "json", key=None,
+                 cwd=REPO_ROOT)
     rows = json.loads(proc.stdout)["changes"]["narrowing"]
     assert [(r["change"], r["pipeline"], r["after"], r["widens"], r["approvers"])
             for r in rows] == [
@@ -55,5 +59,6 @@ def test_a_new_use_says_what_its_token_reaches_and_whether_the_app_key_goes_alon
         "uses": [{"connection": "gh", "repositories": ["api"],
                   "permissions": {"contents": "read"}}]})
     commit(estate)
-    proc = run_connc("diff", "--repo", str(estate), "main~2", "main", "--format", "json")
+    proc = connc("diff", "--repo", str(estate), "main~2", "main", "--format", "json", key=None,
+                 cwd=REPO_ROOT)
     assert json.loads(proc.stdout)["changes"]["narrowing"] == []

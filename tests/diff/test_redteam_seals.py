@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,17 +21,18 @@ from estate import REG
 
 from connc.diff.run import diff
 from connc.sops import binary
-from repo_builder import new_recipient
-from repokit import (
+from kit.build import (
+    REPO_ROOT,
     TEST_KEY_FILE,
     TEST_RECIPIENT,
     commit,
     encrypt,
-    run_connc,
     sops_env,
     sops_rules,
     write,
 )
+from kit.keys import new_recipient
+from kit.run import connc
 
 
 def _substitute(estate: Path, relpath: str, credential: dict[str, str], *,
@@ -56,16 +56,15 @@ def test_a_credential_replaced_keyless_needs_its_owner(estate: Path, tmp_path: P
     _substitute(estate, REG, {"username": "dave", "password": "daves-password"},
                 padded=padded)
     commit(estate)
-    proc = run_connc("diff", "--repo", str(estate), "main~1", "main", "--format", "json")
+    proc = connc("diff", "--repo", str(estate), "main~1", "main", "--format", "json", key=None,
+                 cwd=REPO_ROOT)
     assert proc.returncode == 1
     rows = json.loads(proc.stdout)["changes"]["credentials"]
     assert [(r["change"], r["connection"], r["approvers"]) for r in rows] == [
         ("replaced by another block", "reg", ["user:bob"])]
     # What it did: bob's pipeline signs in to bob's registry as dave; the seal let it through.
     out = tmp_path / "bundle"
-    rendered = subprocess.run([sys.executable, "-m", "connc", "render", "build", "--repo",
-                               str(estate), "--out", str(out)], env=sops_env(TEST_KEY_FILE),
-                              capture_output=True, text=True, timeout=120, check=False)
+    rendered = connc("render", "build", "--repo", estate, "--out", out)
     assert rendered.returncode == 0, rendered.stderr
     auths = json.loads((out / "docker" / "config.json").read_text())["auths"]
     assert base64.b64decode(auths["registry.example.com"]["auth"]) == b"dave:daves-password"

@@ -17,7 +17,7 @@ from connc.diff import revisions
 from connc.diff.compare import compare
 from connc.diff.snapshot import snapshot
 from connc.validate.run import Report, validate
-from repokit import MEMBERS, commit, connection, git, make_repo, pipeline, replace, write
+from kit.build import MEMBERS, commit, connection, git, make_repo, pipeline, replace, write
 
 DEADLINE = 60.0
 

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -26,14 +24,16 @@ from connc.diff.run import diff
 from connc.errors import SopsError
 from connc.process import Deadline
 from connc.sops import binary
-from repokit import TEST_KEY_FILE, commit, git, replace, run_connc, sops_env, write
+from kit.build import REPO_ROOT, TEST_KEY_FILE, commit, git, replace, write
+from kit.run import connc
 
 CANARY = "canary-redirect-password-7f3a"
 
 
 def pull_request(repo: Path) -> tuple[int, list[Change]]:
     commit(repo)
-    proc = run_connc("diff", "--repo", str(repo), "main~1", "main", "--format", "json")
+    proc = connc("diff", "--repo", str(repo), "main~1", "main", "--format", "json", key=None,
+                 cwd=REPO_ROOT)
     assert proc.returncode in (0, 1), proc.stderr
     return proc.returncode, diff(repo, "main~1", "main").changes
 
@@ -43,19 +43,17 @@ def widening(changes: list[Change], section: str) -> list[tuple[str, dict[str, s
 
 
 def render(repo: Path, pipeline: str, tmp_path: Path) -> Any:
-    return run_connc("render", pipeline, "--repo", str(repo), "--out", str(tmp_path / "bundle"),
-                     key_file=TEST_KEY_FILE)
+    return connc("render", pipeline, "--repo", str(repo), "--out", str(tmp_path / "bundle"),
+                 key=TEST_KEY_FILE, cwd=REPO_ROOT)
 
 
-def connc(repo: Path, *args: str) -> Any:
-    return run_connc(*args, "--repo", str(repo), key_file=TEST_KEY_FILE)
+def in_repo(repo: Path, *args: str) -> Any:
+    return connc(*args, "--repo", str(repo), key=TEST_KEY_FILE, cwd=REPO_ROOT)
 
 
 def secret_set(repo: Path, connection_id: str, field: str, value: str) -> Any:
     """`connc secret set` as a key holder runs it, the value on stdin."""
-    return subprocess.run([sys.executable, "-m", "connc", "secret", "set", connection_id, field,
-                           "--repo", str(repo)], input=f"{value}\n", capture_output=True,
-                          text=True, timeout=120, env=sops_env(TEST_KEY_FILE), check=False)
+    return connc("secret", "set", connection_id, field, "--repo", repo, input=f"{value}\n")
 
 
 # ---------------------------------------------------------------------------- one reader
@@ -102,7 +100,7 @@ def test_members_with_an_error_elsewhere_fail_closed(estate: Path, tmp_path: Pat
 def test_a_snake_case_spelling_is_one_more_reader_and_refused(estate: Path) -> None:
     # `expires_at` was a second spelling pydantic took and render's checker did not.
     replace(estate, REG, "owner: bob", "owner: bob\n    expires_at: '2001-01-01'")
-    ran = connc(estate, "validate", "--format", "json")
+    ran = in_repo(estate, "validate", "--format", "json")
     codes = {(f["path"], f["code"]) for f in json.loads(ran.stdout)["findings"]}
     assert (REG, "CONNC101") in codes
 
@@ -133,7 +131,7 @@ def test_a_moved_credential_needs_its_owner_at_base(estate: Path, tmp_path: Path
     refused = render(estate, "dave", tmp_path)
     assert refused.returncode == 1 and "sealed for another connection" in refused.stderr
     for args in (("seal", "mirror"), ("seal", "--all")):
-        sealed = connc(estate, *args)
+        sealed = in_repo(estate, *args)
         assert sealed.returncode == 1, sealed.stdout
         assert "sealed for `reg`, not `mirror`" in sealed.stderr
     assert git(estate, "status", "--porcelain") == ""  # nothing written
@@ -200,7 +198,7 @@ def test_secret_set_never_approves_a_pending_redirect(estate: Path) -> None:
     assert CANARY not in ran.stdout + ran.stderr
     assert (estate / REG).read_bytes() == before
     # secret unset too (a registry has no other alternative: refused first for the seal).
-    unset = connc(estate, "secret", "unset", "k8s", "token")
+    unset = in_repo(estate, "secret", "unset", "k8s", "token")
     assert unset.returncode == 1
 
 
@@ -208,13 +206,13 @@ def test_secret_set_never_approves_a_pending_redirect(estate: Path) -> None:
 def test_a_narrowing_never_resealed_is_named_and_made_durable(estate: Path,
                                                              tmp_path: Path) -> None:
     replace(estate, K8S, "    members:\n        - team:platform\n", "    members: []\n")
-    found = json.loads(connc(estate, "validate", "--decrypt", "--format", "json").stdout)
+    found = json.loads(in_repo(estate, "validate", "--decrypt", "--format", "json").stdout)
     wider = [f for f in found["findings"] if f["code"] == "CONNC610"]
     assert [(f["path"], f["severity"]) for f in wider] == [(K8S, "warning")]
     assert "scope.members" in wider[0]["message"]
-    dry = connc(estate, "seal", "k8s", "--dry-run")
+    dry = in_repo(estate, "seal", "k8s", "--dry-run")
     assert dry.returncode == 0 and "wider than the file (scope.members)" in dry.stdout
-    assert connc(estate, "seal", "k8s").returncode == 0
+    assert in_repo(estate, "seal", "k8s").returncode == 0
     # Durable now: widening it back is refused by render until a key holder reseals.
     replace(estate, K8S, "    members: []\n", "    members:\n        - team:platform\n")
     deploy = render(estate, "deploy", tmp_path)
@@ -230,7 +228,7 @@ def test_the_advised_fix_works_when_plaintext_replaced_an_encrypted_value(
     text = (estate / REG).read_text()
     encrypted = next(line for line in text.splitlines() if line.strip().startswith("password:"))
     replace(estate, REG, encrypted.strip(), f"password: {CANARY}")
-    found = json.loads(connc(estate, "validate", "--format", "json").stdout)["findings"]
+    found = json.loads(in_repo(estate, "validate", "--format", "json").stdout)["findings"]
     [advice] = [f["message"] for f in found if f["code"] == "CONNC402"]
     assert "connc secret set reg password" in advice and CANARY not in advice
     # The MAC still counts the encrypted value that is gone: sops refuses the file, with the
@@ -243,8 +241,8 @@ def test_the_advised_fix_works_when_plaintext_replaced_an_encrypted_value(
     assert CANARY not in (estate / REG).read_text()
     decrypted = binary.decrypt(estate, REG, deadline=Deadline(60))
     assert decrypted["credential"]["password"].reveal() == "new-password"
-    clean = json.loads(connc(estate, "validate", "--decrypt", "--format", "json").stdout)
+    clean = json.loads(in_repo(estate, "validate", "--decrypt", "--format", "json").stdout)
     assert not [f for f in clean["findings"] if f["path"] == REG and f["severity"] == "error"]
     out = tmp_path / "build"
-    assert connc(estate, "render", "build", "--out", str(out)).returncode == 0
+    assert in_repo(estate, "render", "build", "--out", str(out)).returncode == 0
     shutil.rmtree(out)

@@ -49,7 +49,7 @@ import yaml
 from hypothesis import strategies as st
 
 from connc import process
-from repokit import (
+from kit.build import (
     GIT_IDENTITY,
     REPO_ROOT,
     TEST_KEY_FILE,

@@ -10,16 +10,16 @@ from typing import Any
 from connc import documents
 from connc.sops import binary
 from connc.sops.metadata import read_metadata
-from repokit import (
+from kit.build import (
     TEST_KEY_FILE,
     TEST_RECIPIENT,
     connection,
     make_repo,
-    new_age_key,
     pipeline,
     sops_env,
     write,
 )
+from kit.keys import new_age_key
 
 SENTINEL = "keys-sync-canary-7b1d"  # a secret value that must never be printed
 

@@ -11,7 +11,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -23,16 +22,18 @@ from connc.keys import sync
 from connc.process import Deadline
 from connc.sops import binary
 from connc.validate.keyring import Keyring
-from repokit import REPO_ROOT, TEST_KEY_FILE, TEST_RECIPIENT, new_age_key, run_connc, sops_env
+from kit.build import REPO_ROOT, TEST_KEY_FILE, TEST_RECIPIENT, sops_env
+from kit.keys import new_age_key
+from kit.run import connc, popen
 
 
 def keys_sync(repo: Path, *args: str, key: Path | None = TEST_KEY_FILE
               ) -> subprocess.CompletedProcess[str]:
-    return run_connc("keys", "sync", "--repo", str(repo), *args, key_file=key)
+    return connc("keys", "sync", "--repo", str(repo), *args, key=key, cwd=REPO_ROOT)
 
 
 def test_before_the_sync_validate_names_the_pipelines_that_cannot_decrypt(repo: Path) -> None:
-    ran = run_connc("validate", "--repo", str(repo))
+    ran = connc("validate", "--repo", str(repo), key=None, cwd=REPO_ROOT)
     assert ran.returncode == 1
     assert "pipelines.d/deploy.yaml" in ran.stdout and "CONNC414" in ran.stdout
     assert "connc keys sync db" in ran.stdout
@@ -58,7 +59,7 @@ def test_the_sync_derives_the_keys_and_sops_agrees(repo: Path, estate: dict[str,
     assert recipients_of(repo, "connections.d/shared.sops.yaml") == {f"age:{TEST_RECIPIENT}",
                                                                      f"age:{ops}"}
     assert recipients_of(repo, "connections.d/spare.sops.yaml") == {f"age:{TEST_RECIPIENT}"}
-    strict = run_connc("validate", "--strict", "--repo", str(repo))
+    strict = connc("validate", "--strict", "--repo", str(repo), key=None, cwd=REPO_ROOT)
     assert strict.returncode == 0, strict.stdout
     # A later `sops updatekeys` by hand agrees: nothing to change, the file stays as it is.
     before = files(repo)
@@ -70,8 +71,8 @@ def test_the_sync_derives_the_keys_and_sops_agrees(repo: Path, estate: dict[str,
     assert files(repo) == before
     # Each runner renders with its own key.
     for pipeline_id, key in (("deploy", deploy_key), ("build", ops_key)):
-        rendered = run_connc("render", pipeline_id, "--repo", str(repo), "--out",
-                             str(repo.parent / f"bundle-{pipeline_id}"), key_file=key)
+        rendered = connc("render", pipeline_id, "--repo", str(repo), "--out",
+                         str(repo.parent / f"bundle-{pipeline_id}"), key=key, cwd=REPO_ROOT)
         assert rendered.returncode == 0, rendered.stderr
     # And a second sync has nothing to do.
     again = keys_sync(repo, "--all")
@@ -95,8 +96,8 @@ def test_one_connection_is_synced_and_the_others_keep_their_keys(repo: Path) -> 
     after = files(repo)
     changed = {p for p in after if after[p] != before.get(p)}
     assert changed == {"connections.d/db.sops.yaml", ".sops.yaml"}
-    findings = json.loads(run_connc("validate", "--repo", str(repo), "--format",
-                                    "json").stdout)["findings"]
+    findings = json.loads(connc("validate", "--repo", str(repo), "--format",
+                                "json", key=None, cwd=REPO_ROOT).stdout)["findings"]
     assert not [f for f in findings if f["path"] == "connections.d/db.sops.yaml"
                 or "`db`" in f["message"]]
     assert [f for f in findings if f["path"] == "connections.d/spare.sops.yaml"]  # not synced
@@ -199,10 +200,9 @@ def _synced_rules(repo: Path, estate: dict[str, Any]) -> bytes:
 
 
 def _interrupted(repo: Path, signum: int, when: str) -> subprocess.Popen[str]:
-    proc = subprocess.Popen([sys.executable, "-m", "connc", "keys", "sync", "--all", "--repo",
-                             str(repo)], cwd=REPO_ROOT, env=sops_env(TEST_KEY_FILE),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc = popen("keys", "sync", "--all", "--repo", repo, cwd=REPO_ROOT,
+                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                 start_new_session=True)
     rules = (repo / ".sops.yaml").read_bytes()
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
@@ -241,7 +241,8 @@ def test_an_interrupted_sync_leaves_each_file_before_or_after(
     again = keys_sync(repo, "--all")
     assert again.returncode == 0, again.stderr
     assert not list(repo.glob(".connc/keys-sync-*"))
-    assert run_connc("validate", "--strict", "--repo", str(repo)).returncode == 0
+    assert connc("validate", "--strict", "--repo", str(repo), key=None,
+                 cwd=REPO_ROOT).returncode == 0
     _before_or_after(repo, before, estate)
 
 

@@ -9,11 +9,12 @@ from typing import Any
 
 from keykit import SENTINEL
 
-from repokit import TEST_RECIPIENT, run_connc
+from kit.build import REPO_ROOT, TEST_RECIPIENT
+from kit.run import connc
 
 
 def keys(repo: Path, *args: str) -> Any:
-    ran = run_connc("keys", "--repo", str(repo), *args)
+    ran = connc("keys", "--repo", str(repo), *args, key=None, cwd=REPO_ROOT)
     assert ran.returncode == 0, ran.stderr
     assert SENTINEL not in ran.stdout + ran.stderr
     return ran
@@ -37,8 +38,8 @@ def test_json_names_holders_needs_and_strays(repo: Path, estate: dict[str, Any])
 def test_the_table_after_a_sync_shows_no_need(repo: Path) -> None:
     before = keys(repo).stdout
     assert "needs a key   pipeline:deploy" in before and "<- outside its scope" in before
-    assert run_connc("keys", "sync", "--all", "--repo", str(repo),
-                     key_file=Path(__file__).parent / "test-age-key.txt").returncode == 0
+    assert connc("keys", "sync", "--all", "--repo", str(repo),
+                 key=Path(__file__).parent / "test-age-key.txt", cwd=REPO_ROOT).returncode == 0
     after = keys(repo).stdout
     assert "needs a key" not in after and "outside its scope" not in after
     assert "keys sync" not in after
@@ -51,27 +52,28 @@ def test_one_pipeline_or_one_connection(repo: Path) -> None:
     assert [r["id"] for r in one["connections"]] == ["spare"]
     for args in (["--connection", "sparse"], ["--pipeline", "Bad_Id"],
                  ["--connection", "db", "--pipeline", "build"]):
-        ran = run_connc("keys", "--repo", str(repo), *args)
+        ran = connc("keys", "--repo", str(repo), *args, key=None, cwd=REPO_ROOT)
         assert ran.returncode == 2 and "Traceback" not in ran.stderr
-    assert "did you mean `spare`" in run_connc("keys", "--repo", str(repo), "--connection",
-                                               "sparse").stderr
+    assert "did you mean `spare`" in connc("keys", "--repo", str(repo), "--connection",
+                                           "sparse", key=None, cwd=REPO_ROOT).stderr
 
 
 def test_init_gives_the_first_pipeline_its_runner_key(tmp_path: Path) -> None:
-    made = run_connc("keys", "new", str(tmp_path / "runner.txt"))
+    made = connc("keys", "new", str(tmp_path / "runner.txt"), key=None, cwd=REPO_ROOT)
     assert made.returncode == 0, made.stderr
     runner = made.stdout.strip()
     assert runner.startswith("age1") and (tmp_path / "runner.txt").stat().st_mode & 0o777 == 0o600
     assert "AGE-SECRET-KEY" not in made.stdout + made.stderr
-    again = run_connc("keys", "new", str(tmp_path / "runner.txt"))
+    again = connc("keys", "new", str(tmp_path / "runner.txt"), key=None, cwd=REPO_ROOT)
     assert again.returncode == 2 and "never overwrites" in again.stderr
     repo = tmp_path / "repo"
-    ran = run_connc("init", str(repo), "--owner", "alice", "--recipient", TEST_RECIPIENT,
-                    "--pipeline", "deploy", "--runner-key", runner)
+    ran = connc("init", str(repo), "--owner", "alice", "--recipient", TEST_RECIPIENT,
+                "--pipeline", "deploy", "--runner-key", runner, key=None, cwd=REPO_ROOT)
     assert ran.returncode == 0, ran.stderr
     assert "connc keys sync --all" in ran.stderr
     assert f'recipients: ["{runner}"]' in (repo / "pipelines.d" / "deploy.yaml").read_text()
-    assert run_connc("validate", "--strict", "--repo", str(repo)).returncode == 0
+    assert connc("validate", "--strict", "--repo", str(repo), key=None,
+                 cwd=REPO_ROOT).returncode == 0
 
 
 def test_init_refuses_a_runner_key_it_cannot_use(tmp_path: Path) -> None:
@@ -81,8 +83,8 @@ def test_init_refuses_a_runner_key_it_cannot_use(tmp_path: Path) -> None:
                        (["--pipeline", "deploy", "--runner-key", secret], "secret one"),
                        (["--pipeline", "deploy", "--runner-key", "age-bogus"], "not a public key"),
                        (["--pipeline", "De_ploy", "--runner-key", TEST_RECIPIENT], "not valid")):
-        ran = run_connc("init", str(tmp_path / "repo"), "--owner", "alice", "--recipient",
-                        TEST_RECIPIENT, *args)
+        ran = connc("init", str(tmp_path / "repo"), "--owner", "alice", "--recipient",
+                    TEST_RECIPIENT, *args, key=None, cwd=REPO_ROOT)
         assert ran.returncode == 2 and says in ran.stderr, ran.stderr
         assert secret not in ran.stdout + ran.stderr
         assert not (tmp_path / "repo").exists()

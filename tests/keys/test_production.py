@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from keykit import recipients_of
 
-from repokit import REPO_ROOT, assert_github_schema, assert_zizmor_finds_nothing
+from kit.build import REPO_ROOT
+from kit.workflows import assert_github_schema, assert_zizmor_finds_nothing
 
 GUIDE = REPO_ROOT / "docs" / "production.md"
 BIN = Path(sys.executable).parent

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from keykit import SENTINEL, recipients_of
 
-from repokit import TEST_KEY_FILE, new_age_key, pipeline, run_connc, write
+from kit.build import REPO_ROOT, TEST_KEY_FILE, pipeline, write
+from kit.keys import new_age_key
+from kit.run import connc
 
 
 def _evil_pipeline(repo: Path, tmp_path: Path, uses: str, *, owner: str,
@@ -27,12 +29,12 @@ def test_a_false_team_claim_gets_no_key(repo: Path, tmp_path: Path) -> None:
     encrypt ops' connection to that pipeline's runner key (its holder could `sops decrypt`
     the file without ever running render)."""
     key_file, runner = _evil_pipeline(repo, tmp_path, "shared", owner="bob", teams=["ops"])
-    ran = run_connc("keys", "sync", "--repo", str(repo), "shared", key_file=TEST_KEY_FILE)
+    ran = connc("keys", "sync", "--repo", str(repo), "shared", key=TEST_KEY_FILE, cwd=REPO_ROOT)
     assert ran.returncode == 0, ran.stderr
     assert runner not in ran.stdout
     assert f"age:{runner}" not in recipients_of(repo, "connections.d/shared.sops.yaml")
-    rendered = run_connc("render", "evil", "--repo", str(repo), "--out",
-                         str(tmp_path / "bundle"), key_file=key_file)
+    rendered = connc("render", "evil", "--repo", str(repo), "--out",
+                     str(tmp_path / "bundle"), key=key_file, cwd=REPO_ROOT)
     assert rendered.returncode == 1 and "claims team `ops`" in rendered.stderr
     assert SENTINEL not in rendered.stdout + rendered.stderr
 
@@ -44,7 +46,7 @@ def test_a_key_added_for_a_false_claim_is_outside_the_scope(repo: Path, tmp_path
 
     _key_file, runner = _evil_pipeline(repo, tmp_path, "shared", owner="bob", teams=["ops"])
     _add_recipient(repo, "connections.d/shared.sops.yaml", runner)
-    ran = run_connc("validate", "--repo", str(repo))
+    ran = connc("validate", "--repo", str(repo), key=None, cwd=REPO_ROOT)
     assert "CONNC204" in ran.stdout
     assert any("CONNC408" in line and "shared.sops.yaml" in line and runner in line
                for line in ran.stdout.splitlines()), ran.stdout
@@ -55,7 +57,7 @@ def test_a_pipeline_of_no_user_gets_no_key_to_a_public_connection(repo: Path,
     """A public connection admits every pipeline render accepts; a pipeline whose owner is
     not a user is not one of them."""
     _key_file, runner = _evil_pipeline(repo, tmp_path, "registry", owner="mallory")
-    ran = run_connc("keys", "sync", "--repo", str(repo), "registry", key_file=TEST_KEY_FILE)
+    ran = connc("keys", "sync", "--repo", str(repo), "registry", key=TEST_KEY_FILE, cwd=REPO_ROOT)
     assert ran.returncode == 0, ran.stderr
     assert f"age:{runner}" not in recipients_of(repo, "connections.d/registry.sops.yaml")
 

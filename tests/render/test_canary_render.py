@@ -23,18 +23,10 @@ from urllib.parse import quote
 
 import pytest
 
-from repo_builder import (
-    build_repo,
-    connc,
-    connection,
-    key_env,
-    new_recipient,
-    pipeline,
-    sourced,
-    ssh_key_pair,
-)
-from repokit import certificate_pem, ec_key, key_pem
-from servers.github_fake import FakeGitHub
+from kit.build import connection, key_env, make_repo, pipeline, sourced
+from kit.keys import certificate_pem, ec_key, key_pem, new_recipient, ssh_key_pair
+from kit.run import connc
+from kit.servers.github_fake import FakeGitHub
 
 SENTINEL = "CANARY-r3nd3r-9d41"
 TOKEN = f"ghs_{SENTINEL}-minted"  # what the fake GitHub issues
@@ -162,16 +154,16 @@ def canary_repo(github: FakeGitHub, tmp_path_factory: pytest.TempPathFactory) ->
     all_uses = pipeline("all", *everything)
     all_uses["uses"][0].update(repositories=["app"], permissions={"contents": "read"},
                                refresh=True)
-    root = build_repo(tmp_path_factory.mktemp("canary") / "repo",
-                      connections={**connections, **extra}, locked={"locked": new_recipient()},
-                      pipelines={
+    root = make_repo(tmp_path_factory.mktemp("canary") / "repo",
+                     connections={**connections, **extra}, locked={"locked": new_recipient()},
+                     pipelines={
                           "all": all_uses,
                           "denied": pipeline("denied", *everything[1:], "bobs"),
                           "bad-value": pipeline("bad-value", *everything[1:], "codeup-bad"),
                           "locked": pipeline("locked", *everything[1:], "locked"),
                           "tampered": pipeline("tampered", *everything[1:], "tampered"),
                           "maven-bad": pipeline("maven-bad", *everything, "maven-bad"),
-                      })
+                     })
     _tamper(root / "connections.d/tampered.sops.yaml")
     secrets, _ = _forms(connections)  # those of pipeline `all`, which must all be masked
     _, forbidden = _forms({**connections, **extra})
@@ -204,7 +196,7 @@ def _render(repo: CanaryRepo, pipeline_id: str, workdir: Path, fmt: str,
         before(out)
     env = key_env(GITHUB_ENV=str(github_env), NO_PROXY="127.0.0.1")
     proc = connc("render", "--pipeline", pipeline_id, "--repo", repo.root, "--out", out,
-                 "--format", fmt, env=env)
+                 "--format", fmt, env=env, timeout=60)
     return Run(fmt, out, github_env, proc)
 
 
@@ -255,7 +247,7 @@ def test_a_successful_render_prints_no_secret(canary_repo: CanaryRepo, tmp_path:
     assert canary("gitlab-token") in (runs[0].out / "git/askpass").read_text()
     assert TOKEN in (runs[0].out / "github/gh-app.json").read_text()
     for run in runs:
-        cleaned = connc("clean", run.out, env=key_env(NO_PROXY="127.0.0.1"))
+        cleaned = connc("clean", run.out, env=key_env(NO_PROXY="127.0.0.1"), timeout=60)
         assert cleaned.returncode == 0
         assert_clean(cleaned.stdout + cleaned.stderr, "connc clean", forbidden)
 

@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from repo_builder import build_repo, connc, connection, key_env, pipeline
+from kit.build import connection, key_env, make_repo, pipeline
+from kit.run import connc
 
 CASES = [
     pytest.param("container-registry", {"registry": "registry.example.com"},
@@ -38,12 +37,12 @@ CASES = [
 def test_every_command_refuses_the_same_value_the_same_way(
         tmp_path: Path, connection_type: str, spec: dict[str, str], credential: dict[str, str],
         field: str, value: str, phrase: str) -> None:
-    root = build_repo(tmp_path / "repo", connections={"c": connection(
+    root = make_repo(tmp_path / "repo", connections={"c": connection(
         "c", type_=connection_type, spec=spec, credential=credential)},
         pipelines={"p": pipeline("p", "c")})
-    rendered = connc("render", "p", "--repo", root, "--out", tmp_path / "out")
-    validated = connc("validate", "--repo", root, "--decrypt")
-    checked = connc("check", "c", "--repo", root)
+    rendered = connc("render", "p", "--repo", root, "--out", tmp_path / "out", timeout=60)
+    validated = connc("validate", "--repo", root, "--decrypt", timeout=60)
+    checked = connc("check", "c", "--repo", root, timeout=60)
     assert rendered.returncode == 1 and validated.returncode == 1 and checked.returncode == 1
     message = next(line for line in validated.stdout.splitlines() if phrase in line)
     message = message.split(" CONNC", 1)[1].split(" ", 1)[1]  # the words after the code
@@ -51,9 +50,8 @@ def test_every_command_refuses_the_same_value_the_same_way(
     assert not (tmp_path / "out").exists()
     # secret set refuses the value with the same words, and writes nothing.
     before = (root / "connections.d/c.sops.yaml").read_bytes()
-    refused = subprocess.run([sys.executable, "-m", "connc", "secret", "set", "c", field,
-                              "--repo", str(root)], input=value, env=key_env(),
-                             capture_output=True, text=True, timeout=60, check=False)
+    refused = connc("secret", "set", "c", field, "--repo", root, input=value, env=key_env(),
+                    timeout=60)
     assert refused.returncode == 1 and message in refused.stderr
     assert (root / "connections.d/c.sops.yaml").read_bytes() == before
     for ran in (rendered, validated, checked, refused):

@@ -23,8 +23,9 @@ import pytest
 from connc.findings import escape_data, escape_property, workflow_command
 from connc.render.context import Output
 from connc.render.envfile import COUNT_WARNING, git_config_index
-from repo_builder import build_repo, connc, connection, key_env, pipeline
-from runnerkit import DATA, PROPERTY, log_lines, parse_command, parse_env_file, unescape
+from kit.actions_runner import DATA, PROPERTY, log_lines, parse_command, parse_env_file, unescape
+from kit.build import connection, key_env, make_repo, pipeline
+from kit.run import connc
 
 
 def test_the_ported_env_file_parser_reads_the_runner_s_examples() -> None:
@@ -111,9 +112,9 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     connections["registry"] = connection(
         "registry", type_="container-registry", spec={"registry": "registry.example.com"},
         credential={"username": USER, "password": REGISTRY_PASSWORD})
-    return build_repo(tmp_path_factory.mktemp("github-output") / "repo",
-                      connections=connections,
-                      pipelines={"ci": pipeline("ci", *connections),
+    return make_repo(tmp_path_factory.mktemp("github-output") / "repo",
+                     connections=connections,
+                     pipelines={"ci": pipeline("ci", *connections),
                                  "small": pipeline("small", "pct")})
 
 
@@ -126,7 +127,7 @@ def render_github(repo: Path, tmp_path: Path, before: str, pipeline_id: str = "c
     out, github_env = tmp_path / "out", tmp_path / "github_env"
     github_env.write_text(before)
     proc = connc("render", pipeline_id, "--repo", repo, "--out", out, "--format", "github",
-                 env=key_env(GITHUB_ENV=str(github_env), **extra))
+                 env=key_env(GITHUB_ENV=str(github_env), **extra), timeout=60)
     assert proc.returncode == 0, proc.stderr
     return proc, out, github_env
 
@@ -203,7 +204,7 @@ SHELLS = [shell for shell in ("sh", "dash", "bash") if shutil.which(shell)]
 @pytest.fixture(scope="module")
 def env_file(repo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("shell") / "out"
-    proc = connc("render", "small", "--repo", repo, "--out", out)
+    proc = connc("render", "small", "--repo", repo, "--out", out, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return out / "env"
 

@@ -35,8 +35,9 @@ from connc.github.apps import GitHubApp
 from connc.render import bundle
 from connc.render.bundle import MANIFEST, MARKER, BundleFiles
 from connc.secrets import Secret
-from repo_builder import build_repo, connection, key_env, pipeline
-from servers.github_fake import FakeGitHub
+from kit.build import connection, key_env, make_repo, pipeline
+from kit.run import connc, popen
+from kit.servers.github_fake import FakeGitHub
 
 NOBODY = 65534
 
@@ -58,7 +59,7 @@ def repo(github: FakeGitHub, tmp_path_factory: pytest.TempPathFactory) -> Path:
             "installationId": github.installation_id}
     refreshing = pipeline("ci-refresh", "gh-app")
     refreshing["uses"][0]["refresh"] = True
-    return build_repo(tmp_path_factory.mktemp("lifecycle") / "repo", connections={
+    return make_repo(tmp_path_factory.mktemp("lifecycle") / "repo", connections={
         "gh-app": connection("gh-app", type_="github-app", spec=spec,
                              credential={"privateKey": github.private_key_pem})},
         pipelines={"ci": pipeline("ci", "gh-app"), "ci-refresh": refreshing})
@@ -71,10 +72,7 @@ def env(**extra: str) -> dict[str, str]:
 
 def run(*args: str | os.PathLike[str], cwd: Path | None = None,
         environ: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "connc", *map(str, args)], cwd=cwd,
-                          env=environ if environ is not None else env(),
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=60,
-                          check=False)
+    return connc(*args, env=environ if environ is not None else env(), cwd=cwd, timeout=60)
 
 
 def render(root: Path, out: Path, pipeline_id: str = "ci",
@@ -230,9 +228,8 @@ def test_a_render_killed_while_revoking_the_bundle_it_replaced(
     old = token_in(out)
     gate = Gate(github, "DELETE", r"^/installation/token$", fail=True)  # a slow GitHub
     gates.append(gate)
-    proc = subprocess.Popen([sys.executable, "-m", "connc", "render", "ci", "--repo", str(repo),
-                             "--out", str(out)], env=env(), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = popen("render", "ci", "--repo", repo, "--out", out, env=env(),
+                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert gate.arrived.wait(30), "render never revoked the bundle it replaced"
     finally:
@@ -422,9 +419,9 @@ def test_the_default_out_is_inside_a_private_directory_no_other_user_can_enter(
     gate = Gate(github, "POST", r"/access_tokens$", fail=False)  # render waits on its mint
     gates.append(gate)
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-m", "connc", "render", "ci", "--repo", str(repo)],
-                            env=env(TMPDIR=str(shared_tmp)), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen("render", "ci", "--repo", repo, env=env(TMPDIR=str(shared_tmp)),
+                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 text=True)
     try:
         assert gate.arrived.wait(30), "render never minted"
         # Before any bundle exists, the one name render made in the shared directory is a
@@ -472,9 +469,9 @@ def test_an_interrupt_while_minting_ends_render_at_once(
     gate = Gate(github, "POST", r"/access_tokens$", fail=False)  # the mint hangs till released
     gates.append(gate)
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "connc", "render", "ci", "--repo", str(repo),
-                             "--out", str(out)], env=env(), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = popen("render", "ci", "--repo", repo, "--out", out, env=env(),
+                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                 text=True)
     try:
         assert gate.arrived.wait(30), "render never minted"
         proc.send_signal(signum)

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from connc.validate.run import validate
-from repo_builder import build_repo, connc, connection, pipeline, sourced
-from servers._net import clean_env
-from servers.npm_registry import PACKAGE, NpmRegistry, Scope, npm_registry  # noqa: F401
+from kit.build import connection, make_repo, pipeline, sourced
+from kit.run import connc
+from kit.servers._net import clean_env
+from kit.servers.npm_registry import PACKAGE, NpmRegistry, Scope, npm_registry  # noqa: F401
 
 NPM = shutil.which("npm")
 TOKENS = {"acme": "npm_acme-scoped-token-1", "public": "npm_default-token-2"}
@@ -31,13 +32,13 @@ def test_a_scope_is_fetched_from_its_registry_and_the_rest_from_the_default(
         npm_registry: NpmRegistry, tmp_path: Path) -> None:
     npm_registry.add(Scope("/acme/", "acme-reader", token=TOKENS["acme"]))
     npm_registry.add(Scope("/public/", "ci-reader", token=TOKENS["public"]))
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "acme": npm_connection("acme", npm_registry.url(prefix="/acme/"),
                                npmScopes=["@acme", "@acme-tools"]),
         "public": npm_connection("public", npm_registry.url(prefix="/public/")),
     }, pipelines={"ci": pipeline("ci", "acme", "public")})
     out = tmp_path / "out"
-    proc = connc("render", "ci", "--repo", root, "--out", out)
+    proc = connc("render", "ci", "--repo", root, "--out", out, timeout=60)
     assert proc.returncode == 0, proc.stderr
     npmrc = (out / "npm" / "npmrc").read_text()
     assert f"\nregistry=\"{npm_registry.url(prefix='/public/')}\"\n" in npmrc
@@ -71,34 +72,34 @@ def test_a_scope_is_fetched_from_its_registry_and_the_rest_from_the_default(
 def test_validate_and_render_refuse_what_npm_could_not_read_back(tmp_path: Path,
                                                                  spec: dict[str, Any],
                                                                  message: str) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "pkg": connection("pkg", type_="packages", spec=spec, credential={"token": "t"})},
         pipelines={"ci": pipeline("ci", "pkg")})
     found = [f for f in validate(root).findings if f.severity.value == "error"]
     assert [f.code for f in found] == ["CONNC102"], found
-    proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out")
+    proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out", timeout=60)
     assert proc.returncode == 1 and "npmScopes" in proc.stderr, proc.stderr
 
 
 def test_a_scope_listed_twice_is_refused_by_validate_and_render(tmp_path: Path) -> None:
     # validate was clean, and render refused the connection as two serving one scope.
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "pkg": npm_connection("pkg", "https://npm.example.com/", npmScopes=["@acme", "@acme"])},
         pipelines={"ci": pipeline("ci", "pkg")})
     [found] = validate(root).findings
     assert (found.code, found.message) == (
         "CONNC102", "`spec.npmScopes[1]` repeats `@acme`; list each scope once")
-    proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out")
+    proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out", timeout=60)
     assert proc.returncode == 1
     assert f"{found.path}:{found.line}:{found.column}: CONNC102 {found.message}" in proc.stderr
 
 
 def test_one_scope_served_by_two_connections_is_refused(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "one": npm_connection("one", "https://npm.example.com/one/", npmScopes=["@acme"]),
         "two": npm_connection("two", "https://npm.example.com/two/", npmScopes=["@acme"]),
     }, pipelines={"ci": pipeline("ci", "one", "two")})
-    proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out")
+    proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out", timeout=60)
     assert proc.returncode == 1
     assert "connections `one` and `two` both serve the npm scope @acme" in proc.stderr
     assert not (tmp_path / "out").exists()

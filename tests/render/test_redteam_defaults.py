@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from connc.scope import default_role
-from repo_builder import build_repo, connc, connection, pipeline
+from kit.build import connection, make_repo, pipeline
+from kit.run import connc
 
 PAIRS: dict[str, tuple[str, dict[str, Any], list[dict[str, Any]]]] = {
     # kind: (type, credential, [spec of the first, spec of the second])
@@ -55,8 +56,8 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                               credential=credential)
         pipelines[f"{kind}-ab"] = pipeline(f"{kind}-ab", *ids)
         pipelines[f"{kind}-ba"] = pipeline(f"{kind}-ba", *reversed(ids))
-    return build_repo(tmp_path_factory.mktemp("defaults") / "repo", connections=connections,
-                      pipelines=pipelines)
+    return make_repo(tmp_path_factory.mktemp("defaults") / "repo", connections=connections,
+                     pipelines=pipelines)
 
 
 def _lines(bundle: Path, pipeline_id: str) -> dict[str, list[str]]:
@@ -76,7 +77,7 @@ def test_the_order_of_uses_matters_exactly_where_diff_says(repo: Path, tmp_path:
     bundles = []
     for order in ("ab", "ba"):
         out = tmp_path / order
-        ran = connc("render", f"{kind}-{order}", "--repo", repo, "--out", out)
+        ran = connc("render", f"{kind}-{order}", "--repo", repo, "--out", out, timeout=60)
         assert ran.returncode == 0, ran.stderr
         bundles.append(_lines(out, f"{kind}-{order}"))
     roles = {default_role(type_, spec) for spec in specs}

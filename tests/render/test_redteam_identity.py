@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from repo_builder import build_repo, connc, connection, key_env, pipeline
-from servers.hostile import recording_server
+from kit.build import connection, key_env, make_repo, pipeline
+from kit.run import connc
+from kit.servers.hostile import recording_server
 
 SENTINEL = "CANARY-junk-id-token-9a3e"
 
@@ -30,12 +31,12 @@ def test_junk_in_the_id_tokens_variable_is_refused(tmp_path: Path, claims: bytes
                 "stsEndpoint": sts.url() + "/", "ecrEndpoint": sts.url() + "/",
                 "identity": {"provider": "gitlab-ci", "audience": "sts.amazonaws.com",
                              "tokenVariable": "AWS_ID_TOKEN"}}
-        root = build_repo(tmp_path / "repo", connections={
+        root = make_repo(tmp_path / "repo", connections={
             "ecr": connection("ecr", type_="aws-ecr", spec=spec, credential={})},
             pipelines={"ci": pipeline("ci", "ecr")})
         value = f"{_part(b'{}')}.{_part(claims)}.{SENTINEL}"
         proc = connc("render", "ci", "--repo", root, "--out", tmp_path / "out",
-                     env=key_env(GITLAB_CI="true", AWS_ID_TOKEN=value))
+                     env=key_env(GITLAB_CI="true", AWS_ID_TOKEN=value), timeout=60)
     assert proc.returncode == 1, proc.stderr
     assert "the GitLab CI variable AWS_ID_TOKEN (connection `ecr`)" in proc.stderr
     assert "internal error" not in proc.stderr and SENTINEL not in proc.stdout + proc.stderr

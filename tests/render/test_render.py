@@ -13,7 +13,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,23 +20,22 @@ from urllib.parse import quote
 
 import pytest
 
-from repo_builder import (
+from kit.actions_runner import log_lines, parse_command, parse_env_file
+from kit.build import (
     MEMBERS,
     TEST_KEY_FILE,
     add_connection,
-    build_repo,
-    connc,
     connection,
     key_env,
-    new_recipient,
+    make_repo,
     pipeline,
     sourced,
-    ssh_key_pair,
     write,
 )
-from runnerkit import log_lines, parse_command, parse_env_file
-from servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
-from servers.github_fake import FakeGitHub, github_api  # noqa: F401
+from kit.keys import new_recipient, ssh_key_pair
+from kit.run import connc, popen
+from kit.servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
+from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
 
 GITLAB = connection("gitlab-main", spec={"url": "https://gitlab.example.com/main"},
                     credential={"token": "glpat-main-token"})
@@ -52,7 +50,7 @@ def render(root: Path, pipeline_id: str, out: Path | None, *extra: str,
     args: list[str | Path] = ["render", "--pipeline", pipeline_id, "--repo", root]
     if out is not None:
         args += ["--out", out]
-    return connc(*args, *extra, env=env)
+    return connc(*args, *extra, env=env, timeout=60)
 
 
 def assert_nothing_written(out: Path) -> None:
@@ -75,11 +73,11 @@ def assert_refused(proc: subprocess.CompletedProcess[str], *phrases: str) -> Non
 def test_scope_denial_is_refused_as_validate_reports_it_before_decrypting(tmp_path: Path) -> None:
     # `bobs` is private to bob and encrypted to a key nobody has: had render decrypted it,
     # the refusal would be sops' "no usable key" instead of the scope.
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "gitlab-main": GITLAB,
         "bobs": connection("bobs", owner="bob", spec={"url": "https://gitlab.example.com/bob"}),
     }, pipelines={"ci": pipeline("ci", "gitlab-main", "bobs")}, locked={"bobs": new_recipient()})
-    validated = connc("validate", "--repo", root, "--format", "json")
+    validated = connc("validate", "--repo", root, "--format", "json", timeout=60)
     [finding] = json.loads(validated.stdout)["findings"]
     assert finding["code"] == "CONNC301"
 
@@ -91,7 +89,7 @@ def test_scope_denial_is_refused_as_validate_reports_it_before_decrypting(tmp_pa
 
 
 def test_unknown_pipeline_is_refused(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
     proc = render(root, "nope", tmp_path / "out")
     assert_refused(proc, "pipeline `nope` does not exist", "pipelines.d/nope.yaml")
     assert_nothing_written(tmp_path / "out")
@@ -101,8 +99,8 @@ def test_unknown_pipeline_is_refused(tmp_path: Path) -> None:
                                      "connections.d/gitlab-main.sops.yaml"])
 def test_a_file_that_is_a_symlink_out_of_the_repository_is_refused(tmp_path: Path,
                                                                     relpath: str) -> None:
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB},
-                      pipelines={"ci": pipeline("ci", "gitlab-main")})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB},
+                     pipelines={"ci": pipeline("ci", "gitlab-main")})
     outside = tmp_path / "outside.yaml"
     outside.write_bytes((root / relpath).read_bytes())
     (root / relpath).unlink()
@@ -114,7 +112,7 @@ def test_a_file_that_is_a_symlink_out_of_the_repository_is_refused(tmp_path: Pat
 
 def test_a_symlink_inside_the_repository_is_refused_too(tmp_path: Path) -> None:
     # pipelines.d/evil.yaml -> ../docs/evil.yaml: a file no check of pipelines.d/ ever saw.
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
     write(root, "docs/evil.yaml", pipeline("evil", "gitlab-main"))
     (root / "pipelines.d" / "evil.yaml").symlink_to("../docs/evil.yaml")
     proc = render(root, "evil", tmp_path / "out")
@@ -125,10 +123,10 @@ def test_a_symlink_inside_the_repository_is_refused_too(tmp_path: Path) -> None:
 @pytest.mark.parametrize("pipeline_id", ["../docs/evil", "a b", "Evil", "x\ny", ""])
 def test_an_id_that_is_no_id_is_a_usage_error_before_anything_is_read(
         tmp_path: Path, pipeline_id: str) -> None:
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB})
     write(root, "docs/evil.yaml", pipeline("evil", "gitlab-main"))
     for args in (["render", pipeline_id], ["render", "--pipeline", pipeline_id]):
-        proc = connc(*args, "--repo", root, "--out", tmp_path / "out")
+        proc = connc(*args, "--repo", root, "--out", tmp_path / "out", timeout=60)
         assert proc.returncode == 2, proc.stderr
         assert "an id is 1-63 lowercase letters" in proc.stderr and "\ny" not in proc.stderr
         assert_nothing_written(tmp_path / "out")
@@ -139,15 +137,15 @@ def test_team_claimed_by_a_non_member_owner_is_refused(tmp_path: Path) -> None:
                "teams": {**MEMBERS["teams"], "ops": {"members": ["carol"]}}}
     ops_only = connection("ops-only", owner="carol", visibility="custom", members=["team:ops"],
                           spec={"url": "https://gitlab.example.com/ops"})
-    root = build_repo(tmp_path / "repo", members=members, connections={"ops-only": ops_only},
-                      pipelines={"ci": pipeline("ci", "ops-only", teams=["ops"])})
+    root = make_repo(tmp_path / "repo", members=members, connections={"ops-only": ops_only},
+                     pipelines={"ci": pipeline("ci", "ops-only", teams=["ops"])})
     proc = render(root, "ci", tmp_path / "out")
     assert_refused(proc, "claims team `ops`", "owner `alice` is not a member")
     assert_nothing_written(tmp_path / "out")
 
 
 def test_only_the_pipelines_connections_are_read(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "gitlab-main": GITLAB,
         "locked": connection("locked", spec={"url": "https://gitlab.example.com/locked"}),
     }, pipelines={"ci": pipeline("ci", "gitlab-main")}, locked={"locked": new_recipient()})
@@ -164,7 +162,7 @@ def test_only_the_pipelines_connections_are_read(tmp_path: Path) -> None:
 
 
 def test_a_connection_that_fails_to_decrypt_leaves_nothing(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "gitlab-main": GITLAB,
         "locked": connection("locked", spec={"url": "https://gitlab.example.com/locked"}),
     }, pipelines={"ci": pipeline("ci", "gitlab-main", "locked")},
@@ -180,17 +178,16 @@ def test_a_connection_that_fails_to_decrypt_leaves_nothing(tmp_path: Path) -> No
 
 
 def test_sigterm_while_decrypting_leaves_nothing_and_no_sops_running(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB},
-                      pipelines={"ci": pipeline("ci", "gitlab-main")})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB},
+                     pipelines={"ci": pipeline("ci", "gitlab-main")})
     env = key_env()
     marker = tmp_path / "sops-asked-for-the-key"
     # sops asks this command for the key: it marks the moment, then takes its time.
     env.pop("SOPS_AGE_KEY_FILE")
     env["SOPS_AGE_KEY_CMD"] = f"sh -c 'touch {marker}; sleep 30; cat {TEST_KEY_FILE}'"
     out = tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-m", "connc", "render", "--repo", str(root),
-                             "--pipeline", "ci", "--out", str(out)], env=env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    proc = popen("render", "--repo", root, "--pipeline", "ci", "--out", out, env=env,
+                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 30
     while not marker.exists():
@@ -209,7 +206,7 @@ def test_sigterm_while_decrypting_leaves_nothing_and_no_sops_running(tmp_path: P
 
 
 def test_a_failed_render_keeps_the_previous_bundle(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "gitlab-main": GITLAB,
         "locked": connection("locked", spec={"url": "https://gitlab.example.com/locked"}),
     }, pipelines={"ci": pipeline("ci", "gitlab-main"), "cd": pipeline("cd", "locked")},
@@ -229,7 +226,7 @@ def test_control_characters_in_a_value_are_refused(tmp_path: Path, field: str,
                                                    char: str) -> None:
     credential = {"username": "ci-bot", "password": "fine-password",
                   field: f"leftQz8{char}rightQz8"}
-    root = build_repo(tmp_path / "repo", connections={
+    root = make_repo(tmp_path / "repo", connections={
         "gitlab-main": GITLAB,
         "codeup-x": connection("codeup-x", type_="codeup", credential=credential),
     }, pipelines={"ci": pipeline("ci", "gitlab-main", "codeup-x")})
@@ -243,8 +240,8 @@ def test_control_characters_in_a_value_are_refused(tmp_path: Path, field: str,
 def test_a_placeholder_credential_is_refused(tmp_path: Path) -> None:
     placeholder = connection("gitlab-new", credential={"token": "REPLACE-WITH-connc-secret-set"},
                              spec={"url": "https://gitlab.example.com/new"})
-    root = build_repo(tmp_path / "repo", connections={"gitlab-new": placeholder},
-                      pipelines={"ci": pipeline("ci", "gitlab-new")})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-new": placeholder},
+                     pipelines={"ci": pipeline("ci", "gitlab-new")})
     proc = render(root, "ci", tmp_path / "out")
     assert_refused(proc, "connection `gitlab-new`", "placeholder", "connc secret set")
     assert_nothing_written(tmp_path / "out")
@@ -252,7 +249,7 @@ def test_a_placeholder_credential_is_refused(tmp_path: Path) -> None:
 
 def test_maven_interpolation_is_refused(tmp_path: Path) -> None:
     for n, password in enumerate(("${env.DEPLOY_PASSWORD}", "{COQLCE6DU6GtcS5P=}")):
-        root = build_repo(tmp_path / f"repo{n}", connections={
+        root = make_repo(tmp_path / f"repo{n}", connections={
             "maven": connection("maven", type_="packages", spec={
                 "format": "maven", "url": "https://maven.example.com/r", "repositoryId": "r"},
                 credential={"username": "deployer", "password": password}),
@@ -266,8 +263,8 @@ def test_maven_interpolation_is_refused(tmp_path: Path) -> None:
 
 def test_two_git_connections_for_one_prefix_are_refused(tmp_path: Path) -> None:
     twin = connection("gitlab-twin", spec={"url": "https://gitlab.example.com/main/"})
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB, "gitlab-twin": twin},
-                      pipelines={"ci": pipeline("ci", "gitlab-main", "gitlab-twin")})
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": GITLAB, "gitlab-twin": twin},
+                     pipelines={"ci": pipeline("ci", "gitlab-main", "gitlab-twin")})
     proc = render(root, "ci", tmp_path / "out")
     assert_refused(proc, "`gitlab-main`", "`gitlab-twin`", "https://gitlab.example.com/main")
     assert_nothing_written(tmp_path / "out")
@@ -303,8 +300,8 @@ def repo(tmp_path: Path) -> Path:
             "format": "pypi", "url": "https://pypi.example.com/simple/"},
             credential={"username": "py@user", "password": "py pass:/?"}),
     }
-    return build_repo(tmp_path / "repo", connections=connections,
-                      pipelines={"ci": pipeline("ci", *connections),
+    return make_repo(tmp_path / "repo", connections=connections,
+                     pipelines={"ci": pipeline("ci", *connections),
                                  "small": pipeline("small", "registry")})
 
 
@@ -475,7 +472,7 @@ def test_quotes_in_the_password_and_the_out_path_survive(git_server: GitHttpServ
     password = "it's a 'quoted' pa$$word `id` \\ \" $(id) ;"
     url = git_server.add_repo("org-a/api.git")
     git_server.add_account("ci-bot", password, "org-a")
-    root = build_repo(tmp_path / "repo", connections={"codeup": connection(
+    root = make_repo(tmp_path / "repo", connections={"codeup": connection(
         "codeup", type_="codeup", spec={"url": git_server.url + "/org-a"},
         credential={"username": "ci-bot", "password": password})},
         pipelines={"ci": pipeline("ci", "codeup")})
@@ -497,7 +494,7 @@ def test_quotes_in_the_password_and_the_out_path_survive(git_server: GitHttpServ
 
 
 def test_askpass_never_answers_for_a_host_named_in_the_path(tmp_path: Path) -> None:
-    root = build_repo(tmp_path / "repo", connections={"gitlab-main": connection(
+    root = make_repo(tmp_path / "repo", connections={"gitlab-main": connection(
         "gitlab-main", spec={"url": "https://gitlab.example.com"},
         credential={"token": "glpat-main-token"})}, pipelines={"ci": pipeline("ci", "gitlab-main")})
     out = tmp_path / "out"
@@ -520,7 +517,7 @@ def test_askpass_never_answers_for_a_host_named_in_the_path(tmp_path: Path) -> N
 def _github_repo(tmp_path: Path, github: FakeGitHub, **use: Any) -> Path:
     document = pipeline("ci", "gh-app")
     document["uses"][0].update(use)
-    return build_repo(tmp_path / "repo", connections={"gh-app": connection(
+    return make_repo(tmp_path / "repo", connections={"gh-app": connection(
         "gh-app", type_="github-app", spec={
             "apiUrl": github.url, "appId": int(github.app_id),
             "installationId": github.installation_id},
@@ -565,15 +562,15 @@ def test_github_refusals_leave_nothing(github_api: FakeGitHub, tmp_path: Path, s
 def test_clean_removes_a_bundle_and_refuses_anything_else(repo: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     assert render(repo, "small", out).returncode == 0
-    proc = connc("clean", out)
+    proc = connc("clean", out, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert not out.exists()
-    assert "nothing to clean" in connc("clean", out).stderr
+    assert "nothing to clean" in connc("clean", out, timeout=60).stderr
 
     precious = tmp_path / "precious"
     precious.mkdir()
     (precious / "data.txt").write_text("keep\n")
-    proc = connc("clean", precious)
+    proc = connc("clean", precious, timeout=60)
     assert_refused(proc, "not a connc bundle")
     assert (precious / "data.txt").read_text() == "keep\n"
 

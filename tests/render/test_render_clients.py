@@ -29,19 +29,21 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from repo_builder import build_repo, connc, connection, pipeline, sourced, ssh_key_pair
-from servers._net import clean_env, serving
-from servers.git_http import (  # noqa: F401
+from kit.build import connection, make_repo, pipeline, sourced
+from kit.keys import ssh_key_pair
+from kit.run import connc
+from kit.servers._net import clean_env, serving
+from kit.servers.git_http import (  # noqa: F401
     GitHttpServer,
     git_env,
     git_server,
     run_git,
     write_askpass,
 )
-from servers.github_fake import FakeGitHub, github_api  # noqa: F401
-from servers.kube_api import KubeApiServer, kube_server, run_kubectl  # noqa: F401
-from servers.pypi_index import wheel
-from servers.registry import RegistryServer, registry_server, run_skopeo  # noqa: F401
+from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
+from kit.servers.kube_api import KubeApiServer, kube_server, run_kubectl  # noqa: F401
+from kit.servers.pypi_index import wheel
+from kit.servers.registry import RegistryServer, registry_server, run_skopeo  # noqa: F401
 
 pytestmark = pytest.mark.servers
 
@@ -52,10 +54,10 @@ def render(tmp_path: Path, connections: dict[str, dict[str, Any]],
     document = pipeline(pipeline_id, *connections)
     if uses is not None:
         document["uses"] = uses
-    root = build_repo(tmp_path / f"repo-{pipeline_id}", connections=connections,
-                      pipelines={pipeline_id: document})
+    root = make_repo(tmp_path / f"repo-{pipeline_id}", connections=connections,
+                     pipelines={pipeline_id: document})
     out = tmp_path / f"out-{pipeline_id}"
-    proc = connc("render", "--pipeline", pipeline_id, "--repo", root, "--out", out)
+    proc = connc("render", "--pipeline", pipeline_id, "--repo", root, "--out", out, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -524,7 +526,7 @@ def test_github_app_token_is_minted_narrowed_and_used_by_git(app: AppSetup) -> N
     assert entry["keepsAppKey"] is False and entry["tokenExpiresAt"]
     assert "privateKey" not in _state(out)  # by default the App key stays out of the job
 
-    cleaned = connc("clean", out)
+    cleaned = connc("clean", out, timeout=60)
     assert cleaned.returncode == 0, cleaned.stderr
     assert app.github.revoked == [token]
     assert not out.exists()
@@ -568,7 +570,7 @@ def test_refresh_keeps_the_app_key_and_remints_before_expiry(app: AppSetup) -> N
     assert _state(out)["token"] == fresh
     assert stat.S_IMODE(state_file.stat().st_mode) == 0o600
 
-    assert connc("clean", out).returncode == 0
+    assert connc("clean", out, timeout=60).returncode == 0
     assert app.github.revoked == [fresh]
     assert not out.exists()
 

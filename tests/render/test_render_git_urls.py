@@ -23,18 +23,19 @@ from typing import Any
 
 import pytest
 
-from repo_builder import build_repo, connc, connection, pipeline, sourced
-from servers._net import serving
-from servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
+from kit.build import connection, make_repo, pipeline, sourced
+from kit.run import connc
+from kit.servers._net import serving
+from kit.servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
 
 pytestmark = pytest.mark.servers
 
 
 def _render(tmp_path: Path, connections: dict[str, dict[str, Any]]) -> Path:
-    root = build_repo(tmp_path / "repo", connections=connections,
-                      pipelines={"ci": pipeline("ci", *connections)})
+    root = make_repo(tmp_path / "repo", connections=connections,
+                     pipelines={"ci": pipeline("ci", *connections)})
     out = tmp_path / "out"
-    proc = connc("render", "--pipeline", "ci", "--repo", root, "--out", out)
+    proc = connc("render", "--pipeline", "ci", "--repo", root, "--out", out, timeout=60)
     assert proc.returncode == 0, proc.stderr
     return out
 

@@ -31,11 +31,12 @@ from connc.render import docker, packages
 from connc.render import textformat as text
 from connc.render.context import Output, Resolved
 from connc.secrets import Secret
-from repo_builder import build_repo, connc, connection, pipeline, sourced
-from servers._net import clean_env
-from servers.npm_registry import PACKAGE, NpmRegistry, Scope, npm_registry  # noqa: F401
-from servers.pypi_index import PypiIndex, pypi_index  # noqa: F401
-from servers.registry import RegistryServer, registry_server  # noqa: F401
+from kit.build import connection, make_repo, pipeline, sourced
+from kit.run import connc
+from kit.servers._net import clean_env
+from kit.servers.npm_registry import PACKAGE, NpmRegistry, Scope, npm_registry  # noqa: F401
+from kit.servers.pypi_index import PypiIndex, pypi_index  # noqa: F401
+from kit.servers.registry import RegistryServer, registry_server  # noqa: F401
 
 NPM = shutil.which("npm")
 needs_npm = pytest.mark.skipif(NPM is None, reason="npm is not installed")
@@ -191,11 +192,11 @@ def test_npm_finds_the_token_of_a_mixed_case_registry_url(npm_registry: NpmRegis
     token = "npm_mixedcase-token-1"
     npm_registry.add(Scope("/", "ci-reader", token=token))
     url = npm_registry.url("LocalHost")
-    root = build_repo(tmp_path / "repo", connections={"npm": connection(
+    root = make_repo(tmp_path / "repo", connections={"npm": connection(
         "npm", type_="packages", spec={"format": "npm", "url": url},
         credential={"token": token})}, pipelines={"ci": pipeline("ci", "npm")})
     out = tmp_path / "out"
-    proc = connc("render", "--pipeline", "ci", "--repo", root, "--out", out)
+    proc = connc("render", "--pipeline", "ci", "--repo", root, "--out", out, timeout=60)
     assert proc.returncode == 0, proc.stderr
     env = _npm_env(tmp_path)
     home = tmp_path / "npm-home"
@@ -296,12 +297,12 @@ def test_pip_downloads_from_a_mixed_case_index_url(pypi_index: PypiIndex,
     and the wheel it links by absolute URL (`http://localhost:PORT/files/...`) both get the
     credential."""
     url = f"http://LocalHost:{pypi_index.port}/simple"
-    root = build_repo(tmp_path / "repo", connections={"pypi": connection(
+    root = make_repo(tmp_path / "repo", connections={"pypi": connection(
         "pypi", type_="packages", spec={"format": "pypi", "url": url},
         credential={"username": pypi_index.username, "password": pypi_index.password})},
         pipelines={"ci": pipeline("ci", "pypi")})
     out = tmp_path / "out"
-    proc = connc("render", "--pipeline", "ci", "--repo", root, "--out", out)
+    proc = connc("render", "--pipeline", "ci", "--repo", root, "--out", out, timeout=60)
     assert proc.returncode == 0, proc.stderr
     parser = configparser.RawConfigParser()
     parser.read(out / "pip/pip.conf")

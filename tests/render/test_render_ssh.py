@@ -15,14 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from repo_builder import build_repo, connc, connection, key_env, pipeline, sourced, ssh_key_pair
-from servers._net import clean_env
-from servers.sshd import SshdFactory, SshServer, fingerprint, ssh_server, sshd_factory  # noqa: F401
+from kit.build import connection, key_env, make_repo, pipeline, sourced
+from kit.keys import ssh_key_pair
+from kit.run import connc
+from kit.servers._net import clean_env
+from kit.servers.sshd import SshdFactory, SshServer, fingerprint, ssh_server, sshd_factory  # noqa: F401
 
 
 def _repo(tmp_path: Path, server: SshServer, url: str, private_key: str,
           known_hosts: str) -> Path:
-    return build_repo(tmp_path / "repo", connections={"infra": connection(
+    return make_repo(tmp_path / "repo", connections={"infra": connection(
         "infra", type_="git", spec={"url": url.rsplit("/", 1)[0], "knownHosts": known_hosts},
         credential={"sshPrivateKey": private_key})}, pipelines={"deploy": pipeline(
             "deploy", "infra")})
@@ -36,7 +38,7 @@ def test_clone_and_push_over_ssh_with_the_bundle(
     url = server.add_repo("infra.git")
     repo = _repo(tmp_path, server, url, private_key, server.host_key_line)
     out = tmp_path / "bundle"
-    rendered = connc("render", "--repo", repo, "--pipeline", "deploy", "--out", out)
+    rendered = connc("render", "--repo", repo, "--pipeline", "deploy", "--out", out, timeout=60)
     assert rendered.returncode == 0, rendered.stderr
     assert (out / "git/ssh/infra.key").stat().st_mode & 0o777 == 0o600
     assert private_key.strip() not in (out / "env").read_text()
@@ -63,7 +65,8 @@ def test_an_unpinned_host_key_is_refused(
     wrong_pin = f"[127.0.0.1]:{server.port} {other_public}"
     repo = _repo(tmp_path, server, url, private_key, wrong_pin)
     out = tmp_path / "bundle"
-    assert connc("render", "--repo", repo, "--pipeline", "deploy", "--out", out).returncode == 0
+    assert connc("render", "--repo", repo, "--pipeline", "deploy", "--out", out,
+                 timeout=60).returncode == 0
     env = key_env(HOME=str(tmp_path), GIT_CONFIG_NOSYSTEM="1",
                   GIT_CONFIG_GLOBAL=str(tmp_path / "gitconfig"))
     cloned = sourced(out, ["git", "clone", "--quiet", url, tmp_path / "work"], env)
@@ -85,7 +88,7 @@ class Pair:
 
     def repo(self, root: Path, known_hosts: dict[str, str] | None = None) -> Path:
         pins = {"a": self.a.host_key_line, "b": self.b.host_key_line, **(known_hosts or {})}
-        return build_repo(root, connections={
+        return make_repo(root, connections={
             f"conn-{name}": connection(
                 f"conn-{name}", type_="git",
                 spec={"url": self.urls[name].rsplit("/", 1)[0], "knownHosts": pins[name]},
@@ -114,7 +117,7 @@ def test_each_key_is_offered_only_to_its_own_server(pair: Pair, tmp_path: Path) 
     # An OUT with a space and a `%`: ssh expands %-tokens in IdentityFile/UserKnownHostsFile.
     out = tmp_path / "bundle 100%d"
     rendered = connc("render", "--repo", pair.repo(tmp_path / "repo"), "--pipeline", "deploy",
-                     "--out", out)
+                     "--out", out, timeout=60)
     assert rendered.returncode == 0, rendered.stderr
     ssh = out / "git/ssh"
     assert {p.name for p in ssh.iterdir()} == {"config", "conn-a.key", "conn-a.known_hosts",
@@ -138,13 +141,14 @@ def test_a_pin_for_another_connections_host_is_refused_keyless(pair: Pair,
     impostor_pin = f"[127.0.0.1]:{pair.a.port} {pair.b.host_key_line.split(' ', 1)[1]}"
     repo = pair.repo(tmp_path / "repo", {"b": f"{pair.b.host_key_line}\n{impostor_pin}"})
     no_key = clean_env(tmp_path)  # keyless: neither needs to decrypt anything
-    checked = connc("validate", "--repo", repo, env=no_key)
+    checked = connc("validate", "--repo", repo, env=no_key, timeout=60)
     assert checked.returncode == 1
     errors = [line for line in checked.stdout.splitlines() if " error " in line]
     assert len(errors) == 1 and errors[0].startswith("connections.d/conn-b.sops.yaml:")
     assert "CONNC110" in errors[0] and "knownHosts line 2" in errors[0]
     out = tmp_path / "out"
-    rendered = connc("render", "--repo", repo, "--pipeline", "deploy", "--out", out, env=no_key)
+    rendered = connc("render", "--repo", repo, "--pipeline", "deploy", "--out", out, env=no_key,
+                     timeout=60)
     assert rendered.returncode == 1
     assert "conn-b.sops.yaml" in rendered.stderr and "knownHosts line 2" in rendered.stderr
     assert pair.b.host_key_line.split()[2] not in rendered.stderr + checked.stdout  # no key
@@ -155,7 +159,7 @@ def test_an_impostor_with_another_connections_key_is_refused(
         pair: Pair, sshd_factory: SshdFactory, tmp_path: Path) -> None:
     out = tmp_path / "bundle"
     rendered = connc("render", "--repo", pair.repo(tmp_path / "repo"), "--pipeline", "deploy",
-                     "--out", out)
+                     "--out", out, timeout=60)
     assert rendered.returncode == 0, rendered.stderr
     # Bypassing the rule: B's known_hosts in the bundle also pins B's server key for A's
     # host:port, and an impostor holding B's host key takes A's port (same repositories, and
@@ -188,9 +192,10 @@ def test_two_ssh_connections_to_one_host_and_port_are_refused(tmp_path: Path) ->
             "knownHosts": f"[git.example.com]:2222 {host_key}"},
             credential={"sshPrivateKey": ssh_key_pair()[0]})
         for name in ("org-a", "org-b")}
-    repo = build_repo(tmp_path / "repo", connections=connections,
-                      pipelines={"deploy": pipeline("deploy", *connections)})
-    rendered = connc("render", "--repo", repo, "--pipeline", "deploy", "--out", tmp_path / "out")
+    repo = make_repo(tmp_path / "repo", connections=connections,
+                     pipelines={"deploy": pipeline("deploy", *connections)})
+    rendered = connc("render", "--repo", repo, "--pipeline", "deploy", "--out", tmp_path / "out",
+                     timeout=60)
     assert rendered.returncode == 1
     assert "`org-a` and `org-b` are both ssh connections to git.example.com port 2222" \
         in rendered.stderr

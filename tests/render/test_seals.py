@@ -6,23 +6,14 @@ it. A refusal leaves nothing behind, names the field, and never shows a secret.
 
 from __future__ import annotations
 
-import http.server
 import re
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from repo_builder import (
-    MEMBERS,
-    build_repo,
-    connc,
-    connection,
-    key_env,
-    pipeline,
-    write,
-)
+from kit.build import MEMBERS, connection, key_env, make_repo, pipeline, write
+from kit.run import connc
+from kit.servers.hostile import recording_server
 
 CANARY = "canary-4a1f-secret-value"
 K8S = "connections.d/k8s.sops.yaml"
@@ -31,7 +22,7 @@ BOBS = "connections.d/bobs.sops.yaml"
 
 def _repo(root: Path, *, config: dict[str, object] | None = None,
           unsealed: tuple[str, ...] = ()) -> Path:
-    repo = build_repo(root, connections={
+    repo = make_repo(root, connections={
         "k8s": connection("k8s", type_="kubernetes", spec={"server": "https://k8s.example.com"},
                           credential={"token": CANARY}),
         "npm": connection("npm", type_="packages",
@@ -72,7 +63,7 @@ def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def render(repo: Path, pipeline_id: str, out: Path) -> tuple[int, str]:
-    ran = connc("render", pipeline_id, "--repo", repo, "--out", out)
+    ran = connc("render", pipeline_id, "--repo", repo, "--out", out, timeout=60)
     output = ran.stdout + ran.stderr
     assert CANARY not in output and "Traceback" not in output
     return ran.returncode, output
@@ -113,7 +104,7 @@ def test_an_edited_endpoint_is_refused_until_resealed(repo: Path, tmp_path: Path
     assert "changed since the credential was sealed" in output and field in output
     assert f"connc seal {Path(relpath).name.split('.')[0]}" in output
     # A key holder approves the change: it renders again.
-    sealed = connc("seal", Path(relpath).name.split(".")[0], "--repo", repo)
+    sealed = connc("seal", Path(relpath).name.split(".")[0], "--repo", repo, timeout=60)
     assert sealed.returncode == 0, sealed.stderr
     assert field in sealed.stdout and CANARY not in sealed.stdout + sealed.stderr
     assert render(repo, "alice", tmp_path / "resealed")[0] == 0
@@ -139,7 +130,7 @@ def test_narrowing_and_labels_need_no_reseal(repo: Path, tmp_path: Path) -> None
 def test_a_reseal_on_a_dry_run_writes_nothing(repo: Path) -> None:
     edit(repo, K8S, "server: https://k8s.example.com", "server: https://other.example")
     before = (repo / K8S).read_text()
-    ran = connc("seal", "--all", "--dry-run", "--repo", repo)
+    ran = connc("seal", "--all", "--dry-run", "--repo", repo, timeout=60)
     assert ran.returncode == 0 and "k8s: would seal; changed since the last seal: spec.server " \
         "(now 'https://other.example')" in ran.stdout
     assert "bobs: the seal is up to date" in ran.stdout
@@ -149,7 +140,7 @@ def test_a_reseal_on_a_dry_run_writes_nothing(repo: Path) -> None:
 def test_sealing_needs_a_key(repo: Path) -> None:
     env = key_env()
     del env["SOPS_AGE_KEY_FILE"]
-    ran = connc("seal", "k8s", "--repo", repo, env=env)
+    ran = connc("seal", "k8s", "--repo", repo, env=env, timeout=60)
     assert ran.returncode == 2 and "no usable key" in ran.stderr
 
 
@@ -187,9 +178,9 @@ def test_a_copied_credential_never_renders_under_the_new_name(repo: Path, tmp_pa
     assert code == 1 and not (tmp_path / "out").exists()
     assert "sealed for another connection" in output
     # Keyless, validate sees the copy however it is encoded; with the key, the seal too.
-    keyless = connc("validate", "--repo", repo, "--format", "json")
+    keyless = connc("validate", "--repo", repo, "--format", "json", timeout=60)
     assert '"code": "CONNC410"' in keyless.stdout
-    decrypted = connc("validate", "--repo", repo, "--decrypt")
+    decrypted = connc("validate", "--repo", repo, "--decrypt", timeout=60)
     assert "CONNC608" in decrypted.stdout and "sealed for another connection" in decrypted.stdout
     assert CANARY not in decrypted.stdout + decrypted.stderr
 
@@ -201,57 +192,30 @@ def test_require_seals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SOPS_AGE_KEY_FILE", key_env()["SOPS_AGE_KEY_FILE"])
     lax = _repo(tmp_path / "lax", unsealed=(K8S,))
     assert render(lax, "alice", tmp_path / "lax-out")[0] == 0
-    warned = connc("validate", "--repo", lax)
+    warned = connc("validate", "--repo", lax, timeout=60)
     assert warned.returncode == 0 and "warning CONNC413" in warned.stdout
     strict = _repo(tmp_path / "strict", config={"requireSeals": True}, unsealed=(K8S,))
     code, output = render(strict, "alice", tmp_path / "strict-out")
     assert code == 1 and "no seal" in output and "requireSeals" in output
     assert not (tmp_path / "strict-out").exists()
-    refused = connc("validate", "--repo", strict)
+    refused = connc("validate", "--repo", strict, timeout=60)
     assert refused.returncode == 1 and "error CONNC413" in refused.stdout
-    assert connc("seal", "k8s", "--repo", strict).returncode == 0
+    assert connc("seal", "k8s", "--repo", strict, timeout=60).returncode == 0
     assert render(strict, "alice", tmp_path / "sealed-out")[0] == 0
 
 
 # ---------------------------------------------------------------------------- check
 
 
-class _Counting(http.server.BaseHTTPRequestHandler):
-    hits: list[str] = []
-
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        type(self).hits.append(self.path)
-        self.send_response(200)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        pass
-
-
-@pytest.fixture
-def counting_server() -> Iterator[tuple[str, list[str]]]:
-    hits: list[str] = []
-    handler = type("Handler", (_Counting,), {"hits": hits})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}", hits
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
-
-
-def test_check_sends_nothing_for_a_mismatched_seal(repo: Path, counting_server: tuple[
-        str, list[str]]) -> None:
-    url, hits = counting_server
-    edit(repo, "connections.d/npm.sops.yaml", "url: https://npm.example.com/", f"url: {url}/")
-    ran = connc("check", "npm", "--repo", repo, "--timeout", "2")
-    assert ran.returncode == 1 and "changed since the credential was sealed" in ran.stdout
-    assert hits == []  # the credential went nowhere
-    assert CANARY not in ran.stdout + ran.stderr
-    # Resealed by a key holder, check asks the server.
-    assert connc("seal", "npm", "--repo", repo).returncode == 0
-    connc("check", "npm", "--repo", repo, "--timeout", "2")
-    assert hits
+def test_check_sends_nothing_for_a_mismatched_seal(repo: Path) -> None:
+    with recording_server() as server:
+        edit(repo, "connections.d/npm.sops.yaml", "url: https://npm.example.com/",
+             f"url: {server.url()}/")
+        ran = connc("check", "npm", "--repo", repo, "--timeout", "2", timeout=60)
+        assert ran.returncode == 1 and "changed since the credential was sealed" in ran.stdout
+        assert server.seen == []  # the credential went nowhere
+        assert CANARY not in ran.stdout + ran.stderr
+        # Resealed by a key holder, check asks the server.
+        assert connc("seal", "npm", "--repo", repo, timeout=60).returncode == 0
+        connc("check", "npm", "--repo", repo, "--timeout", "2", timeout=60)
+        assert server.seen

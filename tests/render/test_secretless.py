@@ -2,8 +2,8 @@
 short-lived credentials, consumed by the real clients.
 
 The identity comes from a local issuer through the runner's token endpoint (GitHub Actions)
-or a job variable (GitLab CI) (`servers.oidc`); it is traded with moto's STS and ECR (IAM
-signature checking on, the role's trust policy evaluated: `servers.aws`), a local index that
+or a job variable (GitLab CI) (`kit.servers.oidc`); it is traded with moto's STS and ECR (IAM
+signature checking on, the role's trust policy evaluated: `kit.servers.aws`), a local index that
 implements PyPI's trusted publishing, and an HTTPS Kubernetes API that verifies the token.
 Then skopeo pulls, twine uploads and kubectl asks, after `. OUT/env`, as a pipeline step would.
 Every run, failures included, is searched for every secret the exchange saw (`_leaks`).
@@ -23,21 +23,21 @@ from typing import Any
 import pytest
 import yaml
 
-from repo_builder import build_repo, connc, connection, key_env, pipeline, sourced
-from repokit import encrypt, replace, write
-from runnerkit import log_lines, parse_command
-from servers._net import clean_env, remove_tree, stop_process
-from servers.aws import ACCOUNT, Aws, aws, aws_server, registry_password, spec  # noqa: F401
-from servers.kube_api import KubeApiServer, kube_server  # noqa: F401
-from servers.oidc import (  # noqa: F401
+from kit.actions_runner import log_lines, parse_command
+from kit.build import connection, encrypt, key_env, make_repo, pipeline, replace, sourced, write
+from kit.run import connc
+from kit.servers._net import clean_env, remove_tree, stop_process
+from kit.servers.aws import ACCOUNT, Aws, aws, aws_server, registry_password, spec  # noqa: F401
+from kit.servers.kube_api import KubeApiServer, kube_server  # noqa: F401
+from kit.servers.oidc import (  # noqa: F401
     GitHubTokenService,
     OidcIssuer,
     github_tokens,
     gitlab_env,
     gitlab_issuer,
 )
-from servers.pypi_index import TrustedIndex, trusted_index, wheel  # noqa: F401
-from servers.registry import start_registry
+from kit.servers.pypi_index import TrustedIndex, trusted_index, wheel  # noqa: F401
+from kit.servers.registry import start_registry
 
 pytestmark = pytest.mark.servers
 ECR_HOST = f"{ACCOUNT}.dkr.ecr.eu-central-1.amazonaws.com"
@@ -53,10 +53,11 @@ def render_in_ci(tmp_path: Path, connections: dict[str, dict[str, Any]],
                  uses: list[str] | None = None) -> tuple[Path, subprocess.CompletedProcess[str]]:
     root = tmp_path / "repo"
     if not root.exists():
-        build_repo(root, connections=connections,
-                   pipelines={"ci": pipeline("ci", *(uses or connections))})
+        make_repo(root, connections=connections,
+                  pipelines={"ci": pipeline("ci", *(uses or connections))})
     out = tmp_path / "out"
-    proc = connc("render", "ci", "--repo", root, "--out", out, *args, env=key_env(**ci_env))
+    proc = connc("render", "ci", "--repo", root, "--out", out, *args, env=key_env(**ci_env),
+                 timeout=60)
     return out, proc
 
 
@@ -199,15 +200,16 @@ def test_scope_and_seal_are_checked_before_any_token_is_requested(
     ecr = secretless("ecr", "aws-ecr", **spec(aws))
     bobs = secretless("bobs-ecr", "aws-ecr", **spec(aws))
     bobs["metadata"]["owner"] = "bob"
-    root = build_repo(tmp_path / "repo", connections={"ecr": ecr, "bobs-ecr": bobs},
-                      pipelines={"ci": pipeline("ci", "ecr"),
+    root = make_repo(tmp_path / "repo", connections={"ecr": ecr, "bobs-ecr": bobs},
+                     pipelines={"ci": pipeline("ci", "ecr"),
                                  "denied": pipeline("denied", "bobs-ecr")})
     env = key_env(**github_tokens.github_env())
-    denied = connc("render", "denied", "--repo", root, "--out", tmp_path / "o1", env=env)
+    denied = connc("render", "denied", "--repo", root, "--out", tmp_path / "o1", env=env,
+                   timeout=60)
     assert denied.returncode == 1 and "CONNC301" in denied.stderr
     # A role redirected in review without a reseal: the seal refuses it, before any request.
     replace(root, "connections.d/ecr.sops.yaml", "role/ci-push", "role/admin")
-    tampered = connc("render", "ci", "--repo", root, "--out", tmp_path / "o2", env=env)
+    tampered = connc("render", "ci", "--repo", root, "--out", tmp_path / "o2", env=env, timeout=60)
     assert tampered.returncode == 1
     assert "spec.roleArn" in tampered.stderr and "connc seal ecr" in tampered.stderr
     assert github_tokens.issued == [] and aws.assumed == []
@@ -217,17 +219,17 @@ def test_a_secretless_connection_without_its_seal_is_refused_whatever_requireSea
         tmp_path: Path, aws: Aws, github_tokens: GitHubTokenService) -> None:
     # Its credential stores nothing but the seal: unsealed, it could have been written by
     # anyone with a branch and no key, naming a role their pipeline's identity may assume.
-    root = build_repo(tmp_path / "repo", connections={},
-                      pipelines={"ci": pipeline("ci", "ecr")})
+    root = make_repo(tmp_path / "repo", connections={},
+                     pipelines={"ci": pipeline("ci", "ecr")})
     relpath = "connections.d/ecr.sops.yaml"
     write(root, relpath, secretless("ecr", "aws-ecr", **spec(aws)))
     encrypt(root, relpath, sealed=False)
     assert not (root / "connc.yaml").exists()  # no requireSeals
-    checked = connc("validate", "--repo", root)
+    checked = connc("validate", "--repo", root, timeout=60)
     assert checked.returncode == 1 and "CONNC413" in checked.stdout
     assert "secretless" in checked.stdout
     env = key_env(**github_tokens.github_env())
-    refused = connc("render", "ci", "--repo", root, "--out", tmp_path / "out", env=env)
+    refused = connc("render", "ci", "--repo", root, "--out", tmp_path / "out", env=env, timeout=60)
     assert refused.returncode == 1, refused.stderr
     assert "has no seal" in refused.stderr and "connc seal ecr" in refused.stderr
     assert github_tokens.issued == [] and aws.assumed == []
@@ -293,7 +295,7 @@ def test_pypi_publish_uploads_with_twine(tmp_path: Path, trusted_index: TrustedI
     # Rendered again: a fresh ID token (the index refuses one used before).
     out2 = tmp_path / "out2"
     again = connc("render", "ci", "--repo", tmp_path / "repo", "--out", out2,
-                  env=key_env(**github_tokens.github_env()))
+                  env=key_env(**github_tokens.github_env()), timeout=60)
     assert again.returncode == 0, again.stderr
     assert len({issued.jti for issued in github_tokens.issued}) == 2
     assert trusted_index.refusals == []
@@ -383,10 +385,11 @@ def test_kubernetes_static_under_gitlab(tmp_path: Path, kube_server: KubeApiServ
 def test_id_token_prints_for_kubectl_only(tmp_path: Path,
                                           github_tokens: GitHubTokenService) -> None:
     args = ("id-token", "--audience", "kubernetes", "--exec-credential")
-    by_hand = connc(*args, env=key_env(**github_tokens.github_env()))
+    by_hand = connc(*args, env=key_env(**github_tokens.github_env()), timeout=60)
     assert by_hand.returncode == 1 and "for kubectl only" in by_hand.stderr
     assert github_tokens.issued == []
-    ran = connc(*args, env=key_env(**github_tokens.github_env(KUBERNETES_EXEC_INFO="{}")))
+    ran = connc(*args, env=key_env(**github_tokens.github_env(KUBERNETES_EXEC_INFO="{}")),
+                timeout=60)
     assert ran.returncode == 0, ran.stderr
     credential = json.loads(ran.stdout)
     assert credential["kind"] == "ExecCredential"
@@ -394,7 +397,7 @@ def test_id_token_prints_for_kubectl_only(tmp_path: Path,
     assert credential["status"]["expirationTimestamp"].endswith("Z")
     assert ran.stderr == ""
     refused = connc(*args, env=key_env(**github_tokens.github_env(
-        KUBERNETES_EXEC_INFO="{}", GITHUB_EVENT_NAME="pull_request_target")))
+        KUBERNETES_EXEC_INFO="{}", GITHUB_EVENT_NAME="pull_request_target")), timeout=60)
     assert refused.returncode == 1 and len(github_tokens.issued) == 1
 
 
@@ -405,8 +408,8 @@ def test_an_exchange_never_follows_a_redirect_to_another_host() -> None:
     from connc.errors import RenderError
     from connc.identity import pypi
     from connc.identity.token import parse
-    from servers.hostile import Reply, recording_server
-    from servers.oidc import github_issuer
+    from kit.servers.hostile import Reply, recording_server
+    from kit.servers.oidc import github_issuer
 
     token = parse(github_issuer().issue("pypi"), "t")
     with recording_server() as server:

@@ -26,21 +26,19 @@ import pytest
 
 from connc.credentials import credential_problems
 from connc.secrets import Secret
-from repokit import (
+from kit.build import (
+    REPO_ROOT,
     TEST_KEY_FILE,
     TEST_RECIPIENT,
-    certificate_pem,
     connection,
-    ec_key,
     encrypt,
-    key_pem,
     make_repo,
-    new_age_key,
     pipeline,
-    run_connc,
     sops_rules,
     write,
 )
+from kit.keys import certificate_pem, ec_key, key_pem, new_age_key
+from kit.run import connc
 
 SENTINEL = "CANARY-s3cr3t-7f2a9"
 SENTINEL_UPPER = "CANARYS3CR3T7F2A9"  # for formats that allow only [A-Z0-9]
@@ -322,8 +320,8 @@ def outputs(canary_repo: Path) -> dict[tuple[str, str], subprocess.CompletedProc
 
     def run(fmt: str, key: str) -> subprocess.CompletedProcess[str]:
         decrypt = ["--decrypt"] if key != "keyless" else []
-        return run_connc("validate", "--repo", str(canary_repo), "--format", fmt, *decrypt,
-                         key_file={"decrypt": TEST_KEY_FILE, "no-key": other_key}.get(key))
+        return connc("validate", "--repo", str(canary_repo), "--format", fmt, *decrypt,
+                     key={"decrypt": TEST_KEY_FILE, "no-key": other_key}.get(key), cwd=REPO_ROOT)
 
     with ThreadPoolExecutor(max_workers=len(RUNS)) as pool:
         futures = {run_id: pool.submit(run, *run_id) for run_id in RUNS}

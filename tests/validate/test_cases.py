@@ -18,7 +18,8 @@ from click.testing import CliRunner, Result
 from connc.cli import cli
 from connc.documents import MAX_FILE_BYTES
 from connc.findings import CODES
-from repokit import TEST_KEY_FILE, run_connc
+from kit.build import REPO_ROOT, TEST_KEY_FILE
+from kit.run import connc
 
 CASES = Path(__file__).resolve().parents[1] / "cases"
 FOLDERS = ("valid", "invalid", "invalid-decrypt")
@@ -161,10 +162,11 @@ def test_strict_fails_on_warnings() -> None:
 
 
 def test_python_m_connc_entry_point() -> None:
-    ok = run_connc("validate", "--repo", str(CASES / "valid" / "minimal"), "--format", "json")
+    ok = connc("validate", "--repo", str(CASES / "valid" / "minimal"), "--format", "json",
+               key=None, cwd=REPO_ROOT)
     assert ok.returncode == 0, ok.stderr
     assert json.loads(ok.stdout)["findings"] == []
-    denied = run_connc("validate", "--repo", str(CASES / "invalid" / "scope-private"),
-                       "--format", "json")
+    denied = connc("validate", "--repo", str(CASES / "invalid" / "scope-private"),
+                   "--format", "json", key=None, cwd=REPO_ROOT)
     assert denied.returncode == 1, denied.stderr
     assert [f["code"] for f in json.loads(denied.stdout)["findings"]] == ["CONNC301"]

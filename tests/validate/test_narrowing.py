@@ -16,7 +16,7 @@ from connc.schema.policy import github_permission_levels as permission_levels
 from connc.schema.policy import github_permission_problem as permission_problem
 from connc.validate.files import CheckContext, check_pipeline
 from connc.validate.run import validate
-from repokit import connection, make_repo, pipeline, write
+from kit.build import connection, make_repo, pipeline, write
 
 TABLE = Path(__file__).resolve().parents[2] / "compiler" / "connc" / "data" \
     / "github_app_permissions.json"

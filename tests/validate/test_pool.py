@@ -23,7 +23,8 @@ import pytest
 
 from connc.validate import pool
 from connc.validate.run import PARALLEL_THRESHOLD
-from repokit import REPO_ROOT
+from kit.build import REPO_ROOT
+from kit.run import connc, popen
 
 sys.path.insert(0, str(REPO_ROOT / "bench"))
 import generate  # type: ignore[import-not-found]  # noqa: E402 - bench/: sops-shaped files, fast
@@ -81,9 +82,9 @@ def _wait_for(condition: Callable[[], bool], seconds: float) -> bool:
 
 def _start(repo: Path) -> subprocess.Popen[str]:
     # A session of its own: a terminal's Ctrl-C goes to the whole foreground process group.
-    return subprocess.Popen([sys.executable, "-m", "connc", "validate", "--repo", str(repo)],
-                            cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+    return popen("validate", "--repo", repo, env=os.environ, cwd=REPO_ROOT,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                 start_new_session=True)
 
 
 @pytest.fixture
@@ -317,8 +318,7 @@ def test_many_parallel_validations_under_load_all_finish(small_repo: Path) -> No
     started = time.monotonic()
     with _cpu_burners(1):  # one CPU taken: the two workers and the parent compete for the other
         for _ in range(20):
-            proc = subprocess.run([sys.executable, "-m", "connc", "validate", "--repo",
-                                   str(small_repo)], cwd=REPO_ROOT, capture_output=True,
-                                  text=True, timeout=60, check=False)
+            proc = connc("validate", "--repo", small_repo, env=os.environ, cwd=REPO_ROOT,
+                         timeout=60)
             assert proc.returncode == 0, proc.stderr
     assert time.monotonic() - started < 180

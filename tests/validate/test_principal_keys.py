@@ -7,19 +7,13 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any
 
-import pyrage
-
 from connc.diff import compare
 from connc.schema import models
 from connc.sops.recipients import recipient_of_member_key
 from connc.validate.keyring import Keyring, Principals
+from kit.keys import new_recipient
 
-
-def _key() -> str:
-    return str(pyrage.x25519.Identity.generate().to_public())
-
-
-ALICE, ALICE_NEW, OPS_RUNNER = _key(), _key(), _key()
+ALICE, ALICE_NEW, OPS_RUNNER = new_recipient(), new_recipient(), new_recipient()
 
 
 def _members(alice_keys: list[str]) -> models.Members:

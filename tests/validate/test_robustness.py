@@ -16,7 +16,8 @@ import pytest
 
 from connc.findings import Finding
 from connc.validate.run import validate
-from repokit import connection, make_repo, pipeline, run_connc, write
+from kit.build import REPO_ROOT, connection, make_repo, pipeline, write
+from kit.run import connc
 
 BadFile = Callable[[Path, str], None]
 
@@ -292,7 +293,7 @@ def test_cli_reports_every_bad_file_with_no_traceback(repo: Path) -> None:
         make = next(m for c, m, _code in BAD_CONTENT if c == case)
         make(repo, f"connections.d/{case}.sops.yaml")
     (repo / "members.yaml").unlink()
-    result = run_connc("validate", "--repo", str(repo), "--format", "json")
+    result = connc("validate", "--repo", str(repo), "--format", "json", key=None, cwd=REPO_ROOT)
     assert result.returncode == 1
     assert result.stderr == ""
     paths = {f["path"] for f in json.loads(result.stdout)["findings"]}
@@ -303,7 +304,7 @@ def test_cli_reports_every_bad_file_with_no_traceback(repo: Path) -> None:
 
 def test_cli_text_output_names_the_file_and_position(repo: Path) -> None:
     write(repo, "connections.d/tabs.sops.yaml", "apiVersion: connc/v1\nmetadata:\n\tid: x\n")
-    result = run_connc("validate", "--repo", str(repo), "--format", "text")
+    result = connc("validate", "--repo", str(repo), "--format", "text", key=None, cwd=REPO_ROOT)
     assert result.returncode == 1 and result.stderr == ""
     assert "connections.d/tabs.sops.yaml:3:1: error CONNC001" in result.stdout
     assert f"{OTHER}:" in result.stdout
@@ -316,13 +317,13 @@ def test_cli_text_output_names_the_file_and_position(repo: Path) -> None:
 ])
 def test_bad_repo_argument_is_a_usage_error(tmp_path: Path, make_repo_arg: Callable[[Path], Path],
                                             message: str) -> None:
-    result = run_connc("validate", "--repo", str(make_repo_arg(tmp_path)))
+    result = connc("validate", "--repo", str(make_repo_arg(tmp_path)), key=None, cwd=REPO_ROOT)
     assert result.returncode == 2
     assert message in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
 def test_unknown_option_is_a_usage_error(repo: Path) -> None:
-    result = run_connc("validate", "--repo", str(repo), "--format", "yaml")
+    result = connc("validate", "--repo", str(repo), "--format", "yaml", key=None, cwd=REPO_ROOT)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr

@@ -18,7 +18,7 @@ from yaml.nodes import MappingNode, Node, SequenceNode
 
 from connc import documents
 from connc.validate.run import validate
-from repokit import make_repo, write
+from kit.build import make_repo, write
 
 SIZE = 3_000
 

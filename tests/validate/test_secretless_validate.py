@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from connc.validate.run import validate
-from repokit import connection, make_repo, pipeline
+from kit.build import connection, make_repo, pipeline
 
 ECR_SPEC = {"roleArn": "arn:aws:iam::123456789012:role/ci-push", "region": "eu-central-1",
             "identity": {"audience": "sts.amazonaws.com"}}

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ import pytest
 from connc.findings import Finding
 from connc.sops import binary
 from connc.validate.run import validate
-from repokit import (
+from kit import run
+from kit.build import (
     REPO_ROOT,
     TEST_KEY_FILE,
     TEST_RECIPIENT,
@@ -26,10 +26,10 @@ from repokit import (
     connection,
     git,
     make_repo,
-    new_age_key,
     sops_env,
     write,
 )
+from kit.keys import new_age_key
 
 RELPATH = "connections.d/gl.sops.yaml"
 
@@ -166,9 +166,7 @@ def pathological_rules() -> dict[str, Any]:
 
 
 def connc(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "connc", *args], cwd=REPO_ROOT,
-                          env=sops_env(), capture_output=True, text=True, timeout=BOUND,
-                          check=False)
+    return run.connc(*args, key=None, cwd=REPO_ROOT, timeout=BOUND)
 
 
 def test_validate_matches_a_pathological_pattern_in_linear_time(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from connc.validate.run import PARALLEL_THRESHOLD, validate
-from repokit import connection, make_repo, pipeline, run_connc
+from kit.build import REPO_ROOT, connection, make_repo, pipeline
+from kit.run import connc
 
 
 def _codes(root: Path, **kwargs: object) -> set[tuple[str, str]]:
@@ -46,7 +47,7 @@ def test_a_file_where_a_directory_belongs_is_reported(tmp_path: Path) -> None:
 def test_decrypt_without_any_key_is_an_environment_error(tmp_path: Path) -> None:
     # No file decrypts: the key is missing, which is no finding of the files (exit 2).
     repo = make_repo(tmp_path / "repo", connections={"gl": connection("gl")})
-    ran = run_connc("validate", "--repo", str(repo), "--decrypt")
+    ran = connc("validate", "--repo", str(repo), "--decrypt", key=None, cwd=REPO_ROOT)
     assert ran.returncode == 2 and "no usable key: SOPS_AGE_KEY_FILE is not set" in ran.stderr
     assert "CONNC601" not in ran.stdout
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from servers._net import LOOPBACK, free_port, popen_server, stop_process, wait_until_listening
+from kit.servers._net import LOOPBACK, free_port, popen_server, stop_process, wait_until_listening
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
 

@@ -17,7 +17,6 @@ The log holds audiences and token ids, never a token.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import secrets
 import threading
@@ -30,6 +29,8 @@ from typing import Any
 import jwt
 import pytest
 
+from kit.keys import rsa_key
+
 from ._net import LOOPBACK, serving
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
@@ -38,11 +39,8 @@ GITHUB_SUBJECT = "repo:acme/app:ref:refs/heads/main"
 GITLAB_SUBJECT = "project_path:acme/app:ref_type:branch:ref:main"
 
 
-@functools.cache
 def _key() -> tuple[Any, Any]:
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    key = rsa_key(slot=20)  # the issuer's own: never a key a test makes
     return key, key.public_key()
 
 

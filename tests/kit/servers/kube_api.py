@@ -185,7 +185,7 @@ class KubeApiServer:
         return token
 
     def trust_oidc(self, issuer: Any, audience: str) -> None:
-        """Accept bearer ID tokens of `issuer` (a servers.oidc.OidcIssuer) for `audience`, as
+        """Accept bearer ID tokens of `issuer` (a kit.servers.oidc.OidcIssuer) for `audience`, as
         kube-apiserver's --oidc-issuer-url / --oidc-client-id do: signature, issuer, audience
         and expiry verified; the user is `oidc:` + the token's `sub`."""
         with self._lock:

@@ -1,35 +1,30 @@
 """Connection repositories built in a temp dir, encrypted with the real sops and the test key.
 
-Shared by the validate-side tests (robustness, canary, sops wrapper). A repository is built
-from plain dicts, so each test states only what it changes; `encrypt` runs the sops binary
-exactly as a user would (from the repository root, so `.sops.yaml` applies).
+A repository is built from plain dicts, so each test states only what it changes; `encrypt`
+runs the sops binary exactly as a user would (from the repository root, so `.sops.yaml`
+applies). `make_repo` encrypts to the test key, or to given recipients, optionally with some
+connections locked to another key (they pass every keyless check and fail to decrypt, the
+situation of a runner that is not a recipient); `add_connection` adds one more encrypted
+connection; `key_env` is the environment of a pipeline holding the test key; `sourced` runs a
+command after `. OUT/env`, to prove a bundle's env file itself works.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
 import json
 import os
 import shutil
 import subprocess
-import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import pyrage
 import yaml
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
-from cryptography.x509.oid import NameOID
 
 from connc import documents, seal
 from connc.sops import binary
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 TEST_KEY_FILE = REPO_ROOT / "tests" / "keys" / "test-age-key.txt"
 TEST_RECIPIENT = "age1ulne4xqhupvtrat0x2x000mqe98zezx4uax56ruvwmpq47d88phqehjy5j"
 
@@ -94,13 +89,29 @@ def write(root: Path, relpath: str, content: str | bytes | Mapping[str, Any], *,
     return path
 
 
+def _rules(recipients: Iterable[str], locked: Mapping[str, str]) -> dict[str, Any]:
+    """The spec's rule, preceded by one rule per locked connection (sops takes the first match)."""
+    rules = sops_rules(*recipients)
+    locked_rules = [{**rules["creation_rules"][0],
+                     "path_regex": rf"^connections\.d/{conn_id}\.sops\.yaml$",
+                     "age": recipient} for conn_id, recipient in locked.items()]
+    return {"creation_rules": locked_rules + rules["creation_rules"]}
+
+
 def make_repo(root: Path, *, connections: Mapping[str, Mapping[str, Any]] | None = None,
               pipelines: Mapping[str, Mapping[str, Any]] | None = None,
               members: Mapping[str, Any] | None = MEMBERS,
-              rules: Mapping[str, Any] | None = None, encrypt_all: bool = True) -> Path:
-    """A repository with the given documents, keyed by id; connections encrypted by default."""
+              rules: Mapping[str, Any] | None = None,
+              recipients: Iterable[str] = (TEST_RECIPIENT,), locked: Mapping[str, str] = {},
+              encrypt_all: bool = True) -> Path:
+    """A repository with the given documents, keyed by id; connections encrypted by default.
+
+    `.sops.yaml` is `rules` when given, else the spec's rule for `recipients`; `locked` maps
+    connection ids to another recipient: those files are encrypted to it alone, under a rule of
+    their own, so keyless checks pass and decryption fails.
+    """
     root.mkdir(parents=True, exist_ok=True)
-    write(root, ".sops.yaml", rules if rules is not None else sops_rules())
+    write(root, ".sops.yaml", rules if rules is not None else _rules(recipients, locked))
     if members is not None:
         write(root, "members.yaml", members)
     (root / "connections.d").mkdir(exist_ok=True)
@@ -131,6 +142,20 @@ def encrypt(root: Path, relpath: str, *, sealed: bool = True) -> None:
     proc = subprocess.run([binary.executable(), "encrypt", "--in-place", "--", relpath], cwd=root,
                           env=sops_env(), capture_output=True, check=False)
     assert proc.returncode == 0, f"sops encrypt {relpath} failed with {proc.returncode}"
+
+
+def add_connection(root: Path, document: Mapping[str, Any]) -> None:
+    """Add one connection to an existing repository, encrypted under its `.sops.yaml`."""
+    relpath = f"connections.d/{document['metadata']['id']}.sops.yaml"
+    write(root, relpath, document)
+    encrypt(root, relpath)
+
+
+def key_env(**extra: str) -> dict[str, str]:
+    """This process' environment (already private: see conftest) with the test key, plus `extra`."""
+    env = sops_env(TEST_KEY_FILE)
+    env.update(extra)
+    return env
 
 
 GIT_IDENTITY = {
@@ -200,122 +225,11 @@ def seal_plaintext(path: Path) -> None:
             return
 
 
-def run_connc(*args: str, key_file: Path | None = None,
-              cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """`python -m connc ARGS` in a fresh interpreter, capturing stdout and stderr."""
-    return subprocess.run([sys.executable, "-m", "connc", *args], cwd=cwd or REPO_ROOT,
-                          env=sops_env(key_file), capture_output=True, text=True, timeout=120,
-                          check=False)
-
-
-# ---------------------------------------------------------------------------- key material
-# Real, throwaway keys for the tests: age identities (sops recipients), ssh keys, and PEM keys
-# and certificates for the checks that parse them. EC where any key will do (fast to
-# generate); RSA only where RSA is the point, generated once per slot and session.
-
-
-def new_age_key(directory: Path, name: str = "other-key.txt") -> tuple[Path, str]:
-    """A fresh age identity in `directory/name`; returns (key file, public key)."""
-    identity = pyrage.x25519.Identity.generate()
-    key_file = directory / name
-    key_file.write_text(f"{identity}\n", encoding="utf-8")
-    key_file.chmod(0o600)
-    return key_file, str(identity.to_public())
-
-
-def new_recipient() -> str:
-    """The public key of a fresh age identity whose private half nobody keeps."""
-    return str(pyrage.x25519.Identity.generate().to_public())
-
-
-def ssh_key_pair() -> tuple[str, str]:
-    """(OpenSSH private key, public key line) of a fresh ed25519 key."""
-    key = ed25519.Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH,
-                                serialization.NoEncryption()).decode()
-    public = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
-                                           serialization.PublicFormat.OpenSSH).decode()
-    return private, public
-
-
-def ec_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-@functools.cache
-def rsa_key(slot: int = 0) -> rsa.RSAPrivateKey:
-    """A 2048-bit RSA key, one per `slot` for the session (generating one takes a while)."""
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-def key_pem(key: PrivateKeyTypes,
-            fmt: serialization.PrivateFormat = serialization.PrivateFormat.PKCS8) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, fmt,
-                             serialization.NoEncryption()).decode()
-
-
-def certificate_pem(key: ec.EllipticCurvePrivateKey, common_name: str = "connc test") -> bytes:
-    """A self-signed certificate for `key`, valid for a day."""
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
-                   .not_valid_before(now).not_valid_after(now + dt.timedelta(days=1))
-                   .sign(key, hashes.SHA256()))
-    return certificate.public_bytes(serialization.Encoding.PEM)
-
-
-def spy_on_processes(monkeypatch: Any) -> list[dict[str, Any]]:
-    """Record every process connc starts (its argv, env, and what goes to its stdin): the
-    proof that a secret travels through stdin only. Every child goes through
-    `connc.process.Process`; the argv recorded is the program's own (without the prefix that
-    makes it die with connc)."""
-    from connc import process
-
-    calls: list[dict[str, Any]] = []
-    started = process.Process.__init__
-
-    def spy(self: process.Process, args: Any, **kwargs: Any) -> None:
-        calls.append({"args": list(args), "env": kwargs.get("env"),
-                      "input": kwargs.get("stdin")})
-        started(self, args, **kwargs)
-
-    monkeypatch.setattr(process.Process, "__init__", spy)
-    return calls
-
-
-# ---------------------------------------------------------------------------- GitHub Actions
-# The linters of workflow files, from the venv running the tests (the `test` extra), not
-# whatever is on PATH: the shipped workflows and those `connc init` writes pass both.
-
-
-def venv_tool(name: str) -> str:
-    import pytest
-
-    path = Path(sys.executable).parent / name
-    if not path.exists():
-        pytest.fail(f"{name} is not installed in {path.parent}: install the `test` extra "
-                    f"(pip install -e '.[test]')")
-    return str(path)
-
-
-def assert_zizmor_finds_nothing(cwd: Path, *paths: str) -> None:
-    # --offline: CI has no network, and the online audits (e.g. known-vulnerable action
-    # versions) would make the result depend on the day. --strict-collection: a file zizmor
-    # cannot parse fails instead of being skipped with a warning. zizmor exits non-zero when
-    # it has findings (10 + the highest severity) and 1 on its own errors.
-    proc = subprocess.run(
-        [venv_tool("zizmor"), "--offline", "--strict-collection", "--format", "plain",
-         "--color", "never", "--no-progress", *paths],
-        cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
-    output = f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert proc.returncode == 0, output
-    assert "No findings to report" in proc.stdout, output
-
-
-def assert_github_schema(schema: str, path: Path) -> None:
-    """`schema`: vendor.github-workflows or vendor.github-actions, vendored in the
-    check-jsonschema wheel (no download)."""
-    proc = subprocess.run([venv_tool("check-jsonschema"), "--builtin-schema", schema, str(path)],
+def sourced(out: Path, command: list[str | os.PathLike[str]], env: Mapping[str, str], *,
+            cwd: Path | None = None, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run `command` in `sh` after `. OUT/env`: what a pipeline step does with the bundle."""
+    script = '. "$0/env" && exec "$@"'
+    return subprocess.run(["sh", "-c", script, str(out), *map(str, command)], env=dict(env),
+                          cwd=cwd, input=stdin,
+                          stdin=None if stdin is not None else subprocess.DEVNULL,
                           capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}"

@@ -3,7 +3,7 @@ output or eats memory, and one that records each call and then runs the real sop
 
 connc finds sops with `connc.sops.binary.executable()`. In-process tests monkeypatch it (`use`); a
 subprocess runs connc's real entry point behind a two-line bootstrap that does the same
-(`command`), so signals, exit codes and output are exactly what a user gets. Each fake
+(`kit.run.argv`), so signals, exit codes and output are exactly what a user gets. Each fake
 writes its pid to `FAKE_PIDS` (a directory) before it misbehaves, so a test can wait for it
 to be running and then prove that nothing of it is left.
 """
@@ -115,15 +115,6 @@ def use(monkeypatch: pytest.MonkeyPatch, fake: Path, pids: Path) -> None:
 
 
 # Runs connc's own entry point with `binary.executable` pointed at argv[1].
-_BOOTSTRAP = ("import sys; import connc.sops.binary as s; fake = sys.argv.pop(1); "
-              "s.executable = lambda: fake; from connc.__main__ import main; main()")
-
-
-def command(fake: Path, *args: str | os.PathLike[str]) -> list[str]:
-    """The argv of `connc ARGS...` with `fake` as its sops."""
-    return [sys.executable, "-c", _BOOTSTRAP, str(fake), *map(str, args)]
-
-
 def started(pids: Path) -> list[int]:
     return [int(p.name) for p in pids.iterdir() if p.name.isdigit()] if pids.exists() else []
 

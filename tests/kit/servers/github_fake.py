@@ -15,7 +15,7 @@ And what `connc check --reach` reads of an installation ("Get an installation fo
 authenticated app", "List repositories accessible to the app installation", "List branches"),
 paginated the same way: see `reach_endpoint`, `default_branches` and `branches`.
 
-Use it with `from servers.github_fake import github_api  # noqa: F401`.
+Use it with `from kit.servers.github_fake import github_api  # noqa: F401`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import contextlib
 import copy
 import dataclasses
 import datetime as dt
-import functools
 import hashlib
 import json
 import re
@@ -40,6 +39,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+
+from kit.keys import key_pem, rsa_key
 
 DOCS = "https://docs.github.com/rest"
 _LEVELS = {"read": 1, "write": 2, "admin": 3}
@@ -79,21 +81,13 @@ _UNICORN_HTML = ("<!DOCTYPE html>\n<html><head><title>Unicorn! &middot; GitHub</
                  "</body></html>\n")
 
 
-@functools.cache
 def _rsa_key(slot: int) -> tuple[str, str, str]:
-    """(PKCS#1 PEM, PKCS#8 PEM, public PEM). Generating 2048-bit keys is slow: once a session."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pkcs1 = key.private_bytes(serialization.Encoding.PEM,
-                              serialization.PrivateFormat.TraditionalOpenSSL,
-                              serialization.NoEncryption()).decode()
-    pkcs8 = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                              serialization.NoEncryption()).decode()
+    """(PKCS#1 PEM, PKCS#8 PEM, public PEM) of the kit's RSA key in slot 10 + `slot` (slots
+    from 10: never the key a test makes with `rsa_key()`)."""
+    key = rsa_key(10 + slot)
     public = key.public_key().public_bytes(serialization.Encoding.PEM,
                                            serialization.PublicFormat.SubjectPublicKeyInfo).decode()
-    return pkcs1, pkcs8, public
+    return key_pem(key, serialization.PrivateFormat.TraditionalOpenSSL), key_pem(key), public
 
 
 @dataclasses.dataclass
