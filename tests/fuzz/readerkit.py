@@ -39,7 +39,7 @@ from connc.diff.compare import compare
 from connc.diff.snapshot import snapshot
 from connc.findings import printable
 from connc.validate.run import Report, validate
-from repokit import GIT_IDENTITY, REPO_ROOT, TEST_KEY_FILE, sops_env
+from kit.build import GIT_IDENTITY, REPO_ROOT, TEST_KEY_FILE, sops_env
 
 TODAY = dt.date(2026, 1, 1)
 PREFIX = "ops/connc/"  # where a case in a subdirectory puts the repository
