@@ -10,7 +10,6 @@ holds the two parsers to the same result on generated command lines.
 from __future__ import annotations
 
 import errno
-import gc
 import os
 import signal
 import sys
@@ -84,12 +83,6 @@ def _run(argv: list[str]) -> int:
         return ExitCode.OK
     from connc.cli import run
 
-    # validate, diff and approvals build large heaps that live until connc exits (10,000
-    # files' judgements, a million grants) and drop little on the way: the cyclic collector's
-    # passes over them found nothing and cost diff a sixth of its own time (0.5 s at 10,000
-    # connections). Reference counting still frees all that is dropped; a cycle waits for
-    # the next of far rarer passes.
-    gc.set_threshold(100_000, 50, 100)
     return run(argv)
 
 

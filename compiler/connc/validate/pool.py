@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import gc
 import os
 import pickle
 import selectors
@@ -138,6 +139,9 @@ def _worker(function: Callable[[T], R], items: Sequence[T], tasks: int, results:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for fd in inherited:
             os.close(fd)
+        # Its own heap is short-lived, whatever the parent does with its own collector
+        # (`connc diff` runs without cyclic passes): a parsed file's garbage is collected.
+        gc.enable()
         while request := _read_exactly(tasks, _TASK.size):
             start, stop = _TASK.unpack(request)
             try:
