@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import os
 import secrets
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -29,7 +28,7 @@ from checkkit import canary, run_check
 from kit.build import connection, key_env, make_repo
 from kit.keys import new_recipient, ssh_key_pair
 from kit.run import connc, popen
-from kit.servers._net import serving
+from kit.servers._net import JsonHandler, serving
 from kit.servers.git_http import GitHttpServer, git_server  # noqa: F401
 from kit.servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
 from kit.servers.hostile import Reply, logging_proxy, recording_server, trickling_server
@@ -138,7 +137,7 @@ class Services:
 def services() -> Iterator[Services]:
     state = Services("", "", canary(), canary(), canary(), [])
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
             path, query = urlsplit(self.path).path, parse_qs(urlsplit(self.path).query)
             header = self.headers.get("Authorization", "")
@@ -163,17 +162,7 @@ def services() -> Iterator[Services]:
 
         def answer(self, status: int, body: dict[str, Any],
                    headers: dict[str, str] | None = None) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
+            self.send_json(status, body, headers)
 
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     state.host = f"127.0.0.1:{httpd.server_address[1]}"

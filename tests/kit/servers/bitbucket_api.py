@@ -16,16 +16,15 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from ._net import LOOPBACK, serving
+from ._net import LOOPBACK, JsonHandler, serving
 
 _PAGELEN_DEFAULT, _PAGELEN_MAX = 10, 100
 
@@ -125,19 +124,11 @@ def _positive(value: str | None) -> int | None:
 def bitbucket_api() -> Iterator[FakeBitbucket]:
     fake = FakeBitbucket()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
             path, _, query = self.path.partition("?")
             status, body = fake.handle(path, query, self.headers.get("Authorization", ""))
-            payload = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
+            self.send_json(status, body)
 
     httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
     fake.url = f"http://{LOOPBACK}:{httpd.server_address[1]}"

@@ -30,17 +30,16 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import secrets
 import threading
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import pytest
 
-from ._net import LOOPBACK, serving
+from ._net import LOOPBACK, JsonHandler, serving
 
 GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
 _PER_PAGE_DEFAULT, _PER_PAGE_MAX = 20, 100
@@ -442,20 +441,11 @@ def _positive(value: str | None) -> int | None:
 def gitlab_api() -> Iterator[FakeGitLab]:
     fake = FakeGitLab()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
             path, _, query = self.path.partition("?")
             status, headers, body = fake.handle(path, query, self.headers)
-            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(status)
-            for name, value in {"Content-Type": "application/json", **headers}.items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
+            self.send_json(status, body, headers)
 
     httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
     fake.url = f"http://{LOOPBACK}:{httpd.server_address[1]}"

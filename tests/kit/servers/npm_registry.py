@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import json
 import re
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from urllib.parse import unquote
 
 import pytest
 
-from ._net import LOOPBACK, serving
+from ._net import LOOPBACK, JsonHandler, serving
 
 PACKAGE = "connc-probe"
 
@@ -85,7 +84,7 @@ def _packument(base: str, name: str = PACKAGE) -> dict[str, object]:
 def npm_registry() -> Iterator[NpmRegistry]:
     state = NpmRegistry(port=0)
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:
             path = self.path.split("?", 1)[0]
             scope = state._scope(path)
@@ -106,17 +105,8 @@ def npm_registry() -> Iterator[NpmRegistry]:
                 self._send(404, {"error": "not found"})
 
         def _send(self, status: int, body: dict[str, object]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            if status == 401:
-                self.send_header("WWW-Authenticate", 'Basic realm="npm"')
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
+            self.send_json(status, body, {"WWW-Authenticate": 'Basic realm="npm"'}
+                           if status == 401 else None)
 
     httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
     state.port = int(httpd.server_address[1])

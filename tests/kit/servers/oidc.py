@@ -17,13 +17,12 @@ The log holds audiences and token ids, never a token.
 from __future__ import annotations
 
 import dataclasses
-import json
 import secrets
 import threading
 import time
 import urllib.parse
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from typing import Any
 
 import jwt
@@ -31,7 +30,7 @@ import pytest
 
 from kit.keys import rsa_key
 
-from ._net import LOOPBACK, serving
+from ._net import LOOPBACK, JsonHandler, serving
 
 GITHUB_ISSUER = "https://token.actions.githubusercontent.com"
 GITLAB_ISSUER = "https://gitlab.example.com"
@@ -101,7 +100,7 @@ class GitHubTokenService:
         self._lock = threading.Lock()
         service = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(JsonHandler):
             def do_GET(self) -> None:  # noqa: N802
                 parts = urllib.parse.urlsplit(self.path)
                 query = urllib.parse.parse_qs(parts.query)
@@ -122,15 +121,7 @@ class GitHubTokenService:
                 self._send(200, {"count": 1, "value": token})
 
             def _send(self, status: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
+                self.send_json(status, body)
 
         self.httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
         self.url = f"http://{LOOPBACK}:{self.httpd.server_address[1]}/token?api-version=2.0"

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 
-from ._net import LOOPBACK, serving
+from ._net import LOOPBACK, JsonHandler, serving
 
 PROJECT = "connc-probe"
 
@@ -149,7 +149,7 @@ def trusted_index() -> Iterator[TrustedIndex]:
 
     state = TrustedIndex(port=0, issuer=github_issuer())
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(JsonHandler):
         def do_GET(self) -> None:  # noqa: N802
             if self.path == "/_/oidc/audience":
                 self._json(200, {"audience": state.audience})
@@ -207,15 +207,7 @@ def trusted_index() -> Iterator[TrustedIndex]:
             self._json(200, {})
 
         def _json(self, status: int, payload: dict[str, Any]) -> None:
-            data = json.dumps(payload).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
+            self.send_json(status, payload)
 
     httpd = ThreadingHTTPServer((LOOPBACK, 0), Handler)
     state.port = int(httpd.server_address[1])
