@@ -123,9 +123,11 @@ def main() -> None:
     except Exception as exc:  # noqa: BLE001 - the one place that turns a bug into exit 3
         code = _internal(exc)
     _drop_unwritable_output()
-    # The work is done: a SIGTERM from here on ends the process as by default, rather than
-    # raising KeyboardInterrupt into the interpreter's shutdown (a traceback on stderr).
+    # The work is done: a SIGTERM or Ctrl-C from here on ends the process as by default,
+    # rather than raising KeyboardInterrupt into the interpreter's shutdown (where threading
+    # prints a traceback on stderr).
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     sys.exit(code)
 
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
+import sys
+
 import click
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -62,3 +66,21 @@ def test_anything_else_goes_to_click() -> None:
                  ["render", "a", "--pipeline", "b"], ["render", "a", "--format", "yaml"],
                  ["render", "a", "--out"], ["render", "a", "--bogus", "x"]):
         assert fast_render_options(argv) is None, argv
+
+
+def test_an_interrupt_after_the_work_ends_the_process_without_a_traceback(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Once a command is done, Ctrl-C or SIGTERM during the interpreter's shutdown ends the
+    process as by default: raised as KeyboardInterrupt there, threading prints a traceback."""
+    from connc import __main__ as entry
+
+    monkeypatch.setattr(sys, "argv", ["connc", "--version"])
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit):
+            entry.main()
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_DFL
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    finally:
+        signal.signal(signal.SIGINT, before[0])
+        signal.signal(signal.SIGTERM, before[1])
