@@ -52,7 +52,7 @@ MEMORY_LIMIT = 1024 * 1024 * 1024
 OUTPUT_LIMIT = 64 * 1024 * 1024  # stdout a caller collects whole; more is not a tool's answer
 _STDERR_KEPT = 64 * 1024  # callers read a few known lines of it, never more
 _CHUNK = 64 * 1024
-_PIPE_BUF = 512  # POSIX: a write this small to a pipe that select() calls writable never blocks
+_STDIN_CHUNK = 64 * 1024  # written without blocking: a pipe takes what room it has
 # Where util-linux keeps setpriv; never looked up on PATH, which is the caller's to change.
 _SETPRIV = ("/usr/bin/setpriv", "/bin/setpriv")
 
@@ -290,6 +290,10 @@ class Process:
         with selectors.DefaultSelector() as selector:
             if proc.stdin is not None:
                 if pending:
+                    # Non-blocking: each write takes what the pipe has room for, not 512
+                    # bytes per wake-up (POSIX's PIPE_BUF), which made a list of ten
+                    # thousand object ids a thousand rounds of the loop.
+                    os.set_blocking(proc.stdin.fileno(), False)
                     selector.register(proc.stdin, selectors.EVENT_WRITE)
                 else:
                     proc.stdin.close()
@@ -303,7 +307,9 @@ class Process:
                     if key.fileobj is proc.stdin:
                         assert proc.stdin is not None
                         try:
-                            written = os.write(key.fd, pending[:_PIPE_BUF])
+                            written = os.write(key.fd, pending[:_STDIN_CHUNK])
+                        except BlockingIOError:  # full again since select() said otherwise
+                            written = 0
                         except BrokenPipeError:  # it stopped reading: its exit code says why
                             written = len(pending)
                         pending = pending[written:]

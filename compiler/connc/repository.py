@@ -201,6 +201,11 @@ class Files:
     def read(self, path: Path) -> bytes:
         return path.read_bytes()
 
+    def settle(self) -> None:
+        """Every byte readable without waiting, here and in a process forked from here
+        (validate's workers): bytes still arriving (a revision read in the background) are
+        waited for, and a failure to read them raised. Nothing to wait for on disk."""
+
 
 DISK = Files()
 

@@ -147,19 +147,28 @@ def grant_states(connections: list[ConnectionSummary],
         if connection.visibility == "custom":
             for member in connection.members:
                 by_member.setdefault(member, []).append(cid)
+    # Each group's "may" row built once and copied per pipeline: a million grants are made
+    # by dict copies and updates, not one call each.
+    owner_may = {owner: dict.fromkeys(cids, "may") for owner, cids in by_owner.items()}
+    member_may = {ref: dict.fromkeys(cids, "may") for ref, cids in by_member.items()}
     for pipeline in pipelines:
         scope = pipeline_scope(pipeline)
-        row = states.setdefault(pipeline.id, {})
-        for use in pipeline.uses:
+        row = dict(owner_may.get(pipeline.owner, ()))
+        for ref in member_refs(scope):
+            row.update(member_may.get(ref, ()))
+        for use in pipeline.uses:  # last: a use is "uses" or "denied", never only "may"
             used = latest.get(use.connection)
             if used is not None:
                 allowed = decide(scope, used) is None
                 row[use.connection] = "uses" if allowed else "denied"
-        for cid in by_owner.get(pipeline.owner, ()):
-            row.setdefault(cid, "may")
-        for ref in member_refs(scope):
-            for cid in by_member.get(ref, ()):
-                row.setdefault(cid, "may")
-        if not row:
-            del states[pipeline.id]
+        earlier = states.get(pipeline.id)
+        if earlier is None:
+            if row:
+                states[pipeline.id] = row
+        else:  # one id twice (never read as such: validate refuses it): a use overrides "may"
+            for cid, state in row.items():
+                if state == "may":
+                    earlier.setdefault(cid, state)
+                else:
+                    earlier[cid] = state
     return states

@@ -318,6 +318,8 @@ def _permissions(permissions: Mapping[str, str]) -> str:
 
 def _recipients(base: Snapshot, head: Snapshot) -> Iterable[Change]:
     for cid, old, new in _common(base.connections, head.connections):
+        if old is new:
+            continue
         for side, recipients, change in ((head, new.recipients - old.recipients, "added"),
                                          (base, old.recipients - new.recipients, "removed")):
             for recipient in sorted(recipients):
@@ -356,18 +358,25 @@ def _credentials(base: Snapshot, head: Snapshot) -> Iterable[Change]:
     away, and its owner consents whatever else changed. An expired credential whose
     `expiresAt` moves later (or goes) is kept in use past what its owner set.
     """
-    held: dict[bytes, set[str]] = {}
-    for cid, connection in base.connections.items():
-        for fingerprint in connection.wrapped_keys | connection.ciphertexts:
-            held.setdefault(fingerprint, set()).add(cid)
+    held: dict[bytes, set[str]] | None = None  # built when a block holds something new
+
+    def holders(fingerprints: frozenset[bytes]) -> set[str]:
+        nonlocal held
+        if held is None:
+            held = {}
+            for cid, connection in base.connections.items():
+                for fingerprint in connection.wrapped_keys | connection.ciphertexts:
+                    held.setdefault(fingerprint, set()).add(cid)
+        return {source for fingerprint in fingerprints for source in held.get(fingerprint, ())}
+
     today = dt.datetime.now(dt.UTC).date().isoformat()
     for cid, new in sorted(head.connections.items()):
         old = base.connections.get(cid)
         if old is new:
             continue
         own = (old.wrapped_keys | old.ciphertexts) if old is not None else frozenset()
-        sources = sorted({source for fingerprint in (new.wrapped_keys | new.ciphertexts) - own
-                          for source in held.get(fingerprint, ())} - {cid})
+        arrived = (new.wrapped_keys | new.ciphertexts) - own
+        sources = sorted(holders(arrived) - {cid}) if arrived else []
         for source in sources:
             yield _row("credentials",
                        "copied here" if source in head.connections else "moved here",
@@ -581,6 +590,8 @@ def _policy(base: Snapshot, head: Snapshot) -> Iterable[Change]:
 def _sops_rules(base: Snapshot, head: Snapshot) -> Iterable[Change]:
     """Recipients added to a rule widen; so does any change but a recipient removed (a new
     path_regex or order can send a file to a rule with other recipients)."""
+    if base.rules is head.rules:
+        return  # one .sops.yaml, read once (`snapshot`)
     old, new = base.rules or (), head.rules or ()
     for index in range(max(len(old), len(new))):
         rule = f"creation rule {index + 1}"

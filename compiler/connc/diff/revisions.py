@@ -26,6 +26,7 @@ import dataclasses
 import errno
 import os
 import posixpath
+import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -56,9 +57,11 @@ def _git(args: list[str], cwd: Path, error: str, deadline: process.Deadline, *,
     command = ["git", "--no-pager", "--literal-pathspecs", "-c", "core.quotepath=off", *args]
     try:
         done = process.Process(command, cwd=cwd, stdin=stdin, env=_git_env()).wait(
-            deadline.remaining(), sink=sink)
+            deadline.remaining(), sink=sink, cancel=deadline.cancel)
     except process.Timeout:
         raise deadline.exceeded(f"{error}: git") from None
+    except process.Cancelled:  # the run stopped while a revision was read in the background
+        raise UsageError(f"{error}: the run was stopped") from None
     except process.TooMuchOutput as too_much:
         raise UsageError(f"{error}: {too_much.message}") from None
     if done.returncode != 0:
@@ -142,6 +145,7 @@ class Blobs(repository.Files):
         self._sizes: dict[bytes, int] = {}
         self._children: dict[str, set[str]] = {}  # directory -> the names in it
         self._links: set[str] = set()  # symlinks: present, never followed
+        self._arrival: _Arrival | None = None  # objects still being read in the background
         self.directory(f"{self._top}/.git")  # the work tree's top, as a checkout's marks it
 
     def directory(self, path: str) -> set[str]:
@@ -180,7 +184,19 @@ class Blobs(repository.Files):
 
     def data(self, oid: bytes) -> bytes | None:
         """An object's bytes, when they were read."""
+        self.settle()
         return self._data.get(oid)
+
+    def arrive(self, read: Callable[[], None], deadline: process.Deadline) -> None:
+        """Fill objects with `read` in a thread of its own, while the caller goes on
+        (validate parses `.sops.yaml` meanwhile); whatever asks for bytes still arriving
+        waits for them (`settle`)."""
+        self._arrival = _Arrival(read, deadline)
+
+    def settle(self) -> None:
+        if self._arrival is not None:
+            self._arrival.wait()
+            self._arrival = None  # before any fork: a worker finds every byte here
 
     def sizes(self, oids: Iterable[bytes]) -> dict[bytes, int]:
         """The sizes of those objects that are held."""
@@ -213,7 +229,11 @@ class Blobs(repository.Files):
         return self._sizes[self._oid(path)]
 
     def read(self, path: Path) -> bytes:
-        data = self._data[self._oid(path)]
+        oid = self._oid(path)
+        data = self._data[oid]
+        if data is None and self._arrival is not None:
+            self.settle()
+            data = self._data[oid]
         if data is None:  # over its limit: the reader refuses it by its size first
             raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
         return data
@@ -224,6 +244,40 @@ class Blobs(repository.Files):
             error = errno.EISDIR if str(path) in self._children else errno.ENOENT
             raise OSError(error, os.strerror(error), str(path))
         return oid
+
+
+class _Arrival:
+    """A read of objects in a thread of its own, waited for once (`wait`), which raises
+    whatever stopped it. It ends by itself: its git process has the run's deadline, and the
+    run's interrupt kills it (`diff.run`)."""
+
+    def __init__(self, read: Callable[[], None], deadline: process.Deadline) -> None:
+        self._deadline = deadline
+        self._failure: BaseException | None = None
+        self._done = False
+        self._thread = threading.Thread(target=self._run, args=(read,),
+                                        name="connc-revision-read", daemon=True)
+        self._thread.start()
+
+    def _run(self, read: Callable[[], None]) -> None:
+        try:
+            read()
+            self._done = True
+        except BaseException as failure:  # raised in the thread that waits for it
+            self._failure = failure
+
+    def wait(self) -> None:
+        # The git process ends at the deadline; the thread a moment later.
+        self._thread.join(self._deadline.remaining() + _JOIN_SECONDS)
+        if self._thread.is_alive():
+            raise self._deadline.exceeded("reading a revision: git")
+        if self._failure is not None:
+            raise self._failure
+        if not self._done:  # a process forked while the read went on: a bug, never a finding
+            raise RuntimeError("a revision's objects were read in part")
+
+
+_JOIN_SECONDS = 5.0
 
 
 # Where a revision's work tree would be: a path that cannot exist (/dev/null is no directory),
@@ -295,7 +349,8 @@ def _read_blobs(top: Path, dest: Path, prefix: str, blobs: dict[bytes, list[str]
     if total > MAX_REVISION_BYTES:
         raise UsageError(f"{error}: its connc files hold {total} bytes together; connc reads "
                          f"at most {MAX_REVISION_BYTES} bytes of a revision")
-    wanted: list[bytes] = []
+    first: list[bytes] = []  # read now: what validate reads before the files (.sops.yaml)
+    later: list[bytes] = []  # connection and pipeline files: read while it does
     for oid, paths in blobs.items():
         for relpath in paths:
             files.add(f"{dest}/{relpath}", oid, sizes[oid])
@@ -303,11 +358,21 @@ def _read_blobs(top: Path, dest: Path, prefix: str, blobs: dict[bytes, list[str]
         if data is not None:
             files.fill(oid, data)
         elif any(sizes[oid] <= _limit(relpath, prefix) for relpath in paths):
-            wanted.append(oid)
-    if wanted:
-        reader = _BatchReader(wanted, sizes, files, error)
+            in_directory = all(relpath.startswith(prefix) and relpath[len(prefix):]
+                               .startswith(_CONNC_DIRECTORY_PREFIXES) for relpath in paths)
+            (later if in_directory else first).append(oid)
+    _cat(top, first, sizes, files, error, deadline)
+    if later:
+        files.arrive(lambda: _cat(top, later, sizes, files, error, deadline), deadline)
+
+
+def _cat(top: Path, oids: list[bytes], sizes: dict[bytes, int], files: Blobs, error: str,
+         deadline: process.Deadline) -> None:
+    """The objects' bytes into `files`, streamed from one `cat-file --batch`."""
+    if oids:
+        reader = _BatchReader(oids, sizes, files, error)
         _git(["cat-file", "--batch", "--buffer"], top, error, deadline,
-             stdin=b"".join(oid + b"\n" for oid in wanted), sink=reader.feed)
+             stdin=b"".join(oid + b"\n" for oid in oids), sink=reader.feed)
         reader.finish()
 
 
@@ -324,6 +389,7 @@ def _limit(relpath: str, prefix: str) -> int:
 
 
 _CONNC_DIRECTORIES = (repository.CONNECTIONS_DIR, repository.PIPELINES_DIR)
+_CONNC_DIRECTORY_PREFIXES = tuple(f"{directory}/" for directory in _CONNC_DIRECTORIES)
 
 
 def _sizes(top: Path, oids: list[bytes], error: str,

@@ -22,7 +22,7 @@ def diff(repo: Path, base: str, head: str | None = None) -> Diff:
     base_rev = resolve(top, base, deadline)
     head_rev = resolve(top, head, deadline) if head is not None else Revision(None, None)
     today = dt.datetime.now(dt.UTC).date()  # one day for both sides
-    with _no_cycle_passes():
+    with _no_cycle_passes(), _stopped_on_failure(deadline):
         base_tree = read_revision(top, prefix, base_rev, deadline)
         before = _snapshot(base_tree, today, None)
         if head_rev.commit is None:
@@ -38,6 +38,18 @@ def diff(repo: Path, base: str, head: str | None = None) -> Diff:
                              f"neither has {repository.CONNECTIONS_DIR}/, "
                              f"{repository.PIPELINES_DIR}/ or {repository.MEMBERS_FILE}")
         return Diff(base_rev, head_rev, compare(before, after), before, after)
+
+
+@contextlib.contextmanager
+def _stopped_on_failure(deadline: process.Deadline) -> Iterator[None]:
+    """A revision's files are read in the background while the run goes on
+    (`revisions.Blobs.arrive`): whatever ends the run early (an interrupt, an error) stops
+    that git process too, rather than leaving it to the end of the interpreter."""
+    try:
+        yield
+    except BaseException:
+        deadline.cancel.set()
+        raise
 
 
 @contextlib.contextmanager

@@ -67,7 +67,7 @@ class Snapshot:
     # on besides the file (the identities of .sops.yaml and connc.yaml, and the day).
     judged: dict[tuple[str, bytes], FileResult] = dataclasses.field(default_factory=dict)
     judged_against: tuple[object, ...] = ()
-    rules_judged: tuple[list[CreationRule] | None, list[Finding]] | None = None
+    rules_judged: tuple[tuple[CreationRule, ...] | None, list[Finding]] | None = None
 
     @property
     def teams(self) -> dict[str, frozenset[str]]:
@@ -113,7 +113,8 @@ def snapshot(root: Path, skipped: dict[str, str], *,
         connections={c.id: c for c in connections},
         pipelines={p.id: p for p in pipelines},
         grants=grant_states(connections, pipelines), members=members, config=config,
-        rules=_rules(report.rules) if repository.SOPS_CONFIG not in doubtful else None,
+        rules=_rules(report.rules, previous) if repository.SOPS_CONFIG not in doubtful
+        else None,
         principals=_principals(members, config, pipelines),
         unread=refused, doubtful=doubtful, files=report.files,
         judged={(relpath, identities[relpath]): result
@@ -122,9 +123,13 @@ def snapshot(root: Path, skipped: dict[str, str], *,
     )
 
 
-def _rules(rules: list[CreationRule] | None) -> tuple[Rule, ...] | None:
+def _rules(rules: tuple[CreationRule, ...] | None,
+           previous: Snapshot | None) -> tuple[Rule, ...] | None:
     if rules is None:
         return None
+    if previous is not None and previous.rules is not None \
+            and previous.rules_judged is not None and previous.rules_judged[0] is rules:
+        return previous.rules  # one .sops.yaml, judged once: one object, `compare` skips it
     return tuple(Rule(rule.path_regex.pattern if rule.path_regex is not None else None,
                       rule.recipients,
                       (("encrypted_regex", str(rule.encrypted_regex)),

@@ -224,6 +224,14 @@ def _group_recipients(group: object) -> set[str]:
     return found
 
 
+def prepare(rules: Sequence[CreationRule]) -> None:
+    """Build now what `first_matching_rule` matches `rules` with (for many rules, one RE2
+    set): in validate's parent, before the fork, so that the workers inherit one set instead
+    of each compiling its own."""
+    if len(rules) >= _SET_FROM:
+        _RuleSet.of(rules)
+
+
 def first_matching_rule(rules: Sequence[CreationRule], relpath: str) -> CreationRule | None:
     """The rule sops would use for `relpath`: the first whose path_regex matches."""
     if len(rules) >= _SET_FROM:

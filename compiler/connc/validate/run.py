@@ -22,7 +22,7 @@ from connc.findings import Finding, Severity, finding
 from connc.repository import ConnectionSummary, PipelineSummary, stem
 from connc.schema import models
 from connc.sops.recipients import recipient_of_member_key
-from connc.sops.rules import CreationRule
+from connc.sops.rules import CreationRule, prepare
 from connc.validate import pool
 from connc.validate.crossfile import check_admins, check_repository, unsealed
 from connc.validate.files import (
@@ -56,7 +56,7 @@ class Report:
     refused: dict[str, Finding]
     members: models.Members | None  # whenever its model accepts it
     config: models.Config | None
-    rules: list[CreationRule] | None
+    rules: tuple[CreationRule, ...] | None  # one tuple from load to report: `Known.rules`
     admin_recipients: frozenset[str]  # connc.yaml's, as sops records them
     results: dict[str, FileResult]  # each connection and pipeline file's own judgement
     rules_found: list[Finding]  # .sops.yaml's own findings
@@ -70,7 +70,7 @@ class Known:
     and findings) when it is the same file."""
 
     files: Mapping[str, FileResult]
-    rules: tuple[list[CreationRule] | None, list[Finding]] | None = None
+    rules: tuple[tuple[CreationRule, ...] | None, list[Finding]] | None = None
 
 
 def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
@@ -105,8 +105,11 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
     config, config_judged = _top_level(root, repository.CONFIG_FILE, models.Config, files)
     if config_judged is not None:
         judged(repository.CONFIG_FILE, config_judged.findings)
-    rules, rule_findings = known.rules if known is not None and known.rules is not None \
-        else load_rules(root, files=files)
+    if known is not None and known.rules is not None:
+        rules, rule_findings = known.rules  # the same tuple: matched by the same index
+    else:
+        loaded, rule_findings = load_rules(root, files=files)
+        rules = tuple(loaded) if loaded is not None else None
     judged(repository.SOPS_CONFIG, rule_findings)
     members, members_judged = _top_level(root, repository.MEMBERS_FILE, models.Members, files)
     if members_judged is None:
@@ -124,7 +127,7 @@ def validate(root: Path, *, decrypt: bool = False, today: dt.date | None = None,
     found += gitattributes.findings(root, files=files)
     context = CheckContext(
         root=str(root),
-        rules=tuple(rules) if rules is not None else None,
+        rules=rules,
         today=today or dt.datetime.now(dt.UTC).date(),
         warning_days=config.expiry_warning_days if config else 30,
         files=files,
@@ -177,6 +180,9 @@ def _run(tasks: list[tuple[Checker, str]],
     # Forked workers share the already imported modules and the tasks; they start in
     # milliseconds. Chunks keep the messages few; eight per worker balance an uneven load.
     chunk = max(1, len(tasks) // (workers * 8))
+    if context.rules is not None:
+        prepare(context.rules)
+    context.files.settle()  # the workers read what is here when they are forked
     # Objects alive now are the workers' inherited heap: frozen, the workers' collector skips
     # them instead of traversing (and so copying) those pages on every full collection.
     gc.freeze()
