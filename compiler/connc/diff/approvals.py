@@ -542,15 +542,14 @@ def as_json(verdict: Verdict, out: TextIO) -> None:
     authorship: dict[str, Any] | None = None
     if verdict.authorship is not None:
         authorship = dataclasses.asdict(verdict.authorship)
-    json.dump(redact_data({
+    out.write(json.dumps(redact_data({  # serialised whole, written once (as `connc diff`)
         "approved": verdict.approved, "source": verdict.source, "authorship": authorship,
         "notes": list(verdict.notes), "consents": [
             {"approver": c.principal, "people": list(c.people), "accounts": list(c.accounts),
              "given": c.given, "by": c.given_by, "via": c.via,
              "changes": [{"section": ch.section, "change": ch.change, **ch.values}
                          for ch in c.changes]}
-            for c in verdict.consents]}), out, indent=2, ensure_ascii=False)
-    out.write("\n")
+            for c in verdict.consents]}), indent=2, ensure_ascii=False) + "\n")
 
 
 FORMATS = {"text": as_text, "json": as_json}

@@ -136,10 +136,11 @@ def as_json(result: Diff, out: TextIO) -> None:
                                         **{k: v or None for k, v in change.values.items()},
                                         "approvers": list(change.approvers),
                                         "reseal": change.reseal})
-    json.dump(redact_data({"base": revision(result.base), "head": revision(result.head),
-                           "widened": result.widened, "changes": changes}),
-              out, indent=2, ensure_ascii=False)
-    out.write("\n")
+    # Serialised whole, then written once: `json.dump` writes each token on its own.
+    out.write(json.dumps(redact_data({"base": revision(result.base),
+                                      "head": revision(result.head),
+                                      "widened": result.widened, "changes": changes}),
+                         indent=2, ensure_ascii=False) + "\n")
 
 
 FORMATS = {"markdown": as_markdown, "json": as_json}
