@@ -6,7 +6,10 @@ import base64
 
 import pytest
 from cryptography.hazmat.primitives import serialization
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from connc import secrets
 from connc.secrets import scan, what_secret
 from kit.build import TEST_RECIPIENT
 from kit.keys import certificate_pem, ec_key, key_pem
@@ -121,3 +124,20 @@ def test_labels_never_contain_the_value() -> None:
     for key in ("password", "description", None):
         label = what_secret(key, secret)
         assert label is not None and "S3CRET" not in label
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_every_secret_looking_text_holds_one_of_the_anchors(data: st.DataObject) -> None:
+    # `_secrets_in` looks for the anchors before it runs the expression: a match without one
+    # would be a secret let through unredacted.
+    for _label, pattern in secrets._PATTERNS:
+        text = data.draw(st.from_regex(pattern, fullmatch=True))
+        assert secrets._SECRET_LOOKING.search(text)
+        assert any(anchor in text for anchor in secrets._ANCHORS), (pattern, text)
+
+
+def test_the_anchors_are_looked_for_first() -> None:
+    # Each anchor on its own is no secret, and text without any is never searched.
+    assert not any(secrets.redact(anchor) != anchor for anchor in secrets._ANCHORS)
+    assert secrets.redact("x ghp_" + "a" * 36 + " y") == "x [a GitHub token] y"
