@@ -344,8 +344,10 @@ def _read_blobs(top: Path, dest: Path, prefix: str, blobs: dict[bytes, list[str]
     asked = [oid for oid in blobs if oid not in sizes]
     if asked:
         sizes.update(_sizes(top, asked, error, deadline))
-    total = sum(sizes[oid] for oid, paths in blobs.items() for path in paths
-                if sizes[oid] <= _limit(path, prefix))
+    # At how many of its paths the reader opens each object (0: held by its size only).
+    opened = {oid: sum(sizes[oid] <= _limit(path, prefix) for path in paths)
+              for oid, paths in blobs.items()}
+    total = sum(sizes[oid] * count for oid, count in opened.items())
     if total > MAX_REVISION_BYTES:
         raise UsageError(f"{error}: its connc files hold {total} bytes together; connc reads "
                          f"at most {MAX_REVISION_BYTES} bytes of a revision")
@@ -357,7 +359,7 @@ def _read_blobs(top: Path, dest: Path, prefix: str, blobs: dict[bytes, list[str]
         data = held.data(oid) if held is not None else None
         if data is not None:
             files.fill(oid, data)
-        elif any(sizes[oid] <= _limit(relpath, prefix) for relpath in paths):
+        elif opened[oid]:
             in_directory = all(relpath.startswith(prefix) and relpath[len(prefix):]
                                .startswith(_CONNC_DIRECTORY_PREFIXES) for relpath in paths)
             (later if in_directory else first).append(oid)
