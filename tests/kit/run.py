@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from kit.build import TEST_KEY_FILE, sops_env
 
@@ -55,11 +55,18 @@ def popen(*args: Arg, key: Path | None = TEST_KEY_FILE, env: Mapping[str, str] |
     return subprocess.Popen(argv(*args, sops=sops), env=_env(key, env), cwd=cwd, **popen_kw)
 
 
+class Outcome(NamedTuple):
+    """What a user sees of a run: its exit code and its output."""
+
+    code: int
+    stdout: str
+    stderr: str
+
+
 def in_process(*args: Arg, key: Path | None = TEST_KEY_FILE,
-               env: Mapping[str, str] | None = None,
-               cwd: Path | None = None) -> tuple[int, str, str]:
+               env: Mapping[str, str] | None = None, cwd: Path | None = None) -> Outcome:
     """`connc ARGS` through its entry point (`connc.__main__.main`) in this process, a tenth
-    of a subprocess' cost: (exit code, stdout, stderr), as a user sees them, since main()
+    of a subprocess' cost: its exit code and output, as a user sees them, since main()
     maps every outcome to its exit code. What a fresh interpreter would get is set up for the
     run and undone after it: argv, the environment `connc` would pass, the working
     directory, an empty stdin, UTF-8 output streams, and the signal handlers main() sets.
@@ -85,7 +92,7 @@ def in_process(*args: Arg, key: Path | None = TEST_KEY_FILE,
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
     assert isinstance(code, int), f"connc exited with {code!r}, not an exit code"
-    return int(code), _text(stdout), _text(stderr)
+    return Outcome(int(code), _text(stdout), _text(stderr))
 
 
 @contextlib.contextmanager
