@@ -55,17 +55,18 @@ def test_git_repository_prefix_and_wrong_password(git_server: GitHttpServer,
                                    credential={"username": "bot", "password": wrong}),
     })
     ran = run_check(root, tmp_path, hidden=[bot, gitlab, wrong])
+    # Each outcome's message says why a probe failed: shown if an assertion does not hold.
     assert ran.proc.returncode == 1, ran.proc.stderr
-    assert ran.status("git-repo") == "ok"
+    assert ran.status("git-repo") == "ok", ran.outcomes
     assert "git ls-remote through the bundle succeeded" in ran.message("git-repo")
-    assert ran.status("gl-prefix") == "ok"
+    assert ran.status("gl-prefix") == "ok", ran.outcomes
     assert "path prefix" in ran.message("gl-prefix")
-    assert ran.status("codeup-wrong") == "failed"
+    assert ran.status("codeup-wrong") == "failed", ran.outcomes
     assert ran.message("codeup-wrong") == "auth refused (HTTP 401)"
     assert ran.outcomes["codeup-wrong"]["target"] == repo_url
     # git itself read the repository with the bundle's credential.
     assert any(r.user == "bot" and r.status == 200 and "git-upload-pack" in r.path
-               for r in git_server.log)
+               for r in git_server.log), git_server.log
 
 
 # --- git over ssh --------------------------------------------------------------------------
