@@ -120,7 +120,8 @@ def _sys_streams(argv: list[str], stdin: io.TextIOWrapper, stdout: io.TextIOWrap
 
 def _text(stream: io.TextIOWrapper) -> str:
     stream.flush()
-    return stream.buffer.getvalue().decode("utf-8", "replace")  # type: ignore[attr-defined]
+    assert isinstance(stream.buffer, io.BytesIO)
+    return stream.buffer.getvalue().decode("utf-8", "replace")
 
 
 def _written(stdout: io.TextIOWrapper, stderr: io.TextIOWrapper) -> str:
