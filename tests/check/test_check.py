@@ -10,17 +10,14 @@ temporary bundles are gone.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import os
 import secrets
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from checkkit import canary, run_check
@@ -28,11 +25,11 @@ from checkkit import canary, run_check
 from kit.build import connection, key_env, make_repo
 from kit.keys import new_recipient, ssh_key_pair
 from kit.run import connc, popen
-from kit.servers._net import JsonHandler, serving
 from kit.servers.git_http import GitHttpServer, git_server  # noqa: F401
 from kit.servers.github_fake import FakeGitHub, github_api, unresponsive_server  # noqa: F401
 from kit.servers.hostile import Reply, logging_proxy, recording_server, trickling_server
 from kit.servers.kube_api import KubeApiServer, kube_server  # noqa: F401
+from kit.servers.probe_targets import ProbeTargets, probe_targets
 from kit.servers.registry import RegistryServer, registry_server  # noqa: F401
 from kit.servers.sshd import SshServer, ssh_server  # noqa: F401
 
@@ -58,17 +55,18 @@ def test_git_repository_prefix_and_wrong_password(git_server: GitHttpServer,
                                    credential={"username": "bot", "password": wrong}),
     })
     ran = run_check(root, tmp_path, hidden=[bot, gitlab, wrong])
+    # Each outcome's message says why a probe failed: shown if an assertion does not hold.
     assert ran.proc.returncode == 1, ran.proc.stderr
-    assert ran.status("git-repo") == "ok"
+    assert ran.status("git-repo") == "ok", ran.outcomes
     assert "git ls-remote through the bundle succeeded" in ran.message("git-repo")
-    assert ran.status("gl-prefix") == "ok"
+    assert ran.status("gl-prefix") == "ok", ran.outcomes
     assert "path prefix" in ran.message("gl-prefix")
-    assert ran.status("codeup-wrong") == "failed"
+    assert ran.status("codeup-wrong") == "failed", ran.outcomes
     assert ran.message("codeup-wrong") == "auth refused (HTTP 401)"
     assert ran.outcomes["codeup-wrong"]["target"] == repo_url
     # git itself read the repository with the bundle's credential.
     assert any(r.user == "bot" and r.status == 200 and "git-upload-pack" in r.path
-               for r in git_server.log)
+               for r in git_server.log), git_server.log
 
 
 # --- git over ssh --------------------------------------------------------------------------
@@ -121,57 +119,14 @@ def test_registry_with_htpasswd(registry_server: RegistryServer, tmp_path: Path)
     assert ran.message("reg-wrong") == "auth refused (HTTP 401)"
 
 
-@dataclasses.dataclass
-class Services:
-    """One loopback server playing a token-auth registry and the three package indexes."""
-
-    url: str
-    host: str
-    password: str
-    npm_token: str
-    registry_token: str
-    token_requests: list[dict[str, list[str]]]
-
-
 @pytest.fixture
-def services() -> Iterator[Services]:
-    state = Services("", "", canary(), canary(), canary(), [])
-
-    class Handler(JsonHandler):
-        def do_GET(self) -> None:
-            path, query = urlsplit(self.path).path, parse_qs(urlsplit(self.path).query)
-            header = self.headers.get("Authorization", "")
-            basic = "Basic " + base64.b64encode(f"reader:{state.password}".encode()).decode()
-            if path == "/v2/":
-                if header == f"Bearer {state.registry_token}":
-                    return self.answer(200, {})
-                return self.answer(401, {}, {"WWW-Authenticate": f'Bearer realm="{state.url}'
-                                                                  f'/token",service="fake"'})
-            if path == "/token":
-                state.token_requests.append(query)
-                if header != basic:
-                    return self.answer(401, {})
-                return self.answer(200, {"token": state.registry_token})
-            if path == "/npm/-/whoami":
-                if header in (f"Bearer {state.npm_token}", basic):
-                    return self.answer(200, {"username": "npm-bot"})
-                return self.answer(401, {})
-            if path in ("/maven/releases/", "/simple/"):
-                return self.answer(200 if header == basic else 401, {})
-            return self.answer(404, {})
-
-        def answer(self, status: int, body: dict[str, Any],
-                   headers: dict[str, str] | None = None) -> None:
-            self.send_json(status, body, headers)
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.host = f"127.0.0.1:{httpd.server_address[1]}"
-    state.url = f"http://{state.host}"
-    with serving(httpd, "check-services"):
-        yield state
+def services() -> Iterator[ProbeTargets]:
+    """A token-auth registry and the three package indexes, on one loopback server."""
+    with probe_targets(password=canary(), npm_token=canary(), registry_token=canary()) as served:
+        yield served
 
 
-def test_registry_token_flow(services: Services, tmp_path: Path) -> None:
+def test_registry_token_flow(services: ProbeTargets, tmp_path: Path) -> None:
     wrong = canary()
     root = make_repo(tmp_path / "repo", connections={
         f"hub-{name}": connection(f"hub-{name}", type_="container-registry",
@@ -190,7 +145,7 @@ def test_registry_token_flow(services: Services, tmp_path: Path) -> None:
 # --- packages ------------------------------------------------------------------------------
 
 
-def test_packages(services: Services, tmp_path: Path) -> None:
+def test_packages(services: ProbeTargets, tmp_path: Path) -> None:
     wrong = canary()
 
     def package(conn_id: str, fmt: str, path: str, credential: dict[str, str],
@@ -328,7 +283,7 @@ def _index_connection(conn_id: str, url: str, password: str = "pw") -> dict[str,
                       credential={"username": "reader", "password": password})
 
 
-def test_not_checked_without_a_key_and_exit_codes(services: Services, tmp_path: Path) -> None:
+def test_not_checked_without_a_key_and_exit_codes(services: ProbeTargets, tmp_path: Path) -> None:
     root = make_repo(tmp_path / "repo", connections={
         "index": _index_connection("index", services.url + "/simple/", services.password),
         "locked": _index_connection("locked", services.url + "/simple/"),
@@ -354,7 +309,7 @@ def test_not_checked_without_a_key_and_exit_codes(services: Services, tmp_path: 
         "`index`?)\n")
 
 
-def test_text_output_is_one_line_per_connection(services: Services, tmp_path: Path) -> None:
+def test_text_output_is_one_line_per_connection(services: ProbeTargets, tmp_path: Path) -> None:
     wrong = canary()
     root = make_repo(tmp_path / "repo", connections={
         "index": _index_connection("index", services.url + "/simple/", services.password),
@@ -415,7 +370,7 @@ def test_sigterm_removes_the_temp_dir(silent_url: str, tmp_path: Path) -> None:
     assert list(temp.iterdir()) == []
 
 
-def test_a_bundle_directory_is_private(services: Services, tmp_path: Path,
+def test_a_bundle_directory_is_private(services: ProbeTargets, tmp_path: Path,
                                        monkeypatch: pytest.MonkeyPatch) -> None:
     """The temp dir is created 0700 (mkdtemp), whatever the umask."""
     from connc.check import run as check

@@ -17,12 +17,9 @@ No output may hold any ten characters of a secret.
 from __future__ import annotations
 
 import base64
-import contextlib
 import dataclasses
-import io
 import itertools
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -31,13 +28,11 @@ import pytest
 import yaml
 
 from connc import documents
-from connc.__main__ import main
 from connc.diff.compare import Change
 from connc.errors import ConncError
 from connc.findings import finding, printable
 from connc.secrets import redact, redact_data, what_secret
 from kit.build import (
-    TEST_KEY_FILE,
     TEST_RECIPIENT,
     commit,
     connection,
@@ -47,6 +42,7 @@ from kit.build import (
     write,
 )
 from kit.keys import certificate_pem, ec_key, key_pem, rsa_key, ssh_key_pair
+from kit.run import in_process
 
 # Random-looking bodies, so that any part of one in an output is a leak, not a coincidence.
 TOKEN = "ghp_" + "Qz7Kv2Lw9Xc4Rb8Tn1Pm6Hs3Jd5Gf0Ya2Ue"
@@ -293,21 +289,6 @@ def _commands(index: int, out: Path, group: list[Replacement]) -> list[list[str]
     return commands
 
 
-def run_in_process(argv: list[str], cwd: Path) -> tuple[int, str]:
-    """`connc ARGV` through its entry point, in this process: stdout and stderr together."""
-    output = io.StringIO()
-    with (contextlib.redirect_stdout(output), contextlib.redirect_stderr(output),
-          contextlib.chdir(cwd), pytest.MonkeyPatch.context() as patch):
-        patch.setattr(sys, "argv", ["connc", *argv])
-        patch.setenv("SOPS_AGE_KEY_FILE", str(TEST_KEY_FILE))
-        patch.delenv("GITHUB_ACTIONS", raising=False)
-        try:
-            main()
-        except SystemExit as done:
-            return int(done.code or 0), output.getvalue()
-    raise AssertionError("main() returned without exiting")  # pragma: no cover
-
-
 @pytest.fixture(scope="module")
 def walked_repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     with pytest.MonkeyPatch.context() as patch:
@@ -325,10 +306,11 @@ def walked_repository(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
 
 def test_the_walked_repository_is_clean(walked_repository: Path, tmp_path: Path) -> None:
     """Each replacement is then the only thing wrong, and every command reads every file."""
-    code, output = run_in_process(["validate", "--strict"], walked_repository)
-    assert code == 0, output
-    code, output = run_in_process(["validate", "--strict", "--decrypt"], walked_repository)
-    assert code == 0, output
+    code, stdout, stderr = in_process("validate", "--strict", cwd=walked_repository)
+    assert code == 0, stdout + stderr
+    code, stdout, stderr = in_process("validate", "--strict", "--decrypt",
+                                      cwd=walked_repository)
+    assert code == 0, stdout + stderr
 
 
 @pytest.mark.parametrize("index", range(len(GROUPS)),
@@ -342,7 +324,8 @@ def test_no_command_quotes_a_secret_in_any_field(walked_repository: Path, tmp_pa
         for replacement in group:
             replacement.apply(root)
         for argv in _commands(index, tmp_path / "out", group):
-            code, output = run_in_process(argv, root)
+            code, stdout, stderr = in_process(*argv, cwd=root)
+            output = stdout + stderr
             assert code in (0, 1, 2), f"connc {' '.join(argv)} exited {code}:\n{output}"
             assert_no_leak(output, f"{', '.join(map(str, group))}: connc {' '.join(argv)}")
     finally:

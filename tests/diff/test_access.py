@@ -8,16 +8,15 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connc.cli import cli
 from connc.diff.access import matrix
 from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.scope import EVERYONE, connection_scope, decide, grant_states, pipeline_scope
 from connc.validate.run import validate
 from kit.build import MEMBERS, connection, make_repo, pipeline
+from kit.run import in_process
 
 
 @pytest.fixture
@@ -35,8 +34,8 @@ def repo(tmp_path: Path) -> Path:
 
 
 def _run(repo: Path, fmt: str) -> str:
-    result = CliRunner().invoke(cli, ["access", "--repo", str(repo), "--format", fmt])
-    assert result.exit_code == 0, result.output
+    result = in_process("access", "--repo", repo, "--format", fmt, key=None)
+    assert result.code == 0, result.stderr
     return result.stdout
 
 
@@ -77,14 +76,13 @@ def test_table_wraps_long_rows(tmp_path: Path) -> None:
 
 
 def test_filters(repo: Path) -> None:
-    result = CliRunner().invoke(cli, ["access", "--repo", str(repo), "--connection", "alices"])
-    assert result.exit_code == 0
+    result = in_process("access", "--repo", repo, "--connection", "alices", key=None)
+    assert result.code == 0
     assert [line.split()[0] for line in result.stdout.splitlines()[1:3]] == ["a", "c"]
-    one = CliRunner().invoke(cli, ["access", "--repo", str(repo), "--pipeline", "c",
-                                   "--format", "json"])
+    one = in_process("access", "--repo", repo, "--pipeline", "c", "--format", "json", key=None)
     assert list(json.loads(one.stdout)["pipelines"]) == ["c"]
-    unknown = CliRunner().invoke(cli, ["access", "--repo", str(repo), "--pipeline", "aa"])
-    assert unknown.exit_code == 2 and "did you mean `a`" in unknown.output
+    unknown = in_process("access", "--repo", repo, "--pipeline", "aa", key=None)
+    assert unknown.code == 2 and "did you mean `a`" in unknown.stderr
 
 
 def test_grants_are_the_scope_decision_for_every_pair(tmp_path: Path) -> None:

@@ -31,7 +31,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
-import io
 import json
 import os
 import random
@@ -39,9 +38,8 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +58,8 @@ from kit.build import (
     sops_env,
     write,
 )
+from kit.run import argv as connc_argv
+from kit.run import in_process
 
 COMMAND_SECONDS = 20.0  # a command on this small repository takes well under a second
 _SUBPROCESS_MEMORY = 2 * 1024 * 1024 * 1024
@@ -535,50 +535,25 @@ def _bundle_left(outs: Path) -> list[Failure]:
 
 def _in_process(argv: list[str], seconds: float) -> tuple[int | None, str]:
     """connc's entry point in this process: its exit code and what it printed."""
-    from connc.__main__ import main
-
-    stdout, stderr = io.TextIOWrapper(io.BytesIO()), io.TextIOWrapper(io.BytesIO())
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, seconds * 1.5)
-    code: int | None
     try:
-        with _argv(["connc", *argv]), contextlib.redirect_stdout(stdout), \
-                contextlib.redirect_stderr(stderr):
-            try:
-                main()
-                code = 0
-            except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else 2
-    except _Hung:
-        code = None
+        code, stdout, stderr = in_process(*argv)
+    except _Hung as hung:  # with what connc printed before, if the watchdog fired in it
+        return None, "\n".join(getattr(hung, "__notes__", ()))
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # main() took SIGTERM for its run
-    texts = []
-    for stream in (stdout, stderr):
-        stream.flush()
-        texts.append(stream.buffer.getvalue().decode("utf-8", "replace"))  # type: ignore[attr-defined]
-    return code, "\n".join(texts)
+    return code, f"{stdout}\n{stderr}"
 
 
 def _alarm(signum: int, frame: object) -> None:
     raise _Hung
 
 
-@contextlib.contextmanager
-def _argv(argv: list[str]) -> Iterator[None]:
-    saved = sys.argv
-    sys.argv = argv
-    try:
-        yield
-    finally:
-        sys.argv = saved
-
-
 def _subprocess(argv: list[str], seconds: float) -> tuple[int | None, str]:
     """`python -m connc ARGV` as a user runs it, bounded by connc's own process runner."""
-    running = process.Process([sys.executable, "-m", "connc", *argv], cwd=REPO_ROOT,
+    running = process.Process(connc_argv(*argv), cwd=REPO_ROOT,
                               env=sops_env(TEST_KEY_FILE), memory=_SUBPROCESS_MEMORY)
     try:
         done = running.wait(seconds * 1.5)

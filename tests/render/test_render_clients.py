@@ -12,7 +12,6 @@ import base64
 import configparser
 import dataclasses
 import datetime as dt
-import hashlib
 import json
 import secrets
 import shlex
@@ -21,8 +20,6 @@ import stat
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -32,7 +29,7 @@ import pytest
 from kit.build import connection, make_repo, pipeline, sourced
 from kit.keys import ssh_key_pair
 from kit.run import connc
-from kit.servers._net import clean_env, serving
+from kit.servers._net import clean_env
 from kit.servers.git_http import (  # noqa: F401
     GitHttpServer,
     git_env,
@@ -42,7 +39,7 @@ from kit.servers.git_http import (  # noqa: F401
 )
 from kit.servers.github_fake import FakeGitHub, github_api  # noqa: F401
 from kit.servers.kube_api import KubeApiServer, kube_server, run_kubectl  # noqa: F401
-from kit.servers.pypi_index import wheel
+from kit.servers.pypi_index import PypiIndex, pypi_index  # noqa: F401
 from kit.servers.registry import RegistryServer, registry_server, run_skopeo  # noqa: F401
 
 pytestmark = pytest.mark.servers
@@ -406,60 +403,17 @@ def test_package_configs_parse_back(tmp_path: Path) -> None:
                                          f"{out}/npm/npmrc", f"{out}/pip/pip.conf"]
 
 
-@dataclasses.dataclass
-class SimpleIndex:
-    url: str
-    users: list[str | None]  # Basic-auth username of each request, None when absent or wrong
-
-
-@pytest.fixture
-def simple_index() -> Iterator[SimpleIndex]:
-    """A PEP 503 index with Basic auth (user `reader`, password `p@ss:w/rd`) serving one wheel."""
-    filename, package = wheel("connc_probe", "1.0")
-    digest = hashlib.sha256(package).hexdigest()
-    page = f'<a href="/files/{filename}#sha256={digest}">{filename}</a>'.encode()
-    expected = "Basic " + _b64(b"reader:p@ss:w/rd")
-    state = SimpleIndex("", [])
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            ok = self.headers.get("Authorization") == expected
-            state.users.append("reader" if ok else None)
-            body = page if self.path.startswith("/simple/connc-probe") else \
-                package if self.path == f"/files/{filename}" else None
-            if not ok or body is None:
-                self.send_response(401 if not ok else 404)
-                self.send_header("WWW-Authenticate", 'Basic realm="index"')
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html" if body is page else
-                             "application/octet-stream")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    state.url = f"http://127.0.0.1:{httpd.server_address[1]}/simple/"
-    with serving(httpd, "simple-index"):
-        yield state
-
-
-def test_pip_downloads_through_the_rendered_pip_conf(simple_index: SimpleIndex,
+def test_pip_downloads_through_the_rendered_pip_conf(pypi_index: PypiIndex,
                                                      tmp_path: Path) -> None:
     out = render(tmp_path, {"pypi-local": connection("pypi-local", type_="packages", spec={
-        "format": "pypi", "url": simple_index.url},
-        credential={"username": "reader", "password": "p@ss:w/rd"})})
+        "format": "pypi", "url": f"http://{pypi_index.canonical}/simple/"},
+        credential={"username": pypi_index.username, "password": pypi_index.password})})
     env = clean_env(private_home(tmp_path), PIP_DISABLE_PIP_VERSION_CHECK="1", PIP_NO_INPUT="1")
     proc = sourced(out, [sys.executable, "-m", "pip", "download", "--no-deps", "--no-cache-dir",
                          "--dest", tmp_path / "dl", "connc-probe==1.0"], env)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "dl" / "connc_probe-1.0-py3-none-any.whl").is_file()
-    assert simple_index.users and set(simple_index.users) == {"reader"}
+    assert pypi_index.log and pypi_index.refused() == []  # every request had the credential
 
 
 # --- GitHub App installation tokens ------------------------------------------------------------

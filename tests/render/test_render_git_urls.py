@@ -11,13 +11,9 @@ reach. When git asks about a URL no connection covers, the helper says so on std
 from __future__ import annotations
 
 import dataclasses
-import http.client
-import posixpath
-import re
 import secrets
 import subprocess
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -25,8 +21,8 @@ import pytest
 
 from kit.build import connection, make_repo, pipeline, sourced
 from kit.run import connc
-from kit.servers._net import serving
 from kit.servers.git_http import GitHttpServer, git_env, git_server  # noqa: F401
+from kit.servers.normalising_proxy import normalising_proxy
 
 pytestmark = pytest.mark.servers
 
@@ -108,45 +104,11 @@ def test_clone_with_the_host_spelt_in_capitals(git_server: GitHttpServer,
 # --- dot segments -----------------------------------------------------------------------------
 
 
-class _NormalisingProxy(BaseHTTPRequestHandler):
-    """A front proxy as many are: decodes `%2e` and resolves dot segments, then forwards.
-
-    git (through curl) sends `/org-a/%2e%2e/org-b/...` as written; behind this proxy it is a
-    request for org-b. GET only: enough for git's first request and its authenticated retry.
-    """
-
-    protocol_version = "HTTP/1.0"
-    upstream: tuple[str, int]
-
-    def do_GET(self) -> None:
-        raw, _, query = self.path.partition("?")
-        path = posixpath.normpath(re.sub("%2[eE]", ".", raw)) + ("/" if raw.endswith("/") else "")
-        connection = http.client.HTTPConnection(*self.upstream, timeout=30)
-        headers = {k: v for k, v in self.headers.items()
-                   if k.lower() in ("authorization", "git-protocol", "accept")}
-        connection.request("GET", path + (f"?{query}" if query else ""), headers=headers)
-        response = connection.getresponse()
-        body = response.read()
-        self.send_response(response.status)
-        for name in ("WWW-Authenticate", "Content-Type"):
-            if response.getheader(name):
-                self.send_header(name, response.getheader(name, ""))
-        self.end_headers()
-        self.wfile.write(body)
-        connection.close()
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass
-
-
 @pytest.fixture
 def proxy(git_server: GitHttpServer) -> Iterator[str]:
     """The URL of a normalising proxy in front of `git_server`."""
-    host, port = git_server.url.split("://")[1].split(":")
-    handler = type("Proxy", (_NormalisingProxy,), {"upstream": (host, int(port))})
-    httpd = ThreadingHTTPServer((host, 0), handler)
-    with serving(httpd, "normalising-proxy"):
-        yield f"http://{host}:{httpd.server_address[1]}"
+    with normalising_proxy(git_server.url) as url:
+        yield url
 
 
 @pytest.mark.parametrize("segment", ["%2e%2e", "%2E%2e", "%2e.", ".."])
