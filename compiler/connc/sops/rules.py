@@ -224,7 +224,7 @@ def _group_recipients(group: object) -> set[str]:
     return found
 
 
-def prepare(rules: Sequence[CreationRule]) -> None:
+def prepare_matching(rules: Sequence[CreationRule]) -> None:
     """Build now what `first_matching_rule` matches `rules` with (for many rules, one RE2
     set): in validate's parent, before the fork, so that the workers inherit one set instead
     of each compiling its own."""

@@ -33,6 +33,17 @@ class FileResult:
     summary: ConnectionSummary | PipelineSummary | None = None
 
 
+def prepare_checks() -> None:
+    """Build now what judging a file builds on first use — the models' validators (built on
+    first use for render's sake) and the certificate reader — in validate's parent before
+    the fork: the workers inherit them instead of each building its own, and a second
+    validate in the process (`connc diff`'s HEAD) finds them built."""
+    import cryptography.x509  # noqa: F401  # what `credentials.certificates_problem` imports
+
+    for model in models.DOCUMENTS.values():
+        model.model_rebuild(force=True)
+
+
 def pydantic_model(document: Document, relpath: str,
                    kind: str) -> tuple[dict[str, Any] | None, list[Finding]]:
     """The model step of the predicate for validate: every error at its key's line:column."""

@@ -22,7 +22,7 @@ from connc.findings import Finding, Severity, finding
 from connc.repository import ConnectionSummary, PipelineSummary, stem
 from connc.schema import models
 from connc.sops.recipients import recipient_of_member_key
-from connc.sops.rules import CreationRule, prepare
+from connc.sops.rules import CreationRule, prepare_matching
 from connc.validate import pool
 from connc.validate.crossfile import check_admins, check_repository, unsealed
 from connc.validate.files import (
@@ -30,6 +30,7 @@ from connc.validate.files import (
     FileResult,
     check_connection,
     check_pipeline,
+    prepare_checks,
     read_model,
 )
 from connc.validate.keyring import Principals
@@ -181,7 +182,8 @@ def _run(tasks: list[tuple[Checker, str]],
     # milliseconds. Chunks keep the messages few; eight per worker balance an uneven load.
     chunk = max(1, len(tasks) // (workers * 8))
     if context.rules is not None:
-        prepare(context.rules)
+        prepare_matching(context.rules)
+    prepare_checks()
     context.files.settle()  # the workers read what is here when they are forked
     # Objects alive now are the workers' inherited heap: frozen, the workers' collector skips
     # them instead of traversing (and so copying) those pages on every full collection.
