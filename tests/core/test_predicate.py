@@ -12,6 +12,7 @@ leading space, a look-alike digit, another type that Python compares equal (True
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
@@ -100,7 +101,22 @@ def _integer(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
                               st.sampled_from([True, False, 3.0, None])))
 
 
+# The strategy of each (schema, depth), built once: `_objects` asks for its fields' strategies
+# at every draw, and building them again (regexes, nested composites) cost most of the run.
+# Keyed by the root's id, the root kept alive beside its strategies so that no other root
+# takes its id.
+_STRATEGIES: dict[int, tuple[dict[str, Any], dict[tuple[str, int], st.SearchStrategy[Any]]]] = {}
+
+
 def values(schema: dict[str, Any], root: dict[str, Any], depth: int = 0) -> st.SearchStrategy[Any]:
+    _root, built = _STRATEGIES.setdefault(id(root), (root, {}))
+    key = (json.dumps(schema, sort_keys=True), depth)
+    if key not in built:
+        built[key] = _values(schema, root, depth)
+    return built[key]
+
+
+def _values(schema: dict[str, Any], root: dict[str, Any], depth: int) -> st.SearchStrategy[Any]:
     schema = _resolve(schema, root)
     hostile = st.sampled_from(HOSTILE)
     if depth > 6:
