@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -67,17 +68,22 @@ def test_the_guide_has_steps_for_every_part() -> None:
         assert command in steps
 
 
-def _prepared(tmp_path: Path) -> tuple[Path, dict[str, str]]:
-    """The guide's repository, its bundle cleaned: a runner's starting point."""
-    ran, home = run_guide(tmp_path)
+def _prepared(guide: tuple[subprocess.CompletedProcess[str], Path],
+              tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """The guide's repository, its bundle cleaned: a runner's starting point. A copy of the
+    guide's run (its repository and $HOME, which hold no absolute path), for each test."""
+    ran, guide_home = guide
     assert ran.returncode == 0, ran.stderr
+    home = Path(shutil.copytree(guide_home, tmp_path / "home", symlinks=True))
+    shutil.copytree(guide_home.parent / "connections", tmp_path / "connections", symlinks=True)
     env = guide_env(home)
     env["SOPS_AGE_KEY_FILE"] = str(home / ".config" / "connc" / "age.txt")
     return tmp_path / "connections", env
 
 
-def test_the_shell_runner_example(tmp_path: Path) -> None:
-    repo, env = _prepared(tmp_path)
+def test_the_shell_runner_example(guide: tuple[subprocess.CompletedProcess[str], Path],
+                                  tmp_path: Path) -> None:
+    repo, env = _prepared(guide, tmp_path)
     ran = subprocess.run(["bash", str(REPO_ROOT / "docs" / "ci" / "runner.sh")], cwd=repo,
                          env={**env, "PIPELINE": "build"}, capture_output=True, text=True,
                          timeout=120, check=False)
@@ -91,13 +97,14 @@ def test_the_shell_runner_example(tmp_path: Path) -> None:
     assert ran.returncode != 0 and "connc: removed" in ran.stderr
 
 
-def test_the_gitlab_example(tmp_path: Path) -> None:
+def test_the_gitlab_example(guide: tuple[subprocess.CompletedProcess[str], Path],
+                            tmp_path: Path) -> None:
     ci = REPO_ROOT / "docs" / "ci" / "gitlab-ci.yml"
     schema = subprocess.run([str(BIN / "check-jsonschema"), "--builtin-schema",
                              "vendor.gitlab-ci", str(ci)], capture_output=True, text=True,
                             timeout=60, check=False)
     assert schema.returncode == 0, schema.stdout + schema.stderr
-    repo, env = _prepared(tmp_path)
+    repo, env = _prepared(guide, tmp_path)
     job = yaml.safe_load(ci.read_text())["deploy"]
     gitlab = {**env, "CI_PROJECT_DIR": str(repo), "CONNC_AGE_KEY": env.pop("SOPS_AGE_KEY_FILE"),
               **{k: str(v) for k, v in job["variables"].items()},
