@@ -133,7 +133,28 @@ def grant_states(connections: list[ConnectionSummary],
     same answers). A public connection's "may" is one grant to EVERYONE, not one per
     pipeline, so that a connection made public is one row, not thousands.
     """
-    latest = {c.id: connection_scope(c) for c in connections}
+    return grant_table(connections, pipelines).states
+
+
+@dataclasses.dataclass(frozen=True)
+class GrantTable:
+    """One side's grants (`states`) and what each row was built from, so that the other side
+    of a diff builds only the rows whose inputs differ (`grant_table`'s `previous`)."""
+
+    states: Grants
+    connections: dict[str, ConnectionSummary]  # by id, the one each grant was decided on
+    pipelines: dict[str, PipelineSummary | None]  # by id; None: an id used twice
+    groups: dict[tuple[str, str], dict[str, str]]  # ("owner", name) / ("member", ref) -> "may"
+
+
+def grant_table(connections: list[ConnectionSummary], pipelines: list[PipelineSummary],
+                previous: GrantTable | None = None) -> GrantTable:
+    """`grant_states`, with what it was built from. `previous`: the other side's table; a
+    pipeline whose summary, used connections and "may" groups are the very objects or
+    contents it had there keeps its row — the same object, which `connc diff` then compares
+    by identity (tests/diff/test_access.py holds this to building every row afresh)."""
+    summaries = {c.id: c for c in connections}
+    latest = {cid: connection_scope(c) for cid, c in summaries.items()}
     states: Grants = {}
     public = {cid: "may" for cid, c in latest.items() if c.visibility == "public"}
     if public:
@@ -149,13 +170,30 @@ def grant_states(connections: list[ConnectionSummary],
                 by_member.setdefault(member, []).append(cid)
     # Each group's "may" row built once and copied per pipeline: a million grants are made
     # by dict copies and updates, not one call each.
-    owner_may = {owner: dict.fromkeys(cids, "may") for owner, cids in by_owner.items()}
-    member_may = {ref: dict.fromkeys(cids, "may") for ref, cids in by_member.items()}
+    groups = {("owner", owner): dict.fromkeys(cids, "may") for owner, cids in by_owner.items()}
+    groups.update({("member", ref): dict.fromkeys(cids, "may")
+                   for ref, cids in by_member.items()})
+    by_id: dict[str, PipelineSummary | None] = {}
+    for pipeline in pipelines:
+        by_id[pipeline.id] = None if pipeline.id in by_id else pipeline
+    changed = set() if previous is None else {
+        key for key in groups.keys() | previous.groups.keys()
+        if groups.get(key) != previous.groups.get(key)}
     for pipeline in pipelines:
         scope = pipeline_scope(pipeline)
-        row = dict(owner_may.get(pipeline.owner, ()))
-        for ref in member_refs(scope):
-            row.update(member_may.get(ref, ()))
+        keys = [("owner", pipeline.owner), *(("member", ref) for ref in member_refs(scope))]
+        if previous is not None and by_id[pipeline.id] is pipeline \
+                and previous.pipelines.get(pipeline.id) is pipeline \
+                and not changed.intersection(keys) \
+                and all(summaries.get(use.connection) is previous.connections.get(use.connection)
+                        for use in pipeline.uses):
+            kept = previous.states.get(pipeline.id)
+            if kept is not None:
+                states[pipeline.id] = kept
+            continue
+        row: dict[str, str] = {}
+        for key in keys:
+            row.update(groups.get(key, ()))
         for use in pipeline.uses:  # last: a use is "uses" or "denied", never only "may"
             used = latest.get(use.connection)
             if used is not None:
@@ -171,4 +209,4 @@ def grant_states(connections: list[ConnectionSummary],
                     earlier.setdefault(cid, state)
                 else:
                     earlier[cid] = state
-    return states
+    return GrantTable(states, summaries, by_id, groups)

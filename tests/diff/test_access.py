@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 from hypothesis import given, settings
@@ -13,7 +14,14 @@ from hypothesis import strategies as st
 
 from connc.diff.access import matrix
 from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
-from connc.scope import EVERYONE, connection_scope, decide, grant_states, pipeline_scope
+from connc.scope import (
+    EVERYONE,
+    connection_scope,
+    decide,
+    grant_states,
+    grant_table,
+    pipeline_scope,
+)
 from connc.validate.run import validate
 from kit.build import MEMBERS, connection, make_repo, pipeline
 from kit.run import in_process
@@ -126,6 +134,8 @@ def test_grants_are_the_scope_decision_for_every_pair(tmp_path: Path) -> None:
     assert {"uses", "may", "denied"} == set(expected.values())
 
 
+T = TypeVar("T")
+
 _NAMES = st.sampled_from(["a", "b", "c"])
 
 
@@ -163,6 +173,50 @@ def test_grant_states_is_decide_on_every_pair(
     expected.update({(EVERYONE, c.id): "may" for c in connections if c.visibility == "public"})
     assert {(pid, cid): state for pid, row in grant_states(connections, pipelines).items()
             for cid, state in row.items()} == expected
+
+
+@st.composite
+def _two_sides(draw: st.DrawFn) -> tuple[tuple[list[ConnectionSummary], list[PipelineSummary]],
+                                         tuple[list[ConnectionSummary], list[PipelineSummary]]]:
+    """BASE, and a HEAD that keeps some of its summaries as the very objects (a file judged
+    once for both sides), redraws others (a file changed) and drops or adds some; ids may
+    repeat on either side."""
+    base_connections, base_pipelines = draw(_scopes())
+    other_connections, other_pipelines = draw(_scopes())
+
+    def head_of(base: list[T], other: list[T]) -> list[T]:
+        kept = [item for item in base if draw(st.booleans())]
+        return draw(st.permutations(kept + [item for item in other if draw(st.booleans())]))
+
+    return ((base_connections, base_pipelines),
+            (head_of(base_connections, other_connections),
+             head_of(base_pipelines, other_pipelines)))
+
+
+@given(_two_sides())
+@settings(max_examples=400, deadline=None)
+def test_rows_kept_from_the_other_side_are_the_rows_built_afresh(
+        sides: tuple[tuple[list[ConnectionSummary], list[PipelineSummary]],
+                     tuple[list[ConnectionSummary], list[PipelineSummary]]]) -> None:
+    (base_connections, base_pipelines), (head_connections, head_pipelines) = sides
+    base = grant_table(base_connections, base_pipelines)
+    assert grant_table(head_connections, head_pipelines, base).states \
+        == grant_states(head_connections, head_pipelines)
+
+
+def test_a_side_unchanged_keeps_every_row_as_the_same_object() -> None:
+    connections = [_connection("c0", "a", "private", []),
+                   _connection("c1", "b", "custom", ["team:t"])]
+    pipelines = [_pipeline("p0", "a", ["t"], ["c0", "c1"]), _pipeline("p1", "b", [], ["c1"])]
+    base = grant_table(connections, pipelines)
+    head = grant_table(list(connections), list(pipelines), base)
+    assert head.states.keys() == {"p0", "p1"}
+    assert all(head.states[pid] is base.states[pid] for pid in head.states)
+    # A connection made public changes the "may" group of its owner: that row is rebuilt.
+    public = [connections[0], _connection("c1", "b", "public", [])]
+    rebuilt = grant_table(public, pipelines, base)
+    assert rebuilt.states["p0"] is not base.states["p0"]
+    assert rebuilt.states == grant_states(public, pipelines)
 
 
 def _connection(cid: str, owner: str, visibility: str, members: list[str]) -> ConnectionSummary:

@@ -149,7 +149,8 @@ def _grants(base: Snapshot, head: Snapshot) -> Iterable[Change]:
     differing = []
     for pid in base.grants.keys() | head.grants.keys():
         before_row, after_row = base.grants.get(pid, {}), head.grants.get(pid, {})
-        if before_row != after_row:
+        # One object when HEAD kept BASE's row (`scope.grant_table`): nothing to compare.
+        if before_row is not after_row and before_row != after_row:
             differing += [(pid, cid) for cid in before_row.keys() | after_row.keys()
                           if before_row.get(cid) != after_row.get(cid)]
     for pair in sorted(differing):
