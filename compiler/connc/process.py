@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import functools
 import math
 import os
@@ -51,7 +52,12 @@ _REAP_SECONDS = 5.0
 MEMORY_LIMIT = 1024 * 1024 * 1024
 OUTPUT_LIMIT = 64 * 1024 * 1024  # stdout a caller collects whole; more is not a tool's answer
 _STDERR_KEPT = 64 * 1024  # callers read a few known lines of it, never more
-_CHUNK = 64 * 1024
+# A program's output pipe holds this much (Linux, where the system allows it), and each read
+# takes up to as much: a program that writes a lot (`git cat-file`, 40 MB for a revision) fills
+# the default 64 KiB in moments and then waits for connc; with more room it goes on writing
+# while connc is busy (a read in a background thread waits for the interpreter), and one read
+# takes what a hundred did.
+_CHUNK = 1024 * 1024
 _STDIN_CHUNK = 64 * 1024  # written without blocking: a pipe takes what room it has
 # Where util-linux keeps setpriv; never looked up on PATH, which is the caller's to change.
 _SETPRIV = ("/usr/bin/setpriv", "/bin/setpriv")
@@ -240,6 +246,9 @@ class Process:
         except OSError as exc:
             raise UsageError(f"cannot run {self.program}: {exc.strerror}") from None
         _limit_memory(self._proc.pid, memory)
+        if hasattr(fcntl, "F_SETPIPE_SZ") and self._proc.stdout is not None:
+            with contextlib.suppress(OSError):  # over the system's limits: the default size
+                fcntl.fcntl(self._proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, _CHUNK)
 
     @property
     def pid(self) -> int:
