@@ -73,6 +73,15 @@ def test_a_damaged_object_is_the_runs_failure_not_a_finding(repo: Path,
     assert "Traceback" not in ran.stderr and ran.stdout == ""
 
 
+def test_an_object_missing_from_the_clone_is_the_runs_failure(repo: Path) -> None:
+    # `ls-tree -l` says "BAD" for the size of a blob the clone does not hold (and exits 0).
+    oid = git(repo, "rev-parse", "HEAD:connections.d/c.sops.yaml").strip()
+    (repo / ".git" / "objects" / oid[:2] / oid[2:]).unlink()
+    ran = connc("diff", "HEAD", "--repo", str(repo), "--format", "json", cwd=repo)
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    assert "an object is missing" in ran.stderr and "Traceback" not in ran.stderr
+
+
 def test_the_workers_find_every_byte_of_a_revision(tmp_path: Path) -> None:
     # Enough files for validate's workers: they are forked once the background read is in,
     # and judge the revision exactly as the checkout.

@@ -13,9 +13,9 @@ variant of its name, puts the revision in doubt. What is never read is reported 
 caller (`Tree.skipped`).
 
 A pull request controls the blobs, and git stores 200 MB of zeros in 200 KB: so no blob is
-read before its size is known (`cat-file --batch-check`). One over the size limit of its
-file is never read: it is held by its size, which the reader refuses without asking for its
-bytes (CONNC006, as validate refuses it in a checkout). The others are read once each, and
+read before its size is known (`ls-tree -l`, from the objects' headers). One over the size
+limit of its file is never read: it is held by its size, which the reader refuses without
+asking for its bytes (CONNC006, as validate refuses it in a checkout). The others are read once each, and
 all of them together are bounded (`MAX_REVISION_BYTES`). Every git process of a diff shares
 one deadline.
 """
@@ -198,10 +198,6 @@ class Blobs(repository.Files):
             self._arrival.wait()
             self._arrival = None  # before any fork: a worker finds every byte here
 
-    def sizes(self, oids: Iterable[bytes]) -> dict[bytes, int]:
-        """The sizes of those objects that are held."""
-        return {oid: self._sizes[oid] for oid in oids if oid in self._sizes}
-
     def lexists(self, path: Path) -> bool:
         name = str(path)
         return name in self._blobs or name in self._children or name in self._links
@@ -307,10 +303,11 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
     # The repository's own directory, as a checkout may make it (a symlink lists nothing).
     skipped.update(_prefix_in_doubt(top, prefix, revision.commit, error, deadline))
     blobs: dict[bytes, list[str]] = {}  # object id -> its paths (from the top)
+    sizes: dict[bytes, int] = {}
     identities: dict[str, bytes] = {}
     dest = _NOWHERE / (revision.commit or "")
     files = Blobs(dest)
-    for (mode, kind, oid), shown, relpath in entries:
+    for (mode, kind, oid, size), shown, relpath in entries:
         if {"", ".", ".."} & set(relpath.split("/")):
             skipped[shown] = "not a regular file"
         elif kind in (b"tree", b"commit"):
@@ -322,32 +319,33 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
         elif mode == b"120000":
             files.symlink(f"{dest}/{relpath}")  # held as a link, never followed
             skipped[shown] = "a symlink"
-        elif kind == b"blob":
+        elif kind == b"blob" and size is not None:
             blobs.setdefault(oid, []).append(relpath)
+            sizes[oid] = size
             identities[shown] = oid
         else:
             skipped[shown] = "not a regular file"
     root = dest / prefix if prefix else dest
     files.directory(str(root))  # a directory even when it holds nothing connc reads
     if blobs:
-        _read_blobs(top, dest, prefix, blobs, files, error, deadline,
+        _read_blobs(top, dest, prefix, blobs, sizes, files, error, deadline,
                     previous.files if previous is not None else None)
     return Tree(root, files, skipped, identities)
 
 
 def _read_blobs(top: Path, dest: Path, prefix: str, blobs: dict[bytes, list[str]],
-                files: Blobs, error: str, deadline: process.Deadline,
+                sizes: dict[bytes, int], files: Blobs, error: str, deadline: process.Deadline,
                 held: Blobs | None) -> None:
-    """Each blob at its paths: sizes first; one over its file's limit is never read (held
-    by its size); the others streamed from git, each object once (or taken from `held`)."""
-    sizes = held.sizes(blobs) if held is not None else {}
-    asked = [oid for oid in blobs if oid not in sizes]
-    if asked:
-        sizes.update(_sizes(top, asked, error, deadline))
+    """Each blob at its paths, by the sizes the listing gave: one over its file's limit is
+    never read (held by its size); the others streamed from git, each object once (or taken
+    from `held`)."""
     # At how many of its paths the reader opens each object (0: held by its size only).
-    opened = {oid: sum(sizes[oid] <= _limit(path, prefix) for path in paths)
-              for oid, paths in blobs.items()}
-    total = sum(sizes[oid] * count for oid, count in opened.items())
+    opened: dict[bytes, int] = {}
+    total = 0
+    for oid, paths in blobs.items():
+        size = sizes[oid]
+        opened[oid] = count = sum(size <= _limit(path, prefix) for path in paths)
+        total += size * count
     if total > MAX_REVISION_BYTES:
         raise UsageError(f"{error}: its connc files hold {total} bytes together; connc reads "
                          f"at most {MAX_REVISION_BYTES} bytes of a revision")
@@ -394,26 +392,10 @@ _CONNC_DIRECTORIES = (repository.CONNECTIONS_DIR, repository.PIPELINES_DIR)
 _CONNC_DIRECTORY_PREFIXES = tuple(f"{directory}/" for directory in _CONNC_DIRECTORIES)
 
 
-def _sizes(top: Path, oids: list[bytes], error: str,
-           deadline: process.Deadline) -> dict[bytes, int]:
-    """Each blob's size, from `cat-file --batch-check` (no blob is read)."""
-    out = _git(["cat-file", "--batch-check", "--buffer"], top, error, deadline,
-               stdin=b"".join(oid + b"\n" for oid in oids))
-    sizes = {}
-    for line in out.splitlines():
-        fields = line.split(b" ")
-        if len(fields) != 3 or fields[1] != b"blob" or not fields[2].isdigit():
-            raise UsageError(f"{error}: an object is missing")  # "<oid> missing": a damaged clone
-        sizes[fields[0]] = int(fields[2])
-    if set(sizes) != set(oids):
-        raise UsageError(f"{error}: an object is missing")
-    return sizes
-
-
 class _BatchReader:
     """`git cat-file --batch` output ("<oid> <type> <size>\\n<data>\\n" per object), each
     object's bytes collected as they arrive and handed to `files`; every object is checked
-    against the size `--batch-check` gave before any of it is kept."""
+    against the size the listing gave before any of it is kept."""
 
     def __init__(self, order: list[bytes], sizes: dict[bytes, int], files: Blobs,
                  error: str) -> None:
@@ -465,15 +447,22 @@ class _BatchReader:
 
 def _ls_tree(top: Path, commit: str, paths: list[str], error: str,
              deadline: process.Deadline, *,
-             recursive: bool) -> Iterable[tuple[tuple[bytes, bytes, bytes], str]]:
-    """(mode, type, object id) and path from the work tree's top, of each entry listed."""
+             recursive: bool) -> Iterable[tuple[tuple[bytes, bytes, bytes, int | None], str]]:
+    """(mode, type, object id, size) and path from the work tree's top, of each entry listed;
+    the size of a blob (none of a directory or submodule), read from its object's header:
+    no blob is read to list it."""
     # -t: the directories too, of which a checkout holds every one, empty or not.
-    listing = _git(["ls-tree", *(["-r", "-t"] if recursive else []), "-z", commit, "--",
+    listing = _git(["ls-tree", *(["-r", "-t"] if recursive else []), "-l", "-z", commit, "--",
                     *paths], top, error, deadline)
     for record in filter(None, listing.split(b"\0")):
         meta, _, raw_path = record.partition(b"\t")
-        mode, kind, oid = meta.split(b" ")
-        yield (mode, kind, oid), os.fsdecode(raw_path)
+        mode, kind, oid, size = meta.split()
+        if size.isdigit():
+            yield (mode, kind, oid, int(size)), os.fsdecode(raw_path)
+        elif size == b"-" and kind != b"blob":
+            yield (mode, kind, oid, None), os.fsdecode(raw_path)
+        else:  # "BAD": the object is not in the clone (a damaged or partial one)
+            raise UsageError(f"{error}: an object is missing")
 
 
 def _prefix_in_doubt(top: Path, prefix: str, commit: str, error: str,
@@ -486,7 +475,7 @@ def _prefix_in_doubt(top: Path, prefix: str, commit: str, error: str,
     parts = prefix.rstrip("/").split("/") if prefix else []
     for depth, name in enumerate(parts):
         parent = "/".join(parts[:depth])
-        entries = {relpath.rsplit("/", 1)[-1]: (mode, kind) for (mode, kind, _oid), relpath
+        entries = {relpath.rsplit("/", 1)[-1]: (mode, kind) for (mode, kind, _oid, _size), relpath
                    in _ls_tree(top, commit, [f"{parent}/"] if parent else [], error, deadline,
                                recursive=False)}
         variants = sorted(other for other in entries
