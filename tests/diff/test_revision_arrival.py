@@ -172,3 +172,41 @@ def test_a_run_that_ends_early_stops_its_background_git() -> None:
     with _stopped_on_failure(quiet):
         pass
     assert not quiet.cancel.is_set()
+
+
+def _stream(objects: dict[bytes, bytes]) -> bytes:
+    return b"".join(oid + b" blob %d\n" % len(data) + data + b"\n"
+                    for oid, data in objects.items())
+
+
+def test_the_batch_output_is_read_the_same_however_it_is_split(tmp_path: Path) -> None:
+    objects = {b"a" * 40: b"x: 1\n", b"b" * 40: b"", b"c" * 40: b"\n" * 3000 + b"y\n"}
+    stream = _stream(objects)
+    for size in (1, 2, 7, 64, 4096, len(stream)):
+        files = revisions.Blobs(tmp_path)
+        reader = revisions._BatchReader(list(objects), {o: len(d) for o, d in objects.items()},
+                                        files, "e")
+        for start in range(0, len(stream), size):
+            reader.feed(stream[start:start + size])
+        reader.finish()
+        assert {oid: files.data(oid) for oid in objects} == objects
+
+
+@pytest.mark.parametrize("damage", ["newline", "size", "cut", "header"])
+def test_a_batch_output_that_is_not_what_was_asked_is_refused(tmp_path: Path,
+                                                             damage: str) -> None:
+    objects = {b"a" * 40: b"x: 1\n", b"b" * 40: b"y: 2\n"}
+    stream = _stream(objects)
+    if damage == "newline":  # the byte after an object's data must end it
+        stream = stream.replace(b"x: 1\n\n", b"x: 1\nZ", 1)
+    elif damage == "size":
+        stream = stream.replace(b"blob 5", b"blob 4", 1)
+    elif damage == "cut":
+        stream = stream[:-3]
+    else:
+        stream = b"z" * (revisions._MAX_HEADER + 1)
+    reader = revisions._BatchReader(list(objects), {o: len(d) for o, d in objects.items()},
+                                    revisions.Blobs(tmp_path), "git could not read")
+    with pytest.raises(UsageError):
+        reader.feed(stream)
+        reader.finish()

@@ -394,54 +394,49 @@ _CONNC_DIRECTORY_PREFIXES = tuple(f"{directory}/" for directory in _CONNC_DIRECT
 
 class _BatchReader:
     """`git cat-file --batch` output ("<oid> <type> <size>\\n<data>\\n" per object), each
-    object's bytes collected as they arrive and handed to `files`; every object is checked
-    against the size the listing gave before any of it is kept."""
+    object handed to `files` once all of it has come; every object is checked against the
+    size the listing gave before any of it is kept."""
 
     def __init__(self, order: list[bytes], sizes: dict[bytes, int], files: Blobs,
                  error: str) -> None:
         self._order, self._sizes, self._files, self._error = order, sizes, files, error
-        self._header = bytearray()
-        self._data = bytearray()
-        self._oid = b""
-        self._left = -1  # bytes of the current object still to come; -1: reading a header
+        self._buffer = bytearray()  # what came of the object (or header) not yet complete
         self._done = 0
 
     def feed(self, chunk: bytes) -> None:
-        view = memoryview(chunk)
-        while view:
-            if self._left < 0:
-                end = bytes(view[:_MAX_HEADER]).find(b"\n")
-                if end < 0:
-                    self._header += view
-                    view = view[len(view):]
-                    if len(self._header) > _MAX_HEADER:
-                        raise UsageError(f"{self._error}: git's answer is not understood")
-                    continue
-                self._header += view[:end]
-                view = view[end + 1:]
-                self._start(bytes(self._header))
-                self._header.clear()
-            elif self._left > 0:
-                part = view[:self._left]
-                self._data += part
-                self._left -= len(part)
-                view = view[len(part):]
-            else:  # the newline after an object's data
-                view = view[1:]
-                self._files.fill(self._oid, bytes(self._data))
-                self._data.clear()
-                self._left, self._done = -1, self._done + 1
+        # Appended, then cut where the last complete object ends: each byte is copied a
+        # bounded number of times, however the output is split into reads.
+        buffer = self._buffer
+        buffer += chunk
+        pos, end = 0, len(buffer)
+        while pos < end:
+            newline = buffer.find(b"\n", pos, pos + _MAX_HEADER)
+            if newline < 0:
+                if end - pos >= _MAX_HEADER:
+                    raise UsageError(f"{self._error}: git's answer is not understood")
+                break
+            oid, size = self._start(bytes(buffer[pos:newline]))
+            stop = newline + 1 + size  # where the newline after its data is
+            if stop >= end:
+                break  # the rest of it is still to come
+            if buffer[stop] != ord("\n"):
+                raise UsageError(f"{self._error}: git's answer is not understood")
+            self._files.fill(oid, bytes(buffer[newline + 1:stop]))
+            self._done += 1
+            pos = stop + 1
+        if pos:
+            del buffer[:pos]
 
-    def _start(self, header: bytes) -> None:
+    def _start(self, header: bytes) -> tuple[bytes, int]:
         fields = header.split(b" ")
         expected = self._order[self._done] if self._done < len(self._order) else None
         if expected is None or len(fields) != 3 or fields[0] != expected \
                 or fields[2] != str(self._sizes[expected]).encode():
             raise UsageError(f"{self._error}: an object is missing or changed while read")
-        self._oid, self._left = expected, self._sizes[expected]
+        return expected, self._sizes[expected]
 
     def finish(self) -> None:
-        if self._done != len(self._order):
+        if self._done != len(self._order) or self._buffer:
             raise UsageError(f"{self._error}: an object is missing")
 
 
