@@ -9,6 +9,7 @@ A run gets the test key unless `key=None` (a keyless CI job), or exactly `env` w
 from __future__ import annotations
 
 import contextlib
+import gc
 import io
 import os
 import signal
@@ -69,7 +70,8 @@ def in_process(*args: Arg, key: Path | None = TEST_KEY_FILE,
     of a subprocess' cost: its exit code and output, as a user sees them, since main()
     maps every outcome to its exit code. What a fresh interpreter would get is set up for the
     run and undone after it: argv, the environment `connc` would pass, the working
-    directory, an empty stdin, UTF-8 output streams, and the signal handlers main() sets.
+    directory, an empty stdin, UTF-8 output streams, the signal handlers main() sets, and the
+    cyclic garbage collector.
 
     An exception that main() lets through (a test's watchdog, not an Exception) carries the
     output printed so far in its notes."""
@@ -77,6 +79,7 @@ def in_process(*args: Arg, key: Path | None = TEST_KEY_FILE,
 
     stdin, stdout, stderr = (io.TextIOWrapper(io.BytesIO(), encoding="utf-8") for _ in range(3))
     handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    collecting = gc.isenabled()  # `diff` and `approvals` switch the collector off for good
     try:
         with (_environment(_env(key, env)), contextlib.chdir(cwd or os.getcwd()),
               _sys_streams(["connc", *map(str, args)], stdin, stdout, stderr)):
@@ -91,6 +94,8 @@ def in_process(*args: Arg, key: Path | None = TEST_KEY_FILE,
     finally:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
+        if collecting:
+            gc.enable()
     assert isinstance(code, int), f"connc exited with {code!r}, not an exit code"
     return Outcome(int(code), _text(stdout), _text(stderr))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import gc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ def diff(repo: Path, base: str, head: str | None = None) -> Diff:
     base_rev = resolve(top, base, deadline)
     head_rev = resolve(top, head, deadline) if head is not None else Revision(None, None)
     today = dt.datetime.now(dt.UTC).date()  # one day for both sides
-    with _no_cycle_passes(), _stopped_on_failure(deadline):
+    with _stopped_on_failure(deadline):
         base_tree = read_revision(top, prefix, base_rev, deadline)
         before = _snapshot(base_tree, today, None)
         if head_rev.commit is None:
@@ -50,22 +49,6 @@ def _stopped_on_failure(deadline: process.Deadline) -> Iterator[None]:
     except BaseException:
         deadline.cancel.set()
         raise
-
-
-@contextlib.contextmanager
-def _no_cycle_passes() -> Iterator[None]:
-    """No cyclic garbage collection in diff's own process: what it builds (two revisions'
-    bytes, 10,000 judgements from the workers, a million grants) lives to the end and drops
-    no cycle, and the collector's passes over it cost diff 0.5 s at 10,000 connections, for
-    nothing. Reference counting still frees whatever is dropped; validate's workers collect
-    as always (`validate.pool`)."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _snapshot(tree: Tree, today: dt.date, previous: Snapshot | None) -> Snapshot:
