@@ -9,7 +9,7 @@ what else a pipeline's `uses` decide: which connection its tools take by default
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from connc.repository import ConnectionSummary, PipelineSummary
@@ -133,80 +133,96 @@ def grant_states(connections: list[ConnectionSummary],
     same answers). A public connection's "may" is one grant to EVERYONE, not one per
     pipeline, so that a connection made public is one row, not thousands.
     """
-    return grant_table(connections, pipelines).states
+    table = GrantTable(connections, pipelines)
+    return {pid: row for pid in table.pipeline_ids() if (row := table.row(pid))}
 
 
-@dataclasses.dataclass(frozen=True)
 class GrantTable:
-    """One side's grants (`states`) and what each row was built from, so that the other side
-    of a diff builds only the rows whose inputs differ (`grant_table`'s `previous`)."""
+    """One side's grants, a pipeline's row built when it is asked for (`row`), from an index
+    of what `decide` admits (`grant_states`). `connc diff` asks only for the rows whose inputs
+    differ between its sides (`changed_rows`): of 2,000 pipelines, the few a change touches."""
 
-    states: Grants
-    connections: dict[str, ConnectionSummary]  # by id, the one each grant was decided on
-    pipelines: dict[str, PipelineSummary | None]  # by id; None: an id used twice
-    groups: dict[tuple[str, str], dict[str, str]]  # ("owner", name) / ("member", ref) -> "may"
+    def __init__(self, connections: list[ConnectionSummary],
+                 pipelines: list[PipelineSummary]) -> None:
+        self.connections = {c.id: c for c in connections}  # the last of an id, as decided
+        self._scopes = {cid: connection_scope(c) for cid, c in self.connections.items()}
+        self.public = {cid: "may" for cid, c in self._scopes.items() if c.visibility == "public"}
+        by_owner: dict[str, list[str]] = {}  # owner -> their non-public connections
+        by_member: dict[str, list[str]] = {}  # member ref -> the custom connections listing it
+        for cid, connection in self._scopes.items():
+            if connection.visibility == "public":
+                continue  # admitted for every pipeline by EVERYONE's grant
+            by_owner.setdefault(connection.owner, []).append(cid)
+            if connection.visibility == "custom":
+                for member in connection.members:
+                    by_member.setdefault(member, []).append(cid)
+        # Each group's "may" row built once and copied into a pipeline's: a million grants
+        # are made by dict copies and updates, not one call each.
+        self.groups = {("owner", owner): dict.fromkeys(cids, "may")
+                       for owner, cids in by_owner.items()}
+        self.groups.update({("member", ref): dict.fromkeys(cids, "may")
+                            for ref, cids in by_member.items()})
+        self._pipelines: dict[str, list[PipelineSummary]] = {}  # by id, in order
+        for pipeline in pipelines:
+            self._pipelines.setdefault(pipeline.id, []).append(pipeline)
+        self._rows: dict[str, dict[str, str]] = {}
 
+    def pipeline_ids(self) -> list[str]:
+        """EVERYONE (public connections' one grant) and each pipeline's id."""
+        return [EVERYONE, *self._pipelines]
 
-def grant_table(connections: list[ConnectionSummary], pipelines: list[PipelineSummary],
-                previous: GrantTable | None = None) -> GrantTable:
-    """`grant_states`, with what it was built from. `previous`: the other side's table; a
-    pipeline whose summary, used connections and "may" groups are the very objects or
-    contents it had there keeps its row — the same object, which `connc diff` then compares
-    by identity (tests/diff/test_access.py holds this to building every row afresh)."""
-    summaries = {c.id: c for c in connections}
-    latest = {cid: connection_scope(c) for cid, c in summaries.items()}
-    states: Grants = {}
-    public = {cid: "may" for cid, c in latest.items() if c.visibility == "public"}
-    if public:
-        states[EVERYONE] = public
-    by_owner: dict[str, list[str]] = {}  # owner -> their non-public connections
-    by_member: dict[str, list[str]] = {}  # member ref -> the custom connections listing it
-    for cid, connection in latest.items():
-        if connection.visibility == "public":
-            continue  # admitted for every pipeline by EVERYONE's grant
-        by_owner.setdefault(connection.owner, []).append(cid)
-        if connection.visibility == "custom":
-            for member in connection.members:
-                by_member.setdefault(member, []).append(cid)
-    # Each group's "may" row built once and copied per pipeline: a million grants are made
-    # by dict copies and updates, not one call each.
-    groups = {("owner", owner): dict.fromkeys(cids, "may") for owner, cids in by_owner.items()}
-    groups.update({("member", ref): dict.fromkeys(cids, "may")
-                   for ref, cids in by_member.items()})
-    by_id: dict[str, PipelineSummary | None] = {}
-    for pipeline in pipelines:
-        by_id[pipeline.id] = None if pipeline.id in by_id else pipeline
-    changed = set() if previous is None else {
-        key for key in groups.keys() | previous.groups.keys()
-        if groups.get(key) != previous.groups.get(key)}
-    for pipeline in pipelines:
+    def only(self, pid: str) -> PipelineSummary | None:
+        """The pipeline of this id, when there is exactly one."""
+        found = self._pipelines.get(pid, ())
+        return found[0] if len(found) == 1 else None
+
+    def row(self, pid: str) -> dict[str, str]:
+        """connection -> state for the pipeline `pid` (EVERYONE: the public connections)."""
+        if pid == EVERYONE:
+            return self.public
+        row = self._rows.get(pid)
+        if row is None:
+            row = self._rows[pid] = {}
+            for pipeline in self._pipelines.get(pid, ()):
+                for cid, state in self._row_of(pipeline).items():
+                    # One id twice (never read as such: validate refuses it): a use
+                    # overrides "may".
+                    if state == "may":
+                        row.setdefault(cid, state)
+                    else:
+                        row[cid] = state
+        return row
+
+    def _row_of(self, pipeline: PipelineSummary) -> dict[str, str]:
         scope = pipeline_scope(pipeline)
-        keys = [("owner", pipeline.owner), *(("member", ref) for ref in member_refs(scope))]
-        if previous is not None and by_id[pipeline.id] is pipeline \
-                and previous.pipelines.get(pipeline.id) is pipeline \
-                and not changed.intersection(keys) \
-                and all(summaries.get(use.connection) is previous.connections.get(use.connection)
-                        for use in pipeline.uses):
-            kept = previous.states.get(pipeline.id)
-            if kept is not None:
-                states[pipeline.id] = kept
-            continue
         row: dict[str, str] = {}
-        for key in keys:
-            row.update(groups.get(key, ()))
+        for key in _group_keys(pipeline, scope):
+            row.update(self.groups.get(key, ()))
         for use in pipeline.uses:  # last: a use is "uses" or "denied", never only "may"
-            used = latest.get(use.connection)
+            used = self._scopes.get(use.connection)
             if used is not None:
-                allowed = decide(scope, used) is None
-                row[use.connection] = "uses" if allowed else "denied"
-        earlier = states.get(pipeline.id)
-        if earlier is None:
-            if row:
-                states[pipeline.id] = row
-        else:  # one id twice (never read as such: validate refuses it): a use overrides "may"
-            for cid, state in row.items():
-                if state == "may":
-                    earlier.setdefault(cid, state)
-                else:
-                    earlier[cid] = state
-    return GrantTable(states, summaries, by_id, groups)
+                row[use.connection] = "uses" if decide(scope, used) is None else "denied"
+        return row
+
+
+def _group_keys(pipeline: PipelineSummary, scope: PipelineScope) -> list[tuple[str, str]]:
+    """The "may" groups a pipeline's row is made of: its owner's, and each member ref's."""
+    return [("owner", pipeline.owner), *(("member", ref) for ref in member_refs(scope))]
+
+
+def changed_rows(base: GrantTable,
+                 head: GrantTable) -> Iterator[tuple[str, dict[str, str], dict[str, str]]]:
+    """(pipeline id, its row at BASE, its row at HEAD) of each pipeline whose row may differ;
+    a row whose inputs are the very same on both sides (the pipeline's summary, the
+    summaries of what it uses, its "may" groups) is left out, neither side built
+    (tests/diff/test_access.py holds this to comparing every row)."""
+    changed_groups = {key for key in base.groups.keys() | head.groups.keys()
+                      if base.groups.get(key) != head.groups.get(key)}
+    for pid in dict.fromkeys([*base.pipeline_ids(), *head.pipeline_ids()]):
+        pipeline = head.only(pid)
+        if pid != EVERYONE and pipeline is not None and base.only(pid) is pipeline \
+                and changed_groups.isdisjoint(_group_keys(pipeline, pipeline_scope(pipeline))) \
+                and all(head.connections.get(use.connection)
+                        is base.connections.get(use.connection) for use in pipeline.uses):
+            continue
+        yield pid, base.row(pid), head.row(pid)

@@ -16,10 +16,11 @@ from connc.diff.access import matrix
 from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.scope import (
     EVERYONE,
+    GrantTable,
+    changed_rows,
     connection_scope,
     decide,
     grant_states,
-    grant_table,
     pipeline_scope,
 )
 from connc.validate.run import validate
@@ -195,28 +196,35 @@ def _two_sides(draw: st.DrawFn) -> tuple[tuple[list[ConnectionSummary], list[Pip
 
 @given(_two_sides())
 @settings(max_examples=400, deadline=None)
-def test_rows_kept_from_the_other_side_are_the_rows_built_afresh(
+def test_the_rows_a_diff_leaves_out_are_equal_and_the_others_are_built_afresh(
         sides: tuple[tuple[list[ConnectionSummary], list[PipelineSummary]],
                      tuple[list[ConnectionSummary], list[PipelineSummary]]]) -> None:
     (base_connections, base_pipelines), (head_connections, head_pipelines) = sides
-    base = grant_table(base_connections, base_pipelines)
-    assert grant_table(head_connections, head_pipelines, base).states \
-        == grant_states(head_connections, head_pipelines)
+    before = grant_states(base_connections, base_pipelines)
+    after = grant_states(head_connections, head_pipelines)
+    compared = {pid: (old, new) for pid, old, new in changed_rows(
+        GrantTable(base_connections, base_pipelines),
+        GrantTable(head_connections, head_pipelines))}
+    for pid in before.keys() | after.keys() | compared.keys():
+        if pid in compared:
+            assert compared[pid] == (before.get(pid, {}), after.get(pid, {}))
+        else:
+            assert before.get(pid, {}) == after.get(pid, {}), pid
 
 
-def test_a_side_unchanged_keeps_every_row_as_the_same_object() -> None:
+def test_a_side_unchanged_builds_no_row() -> None:
     connections = [_connection("c0", "a", "private", []),
                    _connection("c1", "b", "custom", ["team:t"])]
     pipelines = [_pipeline("p0", "a", ["t"], ["c0", "c1"]), _pipeline("p1", "b", [], ["c1"])]
-    base = grant_table(connections, pipelines)
-    head = grant_table(list(connections), list(pipelines), base)
-    assert head.states.keys() == {"p0", "p1"}
-    assert all(head.states[pid] is base.states[pid] for pid in head.states)
-    # A connection made public changes the "may" group of its owner: that row is rebuilt.
+    base = GrantTable(connections, pipelines)
+    head = GrantTable(list(connections), list(pipelines))
+    assert [pid for pid, _old, _new in changed_rows(base, head)] == [EVERYONE]
+    assert not base._rows and not head._rows  # neither side built a pipeline's row
+    # A connection made public changes the "may" group of its owner: p1's row is compared.
     public = [connections[0], _connection("c1", "b", "public", [])]
-    rebuilt = grant_table(public, pipelines, base)
-    assert rebuilt.states["p0"] is not base.states["p0"]
-    assert rebuilt.states == grant_states(public, pipelines)
+    compared = {pid: new for pid, _old, new in changed_rows(base, GrantTable(public, pipelines))}
+    assert set(compared) == {EVERYONE, "p0", "p1"}
+    assert compared["p1"] == grant_states(public, pipelines)["p1"]
 
 
 def _connection(cid: str, owner: str, visibility: str, members: list[str]) -> ConnectionSummary:

@@ -27,10 +27,10 @@ from connc.diff.snapshot import Snapshot, snapshot
 from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.scope import (
     EVERYONE,
+    GrantTable,
     connection_scope,
     decide,
     grant_states,
-    grant_table,
     pipeline_scope,
 )
 from connc.validate.run import validate
@@ -246,8 +246,8 @@ def test_grants_of_ids_seen_twice_are_decide_for_each(
 
 
 def _side(connections: dict[str, ConnectionSummary]) -> Snapshot:
-    return Snapshot(connections=connections, pipelines={}, grants={},
-                    grant_table=grant_table([], []), members=None,
+    return Snapshot(connections=connections, pipelines={}, grants=GrantTable([], []),
+                    members=None,
                     config=None, rules=None, principals={}, unread={}, doubtful={}, files=0)
 
 

@@ -29,7 +29,7 @@ from connc.diff.revisions import Revision
 from connc.diff.snapshot import Rule, Snapshot
 from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
 from connc.schema import models
-from connc.scope import connection_scope, default_role, narrower_or_equal
+from connc.scope import changed_rows, connection_scope, default_role, narrower_or_equal
 from connc.secrets import redact
 from connc.sops.recipients import recipient_of_member_key, shown_recipient
 from connc.validate.keyring import Principals
@@ -134,7 +134,7 @@ def _common(before: Mapping[str, T], after: Mapping[str, T]) -> Iterable[tuple[s
 
 def _state(side: Snapshot, pipeline: str, connection: str) -> str:
     """A grant's state, counting the "may" of a public connection's grant to EVERYONE."""
-    state = side.grants.get(pipeline, {}).get(connection, "")
+    state = side.grants.row(pipeline).get(connection, "")
     target = side.connections.get(connection)
     if (not state and pipeline in side.pipelines and target is not None
             and target.visibility == "public"):
@@ -147,10 +147,8 @@ def _grants(base: Snapshot, head: Snapshot) -> Iterable[Change]:
     # a public connection only to pairs recorded on one side): of a million, most are equal,
     # and a pipeline's are compared at once.
     differing = []
-    for pid in base.grants.keys() | head.grants.keys():
-        before_row, after_row = base.grants.get(pid, {}), head.grants.get(pid, {})
-        # One object when HEAD kept BASE's row (`scope.grant_table`): nothing to compare.
-        if before_row is not after_row and before_row != after_row:
+    for pid, before_row, after_row in changed_rows(base.grants, head.grants):
+        if before_row != after_row:
             differing += [(pid, cid) for cid in before_row.keys() | after_row.keys()
                           if before_row.get(cid) != after_row.get(cid)]
     for pair in sorted(differing):

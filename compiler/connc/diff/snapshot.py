@@ -21,7 +21,7 @@ from connc import repository
 from connc.findings import Finding
 from connc.repository import ConnectionSummary, PipelineSummary
 from connc.schema import models
-from connc.scope import Grants, GrantTable, grant_table
+from connc.scope import GrantTable
 from connc.sops.recipients import recipient_of_member_key
 from connc.sops.rules import CreationRule
 from connc.validate.files import FileResult
@@ -54,8 +54,7 @@ class Snapshot:
 
     connections: dict[str, ConnectionSummary]
     pipelines: dict[str, PipelineSummary]
-    grants: Grants  # pipeline -> connection -> state
-    grant_table: GrantTable  # what `grants` was built from: the other side reuses its rows
+    grants: GrantTable  # pipeline -> connection -> state, a row built when asked for
     members: models.Members | None
     config: models.Config | None
     rules: tuple[Rule, ...] | None  # None: no readable .sops.yaml
@@ -110,12 +109,10 @@ def snapshot(root: Path, skipped: dict[str, str], *,
     # refuses the file (its row says so): a rule or a team change still shows as itself.
     members = report.members if repository.MEMBERS_FILE not in doubtful else None
     config = report.config if repository.CONFIG_FILE not in doubtful else None
-    table = grant_table(connections, pipelines,
-                        previous.grant_table if previous is not None else None)
     return Snapshot(
         connections={c.id: c for c in connections},
         pipelines={p.id: p for p in pipelines},
-        grants=table.states, grant_table=table, members=members, config=config,
+        grants=GrantTable(connections, pipelines), members=members, config=config,
         rules=_rules(report.rules, previous) if repository.SOPS_CONFIG not in doubtful
         else None,
         principals=_principals(members, config, pipelines),
