@@ -124,14 +124,24 @@ def _fields(path: str, names: tuple[str, ...]) -> dict[str, int]:
 def bench(commands: Mapping[str, Command], runs: int, *, cwd: Path | None = None,
           env: dict[str, str] | None = None) -> dict[str, Stats]:
     """Each command once sampled for memory (which also warms the page cache and the bytecode
-    cache), then `runs` timed runs, interleaved so that drift (thermal, other load) hits all
-    commands alike. Exits when a command fails."""
+    cache), then `runs` timed rounds, each running every command once, so that drift
+    (thermal, other load) hits all commands alike; the order turns each round, so that no
+    command always runs first. `Stats.seconds[i]` is round i's. Exits when a command fails."""
     stats = {name: Stats([], run(_argv(command), cwd=cwd, env=env, sample=True)[1])
              for name, command in commands.items()}
-    for _ in range(runs):
-        for name, command in commands.items():
-            stats[name].seconds.append(run(_argv(command), cwd=cwd, env=env)[0])
+    names = list(commands)
+    for round_ in range(runs):
+        turn = round_ % len(names)
+        for name in names[turn:] + names[:turn]:
+            stats[name].seconds.append(run(_argv(commands[name]), cwd=cwd, env=env)[0])
     return stats
+
+
+def round_ratio(numerator: Stats, denominator: Stats) -> float:
+    """The median over rounds of one command's time over another's in the same round: drift
+    from one round to the next (this machine's speed varies by a fifth) cancels out."""
+    return statistics.median(a / b for a, b in zip(numerator.seconds, denominator.seconds,
+                                                   strict=True))
 
 
 def _argv(command: Command) -> Sequence[str]:
