@@ -32,7 +32,7 @@ def _read(repo: Path, revision: str = "HEAD") -> revisions.Tree:
     deadline = process.Deadline(DEADLINE)
     top, prefix = revisions.open_repository(repo, deadline)
     return revisions.read_revision(top, prefix, revisions.resolve(top, revision, deadline),
-                                   deadline, in_background=True)
+                                   deadline)
 
 
 def _damage(repo: Path, relpath: str) -> None:
@@ -210,31 +210,3 @@ def test_a_batch_output_that_is_not_what_was_asked_is_refused(tmp_path: Path,
     with pytest.raises(UsageError):
         reader.feed(stream)
         reader.finish()
-
-
-def test_the_second_side_takes_what_the_first_reads_and_reads_the_rest(
-        repo: Path, tmp_path: Path) -> None:
-    # HEAD is listed while BASE's files are still on their way: an object BASE reads is
-    # HEAD's once it arrives; one BASE holds only where it is never opened (below a
-    # directory of connc's own) is read for HEAD. Both judged as their checkouts.
-    moved = repo / "connections.d" / "c.sops.yaml"
-    (repo / "connections.d" / "old").mkdir()
-    (repo / "connections.d" / "old" / "d.yaml").write_bytes(
-        moved.read_bytes().replace(b"id: c", b"id: d"))
-    commit(repo, "base")
-    (repo / "connections.d" / "d.sops.yaml").write_bytes(
-        (repo / "connections.d" / "old" / "d.yaml").read_bytes())
-    commit(repo, "head")
-    deadline = process.Deadline(DEADLINE)
-    top, prefix = revisions.open_repository(repo, deadline)
-    base = revisions.read_revision(top, prefix, revisions.resolve(top, "HEAD~1", deadline),
-                                   deadline, in_background=True)
-    head = revisions.read_revision(top, prefix, revisions.resolve(top, "HEAD", deadline),
-                                   deadline, base)
-    today = dt.datetime.now(dt.UTC).date()
-    judged = validate(head.root, files=head.files, today=today)  # before BASE's is
-    checkout = validate(repo, today=today)
-    assert [(f.code, f.path) for f in judged.findings] \
-        == [(f.code, f.path) for f in checkout.findings]
-    assert {c.id for c in judged.connections} == {"c", "d"}
-    assert judged.connections == checkout.connections

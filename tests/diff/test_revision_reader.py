@@ -26,9 +26,8 @@ def _tree(repo: Path, revision: str = "HEAD", previous: revisions.Tree | None = 
           prefix: str = "") -> revisions.Tree:
     deadline = process.Deadline(DEADLINE)
     top, found_prefix = revisions.open_repository(repo / prefix if prefix else repo, deadline)
-    # The first side in the background, as `connc diff` reads BASE.
     return revisions.read_revision(top, found_prefix, revisions.resolve(top, revision, deadline),
-                                   deadline, previous, in_background=previous is None)
+                                   deadline, previous)
 
 
 def _checkout(repo: Path, dest: Path, revision: str = "HEAD") -> Path:

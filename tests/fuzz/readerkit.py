@@ -290,9 +290,8 @@ def commit(repo: Path, tree: Tree, ref: str) -> str:
 def read_tree(repo: Path, commit_id: str, prefix: str,
               previous: revisions.Tree | None = None) -> revisions.Tree:
     deadline = process.Deadline(revisions.TIMEOUT)
-    # The first side in the background, as `connc diff` reads BASE.
     return revisions.read_revision(repo, prefix, revisions.Revision(commit_id, commit_id),
-                                   deadline, previous, in_background=previous is None)
+                                   deadline, previous)
 
 
 # ---------------------------------------------------------------------------- the checks

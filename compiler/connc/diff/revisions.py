@@ -137,15 +137,11 @@ class Blobs(repository.Files):
     blob over its file's size limit, or that the reader never opens, has its size and no
     bytes: the reader refuses it by its size and never asks for them."""
 
-    def __init__(self, top: Path, shared: Blobs | None = None) -> None:
+    def __init__(self, top: Path) -> None:
         # Held by their paths as text: a path is hashed as such in one step, a `Path` is not.
         self._top = str(top)
         self._blobs: dict[str, bytes] = {}  # path -> object id
         self._data: dict[bytes, bytes | None] = {}  # object id -> bytes (None: not read)
-        self._reading: set[bytes] = set()  # what is asked of git for its bytes
-        # The other side of a diff, whose bytes of the objects it reads are these too.
-        self._shared = shared
-        self._from_shared: set[bytes] = set()
         self._sizes: dict[bytes, int] = {}
         self._children: dict[str, set[str]] = {}  # directory -> the names in it
         self._links: set[str] = set()  # symlinks: present, never followed
@@ -186,22 +182,9 @@ class Blobs(repository.Files):
     def fill(self, oid: bytes, data: bytes) -> None:
         self._data[oid] = data
 
-    def asked(self, oids: Iterable[bytes]) -> None:
-        """These objects' bytes are asked of git for this side (`fill` brings them)."""
-        self._reading.update(oids)
-
-    def take(self, oid: bytes) -> bool:
-        """Whether the object's bytes are the shared side's, which asked git for them: then
-        they are read there, once, and taken from there."""
-        if self._shared is None or oid not in self._shared._reading:
-            return False
-        self._from_shared.add(oid)
-        return True
-
     def data(self, oid: bytes) -> bytes | None:
-        """An object's bytes, once read (waiting for them if they are on their way)."""
-        if self._data.get(oid) is None:
-            self.settle()
+        """An object's bytes, when they were read."""
+        self.settle()
         return self._data.get(oid)
 
     def arrive(self, read: Callable[[], None], deadline: process.Deadline) -> None:
@@ -214,8 +197,6 @@ class Blobs(repository.Files):
         if self._arrival is not None:
             self._arrival.wait()
             self._arrival = None  # before any fork: a worker finds every byte here
-        if self._shared is not None:
-            self._shared.settle()
 
     def lexists(self, path: Path) -> bool:
         name = str(path)
@@ -246,10 +227,7 @@ class Blobs(repository.Files):
     def read(self, path: Path) -> bytes:
         oid = self._oid(path)
         data = self._data[oid]
-        if data is None and oid in self._from_shared:
-            assert self._shared is not None
-            data = self._shared.data(oid)
-        elif data is None and self._arrival is not None:
+        if data is None and self._arrival is not None:
             self.settle()
             data = self._data[oid]
         if data is None:  # over its limit: the reader refuses it by its size first
@@ -304,12 +282,9 @@ _NOWHERE = Path("/dev/null/connc-revision")
 
 
 def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.Deadline,
-                  previous: Tree | None = None, *, in_background: bool = False) -> Tree:
+                  previous: Tree | None = None) -> Tree:
     """The revision's connc files, read from git's objects into memory; an object `previous`
-    (the other side) reads is taken from there: one object id, one content.
-    `in_background`: the files of `connections.d/` and `pipelines.d/` are read by a thread
-    of their own while the caller goes on (`Blobs.arrive`); no thread is left running
-    otherwise (one that ran on while validate forks its workers would be half in them)."""
+    (the other side) already holds is taken from there: one object id, one content."""
     assert revision.commit is not None
     error = f"git could not read revision {printable(revision.name or '')!r}"
     records = list(_ls_tree(top, revision.commit, [prefix] if prefix else [], error, deadline,
@@ -331,7 +306,7 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
     sizes: dict[bytes, int] = {}
     identities: dict[str, bytes] = {}
     dest = _NOWHERE / (revision.commit or "")
-    files = Blobs(dest, previous.files if previous is not None else None)
+    files = Blobs(dest)
     for (mode, kind, oid, size), shown, relpath in entries:
         if {"", ".", ".."} & set(relpath.split("/")):
             skipped[shown] = "not a regular file"
@@ -353,16 +328,17 @@ def read_revision(top: Path, prefix: str, revision: Revision, deadline: process.
     root = dest / prefix if prefix else dest
     files.directory(str(root))  # a directory even when it holds nothing connc reads
     if blobs:
-        _read_blobs(top, dest, prefix, blobs, sizes, files, error, deadline, in_background)
+        _read_blobs(top, dest, prefix, blobs, sizes, files, error, deadline,
+                    previous.files if previous is not None else None)
     return Tree(root, files, skipped, identities)
 
 
 def _read_blobs(top: Path, dest: Path, prefix: str, blobs: dict[bytes, list[str]],
-                sizes: dict[bytes, int], files: Blobs, error: str,
-                deadline: process.Deadline, in_background: bool) -> None:
+                sizes: dict[bytes, int], files: Blobs, error: str, deadline: process.Deadline,
+                held: Blobs | None) -> None:
     """Each blob at its paths, by the sizes the listing gave: one over its file's limit is
-    never read (held by its size); the others streamed from git, each object once (or
-    taken from the other side, which reads it: `Blobs.take`)."""
+    never read (held by its size); the others streamed from git, each object once (or taken
+    from `held`)."""
     # At how many of its paths the reader opens each object (0: held by its size only).
     opened: dict[bytes, int] = {}
     total = 0
@@ -378,16 +354,16 @@ def _read_blobs(top: Path, dest: Path, prefix: str, blobs: dict[bytes, list[str]
     for oid, paths in blobs.items():
         for relpath in paths:
             files.add(f"{dest}/{relpath}", oid, sizes[oid])
-        if opened[oid] and not files.take(oid):
+        data = held.data(oid) if held is not None else None
+        if data is not None:
+            files.fill(oid, data)
+        elif opened[oid]:
             in_directory = all(relpath.startswith(prefix) and relpath[len(prefix):]
                                .startswith(_CONNC_DIRECTORY_PREFIXES) for relpath in paths)
             (later if in_directory else first).append(oid)
-    files.asked(first + later)
     _cat(top, first, sizes, files, error, deadline)
-    if later and in_background:
+    if later:
         files.arrive(lambda: _cat(top, later, sizes, files, error, deadline), deadline)
-    else:
-        _cat(top, later, sizes, files, error, deadline)
 
 
 def _cat(top: Path, oids: list[bytes], sizes: dict[bytes, int], files: Blobs, error: str,

@@ -22,15 +22,15 @@ def diff(repo: Path, base: str, head: str | None = None) -> Diff:
     head_rev = resolve(top, head, deadline) if head is not None else Revision(None, None)
     today = dt.datetime.now(dt.UTC).date()  # one day for both sides
     with _stopped_on_failure(deadline):
-        base_tree = read_revision(top, prefix, base_rev, deadline, in_background=True)
-        # HEAD shares most of its objects and judgements with BASE: each is read and judged
-        # once. It is listed while git is still reading BASE's files in the background.
-        head_tree = read_revision(top, prefix, head_rev, deadline, base_tree) \
-            if head_rev.commit is not None else None
+        base_tree = read_revision(top, prefix, base_rev, deadline)
         before = _snapshot(base_tree, today, None)
-        if head_tree is None:
+        if head_rev.commit is None:
             after = snapshot(repo.resolve(), {}, today=today)
         else:
+            # HEAD shares most of its objects and judgements with BASE: each is read and
+            # judged once.
+            head_tree = read_revision(top, prefix, head_rev, deadline, base_tree)
+            del base_tree  # judged: its bytes are HEAD's to share while it is read
             after = _snapshot(head_tree, today, before)
         if before.files == 0 and after.files == 0:
             raise UsageError(f"{repo} is not a connection repository at either revision: "
