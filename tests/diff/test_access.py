@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+import scopekit
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connc.diff.access import matrix
-from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
+from connc.repository import ConnectionSummary, PipelineSummary
 from connc.scope import (
     EVERYONE,
     GrantTable,
@@ -144,11 +145,11 @@ _NAMES = st.sampled_from(["a", "b", "c"])
 def _scopes(draw: st.DrawFn) -> tuple[list[ConnectionSummary], list[PipelineSummary]]:
     refs = st.sampled_from(["user:a", "user:b", "team:t", "team:u", "pipeline:p0",
                             "pipeline:p1", "user:c"])
-    connections = [_connection(f"c{i}", draw(_NAMES),
+    connections = [scopekit.connection(f"c{i}", draw(_NAMES),
                                draw(st.sampled_from(["private", "public", "custom"])),
                                draw(st.lists(refs, max_size=3)))
                    for i in range(draw(st.integers(0, 6)))]
-    pipelines = [_pipeline(f"p{i}", draw(_NAMES),
+    pipelines = [scopekit.pipeline(f"p{i}", draw(_NAMES),
                            draw(st.lists(st.sampled_from(["t", "u"]), max_size=2)),
                            draw(st.lists(st.sampled_from([f"c{j}" for j in range(7)]),
                                          max_size=3)))
@@ -161,19 +162,7 @@ def _scopes(draw: st.DrawFn) -> tuple[list[ConnectionSummary], list[PipelineSumm
 def test_grant_states_is_decide_on_every_pair(
         drawn: tuple[list[ConnectionSummary], list[PipelineSummary]]) -> None:
     """The index grant_states reads "may" from admits exactly what scope.decide admits."""
-    connections, pipelines = drawn
-    expected = {}
-    for p in pipelines:
-        used = {use.connection for use in p.uses}
-        for c in connections:
-            allowed = decide(pipeline_scope(p), connection_scope(c)) is None
-            if c.id in used:
-                expected[(p.id, c.id)] = "uses" if allowed else "denied"
-            elif allowed and c.visibility != "public":
-                expected[(p.id, c.id)] = "may"
-    expected.update({(EVERYONE, c.id): "may" for c in connections if c.visibility == "public"})
-    assert {(pid, cid): state for pid, row in grant_states(connections, pipelines).items()
-            for cid, state in row.items()} == expected
+    assert scopekit.granted(*drawn) == scopekit.decided(*drawn)
 
 
 @st.composite
@@ -213,32 +202,15 @@ def test_the_rows_a_diff_leaves_out_are_equal_and_the_others_are_built_afresh(
 
 
 def test_a_side_unchanged_builds_no_row() -> None:
-    connections = [_connection("c0", "a", "private", []),
-                   _connection("c1", "b", "custom", ["team:t"])]
-    pipelines = [_pipeline("p0", "a", ["t"], ["c0", "c1"]), _pipeline("p1", "b", [], ["c1"])]
+    connections = [scopekit.connection("c0", "a", "private", []),
+                   scopekit.connection("c1", "b", "custom", ["team:t"])]
+    pipelines = [scopekit.pipeline("p0", "a", ["t"], ["c0", "c1"]), scopekit.pipeline("p1", "b", [], ["c1"])]
     base = GrantTable(connections, pipelines)
     head = GrantTable(list(connections), list(pipelines))
     assert [pid for pid, _old, _new in changed_rows(base, head)] == [EVERYONE]
     assert not base._rows and not head._rows  # neither side built a pipeline's row
     # A connection made public changes the "may" group of its owner: p1's row is compared.
-    public = [connections[0], _connection("c1", "b", "public", [])]
+    public = [connections[0], scopekit.connection("c1", "b", "public", [])]
     compared = {pid: new for pid, _old, new in changed_rows(base, GrantTable(public, pipelines))}
     assert set(compared) == {EVERYONE, "p0", "p1"}
     assert compared["p1"] == grant_states(public, pipelines)["p1"]
-
-
-def _connection(cid: str, owner: str, visibility: str, members: list[str]) -> ConnectionSummary:
-    return ConnectionSummary(
-        relpath=f"connections.d/{cid}.sops.yaml", id=cid, id_pos=(1, 1), owner=owner,
-        owner_pos=(1, 1), visibility=visibility,
-        members=tuple((m, (1, 1)) for m in members), type="git", spec=(), sealed=True,
-        recipients=frozenset(), sops_pos=(1, 1), wrapped_keys=frozenset(),
-        ciphertexts=frozenset(), credential_pos=(1, 1))
-
-
-def _pipeline(pid: str, owner: str, teams: list[str], uses: list[str]) -> PipelineSummary:
-    return PipelineSummary(
-        relpath=f"pipelines.d/{pid}.yaml", id=pid, id_pos=(1, 1), owner=owner,
-        owner_pos=(1, 1), teams=tuple((t, (1, 1)) for t in teams),
-        uses=tuple(UseSummary(c, (1, 1), (), None, None, False) for c in dict.fromkeys(uses)),
-        recipients=frozenset())

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+import scopekit
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -24,14 +25,9 @@ from connc.diff import revisions
 from connc.diff.compare import compare
 from connc.diff.run import diff
 from connc.diff.snapshot import Snapshot, snapshot
-from connc.repository import ConnectionSummary, PipelineSummary, UseSummary
+from connc.repository import ConnectionSummary, PipelineSummary
 from connc.scope import (
-    EVERYONE,
     GrantTable,
-    connection_scope,
-    decide,
-    grant_states,
-    pipeline_scope,
 )
 from connc.validate.run import validate
 from kit.build import (
@@ -184,24 +180,6 @@ def test_every_object_of_a_long_list_arrives_in_the_background(tmp_path: Path) -
             == git(root, "cat-file", "blob", oid.decode()).encode()
 
 
-def _connection(cid: str, owner: str, visibility: str, members: list[str], *,
-                blocks: frozenset[bytes] = frozenset()) -> ConnectionSummary:
-    return ConnectionSummary(
-        relpath=f"connections.d/{cid}.sops.yaml", id=cid, id_pos=(1, 1), owner=owner,
-        owner_pos=(1, 1), visibility=visibility,
-        members=tuple((m, (1, 1)) for m in members), type="git", spec=(), sealed=True,
-        recipients=frozenset(), sops_pos=(1, 1), wrapped_keys=blocks & {b"k1", b"k2", b"k3"},
-        ciphertexts=blocks - {b"k1", b"k2", b"k3"}, credential_pos=(1, 1))
-
-
-def _pipeline(pid: str, owner: str, teams: list[str], uses: list[str]) -> PipelineSummary:
-    return PipelineSummary(
-        relpath=f"pipelines.d/{pid}.yaml", id=pid, id_pos=(1, 1), owner=owner,
-        owner_pos=(1, 1), teams=tuple((t, (1, 1)) for t in teams),
-        uses=tuple(UseSummary(c, (1, 1), (), None, None, False) for c in dict.fromkeys(uses)),
-        recipients=frozenset())
-
-
 _OWNERS = st.sampled_from(["a", "b"])
 
 
@@ -211,11 +189,11 @@ def _estates(draw: st.DrawFn) -> tuple[list[ConnectionSummary], list[PipelineSum
     # public connection used (and so "uses", not only EVERYONE's "may"), a use of a
     # connection the pipeline may use anyway, a use denied, a use of a missing connection.
     refs = st.sampled_from(["user:a", "user:b", "team:t", "pipeline:p0", "pipeline:p1"])
-    connections = [_connection(draw(st.sampled_from(["c0", "c1", "c2"])), draw(_OWNERS),
+    connections = [scopekit.connection(draw(st.sampled_from(["c0", "c1", "c2"])), draw(_OWNERS),
                                draw(st.sampled_from(["private", "public", "custom"])),
                                draw(st.lists(refs, max_size=3)))
                    for _ in range(draw(st.integers(0, 5)))]
-    pipelines = [_pipeline(draw(st.sampled_from(["p0", "p1"])), draw(_OWNERS),
+    pipelines = [scopekit.pipeline(draw(st.sampled_from(["p0", "p1"])), draw(_OWNERS),
                            draw(st.lists(st.just("t"), max_size=1)),
                            draw(st.lists(st.sampled_from(["c0", "c1", "c2", "c9"]), max_size=3)))
                  for _ in range(draw(st.integers(0, 5)))]
@@ -229,20 +207,7 @@ def test_grants_of_ids_seen_twice_are_decide_for_each(
     """Each pair is what `decide` says of the connection read last under its id; of two
     pipelines under one id, a use is the last one's that uses it, else "may" when either
     may use it. A public connection is EVERYONE's "may" and a use of it is "uses"."""
-    connections, pipelines = drawn
-    latest = {c.id: c for c in connections}
-    expected: dict[tuple[str, str], str] = {}
-    for p in pipelines:
-        for c in latest.values():
-            allowed = decide(pipeline_scope(p), connection_scope(c)) is None
-            if c.id in {use.connection for use in p.uses}:
-                expected[(p.id, c.id)] = "uses" if allowed else "denied"
-            elif allowed and c.visibility != "public":
-                expected.setdefault((p.id, c.id), "may")
-    expected.update({(EVERYONE, c.id): "may" for c in latest.values()
-                     if c.visibility == "public"})
-    assert {(pid, cid): state for pid, row in grant_states(connections, pipelines).items()
-            for cid, state in row.items()} == expected
+    assert scopekit.granted(*drawn) == scopekit.decided(*drawn)
 
 
 def _side(connections: dict[str, ConnectionSummary]) -> Snapshot:
@@ -257,7 +222,7 @@ _BLOCKS = st.frozensets(st.sampled_from([b"k1", b"k2", b"k3", b"d1", b"d2", b"d3
 
 @st.composite
 def _two_sides(draw: st.DrawFn) -> tuple[Snapshot, Snapshot]:
-    base = {cid: _connection(cid, draw(_OWNERS), "private", [], blocks=draw(_BLOCKS))
+    base = {cid: scopekit.connection(cid, draw(_OWNERS), "private", [], blocks=draw(_BLOCKS))
             for cid in draw(st.lists(st.sampled_from(["c0", "c1", "c2", "c3"]), unique=True))}
     head: dict[str, ConnectionSummary] = {}
     for cid in ["c0", "c1", "c2", "c3", "c4", "c5"]:
@@ -265,7 +230,7 @@ def _two_sides(draw: st.DrawFn) -> tuple[Snapshot, Snapshot]:
         if kept == "same object" and cid in base:
             head[cid] = base[cid]  # judged once for both sides: one object
         elif kept == "new":
-            head[cid] = _connection(cid, draw(_OWNERS), "private", [], blocks=draw(_BLOCKS))
+            head[cid] = scopekit.connection(cid, draw(_OWNERS), "private", [], blocks=draw(_BLOCKS))
     return _side(base), _side(head)
 
 
