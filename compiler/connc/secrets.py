@@ -62,6 +62,9 @@ SECRET_KEYS = frozenset({
 })
 
 _BASE64_PRIVATE_KEY = "a base64-encoded private key"
+# How the line of an age identity (a secret key) starts: a name to recognise one by, not a
+# key. Spelt in two parts so that secret scanners run over connc's own source do not flag it.
+AGE_IDENTITY_PREFIX = "AGE-SECRET-" + "KEY-1"
 # What goes on inside a PEM block or its base64, as connc may show it: base64, line breaks
 # (as they are, as JSON escapes them, as `findings.printable` and GitHub's workflow commands
 # show them). A match never takes a `"` or a lone backslash, so that redacting JSON or CSV text
@@ -81,8 +84,7 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
     # far as its text goes on. Spaces may be gone (diff shows `*Data` fields without them).
     ("a private key", rf"-----BEGIN{_PEM_LABEL}-----(?:(?:{_BLOCK_TEXT}|[:,-])*?"
                       rf"-----END{_PEM_LABEL}-----|{_BLOCK_TEXT}*)"),
-    # Spelt in two parts so that secret scanners run over connc's own source do not flag it.
-    ("an age secret key", "AGE-SECRET-" + r"KEY-1[0-9A-Z]{50,}"),
+    ("an age secret key", re.escape(AGE_IDENTITY_PREFIX) + r"[0-9A-Z]{50,}"),
     # base64 of "-----BEGIN": a PEM block inside base64 (kubeconfig `*Data` fields); a
     # private key only when its header says so (`_base64_private`), a certificate is public.
     (_BASE64_PRIVATE_KEY, rf"LS0tLS1CRUdJTi{_BLOCK_TEXT}*"),
@@ -90,7 +92,7 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
 # Text every match of `_PATTERNS` holds (tests/core/test_secrets.py draws matches of each and
 # checks): most text holds none, and looking for them takes a tenth of the regular expression.
 _ANCHORS = ("gh", "github_pat_", "glpat-", "xox", "AKIA", "ASIA", "sk_live_", "-----BEGIN",
-            "AGE-SECRET-" + "KEY-1", "LS0tLS1CRUdJTi")
+            AGE_IDENTITY_PREFIX, "LS0tLS1CRUdJTi")
 # Words a secret-named key takes as a mode, not a secret: a kubernetes connection's `auth: oidc`.
 _MODES = frozenset({"oidc"})
 _SECRET_LOOKING = re.compile("|".join(f"(?P<k{index}>{pattern})"

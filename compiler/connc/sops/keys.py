@@ -23,13 +23,11 @@ from collections.abc import Mapping, MutableMapping
 from pathlib import Path
 
 from connc.errors import SopsError, UsageError
+from connc.secrets import AGE_IDENTITY_PREFIX
 from connc.sops.metadata import read_metadata
 from connc.sops.recipients import NO_KEY_GROUPS, KeyGroups, recipient_id, shown_recipient
 
 KEY_FILE_VARIABLE = "SOPS_AGE_KEY_FILE"
-# How the line of an age identity starts (age's Bech32 prefix): a name to recognise one by,
-# not a key.
-_IDENTITY_PREFIX = "AGE-SECRET-KEY-1"
 # The variables through which a user chooses sops' age keys; when one is set, connc adds none.
 _AGE_VARIABLES = ("SOPS_AGE_KEY", KEY_FILE_VARIABLE, "SOPS_AGE_KEY_CMD")
 _SHOWN_RECIPIENTS = 6
@@ -145,7 +143,7 @@ def _parsed(where: str, text: str) -> Source:
         if not line or line.startswith("#"):
             continue
         upper = line.upper()
-        if upper.startswith(_IDENTITY_PREFIX):
+        if upper.startswith(AGE_IDENTITY_PREFIX):
             try:
                 recipients.append(str(pyrage.x25519.Identity.from_str(line).to_public()))
             except Exception:  # noqa: BLE001 - pyrage's errors say nothing we would show
@@ -156,12 +154,12 @@ def _parsed(where: str, text: str) -> Source:
         elif line.startswith("age1") and " " not in line:
             shown = shown_recipient(line[:90])  # printable: a file may hold escapes
             return Source(where, problem=f"holds the public key {shown} where sops needs "
-                                         f"the identity (the {_IDENTITY_PREFIX}... line of the "
+                                         f"the identity (the {AGE_IDENTITY_PREFIX}... line of the "
                                          f"key file, not its `# public key:` line)")
         else:
             # Never quoted: it may be any secret pasted into the wrong file.
             return Source(where, problem=f"not an age identity (line {number} is neither an "
-                                         f"{_IDENTITY_PREFIX}... line nor a # comment)")
+                                         f"{AGE_IDENTITY_PREFIX}... line nor a # comment)")
     if not recipients and not opaque:
         return Source(where, problem="holds no age identity")
     return Source(where, tuple(recipients), opaque=opaque)
