@@ -15,9 +15,9 @@ caller (`Tree.skipped`).
 A pull request controls the blobs, and git stores 200 MB of zeros in 200 KB: so no blob is
 read before its size is known (`ls-tree -l`, from the objects' headers). One over the size
 limit of its file is never read: it is held by its size, which the reader refuses without
-asking for its bytes (CONNC006, as validate refuses it in a checkout). The others are read once each, and
-all of them together are bounded (`MAX_REVISION_BYTES`). Every git process of a diff shares
-one deadline.
+asking for its bytes (CONNC006, as validate refuses it in a checkout). The others are read
+once each, and all of them together are bounded (`MAX_REVISION_BYTES`). Every git process
+of a diff shares one deadline.
 """
 
 from __future__ import annotations
