@@ -16,6 +16,11 @@ Every child is owned and bounded:
   RLIMIT_DATA counts what is really mapped writable (46 MB for the same run);
 - what it writes is bounded: stdout up to `OUTPUT_LIMIT` (more stops it), stderr kept up to
   `_STDERR_KEPT` (the rest is read and dropped, so a chatty program never blocks);
+- a program that writes a lot at once (`git cat-file`: 40 MB for a revision) writes it into
+  an anonymous file in memory (`spooled`), not a pipe: it never waits for connc, and connc
+  takes its output in one read once it has exited. Through a pipe, each read waited for the
+  interpreter whenever another thread of connc was busy (a revision read in the background
+  while `.sops.yaml` is parsed): the program stalled on a full pipe, a read at a time;
 - every wait has a bound, and `Deadline` is the one bound of a whole run that a command
   hands down to each of its waits.
 
@@ -29,7 +34,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import functools
 import math
 import os
@@ -52,12 +56,7 @@ _REAP_SECONDS = 5.0
 MEMORY_LIMIT = 1024 * 1024 * 1024
 OUTPUT_LIMIT = 64 * 1024 * 1024  # stdout a caller collects whole; more is not a tool's answer
 _STDERR_KEPT = 64 * 1024  # callers read a few known lines of it, never more
-# A program's output pipe holds this much (Linux, where the system allows it), and each read
-# takes up to as much: a program that writes a lot (`git cat-file`, 40 MB for a revision) fills
-# the default 64 KiB in moments and then waits for connc; with more room it goes on writing
-# while connc is busy (a read in a background thread waits for the interpreter), and one read
-# takes what a hundred did.
-_CHUNK = 1024 * 1024
+_CHUNK = 1024 * 1024  # what one read from a pipe takes at most
 _STDIN_CHUNK = 64 * 1024  # written without blocking: a pipe takes what room it has
 # Where util-linux keeps setpriv; never looked up on PATH, which is the caller's to change.
 _SETPRIV = ("/usr/bin/setpriv", "/bin/setpriv")
@@ -203,10 +202,11 @@ def _guarded(argv: list[str]) -> list[str]:
     return [*guard, "/bin/sh", "-c", _STILL_OURS, str(os.getpid()), *argv]
 
 
-def _limit_memory(pid: int, memory: int) -> None:
-    """RLIMIT_DATA for a child that is already running. The window between its exec and this
-    call is microseconds of a runtime starting up; the limit binds every later allocation,
-    and every process the child starts afterwards inherits it."""
+def _limit_resources(pid: int, memory: int, file_size: int | None) -> None:
+    """RLIMIT_DATA (and RLIMIT_FSIZE: what it may write to a file, a spooled stdout) for a
+    child that is already running. The window between its exec and this call is
+    microseconds of a runtime starting up; the limits bind every later allocation and
+    write, and every process the child starts afterwards inherits them."""
     import resource
 
     prlimit = getattr(resource, "prlimit", None)
@@ -214,30 +214,59 @@ def _limit_memory(pid: int, memory: int) -> None:
         return
     with contextlib.suppress(OSError):  # ProcessLookupError: it has already exited
         prlimit(pid, resource.RLIMIT_DATA, (memory, memory))
+        if file_size is not None:
+            prlimit(pid, resource.RLIMIT_FSIZE, (file_size, file_size))
+
+
+def _memory_file() -> int | None:
+    """A file descriptor of an anonymous file in memory, or None where the system has none
+    (then stdout is a pipe): never a file on disk, which would outlive a killed connc."""
+    create = getattr(os, "memfd_create", None)
+    if create is None:
+        return None
+    try:
+        return int(create("connc-stdout", os.MFD_CLOEXEC))
+    except OSError:  # a kernel without memfd (before Linux 3.17), or out of files
+        return None
 
 
 class Process:
     """A program started now; `wait()` collects it.
 
-    `memory`: bytes of data the program (and what it starts) may map.
+    `memory`: bytes of data the program (and what it starts) may map. `limit`: bytes of
+    stdout it may write (more: `TooMuchOutput`). `spooled`: stdout goes to an anonymous file
+    in memory (Linux's memfd; a pipe where there is none), read whole once the program has
+    exited; the kernel stops the program at `limit` (RLIMIT_FSIZE).
     """
 
     def __init__(self, args: Sequence[str], *, cwd: Path | str | None = None,
                  env: Mapping[str, str] | None = None, stdin: bytes | None = None,
-                 memory: int = MEMORY_LIMIT) -> None:
+                 memory: int = MEMORY_LIMIT, limit: int = OUTPUT_LIMIT,
+                 spooled: bool = False) -> None:
         self.program = os.path.basename(args[0])
-        self._stdin, self._done = stdin, False
+        self._stdin, self._done, self._limit = stdin, False, limit
         # Looked up here as Popen would (in `env`'s PATH): through setpriv, a missing program
         # would be setpriv's failure, not ours to name.
         executable = shutil.which(args[0], path=os.pathsep.join(os.get_exec_path(env)))
         if executable is None:
             raise UsageError(f"{self.program} is not installed (or not on PATH)")
+        self._spool = _memory_file() if spooled else None
         try:
-            self._proc = subprocess.Popen(
-                _guarded([executable, *args[1:]]), cwd=cwd,
-                env=dict(env) if env is not None else None,
+            self._proc = self._start([executable, *args[1:]], cwd, env, stdin)
+        except BaseException:
+            self._close_spool()
+            raise
+        _limit_resources(self._proc.pid, memory,
+                         limit + 1 if self._spool is not None else None)
+
+    def _start(self, argv: list[str], cwd: Path | str | None, env: Mapping[str, str] | None,
+               stdin: bytes | None) -> subprocess.Popen[bytes]:
+        try:
+            return subprocess.Popen(
+                _guarded(argv), cwd=cwd, env=dict(env) if env is not None else None,
                 stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                stdout=self._spool if self._spool is not None else subprocess.PIPE,
+                stderr=subprocess.PIPE, start_new_session=True)
         except FileNotFoundError:
             if cwd is not None and not os.path.isdir(cwd):  # Popen says the same for it
                 raise UsageError(f"cannot run {self.program}: its working directory "
@@ -245,28 +274,20 @@ class Process:
             raise UsageError(f"{self.program} is not installed (or not on PATH)") from None
         except OSError as exc:
             raise UsageError(f"cannot run {self.program}: {exc.strerror}") from None
-        _limit_memory(self._proc.pid, memory)
-        if hasattr(fcntl, "F_SETPIPE_SZ") and self._proc.stdout is not None:
-            with contextlib.suppress(OSError):  # over the system's limits: the default size
-                fcntl.fcntl(self._proc.stdout.fileno(), fcntl.F_SETPIPE_SZ, _CHUNK)
 
     @property
     def pid(self) -> int:
         return self._proc.pid
 
-    def wait(self, timeout: float, *, sink: Callable[[bytes], None] | None = None,
-             limit: int = OUTPUT_LIMIT, cancel: Cancel | None = None) -> Completed:
-        """Feed stdin, wait at most `timeout` seconds, return what the program wrote.
-
-        stdout is collected up to `limit` bytes (more: `TooMuchOutput`), or handed to `sink`
-        chunk by chunk as it arrives (then `Completed.stdout` is empty and the sink bounds it).
-        When `cancel` is set (now or while waiting) the group is killed, reaped, and
-        `Cancelled` raised.
+    def wait(self, timeout: float, *, cancel: Cancel | None = None) -> Completed:
+        """Feed stdin, wait at most `timeout` seconds, return what the program wrote (stdout
+        up to the `limit` it was started with: more raises `TooMuchOutput`). When `cancel` is
+        set (now or while waiting) the group is killed, reaped, and `Cancelled` raised.
         """
         if cancel is not None and not cancel.add(self.kill):
             self.kill()
         try:
-            completed = self._wait(timeout, sink, limit)
+            completed = self._wait(timeout)
         finally:
             if cancel is not None:  # after the reap: too soon for the pid to be reused
                 cancel.discard(self.kill)
@@ -274,12 +295,13 @@ class Process:
             raise Cancelled(self.program)
         return completed
 
-    def _wait(self, timeout: float, sink: Callable[[bytes], None] | None,
-              limit: int) -> Completed:
+    def _wait(self, timeout: float) -> Completed:
         end = time.monotonic() + timeout
         try:
-            out, err = self._communicate(end, sink, limit)
+            out, err = self._communicate(end)
             returncode = self._proc.wait(timeout=max(0.0, end - time.monotonic()))
+            if self._spool is not None:
+                out = self._spooled_output()
         except (subprocess.TimeoutExpired, _Expired):
             self.stop()
             raise Timeout(self.program, timeout) from None
@@ -289,11 +311,11 @@ class Process:
         self._done = True
         return Completed(returncode, out, err)
 
-    def _communicate(self, end: float, sink: Callable[[bytes], None] | None,
-                     limit: int) -> tuple[bytes, bytes]:
-        """subprocess.communicate, with stdout bounded or streamed and stderr truncated."""
+    def _communicate(self, end: float) -> tuple[bytes, bytes]:
+        """subprocess.communicate, with stdout bounded (when it is a pipe) and stderr
+        truncated."""
         proc = self._proc
-        assert proc.stdout is not None and proc.stderr is not None
+        assert proc.stderr is not None
         out, err = bytearray(), bytearray()
         pending = memoryview(self._stdin or b"")
         with selectors.DefaultSelector() as selector:
@@ -306,7 +328,8 @@ class Process:
                     selector.register(proc.stdin, selectors.EVENT_WRITE)
                 else:
                     proc.stdin.close()
-            selector.register(proc.stdout, selectors.EVENT_READ)
+            if proc.stdout is not None:  # None: spooled
+                selector.register(proc.stdout, selectors.EVENT_READ)
             selector.register(proc.stderr, selectors.EVENT_READ)
             while selector.get_map():
                 left = end - time.monotonic()
@@ -332,14 +355,33 @@ class Process:
                         continue
                     if key.fileobj is proc.stderr:
                         err += chunk[:max(0, _STDERR_KEPT - len(err))]
-                    elif sink is not None:
-                        sink(chunk)
                     else:
                         out += chunk
-                        if len(out) > limit:
+                        if len(out) > self._limit:
                             self.stop()
-                            raise TooMuchOutput(self.program, limit)
+                            raise TooMuchOutput(self.program, self._limit)
         return bytes(out), bytes(err)
+
+    def _spooled_output(self) -> bytes:
+        """What the program (exited) wrote to its spool, whole; the spool closed."""
+        assert self._spool is not None
+        try:
+            size = os.fstat(self._spool).st_size
+            if size > self._limit:  # stopped by RLIMIT_FSIZE (SIGXFSZ), or ignored it
+                raise TooMuchOutput(self.program, self._limit)
+            chunks: list[bytes] = []  # one, unless the system reads less than asked
+            offset = 0
+            while offset < size and (chunk := os.pread(self._spool, size - offset, offset)):
+                chunks.append(chunk)
+                offset += len(chunk)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        finally:
+            self._close_spool()
+
+    def _close_spool(self) -> None:
+        if self._spool is not None:
+            os.close(self._spool)
+            self._spool = None
 
     def kill(self) -> None:
         """Signal the group to die, and nothing else: safe in any thread (a `Cancel`'s
@@ -359,6 +401,7 @@ class Process:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
+        self._close_spool()
         # Closed pipes: a grandchild that left the group and still holds one cannot make
         # the reap wait; the group's leader is dead, so this returns at once.
         with contextlib.suppress(subprocess.TimeoutExpired):

@@ -41,9 +41,14 @@ def test_a_deadline_takes_a_positive_number(seconds: float) -> None:
         process.Deadline(seconds, "--timeout")
 
 
-def test_a_timeout_kills_the_whole_group(tmp_path: Path) -> None:
+SPOOLED = pytest.mark.parametrize("spooled", [False, True], ids=["pipe", "spooled"])
+
+
+@SPOOLED
+def test_a_timeout_kills_the_whole_group(tmp_path: Path, spooled: bool) -> None:
     marker = tmp_path / "grandchild"
-    running = process.Process(["sh", "-c", f'sleep 600 & echo $! > {marker}; wait'])
+    running = process.Process(["sh", "-c", f'sleep 600 & echo $! > {marker}; wait'],
+                              spooled=spooled)
     with pytest.raises(process.Timeout):
         running.wait(0.5)
     assert none_left([int(marker.read_text())])
@@ -61,22 +66,37 @@ def test_memory_is_bounded() -> None:
         assert bounded.returncode != 0 and b"MemoryError" in bounded.stderr
 
 
-def test_output_beyond_the_limit_stops_the_program() -> None:
-    running = process.Process(["cat", "/dev/zero"])
+@SPOOLED
+def test_output_beyond_the_limit_stops_the_program(spooled: bool) -> None:
+    # Spooled, the kernel stops it (RLIMIT_FSIZE): a program that writes forever never
+    # fills connc's memory while connc waits for its end.
+    running = process.Process(["cat", "/dev/zero"], limit=1024 * 1024, spooled=spooled)
     started = time.monotonic()
     with pytest.raises(process.TooMuchOutput, match="more than 1 MiB"):
-        running.wait(30, limit=1024 * 1024)
+        running.wait(30)
     assert time.monotonic() - started < 10
     assert not alive(running.pid)
 
 
-def test_a_sink_gets_stdout_as_it_comes() -> None:
-    seen: list[int] = []
-    done = process.Process(["head", "-c", str(100 * 1024 * 1024), "/dev/zero"]).wait(
-        30, sink=lambda chunk: seen.append(len(chunk)), limit=1024)
-    assert done.returncode == 0 and done.stdout == b""
-    # Streamed: a read at a time, each at most what the pipe holds, never the whole.
-    assert sum(seen) == 100 * 1024 * 1024 and max(seen) <= process._CHUNK and len(seen) >= 100
+@pytest.mark.skipif(not hasattr(os, "memfd_create"), reason="no anonymous memory files here")
+def test_spooled_output_is_in_memory_and_bounded_by_the_kernel() -> None:
+    running = process.Process(["sh", "-c", "head -c 1000 /dev/zero; sleep 30"], limit=4096,
+                              spooled=True)
+    try:
+        assert os.readlink(f"/proc/{running.pid}/fd/1").startswith("/memfd:connc-stdout")  # no file on disk, no pipe
+        limits = Path(f"/proc/{running.pid}/limits").read_text()
+        [fsize] = [row for row in limits.splitlines() if row.startswith("Max file size")]
+        assert fsize.split()[3:5] == ["4097", "4097"]  # one byte more: the limit is exact
+    finally:
+        running.stop()
+
+
+@SPOOLED
+def test_a_large_answer_comes_whole(spooled: bool) -> None:
+    size = 100 * 1024 * 1024
+    done = process.Process(["head", "-c", str(size), "/dev/urandom"], limit=size,
+                           spooled=spooled).wait(30)
+    assert done.returncode == 0 and len(done.stdout) == size
 
 
 def test_stderr_is_kept_short_and_never_blocks_the_program() -> None:
@@ -85,10 +105,11 @@ def test_stderr_is_kept_short_and_never_blocks_the_program() -> None:
     assert len(done.stderr) == 64 * 1024
 
 
-def test_stdin_and_stdout_flow_together() -> None:
+@SPOOLED
+def test_stdin_and_stdout_flow_together(spooled: bool) -> None:
     # More than a pipe holds both ways: written all first, it would deadlock.
     data = os.urandom(4 * 1024 * 1024)
-    done = process.run(["cat"], timeout=30, stdin=data)
+    done = process.Process(["cat"], stdin=data, spooled=spooled).wait(30)
     assert done.stdout == data
 
 
@@ -198,21 +219,23 @@ def test_a_timeout_says_which_program_and_how_long() -> None:
     assert not alive(running.pid)
 
 
+@SPOOLED
 @pytest.mark.parametrize(("size", "limit", "stopped"), [
     (4096, 4096, False),  # exactly the limit is an answer
     (4097, 4096, True),
     (0, 0, False),
 ])
-def test_the_output_limit_is_exact(size: int, limit: int, stopped: bool) -> None:
-    running = process.Process(["head", "-c", str(size), "/dev/zero"])
+def test_the_output_limit_is_exact(size: int, limit: int, stopped: bool, spooled: bool) -> None:
+    running = process.Process(["head", "-c", str(size), "/dev/zero"], limit=limit,
+                              spooled=spooled)
     if stopped:
         with pytest.raises(process.TooMuchOutput) as caught:
-            running.wait(30, limit=limit)
+            running.wait(30)
         assert caught.value.exit_code == 2
         assert caught.value.message.startswith("head wrote more than")
         assert not alive(running.pid)
     else:
-        assert running.wait(30, limit=limit).stdout == b"\0" * size
+        assert running.wait(30).stdout == b"\0" * size
 
 
 def test_the_stderr_kept_is_its_beginning() -> None:
@@ -234,20 +257,28 @@ def test_a_program_killed_by_a_signal_has_a_negative_code() -> None:
     assert done.returncode == -signal.SIGTERM
 
 
+@SPOOLED
 @pytest.mark.parametrize("failure", [RuntimeError, KeyboardInterrupt])
 def test_a_failure_while_waiting_stops_and_reaps_the_child(
-        tmp_path: Path, failure: type[BaseException]) -> None:
-    # The caller's sink raising is any exception while waiting (an interrupt lands the same
+        tmp_path: Path, failure: type[BaseException], spooled: bool) -> None:
+    # A signal handler raising is any exception while waiting (an interrupt lands the same
     # way): the child and what it started must not outlive the wait.
     marker = tmp_path / "grandchild"
     running = process.Process(["sh", "-c", f"sleep 600 & echo $! > {marker}; "
-                                           "while :; do echo tick; sleep 0.05; done"])
+                                           "while :; do echo tick; sleep 0.05; done"],
+                              spooled=spooled)
 
-    def sink(_chunk: bytes) -> None:
+    def fail(_signum: int, _frame: object) -> None:
         raise failure("the caller failed")
 
-    with pytest.raises(failure):
-        running.wait(30, sink=sink)
+    previous = signal.signal(signal.SIGALRM, fail)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.3)
+        with pytest.raises(failure):
+            running.wait(30)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
     assert not alive(running.pid)
     assert none_left([int(marker.read_text())])
     with pytest.raises(ChildProcessError):
@@ -255,11 +286,14 @@ def test_a_failure_while_waiting_stops_and_reaps_the_child(
     running.stop()  # and a second stop is a no-op
 
 
-def test_a_grandchild_holding_the_pipes_cannot_make_the_wait_hang(tmp_path: Path) -> None:
+@SPOOLED
+def test_a_grandchild_holding_the_pipes_cannot_make_the_wait_hang(tmp_path: Path,
+                                                                 spooled: bool) -> None:
     # It left the group (setsid) and keeps stdout open: the wait ends at its timeout, and
     # the reap does not wait for the grandchild's end.
     marker = tmp_path / "escaped"
-    running = process.Process(["sh", "-c", f"setsid sleep 600 & echo $! > {marker}"])
+    running = process.Process(["sh", "-c", f"setsid sleep 600 & echo $! > {marker}"],
+                              spooled=spooled)
     started = time.monotonic()
     try:
         with pytest.raises(process.Timeout):

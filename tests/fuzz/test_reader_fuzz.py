@@ -20,6 +20,7 @@ import pytest
 import readerkit
 
 from connc.diff import revisions
+from connc.errors import UsageError
 
 # Cases that once failed, by seed and what they broke: replayed every run.
 KEPT = {
@@ -129,28 +130,35 @@ def test_a_gitattributes_above_the_repository_that_is_a_directory(
     assert isinstance(findings, list) and "CONNC017" in {found.code for found in findings}
 
 
-def test_cat_file_output_is_parsed_whatever_its_chunks(repo: Path) -> None:
-    """`cat-file --batch` output arrives in pipe-sized chunks that split a header, an object
-    or the newline after it anywhere: each object comes out whole, whatever the split."""
+def test_cat_file_output_is_cut_into_its_objects(repo: Path) -> None:
+    """`cat-file --batch` output of objects that look like its own headers, empty ones,
+    newlines only, every byte: each object comes out whole, and an answer with a byte
+    more, a byte less or a byte of its frame changed is refused."""
     contents = [b"", b"\n", b"a", b"\n" * 3, b"x" * 70_000, bytes(range(256)) * 5]
     oids = [readerkit.git(repo, "hash-object", "-w", "--stdin", stdin=data).strip()
             for data in contents]
+    contents.append(oids[0] + b" blob 0\n\n")  # an object that is another's answer
+    oids.append(readerkit.git(repo, "hash-object", "-w", "--stdin", stdin=contents[-1]).strip())
     sizes = dict(zip(oids, map(len, contents), strict=True))
     output = readerkit.git(repo, "cat-file", "--batch",
                            stdin=b"".join(oid + b"\n" for oid in oids))
+    assert [bytes(data) for _oid, data in revisions._split_batch(output, oids, sizes, "e")] \
+        == contents
+    frame = set()  # where the headers and the newline after each object are
+    pos = 0
+    for oid, data in zip(oids, contents, strict=True):
+        header = len(oid) + len(b" blob %d\n" % len(data))
+        frame.update(range(pos, pos + header))
+        pos += header + len(data)
+        frame.add(pos)
+        pos += 1
     rng = random.Random(0)
-    for _ in range(50):
-        files = revisions.Blobs(Path("/dev/null/revision"))
-        for oid in oids:
-            files.add(f"/dev/null/revision/{oid.decode()}", oid, sizes[oid])
-        reader = revisions._BatchReader(oids, sizes, files, "reading")
-        at = 0
-        while at < len(output):
-            step = rng.choice([1, 2, 40, 41, 42, 65_536, rng.randint(1, 5_000)])
-            reader.feed(output[at:at + step])
-            at += step
-        reader.finish()
-        assert [files.data(oid) for oid in oids] == contents
+    for _ in range(300):
+        at = rng.choice(sorted(frame))
+        damaged = rng.choice([output[:at] + output[at + 1:], output + b"\n",
+                              output[:at] + bytes([output[at] ^ 0x21]) + output[at + 1:]])
+        with pytest.raises(UsageError):
+            list(revisions._split_batch(damaged, oids, sizes, "e"))
 
 
 def test_diff_between_hostile_trees_exits_0_or_1(repo: Path, base: readerkit.Tree) -> None:

@@ -27,7 +27,7 @@ import errno
 import os
 import posixpath
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 from connc import documents, process, repository
@@ -51,13 +51,14 @@ class Revision:
 
 def _git(args: list[str], cwd: Path, error: str, deadline: process.Deadline, *,
          stdin: bytes | None = None, show_stderr: bool = False,
-         sink: Callable[[bytes], None] | None = None) -> bytes:
+         limit: int = process.OUTPUT_LIMIT, spooled: bool = False) -> bytes:
     """Run git; on failure raise `error` (git's stderr only when asked: it names no contents).
-    `sink`: stdout goes there as it arrives, instead of being returned."""
+    `limit`, `spooled`: its stdout's bound, and where it goes (`process.Process`)."""
     command = ["git", "--no-pager", "--literal-pathspecs", "-c", "core.quotepath=off", *args]
     try:
-        done = process.Process(command, cwd=cwd, stdin=stdin, env=_git_env()).wait(
-            deadline.remaining(), sink=sink, cancel=deadline.cancel)
+        done = process.Process(command, cwd=cwd, stdin=stdin, env=_git_env(), limit=limit,
+                               spooled=spooled).wait(deadline.remaining(),
+                                                     cancel=deadline.cancel)
     except process.Timeout:
         raise deadline.exceeded(f"{error}: git") from None
     except process.Cancelled:  # the run stopped while a revision was read in the background
@@ -141,7 +142,8 @@ class Blobs(repository.Files):
         # Held by their paths as text: a path is hashed as such in one step, a `Path` is not.
         self._top = str(top)
         self._blobs: dict[str, bytes] = {}  # path -> object id
-        self._data: dict[bytes, bytes | None] = {}  # object id -> bytes (None: not read)
+        # object id -> its bytes, a view of git's answer (None: not read)
+        self._data: dict[bytes, memoryview | None] = {}
         self._sizes: dict[bytes, int] = {}
         self._children: dict[str, set[str]] = {}  # directory -> the names in it
         self._links: set[str] = set()  # symlinks: present, never followed
@@ -179,10 +181,10 @@ class Blobs(repository.Files):
         parent, _, name = path.rpartition("/")
         self.directory(parent).add(name)
 
-    def fill(self, oid: bytes, data: bytes) -> None:
+    def fill(self, oid: bytes, data: memoryview) -> None:
         self._data[oid] = data
 
-    def data(self, oid: bytes) -> bytes | None:
+    def data(self, oid: bytes) -> memoryview | None:
         """An object's bytes, when they were read."""
         self.settle()
         return self._data.get(oid)
@@ -232,7 +234,7 @@ class Blobs(repository.Files):
             data = self._data[oid]
         if data is None:  # over its limit: the reader refuses it by its size first
             raise OSError(errno.EFBIG, os.strerror(errno.EFBIG), str(path))
-        return data
+        return bytes(data)
 
     def _oid(self, path: Path) -> bytes:
         oid = self._blobs.get(str(path))
@@ -368,12 +370,14 @@ def _read_blobs(top: Path, dest: Path, prefix: str, blobs: dict[bytes, list[str]
 
 def _cat(top: Path, oids: list[bytes], sizes: dict[bytes, int], files: Blobs, error: str,
          deadline: process.Deadline) -> None:
-    """The objects' bytes into `files`, streamed from one `cat-file --batch`."""
+    """The objects' bytes into `files`, from one `cat-file --batch` whose answer is exactly
+    as long as the listing's sizes say (its bound: git is stopped at one byte more)."""
     if oids:
-        reader = _BatchReader(oids, sizes, files, error)
-        _git(["cat-file", "--batch", "--buffer"], top, error, deadline,
-             stdin=b"".join(oid + b"\n" for oid in oids), sink=reader.feed)
-        reader.finish()
+        expected = sum(len(_header(oid, sizes[oid])) + sizes[oid] + 1 for oid in oids)
+        out = _git(["cat-file", "--batch", "--buffer"], top, error, deadline,
+                   stdin=b"".join(oid + b"\n" for oid in oids), limit=expected, spooled=True)
+        for oid, data in _split_batch(out, oids, sizes, error):
+            files.fill(oid, data)
 
 
 def _limit(relpath: str, prefix: str) -> int:
@@ -392,52 +396,30 @@ _CONNC_DIRECTORIES = (repository.CONNECTIONS_DIR, repository.PIPELINES_DIR)
 _CONNC_DIRECTORY_PREFIXES = tuple(f"{directory}/" for directory in _CONNC_DIRECTORIES)
 
 
-class _BatchReader:
-    """`git cat-file --batch` output ("<oid> <type> <size>\\n<data>\\n" per object), each
-    object handed to `files` once all of it has come; every object is checked against the
-    size the listing gave before any of it is kept."""
+def _header(oid: bytes, size: int) -> bytes:
+    return b"%s blob %d\n" % (oid, size)
 
-    def __init__(self, order: list[bytes], sizes: dict[bytes, int], files: Blobs,
-                 error: str) -> None:
-        self._order, self._sizes, self._files, self._error = order, sizes, files, error
-        self._buffer = bytearray()  # what came of the object (or header) not yet complete
-        self._done = 0
 
-    def feed(self, chunk: bytes) -> None:
-        # Appended, then cut where the last complete object ends: each byte is copied a
-        # bounded number of times, however the output is split into reads.
-        buffer = self._buffer
-        buffer += chunk
-        pos, end = 0, len(buffer)
-        while pos < end:
-            newline = buffer.find(b"\n", pos, pos + _MAX_HEADER)
-            if newline < 0:
-                if end - pos >= _MAX_HEADER:
-                    raise UsageError(f"{self._error}: git's answer is not understood")
-                break
-            oid, size = self._start(bytes(buffer[pos:newline]))
-            stop = newline + 1 + size  # where the newline after its data is
-            if stop >= end:
-                break  # the rest of it is still to come
-            if buffer[stop] != ord("\n"):
-                raise UsageError(f"{self._error}: git's answer is not understood")
-            self._files.fill(oid, bytes(buffer[newline + 1:stop]))
-            self._done += 1
-            pos = stop + 1
-        if pos:
-            del buffer[:pos]
-
-    def _start(self, header: bytes) -> tuple[bytes, int]:
-        fields = header.split(b" ")
-        expected = self._order[self._done] if self._done < len(self._order) else None
-        if expected is None or len(fields) != 3 or fields[0] != expected \
-                or fields[2] != str(self._sizes[expected]).encode():
-            raise UsageError(f"{self._error}: an object is missing or changed while read")
-        return expected, self._sizes[expected]
-
-    def finish(self) -> None:
-        if self._done != len(self._order) or self._buffer:
-            raise UsageError(f"{self._error}: an object is missing")
+def _split_batch(out: bytes, oids: list[bytes], sizes: dict[bytes, int],
+                 error: str) -> Iterator[tuple[bytes, memoryview]]:
+    """Each object of `git cat-file --batch`'s answer ("<oid> <type> <size>\\n<data>\\n" per
+    object), in the order asked, as a view of the answer (nothing copied); every header
+    must be the one the listing's size gives, every object end with its newline, and the
+    answer with the last of them."""
+    view = memoryview(out)
+    pos = 0
+    for oid in oids:
+        header = _header(oid, sizes[oid])
+        start = pos + len(header)
+        if out[pos:start] != header:  # "<oid> missing", another type or size: never guessed
+            raise UsageError(f"{error}: an object is missing or changed while read")
+        stop = start + sizes[oid]
+        if out[stop:stop + 1] != b"\n":
+            raise UsageError(f"{error}: git's answer is not understood")
+        yield oid, view[start:stop]
+        pos = stop + 1
+    if pos != len(out):
+        raise UsageError(f"{error}: git's answer is not understood")
 
 
 def _ls_tree(top: Path, commit: str, paths: list[str], error: str,

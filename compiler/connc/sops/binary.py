@@ -164,15 +164,14 @@ class Running:
         if deadline.expired:  # nothing is started once the run is out of time
             raise _late(deadline, relpath)
         self._process = process.Process([executable(), *args], cwd=repo, env=self._env,
-                                        stdin=stdin, memory=MEMORY_LIMIT)
+                                        stdin=stdin, memory=MEMORY_LIMIT, limit=_OUTPUT_LIMIT)
 
     def output(self) -> bytes:
         """stdout; or raise our own message: `SopsError`, `keys.KeyUnusable` when no
         file can be decrypted with the keys here, `process.DeadlineExceeded` (exit 2) when
         the run's deadline passes first."""
         try:
-            done = self._process.wait(self._deadline.remaining(), limit=_OUTPUT_LIMIT,
-                                      cancel=self._deadline.cancel)
+            done = self._process.wait(self._deadline.remaining(), cancel=self._deadline.cancel)
         except process.Timeout:
             raise _late(self._deadline, self.relpath) from None
         except process.TooMuchOutput:
