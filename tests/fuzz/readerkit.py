@@ -350,7 +350,7 @@ def _rewritten(tree: revisions.Tree, root: Path) -> list[str]:
     """The files read in memory whose checkout holds other bytes."""
     rewritten = []
     for relpath, oid in tree.identities.items():
-        data = tree.files.data(oid)
+        data = tree.files.settled_data().get(oid)
         path = root / relpath
         if data is not None and not path.is_symlink() and path.is_file() \
                 and path.read_bytes() != data:

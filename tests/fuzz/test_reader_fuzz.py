@@ -110,7 +110,7 @@ def test_files_connc_never_opens_count_toward_no_limit(
     monkeypatch.setattr(revisions, "MAX_REVISION_BYTES", 4 * 1024 * 1024)
     revision = readerkit.read_tree(repo, commit, "")
     assert revision.files.is_dir(revision.root / "connections.d" / "old")
-    assert all(revision.files.data(oid) is None for relpath, oid in
+    assert all(revision.files.settled_data()[oid] is None for relpath, oid in
                revision.identities.items() if relpath.startswith("connections.d/old/"))
     alike = readerkit.judged_alike(repo, tmp_path / "checkout", commit, "")
     assert alike is not None and alike[0] == alike[1]

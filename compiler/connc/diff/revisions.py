@@ -27,7 +27,7 @@ import errno
 import os
 import posixpath
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 from connc import documents, process, repository
@@ -174,7 +174,8 @@ class Blobs(repository.Files):
         self._sizes[oid] = size
         self._data.setdefault(oid, None)
         parent, _, name = path.rpartition("/")
-        self.directory(parent).add(name)
+        # Most files are in a directory already held: one lookup (a revision is 12,000 files).
+        (self._children.get(parent) or self.directory(parent)).add(name)
 
     def symlink(self, path: str) -> None:
         self._links.add(path)
@@ -184,10 +185,10 @@ class Blobs(repository.Files):
     def fill(self, oid: bytes, data: memoryview) -> None:
         self._data[oid] = data
 
-    def data(self, oid: bytes) -> memoryview | None:
-        """An object's bytes, when they were read."""
+    def settled_data(self) -> Mapping[bytes, memoryview | None]:
+        """object id -> its bytes, when they were read (None: not read)."""
         self.settle()
-        return self._data.get(oid)
+        return self._data
 
     def arrive(self, read: Callable[[], None], deadline: process.Deadline) -> None:
         """Fill objects with `read` in a thread of its own, while the caller goes on
@@ -346,17 +347,19 @@ def _read_blobs(top: Path, dest: Path, prefix: str, blobs: dict[bytes, list[str]
     total = 0
     for oid, paths in blobs.items():
         size = sizes[oid]
-        opened[oid] = count = sum(size <= _limit(path, prefix) for path in paths)
+        opened[oid] = count = sum([size <= _limit(path, prefix) for path in paths])
         total += size * count
     if total > MAX_REVISION_BYTES:
         raise UsageError(f"{error}: its connc files hold {total} bytes together; connc reads "
                          f"at most {MAX_REVISION_BYTES} bytes of a revision")
     first: list[bytes] = []  # read now: what validate reads before the files (.sops.yaml)
     later: list[bytes] = []  # connection and pipeline files: read while it does
+    top_of = str(dest)
+    taken = held.settled_data() if held is not None else {}
     for oid, paths in blobs.items():
         for relpath in paths:
-            files.add(f"{dest}/{relpath}", oid, sizes[oid])
-        data = held.data(oid) if held is not None else None
+            files.add(f"{top_of}/{relpath}", oid, sizes[oid])
+        data = taken.get(oid)
         if data is not None:
             files.fill(oid, data)
         elif opened[oid]:
