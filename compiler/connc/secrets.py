@@ -95,8 +95,20 @@ _ANCHORS = ("gh", "github_pat_", "glpat-", "xox", "AKIA", "ASIA", "sk_live_", "-
             AGE_IDENTITY_PREFIX, "LS0tLS1CRUdJTi")
 # Words a secret-named key takes as a mode, not a secret: a kubernetes connection's `auth: oidc`.
 _MODES = frozenset({"oidc"})
-_SECRET_LOOKING = re.compile("|".join(f"(?P<k{index}>{pattern})"
-                                      for index, (_label, pattern) in enumerate(_PATTERNS)))
+_WORD_BOUNDARY = r"\b"
+
+
+def _union(patterns: list[str]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?P<k{index}>{pattern})"
+                               for index, pattern in enumerate(patterns)))
+
+
+_SECRET_LOOKING = _union([pattern for _label, pattern in _PATTERNS])
+# What `redact` hides: the same patterns, also where a token is glued to a word character
+# (`X_ghp_...`, `tokenxoxb-...`). A finding keeps the word boundary: flagging `disk_live_...`
+# as a Stripe key would refuse a harmless file, while hiding it from a message costs nothing,
+# and a glued token shown in the clear would be a leak.
+_GLUED = _union([pattern.removeprefix(_WORD_BOUNDARY) for _label, pattern in _PATTERNS])
 _LABELS = {f"k{index}": label for index, (label, _pattern) in enumerate(_PATTERNS)}
 _NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/=]")
 
@@ -110,11 +122,12 @@ def _base64_private(text: str) -> bool:
         return False
 
 
-def _secrets_in(text: str) -> Iterator[tuple[re.Match[str], str]]:
+def _secrets_in(text: str, expression: re.Pattern[str] = _SECRET_LOOKING,
+                ) -> Iterator[tuple[re.Match[str], str]]:
     """Each secret-looking part of `text`, with what it looks like."""
     if not any(anchor in text for anchor in _ANCHORS):
         return
-    for match in _SECRET_LOOKING.finditer(text):
+    for match in expression.finditer(text):
         label = _LABELS[match.lastgroup or ""]
         if label != _BASE64_PRIVATE_KEY or _base64_private(match.group()):
             yield match, label
@@ -122,10 +135,10 @@ def _secrets_in(text: str) -> Iterator[tuple[re.Match[str], str]]:
 
 def redact(text: str) -> str:
     """`text` with each part that looks like a secret replaced by its kind: `[a GitHub
-    token]`. The one redaction step for everything connc shows (`findings.Finding`,
-    `findings.printable`, `errors.ConncError`, diff rows)."""
+    token]`, glued to a word or not (`_GLUED`). The one redaction step for everything connc
+    shows (`findings.Finding`, `findings.printable`, `errors.ConncError`, diff rows)."""
     parts, end = [], 0
-    for match, label in _secrets_in(text):
+    for match, label in _secrets_in(text, _GLUED):
         parts += [text[end:match.start()], f"[{label}]"]
         end = match.end()
     return "".join(parts) + text[end:] if parts else text

@@ -141,3 +141,28 @@ def test_the_anchors_are_looked_for_first() -> None:
     # Each anchor on its own is no secret, and text without any is never searched.
     assert not any(secrets.redact(anchor) != anchor for anchor in secrets._ANCHORS)
     assert secrets.redact("x ghp_" + "a" * 36 + " y") == "x [a GitHub token] y"
+
+
+@pytest.mark.parametrize(("word", "token", "label"), [
+    ("X_", "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "a GitHub token"),
+    ("token", "glpat-" + "AbCdEfGhIjKlMnOpQrSt", "a GitLab token"),
+    ("slack_", "xoxb-" + "123456789012-abcdefghij", "a Slack token"),
+    ("key_", "AKIA" + "IOSFODNN7EXAMPLE", "an AWS access key"),
+    ("di", "sk_live_" + "4eC39HqLyjWDarjtT1zdp7dc", "a Stripe key"),
+])
+def test_a_token_glued_to_a_word_is_hidden_but_not_flagged(word: str, token: str,
+                                                            label: str) -> None:
+    # Shown in the clear it would leak; flagged, it would refuse a harmless name.
+    assert secrets.redact(f"value {word}{token} here") == f"value {word}[{label}] here"
+    assert what_secret("description", word + token) is None
+    assert what_secret("description", token) == label
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_whatever_is_flagged_is_hidden(data: st.DataObject) -> None:
+    for _label, pattern in secrets._PATTERNS:
+        prefix = data.draw(st.text(max_size=3))
+        text = prefix + data.draw(st.from_regex(pattern, fullmatch=True))
+        if what_secret(None, text) is not None:
+            assert next(secrets._secrets_in(secrets.redact(text)), None) is None, text
