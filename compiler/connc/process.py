@@ -58,6 +58,7 @@ OUTPUT_LIMIT = 64 * 1024 * 1024  # stdout a caller collects whole; more is not a
 _STDERR_KEPT = 64 * 1024  # callers read a few known lines of it, never more
 _CHUNK = 1024 * 1024  # what one read from a pipe takes at most
 _STDIN_CHUNK = 64 * 1024  # written without blocking: a pipe takes what room it has
+_MIB = 1024 * 1024
 # Where util-linux keeps setpriv; never looked up on PATH, which is the caller's to change.
 _SETPRIV = ("/usr/bin/setpriv", "/bin/setpriv")
 
@@ -81,8 +82,9 @@ class TooMuchOutput(UsageError):
     """The program wrote more than its caller reads; it was killed with its group."""
 
     def __init__(self, program: str, limit: int) -> None:
-        super().__init__(f"{program} wrote more than {limit // (1024 * 1024)} MiB of output; "
-                         f"it was stopped")
+        # A bound of a few KB (a revision's exact answer) is no "0 MiB".
+        bound = f"{limit // _MIB} MiB" if limit and not limit % _MIB else f"{limit} bytes"
+        super().__init__(f"{program} wrote more than {bound} of output; it was stopped")
 
 
 class DeadlineExceeded(UsageError):
@@ -212,10 +214,13 @@ def _limit_resources(pid: int, memory: int, file_size: int | None) -> None:
     prlimit = getattr(resource, "prlimit", None)
     if prlimit is None:  # Linux only; elsewhere the deadline alone bounds the child
         return
-    with contextlib.suppress(OSError):  # ProcessLookupError: it has already exited
-        prlimit(pid, resource.RLIMIT_DATA, (memory, memory))
-        if file_size is not None:
-            prlimit(pid, resource.RLIMIT_FSIZE, (file_size, file_size))
+    for limit, value in ((resource.RLIMIT_DATA, memory), (resource.RLIMIT_FSIZE, file_size)):
+        # Each on its own: ProcessLookupError, it has already exited; PermissionError, connc
+        # itself is held to less (a hard limit it cannot raise), which the child keeps. A
+        # memory limit that cannot be set must not leave a spool unbounded.
+        if value is not None:
+            with contextlib.suppress(OSError):
+                prlimit(pid, limit, (value, value))
 
 
 def _memory_file() -> int | None:
@@ -236,7 +241,8 @@ class Process:
     `memory`: bytes of data the program (and what it starts) may map. `limit`: bytes of
     stdout it may write (more: `TooMuchOutput`). `spooled`: stdout goes to an anonymous file
     in memory (Linux's memfd; a pipe where there is none), read whole once the program has
-    exited; the kernel stops the program at `limit` (RLIMIT_FSIZE).
+    exited; the kernel stops the program at `limit` (RLIMIT_FSIZE, which bounds every file
+    the program writes: a log of its own must be off).
     """
 
     def __init__(self, args: Sequence[str], *, cwd: Path | str | None = None,
@@ -256,8 +262,12 @@ class Process:
         except BaseException:
             self._close_spool()
             raise
-        _limit_resources(self._proc.pid, memory,
-                         limit + 1 if self._spool is not None else None)
+        try:
+            _limit_resources(self._proc.pid, memory,
+                             limit + 1 if self._spool is not None else None)
+        except BaseException:  # an interrupt: the program is already ours to end, and reap
+            self.stop()
+            raise
 
     def _start(self, argv: list[str], cwd: Path | str | None, env: Mapping[str, str] | None,
                stdin: bytes | None) -> subprocess.Popen[bytes]:

@@ -40,7 +40,6 @@ TIMEOUT = 300.0
 # without a bound, a pull request of 10,000 names for one 1 MiB blob of zeros (a few KB in
 # git) would have 10 GB written here.
 MAX_REVISION_BYTES = 256 * 1024 * 1024
-_MAX_HEADER = 1024  # "<oid> <type> <size>\n" of cat-file
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +54,11 @@ def _git(args: list[str], cwd: Path, error: str, deadline: process.Deadline, *,
     """Run git; on failure raise `error` (git's stderr only when asked: it names no contents).
     `limit`, `spooled`: its stdout's bound, and where it goes (`process.Process`)."""
     command = ["git", "--no-pager", "--literal-pathspecs", "-c", "core.quotepath=off", *args]
+    env = _git_env()
+    if spooled:  # its bound, RLIMIT_FSIZE, is every file's: a trace log would outgrow it
+        env.update(_UNTRACED)
     try:
-        done = process.Process(command, cwd=cwd, stdin=stdin, env=_git_env(), limit=limit,
+        done = process.Process(command, cwd=cwd, stdin=stdin, env=env, limit=limit,
                                spooled=spooled).wait(deadline.remaining(),
                                                      cancel=deadline.cancel)
     except process.Timeout:
@@ -70,6 +72,11 @@ def _git(args: list[str], cwd: Path, error: str, deadline: process.Deadline, *,
         raise UsageError(f"{error} ({printable(detail[0])})" if show_stderr and detail
                          else error)
     return done.stdout
+
+
+# git's trace2 logs (`trace2.normalTarget` and the others, in the system or global config of
+# a runner with git telemetry) are files git appends to while it runs; these turn them off.
+_UNTRACED = {"GIT_TRACE2": "0", "GIT_TRACE2_PERF": "0", "GIT_TRACE2_EVENT": "0"}
 
 
 def _git_env() -> dict[str, str]:
