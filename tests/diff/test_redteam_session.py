@@ -38,6 +38,7 @@ from kit.build import (
     git,
     make_repo,
     pipeline,
+    pipeline_added,
     sops_env,
     sops_rules,
     write,
@@ -119,12 +120,7 @@ def _gone(pid: int) -> bool:
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_an_interrupt_while_a_revision_is_read_in_the_background_stops_its_git(
         tmp_path: Path, signum: int) -> None:
-    root = make_repo(tmp_path / "repo", connections={"c": connection("c")},
-                     pipelines={"p": pipeline("p", "c")}, encrypt_all=False)
-    git(root, "init", "-q", "-b", "main")
-    commit(root, "base")
-    write(root, "pipelines.d/q.yaml", pipeline("q", "c"))
-    commit(root, "head")
+    root = pipeline_added(tmp_path / "repo")
     wrapper = tmp_path / "bin" / "git"
     wrapper.parent.mkdir()
     wrapper.write_text(_SLOW_GIT.format(git=shutil.which("git")))

@@ -24,7 +24,7 @@ from connc import process
 from connc.diff import revisions
 from connc.diff.run import diff
 from connc.errors import UsageError
-from kit.build import commit, connection, git, make_repo, pipeline, write
+from kit.build import commit, connection, git, make_repo, pipeline, pipeline_added, write
 from kit.run import connc
 
 DEADLINE = 60.0
@@ -73,13 +73,7 @@ def repo(tmp_path: Path) -> Path:
     """BASE (main~1) and HEAD (main): HEAD adds a pipeline. BASE's `.sops.yaml` and
     members.yaml are the run's first `cat-file` (read at once), its connection and pipeline
     files the second (in the background), HEAD's new pipeline the third."""
-    root = make_repo(tmp_path / "repo", connections={"c": connection("c")},
-                     pipelines={"p": pipeline("p", "c")}, encrypt_all=False)
-    git(root, "init", "-q", "-b", "main")
-    commit(root, "base")
-    write(root, "pipelines.d/q.yaml", pipeline("q", "c"))
-    commit(root, "head")
-    return root
+    return pipeline_added(tmp_path / "repo")
 
 
 # A git whose N-th `cat-file --batch` of the run answers otherwise than asked.

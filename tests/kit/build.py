@@ -195,6 +195,18 @@ def commit(repo: Path, message: str = "change") -> str:
     return git(repo, "rev-parse", "HEAD").strip()
 
 
+def pipeline_added(root: Path) -> Path:
+    """A keyless git repository at `root` whose BASE (main~1) holds connection `c` and
+    pipeline `p`, and whose HEAD (main) adds pipeline `q`: the smallest pull request."""
+    make_repo(root, connections={"c": connection("c")}, pipelines={"p": pipeline("p", "c")},
+              encrypt_all=False)
+    git(root, "init", "-q", "-b", "main")
+    commit(root, "base")
+    write(root, "pipelines.d/q.yaml", pipeline("q", "c"))
+    commit(root, "head")
+    return root
+
+
 def replace(repo: Path, relpath: str, old: str, new: str) -> None:
     """Edit a file as a reviewer would: plaintext outside `credential` needs no key."""
     path = repo / relpath
